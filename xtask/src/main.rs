@@ -1,0 +1,104 @@
+//! `cargo xtask …`: everything the project needs that is not a Rust dependency, as code.
+//!
+//! - `provision`: a Python virtual environment with the reference validators and peers (numpy,
+//!   h5py, onnx, onnxruntime, pycocotools, evlib), the ONNX Runtime shared library from the
+//!   `onnxruntime` wheel, and real event recordings from the faery 0.7.1 source package. All of it
+//!   goes under `target/prism-env` (or `$PRISM_ENV`), checked by sha256 where it is data.
+//! - `test`: provision, then run every test of the workspace with the fixtures required.
+//! - `bench`: provision, then run the benchmarks that compare prism with its peers.
+
+mod provision;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root()?;
+    let env = provision::Env::at(&root);
+    match args.first().map(String::as_str) {
+        Some("provision") => env.provision(),
+        Some("test") => {
+            env.provision()?;
+            run_tests(&env, &args[1..])
+        }
+        Some("bench") => {
+            env.provision()?;
+            run_benches(&env, &args[1..])
+        }
+        Some("env") => {
+            // Prints the variables the tests use, for `eval "$(cargo xtask env)"`.
+            for (key, value) in env.variables()? {
+                println!("export {key}={}", value.display());
+            }
+            Ok(())
+        }
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <provision | test [cargo test args] | bench [names] | env>"
+            );
+            bail!("unknown or missing xtask command")
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's manifest directory.
+fn workspace_root() -> Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(PathBuf::from)
+        .context("xtask has no parent directory")
+}
+
+/// `cargo test --workspace` with the provisioned environment, fixtures required.
+fn run_tests(env: &provision::Env, extra: &[String]) -> Result<()> {
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(&env.root)
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .args(extra);
+    for (key, value) in env.variables()? {
+        cmd.env(key, value);
+    }
+    cmd.env("PRISM_REQUIRE_FIXTURES", "1");
+    run(&mut cmd, "cargo test")
+}
+
+/// The benchmarks, in release mode: each prints its table and writes `benchmarks/results/`.
+fn run_benches(env: &provision::Env, names: &[String]) -> Result<()> {
+    let all = ["bench-events"];
+    let selected: Vec<&str> = if names.is_empty() {
+        all.to_vec()
+    } else {
+        names.iter().map(String::as_str).collect()
+    };
+    for name in selected {
+        if !all.contains(&name) {
+            bail!("unknown benchmark {name:?}; known: {}", all.join(", "));
+        }
+        let mut cmd = Command::new(cargo());
+        cmd.current_dir(&env.root)
+            .args(["run", "--release", "-p", "prism-benchmarks", "--bin", name]);
+        for (key, value) in env.variables()? {
+            cmd.env(key, value);
+        }
+        run(&mut cmd, name)?;
+    }
+    Ok(())
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
+}
+
+pub(crate) fn run(cmd: &mut Command, what: &str) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
