@@ -1,0 +1,369 @@
+//! `bench-events`: the event layer against its peers, on one core, in one run.
+//!
+//! Measures prism's EVT3 and DAT decoding (whole file, page cache warm) and RVT stacked-histogram
+//! building (720x1280, 50 ms windows, cutoff 10, windows cut by the streaming slicer), then runs
+//! `benchmarks/peers/events_peers.py` (NumPy, evlib) pinned to the same core with every thread
+//! pool at 1, and writes `results/events.{md,json,png}`.
+//!
+//! ```text
+//! cargo run --release -p prism-benchmarks --bin bench-events -- [--runs 5] [--cpu 1]
+//!     [--dat gen4.dat] [--evt3 evt3.raw] [--python venv/bin/python] [--out benchmarks/results]
+//!     [--no-peers]
+//! ```
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use prism_benchmarks::chart::{bar_chart, Group};
+use prism_events::repr::{HistogramConfig, StackedHistogram};
+use prism_events::window::{WindowConfig, WindowSlicer};
+use prism_events::{testdata, EventChunk};
+use serde_json::{json, Value};
+
+#[derive(Debug)]
+struct Args {
+    dat: PathBuf,
+    evt3: PathBuf,
+    runs: usize,
+    cpu: Option<usize>,
+    python: Option<PathBuf>,
+    out: PathBuf,
+    peers: bool,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut a = Args {
+        dat: testdata::faery("gen4.dat").context("gen4.dat not provisioned")?,
+        evt3: testdata::faery("evt3.raw").context("evt3.raw not provisioned")?,
+        runs: 5,
+        cpu: Some(1),
+        python: None,
+        out: Path::new(env!("CARGO_MANIFEST_DIR")).join("results"),
+        peers: true,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--dat" => a.dat = val()?.into(),
+            "--evt3" => a.evt3 = val()?.into(),
+            "--runs" => a.runs = val()?.parse()?,
+            "--cpu" => a.cpu = Some(val()?.parse()?),
+            "--no-pin" => a.cpu = None,
+            "--python" => a.python = Some(val()?.into()),
+            "--out" => a.out = val()?.into(),
+            "--no-peers" => a.peers = false,
+            other => bail!("unknown argument {other} (see the doc comment of bench-events.rs)"),
+        }
+    }
+    if a.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    Ok(a)
+}
+
+/// Re-runs this process under `taskset -c cpu` once, so that prism and the peers share one core.
+fn pin_to_core(cpu: usize) -> Result<Option<i32>> {
+    if std::env::var_os("PRISM_BENCH_PINNED").is_some() {
+        return Ok(None);
+    }
+    let exe = std::env::current_exe()?;
+    match Command::new("taskset")
+        .arg("-c")
+        .arg(cpu.to_string())
+        .arg(exe)
+        .args(std::env::args_os().skip(1))
+        .env("PRISM_BENCH_PINNED", cpu.to_string())
+        .status()
+    {
+        Ok(status) => Ok(Some(status.code().unwrap_or(1))),
+        Err(e) => {
+            eprintln!("warning: taskset unavailable ({e}); running unpinned");
+            Ok(None)
+        }
+    }
+}
+
+/// Median seconds of `runs` calls after one warm-up, and the warm-up's result.
+fn time_median<T>(runs: usize, mut f: impl FnMut() -> Result<T>) -> Result<(f64, T)> {
+    let first = f()?;
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = Instant::now();
+        black_box(f()?);
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((times[times.len() / 2], first))
+}
+
+/// Decodes the whole file, counting events.
+fn decode(path: &Path) -> Result<u64> {
+    let mut reader = prism_events::open(path)?;
+    let mut chunk = EventChunk::default();
+    let mut n = 0u64;
+    while reader.read_chunk(&mut chunk)? {
+        n += chunk.len() as u64;
+        black_box(&chunk);
+    }
+    Ok(n)
+}
+
+/// Streams `events` (in decoder-sized chunks) through the RVT slicer and the histogram.
+/// Returns (windows, events in windows).
+fn histogram_pass(events: &EventChunk, hist: &mut StackedHistogram) -> Result<(u64, u64)> {
+    let mut slicer = WindowSlicer::new(WindowConfig::rvt())?;
+    let (mut windows, mut n) = (0u64, 0u64);
+    let all = events.as_slice();
+    let mut drain = |slicer: &mut WindowSlicer| -> Result<()> {
+        while let Some(w) = slicer.next_window() {
+            n += w.events.len() as u64;
+            windows += 1;
+            black_box(hist.build(w.events)?);
+        }
+        Ok(())
+    };
+    for start in (0..all.len()).step_by(1 << 16) {
+        slicer.push(all.slice(start..(start + (1 << 16)).min(all.len())))?;
+        drain(&mut slicer)?;
+    }
+    slicer.finish();
+    drain(&mut slicer)?;
+    Ok((windows, n))
+}
+
+/// One compared task: ours and the peers in million events per second.
+struct Row {
+    task: &'static str,
+    what: String,
+    ours: f64,
+    ours_ms_per_window: Option<f64>,
+    peers: Vec<(String, f64, Option<f64>)>,
+    goal: f64,
+}
+
+impl Row {
+    fn fastest_peer(&self) -> Option<&(String, f64, Option<f64>)> {
+        self.peers.iter().max_by(|a, b| a.1.total_cmp(&b.1))
+    }
+}
+
+fn run_peers(args: &Args) -> Result<Value> {
+    let python = match &args.python {
+        Some(p) => p.clone(),
+        None => testdata::python().context("no Python environment for the peers")?,
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/events_peers.py");
+    let mut cmd = match args.cpu {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpu.to_string()).arg(&python);
+            c
+        }
+        None => Command::new(&python),
+    };
+    for var in [
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "POLARS_MAX_THREADS",
+        "RAYON_NUM_THREADS",
+        "NUMEXPR_NUM_THREADS",
+    ] {
+        cmd.env(var, "1");
+    }
+    let out = cmd
+        .arg(&script)
+        .arg("--dat")
+        .arg(&args.dat)
+        .arg("--evt3")
+        .arg(&args.evt3)
+        .arg("--runs")
+        .arg(args.runs.to_string())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!("peers failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn mev(events: u64, secs: f64) -> f64 {
+    events as f64 / secs / 1e6
+}
+
+fn main() -> Result<()> {
+    let args = parse_args()?;
+    if let Some(cpu) = args.cpu {
+        if let Some(code) = pin_to_core(cpu)? {
+            std::process::exit(code);
+        }
+    }
+    eprintln!(
+        "bench-events: {} runs per measurement, cpu {:?}",
+        args.runs, args.cpu
+    );
+
+    let (evt3_s, evt3_n) = time_median(args.runs, || decode(&args.evt3))?;
+    let (dat_s, dat_n) = time_median(args.runs, || decode(&args.dat))?;
+    let events = prism_events::reader::read_all(prism_events::open(&args.dat)?.as_mut())?;
+    let mut full = StackedHistogram::new(HistogramConfig::rvt(1280, 720))?;
+    let (hist_s, (windows, hist_n)) =
+        time_median(args.runs, || histogram_pass(&events, &mut full))?;
+    let mut gen4 = StackedHistogram::new(HistogramConfig::gen4())?;
+    let (gen4_s, _) = time_median(args.runs, || histogram_pass(&events, &mut gen4))?;
+    eprintln!(
+        "ours done: evt3 {evt3_s:.4}s, dat {dat_s:.4}s, histogram {hist_s:.4}s / {windows} windows"
+    );
+
+    let peers = if args.peers {
+        run_peers(&args)?
+    } else {
+        json!({"peers": [], "versions": {}, "errors": {}})
+    };
+    let peer_rows = |task: &str| -> Vec<(String, f64, Option<f64>)> {
+        peers["peers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["task"] == task)
+            .filter_map(|p| {
+                let s = p["median_s"].as_f64()?;
+                let ev = p["events"].as_u64()?;
+                let per_window = p["windows"].as_u64().map(|w| s * 1e3 / w as f64);
+                Some((p["name"].as_str()?.to_string(), mev(ev, s), per_window))
+            })
+            .collect()
+    };
+    let per_window = |s: f64| s * 1e3 / windows as f64;
+    let rows = vec![
+        Row {
+            task: "decode_evt3",
+            what: format!("EVT3 decoding, evt3.raw ({evt3_n} events)"),
+            ours: mev(evt3_n, evt3_s),
+            ours_ms_per_window: None,
+            peers: peer_rows("decode_evt3"),
+            goal: 2.0,
+        },
+        Row {
+            task: "decode_dat",
+            what: format!("DAT decoding, gen4.dat ({dat_n} events)"),
+            ours: mev(dat_n, dat_s),
+            ours_ms_per_window: None,
+            peers: peer_rows("decode_dat"),
+            goal: 2.0,
+        },
+        Row {
+            task: "histogram",
+            what: format!(
+                "RVT stacked histogram 20x720x1280, {windows} windows of 50 ms, cutoff 10"
+            ),
+            ours: mev(hist_n, hist_s),
+            ours_ms_per_window: Some(per_window(hist_s)),
+            peers: peer_rows("histogram"),
+            goal: 3.0,
+        },
+        Row {
+            task: "histogram_gen4",
+            what:
+                "RVT stacked histogram, 1Mpx input 20x384x640 (x0.5 nearest-exact + pad), ours only"
+                    .into(),
+            ours: mev(hist_n, gen4_s),
+            ours_ms_per_window: Some(per_window(gen4_s)),
+            peers: Vec::new(),
+            goal: 0.0,
+        },
+    ];
+    write_results(&args, &rows, &peers)
+}
+
+fn write_results(args: &Args, rows: &[Row], peers: &Value) -> Result<()> {
+    std::fs::create_dir_all(&args.out)?;
+    let mut md = String::from("# Event layer: prism vs peers (one core)\n\n");
+    md += &format!(
+        "`cargo run --release -p prism-benchmarks --bin bench-events` — median of {} runs after a warm-up, \
+         files in page cache, prism and peers pinned to CPU {:?}, peer thread pools at 1. \
+         Throughput in million events per second (higher is better).\n\n",
+        args.runs, args.cpu
+    );
+    md += "| task | prism | ms/window | fastest peer | peer | peer ms/window | ratio | goal |\n|---|---|---|---|---|---|---|---|\n";
+    let mut jrows = Vec::new();
+    for r in rows {
+        let ms = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.3}"));
+        let fastest = r.fastest_peer();
+        let ratio = fastest.map(|p| r.ours / p.1);
+        md += &format!(
+            "| {} | {:.1} | {} | {} | {} | {} | {} | {} |\n",
+            r.what,
+            r.ours,
+            ms(r.ours_ms_per_window),
+            fastest.map_or("–".into(), |p| p.0.clone()),
+            fastest.map_or("–".into(), |p| format!("{:.1}", p.1)),
+            ms(fastest.and_then(|p| p.2)),
+            ratio.map_or("–".into(), |v| format!("{v:.1}x")),
+            match (ratio, r.goal > 0.0) {
+                (Some(v), true) => format!(
+                    "≥{:.0}x {}",
+                    r.goal,
+                    if v >= r.goal { "met" } else { "NOT met" }
+                ),
+                _ => "–".into(),
+            }
+        );
+        jrows.push(json!({
+            "task": r.task, "what": r.what, "ours_mev_s": r.ours, "ours_ms_per_window": r.ours_ms_per_window,
+            "peers": r.peers.iter().map(|p| json!({"name": p.0, "mev_s": p.1, "ms_per_window": p.2})).collect::<Vec<_>>(),
+            "ratio_vs_fastest_peer": ratio, "goal": r.goal,
+        }));
+    }
+    md += "\nAll peers:\n\n| task | peer | M events/s | ms/window |\n|---|---|---|---|\n";
+    for r in rows {
+        for p in &r.peers {
+            md += &format!(
+                "| {} | {} | {:.1} | {} |\n",
+                r.task,
+                p.0,
+                p.1,
+                p.2.map_or("–".into(), |v| format!("{v:.3}"))
+            );
+        }
+    }
+    md += &format!(
+        "\nPeer versions: {}. Peer errors: {}.\n",
+        peers["versions"], peers["errors"]
+    );
+    std::fs::write(args.out.join("events.md"), &md)?;
+    let j = json!({"runs": args.runs, "cpu": args.cpu, "rows": jrows, "peer_versions": peers["versions"], "peer_errors": peers["errors"]});
+    std::fs::write(
+        args.out.join("events.json"),
+        serde_json::to_string_pretty(&j)?,
+    )?;
+    let groups: Vec<Group> = rows
+        .iter()
+        .filter(|r| !r.peers.is_empty())
+        .map(|r| Group {
+            title: match r.fastest_peer() {
+                Some(p) => format!(
+                    "{}: prism {:.1}x the fastest peer",
+                    r.task.replace('_', " "),
+                    r.ours / p.1
+                ),
+                None => r.task.replace('_', " "),
+            },
+            bars: std::iter::once(("prism".to_string(), r.ours, true))
+                .chain(r.peers.iter().map(|p| (p.0.clone(), p.1, false)))
+                .collect(),
+        })
+        .collect();
+    bar_chart(
+        &args.out.join("events.png"),
+        "Event layer, one core: million events per second",
+        "M ev/s",
+        &groups,
+    )?;
+    print!("{md}");
+    Ok(())
+}

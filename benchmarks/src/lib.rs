@@ -1,0 +1,3 @@
+//! Shared pieces of prism's benchmark binaries.
+
+pub mod chart;

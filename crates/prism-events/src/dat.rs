@@ -1,0 +1,260 @@
+//! Prophesee `.dat` decoder (Gen1 / 1Mpx `*_td.dat`).
+//!
+//! Layout: `% key value` header lines, then one event-type byte and one event-size byte (must be
+//! 8), then 8-byte little-endian records: `u32 t` (µs) and a `u32` word with `x` = bits 0-13,
+//! `y` = bits 14-27, `p` = bit 28. A file with no header lines is bare records, as RVT's
+//! `parse_header` assumes.
+//!
+//! Policies: the u32 time wraps every 2^32 µs; a timestamp that falls by more than 2^31 from
+//! the previous record is a wrap and 2^32 is added. The type byte 0x0E (external triggers) is
+//! refused, other type bytes are accepted (RVT ignores it). A truncated trailing record is a
+//! [`EventError::Corrupt`] error naming its offset, raised after every complete record has been
+//! returned. Seeking binary-searches a sparse sample of records (one per `SAMPLE_STRIDE`), then
+//! decodes forward from there; it is exact for time-ordered files.
+
+use std::path::Path;
+
+use crate::block::BlockReader;
+use crate::chunk::EventChunk;
+use crate::error::{EventError, Result};
+use crate::header::Header;
+use crate::policy::{update_stats, Gate};
+use crate::reader::{EventReader, Format, ReaderOptions, ReaderStats, SensorSize};
+
+const RECORD: usize = 8;
+/// Records between two samples of the seek index (512 KiB of file).
+const SAMPLE_STRIDE: u64 = 1 << 16;
+/// Event type byte of an external-trigger file: not CD events.
+const TYPE_EXT_TRIGGER: u8 = 0x0E;
+const HALF_WRAP: u32 = 1 << 31;
+const WRAP: i64 = 1 << 32;
+
+/// Time unwrapping state.
+#[derive(Debug, Clone, Copy, Default)]
+struct Clock {
+    /// Added to each raw u32 timestamp: `wraps * 2^32`.
+    offset: i64,
+    prev: Option<u32>,
+}
+
+impl Clock {
+    #[inline(always)]
+    fn unwrap(&mut self, raw: u32) -> i64 {
+        if let Some(prev) = self.prev {
+            if raw < prev && prev - raw > HALF_WRAP {
+                self.offset += WRAP;
+            }
+        }
+        self.prev = Some(raw);
+        self.offset + i64::from(raw)
+    }
+}
+
+/// One sampled record of the seek index: its number and unwrapped time.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    record: u64,
+    t: i64,
+    raw: u32,
+}
+
+/// Streams CD events out of a `.dat` file.
+pub struct DatReader {
+    src: BlockReader,
+    clock: Clock,
+    gate: Gate,
+    data_offset: u64,
+    records: u64,
+    samples: Option<Vec<Sample>>,
+    sensor: Option<SensorSize>,
+    chunk_events: usize,
+    stats: ReaderStats,
+}
+
+impl DatReader {
+    pub fn open(path: &Path, options: ReaderOptions) -> Result<Self> {
+        let header = Header::read(path)?;
+        let mut src = BlockReader::open(path, header.data_offset)?;
+        let file_len = src.file_len()?;
+        let bad = |reason: String| EventError::BadHeader {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let data_offset = if header.lines.is_empty() {
+            0
+        } else {
+            if file_len < header.data_offset + 2 {
+                return Err(bad(format!(
+                    "the header ends at byte {} without the event type and size bytes",
+                    header.data_offset
+                )));
+            }
+            let mut type_size = [0u8; 2];
+            src.read_at(header.data_offset, &mut type_size)?;
+            let [ev_type, ev_size] = type_size;
+            if usize::from(ev_size) != RECORD {
+                return Err(bad(format!(
+                    "event size byte at offset {} is {ev_size}, expected 8",
+                    header.data_offset + 1
+                )));
+            }
+            if ev_type == TYPE_EXT_TRIGGER {
+                return Err(bad(
+                    "event type 0x0E: external triggers, not CD events".into()
+                ));
+            }
+            header.data_offset + 2
+        };
+        src.seek(data_offset)?;
+        let sensor = header.geometry().or(options.sensor_size);
+        Ok(Self {
+            src,
+            clock: Clock::default(),
+            gate: Gate::new(&options, sensor),
+            data_offset,
+            records: (file_len.saturating_sub(data_offset)) / RECORD as u64,
+            samples: None,
+            sensor,
+            chunk_events: options.chunk_events.max(1),
+            stats: ReaderStats::default(),
+        })
+    }
+
+    /// Number of complete records in the file.
+    pub fn record_count(&self) -> u64 {
+        self.records
+    }
+
+    /// Decodes whole records of `bytes` (at file offset `offset`) until `out` holds `limit`
+    /// events; returns the bytes consumed.
+    fn decode(
+        &mut self,
+        bytes_at: u64,
+        limit: usize,
+        out: &mut EventChunk,
+        path: &Path,
+    ) -> Result<usize> {
+        let bytes = self.src.available();
+        let mut clock = self.clock;
+        let mut used = 0;
+        let mut result = Ok(());
+        for rec in bytes.chunks_exact(RECORD) {
+            if out.len() >= limit {
+                break;
+            }
+            let raw = u32::from_le_bytes([rec[0], rec[1], rec[2], rec[3]]);
+            let w = u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]);
+            let at = bytes_at + used as u64;
+            used += RECORD;
+            let t = clock.unwrap(raw);
+            match self.gate.admit_time(t, 1, at, path) {
+                Ok(Some(t)) => {
+                    let (x, y, p) = (w & 0x3FFF, (w >> 14) & 0x3FFF, ((w >> 28) & 1) as u8);
+                    if let Err(e) = self.gate.push(out, t, x, y, p, at, path) {
+                        result = Err(e);
+                        break;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.clock = clock;
+        result.map(|()| used)
+    }
+
+    /// Samples one record every `SAMPLE_STRIDE`, unwrapping time across samples.
+    fn build_samples(&mut self) -> Result<Vec<Sample>> {
+        let mut clock = Clock::default();
+        let mut samples = Vec::new();
+        let mut record = 0;
+        while record < self.records {
+            let mut buf = [0u8; 4];
+            self.src
+                .read_at(self.data_offset + record * RECORD as u64, &mut buf)?;
+            let raw = u32::from_le_bytes(buf);
+            samples.push(Sample {
+                record,
+                t: clock.unwrap(raw),
+                raw,
+            });
+            record += SAMPLE_STRIDE;
+        }
+        Ok(samples)
+    }
+}
+
+impl EventReader for DatReader {
+    fn format(&self) -> Format {
+        Format::Dat
+    }
+
+    fn sensor_size(&self) -> Option<SensorSize> {
+        self.sensor
+    }
+
+    fn read_chunk(&mut self, out: &mut EventChunk) -> Result<bool> {
+        out.clear();
+        let limit = self.chunk_events;
+        let path = self.src.path().to_path_buf();
+        while out.len() < limit {
+            let available = self.src.available().len();
+            if available < RECORD {
+                if self.src.refill()? {
+                    continue;
+                }
+                let left = self.src.available().len();
+                if left == 0 {
+                    break;
+                }
+                if out.is_empty() {
+                    return Err(EventError::Corrupt {
+                        path,
+                        offset: self.src.offset(),
+                        reason: format!(
+                            "truncated record at the end of the file ({left} of 8 bytes)"
+                        ),
+                    });
+                }
+                break; // deliver what we have; the next call reports the truncation
+            }
+            let offset = self.src.offset();
+            let used = self.decode(offset, limit, out, &path)?;
+            self.src.consume(used);
+        }
+        update_stats(&mut self.stats, &self.gate, out);
+        Ok(!out.is_empty())
+    }
+
+    fn seek_time(&mut self, t_us: i64) -> Result<()> {
+        if self.samples.is_none() {
+            self.samples = Some(self.build_samples()?);
+        }
+        let start = self.samples.as_deref().and_then(|samples| {
+            let idx = samples.partition_point(|s| s.t < t_us);
+            samples.get(idx.checked_sub(1)?).copied()
+        });
+        match start {
+            Some(s) => {
+                self.src.seek(self.data_offset + s.record * RECORD as u64)?;
+                self.clock = Clock {
+                    offset: s.t - i64::from(s.raw),
+                    prev: Some(s.raw),
+                };
+            }
+            None => {
+                self.src.seek(self.data_offset)?;
+                self.clock = Clock::default();
+            }
+        }
+        self.gate.skip_until(t_us);
+        Ok(())
+    }
+
+    fn stats(&self) -> &ReaderStats {
+        &self.stats
+    }
+}

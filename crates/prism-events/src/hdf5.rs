@@ -1,0 +1,370 @@
+//! HDF5 event files, read with the pure-Rust `rust-hdf5` crate (no libhdf5).
+//!
+//! Two layouts, both `events/{x,y,p,t}` 1-D integer datasets of equal length:
+//! - RVT input (`*_td.h5`): optional `events/height` / `events/width` scalars give the sensor.
+//! - DSEC (`events.h5`): `t` is relative; a root `t_offset` scalar makes it absolute
+//!   (`t + t_offset`), and a root `ms_to_idx` array (`ms_to_idx[ms]` = first event with
+//!   `t >= ms * 1000`) lets a seek jump straight to the right millisecond.
+//!
+//! Columns are read in bounded slices (hyperslabs of `BLOCK` events), so memory stays bounded
+//! on any file; chunked and deflate-compressed datasets are decoded by the crate. `p` is clipped
+//! to `{0, 1}` (`p <= 0` is OFF, RVT clips negative polarities to 0). Without `ms_to_idx` a seek
+//! binary-searches `t` (exact for time-sorted files). HDF5 has no meaningful byte offsets, so
+//! errors about single events give the event's index in the `offset` field.
+
+use std::path::{Path, PathBuf};
+
+use rust_hdf5::{DatatypeMessage, H5Dataset, H5File};
+
+use crate::chunk::EventChunk;
+use crate::error::{EventError, Result};
+use crate::policy::{update_stats, Gate};
+use crate::reader::{EventReader, Format, ReaderOptions, ReaderStats, SensorSize};
+
+/// Events read from each column per HDF5 slice.
+const BLOCK: usize = 1 << 16;
+
+/// Integer storage types a column may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IntKind {
+    U8,
+    I8,
+    U16,
+    I16,
+    U32,
+    I32,
+    U64,
+    I64,
+}
+
+/// One integer dataset, read as `i64` whatever its stored width.
+struct Column {
+    name: &'static str,
+    ds: H5Dataset,
+    kind: IntKind,
+    len: usize,
+}
+
+fn hdf5_err(path: &Path, what: &str, err: impl std::fmt::Display) -> EventError {
+    EventError::Hdf5 {
+        path: path.to_path_buf(),
+        reason: format!("{what}: {err}"),
+    }
+}
+
+impl Column {
+    fn open(file: &H5File, path: &Path, name: &'static str) -> Result<Self> {
+        let ds = file.dataset(name).map_err(|e| hdf5_err(path, name, e))?;
+        let kind = match ds.datatype().map_err(|e| hdf5_err(path, name, e))? {
+            DatatypeMessage::FixedPoint { size, signed, .. } => match (size, signed) {
+                (1, false) => IntKind::U8,
+                (1, true) => IntKind::I8,
+                (2, false) => IntKind::U16,
+                (2, true) => IntKind::I16,
+                (4, false) => IntKind::U32,
+                (4, true) => IntKind::I32,
+                (8, false) => IntKind::U64,
+                (8, true) => IntKind::I64,
+                _ => {
+                    return Err(hdf5_err(
+                        path,
+                        name,
+                        format!("unsupported integer size {size}"),
+                    ))
+                }
+            },
+            other => {
+                return Err(hdf5_err(
+                    path,
+                    name,
+                    format!("expected an integer dataset, found {other:?}"),
+                ))
+            }
+        };
+        let shape = ds.shape();
+        let len = match shape.as_slice() {
+            [] => 1,
+            [n] => *n,
+            _ => {
+                return Err(hdf5_err(
+                    path,
+                    name,
+                    format!("expected one dimension, found shape {shape:?}"),
+                ))
+            }
+        };
+        Ok(Self {
+            name,
+            ds,
+            kind,
+            len,
+        })
+    }
+
+    /// Elements `start .. start + count` as `i64` (u64 values above `i64::MAX` saturate).
+    fn read(&self, path: &Path, start: usize, count: usize, out: &mut Vec<i64>) -> Result<()> {
+        out.clear();
+        if count == 0 {
+            return Ok(());
+        }
+        let err = |e: rust_hdf5::Hdf5Error| hdf5_err(path, self.name, e);
+        let scalar = self.ds.shape().is_empty();
+        macro_rules! read_as {
+            ($t:ty) => {{
+                let values: Vec<$t> = if scalar {
+                    self.ds.read_raw::<$t>().map_err(err)?
+                } else {
+                    self.ds.read_slice::<$t>(&[start], &[count]).map_err(err)?
+                };
+                out.extend(
+                    values
+                        .into_iter()
+                        .map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+                );
+            }};
+        }
+        match self.kind {
+            IntKind::U8 => read_as!(u8),
+            IntKind::I8 => read_as!(i8),
+            IntKind::U16 => read_as!(u16),
+            IntKind::I16 => read_as!(i16),
+            IntKind::U32 => read_as!(u32),
+            IntKind::I32 => read_as!(i32),
+            IntKind::U64 => read_as!(u64),
+            IntKind::I64 => read_as!(i64),
+        }
+        if out.len() != count {
+            return Err(hdf5_err(
+                path,
+                self.name,
+                format!("read {} values, expected {count}", out.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A scalar (or the first element).
+    fn scalar(&self, path: &Path) -> Result<i64> {
+        let mut v = Vec::with_capacity(1);
+        self.read(path, 0, 1, &mut v)?;
+        v.first()
+            .copied()
+            .ok_or_else(|| hdf5_err(path, self.name, "empty scalar"))
+    }
+}
+
+/// The four event columns, decoded one block at a time.
+#[derive(Default)]
+struct Block {
+    /// Index of the first event in the block.
+    start: usize,
+    x: Vec<i64>,
+    y: Vec<i64>,
+    p: Vec<i64>,
+    t: Vec<i64>,
+}
+
+/// Streams events out of an HDF5 file.
+pub struct Hdf5Reader {
+    path: PathBuf,
+    x: Column,
+    y: Column,
+    p: Column,
+    t: Column,
+    ms_to_idx: Option<Column>,
+    t_offset: i64,
+    /// Number of events.
+    len: usize,
+    /// Index of the next event to decode.
+    next: usize,
+    block: Block,
+    gate: Gate,
+    sensor: Option<SensorSize>,
+    chunk_events: usize,
+    stats: ReaderStats,
+}
+
+/// Opens an optional dataset: `None` when the file has no such name.
+fn optional(file: &H5File, path: &Path, name: &'static str) -> Result<Option<Column>> {
+    if !file
+        .dataset_names()
+        .iter()
+        .any(|n| n.trim_start_matches('/') == name)
+    {
+        return Ok(None);
+    }
+    Column::open(file, path, name).map(Some)
+}
+
+impl Hdf5Reader {
+    pub fn open(path: &Path, options: ReaderOptions) -> Result<Self> {
+        let file = H5File::open(path).map_err(|e| hdf5_err(path, "open", e))?;
+        let x = Column::open(&file, path, "events/x")?;
+        let y = Column::open(&file, path, "events/y")?;
+        let p = Column::open(&file, path, "events/p")?;
+        let t = Column::open(&file, path, "events/t")?;
+        let len = t.len;
+        for c in [&x, &y, &p] {
+            if c.len != len {
+                return Err(hdf5_err(
+                    path,
+                    c.name,
+                    format!("has {} events but events/t has {len}", c.len),
+                ));
+            }
+        }
+        let t_offset = match optional(&file, path, "t_offset")? {
+            Some(c) => c.scalar(path)?,
+            None => 0,
+        };
+        let size = |name| -> Result<Option<u16>> {
+            optional(&file, path, name)?
+                .map(|c| {
+                    let v = c.scalar(path)?;
+                    u16::try_from(v)
+                        .map_err(|_| hdf5_err(path, name, format!("sensor size {v} out of range")))
+                })
+                .transpose()
+        };
+        let declared = match (size("events/width")?, size("events/height")?) {
+            (Some(width), Some(height)) => Some(SensorSize { width, height }),
+            _ => None,
+        };
+        let sensor = declared.or(options.sensor_size);
+        Ok(Self {
+            path: path.to_path_buf(),
+            ms_to_idx: optional(&file, path, "ms_to_idx")?,
+            x,
+            y,
+            p,
+            t,
+            t_offset,
+            len,
+            next: 0,
+            block: Block::default(),
+            gate: Gate::new(&options, sensor),
+            sensor,
+            chunk_events: options.chunk_events.max(1),
+            stats: ReaderStats::default(),
+        })
+    }
+
+    /// Number of events in the file.
+    pub fn event_count(&self) -> usize {
+        self.len
+    }
+
+    /// Makes sure the block holds event `self.next`.
+    fn load_block(&mut self) -> Result<()> {
+        let b = &self.block;
+        if self.next >= b.start && self.next < b.start + b.t.len() {
+            return Ok(());
+        }
+        let start = self.next;
+        let count = BLOCK.min(self.len - start);
+        self.block.start = start;
+        self.x.read(&self.path, start, count, &mut self.block.x)?;
+        self.y.read(&self.path, start, count, &mut self.block.y)?;
+        self.p.read(&self.path, start, count, &mut self.block.p)?;
+        self.t.read(&self.path, start, count, &mut self.block.t)?;
+        Ok(())
+    }
+
+    /// Relative (stored) time of event `i`, one small hyperslab read.
+    fn stored_t(&self, i: usize) -> Result<i64> {
+        let mut v = Vec::with_capacity(1);
+        self.t.read(&self.path, i, 1, &mut v)?;
+        v.first()
+            .copied()
+            .ok_or_else(|| hdf5_err(&self.path, "events/t", "empty read"))
+    }
+
+    /// First event index whose stored time is at or after `rel` (binary search over `t`).
+    fn search_t(&self, rel: i64, mut lo: usize, mut hi: usize) -> Result<usize> {
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.stored_t(mid)? < rel {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+}
+
+impl EventReader for Hdf5Reader {
+    fn format(&self) -> Format {
+        Format::Hdf5
+    }
+
+    fn sensor_size(&self) -> Option<SensorSize> {
+        self.sensor
+    }
+
+    fn read_chunk(&mut self, out: &mut EventChunk) -> Result<bool> {
+        out.clear();
+        let path = self.path.clone();
+        while out.len() < self.chunk_events && self.next < self.len {
+            self.load_block()?;
+            let b = &self.block;
+            let from = self.next - b.start;
+            let take = (b.t.len() - from).min(self.chunk_events - out.len());
+            for k in from..from + take {
+                let index = (b.start + k) as u64;
+                let t = b.t[k].saturating_add(self.t_offset);
+                let Some(t) = self.gate.admit_time(t, 1, index, &path)? else {
+                    continue;
+                };
+                let (x, y) = (b.x[k], b.y[k]);
+                let p = u8::from(b.p[k] > 0);
+                let fits = |v: i64| u32::try_from(v).ok().filter(|&v| v <= u32::from(u16::MAX));
+                match (fits(x), fits(y)) {
+                    (Some(x), Some(y)) => self.gate.push(out, t, x, y, p, index, &path)?,
+                    _ => {
+                        let clamp = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+                        self.gate.reject(clamp(x), clamp(y), index, &path)?;
+                    }
+                }
+            }
+            self.next += take;
+        }
+        update_stats(&mut self.stats, &self.gate, out);
+        Ok(!out.is_empty())
+    }
+
+    fn seek_time(&mut self, t_us: i64) -> Result<()> {
+        let rel = t_us.saturating_sub(self.t_offset);
+        let start = match &self.ms_to_idx {
+            Some(index) if index.len > 0 && rel > 0 => {
+                let ms = usize::try_from(rel / 1000)
+                    .unwrap_or(usize::MAX)
+                    .min(index.len - 1);
+                let idx = index.scalar_at(&self.path, ms)?;
+                usize::try_from(idx.max(0))
+                    .unwrap_or(usize::MAX)
+                    .min(self.len)
+            }
+            Some(_) => 0,
+            None => self.search_t(rel, 0, self.len)?,
+        };
+        self.next = start;
+        self.gate.skip_until(t_us);
+        Ok(())
+    }
+
+    fn stats(&self) -> &ReaderStats {
+        &self.stats
+    }
+}
+
+impl Column {
+    /// Element `i` as `i64`.
+    fn scalar_at(&self, path: &Path, i: usize) -> Result<i64> {
+        let mut v = Vec::with_capacity(1);
+        self.read(path, i, 1, &mut v)?;
+        v.first()
+            .copied()
+            .ok_or_else(|| hdf5_err(path, self.name, "empty read"))
+    }
+}

@@ -1,0 +1,548 @@
+//! Edge cases of the DAT / EVT2 / EVT3 decoders on files built byte by byte: time wraps,
+//! vector words split across chunks, backwards time, out-of-sensor pixels, truncation and bad
+//! headers.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+
+use prism_events::reader::{read_all, OutOfBounds, TimeOrder};
+use prism_events::{
+    open_with, EventChunk, EventError, EventReader, Format, ReaderOptions, SensorSize,
+};
+
+/// A file in a temp dir that lives as long as the value.
+struct TempFile {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+fn file(name: &str, bytes: &[u8]) -> TempFile {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    TempFile { _dir: dir, path }
+}
+
+fn opts(chunk_events: usize) -> ReaderOptions {
+    ReaderOptions {
+        chunk_events,
+        ..ReaderOptions::default()
+    }
+}
+
+fn reader(f: &TempFile, options: ReaderOptions) -> Box<dyn EventReader> {
+    open_with(&f.path, options).unwrap()
+}
+
+fn all(f: &TempFile, options: ReaderOptions) -> EventChunk {
+    read_all(reader(f, options).as_mut()).unwrap()
+}
+
+/// Reads chunk after chunk until the first error, returning what came before it and the error.
+fn until_error(f: &TempFile, options: ReaderOptions) -> (EventChunk, Option<EventError>) {
+    let mut r = reader(f, options);
+    let mut got = EventChunk::default();
+    let mut chunk = EventChunk::default();
+    loop {
+        match r.read_chunk(&mut chunk) {
+            Ok(true) => got.extend_from(&chunk),
+            Ok(false) => return (got, None),
+            Err(e) => return (got, Some(e)),
+        }
+    }
+}
+
+// ---------- EVT 3.0 ----------
+
+mod evt3 {
+    pub fn y(y: u16) -> u16 {
+        y & 0x7FF
+    }
+    pub fn x(x: u16, p: u16) -> u16 {
+        0x2000 | (p << 11) | (x & 0x7FF)
+    }
+    pub fn base_x(x: u16, p: u16) -> u16 {
+        0x3000 | (p << 11) | (x & 0x7FF)
+    }
+    pub fn vect12(mask: u16) -> u16 {
+        0x4000 | (mask & 0xFFF)
+    }
+    pub fn vect8(mask: u16) -> u16 {
+        0x5000 | (mask & 0xFF)
+    }
+    pub fn low(t: u16) -> u16 {
+        0x6000 | (t & 0xFFF)
+    }
+    pub fn high(t: u16) -> u16 {
+        0x8000 | (t & 0xFFF)
+    }
+    pub fn bytes(header: &str, words: &[u16]) -> Vec<u8> {
+        let mut b = header.as_bytes().to_vec();
+        b.extend(words.iter().flat_map(|w| w.to_le_bytes()));
+        b
+    }
+    pub const HEADER: &str = "% evt 3.0\n% format EVT3;height=720;width=1280\n% end\n";
+}
+
+#[test]
+fn evt3_counts_24_bit_time_loops() {
+    use evt3::*;
+    let words = [
+        x(1, 1), // before the first TIME_HIGH: skipped
+        high(0xFFF),
+        low(0x800),
+        y(5),
+        x(10, 1),
+        high(0x000), // wrap
+        low(0x010),
+        x(11, 0),
+        high(0x001),
+        x(12, 0),
+        high(0xFFF), // wrap again
+        high(0x002),
+        x(13, 1),
+    ];
+    let f = file("wrap.raw", &bytes(HEADER, &words));
+    let mut r = reader(&f, opts(1 << 16));
+    assert_eq!(r.format(), Format::Evt3);
+    assert_eq!(
+        r.sensor_size(),
+        Some(SensorSize {
+            width: 1280,
+            height: 720
+        })
+    );
+    let ev = read_all(r.as_mut()).unwrap();
+    let l = 1i64 << 24;
+    assert_eq!(ev.t, vec![0xFFF800, l + 0x10, l + 0x1000, 2 * l + 0x2000]);
+    assert_eq!(ev.x, vec![10, 11, 12, 13]);
+    assert_eq!(ev.y, vec![5; 4]);
+    assert_eq!(ev.p, vec![1, 0, 0, 1]);
+    assert_eq!(r.stats().time_repairs, 0);
+}
+
+#[test]
+fn evt3_vectors_split_cleanly_across_chunks() {
+    use evt3::*;
+    let words = [
+        high(1),
+        y(7),
+        base_x(100, 1),
+        vect12(0xFFF),
+        vect8(0xFF),
+        vect12(0b1000_0000_0101),
+        low(5),
+        x(3, 0),
+        0x1000, // undefined type: skipped and counted
+        0x7123, // CONTINUED_4
+        0xA001, // EXT_TRIGGER
+        base_x(200, 0),
+        vect8(0x81),
+    ];
+    let f = file("vec.raw", &bytes(HEADER, &words));
+    let full = all(&f, opts(1 << 16));
+    let mut want_x: Vec<u16> = (100..120).collect();
+    want_x.extend([120, 122, 131, 3, 200, 207]);
+    assert_eq!(full.x, want_x);
+    assert_eq!(full.t, [vec![4096; 23], vec![4101; 3]].concat());
+    assert_eq!(full.p, [vec![1; 23], vec![0; 3]].concat());
+    for chunk_events in 1..=25 {
+        let mut r = reader(&f, opts(chunk_events));
+        let mut got = EventChunk::default();
+        let mut chunk = EventChunk::default();
+        while r.read_chunk(&mut chunk).unwrap() {
+            assert!(chunk.len() <= chunk_events);
+            got.extend_from(&chunk);
+        }
+        assert_eq!(got, full, "chunk_events {chunk_events}");
+        assert_eq!(r.stats().unknown_words, 1);
+        assert_eq!(r.stats().events, 26);
+    }
+}
+
+#[test]
+fn evt3_backwards_time_is_clamped_or_refused() {
+    use evt3::*;
+    let words = [
+        high(2),
+        low(100),
+        x(1, 0),
+        low(50),
+        x(2, 0),
+        base_x(10, 1),
+        vect8(0b11),
+        low(200),
+        x(3, 1),
+    ];
+    let f = file("back.raw", &bytes(HEADER, &words));
+    let mut r = reader(&f, opts(16));
+    let ev = read_all(r.as_mut()).unwrap();
+    assert_eq!(ev.t, vec![8292, 8292, 8292, 8292, 8392]);
+    assert_eq!(r.stats().time_repairs, 3);
+    let strict = ReaderOptions {
+        time_order: TimeOrder::Error,
+        ..opts(16)
+    };
+    let (got, err) = until_error(&f, strict);
+    assert!(got.is_empty());
+    let header_len = HEADER.len() as u64;
+    match err {
+        Some(EventError::TimeBackwards {
+            offset, prev, t, ..
+        }) => {
+            assert_eq!((offset, prev, t), (header_len + 8, 8292, 8242));
+        }
+        other => panic!("expected TimeBackwards, got {other:?}"),
+    }
+}
+
+#[test]
+fn evt3_out_of_bounds_policies() {
+    use evt3::*;
+    let words = [
+        high(0),
+        y(3),
+        x(1279, 0),
+        x(1280, 0),
+        base_x(1275, 1),
+        vect12(0xFFF),
+        y(720),
+        x(0, 0),
+    ];
+    let f = file("oob.raw", &bytes(HEADER, &words));
+    let drop = ReaderOptions {
+        out_of_bounds: OutOfBounds::Drop,
+        ..opts(4)
+    };
+    let mut r = reader(&f, drop);
+    let ev = read_all(r.as_mut()).unwrap();
+    assert_eq!(ev.x, vec![1279, 1275, 1276, 1277, 1278, 1279]);
+    assert_eq!(r.stats().dropped_out_of_bounds, 1 + 7 + 1);
+    let (got, err) = until_error(&f, opts(1 << 16));
+    assert!(got.is_empty());
+    assert!(
+        matches!(
+            err,
+            Some(EventError::OutOfBounds {
+                x: 1280,
+                y: 3,
+                width: 1280,
+                height: 720,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    // Without a declared sensor nothing is checked.
+    let f = file("nogeom.raw", &bytes("% evt 3.0\n", &words));
+    assert_eq!(all(&f, opts(3)).len(), 15);
+}
+
+#[test]
+fn evt3_truncated_word_is_reported_after_the_events() {
+    use evt3::*;
+    let mut b = bytes(HEADER, &[high(0), y(1), x(1, 1), x(2, 1)]);
+    b.push(0x20);
+    let f = file("trunc.raw", &b);
+    let (got, err) = until_error(&f, opts(1 << 16));
+    assert_eq!(got.x, vec![1, 2]);
+    match err {
+        Some(EventError::Corrupt { offset, .. }) => assert_eq!(offset, b.len() as u64 - 1),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[test]
+fn evt3_seek_restores_state_across_index_points() {
+    use evt3::*;
+    // 300k words (more than one seek-index stride), with wraps, vectors and a y that must be
+    // carried across TIME_HIGH words.
+    let mut words = Vec::new();
+    for i in 0..20_000u32 {
+        let th = i as u16 & 0xFFF; // wraps every 4096 TIME_HIGHs
+        words.push(high(th));
+        if i % 3 == 0 {
+            words.push(y((i % 700) as u16));
+        }
+        for k in 0..4u16 {
+            words.push(low(k * 1000));
+            words.push(x(((i as u16) + k) % 1200, k & 1));
+            words.push(base_x((k * 37) % 1200, 1));
+            words.push(vect12(0x0F0F >> k));
+        }
+    }
+    let f = file("seek.raw", &bytes(HEADER, &words));
+    let mut r = reader(&f, opts(1 << 16));
+    let full = read_all(r.as_mut()).unwrap();
+    assert_eq!(r.stats().time_repairs, 0);
+    assert!(*full.t.last().unwrap() > 4 << 24, "the loops were counted");
+    let mut r = reader(&f, opts(1000));
+    for target in [
+        full.t[12_345],
+        full.t[300_000] + 1,
+        full.t[5],
+        full.t[full.len() - 1],
+        -5,
+        full.t[200_000],
+    ] {
+        r.seek_time(target).unwrap();
+        let got = read_all(r.as_mut()).unwrap();
+        let mut want = full.clone();
+        want.drain_front(full.t.partition_point(|&t| t < target));
+        assert!(got == want, "seek to {target}");
+    }
+}
+
+// ---------- EVT 2.0 ----------
+
+fn evt2_cd(p: u32, ts: u32, x: u32, y: u32) -> u32 {
+    (p << 28) | ((ts & 0x3F) << 22) | ((x & 0x7FF) << 11) | (y & 0x7FF)
+}
+
+fn evt2_high(t: u32) -> u32 {
+    0x8000_0000 | (t & 0x0FFF_FFFF)
+}
+
+fn evt2_bytes(header: &str, words: &[u32]) -> Vec<u8> {
+    let mut b = header.as_bytes().to_vec();
+    b.extend(words.iter().flat_map(|w| w.to_le_bytes()));
+    b
+}
+
+#[test]
+fn evt2_counts_34_bit_time_loops_and_skips_other_words() {
+    let words = [
+        evt2_cd(1, 1, 1, 1), // before TIME_HIGH: skipped
+        evt2_high(0x0FFF_FFFF),
+        evt2_cd(1, 63, 639, 479),
+        0xA000_0001,  // EXT_TRIGGER
+        0xE000_0000,  // OTHERS
+        0xF000_0000,  // CONTINUED
+        0x5000_0000,  // undefined: counted
+        evt2_high(0), // wrap
+        evt2_cd(0, 2, 3, 4),
+        evt2_high(5),
+        evt2_cd(0, 0, 5, 6),
+    ];
+    let f = file(
+        "wrap2.raw",
+        &evt2_bytes("% evt 2.0\n% geometry 640x480\n", &words),
+    );
+    let mut r = reader(&f, opts(2));
+    assert_eq!(r.format(), Format::Evt2);
+    let ev = read_all(r.as_mut()).unwrap();
+    let l = 1i64 << 34;
+    assert_eq!(ev.t, vec![l - 1, l + 2, l + (5 << 6)]);
+    assert_eq!(ev.x, vec![639, 3, 5]);
+    assert_eq!(ev.y, vec![479, 4, 6]);
+    assert_eq!(ev.p, vec![1, 0, 0]);
+    assert_eq!(r.stats().unknown_words, 1);
+    // Seeking lands on the same events.
+    r.seek_time(l).unwrap();
+    assert_eq!(read_all(r.as_mut()).unwrap().t, vec![l + 2, l + (5 << 6)]);
+}
+
+#[test]
+fn evt2_policies_and_truncation() {
+    let words = [
+        evt2_high(10),
+        evt2_cd(1, 5, 1, 1),
+        evt2_cd(1, 3, 2, 2),
+        evt2_cd(0, 9, 700, 2),
+    ];
+    let mut b = evt2_bytes("% format EVT2;height=480;width=640\n", &words);
+    b.extend([1, 2]);
+    let f = file("pol.raw", &b);
+    let drop = ReaderOptions {
+        out_of_bounds: OutOfBounds::Drop,
+        ..opts(100)
+    };
+    let (got, err) = until_error(&f, drop);
+    assert_eq!(got.t, vec![645, 645]);
+    assert!(
+        matches!(err, Some(EventError::Corrupt { offset, .. }) if offset == b.len() as u64 - 2),
+        "{err:?}"
+    );
+    let (_, err) = until_error(
+        &f,
+        ReaderOptions {
+            time_order: TimeOrder::Error,
+            ..drop
+        },
+    );
+    assert!(
+        matches!(
+            err,
+            Some(EventError::TimeBackwards {
+                prev: 645,
+                t: 643,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    let (_, err) = until_error(&f, opts(100));
+    assert!(
+        matches!(err, Some(EventError::OutOfBounds { x: 700, .. })),
+        "{err:?}"
+    );
+}
+
+// ---------- DAT ----------
+
+fn dat_record(t: u32, x: u32, y: u32, p: u32) -> [u8; 8] {
+    let w = (x & 0x3FFF) | ((y & 0x3FFF) << 14) | ((p & 1) << 28);
+    let mut r = [0u8; 8];
+    r[..4].copy_from_slice(&t.to_le_bytes());
+    r[4..].copy_from_slice(&w.to_le_bytes());
+    r
+}
+
+fn dat_bytes(type_size: &[u8], records: &[[u8; 8]]) -> Vec<u8> {
+    let mut b =
+        b"% Data file containing CD events\n% Version 2\n% Width 304\n% Height 240\n".to_vec();
+    b.extend_from_slice(type_size);
+    b.extend(records.iter().flatten());
+    b
+}
+
+#[test]
+fn dat_unwraps_u32_time_and_seeks_across_the_wrap() {
+    let records = [
+        dat_record(0xFFFF_FF00, 1, 2, 1),
+        dat_record(0xFFFF_FFFF, 303, 239, 0),
+        dat_record(0x10, 3, 4, 1),
+        dat_record(0x20, 5, 6, 0),
+    ];
+    let f = file("wrap.dat", &dat_bytes(&[0x0C, 8], &records));
+    let mut r = reader(&f, opts(3));
+    assert_eq!(r.format(), Format::Dat);
+    assert_eq!(
+        r.sensor_size(),
+        Some(SensorSize {
+            width: 304,
+            height: 240
+        })
+    );
+    let ev = read_all(r.as_mut()).unwrap();
+    let w = 1i64 << 32;
+    assert_eq!(ev.t, vec![w - 256, w - 1, w + 16, w + 32]);
+    assert_eq!(ev.x, vec![1, 303, 3, 5]);
+    assert_eq!(ev.y, vec![2, 239, 4, 6]);
+    assert_eq!(ev.p, vec![1, 0, 1, 0]);
+    r.seek_time(w).unwrap();
+    assert_eq!(read_all(r.as_mut()).unwrap().t, vec![w + 16, w + 32]);
+    r.seek_time(0).unwrap();
+    assert_eq!(read_all(r.as_mut()).unwrap().len(), 4);
+}
+
+#[test]
+fn dat_headers_and_truncation() {
+    let rec = [dat_record(1, 1, 1, 0), dat_record(2, 2, 2, 1)];
+    // Wrong size byte.
+    let f = file("size.dat", &dat_bytes(&[0x0C, 16], &rec));
+    let err = open_with(&f.path, opts(10)).err().unwrap();
+    assert!(
+        matches!(err, EventError::BadHeader { .. }) && err.to_string().contains("16"),
+        "{err}"
+    );
+    // External-trigger type byte.
+    let f = file("trig.dat", &dat_bytes(&[0x0E, 8], &rec));
+    assert!(matches!(
+        open_with(&f.path, opts(10)),
+        Err(EventError::BadHeader { .. })
+    ));
+    // Header only, without the type and size bytes.
+    let f = file("hdr.dat", &dat_bytes(&[], &[]));
+    assert!(matches!(
+        open_with(&f.path, opts(10)),
+        Err(EventError::BadHeader { .. })
+    ));
+    // Header, type and size, no events.
+    let f = file("none.dat", &dat_bytes(&[0, 8], &[]));
+    assert!(all(&f, opts(10)).is_empty());
+    // Empty file with the .dat extension: bare records, none of them.
+    let f = file("empty.dat", b"");
+    assert!(all(&f, opts(10)).is_empty());
+    // No header at all: bare records, as RVT reads them.
+    let f = file("bare.dat", &rec.concat());
+    assert_eq!(all(&f, opts(10)).t, vec![1, 2]);
+    // Truncated last record: the complete ones, then an error naming its offset.
+    let mut b = dat_bytes(&[0x0C, 8], &rec);
+    let full_len = b.len() as u64;
+    b.extend([1, 2, 3, 4, 5]);
+    let f = file("trunc.dat", &b);
+    let (got, err) = until_error(&f, opts(1));
+    assert_eq!(got.t, vec![1, 2]);
+    match err {
+        Some(EventError::Corrupt { offset, reason, .. }) => {
+            assert_eq!(offset, full_len);
+            assert!(reason.contains("5 of 8"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[test]
+fn dat_policies() {
+    let rec = [
+        dat_record(10, 1, 1, 0),
+        dat_record(5, 400, 1, 0),
+        dat_record(7, 2, 2, 1),
+        dat_record(20, 3, 3, 1),
+    ];
+    let f = file("pol.dat", &dat_bytes(&[0x0C, 8], &rec));
+    let drop = ReaderOptions {
+        out_of_bounds: OutOfBounds::Drop,
+        ..opts(2)
+    };
+    let mut r = reader(&f, drop);
+    let ev = read_all(r.as_mut()).unwrap();
+    assert_eq!((ev.t, ev.x), (vec![10, 10, 20], vec![1, 2, 3]));
+    assert_eq!(
+        (r.stats().time_repairs, r.stats().dropped_out_of_bounds),
+        (2, 1)
+    );
+    let (_, err) = until_error(
+        &f,
+        ReaderOptions {
+            time_order: TimeOrder::Error,
+            ..drop
+        },
+    );
+    assert!(
+        matches!(err, Some(EventError::TimeBackwards { prev: 10, t: 5, .. })),
+        "{err:?}"
+    );
+}
+
+// ---------- Headers and format detection ----------
+
+#[test]
+fn raw_files_without_an_encoding_line_are_refused() {
+    let f = file("noevt.raw", &[0x01, 0x80, 0x00, 0x20]);
+    assert!(matches!(
+        open_with(&f.path, opts(10)),
+        Err(EventError::UnknownFormat { .. })
+    ));
+    let f = file("empty.raw", b"");
+    assert!(matches!(
+        open_with(&f.path, opts(10)),
+        Err(EventError::UnknownFormat { .. })
+    ));
+    // Header only: a valid file with no events.
+    for header in ["% evt 3.0\n% end\n", "% evt 2.0\n"] {
+        let f = file("hdr.raw", header.as_bytes());
+        let mut r = reader(&f, opts(10));
+        assert!(read_all(r.as_mut()).unwrap().is_empty());
+        assert_eq!(r.stats().events, 0);
+    }
+    // A decoder opened on the other encoding says so.
+    let f = file("two.raw", b"% evt 2.0\n");
+    let err = prism_events::evt3::Evt3Reader::open(&f.path, opts(10))
+        .err()
+        .unwrap();
+    assert!(matches!(err, EventError::BadHeader { .. }), "{err}");
+    let f = file("three.raw", b"% evt 3.0\n");
+    assert!(prism_events::evt2::Evt2Reader::open(&f.path, opts(10)).is_err());
+}
