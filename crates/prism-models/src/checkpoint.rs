@@ -1,0 +1,105 @@
+//! Checkpoints: a folder holding the model card (`card.toml`) and the weights
+//! (`model.safetensors`, BatchNorm running statistics included). Written atomically: files go to
+//! a temporary folder that is renamed into place, so a killed process never leaves a half-written
+//! checkpoint behind.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use burn_store::{ModuleSnapshot, SafetensorsStore};
+
+use crate::rvt::Rvt;
+use crate::zoo::{ModelCard, ZooError};
+
+pub const CARD_FILE: &str = "card.toml";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a prism checkpoint (no {CARD_FILE} / {WEIGHTS_FILE})")]
+    NotACheckpoint { path: PathBuf },
+    #[error(transparent)]
+    Card(#[from] ZooError),
+    #[error("{path}: weights: {message}")]
+    Weights { path: PathBuf, message: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `model` and its card to the folder `dir` (replacing an older checkpoint there).
+pub fn save(model: &Rvt, card: &ModelCard, dir: &Path) -> Result<(), CheckpointError> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "checkpoint".into());
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
+    }
+    std::fs::create_dir_all(&staging).map_err(io(&staging))?;
+    std::fs::write(staging.join(CARD_FILE), card.to_toml()).map_err(io(&staging))?;
+    let weights = staging.join(WEIGHTS_FILE);
+    let mut store = SafetensorsStore::from_file(&weights).overwrite(true);
+    model
+        .save_into(&mut store)
+        .map_err(|e| CheckpointError::Weights {
+            path: weights.clone(),
+            message: e.to_string(),
+        })?;
+    // Swap in: the old checkpoint (if any) is moved aside first, then removed.
+    let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+    if dir.exists() {
+        std::fs::rename(dir, &old).map_err(io(dir))?;
+    }
+    std::fs::rename(&staging, dir).map_err(io(dir))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io(&old))?;
+    }
+    Ok(())
+}
+
+/// Reads a checkpoint folder: its card and the model with its weights.
+pub fn load(dir: &Path, device: &Device) -> Result<(ModelCard, Rvt), CheckpointError> {
+    let card_path = dir.join(CARD_FILE);
+    let weights = dir.join(WEIGHTS_FILE);
+    if !card_path.is_file() || !weights.is_file() {
+        return Err(CheckpointError::NotACheckpoint {
+            path: dir.to_path_buf(),
+        });
+    }
+    let card = ModelCard::from_file(&card_path)?;
+    let mut model = card.rvt_config().init(device);
+    let mut store = SafetensorsStore::from_file(&weights);
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| CheckpointError::Weights {
+            path: weights.clone(),
+            message: e.to_string(),
+        })?;
+    if !result.missing.is_empty() || !result.unused.is_empty() || !result.errors.is_empty() {
+        return Err(CheckpointError::Weights {
+            path: weights,
+            message: format!(
+                "missing {:?}, unexpected {:?}, errors {:?}",
+                result.missing, result.unused, result.errors
+            ),
+        });
+    }
+    Ok((card, model))
+}

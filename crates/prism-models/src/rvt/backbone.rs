@@ -1,0 +1,138 @@
+//! RVT recurrent MaxViT backbone: 4 stages of downsample -> window/grid attention -> LSTM.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{LayerNorm, LayerNormConfig, PaddingConfig2d};
+use burn::tensor::{Device, Tensor};
+
+use super::attention::{AttentionPair, AttentionSettings};
+use super::config::RvtConfig;
+use super::lstm::ConvLstm;
+
+/// Overlapping strided conv (no bias), NCHW -> NHWC, then LayerNorm (`ConvDownsampling_Cf2Cl`).
+#[derive(Module, Debug)]
+pub struct ConvDownsampling {
+    /// Conv with kernel 2*(f-1)+1, stride f, padding kernel/2.
+    pub conv: Conv2d,
+    /// LayerNorm over channels (channels-last).
+    pub norm: LayerNorm,
+}
+
+impl ConvDownsampling {
+    /// New downsampling layer by `factor` (4 for stage 1, 2 otherwise).
+    pub fn new(dim_in: usize, dim_out: usize, factor: usize, eps: f64, device: &Device) -> Self {
+        let k = (factor - 1) * 2 + 1;
+        let p = k / 2;
+        Self {
+            conv: Conv2dConfig::new([dim_in, dim_out], [k, k])
+                .with_stride([factor, factor])
+                .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+                .with_bias(false)
+                .init(device),
+            norm: LayerNormConfig::new(dim_out).with_epsilon(eps).init(device),
+        }
+    }
+
+    /// `[N, C_in, H, W]` -> `[N, H/f, W/f, C_out]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.norm
+            .forward(self.conv.forward(x).permute([0, 2, 3, 1]))
+    }
+}
+
+/// One backbone stage (reference `RNNDetectorStage`, one attention pair per stage).
+#[derive(Module, Debug)]
+pub struct RvtStage {
+    /// Downsampling + norm.
+    pub downsample_cf2cl: ConvDownsampling,
+    /// Attention pairs (1 in all released configs).
+    pub att_blocks: Vec<AttentionPair>,
+    /// Recurrent cell.
+    pub lstm: ConvLstm,
+}
+
+impl RvtStage {
+    /// `x: [N, C_in, H, W]`, state `(h, c)` -> `(h', c')`; the stage output is h'.
+    pub fn forward(&self, x: Tensor<4>, h: Tensor<4>, c: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        let mut x = self.downsample_cf2cl.forward(x);
+        for blk in &self.att_blocks {
+            x = blk.forward(x);
+        }
+        self.lstm.forward(x.permute([0, 3, 1, 2]), h, c)
+    }
+}
+
+/// The 4-stage recurrent backbone.
+#[derive(Module, Debug)]
+pub struct RvtBackbone {
+    /// Stages 1..4 (strides 4, 8, 16, 32).
+    pub stages: Vec<RvtStage>,
+}
+
+impl RvtBackbone {
+    /// Builds the backbone of `config`.
+    pub fn new(config: &RvtConfig, device: &Device) -> Self {
+        let dims = config.stage_dims();
+        let mut dim_in = config.in_channels;
+        let stages = (0..4)
+            .map(|s| {
+                let dim = dims[s];
+                let factor = if s == 0 { 4 } else { 2 };
+                let settings = AttentionSettings {
+                    dim,
+                    dim_head: config.dim_head,
+                    mlp_ratio: config.mlp_ratio,
+                    ls_init_value: config.ls_init_value,
+                    norm_eps: config.norm_eps,
+                    partition_size: config.partition_size,
+                };
+                let stage = RvtStage {
+                    downsample_cf2cl: ConvDownsampling::new(
+                        dim_in,
+                        dim,
+                        factor,
+                        config.norm_eps,
+                        device,
+                    ),
+                    // The downsampling output is normed, so the first window block skips norm1.
+                    att_blocks: vec![AttentionPair::new(settings, true, device)],
+                    lstm: ConvLstm::new(
+                        dim,
+                        config.lstm_dws_conv,
+                        config.lstm_dws_conv_only_hidden,
+                        config.lstm_dws_conv_kernel_size,
+                        device,
+                    ),
+                };
+                dim_in = dim;
+                stage
+            })
+            .collect();
+        Self { stages }
+    }
+
+    /// Runs the 4 stages; returns the new `(h, c)` per stage (h is the stage feature map).
+    pub fn forward(
+        &self,
+        x: Tensor<4>,
+        h: [Tensor<4>; 4],
+        c: [Tensor<4>; 4],
+    ) -> ([Tensor<4>; 4], [Tensor<4>; 4]) {
+        let mut x = x;
+        let mut hs = Vec::with_capacity(4);
+        let mut cs = Vec::with_capacity(4);
+        for (stage, (h, c)) in self.stages.iter().zip(h.into_iter().zip(c)) {
+            let (h, c) = stage.forward(x, h, c);
+            x = h.clone();
+            hs.push(h);
+            cs.push(c);
+        }
+        let arr = |v: Vec<Tensor<4>>| -> [Tensor<4>; 4] {
+            match v.try_into() {
+                Ok(a) => a,
+                Err(_) => unreachable!("4 stages"),
+            }
+        };
+        (arr(hs), arr(cs))
+    }
+}

@@ -1,0 +1,73 @@
+//! Per-pixel convolutional LSTM cell (RVT's `DWSConvLSTM2d`).
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::PaddingConfig2d;
+use burn::tensor::activation::{sigmoid, tanh};
+use burn::tensor::{Device, Tensor};
+
+/// ConvLSTM cell: `z = conv1x1(cat(x, dws(h)))`, gates f, i, o = sigmoid(z[0..3C]),
+/// g = tanh(z[3C..4C]); `c' = f*c + i*g`, `h' = o*tanh(c')`.
+#[derive(Module, Debug)]
+pub struct ConvLstm {
+    /// Optional depthwise conv (released configs: absent). On h only, or on cat(x, h).
+    pub conv3x3_dws: Option<Conv2d>,
+    /// 1x1 conv 2C -> 4C with bias.
+    pub conv1x1: Conv2d,
+    /// Whether the depthwise conv applies to h only.
+    pub dws_only_hidden: bool,
+    /// Channels C.
+    pub dim: usize,
+}
+
+impl ConvLstm {
+    /// New cell for `dim` channels.
+    pub fn new(
+        dim: usize,
+        dws_conv: bool,
+        dws_only_hidden: bool,
+        kernel: usize,
+        device: &Device,
+    ) -> Self {
+        let dws_dim = if dws_only_hidden { dim } else { 2 * dim };
+        let conv3x3_dws = dws_conv.then(|| {
+            Conv2dConfig::new([dws_dim, dws_dim], [kernel, kernel])
+                .with_padding(PaddingConfig2d::Explicit(
+                    kernel / 2,
+                    kernel / 2,
+                    kernel / 2,
+                    kernel / 2,
+                ))
+                .with_groups(dws_dim)
+                .init(device)
+        });
+        Self {
+            conv3x3_dws,
+            conv1x1: Conv2dConfig::new([2 * dim, 4 * dim], [1, 1]).init(device),
+            dws_only_hidden,
+            dim,
+        }
+    }
+
+    /// One step: `x, h, c: [N, C, H, W]` -> `(h', c')`.
+    pub fn forward(&self, x: Tensor<4>, h: Tensor<4>, c: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        let h = match (&self.conv3x3_dws, self.dws_only_hidden) {
+            (Some(conv), true) => conv.forward(h),
+            _ => h,
+        };
+        let xh = Tensor::cat(vec![x, h], 1);
+        let xh = match (&self.conv3x3_dws, self.dws_only_hidden) {
+            (Some(conv), false) => conv.forward(xh),
+            _ => xh,
+        };
+        let z = self.conv1x1.forward(xh);
+        let d = self.dim;
+        let f = sigmoid(z.clone().narrow(1, 0, d));
+        let i = sigmoid(z.clone().narrow(1, d, d));
+        let o = sigmoid(z.clone().narrow(1, 2 * d, d));
+        let g = tanh(z.narrow(1, 3 * d, d));
+        let c = f * c + i * g;
+        let h = o * tanh(c.clone());
+        (h, c)
+    }
+}

@@ -1,0 +1,88 @@
+//! RVT (Recurrent Vision Transformer, Gehrig & Scaramuzza, CVPR 2023) in Burn, matching the
+//! official implementation (uzh-rpg/RVT @ b80f568) layer for layer.
+//!
+//! `Rvt::forward(histogram, state) -> (raw, state)`: raw YOLOX outputs `[N, A, 5 + K]`;
+//! [`decode_outputs`] turns them into boxes and scores like the reference's eval mode.
+
+pub mod attention;
+pub mod backbone;
+pub mod config;
+pub mod decode;
+pub mod import;
+pub mod lstm;
+pub mod pafpn;
+pub mod params;
+pub mod partition;
+pub mod state;
+pub mod yolox_head;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+
+pub use backbone::RvtBackbone;
+pub use config::{RvtConfig, RvtDataset, RvtSize, RVT_PRESETS};
+pub use decode::{decode_outputs, YoloxDecoder};
+pub use import::{import_rvt_checkpoint, ImportError};
+pub use pafpn::YoloPafpn;
+pub use params::ParamBreakdown;
+pub use state::RvtState;
+pub use yolox_head::YoloxHead;
+
+/// The full detector: recurrent backbone, PAFPN and YOLOX head.
+#[derive(Module, Debug)]
+pub struct Rvt {
+    /// Recurrent MaxViT backbone (reference `mdl.backbone`).
+    pub backbone: RvtBackbone,
+    /// PAFPN neck (reference `mdl.fpn`).
+    pub fpn: YoloPafpn,
+    /// Decoupled head (reference `mdl.yolox_head`).
+    pub yolox_head: YoloxHead,
+}
+
+impl RvtConfig {
+    /// Builds a randomly initialised model.
+    pub fn init(&self, device: &Device) -> Rvt {
+        Rvt {
+            backbone: RvtBackbone::new(self, device),
+            fpn: YoloPafpn::new(self, device),
+            yolox_head: YoloxHead::new(self, device),
+        }
+    }
+}
+
+impl Rvt {
+    /// One 50 ms window: `histogram [N, 20, H, W]` (raw counts, H and W padded to multiples of
+    /// 32 and consistent with the partition size) and the previous state (zeros for a new
+    /// sequence) -> raw outputs `[N, A, 5 + K]` and the new state.
+    pub fn forward(&self, histogram: Tensor<4>, state: RvtState) -> (Tensor<3>, RvtState) {
+        let (h, c) = self.backbone.forward(histogram, state.h, state.c);
+        let [_, h2, h3, h4] = h.clone();
+        let feats = self.fpn.forward(h2, h3, h4);
+        (self.yolox_head.forward(feats), RvtState { h, c })
+    }
+
+    /// [`forward`](Self::forward) followed by [`decode_outputs`]: `[N, A, 5 + K]` boxes
+    /// (cx, cy, w, h in pixels) and sigmoid scores.
+    pub fn forward_decoded(&self, histogram: Tensor<4>, state: RvtState) -> (Tensor<3>, RvtState) {
+        let [_, _, h, w] = histogram.dims();
+        let (raw, state) = self.forward(histogram, state);
+        (decode_outputs(raw, [h, w], &[8, 16, 32]), state)
+    }
+
+    /// Runs a sequence of windows `[T, N, 20, H, W]` given as a list, carrying the state;
+    /// returns the raw outputs per window and the final state.
+    pub fn forward_sequence(
+        &self,
+        windows: Vec<Tensor<4>>,
+        state: RvtState,
+    ) -> (Vec<Tensor<3>>, RvtState) {
+        let mut state = state;
+        let mut outs = Vec::with_capacity(windows.len());
+        for x in windows {
+            let (y, s) = self.forward(x, state);
+            outs.push(y);
+            state = s;
+        }
+        (outs, state)
+    }
+}

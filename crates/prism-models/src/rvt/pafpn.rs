@@ -1,0 +1,201 @@
+//! YOLOX PAFPN (RVT's `yolox_extension/models/yolo_pafpn.py`) and its building blocks.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::tensor::activation::silu;
+use burn::tensor::{Device, Tensor};
+
+use super::config::RvtConfig;
+
+/// BatchNorm settings of the YOLOX blocks.
+#[derive(Debug, Clone, Copy)]
+pub struct BnSettings {
+    /// Epsilon.
+    pub eps: f64,
+    /// Momentum.
+    pub momentum: f64,
+}
+
+/// YOLOX `BaseConv`: Conv2d (no bias, "same" padding) -> BatchNorm -> SiLU.
+#[derive(Module, Debug)]
+pub struct BaseConv {
+    /// Convolution.
+    pub conv: Conv2d,
+    /// Batch norm.
+    pub bn: BatchNorm,
+}
+
+impl BaseConv {
+    /// New block with kernel `k` and stride `s`.
+    pub fn new(
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        s: usize,
+        bn: BnSettings,
+        device: &Device,
+    ) -> Self {
+        let p = (k - 1) / 2;
+        Self {
+            conv: Conv2dConfig::new([c_in, c_out], [k, k])
+                .with_stride([s, s])
+                .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+                .with_bias(false)
+                .init(device),
+            bn: BatchNormConfig::new(c_out)
+                .with_epsilon(bn.eps)
+                .with_momentum(bn.momentum)
+                .init(device),
+        }
+    }
+
+    /// `[N, C_in, H, W]` -> `[N, C_out, H/s, W/s]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        silu(self.bn.forward(self.conv.forward(x)))
+    }
+}
+
+/// YOLOX `Bottleneck` (expansion 1.0): 1x1 BaseConv -> 3x3 BaseConv (+ x if `shortcut`).
+#[derive(Module, Debug)]
+pub struct Bottleneck {
+    /// 1x1 conv.
+    pub conv1: BaseConv,
+    /// 3x3 conv.
+    pub conv2: BaseConv,
+    /// Residual connection (false inside the PAFPN).
+    pub shortcut: bool,
+}
+
+impl Bottleneck {
+    /// Forward.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let y = self.conv2.forward(self.conv1.forward(x.clone()));
+        if self.shortcut {
+            y + x
+        } else {
+            y
+        }
+    }
+}
+
+/// YOLOX `CSPLayer`: `conv3(cat(m(conv1(x)), conv2(x)))`, hidden = out / 2.
+#[derive(Module, Debug)]
+pub struct CspLayer {
+    /// Main branch entry (1x1).
+    pub conv1: BaseConv,
+    /// Bypass branch (1x1).
+    pub conv2: BaseConv,
+    /// Fusion (1x1, 2*hidden -> out).
+    pub conv3: BaseConv,
+    /// Bottlenecks of the main branch.
+    pub m: Vec<Bottleneck>,
+}
+
+impl CspLayer {
+    /// New CSP layer with `n` bottlenecks.
+    pub fn new(
+        c_in: usize,
+        c_out: usize,
+        n: usize,
+        shortcut: bool,
+        bn: BnSettings,
+        device: &Device,
+    ) -> Self {
+        let hidden = c_out / 2;
+        Self {
+            conv1: BaseConv::new(c_in, hidden, 1, 1, bn, device),
+            conv2: BaseConv::new(c_in, hidden, 1, 1, bn, device),
+            conv3: BaseConv::new(2 * hidden, c_out, 1, 1, bn, device),
+            m: (0..n)
+                .map(|_| Bottleneck {
+                    conv1: BaseConv::new(hidden, hidden, 1, 1, bn, device),
+                    conv2: BaseConv::new(hidden, hidden, 3, 1, bn, device),
+                    shortcut,
+                })
+                .collect(),
+        }
+    }
+
+    /// Forward.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let mut x1 = self.conv1.forward(x.clone());
+        for b in &self.m {
+            x1 = b.forward(x1);
+        }
+        let x2 = self.conv2.forward(x);
+        self.conv3.forward(Tensor::cat(vec![x1, x2], 1))
+    }
+}
+
+/// PAFPN over backbone stages 2, 3, 4 (channels c0, c1, c2; strides 8, 16, 32).
+#[derive(Module, Debug)]
+pub struct YoloPafpn {
+    /// 1x1 c2 -> c1 on stride 32.
+    pub lateral_conv0: BaseConv,
+    /// CSP 2c1 -> c1 on stride 16 (top-down).
+    pub c3_p4: CspLayer,
+    /// 1x1 c1 -> c0.
+    pub reduce_conv1: BaseConv,
+    /// CSP 2c0 -> c0 on stride 8 (output P3).
+    pub c3_p3: CspLayer,
+    /// 3x3 stride-2 c0 -> c0 (bottom-up).
+    pub bu_conv2: BaseConv,
+    /// CSP 2c0 -> c1 on stride 16 (output P4).
+    pub c3_n3: CspLayer,
+    /// 3x3 stride-2 c1 -> c1 (bottom-up).
+    pub bu_conv1: BaseConv,
+    /// CSP 2c1 -> c2 on stride 32 (output P5).
+    pub c3_n4: CspLayer,
+}
+
+impl YoloPafpn {
+    /// Builds the PAFPN of `config`.
+    pub fn new(config: &RvtConfig, device: &Device) -> Self {
+        let d = config.stage_dims();
+        let (c0, c1, c2) = (d[1], d[2], d[3]);
+        let n = config.csp_depth();
+        let bn = BnSettings {
+            eps: config.bn_eps,
+            momentum: config.bn_momentum,
+        };
+        Self {
+            lateral_conv0: BaseConv::new(c2, c1, 1, 1, bn, device),
+            c3_p4: CspLayer::new(2 * c1, c1, n, false, bn, device),
+            reduce_conv1: BaseConv::new(c1, c0, 1, 1, bn, device),
+            c3_p3: CspLayer::new(2 * c0, c0, n, false, bn, device),
+            bu_conv2: BaseConv::new(c0, c0, 3, 2, bn, device),
+            c3_n3: CspLayer::new(2 * c0, c1, n, false, bn, device),
+            bu_conv1: BaseConv::new(c1, c1, 3, 2, bn, device),
+            c3_n4: CspLayer::new(2 * c1, c2, n, false, bn, device),
+        }
+    }
+
+    /// `(x2, x1, x0)` = stage 2, 3, 4 features -> `(P3, P4, P5)`.
+    pub fn forward(&self, x2: Tensor<4>, x1: Tensor<4>, x0: Tensor<4>) -> [Tensor<4>; 3] {
+        let fpn_out0 = self.lateral_conv0.forward(x0);
+        let f_out0 = Tensor::cat(vec![upsample2x(fpn_out0.clone()), x1], 1);
+        let f_out0 = self.c3_p4.forward(f_out0);
+
+        let fpn_out1 = self.reduce_conv1.forward(f_out0);
+        let f_out1 = Tensor::cat(vec![upsample2x(fpn_out1.clone()), x2], 1);
+        let pan_out2 = self.c3_p3.forward(f_out1);
+
+        let p_out1 = Tensor::cat(vec![self.bu_conv2.forward(pan_out2.clone()), fpn_out1], 1);
+        let pan_out1 = self.c3_n3.forward(p_out1);
+
+        let p_out0 = Tensor::cat(vec![self.bu_conv1.forward(pan_out1.clone()), fpn_out0], 1);
+        let pan_out0 = self.c3_n4.forward(p_out0);
+
+        [pan_out2, pan_out1, pan_out0]
+    }
+}
+
+/// x2 nearest upsampling of `[N, C, H, W]` (the reference's `nearest-exact`, which equals
+/// `nearest` for an integer factor), written as reshape + broadcast so it is exact everywhere.
+pub fn upsample2x(x: Tensor<4>) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    x.reshape([n, c, h, 1, w, 1])
+        .expand([n, c, h, 2, w, 2])
+        .reshape([n, c, 2 * h, 2 * w])
+}

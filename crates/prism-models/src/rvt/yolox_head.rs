@@ -1,0 +1,80 @@
+//! YOLOX decoupled head (RVT's `yolox/models/yolo_head.py`), returning raw (undecoded) outputs.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::tensor::{Device, Tensor};
+
+use super::config::RvtConfig;
+use super::pafpn::{BaseConv, BnSettings};
+
+/// Decoupled head: per level a 1x1 stem, 2 3x3 convs for classification and 2 for regression,
+/// then 1x1 predictors for classes (K), box (4) and objectness (1).
+#[derive(Module, Debug)]
+pub struct YoloxHead {
+    /// 1x1 stems, one per level.
+    pub stems: Vec<BaseConv>,
+    /// Classification towers (2 BaseConv 3x3 each).
+    pub cls_convs: Vec<Vec<BaseConv>>,
+    /// Regression towers (2 BaseConv 3x3 each).
+    pub reg_convs: Vec<Vec<BaseConv>>,
+    /// Class logits predictors.
+    pub cls_preds: Vec<Conv2d>,
+    /// Box regression predictors.
+    pub reg_preds: Vec<Conv2d>,
+    /// Objectness logit predictors.
+    pub obj_preds: Vec<Conv2d>,
+    /// Number of classes K.
+    pub num_classes: usize,
+}
+
+impl YoloxHead {
+    /// Builds the head of `config` (input channels = FPN outputs = stage 2, 3, 4 widths).
+    pub fn new(config: &RvtConfig, device: &Device) -> Self {
+        let d = config.stage_dims();
+        let hidden = config.head_hidden();
+        let bn = BnSettings {
+            eps: config.bn_eps,
+            momentum: config.bn_momentum,
+        };
+        let k = config.num_classes;
+        let pred = |c_out: usize| Conv2dConfig::new([hidden, c_out], [1, 1]).init(device);
+        let tower = || {
+            vec![
+                BaseConv::new(hidden, hidden, 3, 1, bn, device),
+                BaseConv::new(hidden, hidden, 3, 1, bn, device),
+            ]
+        };
+        Self {
+            stems: [d[1], d[2], d[3]]
+                .iter()
+                .map(|&c| BaseConv::new(c, hidden, 1, 1, bn, device))
+                .collect(),
+            cls_convs: (0..3).map(|_| tower()).collect(),
+            reg_convs: (0..3).map(|_| tower()).collect(),
+            cls_preds: (0..3).map(|_| pred(k)).collect(),
+            reg_preds: (0..3).map(|_| pred(4)).collect(),
+            obj_preds: (0..3).map(|_| pred(1)).collect(),
+            num_classes: k,
+        }
+    }
+
+    /// FPN levels (strides 8, 16, 32) -> raw `[N, A, 5 + K]`: box regression (4), objectness
+    /// logit, class logits; anchors level by level, row-major inside a level.
+    pub fn forward(&self, feats: [Tensor<4>; 3]) -> Tensor<3> {
+        let mut outs = Vec::with_capacity(3);
+        for (l, x) in feats.into_iter().enumerate() {
+            let x = self.stems[l].forward(x);
+            let cls = self.cls_convs[l]
+                .iter()
+                .fold(x.clone(), |y, c| c.forward(y));
+            let reg = self.reg_convs[l].iter().fold(x, |y, c| c.forward(y));
+            let cls_out = self.cls_preds[l].forward(cls);
+            let reg_out = self.reg_preds[l].forward(reg.clone());
+            let obj_out = self.obj_preds[l].forward(reg);
+            let out = Tensor::cat(vec![reg_out, obj_out, cls_out], 1);
+            let [n, c, h, w] = out.dims();
+            outs.push(out.reshape([n, c, h * w]));
+        }
+        Tensor::cat(outs, 2).swap_dims(1, 2)
+    }
+}

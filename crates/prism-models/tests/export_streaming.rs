@@ -1,0 +1,172 @@
+//! An exported RVT streams like the Burn model: ten windows step by step with the state carried
+//! by each runtime itself give the same detections and states in Burn, tract and ONNX Runtime.
+//! Also: the exported file carries a valid model spec, and a saved checkpoint reloads exactly.
+
+use std::path::Path;
+use std::process::Command;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use prism_export::verify::{compare, OnnxRunner, TractRunner};
+use prism_models::onnx::{export_rvt, input_names, output_names, step, RvtExport};
+use prism_models::rvt::RvtState;
+use prism_models::zoo::ModelCard;
+
+const WINDOWS: usize = 10;
+
+/// Histogram-like input: integer counts 0..=10 from a fixed LCG.
+fn histogram(card: &ModelCard, seed: u64, device: &Device) -> Tensor<4> {
+    let [h, w] = card.model.input_size;
+    let dims = [1, 2 * card.data.bins, h, w];
+    let mut s = seed;
+    let values: Vec<f32> = (0..dims.iter().product::<usize>())
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let r = (s >> 33) % 64;
+            if r < 11 { r as f32 } else { 0.0 }
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(values, dims), device)
+}
+
+fn python() -> Option<std::path::PathBuf> {
+    prism_events_python()
+}
+
+fn prism_events_python() -> Option<std::path::PathBuf> {
+    match prism_export::verify::python_env() {
+        Some(p) => Some(p),
+        None if std::env::var_os("PRISM_REQUIRE_FIXTURES").is_some_and(|v| v == "1") => {
+            panic!("the prism Python environment is missing (run `cargo xtask provision`)")
+        }
+        None => {
+            eprintln!("SKIPPED: no Python environment (run `cargo xtask provision`)");
+            None
+        }
+    }
+}
+
+fn worst(errors: &[prism_export::OutputError]) -> f64 {
+    errors.iter().map(|e| e.max_rel).fold(0.0, f64::max)
+}
+
+#[test]
+fn ten_windows_stream_identically_in_burn_tract_and_onnx_runtime() {
+    let device = Device::flex();
+    let card = ModelCard::builtin("rvt-tiny-gen1").unwrap();
+    let model = card.rvt_config().init(&device);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rvt.onnx");
+    let onnx = export_rvt(&model, &card, &RvtExport::default(), &device).unwrap();
+    onnx.save(&path).unwrap();
+    assert_eq!(onnx.input_names(), input_names());
+    assert_eq!(onnx.output_names(), output_names());
+
+    // Burn, carrying its state.
+    let mut state = RvtState::zeros(&card.rvt_config(), 1, card.model.input_size, &device).into_flat();
+    let mut burn_outputs = Vec::new();
+    let mut inputs = Vec::new();
+    for i in 0..WINDOWS {
+        let x = histogram(&card, 100 + i as u64, &device);
+        inputs.push(x.to_data());
+        let (det, next) = step(&model, (x, state));
+        let mut out = vec![det.to_data()];
+        out.extend(next.iter().map(|t| t.to_data()));
+        burn_outputs.push(out);
+        state = next;
+    }
+
+    // tract, carrying its own state.
+    let names = output_names();
+    let mut tract_state: Vec<(String, TensorData)> = input_names()[1..]
+        .iter()
+        .zip(RvtState::zeros(&card.rvt_config(), 1, card.model.input_size, &device).into_flat())
+        .map(|(n, t)| (n.clone(), t.to_data()))
+        .collect();
+    let mut errors = Vec::new();
+    for (i, x) in inputs.iter().enumerate() {
+        let mut feed = vec![("histogram".to_string(), x.clone())];
+        feed.extend(tract_state.iter().cloned());
+        let out = TractRunner.run(&path, &feed).unwrap();
+        for ((name, e), a) in names.iter().zip(&burn_outputs[i]).zip(&out) {
+            errors.push(compare("tract", &format!("{name}@{i}"), e, a).unwrap());
+        }
+        tract_state = input_names()[1..].iter().cloned().zip(out[1..].iter().cloned()).collect();
+    }
+    let tract_worst = worst(&errors);
+    println!("tract: worst relative error over {WINDOWS} windows {tract_worst:.2e}");
+    assert!(tract_worst < 1e-4, "tract drifts from Burn: {tract_worst:e}");
+
+    // ONNX Runtime, carrying its own state (in Python, through the onnxruntime wheel).
+    let Some(python) = python() else { return };
+    for (i, x) in inputs.iter().enumerate() {
+        prism_export::npy::write(&dir.path().join(format!("x{i}.npy")), x).unwrap();
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/stream_ort.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(&path)
+        .arg(dir.path())
+        .arg(WINDOWS.to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("checker ok"));
+    let mut errors = Vec::new();
+    for i in 0..WINDOWS {
+        let det = prism_export::npy::read(&dir.path().join(format!("ort_det{i}.npy"))).unwrap();
+        errors.push(compare("ort", &format!("detections@{i}"), &burn_outputs[i][0], &det).unwrap());
+        for (k, name) in input_names()[1..].iter().enumerate() {
+            let s = prism_export::npy::read(&dir.path().join(format!("ort_state{i}_{name}.npy"))).unwrap();
+            errors.push(compare("ort", &format!("{name}@{i}"), &burn_outputs[i][k + 1], &s).unwrap());
+        }
+    }
+    let ort_worst = worst(&errors);
+    println!("onnxruntime: worst relative error over {WINDOWS} windows {ort_worst:.2e}");
+    assert!(ort_worst < 1e-4, "ONNX Runtime drifts from Burn: {ort_worst:e}");
+}
+
+#[test]
+fn exported_file_carries_the_model_spec() {
+    let device = Device::flex();
+    let card = ModelCard::builtin("rvt-tiny-synth").unwrap();
+    let model = card.rvt_config().init(&device);
+    let onnx = export_rvt(&model, &card, &RvtExport::default(), &device).unwrap();
+    let json = onnx
+        .proto()
+        .metadata_props
+        .iter()
+        .find(|(key, _)| key == prism_core::spec::METADATA_KEY)
+        .map(|(_, value)| value.clone())
+        .expect("prism metadata");
+    let spec = prism_core::ModelSpec::from_json(&json).unwrap();
+    assert_eq!(spec, card.model_spec(Some(1)));
+    assert_eq!(spec.state.len(), 8);
+    assert_eq!(spec.state[7].shape, vec![1, 256, 4, 5]);
+    assert_eq!(spec.num_anchors(), Some(16 * 20 + 8 * 10 + 4 * 5));
+    // A tidy graph: no Loop, no shape arithmetic.
+    let ops: Vec<&str> = onnx.proto().graph.node.iter().map(|n| n.op_type.as_str()).collect();
+    for banned in ["Loop", "Shape", "Identity", "SequenceConstruct"] {
+        assert!(!ops.contains(&banned), "graph holds {banned}");
+    }
+}
+
+#[test]
+fn checkpoint_round_trip_gives_identical_outputs() {
+    let device = Device::flex();
+    let card = ModelCard::builtin("rvt-tiny-synth").unwrap();
+    let model = card.rvt_config().init(&device);
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("ckpt");
+    prism_models::checkpoint::save(&model, &card, &ckpt).unwrap();
+    // Saving again over an existing checkpoint replaces it.
+    prism_models::checkpoint::save(&model, &card, &ckpt).unwrap();
+    let (card2, model2) = prism_models::checkpoint::load(&ckpt, &device).unwrap();
+    assert_eq!(card, card2);
+    let x = histogram(&card, 9, &device);
+    let zeros = || RvtState::zeros(&card.rvt_config(), 1, card.model.input_size, &device);
+    let (a, _) = model.forward(x.clone(), zeros());
+    let (b, _) = model2.forward(x, zeros());
+    assert_eq!(a.to_data(), b.to_data());
+    let err = prism_models::checkpoint::load(dir.path(), &device).unwrap_err().to_string();
+    assert!(err.contains("not a prism checkpoint"), "{err}");
+}
