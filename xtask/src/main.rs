@@ -68,7 +68,7 @@ fn run_tests(env: &provision::Env, extra: &[String]) -> Result<()> {
 
 /// The benchmarks, in release mode: each prints its table and writes `benchmarks/results/`.
 fn run_benches(env: &provision::Env, names: &[String]) -> Result<()> {
-    let all = ["bench-events"];
+    let all = ["bench-events", "bench-rvt"];
     let selected: Vec<&str> = if names.is_empty() {
         all.to_vec()
     } else {

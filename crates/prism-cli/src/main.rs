@@ -20,6 +20,18 @@ enum Command {
     /// Event data: inspect, synthesize and render recordings.
     #[command(subcommand)]
     Data(commands::data::DataCommand),
+    /// Export a model to ONNX (with its metadata), optionally verified in tract and ONNX Runtime.
+    #[command(subcommand)]
+    Export(commands::export::ExportCommand),
+    /// Import weights from other frameworks (official RVT checkpoints).
+    #[command(subcommand)]
+    Import(commands::import::ImportCommand),
+    /// Parameters per part, FLOPs per window, state size, input and output shapes.
+    Info(commands::info::InfoArgs),
+    /// Run an exported model over a recording: detections as JSON lines, frames as PNG.
+    Infer(commands::infer::InferArgs),
+    /// Serve an exported model over HTTP (KServe v2 / Triton protocol, event streams, metrics).
+    Serve(commands::serve::ServeArgs),
     /// Run the main job end to end on the embedded default and print a summary.
     Demo(commands::demo::DemoArgs),
 }
@@ -29,6 +41,11 @@ fn main() -> Result<()> {
     init_logging(cli.verbose);
     match cli.command {
         Command::Data(cmd) => commands::data::run(cmd),
+        Command::Export(cmd) => commands::export::run(cmd),
+        Command::Import(cmd) => commands::import::run(cmd),
+        Command::Info(args) => commands::info::run(args),
+        Command::Infer(args) => commands::infer::run(args),
+        Command::Serve(args) => commands::serve::run(args),
         Command::Demo(args) => commands::demo::run(args),
     }
 }

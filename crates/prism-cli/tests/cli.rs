@@ -109,3 +109,62 @@ fn demo_runs_end_to_end() {
     assert!(stdout(&o).contains("4/4 summary"));
     assert!(dir.path().join("frames/frame_00000.png").exists());
 }
+
+#[test]
+fn info_reports_the_reference_parameter_counts() {
+    let o = prism(&["info", "--model", "rvt-tiny-gen1", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let info: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(info["parameters"]["total"], 4_405_141);
+    assert_eq!(info["parameters"]["backbone"], 3_220_032);
+    assert_eq!(info["state_bytes"], 2_457_600);
+    assert_eq!(info["outputs"][0][1], serde_json::json!([1, 1680, 7]));
+    let gflops = info["flops_per_window"].as_f64().unwrap() / 1e9;
+    assert!((2.0..4.0).contains(&gflops), "{gflops} GFLOPs");
+}
+
+#[test]
+fn unknown_models_get_a_list_of_known_ones() {
+    let o = prism(&["info", "--model", "rvt-huge-gen1"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("unknown model") && err.contains("rvt-tiny-gen1"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn export_onnx_verifies_in_tract_and_onnx_runtime() {
+    if prism_events::testdata::python().is_none() {
+        return; // ONNX Runtime comes with the provisioned environment.
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("synth.onnx");
+    let o = prism(&["export", "onnx", "--model", "rvt-tiny-synth", "--out", out.to_str().unwrap(), "--verify"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("verified: max relative error"), "{text}");
+    assert!(text.contains("tract") && text.contains("ort-cpu"), "{text}");
+    assert!(out.metadata().unwrap().len() > 17_000_000);
+}
+
+#[test]
+fn imported_official_checkpoint_exports() {
+    let ckpt = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/rvt-official/rvt-tiny-gen1.ckpt");
+    if !ckpt.exists() {
+        assert!(std::env::var_os("PRISM_REQUIRE_FIXTURES").is_none(), "missing {}", ckpt.display());
+        eprintln!("SKIPPED: no {}", ckpt.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ckpt");
+    let o = prism(&["import", "rvt-checkpoint", ckpt.to_str().unwrap(), "--model", "rvt-tiny-gen1", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("4405141 parameters"), "{}", stdout(&o));
+    let onnx = dir.path().join("official.onnx");
+    let o = prism(&["export", "onnx", "--checkpoint", out.to_str().unwrap(), "--out", onnx.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The wrong architecture is a clear error naming a key.
+    let o = prism(&["import", "rvt-checkpoint", ckpt.to_str().unwrap(), "--model", "rvt-base-gen1", "--out", dir.path().join("bad").to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("backbone"), "{}", stderr(&o));
+}

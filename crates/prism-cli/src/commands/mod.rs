@@ -2,3 +2,9 @@
 
 pub mod data;
 pub mod demo;
+pub mod export;
+pub mod import;
+pub mod infer;
+pub mod info;
+pub mod model_source;
+pub mod serve;

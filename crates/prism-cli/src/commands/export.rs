@@ -1,0 +1,141 @@
+//! `prism export onnx`: a model to an ONNX file that carries its own metadata, optionally
+//! verified against Burn in tract and ONNX Runtime.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use burn::tensor::{Device, TensorData};
+use clap::{Args, Subcommand};
+use prism_deploy::engine::{Backend, Engine, EngineOptions, TensorView};
+use prism_export::verify::{verify, OnnxRunner, VerifyOptions};
+use prism_export::ExportError;
+use prism_models::onnx::{export_rvt, input_names, output_names, sample_inputs, step, RvtExport};
+
+use super::model_source::ModelSource;
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Write an ONNX file (histogram + recurrent state in, detections + new state out).
+    Onnx(OnnxArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OnnxArgs {
+    #[command(flatten)]
+    pub source: ModelSource,
+    /// The ONNX file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Make the batch axis dynamic.
+    #[arg(long)]
+    pub dynamic_batch: bool,
+    /// ONNX operator set (17: LayerNormalization; 20: also Gelu).
+    #[arg(long, default_value_t = prism_export::DEFAULT_OPSET)]
+    pub opset: i64,
+    /// Run Burn, tract and ONNX Runtime on the same random inputs and compare (fails above 1e-4
+    /// relative error).
+    #[arg(long)]
+    pub verify: bool,
+    /// ONNX Runtime library for `--verify` (default: ORT_DYLIB_PATH or the provisioned one).
+    #[arg(long)]
+    pub ort_library: Option<PathBuf>,
+}
+
+pub fn run(cmd: ExportCommand) -> Result<()> {
+    match cmd {
+        ExportCommand::Onnx(args) => export_onnx(&args),
+    }
+}
+
+pub fn export_onnx(args: &OnnxArgs) -> Result<()> {
+    let device = Device::flex();
+    let (card, model) = args.source.load(&device)?;
+    let started = Instant::now();
+    let settings = RvtExport {
+        opset: args.opset,
+        dynamic_batch: args.dynamic_batch,
+    };
+    let onnx = export_rvt(&model, &card, &settings, &device)
+        .with_context(|| format!("exporting {}", card.name))?;
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let bytes = onnx
+        .save(&args.out)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    let stats = onnx.stats();
+    println!(
+        "exported {} to {} in {:.2} s: {} bytes, {} nodes, opset {}{}",
+        card.name,
+        args.out.display(),
+        started.elapsed().as_secs_f64(),
+        bytes,
+        stats.nodes,
+        args.opset,
+        if args.dynamic_batch { ", dynamic batch" } else { "" }
+    );
+    if args.verify {
+        let runners: Vec<EngineRunner> = [Backend::Tract, Backend::OrtCpu]
+            .into_iter()
+            .map(|backend| EngineRunner {
+                backend,
+                ort_library: args.ort_library.clone(),
+            })
+            .collect();
+        let runners: Vec<&dyn OnnxRunner> = runners.iter().map(|r| r as &dyn OnnxRunner).collect();
+        let report = verify(
+            &model,
+            &sample_inputs(&card, &device),
+            step,
+            &args.out,
+            &input_names(),
+            &output_names(),
+            &runners,
+            &VerifyOptions::default(),
+        );
+        match report {
+            Ok(report) => {
+                print!("{report}");
+                println!("verified: max relative error {:.2e} (limit 1e-4)", report.max_rel());
+            }
+            Err(e) => bail!("verification failed: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// Runs an ONNX file with a deployment engine, for `--verify`.
+struct EngineRunner {
+    backend: Backend,
+    ort_library: Option<PathBuf>,
+}
+
+impl OnnxRunner for EngineRunner {
+    fn name(&self) -> String {
+        self.backend.name().to_string()
+    }
+
+    fn run(&self, model: &Path, inputs: &[(String, TensorData)]) -> prism_export::Result<Vec<TensorData>> {
+        let err = |e: &dyn std::fmt::Display| ExportError::Verify(format!("{}: {e}", self.backend.name()));
+        let mut options = EngineOptions::new(self.backend);
+        options.ort_library = self.ort_library.clone();
+        let engine = Engine::load(model, &options).map_err(|e| err(&e))?;
+        let owned: Vec<(String, Vec<usize>, Vec<f32>)> = inputs
+            .iter()
+            .map(|(name, data)| {
+                let values = data.clone().convert::<f32>().try_to_vec::<f32>().map_err(|e| err(&format!("{e:?}")))?;
+                Ok((name.clone(), data.shape().to_vec(), values))
+            })
+            .collect::<prism_export::Result<_>>()?;
+        let views: Vec<TensorView<'_>> = owned
+            .iter()
+            .map(|(name, shape, data)| TensorView::new(name, shape, data))
+            .collect();
+        let outputs = engine.run(&views).map_err(|e| err(&e))?;
+        Ok(outputs
+            .into_iter()
+            .map(|t| TensorData::new(t.data, t.shape))
+            .collect())
+    }
+}

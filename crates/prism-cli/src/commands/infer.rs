@@ -1,0 +1,231 @@
+//! `prism infer`: run an exported model on a recording and write its detections as JSON lines,
+//! optionally drawing every window with its boxes as PNG.
+//!
+//! Event-detection models (RVT) read any recording prism-events decodes; frame-detection models
+//! read a raw little-endian `f32` file holding one input tensor of the spec's shape.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use prism_core::spec::Task;
+use prism_deploy::server::protocol::DetectionJson;
+use prism_deploy::{Backend, Detection, Engine, EngineOptions, FrameDetector, StreamDetector, TensorRtOptions, WindowDetections};
+use prism_events::viz::{histogram_to_rgb, RgbImage};
+use prism_events::EventChunk;
+use serde::Serialize;
+
+/// Which model, on which backend, with which runtime settings (shared by `infer` and `serve`).
+#[derive(Debug, Clone, Args)]
+pub struct EngineArgs {
+    /// The exported ONNX model (with its `prism` metadata).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// tract | ort-cpu | ort-cuda | ort-tensorrt.
+    #[arg(long, default_value = "tract")]
+    pub backend: Backend,
+    /// ONNX Runtime intra-op threads (default: ORT's choice).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// libonnxruntime to load (default: $ORT_DYLIB_PATH, else the `cargo xtask` wheel).
+    #[arg(long)]
+    pub ort_library: Option<PathBuf>,
+    /// CUDA device for ort-cuda / ort-tensorrt.
+    #[arg(long, default_value_t = 0)]
+    pub device: i32,
+    /// TensorRT: allow fp16 kernels.
+    #[arg(long)]
+    pub trt_fp16: bool,
+    /// TensorRT: int8 (use a QDQ model).
+    #[arg(long)]
+    pub trt_int8: bool,
+    /// TensorRT: engine and timing cache directory (strongly advised: engine builds are slow).
+    #[arg(long)]
+    pub trt_cache: Option<PathBuf>,
+}
+
+impl EngineArgs {
+    pub fn options(&self) -> EngineOptions {
+        EngineOptions {
+            backend: self.backend,
+            intra_threads: self.threads,
+            inter_threads: None,
+            ort_library: self.ort_library.clone(),
+            device_id: self.device,
+            tensorrt: TensorRtOptions {
+                fp16: self.trt_fp16,
+                int8: self.trt_int8,
+                cache_dir: self.trt_cache.clone(),
+            },
+        }
+    }
+
+    pub fn load(&self) -> Result<Arc<Engine>> {
+        let engine = Engine::load(&self.model, &self.options())
+            .with_context(|| format!("loading {} on {}", self.model.display(), self.backend))?;
+        Ok(Arc::new(engine))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct InferArgs {
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// The recording (.dat, EVT2/EVT3 .raw, .h5) or, for frame models, a raw f32 tensor file.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Write detections here as JSON lines (default: standard output).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Draw every window with its boxes as PNG into this directory.
+    #[arg(long)]
+    pub render: Option<PathBuf>,
+}
+
+/// One line of output.
+#[derive(Debug, Serialize)]
+struct Line<'a> {
+    /// End of the window (µs) for event models; 0 for frames.
+    t_us: i64,
+    window: u64,
+    #[serde(flatten)]
+    detection: &'a DetectionJson,
+}
+
+pub fn run(args: InferArgs) -> Result<()> {
+    let engine = args.engine.load()?;
+    let mut out: Box<dyn Write> = match &args.out {
+        Some(p) => Box::new(BufWriter::new(File::create(p).with_context(|| format!("creating {}", p.display()))?)),
+        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+    };
+    if let Some(dir) = &args.render {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let classes = engine.spec().classes.clone();
+    let write_detections = |out: &mut dyn Write, t_us: i64, window: u64, dets: &[Detection]| -> std::io::Result<()> {
+        for d in dets {
+            let detection = DetectionJson::new(d, &classes);
+            serde_json::to_writer(&mut *out, &Line { t_us, window, detection: &detection })?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    };
+    let started = Instant::now();
+    match engine.spec().task {
+        Task::EventDetection => {
+            let mut reader = prism_events::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
+            let rep = engine
+                .spec()
+                .representation
+                .clone()
+                .context("the model has no event representation")?;
+            if let Some(s) = reader.sensor_size() {
+                if usize::from(s.width) != rep.sensor_width || usize::from(s.height) != rep.sensor_height {
+                    bail!(
+                        "{} is a {}x{} recording; the model was trained for a {}x{} sensor",
+                        args.input.display(),
+                        s.width,
+                        s.height,
+                        rep.sensor_width,
+                        rep.sensor_height
+                    );
+                }
+            }
+            let mut detector = StreamDetector::new(engine.clone())?;
+            let (mut windows, mut detections, mut events) = (0u64, 0usize, 0u64);
+            // The first write or render error; checked after every chunk.
+            let failure: RefCell<Option<anyhow::Error>> = RefCell::new(None);
+            let mut on_window = |w: &WindowDetections<'_>| {
+                if failure.borrow().is_some() {
+                    return;
+                }
+                windows += 1;
+                detections += w.detections.len();
+                let result = write_detections(&mut *out, w.end_us, w.index, w.detections)
+                    .context("writing detections")
+                    .and_then(|()| match &args.render {
+                        Some(dir) => render(dir, w, rep.downsample, &classes),
+                        None => Ok(()),
+                    });
+                if let Err(e) = result {
+                    *failure.borrow_mut() = Some(e);
+                }
+            };
+            let mut chunk = EventChunk::default();
+            while reader.read_chunk(&mut chunk).with_context(|| format!("reading {}", args.input.display()))? {
+                events += chunk.len() as u64;
+                detector.push_chunk(&chunk, &mut on_window)?;
+                if failure.borrow().is_some() {
+                    break;
+                }
+            }
+            detector.finish(&mut on_window)?;
+            if let Some(e) = failure.into_inner() {
+                return Err(e);
+            }
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "{events} events, {windows} windows, {detections} detections in {secs:.2} s ({:.1} windows/s) on {}",
+                windows as f64 / secs.max(1e-9),
+                engine.backend()
+            );
+        }
+        Task::FrameDetection => {
+            let bytes = std::fs::read(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
+            let shape: Vec<usize> = engine
+                .spec()
+                .input
+                .shape
+                .iter()
+                .map(|d| d.unwrap_or(1))
+                .collect();
+            let want: usize = shape.iter().product();
+            if bytes.len() != want * 4 {
+                bail!(
+                    "{} holds {} bytes; the model takes one f32 tensor {shape:?} ({} bytes)",
+                    args.input.display(),
+                    bytes.len(),
+                    want * 4
+                );
+            }
+            let image: Vec<f32> = bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            let mut detector = FrameDetector::new(engine.clone())?;
+            let dets = detector.detect(&image, &shape)?;
+            write_detections(&mut *out, 0, 0, dets).context("writing detections")?;
+            eprintln!("{} detections in {:.3} s on {}", dets.len(), started.elapsed().as_secs_f64(), engine.backend());
+        }
+    }
+    out.flush().context("writing detections")?;
+    Ok(())
+}
+
+/// Colours of classes 0, 1, … (cycled).
+const CLASS_COLOURS: [[u8; 3]; 6] = [[255, 255, 0], [0, 255, 120], [255, 0, 255], [0, 255, 255], [255, 140, 0], [255, 255, 255]];
+
+/// Draws the window's histogram, scaled back up to sensor pixels when the model halves its
+/// input, with its boxes (sensor coordinates), to `dir/window_NNNNNN.png`.
+fn render(dir: &std::path::Path, w: &WindowDetections<'_>, downsample: usize, _classes: &[String]) -> Result<()> {
+    let [channels, h, width] = w.histogram_shape;
+    let small: RgbImage = histogram_to_rgb(w.histogram, channels / 2, h, width, 4)?;
+    let s = downsample.max(1);
+    let mut image = RgbImage::new(width * s, h * s, [0, 0, 0]);
+    for (i, pixel) in image.pixels.iter_mut().enumerate() {
+        let (x, y) = (i % (width * s) / s, i / (width * s) / s);
+        *pixel = small.pixels[y * width + x];
+    }
+    for d in w.detections {
+        let b = d.bbox;
+        let colour = CLASS_COLOURS[d.class_id % CLASS_COLOURS.len()];
+        image.draw_rect(b.x1, b.y1, b.x2 - b.x1, b.y2 - b.y1, colour, s as i64);
+    }
+    let path = dir.join(format!("window_{:06}.png", w.index));
+    image.write_png(&path).with_context(|| format!("writing {}", path.display()))
+}

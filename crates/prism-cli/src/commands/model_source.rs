@@ -1,0 +1,45 @@
+//! Where a command gets its model: a zoo name (fresh weights) or a checkpoint folder.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use burn::tensor::Device;
+use clap::Args;
+use prism_models::rvt::Rvt;
+use prism_models::zoo::ModelCard;
+
+#[derive(Debug, Args)]
+pub struct ModelSource {
+    /// A zoo model (`rvt-tiny-gen1`, …, `rvt-tiny-synth`) or a model card TOML file; the
+    /// weights are freshly initialised.
+    #[arg(long, conflicts_with = "checkpoint")]
+    pub model: Option<String>,
+    /// A checkpoint folder written by `prism train` or `prism import` (card + weights).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+}
+
+impl ModelSource {
+    /// The card only (no weights), cheap.
+    pub fn card(&self) -> Result<ModelCard> {
+        match (&self.model, &self.checkpoint) {
+            (Some(name), _) => Ok(ModelCard::resolve(name)?),
+            (None, Some(dir)) => Ok(ModelCard::from_file(&dir.join(prism_models::checkpoint::CARD_FILE))?),
+            (None, None) => bail!("give --model NAME or --checkpoint DIR"),
+        }
+    }
+
+    /// The card and the model with its weights.
+    pub fn load(&self, device: &Device) -> Result<(ModelCard, Rvt)> {
+        match (&self.model, &self.checkpoint) {
+            (Some(_), _) => {
+                let card = self.card()?;
+                let model = card.rvt_config().init(device);
+                Ok((card, model))
+            }
+            (None, Some(dir)) => prism_models::checkpoint::load(dir, device)
+                .with_context(|| format!("loading the checkpoint {}", dir.display())),
+            (None, None) => bail!("give --model NAME or --checkpoint DIR"),
+        }
+    }
+}

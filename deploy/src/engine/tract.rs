@@ -1,0 +1,138 @@
+//! The tract backend: the ONNX protobuf is decoded once (its `metadata_props` give the spec), the
+//! graph is typed with the declared input shapes, optimised, and turned into an immutable plan
+//! shared through `Arc` and run with `&self`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tract_onnx::pb::{self, tensor_shape_proto::dimension, type_proto};
+use tract_onnx::prelude::*;
+
+use super::{Loaded, Tensor, TensorInfo, TensorView};
+use crate::error::{DeployError, Result};
+
+const NAME: &str = "tract";
+
+/// An optimised, runnable tract plan.
+pub(crate) struct TractRunner {
+    plan: Arc<TypedSimplePlan>,
+}
+
+impl TractRunner {
+    pub(crate) fn load(path: &Path) -> Result<Loaded<Self>> {
+        let bad = |reason: String| DeployError::BadModel {
+            path: path.into(),
+            backend: NAME,
+            reason,
+        };
+        let bytes = std::fs::read(path).map_err(|e| DeployError::io(path, e))?;
+        let onnx = tract_onnx::onnx();
+        let proto = onnx
+            .proto_model_for_read(&mut bytes.as_slice())
+            .map_err(|e| bad(format!("not an ONNX protobuf: {e:#}")))?;
+        let spec_json = proto
+            .metadata_props
+            .iter()
+            .find(|p| p.key == super::SPEC_KEY)
+            .map(|p| p.value.clone());
+        let graph = proto.graph.as_ref().ok_or_else(|| bad("the file holds no graph".into()))?;
+        let initializers: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        let inputs: Vec<TensorInfo> = graph
+            .input
+            .iter()
+            .filter(|i| !initializers.contains(&i.name.as_str()))
+            .map(|i| value_info(i).map_err(&bad))
+            .collect::<Result<_>>()?;
+        let outputs: Vec<TensorInfo> = graph
+            .output
+            .iter()
+            .map(|o| value_info(o).map_err(&bad))
+            .collect::<Result<_>>()?;
+
+        let mut model = onnx
+            .model_for_proto_model(&proto)
+            .map_err(|e| bad(format!("{e:#}")))?;
+        // Pin fully static input shapes so the optimiser can specialise the graph.
+        for (ix, info) in inputs.iter().enumerate() {
+            if let Some(dims) = info.shape.iter().copied().collect::<Option<Vec<usize>>>() {
+                model
+                    .set_input_fact(ix, InferenceFact::dt_shape(f32::datum_type(), dims))
+                    .map_err(|e| bad(format!("input `{}`: {e:#}", info.name)))?;
+            }
+        }
+        let plan = model
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| bad(format!("{e:#}")))?;
+        Ok(Loaded {
+            runner: Self { plan },
+            inputs,
+            outputs,
+            spec_json,
+        })
+    }
+
+    /// Runs with `inputs` already checked and in graph order.
+    pub(crate) fn run(&self, inputs: &[TensorView<'_>], infos: &[TensorInfo], outputs: &mut [Tensor]) -> Result<()> {
+        let fail = |reason: String| DeployError::Inference { backend: NAME, reason };
+        let values: TVec<TValue> = inputs
+            .iter()
+            .map(|v| Tensor_::from_shape(v.shape, v.data).map(|t| t.into_tvalue()))
+            .collect::<TractResult<_>>()
+            .map_err(|e| fail(format!("{e:#}")))?;
+        let results = self.plan.run(values).map_err(|e| fail(format!("{e:#}")))?;
+        if results.len() != infos.len() {
+            return Err(fail(format!("{} outputs, expected {}", results.len(), infos.len())));
+        }
+        for ((value, info), out) in results.iter().zip(infos).zip(outputs.iter_mut()) {
+            if value.datum_type() != f32::datum_type() {
+                return Err(DeployError::Output(format!(
+                    "output `{}` is {:?}; prism reads f32 outputs",
+                    info.name,
+                    value.datum_type()
+                )));
+            }
+            let data = value
+                .try_as_plain_ram()
+                .and_then(|v| v.as_slice::<f32>())
+                .map_err(|e| fail(format!("output `{}`: {e:#}", info.name)))?;
+            out.assign(&info.name, value.shape().iter().copied(), data);
+        }
+        Ok(())
+    }
+}
+
+/// tract's tensor type, renamed so it does not clash with ours.
+type Tensor_ = tract_onnx::prelude::Tensor;
+
+/// Name and shape of a graph input / output; only float32 tensors are accepted.
+fn value_info(v: &pb::ValueInfoProto) -> std::result::Result<TensorInfo, String> {
+    let tensor = match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(type_proto::Value::TensorType(t)) => t,
+        _ => return Err(format!("`{}` is not a tensor", v.name)),
+    };
+    const FLOAT: i32 = pb::tensor_proto::DataType::Float as i32;
+    if tensor.elem_type != FLOAT {
+        return Err(format!(
+            "`{}` has ONNX element type {}; prism models take and give float32",
+            v.name, tensor.elem_type
+        ));
+    }
+    let shape = tensor
+        .shape
+        .as_ref()
+        .map(|s| {
+            s.dim
+                .iter()
+                .map(|d| match d.value {
+                    Some(dimension::Value::DimValue(n)) if n >= 0 => Some(n as usize),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(TensorInfo {
+        name: v.name.clone(),
+        shape,
+    })
+}

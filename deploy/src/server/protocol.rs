@@ -1,0 +1,204 @@
+//! KServe v2 / Triton HTTP JSON messages, and prism's streaming-events message.
+//!
+//! Only `FP32` tensors are accepted: prism models take and give float32. `data` may be flat or
+//! nested row-major, as the protocol allows.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::engine::TensorInfo;
+
+#[derive(Debug, Deserialize)]
+pub struct InferRequest {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub inputs: Vec<InferInput>,
+    /// Outputs to return (all when absent).
+    #[serde(default)]
+    pub outputs: Option<Vec<RequestedOutput>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InferInput {
+    pub name: String,
+    pub shape: Vec<i64>,
+    pub datatype: String,
+    pub data: Value,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RequestedOutput {
+    pub name: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InferResponse<'a> {
+    pub model_name: &'a str,
+    pub model_version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub outputs: Vec<OutputTensor<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OutputTensor<'a> {
+    pub name: &'a str,
+    pub shape: &'a [usize],
+    pub datatype: &'static str,
+    pub data: &'a [f32],
+}
+
+#[derive(Debug, Serialize)]
+pub struct TensorMetadata<'a> {
+    pub name: &'a str,
+    pub datatype: &'static str,
+    /// `-1` for dynamic axes.
+    pub shape: Vec<i64>,
+}
+
+impl<'a> From<&'a TensorInfo> for TensorMetadata<'a> {
+    fn from(t: &'a TensorInfo) -> Self {
+        Self {
+            name: &t.name,
+            datatype: "FP32",
+            shape: t.shape.iter().map(|d| d.map_or(-1, |d| d as i64)).collect(),
+        }
+    }
+}
+
+/// A chunk of one client stream's events (`POST /v2/models/{name}/streams/{id}/events`).
+#[derive(Debug, Deserialize)]
+pub struct EventsRequest {
+    #[serde(default)]
+    pub t: Vec<i64>,
+    #[serde(default)]
+    pub x: Vec<u16>,
+    #[serde(default)]
+    pub y: Vec<u16>,
+    #[serde(default)]
+    pub p: Vec<u8>,
+    /// End of the stream: run the last windows and forget the stream.
+    #[serde(default)]
+    pub finish: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventsResponse {
+    pub windows: Vec<WindowJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WindowJson {
+    pub index: u64,
+    pub start_us: i64,
+    pub end_us: i64,
+    pub num_events: usize,
+    pub detections: Vec<DetectionJson>,
+}
+
+/// A detection as `prism infer` and the server write it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DetectionJson {
+    pub x1: f32,
+    pub y1: f32,
+    pub x2: f32,
+    pub y2: f32,
+    pub score: f32,
+    pub class_id: usize,
+    pub class: String,
+}
+
+impl DetectionJson {
+    pub fn new(d: &prism_core::Detection, classes: &[String]) -> Self {
+        Self {
+            x1: d.bbox.x1,
+            y1: d.bbox.y1,
+            x2: d.bbox.x2,
+            y2: d.bbox.y2,
+            score: d.score,
+            class_id: d.class_id,
+            class: classes.get(d.class_id).cloned().unwrap_or_else(|| d.class_id.to_string()),
+        }
+    }
+}
+
+/// Flattens `data` (numbers, possibly nested arrays) into `out`; errors name the first bad value.
+pub fn flatten_f32(data: &Value, out: &mut Vec<f32>, input: &str) -> Result<(), String> {
+    match data {
+        Value::Number(n) => {
+            let v = n
+                .as_f64()
+                .ok_or_else(|| format!("input `{input}`: {n} is not a number"))?;
+            out.push(v as f32);
+            Ok(())
+        }
+        Value::Array(items) => items.iter().try_for_each(|v| flatten_f32(v, out, input)),
+        other => Err(format!(
+            "input `{input}`: datatype FP32 needs numbers, found {}",
+            match other {
+                Value::Null => "null",
+                Value::Bool(_) => "a boolean",
+                Value::String(_) => "a string",
+                _ => "an object",
+            }
+        )),
+    }
+}
+
+/// Decodes the binary events body: `n` (u32), then `t` (n × i64), `x` (n × u16), `y` (n × u16),
+/// `p` (n × u8), all little-endian: `4 + 13 n` bytes.
+pub fn decode_binary_events(body: &[u8], finish: bool) -> Result<EventsRequest, String> {
+    let (head, rest) = body
+        .split_first_chunk::<4>()
+        .ok_or_else(|| format!("binary events: {} bytes, too short for the event count", body.len()))?;
+    let n = u32::from_le_bytes(*head) as usize;
+    let want = n.checked_mul(13).ok_or("binary events: count overflows")?;
+    if rest.len() != want {
+        return Err(format!(
+            "binary events: {n} events need 4 + 13 x {n} = {} bytes, the body has {}",
+            want + 4,
+            body.len()
+        ));
+    }
+    let (t, rest) = rest.split_at(8 * n);
+    let (x, rest) = rest.split_at(2 * n);
+    let (y, p) = rest.split_at(2 * n);
+    let u16s = |b: &[u8]| b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    Ok(EventsRequest {
+        t: t.chunks_exact(8)
+            .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect(),
+        x: u16s(x),
+        y: u16s(y),
+        p: p.to_vec(),
+        finish,
+    })
+}
+
+/// Encodes events in the layout [`decode_binary_events`] reads (for clients and tests).
+pub fn encode_binary_events(t: &[i64], x: &[u16], y: &[u16], p: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + 13 * t.len());
+    out.extend_from_slice(&(t.len() as u32).to_le_bytes());
+    t.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+    x.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+    y.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+    out.extend_from_slice(p);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_events_round_trip_and_reject_bad_lengths() {
+        let body = encode_binary_events(&[1, -2], &[3, 4], &[5, 6], &[0, 1]);
+        assert_eq!(body.len(), 4 + 26);
+        let r = decode_binary_events(&body, true).map_err(|e| e.to_string());
+        let r = r.as_ref().map(|r| (r.t.clone(), r.x.clone(), r.y.clone(), r.p.clone(), r.finish));
+        assert_eq!(r, Ok((vec![1, -2], vec![3, 4], vec![5, 6], vec![0, 1], true)));
+        assert!(decode_binary_events(&body[..29], false).is_err());
+        assert!(decode_binary_events(&[1, 0], false).is_err());
+        assert!(decode_binary_events(&[255, 255, 255, 255], false).is_err());
+    }
+}

@@ -1,0 +1,220 @@
+//! The HTTP server, started in-process on 127.0.0.1:0, with good and bad requests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+
+use common::*;
+use prism_deploy::server::{Server, ServerOptions};
+use prism_deploy::{Backend, Engine, EngineOptions, OwnedWindow, StreamDetector, TensorView};
+use serde_json::{json, Value};
+
+/// Sends one JSON request (Connection: close) and returns (status, body).
+fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    request_typed(addr, method, path, "application/json", body)
+}
+
+fn request_typed(addr: SocketAddr, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    // An oversized body may be refused before it is read; the write may then fail.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+fn json_of(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+fn start(dir: &std::path::Path, max_body: usize) -> (Server, Arc<Engine>) {
+    let engine = Arc::new(Engine::load(dir.join("rvt_tiny.onnx"), &EngineOptions::new(Backend::Tract)).unwrap());
+    let options = ServerOptions {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        model_name: Some("rvt".into()),
+        max_body_bytes: max_body,
+        workers: 2,
+        max_streams: 2,
+    };
+    (Server::start(engine.clone(), options).unwrap(), engine)
+}
+
+#[test]
+fn kserve_v2_endpoints_answer_good_and_bad_requests() {
+    let Some(dir) = fixtures("kserve_v2_endpoints_answer_good_and_bad_requests") else { return };
+    let (server, engine) = start(dir, 2 << 20);
+    let addr = server.local_addr();
+    assert!(addr.ip().is_loopback());
+
+    assert_eq!(request(addr, "GET", "/v2/health/live", b"").0, 200);
+    assert_eq!(request(addr, "GET", "/v2/health/ready", b"").0, 200);
+    assert_eq!(request(addr, "GET", "/v2/models/rvt/ready", b"").0, 200);
+    assert_eq!(request(addr, "GET", "/v2/models/rvt/versions/1/ready", b"").0, 200);
+    let (status, body) = request(addr, "GET", "/v2/models/rvt", b"");
+    assert_eq!(status, 200);
+    let meta = json_of(&body);
+    assert_eq!(meta["name"], "rvt");
+    assert_eq!(meta["inputs"][0], json!({"name": "histogram", "datatype": "FP32", "shape": [1, 20, 64, 64]}));
+    assert_eq!(meta["outputs"][0]["shape"], json!([1, 84, 7]));
+
+    // A good inference request: same numbers as calling the engine directly.
+    let hist: Vec<f32> = (0..20 * 64 * 64).map(|i| (i % 5) as f32).collect();
+    let (h1, h2) = (vec![0.1f32; 256], vec![-0.2f32; 64]);
+    let infer = json!({
+        "id": "42",
+        "inputs": [
+            {"name": "histogram", "shape": [1, 20, 64, 64], "datatype": "FP32", "data": hist},
+            {"name": "h1", "shape": [1, 4, 8, 8], "datatype": "FP32", "data": h1},
+            {"name": "h2", "shape": [1, 4, 4, 4], "datatype": "FP32", "data": [[[h2[..16].to_vec(), h2[16..32].to_vec(), h2[32..48].to_vec(), h2[48..].to_vec()]]]},
+        ],
+        "outputs": [{"name": "detections"}, {"name": "h2_out"}],
+    });
+    let (status, body) = request(addr, "POST", "/v2/models/rvt/infer", infer.to_string().as_bytes());
+    assert_eq!(status, 200, "{body}");
+    let resp = json_of(&body);
+    assert_eq!(resp["id"], "42");
+    assert_eq!(resp["model_name"], "rvt");
+    let outputs = resp["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 2);
+    assert_eq!(outputs[0]["name"], "detections");
+    assert_eq!(outputs[0]["shape"], json!([1, 84, 7]));
+    let direct = engine
+        .run(&[
+            TensorView::new("histogram", &[1, 20, 64, 64], &hist),
+            TensorView::new("h1", &[1, 4, 8, 8], &h1),
+            TensorView::new("h2", &[1, 4, 4, 4], &h2),
+        ])
+        .unwrap();
+    let served: Vec<f32> = outputs[0]["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    assert_eq!(served, direct[0].data);
+
+    // Bad requests: 4xx with a message, never a dropped connection.
+    let bad = |path: &str, body: &[u8], want: u16, needle: &str| {
+        let (status, text) = request(addr, "POST", path, body);
+        assert_eq!(status, want, "{path}: {text}");
+        let msg = json_of(&text)["error"].as_str().unwrap_or_default().to_string();
+        assert!(msg.contains(needle), "{path}: `{msg}` lacks `{needle}`");
+    };
+    bad("/v2/models/rvt/infer", b"{\"inputs\": [", 400, "malformed request JSON");
+    bad("/v2/models/rvt/infer", b"[1, 2]", 400, "malformed request JSON");
+    let mut wrong_shape = infer.clone();
+    wrong_shape["inputs"][0]["shape"] = json!([1, 20, 32, 128]);
+    bad("/v2/models/rvt/infer", wrong_shape.to_string().as_bytes(), 400, "the model expects [1, 20, 64, 64]");
+    let mut wrong_type = infer.clone();
+    wrong_type["inputs"][1]["datatype"] = json!("INT64");
+    bad("/v2/models/rvt/infer", wrong_type.to_string().as_bytes(), 400, "datatype INT64 is not supported");
+    let mut strings = infer.clone();
+    strings["inputs"][1]["data"] = json!(["a"]);
+    bad("/v2/models/rvt/infer", strings.to_string().as_bytes(), 400, "needs numbers, found a string");
+    let mut missing = infer.clone();
+    missing["inputs"].as_array_mut().unwrap().pop();
+    bad("/v2/models/rvt/infer", missing.to_string().as_bytes(), 400, "missing input `h2`");
+    let mut negative = infer.clone();
+    negative["inputs"][1]["shape"] = json!([1, -4, 8, 8]);
+    bad("/v2/models/rvt/infer", negative.to_string().as_bytes(), 400, "negative dimension");
+    let mut no_output = infer.clone();
+    no_output["outputs"] = json!([{"name": "nope"}]);
+    bad("/v2/models/rvt/infer", no_output.to_string().as_bytes(), 400, "no output `nope`");
+    bad("/v2/models/other/infer", infer.to_string().as_bytes(), 404, "unknown model `other`");
+    bad("/v2/models/rvt/versions/7/infer", infer.to_string().as_bytes(), 404, "no version `7`");
+    bad("/v2/models/rvt/infer", &vec![b' '; 3 << 20], 413, "larger than the");
+    let (status, _) = request(addr, "GET", "/v2/models/rvt/infer", b"");
+    assert_eq!(status, 405);
+    let (status, _) = request(addr, "GET", "/nowhere", b"");
+    assert_eq!(status, 404);
+
+    let (status, metrics) = request(addr, "GET", "/metrics", b"");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("prism_requests_total{route=\"infer\",status=\"200\"} 1"), "{metrics}");
+    assert!(metrics.contains("prism_requests_total{route=\"infer\",status=\"400\"}"), "{metrics}");
+    assert!(metrics.contains("prism_request_duration_seconds_bucket{le=\"+Inf\"}"), "{metrics}");
+    assert!(metrics.contains("prism_queue_depth 1"), "the metrics request itself is in flight: {metrics}");
+    // Graceful shutdown returns once the workers have finished.
+    server.shutdown();
+}
+
+#[test]
+fn streaming_endpoint_matches_the_stream_detector() {
+    let Some(dir) = fixtures("streaming_endpoint_matches_the_stream_detector") else { return };
+    let (server, engine) = start(dir, 8 << 20);
+    let addr = server.local_addr();
+    let events = events(dir);
+    let mut local = StreamDetector::new(engine).unwrap();
+    let mut expected: Vec<OwnedWindow> = local.push_collect(events.as_slice()).unwrap();
+    expected.extend(local.finish_collect().unwrap());
+
+    // Two client streams interleaved, in different chunkings, one in JSON and one in the binary
+    // layout: each has its own state.
+    let mut got: [Vec<Value>; 2] = [Vec::new(), Vec::new()];
+    let cuts = [[0, 1000, 2500, events.len()], [0, 300, 1700, events.len()]];
+    for k in 0..3 {
+        for (s, cut) in cuts.iter().enumerate() {
+            let r = events.as_slice().slice(cut[k]..cut[k + 1]);
+            let (status, text) = if s == 0 {
+                let body = json!({"t": r.t, "x": r.x, "y": r.y, "p": r.p, "finish": k == 2});
+                request(addr, "POST", "/v2/models/rvt/streams/cam0/events", body.to_string().as_bytes())
+            } else {
+                let body = prism_deploy::server::protocol::encode_binary_events(r.t, r.x, r.y, r.p);
+                let finish = if k == 2 { "?finish=true" } else { "" };
+                let path = format!("/v2/models/rvt/streams/cam1/events{finish}");
+                request_typed(addr, "POST", &path, "application/octet-stream", &body)
+            };
+            assert_eq!(status, 200, "{text}");
+            got[s].extend(json_of(&text)["windows"].as_array().unwrap().iter().cloned());
+        }
+    }
+    for windows in &got {
+        assert_eq!(windows.len(), expected.len());
+        for (w, e) in windows.iter().zip(&expected) {
+            assert_eq!(w["end_us"], e.end_us);
+            let dets = w["detections"].as_array().unwrap();
+            assert_eq!(dets.len(), e.detections.len());
+            for (d, x) in dets.iter().zip(&e.detections) {
+                assert_eq!(d["class_id"], x.class_id);
+                assert_eq!(d["class"], ["car", "pedestrian"][x.class_id]);
+                assert!((d["x1"].as_f64().unwrap() - f64::from(x.bbox.x1)).abs() < 1e-3);
+            }
+        }
+    }
+
+    // Finished streams are gone; bad events drop the stream with a clear 400; the stream limit holds.
+    let (status, _) = request(addr, "DELETE", "/v2/models/rvt/streams/cam0", b"");
+    assert_eq!(status, 404);
+    let bad = json!({"t": [0, 1], "x": [1, 500], "y": [1, 1], "p": [0, 1]});
+    let (status, text) = request(addr, "POST", "/v2/models/rvt/streams/a/events", bad.to_string().as_bytes());
+    assert_eq!(status, 200, "not yet a complete window: {text}");
+    let (status, text) = request(addr, "POST", "/v2/models/rvt/streams/a/events", json!({"t": [30000], "x": [1], "y": [1], "p": [0]}).to_string().as_bytes());
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("outside the 120x100") && text.contains("stream was dropped"), "{text}");
+    let unsorted = json!({"t": [5, 1], "x": [1, 1], "y": [1, 1], "p": [0, 1]});
+    let (status, text) = request(addr, "POST", "/v2/models/rvt/streams/b/events", unsorted.to_string().as_bytes());
+    assert_eq!(status, 400, "{text}");
+    let lengths = json!({"t": [5], "x": [1, 1], "y": [1], "p": [0]});
+    let (status, text) = request(addr, "POST", "/v2/models/rvt/streams/c/events", lengths.to_string().as_bytes());
+    assert_eq!(status, 400, "{text}");
+    let (status, text) = request_typed(addr, "POST", "/v2/models/rvt/streams/d/events", "application/octet-stream", &[2, 0, 0, 0, 1]);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("2 events need 4 + 13 x 2 = 30 bytes"), "{text}");
+    let (status, text) = request(addr, "POST", "/v2/models/rvt/streams/bad%20id/events", b"{}");
+    assert_eq!(status, 400, "{text}");
+    for s in ["s1", "s2"] {
+        let (status, _) = request(addr, "POST", &format!("/v2/models/rvt/streams/{s}/events"), b"{\"t\": [1], \"x\": [1], \"y\": [1], \"p\": [1]}");
+        assert_eq!(status, 200);
+    }
+    let (status, text) = request(addr, "POST", "/v2/models/rvt/streams/s3/events", b"{}");
+    assert_eq!(status, 429, "{text}");
+    assert_eq!(request(addr, "DELETE", "/v2/models/rvt/streams/s1", b"").0, 200);
+    server.shutdown();
+}
