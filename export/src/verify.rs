@@ -121,6 +121,7 @@ pub fn compare(runtime: &str, output: &str, expected: &TensorData, actual: &Tens
 ///
 /// `sample` gives the input shapes and dtypes (float inputs are replaced by random values, int
 /// and bool inputs are used as given); `names` are the model's input and output names.
+#[allow(clippy::too_many_arguments)] // one call does it all; a builder would add no safety
 pub fn verify<M, I, O, F>(
     module: &M,
     sample: &I,

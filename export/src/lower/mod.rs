@@ -71,6 +71,10 @@ pub(crate) struct Lowerer {
     /// The `[batch]` int64 tensor, built once from a graph input when first needed.
     batch_value: Option<String>,
     runtime_inputs: Vec<(TensorId, String)>,
+    /// Export-local numbers of tensors, in the order they are first named: value names carry
+    /// these instead of capture IDs, which depend on what else the process captured, so the
+    /// same module always exports to the same bytes.
+    local_ids: HashMap<TensorId, usize>,
     // Current operation, for error messages and node docs.
     index: usize,
     label: String,
@@ -121,6 +125,7 @@ impl Lowerer {
             sym,
             batch_value: None,
             runtime_inputs: inputs.to_vec(),
+            local_ids: HashMap::new(),
             index: 0,
             label: String::new(),
             context: String::new(),
@@ -235,7 +240,8 @@ impl Lowerer {
                 data_type: elem,
                 raw_data: RawData::Bytes(value),
             };
-            let out = self.g.fresh(&format!("const_{}", id.value()));
+            let out = format!("const_{}", self.local_id(id));
+            let out = self.g.fresh(&out);
             self.g.node(
                 "ConstantOfShape",
                 vec![shape],
@@ -252,15 +258,27 @@ impl Lowerer {
                 self.index, self.label
             )));
         }
-        let hint = self.param_names.get(&id).cloned().unwrap_or_else(|| format!("const_{}", id.value()));
+        let hint = match self.param_names.get(&id) {
+            Some(name) => name.clone(),
+            None => format!("const_{}", self.local_id(id)),
+        };
         self.g.tensor_initializer(&hint, data)
+    }
+
+    /// The export-local number of a tensor (see `local_ids`).
+    fn local_id(&mut self, id: TensorId) -> usize {
+        let next = self.local_ids.len();
+        *self.local_ids.entry(id).or_insert(next)
     }
 
     /// Name for a node output that is the IR tensor `t`.
     pub fn out_name(&mut self, t: &TensorIr, hint: &str) -> String {
         let name = match self.output_names.get(&t.id) {
             Some(name) if self.outputs_taken.insert(name.clone()) => name.clone(),
-            _ => self.g.fresh(&format!("{hint}_{}", t.id.value())),
+            _ => {
+                let name = format!("{hint}_{}", self.local_id(t.id));
+                self.g.fresh(&name)
+            }
         };
         self.names.insert(t.id, name.clone());
         name

@@ -114,7 +114,7 @@ fn compare_all(c: &Case, rt: &str, outs: &[TensorData], failures: &mut Vec<Strin
         match compare(rt, &format!("out{k}"), e, a) {
             Ok(err) => {
                 eprintln!("{:<28} {:>5} out{k}: max_abs {:.2e} max_rel {:.2e}", c.name, rt, err.max_abs, err.max_rel);
-                if !(err.max_rel <= c.tolerance) {
+                if err.max_rel.is_nan() || err.max_rel > c.tolerance {
                     failures.push(format!("{}: {rt} out{k} rel error {:.3e} > {:e}", c.name, err.max_rel, c.tolerance));
                 }
             }
@@ -131,3 +131,38 @@ pub fn ops(model: &OnnxModel) -> Vec<String> {
 /// Parameter-free module for op tests.
 #[derive(Module, Debug)]
 pub struct NoParams;
+
+/// Median ONNX Runtime latency (ms) of each model, timed in one Python process by
+/// `py/time_onnx.py`: warm-up, then `runs` rounds that run every model once in turn.
+pub fn ort_median_ms(python: &std::path::Path, models: &[(PathBuf, Vec<(String, TensorData)>)], runs: usize) -> Vec<f64> {
+    let dir = out_dir().join(format!("timing-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut spec = Vec::new();
+    for (m, (path, inputs)) in models.iter().enumerate() {
+        let mut feeds = serde_json::Map::new();
+        for (k, (name, data)) in inputs.iter().enumerate() {
+            let p = dir.join(format!("m{m}_in{k}.npy"));
+            prism_export::npy::write(&p, data).unwrap();
+            feeds.insert(name.clone(), p.display().to_string().into());
+        }
+        spec.push(serde_json::json!({"model": path.display().to_string(), "inputs": feeds}));
+    }
+    let spec_path = dir.join("timing.json");
+    let spec = serde_json::json!({"models": spec, "runs": runs, "warmup": 20, "threads": 1});
+    std::fs::write(&spec_path, spec.to_string()).unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py").join("time_onnx.py");
+    let out = std::process::Command::new(python).arg(&script).arg(&spec_path).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("time_onnx.py failed: {}", String::from_utf8_lossy(&out.stderr)));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    v["models"].as_array().unwrap().iter().map(|m| m["median_ms"].as_f64().unwrap()).collect()
+}
+
+/// Whether Python-based checks are required (`PRISM_REQUIRE_FIXTURES=1`).
+pub fn python_required() -> bool {
+    require_fixtures()
+}
