@@ -28,11 +28,8 @@ fn histogram(card: &ModelCard, seed: u64, device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(values, dims), device)
 }
 
+/// The provisioned Python (for ONNX Runtime); missing is a failure under `cargo xtask test`.
 fn python() -> Option<std::path::PathBuf> {
-    prism_events_python()
-}
-
-fn prism_events_python() -> Option<std::path::PathBuf> {
     match prism_export::verify::python_env() {
         Some(p) => Some(p),
         None if std::env::var_os("PRISM_REQUIRE_FIXTURES").is_some_and(|v| v == "1") => {
