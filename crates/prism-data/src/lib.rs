@@ -1,0 +1,37 @@
+//! Training data for prism's RVT detectors.
+//!
+//! - [`prepare`]: a recording (or a synthetic scene) becomes a [`PreparedSequence`]: one RVT
+//!   stacked histogram per 50 ms window plus the cleaned labels attached to their windows.
+//! - [`tree`]: a Gen1 / 1Mpx dataset folder prepared sequence by sequence, resumable.
+//! - [`prepared`], [`store`], [`codec`]: the prepared sequence in memory and on disk.
+//! - [`sampler`], [`augment`], [`batch`]: RVT's mixed random / streaming clip sampling, its
+//!   flip and zoom augmentation, and the batch tensors the trainer feeds the network.
+
+pub mod align;
+pub mod augment;
+pub mod batch;
+pub mod codec;
+pub mod error;
+pub mod filter;
+pub mod prepare;
+pub mod prepared;
+pub mod sampler;
+pub mod store;
+pub mod synthetic;
+pub mod tree;
+
+pub use align::{LabelAlign, WindowGrid};
+pub use augment::{AugmentConfig, Augmentation, Zoom};
+pub use batch::{assemble, try_assemble, ClipBatch};
+pub use error::{DataError, Result};
+pub use filter::LabelFilter;
+pub use prepare::{prepare_recording, prepare_recording_with, prepare_synthetic, PrepareOptions};
+pub use prepared::{
+    LabeledBox, PreparedSequence, PreparedSplit, SequenceMeta, SequenceStats, WindowLabels,
+};
+pub use sampler::{
+    Batch, ClipKind, ClipSampler, ClipSlot, SamplerConfig, SamplerState, StreamState,
+};
+pub use store::load_split;
+pub use synthetic::{prepare_synthetic_tree, prepare_synthetic_tree_with, synthetic_split};
+pub use tree::{prepare_tree, PrepareEvent, PrepareReport, ReportEntry};

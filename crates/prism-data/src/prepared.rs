@@ -1,0 +1,266 @@
+//! A prepared sequence in memory: the stacked histogram of every window plus the labels of the
+//! windows that have some. This is what training reads; [`crate::store`] puts it on disk.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DataError, Result};
+use crate::filter::LabelFilter;
+
+/// What a prepared sequence holds and how it was made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SequenceMeta {
+    pub name: String,
+    /// Width and height of the recording, in sensor pixels.
+    pub sensor: [u32; 2],
+    /// Network input height and width: after the optional halving, padded.
+    pub input_hw: [usize; 2],
+    /// `2 * bins`: OFF bins first, then ON bins.
+    pub channels: usize,
+    pub window_us: i64,
+    /// The histogram was halved (1Mpx): box coordinates are sensor coordinates times 0.5.
+    pub downsample: bool,
+    /// Class names by class id.
+    pub classes: Vec<String>,
+    /// End time of every window (inclusive), microseconds; windows hold `[end - window_us, end]`.
+    pub window_end_us: Vec<i64>,
+    /// Height and width of the image inside the input, before the zero padding at the bottom and
+    /// right. Augmentation works inside this region so the padding stays where RVT puts it.
+    pub content_hw: [usize; 2],
+    pub bins: usize,
+    /// Histogram counts are clipped to `0..=count_cutoff`.
+    pub count_cutoff: u8,
+    /// The label filter the boxes went through.
+    pub filter: LabelFilter,
+    pub stats: SequenceStats,
+}
+
+/// Counts collected while preparing, for reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SequenceStats {
+    /// Events read from the recording.
+    pub events: u64,
+    /// Boxes in the label file.
+    pub boxes_read: usize,
+    /// Boxes left after the filter and the class selection.
+    pub boxes_kept: usize,
+    /// Distinct label timestamps after filtering.
+    pub label_frames: usize,
+    /// Windows that got a label frame.
+    pub labeled_windows: usize,
+}
+
+/// One ground-truth box in network-input pixels (after the optional halving): top-left corner
+/// and size.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LabeledBox {
+    pub class_id: u32,
+    pub x: f32,
+    pub y: f32,
+    pub w: f32,
+    pub h: f32,
+}
+
+/// The boxes of the label frame attached to one window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowLabels {
+    pub window: usize,
+    /// Timestamp of the label frame (at or near the window's end).
+    pub t_us: i64,
+    pub boxes: Vec<LabeledBox>,
+}
+
+/// A prepared sequence: `[T, C, H, W]` u8 histograms and the labels of some windows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedSequence {
+    pub meta: SequenceMeta,
+    /// Sorted by window, at most one entry per window.
+    pub labels: Vec<WindowLabels>,
+    histograms: Vec<u8>,
+}
+
+impl PreparedSequence {
+    /// Checks that the parts fit together: histogram size, label order and range, class ids,
+    /// finite boxes.
+    pub fn new(meta: SequenceMeta, labels: Vec<WindowLabels>, histograms: Vec<u8>) -> Result<Self> {
+        check_parts(&meta, &labels, histograms.len()).map_err(DataError::Invalid)?;
+        Ok(Self {
+            meta,
+            labels,
+            histograms,
+        })
+    }
+
+    pub fn num_windows(&self) -> usize {
+        self.meta.window_end_us.len()
+    }
+
+    /// Values per window: `C * H * W`.
+    pub fn window_len(&self) -> usize {
+        window_len(&self.meta)
+    }
+
+    /// The `[C, H, W]` histogram of window `i`. Panics when `i >= num_windows()`, like slice
+    /// indexing; [`Self::get_window`] does not.
+    pub fn window(&self, i: usize) -> &[u8] {
+        let n = self.window_len();
+        &self.histograms[i * n..(i + 1) * n]
+    }
+
+    pub fn get_window(&self, i: usize) -> Option<&[u8]> {
+        let n = self.window_len();
+        self.histograms
+            .get(i.checked_mul(n)?..i.checked_add(1)?.checked_mul(n)?)
+    }
+
+    /// All windows, `[T, C, H, W]`.
+    pub fn histograms(&self) -> &[u8] {
+        &self.histograms
+    }
+
+    /// The label frame of `window`, if it has one.
+    pub fn labels_at(&self, window: usize) -> Option<&WindowLabels> {
+        self.labels
+            .binary_search_by_key(&window, |l| l.window)
+            .ok()
+            .and_then(|i| self.labels.get(i))
+    }
+
+    /// Writes the sequence to `dir` atomically (see [`crate::store`]).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        crate::store::save(self, dir)
+    }
+
+    /// Reads a sequence written by [`Self::save`], checking every size.
+    pub fn load(dir: &Path) -> Result<Self> {
+        crate::store::load(dir)
+    }
+}
+
+/// `C * H * W` of `meta` (saturating: absurd sizes are caught by [`check_parts`]).
+pub(crate) fn window_len(meta: &SequenceMeta) -> usize {
+    meta.channels
+        .saturating_mul(meta.input_hw[0])
+        .saturating_mul(meta.input_hw[1])
+}
+
+/// The consistency rules of [`PreparedSequence::new`]; the error is a reason.
+pub(crate) fn check_parts(
+    meta: &SequenceMeta,
+    labels: &[WindowLabels],
+    histogram_len: usize,
+) -> Result<(), String> {
+    let [h, w] = meta.input_hw;
+    let [ch, cw] = meta.content_hw;
+    if ch > h || cw > w {
+        return Err(format!("content {ch}x{cw} larger than the input {h}x{w}"));
+    }
+    if meta.channels != 2 * meta.bins {
+        return Err(format!("{} channels for {} bins", meta.channels, meta.bins));
+    }
+    if meta.window_us <= 0 {
+        return Err(format!("window length {} µs", meta.window_us));
+    }
+    if meta.window_end_us.windows(2).any(|e| e[0] >= e[1]) {
+        return Err("window ends are not increasing".into());
+    }
+    let expected = meta
+        .channels
+        .checked_mul(h)
+        .and_then(|v| v.checked_mul(w))
+        .and_then(|v| v.checked_mul(meta.window_end_us.len()))
+        .ok_or("histogram size overflows")?;
+    if histogram_len != expected {
+        return Err(format!(
+            "{histogram_len} histogram bytes, {} windows of {}x{}x{} need {expected}",
+            meta.window_end_us.len(),
+            meta.channels,
+            h,
+            w
+        ));
+    }
+    let mut previous: Option<usize> = None;
+    for l in labels {
+        if l.window >= meta.window_end_us.len() {
+            return Err(format!(
+                "labels for window {} of {}",
+                l.window,
+                meta.window_end_us.len()
+            ));
+        }
+        if previous.is_some_and(|p| p >= l.window) {
+            return Err(format!(
+                "labels not sorted by window at window {}",
+                l.window
+            ));
+        }
+        previous = Some(l.window);
+        for b in &l.boxes {
+            if b.class_id as usize >= meta.classes.len() {
+                return Err(format!(
+                    "window {}: class id {} but {} classes",
+                    l.window,
+                    b.class_id,
+                    meta.classes.len()
+                ));
+            }
+            if ![b.x, b.y, b.w, b.h].iter().all(|v| v.is_finite()) || b.w < 0.0 || b.h < 0.0 {
+                return Err(format!("window {}: bad box {b:?}", l.window));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The sequences of one split (`train`, `val`, `test`), sorted by name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PreparedSplit {
+    pub sequences: Vec<PreparedSequence>,
+}
+
+impl PreparedSplit {
+    /// Checks that all sequences share one input shape (they are batched together).
+    pub fn new(sequences: Vec<PreparedSequence>) -> Result<Self> {
+        let split = Self { sequences };
+        split.check_shapes()?;
+        Ok(split)
+    }
+
+    /// `[C, H, W]` shared by every sequence; `None` for an empty split.
+    pub fn shape(&self) -> Option<[usize; 3]> {
+        self.sequences.first().map(|s| {
+            let [h, w] = s.meta.input_hw;
+            [s.meta.channels, h, w]
+        })
+    }
+
+    pub fn total_windows(&self) -> usize {
+        self.sequences
+            .iter()
+            .map(PreparedSequence::num_windows)
+            .sum()
+    }
+
+    pub(crate) fn check_shapes(&self) -> Result<()> {
+        let Some(first) = self.sequences.first() else {
+            return Ok(());
+        };
+        for s in &self.sequences {
+            if s.meta.input_hw != first.meta.input_hw || s.meta.channels != first.meta.channels {
+                return Err(DataError::Invalid(format!(
+                    "sequence {} is {}x{}x{}, sequence {} is {}x{}x{}: a split must share one shape",
+                    s.meta.name,
+                    s.meta.channels,
+                    s.meta.input_hw[0],
+                    s.meta.input_hw[1],
+                    first.meta.name,
+                    first.meta.channels,
+                    first.meta.input_hw[0],
+                    first.meta.input_hw[1]
+                )));
+            }
+        }
+        Ok(())
+    }
+}
