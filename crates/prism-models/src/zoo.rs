@@ -92,6 +92,11 @@ pub struct DataSection {
     pub count_cutoff: u8,
 }
 
+/// The TOML text of a shipped card (the trainer reads its `[train]` and `[dataset]` tables).
+pub fn builtin_text(name: &str) -> Option<&'static str> {
+    BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, text)| *text)
+}
+
 /// Names of the shipped cards.
 pub fn builtin_names() -> impl Iterator<Item = &'static str> {
     BUILTIN.iter().map(|(name, _)| *name)

@@ -54,6 +54,19 @@ impl RvtState {
         }
     }
 
+    /// Zeroes the state of the batch entries where `keep` is false (a sequence starts there) and
+    /// keeps the others; `keep` has one flag per batch entry.
+    pub fn reset_where(self, keep: &[bool]) -> Self {
+        let device = self.h[0].device();
+        let mask: Vec<f32> = keep.iter().map(|&k| if k { 1.0 } else { 0.0 }).collect();
+        let mask = Tensor::<1>::from_data(burn::tensor::TensorData::new(mask, [keep.len()]), &device)
+            .reshape([keep.len(), 1, 1, 1]);
+        Self {
+            h: self.h.map(|t| t * mask.clone()),
+            c: self.c.map(|t| t * mask.clone()),
+        }
+    }
+
     /// Detached copy (stops gradients at a truncated-BPTT boundary).
     pub fn detach(self) -> Self {
         Self {

@@ -1,6 +1,6 @@
 //! YOLOX decoupled head (RVT's `yolox/models/yolo_head.py`), returning raw (undecoded) outputs.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::{Device, Tensor};
 
@@ -56,6 +56,24 @@ impl YoloxHead {
             obj_preds: (0..3).map(|_| pred(1)).collect(),
             num_classes: k,
         }
+    }
+
+    /// Sets the class and objectness biases to `-ln((1 - p) / p)` so every anchor starts at
+    /// probability `prior` (the reference calls this with 0.01 when it builds the head); without
+    /// it the objectness loss of thousands of negative anchors swamps the first steps.
+    pub fn with_prior_biases(mut self, prior: f64) -> Self {
+        let value = -((1.0 - prior) / prior).ln();
+        let fill = |conv: &mut Conv2d| {
+            if let Some(bias) = conv.bias.take() {
+                let filled = (bias.val().zeros_like() + value).detach();
+                let mut param = Param::from_tensor(filled);
+                param.id = bias.id;
+                conv.bias = Some(param);
+            }
+        };
+        self.cls_preds.iter_mut().for_each(fill);
+        self.obj_preds.iter_mut().for_each(fill);
+        self
     }
 
     /// FPN levels (strides 8, 16, 32) -> raw `[N, A, 5 + K]`: box regression (4), objectness

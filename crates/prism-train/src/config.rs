@@ -1,0 +1,221 @@
+//! Training configuration: the `[train]` and `[dataset]` tables of a model card under `models/`
+//! (the `[model]` and `[data]` tables are the [`ModelCard`]), with command-line overrides.
+
+use std::path::{Path, PathBuf};
+
+use prism_models::zoo::ModelCard;
+use serde::{Deserialize, Serialize};
+
+/// Optimisation and schedule (RVT: AdamW, weight decay 0, global-norm clipping 1.0, one-cycle
+/// with linear warm-up and decay).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSection {
+    pub batch_size: usize,
+    /// Windows per clip (RVT: 21 for Gen1, 5 for 1Mpx).
+    pub seq_len: usize,
+    /// Peak learning rate of the one-cycle schedule.
+    pub lr: f64,
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// Global gradient-norm limit.
+    #[serde(default = "default_clip")]
+    pub grad_clip: f64,
+    /// Optimizer steps in total (the schedule's length).
+    pub steps: usize,
+    /// Share of the steps spent warming up (RVT: 0.005).
+    #[serde(default = "default_warmup")]
+    pub warmup_pct: f64,
+    /// Weights of random (state reset) and streaming (state carried) clips in a batch.
+    #[serde(default = "one")]
+    pub random_weight: f32,
+    #[serde(default = "one")]
+    pub stream_weight: f32,
+    /// Validate (mAP on the validation split) every this many steps; 0 = only at the end.
+    #[serde(default)]
+    pub val_every: usize,
+    /// Write the resumable checkpoint every this many steps.
+    #[serde(default = "default_ckpt")]
+    pub checkpoint_every: usize,
+    /// Turn augmentation (flip, zoom) on.
+    #[serde(default = "yes")]
+    pub augment: bool,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// Where the training data comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum DatasetSection {
+    /// prism's synthetic scenes, generated once into the data folder.
+    Synthetic {
+        train_sequences: usize,
+        val_sequences: usize,
+        /// Length of each scene in seconds.
+        duration_s: f64,
+        /// Objects on screen at a time.
+        #[serde(default = "default_objects")]
+        objects: usize,
+        #[serde(default)]
+        seed: u64,
+    },
+    /// Sequences prepared with `prism data prepare` (folders `train/`, `val/`).
+    Prepared {
+        /// Folder with the prepared splits; relative paths are resolved against the working
+        /// directory. `--data` overrides it.
+        #[serde(default)]
+        root: Option<PathBuf>,
+        /// Label filter used at evaluation (`gen1`, `gen4` or `none`).
+        #[serde(default = "default_filter")]
+        eval_filter: String,
+    },
+}
+
+fn default_clip() -> f64 {
+    1.0
+}
+fn default_warmup() -> f64 {
+    0.005
+}
+fn one() -> f32 {
+    1.0
+}
+fn yes() -> bool {
+    true
+}
+fn default_ckpt() -> usize {
+    100
+}
+fn default_objects() -> usize {
+    4
+}
+fn default_filter() -> String {
+    "gen1".into()
+}
+
+/// The training part of a card file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct TrainTables {
+    train: Option<TrainSection>,
+    dataset: Option<DatasetSection>,
+}
+
+/// Everything a run needs: the model card plus how to train it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub card: ModelCard,
+    pub train: TrainSection,
+    pub dataset: DatasetSection,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("{source_name}: {message}")]
+    Parse { source_name: String, message: String },
+    #[error(transparent)]
+    Card(#[from] prism_models::zoo::ZooError),
+    #[error("{source_name}: no [{table}] table: this card cannot be trained as it is (add one, see models/rvt-tiny-synth.toml)")]
+    Missing { source_name: String, table: &'static str },
+    #[error("bad override {0:?}: {1}")]
+    Override(String, String),
+    #[error("invalid training config: {0}")]
+    Invalid(String),
+}
+
+impl TrainConfig {
+    /// Reads a card file (or a shipped card by name) with its `[train]` and `[dataset]` tables.
+    pub fn resolve(name_or_path: &str) -> Result<Self, ConfigError> {
+        let path = Path::new(name_or_path);
+        let (text, source) = if path.is_file() {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::Io(path.display().to_string(), e))?;
+            (text, path.display().to_string())
+        } else {
+            let card = ModelCard::builtin(name_or_path)?;
+            let text = prism_models::zoo::builtin_text(&card.name).unwrap_or_default();
+            (text.to_string(), name_or_path.to_string())
+        };
+        Self::parse(&text, &source)
+    }
+
+    /// Parses card text.
+    pub fn parse(text: &str, source_name: &str) -> Result<Self, ConfigError> {
+        let card = ModelCard::parse(text, source_name)?;
+        let tables: TrainTables = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            source_name: source_name.into(),
+            message: e.to_string(),
+        })?;
+        let train = tables.train.ok_or(ConfigError::Missing {
+            source_name: source_name.into(),
+            table: "train",
+        })?;
+        let dataset = tables.dataset.ok_or(ConfigError::Missing {
+            source_name: source_name.into(),
+            table: "dataset",
+        })?;
+        let config = Self { card, train, dataset };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies `key=value` overrides such as `train.lr=1e-3` or `train.steps=200`.
+    pub fn apply_overrides(&mut self, overrides: &[String]) -> Result<(), ConfigError> {
+        for item in overrides {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| ConfigError::Override(item.clone(), "expected key=value".into()))?;
+            // Round-trip through TOML so every field (and its type check) works the same way.
+            let mut doc: toml::Value = toml::Value::try_from(&*self)
+                .map_err(|e| ConfigError::Override(item.clone(), e.to_string()))?;
+            let mut slot = &mut doc;
+            for part in key.trim().split('.') {
+                slot = slot
+                    .get_mut(part)
+                    .ok_or_else(|| ConfigError::Override(item.clone(), format!("no field {part:?}")))?;
+            }
+            let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {}", value.trim()))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(value.trim().to_string()));
+            *slot = parsed;
+            *self = doc
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Override(item.clone(), e.to_string()))?;
+        }
+        self.validate()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let t = &self.train;
+        let bad = |m: &str| Err(ConfigError::Invalid(m.into()));
+        if t.batch_size == 0 || t.seq_len == 0 || t.steps == 0 {
+            return bad("batch_size, seq_len and steps must be at least 1");
+        }
+        if !(t.lr.is_finite() && t.lr > 0.0) {
+            return bad("lr must be positive");
+        }
+        if !(0.0..1.0).contains(&t.warmup_pct) {
+            return bad("warmup_pct must be in [0, 1)");
+        }
+        if !(t.grad_clip > 0.0) {
+            return bad("grad_clip must be positive");
+        }
+        if t.random_weight < 0.0 || t.stream_weight < 0.0 || t.random_weight + t.stream_weight <= 0.0 {
+            return bad("random_weight and stream_weight must be >= 0 and not both 0");
+        }
+        if let DatasetSection::Prepared { eval_filter, .. } = &self.dataset {
+            if !["gen1", "gen4", "none"].contains(&eval_filter.as_str()) {
+                return bad("dataset.eval_filter must be gen1, gen4 or none");
+            }
+        }
+        Ok(())
+    }
+
+    /// The config as TOML (written into the run folder).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}

@@ -1,0 +1,47 @@
+//! Training and evaluation of RVT in Burn, the way the reference trains it: mixed random and
+//! streaming clips with truncated BPTT, the YOLOX loss with SimOTA assignment, AdamW with
+//! global-norm clipping and a one-cycle schedule; resumable checkpoints, a metrics log, PNG
+//! curves, and COCO mAP with the Prophesee protocol.
+
+pub mod clip;
+pub mod config;
+pub mod curves;
+pub mod data;
+pub mod evaluate;
+pub mod loss;
+pub mod metrics_log;
+pub mod run_checkpoint;
+pub mod schedule;
+pub mod simota;
+pub mod trainer;
+
+use std::path::{Path, PathBuf};
+
+pub use config::{ConfigError, DatasetSection, TrainConfig, TrainSection};
+pub use trainer::{Event, RunOptions, TrainSummary, Trainer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("data: {0}")]
+    Data(String),
+    #[error("evaluation: {0}")]
+    Eval(String),
+    #[error(transparent)]
+    Checkpoint(#[from] prism_models::checkpoint::CheckpointError),
+    #[error(transparent)]
+    RunCheckpoint(#[from] run_checkpoint::RunCheckpointError),
+    #[error("training diverged at step {step}: loss {loss} (lower the learning rate)")]
+    Diverged { step: usize, loss: f32 },
+    #[error("drawing curves: {0}")]
+    Plot(String),
+}
+
+impl TrainError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io { path: path.to_path_buf(), source }
+    }
+}
