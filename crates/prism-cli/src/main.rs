@@ -20,6 +20,10 @@ enum Command {
     /// Event data: inspect, synthesize and render recordings.
     #[command(subcommand)]
     Data(commands::data::DataCommand),
+    /// Train a model card's recipe (`[train]`, `[dataset]`) with resumable checkpoints.
+    Train(commands::train::TrainArgs),
+    /// COCO mAP with RVT's protocol for a checkpoint or an ONNX model, or of COCO JSON files.
+    Eval(commands::eval::EvalArgs),
     /// Export a model to ONNX (with its metadata), optionally verified in tract and ONNX Runtime.
     #[command(subcommand)]
     Export(commands::export::ExportCommand),
@@ -41,6 +45,8 @@ fn main() -> Result<()> {
     init_logging(cli.verbose);
     match cli.command {
         Command::Data(cmd) => commands::data::run(cmd),
+        Command::Train(args) => commands::train::run(args),
+        Command::Eval(args) => commands::eval::run(args),
         Command::Export(cmd) => commands::export::run(cmd),
         Command::Import(cmd) => commands::import::run(cmd),
         Command::Info(args) => commands::info::run(args),

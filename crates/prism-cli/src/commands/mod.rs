@@ -2,9 +2,11 @@
 
 pub mod data;
 pub mod demo;
+pub mod eval;
 pub mod export;
 pub mod import;
 pub mod infer;
 pub mod info;
 pub mod model_source;
 pub mod serve;
+pub mod train;

@@ -1,6 +1,7 @@
 //! `prism data …`: look at, make and draw event recordings.
 
 pub mod inspect;
+pub mod prepare;
 pub mod render;
 pub mod synth;
 
@@ -11,6 +12,8 @@ use clap::Subcommand;
 pub enum DataCommand {
     /// Format, sensor size, event count, duration, rate, polarity balance and time-order problems.
     Inspect(inspect::InspectArgs),
+    /// Turn recordings with labels (Gen1 / 1Mpx layout) into stored histograms for training.
+    Prepare(prepare::PrepareArgs),
     /// Write a synthetic event scene (`<stem>_td.dat|.raw` plus `<stem>_bbox.npy`).
     Synth(synth::SynthArgs),
     /// Draw stacked histograms of consecutive windows as PNG frames (OFF red, ON blue).
@@ -20,6 +23,7 @@ pub enum DataCommand {
 pub fn run(cmd: DataCommand) -> Result<()> {
     match cmd {
         DataCommand::Inspect(args) => inspect::run(args),
+        DataCommand::Prepare(args) => prepare::run(args),
         DataCommand::Synth(args) => synth::run(args),
         DataCommand::Render(args) => render::run(args),
     }

@@ -1,0 +1,173 @@
+//! `prism eval`: COCO mAP of a detector with RVT's protocol (stream each sequence with carried
+//! state, predict at label timestamps, drop the first 0.5 s and small boxes), for a Burn
+//! checkpoint or an exported ONNX model on any backend, so accuracy can be compared across
+//! export and quantization; or score any detections given as COCO JSON.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use burn::tensor::Device;
+use clap::Args;
+use prism_deploy::engine::{Backend, Engine, EngineOptions, TensorView};
+use prism_train::evaluate::{filter_by_name, predict_split, BurnRunner, EvalOptions, SequenceRunner};
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A checkpoint folder (`prism train` writes `runs/<name>/checkpoints/{best,last}`).
+    #[arg(long, conflicts_with_all = ["model", "coco_gt"])]
+    pub checkpoint: Option<PathBuf>,
+    /// An exported ONNX model (`prism export onnx`).
+    #[arg(long, conflicts_with = "coco_gt")]
+    pub model: Option<PathBuf>,
+    /// Backend for `--model`: tract, ort-cpu, ort-cuda, ort-tensorrt.
+    #[arg(long, default_value = "tract")]
+    pub backend: String,
+    /// Prepared data folder (`prism data prepare`, or the synthetic data `prism train` made).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Split to score.
+    #[arg(long, default_value = "val")]
+    pub split: String,
+    /// Label filter of the protocol: gen1, gen4 (1Mpx), synthetic (0.5 s skip only), none, or
+    /// auto (by the sensor size of the data).
+    #[arg(long, default_value = "auto")]
+    pub filter: String,
+    /// Ground truth in COCO JSON (with `--coco-dt`: score those detections, no model).
+    #[arg(long, requires = "coco_dt")]
+    pub coco_gt: Option<PathBuf>,
+    /// Detections in COCO result JSON (a list of {image_id, category_id, bbox, score}).
+    #[arg(long, requires = "coco_gt")]
+    pub coco_dt: Option<PathBuf>,
+    /// Write the metrics as JSON here too.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// ONNX Runtime library (else ORT_DYLIB_PATH or the provisioned one).
+    #[arg(long)]
+    pub ort_library: Option<PathBuf>,
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    if let (Some(gt), Some(dt)) = (&args.coco_gt, &args.coco_dt) {
+        let ground_truth = prism_eval::coco::load_ground_truth(gt)?;
+        let detections = prism_eval::coco::load_detections(dt)?;
+        let metrics = prism_eval::coco::evaluate(&ground_truth, &detections)
+            .with_context(|| format!("scoring {} against {}", dt.display(), gt.display()))?;
+        println!("{}", metrics.table(&[]));
+        return write_out(&args, &metrics);
+    }
+    let data = args.data.as_ref().context("give --data DIR (prepared sequences), or --coco-gt/--coco-dt")?;
+    let split = prism_data::load_split(data, &args.split)
+        .with_context(|| format!("loading {}/{}", data.display(), args.split))?;
+    let first = split.sequences.first().with_context(|| format!("{}/{} holds no sequence", data.display(), args.split))?;
+    let meta = first.meta.clone();
+    let filter_name = match args.filter.as_str() {
+        "auto" => prism_train::evaluate::filter_for_sensor(meta.sensor),
+        other => other,
+    };
+    let filter = filter_by_name(filter_name).with_context(|| format!("unknown filter {:?} (gen1, gen4, none)", args.filter))?;
+    let mut opts = EvalOptions::default();
+    let (classes, mut runner): (Vec<String>, Box<dyn SequenceRunner>) = match (&args.checkpoint, &args.model) {
+        (Some(dir), None) => {
+            let (card, model) = prism_models::checkpoint::load(dir, &Device::flex())
+                .with_context(|| format!("loading the checkpoint {}", dir.display()))?;
+            if card.model.input_size != meta.input_hw {
+                bail!("the checkpoint takes {:?} inputs, the data is {:?}", card.model.input_size, meta.input_hw);
+            }
+            let runner = BurnRunner::new(&model, card.rvt_config(), [meta.channels, meta.input_hw[0], meta.input_hw[1]]);
+            (card.data.classes.clone(), Box::new(runner))
+        }
+        (None, Some(file)) => {
+            let backend: Backend = args.backend.parse()?;
+            let mut engine_opts = EngineOptions::new(backend);
+            engine_opts.ort_library = args.ort_library.clone();
+            let engine = Engine::load(file, &engine_opts).with_context(|| format!("loading {}", file.display()))?;
+            let spec = engine.spec().clone();
+            opts.outputs_decoded = spec.output.decoded;
+            if spec.input.shape.first().copied().flatten().is_some() {
+                opts.lockstep = spec.input.shape[0].unwrap_or(1);
+            }
+            let runner = EngineRunner::new(Arc::new(engine), [meta.channels, meta.input_hw[0], meta.input_hw[1]])?;
+            (spec.classes.clone(), Box::new(runner))
+        }
+        _ => bail!("give --checkpoint DIR or --model FILE.onnx"),
+    };
+    let started = std::time::Instant::now();
+    let preds = predict_split(runner.as_mut(), &split, &opts).map_err(anyhow::Error::msg)?;
+    let metrics = prism_train::evaluate::score(&preds, &classes, meta.sensor, &filter)?;
+    eprintln!(
+        "scored {} sequences ({} windows) in {:.1} s",
+        split.sequences.len(),
+        split.sequences.iter().map(|s| s.num_windows()).sum::<usize>(),
+        started.elapsed().as_secs_f64()
+    );
+    let names: Vec<&str> = classes.iter().map(String::as_str).collect();
+    println!("{}", metrics.table(&names));
+    write_out(&args, &metrics)
+}
+
+fn write_out(args: &EvalArgs, metrics: &prism_eval::coco::CocoMetrics) -> Result<()> {
+    if let Some(path) = &args.out {
+        let json = serde_json::to_string_pretty(metrics)?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// [`SequenceRunner`] over an exported model: the histogram and the 8 state inputs in, raw
+/// detections and the 8 new states out.
+struct EngineRunner {
+    engine: Arc<Engine>,
+    input_shape: [usize; 3],
+    batch: usize,
+    /// (input name, shape, values) per state tensor.
+    states: Vec<(String, String, Vec<usize>, Vec<f32>)>,
+}
+
+impl EngineRunner {
+    fn new(engine: Arc<Engine>, input_shape: [usize; 3]) -> Result<Self> {
+        if engine.spec().state.is_empty() {
+            bail!("{} has no recurrent state: not an RVT export", engine.path().display());
+        }
+        Ok(Self { engine, input_shape, batch: 0, states: Vec::new() })
+    }
+}
+
+impl SequenceRunner for EngineRunner {
+    fn reset(&mut self, batch: usize) -> Result<(), String> {
+        self.batch = batch;
+        self.states = self
+            .engine
+            .spec()
+            .state
+            .iter()
+            .map(|s| {
+                let mut shape = s.shape.clone();
+                if let Some(first) = shape.first_mut() {
+                    *first = batch;
+                }
+                let n = shape.iter().product();
+                (s.input.clone(), s.output.clone(), shape, vec![0.0; n])
+            })
+            .collect();
+        Ok(())
+    }
+
+    fn step(&mut self, input: &[f32], batch: usize) -> Result<Vec<f32>, String> {
+        let [c, h, w] = self.input_shape;
+        let shape = [batch, c, h, w];
+        let spec = self.engine.spec();
+        let mut views = vec![TensorView::new(&spec.input.name, &shape, input)];
+        views.extend(self.states.iter().map(|(name, _, shape, data)| TensorView::new(name, shape, data)));
+        let outputs = self.engine.run(&views).map_err(|e| e.to_string())?;
+        let mut raw = None;
+        for out in outputs {
+            if out.name == spec.output.name {
+                raw = Some(out.data);
+            } else if let Some(slot) = self.states.iter_mut().find(|s| s.1 == out.name) {
+                slot.3 = out.data;
+            }
+        }
+        raw.ok_or_else(|| format!("the model has no output {:?}", spec.output.name))
+    }
+}

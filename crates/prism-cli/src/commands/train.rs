@@ -1,0 +1,148 @@
+//! `prism train`: trains a model card's `[train]` recipe on its `[dataset]`, with a progress bar,
+//! a metrics log, resumable checkpoints and training curves in the run folder.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use prism_train::evaluate::filter_by_name;
+use prism_train::{DatasetSection, Event, RunOptions, TrainConfig, Trainer};
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Model card with `[train]` and `[dataset]` tables (a file such as
+    /// models/rvt-tiny-synth.toml, or a shipped name).
+    #[arg(long)]
+    pub config: String,
+    /// Run folder (checkpoints, metrics.jsonl, curves.png). Default: runs/<card name>.
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Data folder: prepared `train/` and `val/` splits (synthetic data is generated there once).
+    /// Default: the card's `dataset.root`, or data/<card name> for synthetic data.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Continue from the run folder's last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Config overrides, e.g. `--set train.steps=200 --set train.lr=1e-3`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Stop after this many steps in this session (a checkpoint is written; `--resume` goes on).
+    #[arg(long)]
+    pub stop_after: Option<usize>,
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let mut config = TrainConfig::resolve(&args.config)?;
+    config.apply_overrides(&args.overrides)?;
+    let name = config.card.name.clone();
+    let run_dir = args.run_dir.clone().unwrap_or_else(|| PathBuf::from("runs").join(&name));
+    let (data_dir, filter) = match &config.dataset {
+        DatasetSection::Synthetic { .. } => (
+            args.data.clone().unwrap_or_else(|| PathBuf::from("data").join(&name)),
+            "synthetic".to_string(),
+        ),
+        DatasetSection::Prepared { root, eval_filter } => (
+            args.data
+                .clone()
+                .or_else(|| root.clone())
+                .context("this card trains on prepared data: give --data DIR (see `prism data prepare`)")?,
+            eval_filter.clone(),
+        ),
+    };
+    let eval_filter = filter_by_name(&filter).context("unknown evaluation filter")?;
+    let (train, val) = prism_train::data::load_splits(&config, &data_dir, |m| eprintln!("{m}"))?;
+    eprintln!(
+        "{name}: {} train sequences ({} windows), {} val sequences; run folder {}",
+        train.sequences.len(),
+        train.sequences.iter().map(|s| s.num_windows()).sum::<usize>(),
+        val.sequences.len(),
+        run_dir.display()
+    );
+    let opts = RunOptions { run_dir: run_dir.clone(), resume: args.resume, stop_after: args.stop_after, eval_filter };
+    let trainer = Trainer::new(config, opts, &train, &val)?;
+    let progress = Progress::new();
+    let summary = trainer.run(|event| progress.on(event))?;
+    progress.finish();
+    println!(
+        "trained {} / {} steps in {}",
+        summary.steps_done,
+        summary.total_steps,
+        summary.run_dir.display()
+    );
+    if let Some(v) = &summary.last_val {
+        println!("validation at step {}: mAP {:.4}, AP50 {:.4}, AP75 {:.4}", v.step, v.map, v.ap50, v.ap75);
+    }
+    if let Some((ap50, step)) = summary.best_ap50 {
+        println!("best AP50 {ap50:.4} at step {step} -> {}", prism_train::trainer::best_checkpoint(&summary.run_dir).display());
+    }
+    println!("curves: {}", summary.run_dir.join("curves.png").display());
+    Ok(())
+}
+
+/// A progress bar on a terminal; plain lines every 25 steps otherwise (logs, CI).
+struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        Self { bar }
+    }
+
+    fn line(&self, text: String) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    fn on(&self, event: &Event) {
+        match event {
+            Event::Started { start_step, total_steps, resumed } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_length(*total_steps as u64);
+                    bar.set_position(*start_step as u64);
+                }
+                if *resumed {
+                    self.line(format!("resumed at step {start_step} of {total_steps}"));
+                }
+            }
+            Event::Step(r) => {
+                let msg = format!(
+                    "loss {:.3} (iou {:.3} obj {:.3} cls {:.3}) lr {:.2e} {:.1} win/s",
+                    r.loss, r.iou, r.obj, r.cls, r.lr, r.windows_per_s
+                );
+                match &self.bar {
+                    Some(bar) => {
+                        bar.set_position(r.step as u64);
+                        bar.set_message(msg);
+                    }
+                    None if r.step % 25 == 0 || r.step == 1 => eprintln!("step {} {msg}", r.step),
+                    None => {}
+                }
+            }
+            Event::Validated(v) => self.line(format!(
+                "step {}: validation mAP {:.4} AP50 {:.4} AP75 {:.4}",
+                v.step, v.map, v.ap50, v.ap75
+            )),
+            Event::Checkpoint { .. } => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+}
