@@ -1,34 +1,104 @@
-//! `prism demo`: the main job end to end on the embedded default.
-//!
-//! Today the pipeline reaches from events to network inputs: synthesize a labelled recording,
-//! decode it, cut 50 ms windows, build RVT stacked histograms, render a few frames, summarize.
+//! `prism demo`: the main job end to end on the embedded default (`rvt-tiny-synth`):
+//! synthesize labelled scenes → train briefly → export ONNX → verify Burn against tract and
+//! ONNX Runtime → stream a new recording through the exported model → mAP, latency and a
+//! rendered frame with detections.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use prism_events::labels::read_bbox_npy;
+use prism_deploy::engine::Backend;
 
-use super::data::{inspect, render, synth};
+use super::data::synth;
+use super::eval::{self, EvalArgs};
+use super::export::{self, OnnxArgs};
+use super::infer::{self, EngineArgs, InferArgs};
+use super::model_source::ModelSource;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Where the demo writes its recording and frames.
+    /// Where the demo writes its data, run, model and frames.
     #[arg(long, default_value = "runs/demo")]
     pub out: PathBuf,
-    /// Seed of the synthetic scene.
+    /// Training steps (the full recipe in models/rvt-tiny-synth.toml runs 360).
+    #[arg(long, default_value_t = 60)]
+    pub steps: usize,
+    /// Seed of the recording streamed at the end.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
 }
 
 pub fn run(args: DemoArgs) -> Result<()> {
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-
-    println!("1/4 synthesize a 5 s, 160x128 scene of cars and pedestrians (EVT3)");
+    let out = &args.out;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let started = Instant::now();
+
+    println!("1/5 train rvt-tiny-synth for {} steps on synthetic scenes (160x128, cars and pedestrians)", args.steps);
+    let mut config = prism_train::TrainConfig::resolve("rvt-tiny-synth")?;
+    config.apply_overrides(&[
+        format!("train.steps={}", args.steps),
+        format!("train.val_every={}", args.steps),
+        "dataset.train_sequences=12".into(),
+        "dataset.val_sequences=2".into(),
+    ])?;
+    let data = out.join("data");
+    let (train, val) = prism_train::data::load_splits(&config, &data, |m| println!("    {m}"))?;
+    let run_dir = out.join("run");
+    let opts = prism_train::RunOptions {
+        run_dir: run_dir.clone(),
+        resume: true,
+        stop_after: None,
+        eval_filter: prism_train::evaluate::filter_by_name("synthetic").context("filter")?,
+    };
+    let t = Instant::now();
+    let summary = prism_train::Trainer::new(config, opts, &train, &val)?.run(|e| {
+        if let prism_train::Event::Step(r) = e {
+            if r.step % 10 == 0 {
+                println!("    step {:>4}  loss {:.3}  {:.1} windows/s", r.step, r.loss, r.windows_per_s);
+            }
+        }
+    })?;
+    let val_line = summary
+        .last_val
+        .as_ref()
+        .map(|v| format!("validation mAP@.5 {:.3}, mAP@[.5:.95] {:.3}", v.ap50, v.map))
+        .unwrap_or_else(|| "already trained".into());
+    println!("    {} in {:.0} s; curves {}", val_line, t.elapsed().as_secs_f64(), run_dir.join("curves.png").display());
+    let checkpoint = prism_train::trainer::last_checkpoint(&run_dir);
+
+    println!("2/5 export to ONNX and verify Burn vs tract vs ONNX Runtime (when provisioned)");
+    let model = out.join("rvt-tiny-synth.onnx");
+    let verify = ort_available();
+    export::export_onnx(&OnnxArgs {
+        source: ModelSource { model: None, checkpoint: Some(checkpoint.clone()) },
+        out: model.clone(),
+        dynamic_batch: false,
+        opset: prism_export::DEFAULT_OPSET,
+        verify,
+        ort_library: None,
+    })?;
+
+    println!("3/5 mAP on the validation scenes: Burn checkpoint and exported model in tract");
+    for (label, checkpoint, model) in [("Burn", Some(checkpoint.clone()), None), ("tract", None, Some(model.clone()))] {
+        println!("    {label}:");
+        eval::run(EvalArgs {
+            checkpoint,
+            model,
+            backend: "tract".into(),
+            data: Some(data.clone()),
+            split: "val".into(),
+            filter: "synthetic".into(),
+            coco_gt: None,
+            coco_dt: None,
+            out: Some(out.join(format!("map-{}.json", label.to_lowercase()))),
+            ort_library: None,
+        })?;
+    }
+
+    println!("4/5 stream a new 5 s recording (EVT3) through the exported model");
     let synth_args = synth::SynthArgs {
-        out: args.out.join("scene"),
+        out: out.join("scene"),
         format: synth::SynthFormat::Evt3,
         width: 160,
         height: 128,
@@ -38,56 +108,41 @@ pub fn run(args: DemoArgs) -> Result<()> {
         seed: args.seed,
     };
     let files = synth::synthesize(&synth_args)?;
-    println!(
-        "    {} events, {} boxes in {:.2} s -> {}",
-        files.events,
-        files.labels,
-        started.elapsed().as_secs_f64(),
-        files.events_path.display()
-    );
+    let frames = out.join("frames");
+    let backends: Vec<Backend> = if verify { vec![Backend::Tract, Backend::OrtCpu] } else { vec![Backend::Tract] };
+    for backend in backends {
+        let detections = out.join(format!("detections-{backend}.jsonl"));
+        let t = Instant::now();
+        infer::run(InferArgs {
+            engine: EngineArgs {
+                model: model.clone(),
+                backend,
+                threads: None,
+                ort_library: None,
+                device: 0,
+                trt_fp16: false,
+                trt_int8: false,
+                trt_cache: None,
+            },
+            input: files.events_path.clone(),
+            out: Some(detections.clone()),
+            render: (backend == Backend::Tract).then(|| frames.clone()),
+        })?;
+        println!("    {backend}: {} detections in {:.2} s -> {}", count_lines(&detections), t.elapsed().as_secs_f64(), detections.display());
+    }
 
-    println!("2/4 decode it and check it");
-    let started = Instant::now();
-    let summary = inspect::summarize(&files.events_path, None)?;
-    let labels = read_bbox_npy(&files.labels_path)?;
-    println!(
-        "    {} ({:?}), {} events over {:.2} s, {:.1} % ON, {} time repairs; {} labels; decoded in {:.3} s",
-        summary.format,
-        summary.sensor,
-        summary.events,
-        summary.duration_s,
-        100.0 * summary.on_events as f64 / summary.events.max(1) as f64,
-        summary.time_repairs,
-        labels.len(),
-        started.elapsed().as_secs_f64()
-    );
-
-    println!("3/4 cut 50 ms windows, build RVT stacked histograms (10 bins, cutoff 10), render");
-    let started = Instant::now();
-    let frames_dir = args.out.join("frames");
-    let render_args = render::RenderArgs {
-        file: files.events_path.clone(),
-        window_ms: 50.0,
-        out: frames_dir.clone(),
-        bins: 10,
-        max_frames: 8,
-        downsample: false,
-        sensor: None,
-        saturation: 4,
-        labels: None,
-        scale: 0,
-    };
-    let frames = render::render(&render_args)?;
-    println!(
-        "    {} frames in {:.3} s -> {}",
-        frames.len(),
-        started.elapsed().as_secs_f64(),
-        frames_dir.display()
-    );
-
-    println!("4/4 summary");
-    println!("    recording  {}", files.events_path.display());
-    println!("    labels     {}", files.labels_path.display());
-    println!("    frames     {}", frames_dir.display());
+    println!("5/5 summary ({:.0} s)", started.elapsed().as_secs_f64());
+    println!("    curves      {}", run_dir.join("curves.png").display());
+    println!("    model       {}", model.display());
+    println!("    frames      {} (detections drawn)", frames.display());
     Ok(())
+}
+
+/// Whether ONNX Runtime can be loaded (the `cargo xtask` wheel or ORT_DYLIB_PATH).
+fn ort_available() -> bool {
+    prism_deploy::engine::onnxruntime::library_path(None).is_ok()
+}
+
+fn count_lines(path: &Path) -> usize {
+    std::fs::read_to_string(path).map(|s| s.lines().count()).unwrap_or(0)
 }
