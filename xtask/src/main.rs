@@ -6,8 +6,11 @@
 //!   goes under `target/prism-env` (or `$PRISM_ENV`), checked by sha256 where it is data.
 //! - `test`: provision, then run every test of the workspace with the fixtures required.
 //! - `bench`: provision, then run the benchmarks that compare prism with its peers.
+//! - `provision-torch [--cuda]` (opt-in): a PyTorch venv under `$PRISM_ENV/torch-venv` for the
+//!   training-throughput peer; CPU-only and lean by default (see `torch_env`).
 
 mod provision;
+mod torch_env;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -20,6 +23,7 @@ fn main() -> Result<()> {
     let env = provision::Env::at(&root);
     match args.first().map(String::as_str) {
         Some("provision") => env.provision(),
+        Some("provision-torch") => torch_env::provision(&env, &args[1..]).map(|_| ()),
         Some("test") => {
             env.provision()?;
             run_tests(&env, &args[1..])
@@ -37,7 +41,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <provision | test [cargo test args] | bench [names] | env>"
+                "usage: cargo xtask <provision | provision-torch [--cuda] | test [cargo test args] | bench [names] | env>"
             );
             bail!("unknown or missing xtask command")
         }
@@ -68,7 +72,7 @@ fn run_tests(env: &provision::Env, extra: &[String]) -> Result<()> {
 
 /// The benchmarks, in release mode: each prints its table and writes `benchmarks/results/`.
 fn run_benches(env: &provision::Env, names: &[String]) -> Result<()> {
-    let all = ["bench-events", "bench-rvt"];
+    let all = ["bench-events", "bench-rvt", "bench-train"];
     let selected: Vec<&str> = if names.is_empty() {
         all.to_vec()
     } else {
@@ -77,6 +81,10 @@ fn run_benches(env: &provision::Env, names: &[String]) -> Result<()> {
     for name in selected {
         if !all.contains(&name) {
             bail!("unknown benchmark {name:?}; known: {}", all.join(", "));
+        }
+        if name == "bench-train" {
+            // Its peer is PyTorch, kept out of the test environment (see `torch_env`).
+            torch_env::provision(env, &[])?;
         }
         let mut cmd = Command::new(cargo());
         cmd.current_dir(&env.root)

@@ -1,0 +1,114 @@
+//! `cargo xtask provision-torch [--cuda]`: a CPU PyTorch for the training-throughput peer
+//! (`benchmarks/python/train_throughput_torch.py`), in its own venv `$PRISM_ENV/torch-venv`.
+//!
+//! The PyPI Linux x86_64 `torch` wheel is built with CUDA and depends on about 4 GB of
+//! `nvidia-*`, `cuda-*` and `triton` wheels. By default this installs the wheel with `--no-deps`
+//! plus its small pure-Python dependencies (about 1.4 GB in all), then writes tiny stand-ins for
+//! the CUDA libraries that torch's shared objects list as needed
+//! (`benchmarks/python/torch_cpu_stubs.py`, needs `readelf` and a C compiler), so that
+//! `import torch` works and everything runs on the CPU. `--cuda` installs the wheel with all its
+//! dependencies instead (about 5.4 GB), for a machine with an NVIDIA GPU.
+//!
+//! Idempotent: a stamp in the venv records what was installed; a matching stamp skips the work.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::provision::Env;
+
+/// The PyTorch release the peer is measured with.
+const TORCH: &str = "torch==2.15.0";
+
+/// torch's runtime dependencies that are plain Python (and numpy for the benchmark), pinned.
+const PURE_REQUIREMENTS: &[&str] = &[
+    "numpy==2.4.6",
+    "filelock==4.2.12",
+    "typing-extensions==4.16.0",
+    "sympy==1.14.0",
+    "mpmath==1.3.0",
+    "networkx==3.6.1",
+    "jinja2==3.1.6",
+    "markupsafe==3.0.4",
+    "fsspec==2026.9.0",
+];
+
+/// Bumped when the way the venv is built changes.
+const RECIPE: &str = "torch-env v1";
+
+/// A one-step training check on the CPU: conv, BatchNorm, GELU, backward, AdamW.
+const SMOKE_TEST: &str = "import torch\n\
+m = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.GELU())\n\
+opt = torch.optim.AdamW(m.parameters(), lr=1e-3)\n\
+loss = m(torch.randn(2, 3, 16, 16)).square().mean()\n\
+loss.backward(); opt.step()\n\
+assert torch.isfinite(loss.detach())\n\
+print(f'xtask: torch {torch.__version__} trains on the CPU (cuda available: {torch.cuda.is_available()})')\n";
+
+/// The venv's directory.
+pub fn venv(env: &Env) -> PathBuf {
+    env.dir.join("torch-venv")
+}
+
+/// Creates (or confirms) the torch venv; returns its python. Arguments: `[--cuda]`.
+pub fn provision(env: &Env, args: &[String]) -> Result<PathBuf> {
+    let cuda = match args {
+        [] => false,
+        [flag] if flag == "--cuda" => true,
+        _ => bail!("usage: cargo xtask provision-torch [--cuda]"),
+    };
+    let venv = venv(env);
+    let python = venv.join("bin/python");
+    let stamp = venv.join(".prism-torch");
+    let mode = if cuda { "cuda" } else { "cpu-stubs" };
+    let wanted = format!("{RECIPE}\n{mode}\n{TORCH}\n{}", PURE_REQUIREMENTS.join("\n"));
+    if fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) && python.exists() {
+        eprintln!("xtask: torch venv up to date: {}", venv.display());
+        return Ok(python);
+    }
+    fs::create_dir_all(&env.dir).with_context(|| format!("creating {}", env.dir.display()))?;
+    if venv.exists() {
+        // A different recipe or mode: start over rather than mix CUDA packages and stubs.
+        fs::remove_dir_all(&venv).with_context(|| format!("removing {}", venv.display()))?;
+    }
+    eprintln!("xtask: creating the torch environment in {} ({mode})", venv.display());
+    let system_python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    crate::run(
+        Command::new(&system_python).arg("-m").arg("venv").arg(&venv),
+        "python3 -m venv",
+    )?;
+    let pip = |extra: &[&str]| {
+        let mut cmd = Command::new(&python);
+        cmd.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args(extra);
+        cmd
+    };
+    if cuda {
+        let mut all = vec![TORCH];
+        all.extend_from_slice(PURE_REQUIREMENTS);
+        crate::run(&mut pip(&all), "pip install torch")?;
+    } else {
+        for tool in ["readelf", "cc"] {
+            let found = Command::new(tool).arg("--version").output().is_ok();
+            if !found {
+                bail!("the CPU torch venv needs `{tool}` (binutils and a C compiler) to write the CUDA stand-ins; or use --cuda");
+            }
+        }
+        crate::run(&mut pip(PURE_REQUIREMENTS), "pip install (torch's pure-Python dependencies)")?;
+        crate::run(&mut pip(&["--no-deps", TORCH]), "pip install --no-deps torch")?;
+        let script = env.root.join("benchmarks/python/torch_cpu_stubs.py");
+        crate::run(
+            Command::new(&python).arg(&script),
+            "writing the CUDA stand-ins (torch_cpu_stubs.py)",
+        )?;
+    }
+    crate::run(Command::new(&python).arg("-c").arg(SMOKE_TEST), "torch smoke test")?;
+    fs::write(&stamp, wanted).context("writing the torch stamp")?;
+    eprintln!(
+        "xtask: run the peer with {} benchmarks/python/train_throughput_torch.py",
+        python.display()
+    );
+    Ok(python)
+}
