@@ -1,0 +1,188 @@
+//! Training throughput of RVT in Burn (flex, CPU) against PyTorch (CPU) training the same network
+//! and loss on the same machine, in one run: windows per second at batch 2, sequence length 5.
+//!
+//! One step = truncated BPTT over L windows of B sequences (state carried in, detached between
+//! steps), the YOLOX loss (SimOTA) on every window against fixed random boxes, backward,
+//! global-norm clipping to 1.0 and AdamW — what `prism-train` does per batch and what
+//! `benchmarks/python/train_throughput_torch.py` does in PyTorch.
+//!
+//! usage: bench-train [--height 256 --width 320] [--batch 2] [--seq-len 5] [--steps 5] [--threads 2]
+//! The PyTorch side needs `cargo xtask provision-torch` (a venv under $PRISM_ENV/torch-venv).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::{Device, Tensor, TensorData};
+use prism_models::rvt::{RvtConfig, RvtState};
+use prism_train::clip::clip_global_norm;
+use prism_train::loss::YoloxLoss;
+use prism_train::simota::GtBox;
+
+struct Args {
+    height: usize,
+    width: usize,
+    batch: usize,
+    seq_len: usize,
+    steps: usize,
+    threads: usize,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut a = Args { height: 256, width: 320, batch: 2, seq_len: 5, steps: 5, threads: 2 };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value: usize = it.next().with_context(|| format!("{flag} needs a value"))?.parse()?;
+        match flag.as_str() {
+            "--height" => a.height = value,
+            "--width" => a.width = value,
+            "--batch" => a.batch = value,
+            "--seq-len" => a.seq_len = value,
+            "--steps" => a.steps = value,
+            "--threads" => a.threads = value,
+            other => bail!("unknown flag {other}"),
+        }
+    }
+    Ok(a)
+}
+
+/// Deterministic pseudo-random numbers (SplitMix64) for inputs and boxes.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+/// 1..=8 boxes per image, sides 10..100 px (scaled to the input), inside the image.
+fn random_boxes(rng: &mut Rng, h: usize, w: usize, classes: usize) -> Vec<GtBox> {
+    let scale = (h as f32 / 256.0).min(w as f32 / 320.0);
+    let n = 1 + (rng.next() % 8) as usize;
+    (0..n)
+        .map(|_| {
+            let bw = (10.0 + rng.unit() * 90.0) * scale;
+            let bh = (10.0 + rng.unit() * 90.0) * scale;
+            GtBox {
+                cx: bw / 2.0 + rng.unit() * (w as f32 - bw),
+                cy: bh / 2.0 + rng.unit() * (h as f32 - bh),
+                w: bw,
+                h: bh,
+                class_id: (rng.next() % classes as u64) as usize,
+            }
+        })
+        .collect()
+}
+
+fn burn_windows_per_s(a: &Args) -> Result<(f64, Vec<f64>)> {
+    let device = Device::flex().autodiff();
+    device.seed(0);
+    let classes = 2;
+    let config = RvtConfig::new(32, 32, classes, [a.height / 32, a.width / 32], [a.height, a.width], 0.33);
+    let mut model = config.init(&device);
+    let loss_fn = YoloxLoss::new([a.height, a.width], classes);
+    let mut optim = AdamWConfig::new().with_weight_decay(0.0).with_epsilon(1e-8).init();
+    let mut rng = Rng(0);
+    let plane = a.batch * 20 * a.height * a.width;
+    let windows: Vec<Vec<f32>> = (0..a.seq_len)
+        .map(|_| (0..plane).map(|_| (rng.next() % 11) as f32).collect())
+        .collect();
+    let targets: Vec<Vec<GtBox>> = (0..a.seq_len * a.batch).map(|_| random_boxes(&mut rng, a.height, a.width, classes)).collect();
+    let mut state = RvtState::zeros(&config, a.batch, [a.height, a.width], &device);
+    let mut times = Vec::new();
+    for step in 0..=a.steps {
+        let t0 = Instant::now();
+        let mut raws = Vec::new();
+        for x in &windows {
+            let x = Tensor::<4>::from_data(TensorData::new(x.clone(), [a.batch, 20, a.height, a.width]), &device);
+            let (raw, next) = model.forward(x, state);
+            state = next;
+            raws.push(raw);
+        }
+        let out = loss_fn.forward(Tensor::cat(raws, 0), &targets);
+        let mut grads = GradientsParams::from_grads(out.total.backward(), &model);
+        clip_global_norm(&model, &mut grads, 1.0);
+        model = optim.step(2e-4, model, grads);
+        state = state.detach();
+        let dt = t0.elapsed().as_secs_f64();
+        eprintln!("burn step {step}: {dt:.2} s, loss {:.3}", out.iou + out.obj + out.cls);
+        if step > 0 {
+            times.push(dt);
+        }
+    }
+    let median = median(&mut times.clone());
+    Ok(((a.batch * a.seq_len) as f64 / median, times))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn torch_windows_per_s(a: &Args) -> Result<Option<serde_json::Value>> {
+    let env = std::env::var_os("PRISM_ENV").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target/prism-env"));
+    let python = env.join("torch-venv/bin/python");
+    if !python.exists() {
+        eprintln!("PyTorch peer not provisioned ({}); run `cargo xtask provision-torch`", python.display());
+        return Ok(None);
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/train_throughput_torch.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .args(["--height", &a.height.to_string(), "--width", &a.width.to_string()])
+        .args(["--batch", &a.batch.to_string(), "--seq-len", &a.seq_len.to_string()])
+        .args(["--steps", &a.steps.to_string(), "--threads", &a.threads.to_string()])
+        .output()
+        .context("running the PyTorch peer")?;
+    if !out.status.success() {
+        bail!("PyTorch peer failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).context("no JSON from the peer")?;
+    Ok(Some(serde_json::from_str(line)?))
+}
+
+fn main() -> Result<()> {
+    let a = parse_args()?;
+    // Burn's flex backend runs on the rayon pool: give it the same number of threads as PyTorch.
+    rayon_threads(a.threads);
+    let (burn, burn_times) = burn_windows_per_s(&a)?;
+    let torch = torch_windows_per_s(&a)?;
+    let torch_wps = torch.as_ref().and_then(|t| t["windows_per_s"].as_f64());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut md = format!(
+        "# Training throughput: rvt-tiny, batch {}, sequence length {}, input {}x{}, {} threads\n\n\
+         | framework | windows / s | median step |\n|---|---|---|\n| Burn flex (prism-train) | {:.2} | {:.2} s |\n",
+        a.batch, a.seq_len, a.height, a.width, a.threads, burn, (a.batch * a.seq_len) as f64 / burn
+    );
+    if let Some(t) = torch_wps {
+        md += &format!("| PyTorch {} CPU | {:.2} | {:.2} s |\n\nBurn / PyTorch: **{:.2}x**\n", torch.as_ref().map_or(String::new(), |j| j["version"].as_str().unwrap_or("").to_string()), t, (a.batch * a.seq_len) as f64 / t, burn / t);
+    } else {
+        md += "\nPyTorch peer not provisioned in this run.\n";
+    }
+    md += &format!("\nload average at the end: {}\n", load.trim());
+    println!("{md}");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results");
+    std::fs::create_dir_all(&dir)?;
+    let name = format!("train-{}x{}", a.height, a.width);
+    std::fs::write(dir.join(format!("{name}.md")), &md)?;
+    let json = serde_json::json!({"burn_windows_per_s": burn, "burn_step_s": burn_times, "torch": torch, "batch": a.batch, "seq_len": a.seq_len, "height": a.height, "width": a.width, "threads": a.threads, "loadavg": load.trim()});
+    std::fs::write(dir.join(format!("{name}.json")), serde_json::to_string_pretty(&json)?)?;
+    Ok(())
+}
+
+fn rayon_threads(n: usize) {
+    // RAYON_NUM_THREADS is read when the global pool starts (on the first parallel operation).
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+}
