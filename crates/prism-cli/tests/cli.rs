@@ -104,10 +104,15 @@ fn evt2_without_geometry_needs_a_sensor_size_to_render() {
 #[test]
 fn demo_runs_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let o = prism(&["demo", "--out", dir.path().to_str().unwrap()]);
+    // A few training steps keep the test short; the pipeline is the same as the default 60.
+    let o = prism(&["demo", "--out", dir.path().to_str().unwrap(), "--steps", "3"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("4/4 summary"));
-    assert!(dir.path().join("frames/frame_00000.png").exists());
+    let out = stdout(&o);
+    assert!(out.contains("5/5 summary"), "{out}");
+    assert!(dir.path().join("run/curves.png").exists());
+    assert!(dir.path().join("rvt-tiny-synth.onnx").exists());
+    assert!(dir.path().join("frames/window_000000.png").exists());
+    assert!(dir.path().join("map-tract.json").exists());
 }
 
 #[test]
