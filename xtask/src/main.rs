@@ -48,9 +48,13 @@ fn main() -> Result<()> {
     }
 }
 
-/// The workspace root: the parent of this crate's manifest directory.
+/// The workspace root: the parent of this crate's manifest directory. `cargo run` sets
+/// `CARGO_MANIFEST_DIR` at run time; that wins over the compile-time value, which is stale when a
+/// build directory shared between checkouts holds an xtask binary built in another one.
 fn workspace_root() -> Result<PathBuf> {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     manifest
         .parent()
         .map(PathBuf::from)
@@ -72,7 +76,7 @@ fn run_tests(env: &provision::Env, extra: &[String]) -> Result<()> {
 
 /// The benchmarks, in release mode: each prints its table and writes `benchmarks/results/`.
 fn run_benches(env: &provision::Env, names: &[String]) -> Result<()> {
-    let all = ["bench-events", "bench-rvt", "bench-train"];
+    let all = ["bench-events", "bench-rvt", "bench-deploy", "bench-serve", "bench-train"];
     let selected: Vec<&str> = if names.is_empty() {
         all.to_vec()
     } else {
