@@ -38,6 +38,8 @@ pub(crate) struct GraphBuilder {
     /// Content hash → initializer indices, to store identical tensors once.
     by_content: HashMap<u64, Vec<usize>>,
     counter: usize,
+    /// Static shapes of named values (`-1`: symbolic axis), for the ONNX-level rewrites.
+    pub shapes: HashMap<String, Vec<i64>>,
 }
 
 impl GraphBuilder {

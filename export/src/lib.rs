@@ -21,6 +21,7 @@
 mod capture;
 mod dynamic;
 mod error;
+mod fuse;
 mod graph;
 mod lower;
 mod optimize;
@@ -61,6 +62,11 @@ pub struct ExportOptions {
     pub metadata_json: Option<String>,
     /// Graph name.
     pub graph_name: String,
+    /// Rewrite the lowered graph for faster inference (on by default): batch norms folded into
+    /// convolutions, 2-D linear weights, channel scales folded into linear layers, nearest
+    /// upsampling as `Resize`, and graph-input convolutions split for blocked kernels. Every
+    /// rewrite is exact up to float rounding.
+    pub fuse: bool,
 }
 
 impl Default for ExportOptions {
@@ -72,6 +78,7 @@ impl Default for ExportOptions {
             output_names: vec![],
             metadata_json: None,
             graph_name: "prism".into(),
+            fuse: true,
         }
     }
 }
@@ -107,6 +114,11 @@ impl ExportOptions {
         self.graph_name = name.into();
         self
     }
+    /// Enable or disable the inference rewrites (see [`ExportOptions::fuse`]).
+    pub fn fuse(mut self, on: bool) -> Self {
+        self.fuse = on;
+        self
+    }
 }
 
 /// Figures about an export.
@@ -122,6 +134,8 @@ pub struct ExportStats {
     pub initializer_bytes: usize,
     /// ONNX operator histogram.
     pub op_counts: BTreeMap<String, usize>,
+    /// How often each inference rewrite fired (see [`ExportOptions::fuse`]).
+    pub rewrites: BTreeMap<String, usize>,
 }
 
 /// An exported model, held with its weights until saved.
@@ -317,8 +331,13 @@ fn lower_captured(
         lower::Lowerer::new(options.opset, values, param_names, &inputs, &outputs, sym, &graph.operations)?;
     lowerer.lower_all(&graph.operations)?;
     lowerer.finish_outputs(&outputs)?;
-    let builder = std::mem::take(&mut lowerer.g);
+    let mut builder = std::mem::take(&mut lowerer.g);
     drop(lowerer);
+    let mut shapes = std::mem::take(&mut builder.shapes);
+    for v in &input_infos {
+        let dims = v.shape.iter().map(|d| if let Dim::Value(d) = d { *d } else { -1 }).collect();
+        shapes.insert(v.name.clone(), dims);
+    }
 
     let mut graph_proto = GraphProto {
         node: builder.nodes,
@@ -327,6 +346,21 @@ fn lower_captured(
         input: input_infos,
         output: output_infos,
     };
+    let mut rewrites = BTreeMap::new();
+    if options.fuse {
+        // Rewrites read node outputs by producer; tidy first so renames are settled.
+        optimize::tidy(&mut graph_proto);
+        let f = fuse::fuse(&mut graph_proto, &mut shapes);
+        for (name, n) in [
+            ("batch_norm_into_conv", f.batch_norms),
+            ("constant_to_2d", f.squeezed),
+            ("channel_scale_into_linear", f.channel_scales),
+            ("upsample_to_resize", f.upsamples),
+            ("input_conv_split", f.split_convs),
+        ] {
+            rewrites.insert(name.to_string(), n);
+        }
+    }
     optimize::tidy(&mut graph_proto);
 
     let mut stats = ExportStats {
@@ -335,6 +369,7 @@ fn lower_captured(
         initializers: graph_proto.initializer.len(),
         initializer_bytes: graph_proto.initializer.iter().map(|t| t.raw_data.as_bytes().len()).sum(),
         op_counts: BTreeMap::new(),
+        rewrites,
     };
     for n in &graph_proto.node {
         *stats.op_counts.entry(n.op_type.clone()).or_default() += 1;

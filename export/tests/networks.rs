@@ -14,7 +14,7 @@ use burn::tensor::activation::{sigmoid, silu, tanh};
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::Tensor;
 use common::{case, check, device, ops};
-use prism_export::{ExportOptions, TensorSet};
+use prism_export::{export, ExportOptions, TensorSet};
 
 #[derive(Module, Debug)]
 pub struct Mlp {
@@ -111,7 +111,10 @@ fn convnet_with_batchnorm_and_grouped_conv() {
     };
     let c = case("convnet", &m, Tensor::<4>::zeros([2, 3, 16, 16], &d), forward, &ExportOptions::default());
     let o = ops(&c.model);
-    assert!(o.contains(&"BatchNormalization".to_string()), "{o:?}");
+    // Every batch norm follows a convolution: folded into it at export.
+    assert!(!o.contains(&"BatchNormalization".to_string()), "{o:?}");
+    let unfused = export(&m, Tensor::<4>::zeros([2, 3, 16, 16], &d), forward, &ExportOptions::default().fuse(false)).unwrap();
+    assert_eq!(unfused.stats().op_counts.get("BatchNormalization"), Some(&3));
     assert!(c.model.proto().graph.node.iter().any(|n| n.op_type == "Conv"
         && n.attribute.iter().any(|a| a.name == "group" && matches!(a.value, prism_export::proto::AttributeValue::Int(4)))));
     check(&[c]);
@@ -267,8 +270,9 @@ fn yolox_decoupled_head() {
     let sample = Tensor::<4>::zeros([2, 16, 8, 8], &device());
     let c = case("yolox_head", &m, sample, |m, x| m.forward(x), &ExportOptions::default());
     let o = ops(&c.model);
-    for op in ["Conv", "BatchNormalization", "Sigmoid", "Exp", "Concat", "Transpose"] {
+    for op in ["Conv", "Sigmoid", "Exp", "Concat", "Transpose"] {
         assert!(o.contains(&op.to_string()), "missing {op}: {o:?}");
     }
+    assert!(!o.contains(&"BatchNormalization".to_string()), "folded into the convolutions: {o:?}");
     check(&[c]);
 }

@@ -281,6 +281,14 @@ impl Lowerer {
             }
         };
         self.names.insert(t.id, name.clone());
+        let sym = self.sym_dims(t.id);
+        let dims = t
+            .shape
+            .iter()
+            .enumerate()
+            .map(|(i, d)| if sym.get(i).copied().flatten().is_some() { -1 } else { *d as i64 })
+            .collect();
+        self.g.shapes.insert(name.clone(), dims);
         name
     }
 

@@ -3,9 +3,10 @@
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::module::linear;
 use burn::tensor::{Device, Tensor};
 
-use super::partition::{partition, reverse, PartitionType};
+use super::partition::PartitionType;
 
 /// Multi-head self-attention over token groups `[B', N, C]` (timm `AttentionCl` layout:
 /// the qkv output is viewed as `[B', N, heads, 3 * dim_head]`, i.e. q, k, v interleaved per head).
@@ -53,6 +54,83 @@ impl SelfAttention {
         let attn = softmax(q.matmul(k.swap_dims(2, 3)).mul_scalar(scale), 3);
         let out = attn.matmul(v).swap_dims(1, 2).reshape([b, n, c]);
         self.proj.forward(out)
+    }
+
+    /// Attention inside the window or grid partitions of a channels-last map, `[B, H, W, C]` ->
+    /// `[B, H, W, C]`: the same numbers as
+    /// `reverse(self.forward(partition(x, kind, p)), kind, p, b, h, w)`.
+    pub fn forward_partitioned(
+        &self,
+        x: Tensor<4>,
+        kind: PartitionType,
+        p: [usize; 2],
+    ) -> Tensor<4> {
+        let [b, h, w, c] = x.dims();
+        self.forward_tokens(x.reshape([b * h * w, c]), [b, h, w], kind, p)
+            .reshape([b, h, w, c])
+    }
+
+    /// [`Self::forward_partitioned`] on the map's tokens in row-major order, `[B * H * W, C]`
+    /// for a map of size `[b, h, w]`.
+    ///
+    /// Written for export. The projections act on each token alone, so they run on the
+    /// unpartitioned tokens (plain 2-D matrix products), and q, k and v are projected
+    /// separately with the matching columns of the qkv weight (laid out head by head as
+    /// (q, k, v, d), as timm's `AttentionCl` views them); each then needs a single transpose
+    /// that does the partition and the head split at once, and one transpose does the head
+    /// merge and the reverse partition. [`Self::forward`] on partitioned tokens needs a
+    /// transpose for the partition, one for the heads, three strided slices and one for the
+    /// reverse, each a pass over the activations.
+    pub fn forward_tokens(
+        &self,
+        x: Tensor<2>,
+        [b, h, w]: [usize; 3],
+        kind: PartitionType,
+        p: [usize; 2],
+    ) -> Tensor<2> {
+        let [_, c] = x.dims();
+        assert!(
+            h % p[0] == 0 && w % p[1] == 0,
+            "feature map {h}x{w} is not divisible by the partition size {}x{}",
+            p[0],
+            p[1]
+        );
+        let (nh, dh) = (self.num_heads, self.dim_head);
+        let (gh, gw) = (h / p[0], w / p[1]);
+        let (groups, n) = (b * gh * gw * nh, p[0] * p[1]);
+        let weight = self.qkv.weight.val();
+        let bias = self.qkv.bias.as_ref().map(|b| b.val());
+        // q (j = 0), k (1) or v (2) as [B * gh * gw * heads, p0 * p1, d].
+        let project = |j: usize| {
+            let w_j = weight
+                .clone()
+                .reshape([c, nh, 3, dh])
+                .narrow(2, j, 1)
+                .reshape([c, c]);
+            let b_j = bias
+                .clone()
+                .map(|b| b.reshape([nh, 3, dh]).narrow(1, j, 1).reshape([c]));
+            let t = linear(x.clone(), w_j, b_j);
+            let t = match kind {
+                PartitionType::Window => t
+                    .reshape([b, gh, p[0], gw, p[1], nh, dh])
+                    .permute([0, 1, 3, 5, 2, 4, 6]),
+                PartitionType::Grid => t
+                    .reshape([b, p[0], gh, p[1], gw, nh, dh])
+                    .permute([0, 2, 4, 5, 1, 3, 6]),
+            };
+            t.reshape([groups, n, dh])
+        };
+        let (q, k, v) = (project(0), project(1), project(2));
+        let scale = (dh as f64).powf(-0.5);
+        let attn = softmax(q.matmul(k.swap_dims(1, 2)).mul_scalar(scale), 2);
+        // [B * gh * gw * heads, p0 * p1, d] -> [B, gh, gw, head, p0, p1, d] -> tokens.
+        let out = attn.matmul(v).reshape([b, gh, gw, nh, p[0], p[1], dh]);
+        let out = match kind {
+            PartitionType::Window => out.permute([0, 1, 4, 2, 5, 3, 6]),
+            PartitionType::Grid => out.permute([0, 4, 1, 5, 2, 3, 6]),
+        };
+        self.proj.forward(out.reshape([b * h * w, c]))
     }
 }
 
@@ -176,20 +254,21 @@ impl PartitionAttention {
 
     /// `[B, H, W, C]` -> `[B, H, W, C]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let [b, h, w, _] = x.dims();
+        let [b, h, w, c] = x.dims();
+        self.forward_tokens(x.reshape([b * h * w, c]), [b, h, w])
+            .reshape([b, h, w, c])
+    }
+
+    /// The block on the map's tokens, `[B * H * W, C]` for a map of size `[b, h, w]` (what the
+    /// exported graph runs: every layer but the partition works on a token matrix).
+    pub fn forward_tokens(&self, x: Tensor<2>, bhw: [usize; 3]) -> Tensor<2> {
         let y = match &self.norm1 {
             Some(n) => n.forward(x.clone()),
             None => x.clone(),
         };
-        let p = self.partition_size;
-        let y = reverse(
-            self.self_attn.forward(partition(y, self.kind(), p)),
-            self.kind(),
-            p,
-            b,
-            h,
-            w,
-        );
+        let y = self
+            .self_attn
+            .forward_tokens(y, bhw, self.kind(), self.partition_size);
         let x = x + self.ls1.forward(y);
         let y = self
             .ls2
@@ -218,6 +297,59 @@ impl AttentionPair {
 
     /// `[B, H, W, C]` -> `[B, H, W, C]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.att_grid.forward(self.att_window.forward(x))
+        let [b, h, w, c] = x.dims();
+        let x = x.reshape([b * h * w, c]);
+        let x = self.att_window.forward_tokens(x, [b, h, w]);
+        self.att_grid
+            .forward_tokens(x, [b, h, w])
+            .reshape([b, h, w, c])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use burn::tensor::{Device, Distribution, Tensor};
+
+    use super::super::partition::{PartitionType, partition, reverse};
+    use super::SelfAttention;
+
+    /// The export-friendly formulation computes what partition -> attention -> reverse does.
+    #[test]
+    fn partitioned_attention_equals_partition_then_attention() {
+        let device = Device::flex();
+        for (dim, dim_head, [h, w], p) in [
+            (64, 32, [8, 12], [2, 3]),
+            (32, 32, [6, 4], [3, 2]),
+            (48, 16, [4, 4], [4, 4]),
+        ] {
+            let attn = SelfAttention::new(dim, dim_head, &device);
+            let x = Tensor::<4>::random([2, h, w, dim], Distribution::Normal(0.0, 1.0), &device);
+            for kind in [PartitionType::Window, PartitionType::Grid] {
+                let want = reverse(
+                    attn.forward(partition(x.clone(), kind, p)),
+                    kind,
+                    p,
+                    2,
+                    h,
+                    w,
+                );
+                let got = attn.forward_partitioned(x.clone(), kind, p);
+                let (want, got) = (
+                    want.into_data().try_to_vec::<f32>().unwrap(),
+                    got.into_data().try_to_vec::<f32>().unwrap(),
+                );
+                let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let err = want
+                    .iter()
+                    .zip(&got)
+                    .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(
+                    err <= 1e-5 * scale,
+                    "{kind:?} dim {dim}: max error {err} (scale {scale})"
+                );
+            }
+        }
     }
 }
