@@ -9,6 +9,12 @@
 //!
 //! This crate never depends on Burn: a Jetson build needs prism-core, prism-events, tract and ort.
 
+#[cfg(all(feature = "jetpack", feature = "ort-api-31"))]
+compile_error!(
+    "the `jetpack` feature lowers the ONNX Runtime API level, which the default `ort-api-31` raises again: \
+     build with `--no-default-features --features jetpack`"
+);
+
 pub mod engine;
 pub mod error;
 pub mod frame;
@@ -17,7 +23,7 @@ pub mod preprocess;
 pub mod server;
 pub mod stream;
 
-pub use engine::{Backend, Engine, EngineOptions, Tensor, TensorInfo, TensorRtOptions, TensorView};
+pub use engine::{Backend, Engine, EngineOptions, Recurrent, Tensor, TensorInfo, TensorRtOptions, TensorView};
 pub use error::{DeployError, Result};
 pub use frame::FrameDetector;
 pub use prism_core::{BoxXyxy, Detection, ModelSpec};

@@ -12,10 +12,13 @@
 //! tract they run in parallel (the plan is immutable); on ONNX Runtime their `run` calls take turns
 //! on the engine's session mutex (load one engine per detector for parallel ORT streams).
 //!
-//! Allocation: every buffer of prism's own (events kept for the open window, histogram, input,
-//! state, outputs, decoded rows, NMS scratch, detections) is allocated once and reused. Per window
-//! there remain two small vectors of tensor views (one entry per graph input) and whatever the
-//! backend allocates inside its `run`.
+//! Copies and allocation: every buffer of prism's own (events kept for the open window, histogram,
+//! decoded rows, NMS scratch, detections) is allocated once and reused. The network input and the
+//! recurrent state live in the backend's memory ([`Recurrent`]): the histogram is written straight
+//! into the input tensor, ONNX Runtime writes the new state into preallocated tensors that the
+//! next window reads, and tract's state outputs are moved into its next inputs, so no tensor is
+//! copied through prism. Per window there remains what the backend allocates inside its `run`
+//! (ORT: a few small vectors of value handles in `ort`; tract: its intermediate tensors).
 
 use std::sync::Arc;
 
@@ -23,7 +26,7 @@ use prism_core::spec::Task;
 use prism_core::Detection;
 use prism_events::{EventChunk, EventSlice, Window, WindowConfig, WindowSlicer};
 
-use crate::engine::{Engine, Tensor, TensorView};
+use crate::engine::{Engine, Recurrent};
 use crate::error::{DeployError, Result};
 use crate::postprocess::Postprocessor;
 use crate::preprocess::HistogramInput;
@@ -68,24 +71,11 @@ impl From<&WindowDetections<'_>> for OwnedWindow {
     }
 }
 
-/// One recurrent state tensor carried from window to window.
-#[derive(Debug)]
-struct State {
-    input: String,
-    shape: Vec<usize>,
-    data: Vec<f32>,
-    /// Index of its output among the engine's outputs.
-    output_index: usize,
-}
-
 /// Everything but the window slicer, so a window borrowed from the slicer can be processed.
 #[derive(Debug)]
 struct Pipeline {
-    engine: Arc<Engine>,
     input: HistogramInput,
-    states: Vec<State>,
-    outputs: Vec<Tensor>,
-    detections_index: usize,
+    model: Recurrent,
     post: Postprocessor,
 }
 
@@ -116,43 +106,24 @@ impl StreamDetector {
         let factor = rep.downsample as f32;
         let clip = (rep.sensor_width as f32, rep.sensor_height as f32);
         let post = Postprocessor::new(spec, factor, clip)?;
-        let output_index = |name: &str| {
-            engine
-                .outputs()
-                .iter()
-                .position(|o| o.name == name)
-                .ok_or_else(|| DeployError::Task(format!("the graph has no output `{name}`")))
-        };
-        let detections_index = output_index(&spec.output.name)?;
-        let states = spec
-            .state
-            .iter()
-            .map(|s| {
-                Ok(State {
-                    input: s.input.clone(),
-                    shape: s.shape.clone(),
-                    data: vec![0.0; s.shape.iter().product()],
-                    output_index: output_index(&s.output)?,
-                })
-            })
-            .collect::<Result<_>>()?;
         let window = WindowConfig::new(rep.window_us);
+        let model = Recurrent::new(engine)?;
+        if model.input_shape() != input.shape() {
+            return Err(DeployError::Task(format!(
+                "the representation gives a {:?} input; the model takes {:?}",
+                input.shape(),
+                model.input_shape()
+            )));
+        }
         Ok(Self {
             slicer: WindowSlicer::new(window)?,
             window,
-            pipeline: Pipeline {
-                engine,
-                input,
-                states,
-                outputs: Vec::new(),
-                detections_index,
-                post,
-            },
+            pipeline: Pipeline { input, model, post },
         })
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
-        &self.pipeline.engine
+        self.pipeline.model.engine()
     }
 
     /// The window grid: length and step from the spec, first end at the first multiple of the
@@ -223,10 +194,7 @@ impl StreamDetector {
     /// Starts a new sequence: forgets buffered events and the window grid, zeroes the state.
     pub fn reset(&mut self) -> Result<()> {
         self.slicer = WindowSlicer::new(self.window)?;
-        for s in &mut self.pipeline.states {
-            s.data.fill(0.0);
-        }
-        Ok(())
+        self.pipeline.model.reset()
     }
 
     fn drain(&mut self, on_window: &mut dyn FnMut(&WindowDetections<'_>)) -> Result<usize> {
@@ -242,27 +210,11 @@ impl StreamDetector {
 
 impl Pipeline {
     fn process(&mut self, window: &Window<'_>) -> Result<WindowDetections<'_>> {
-        self.input.build(window.events)?;
-        let spec = self.engine.spec();
-        let mut views = Vec::with_capacity(1 + self.states.len());
-        views.push(TensorView::new(&spec.input.name, self.input.shape(), self.input.input()));
-        views.extend(self.states.iter().map(|s| TensorView::new(&s.input, &s.shape, &s.data)));
-        self.engine.run_into(&views, &mut self.outputs)?;
-        drop(views);
-        for s in &mut self.states {
-            let out = &self.outputs[s.output_index];
-            if out.data.len() != s.data.len() {
-                return Err(DeployError::Output(format!(
-                    "state output `{}` holds {} values; its input `{}` takes {}",
-                    out.name,
-                    out.data.len(),
-                    s.input,
-                    s.data.len()
-                )));
-            }
-            s.data.copy_from_slice(&out.data);
-        }
-        let detections = self.post.run(&self.outputs[self.detections_index].data)?;
+        // Only the cells that differ from the last window are written (`update_into`): the input
+        // tensor is this pipeline's alone.
+        self.input.update_into(window.events, self.model.input_mut()?)?;
+        let raw = self.model.run()?;
+        let detections = self.post.run(raw)?;
         let (histogram, histogram_shape) = self.input.histogram();
         Ok(WindowDetections {
             index: window.index,

@@ -127,6 +127,18 @@ fn kserve_v2_endpoints_answer_good_and_bad_requests() {
     let mut no_output = infer.clone();
     no_output["outputs"] = json!([{"name": "nope"}]);
     bad("/v2/models/rvt/infer", no_output.to_string().as_bytes(), 400, "no output `nope`");
+    let mut short = infer.clone();
+    short["inputs"][1]["data"] = json!([1.0, 2.0, 3.0]);
+    bad("/v2/models/rvt/infer", short.to_string().as_bytes(), 400, "needs 256 values, got 3");
+    let mut unknown_input = infer.clone();
+    unknown_input["inputs"][1]["name"] = json!("zz");
+    bad("/v2/models/rvt/infer", unknown_input.to_string().as_bytes(), 400, "the model has no input `zz`");
+    let mut twice = infer.clone();
+    let again = twice["inputs"][1].clone();
+    twice["inputs"].as_array_mut().unwrap().push(again);
+    bad("/v2/models/rvt/infer", twice.to_string().as_bytes(), 400, "input `h1` given twice");
+    bad("/v2/models/rvt/infer", b"", 400, "malformed request JSON");
+    bad("/v2/models/rvt/infer", b"{\"inputs\": 5}", 400, "malformed request JSON");
     bad("/v2/models/other/infer", infer.to_string().as_bytes(), 404, "unknown model `other`");
     bad("/v2/models/rvt/versions/7/infer", infer.to_string().as_bytes(), 404, "no version `7`");
     bad("/v2/models/rvt/infer", &vec![b' '; 3 << 20], 413, "larger than the");
@@ -224,4 +236,123 @@ fn streaming_endpoint_matches_the_stream_detector() {
     assert_eq!(status, 429, "{text}");
     assert_eq!(request(addr, "DELETE", "/v2/models/rvt/streams/s1", b"").0, 200);
     server.shutdown();
+}
+
+/// A client that declares an enormous body and sends little of it gets 413 and the server lives
+/// on: neither the declared size nor the missing bytes are ever allocated or waited for.
+#[test]
+fn an_enormous_declared_body_is_refused_and_the_server_keeps_serving() {
+    let Some(dir) = fixtures("an_enormous_declared_body_is_refused_and_the_server_keeps_serving") else { return };
+    let (server, _) = start(dir, 1 << 20);
+    let addr = server.local_addr();
+    for declared in [(1u64 << 20) + 1, 1 << 40, u64::MAX / 2] {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+        let head = format!(
+            "POST /v2/models/rvt/infer HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {declared}\r\n\r\n{{\"inputs\": ["
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        // The server answers from the head and closes: nothing of the body is waited for.
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        assert!(text.starts_with("HTTP/1.1 413"), "declared {declared}: {text}");
+        assert!(text.contains("larger than the"), "declared {declared}: {text}");
+        drop(s);
+        assert_eq!(request(addr, "GET", "/v2/health/live", b"").0, 200, "after declaring {declared} bytes");
+    }
+    server.shutdown();
+}
+
+/// Sends raw bytes on a fresh connection and reads until the server closes it.
+fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    let _ = s.write_all(bytes);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+/// The HTTP layer: chunked bodies and `Expect: 100-continue` work, keep-alive connections carry
+/// several requests, and malformed or ambiguous HTTP gets a 4xx with a message; a client that
+/// stalls mid-body does not keep others waiting.
+#[test]
+fn http_layer_handles_chunked_keep_alive_and_malformed_requests() {
+    let Some(dir) = fixtures("http_layer_handles_chunked_keep_alive_and_malformed_requests") else { return };
+    let (server, _) = start(dir, 1 << 20);
+    let addr = server.local_addr();
+
+    // A client declares a body and stalls: its connection waits alone.
+    let mut stalled = TcpStream::connect(addr).unwrap();
+    stalled
+        .write_all(b"POST /v2/models/rvt/infer HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n{")
+        .unwrap();
+
+    // Two requests on one keep-alive connection, the second chunked with Expect: 100-continue.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    s.write_all(b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    let first = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(!first.contains("Connection: close"), "{first}");
+    let body = br#"{"t": [1], "x": [1], "y": [1], "p": [1]}"#;
+    let mut chunked = Vec::from(&b"POST /v2/models/rvt/streams/ck/events HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"[..]);
+    for part in body.chunks(7) {
+        chunked.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+        chunked.extend_from_slice(part);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    s.write_all(&chunked).unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    let second = String::from_utf8_lossy(&rest).into_owned();
+    assert!(second.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200"), "{second}");
+    assert!(second.contains("\"windows\":[]"), "{second}");
+
+    // Malformed or ambiguous HTTP: 4xx with a message, connection closed.
+    let cases: [(&[u8], &str, &str); 7] = [
+        (b"GARBAGE\r\n\r\n", "400", "malformed request line"),
+        (b"GET /v2/health/live HTTP/2.0\r\n\r\n", "505", "is not supported"),
+        (b"GET /v2/health/live HTTP/1.1\r\nno colon here\r\n\r\n", "400", "malformed header line"),
+        (b"POST /v2/models/rvt/infer HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n", "400", "not both"),
+        (b"POST /v2/models/rvt/infer HTTP/1.1\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n", "400", "not both or several"),
+        (b"POST /v2/models/rvt/infer HTTP/1.1\r\nContent-Length: lots\r\n\r\n", "400", "is not a number"),
+        (b"POST /v2/models/rvt/infer HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", "400", "is not supported"),
+    ];
+    for (bytes, status, needle) in cases {
+        let text = raw_exchange(addr, bytes);
+        assert!(text.starts_with(&format!("HTTP/1.1 {status}")), "{:?}: {text}", String::from_utf8_lossy(bytes));
+        assert!(text.contains(needle), "{:?}: {text}", String::from_utf8_lossy(bytes));
+        assert!(text.contains("Connection: close"), "{text}");
+    }
+    // A head larger than 16 KiB, and a chunked body over the limit.
+    let mut big_head = Vec::from(&b"GET /v2/health/live HTTP/1.1\r\nX-Big: "[..]);
+    big_head.extend(std::iter::repeat_n(b'a', 20 << 10));
+    big_head.extend_from_slice(b"\r\n\r\n");
+    let text = raw_exchange(addr, &big_head);
+    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+    let mut over = Vec::from(&b"POST /v2/models/rvt/infer HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"[..]);
+    for _ in 0..3 {
+        over.extend_from_slice(format!("{:x}\r\n", 512 << 10).as_bytes());
+        over.extend(std::iter::repeat_n(b' ', 512 << 10));
+        over.extend_from_slice(b"\r\n");
+    }
+    over.extend_from_slice(b"0\r\n\r\n");
+    let text = raw_exchange(addr, &over);
+    assert!(text.starts_with("HTTP/1.1 413") && text.contains("larger than the 1048576-byte limit"), "{text}");
+
+    // Still serving; the stalled client never blocked anyone; metrics count the refusals.
+    assert_eq!(request(addr, "GET", "/v2/health/ready", b"").0, 200);
+    let (_, metrics) = request(addr, "GET", "/metrics", b"");
+    assert!(metrics.contains("prism_requests_total{route=\"http\",status=\"400\"} 6"), "{metrics}");
+    assert!(!metrics.contains("status=\"500\""), "{metrics}");
+    // Graceful shutdown does not wait for the stalled upload.
+    let stopping = std::time::Instant::now();
+    server.shutdown();
+    assert!(stopping.elapsed() < std::time::Duration::from_secs(5), "shutdown took {:?}", stopping.elapsed());
+    drop(stalled);
 }

@@ -8,11 +8,17 @@
 //!   so an ORT engine holds its session behind a `Mutex`: calls from several threads are
 //!   serialised. For parallel ORT inference load one engine per worker.
 //!
+//! For recurrent models run window after window, [`Recurrent`] keeps one stream's input and state
+//! tensors in the backend's own memory, so a window costs no tensor copies in prism.
+//!
 //! Every engine reads the model's `prism` metadata ([`ModelSpec`]) and checks it against the
 //! graph's inputs and outputs when loading, so a detector built on it can trust the spec.
 
 pub mod onnxruntime;
+mod recurrent;
 mod tract;
+
+pub use recurrent::Recurrent;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -332,8 +338,10 @@ fn check_view(info: &TensorInfo, view: &TensorView<'_>) -> Result<()> {
             shape_str(&info.shape)
         )));
     }
-    let len: usize = view.shape.iter().product();
-    if len != view.data.len() {
+    // Checked: a request may claim any dimensions on a dynamic axis.
+    let len = view.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    if len != Some(view.data.len()) {
+        let len = len.map_or_else(|| "more than usize::MAX".to_string(), |n| n.to_string());
         return Err(DeployError::Input(format!(
             "input `{}` of shape {:?} needs {len} values, got {}",
             info.name,
@@ -425,3 +433,22 @@ fn names(list: &[TensorInfo]) -> String {
 
 /// The metadata key the spec lives under, re-exported for callers that read files themselves.
 pub const SPEC_KEY: &str = METADATA_KEY;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_with_overflowing_dynamic_dimensions_are_input_errors() {
+        let info = TensorInfo {
+            name: "x".into(),
+            shape: vec![None, Some(2)],
+        };
+        let data = [0f32; 4];
+        assert!(check_view(&info, &TensorView::new("x", &[2, 2], &data)).is_ok());
+        let err = check_view(&info, &TensorView::new("x", &[usize::MAX, 2], &data)).unwrap_err();
+        assert!(err.to_string().contains("more than usize::MAX"), "{err}");
+        assert!(check_view(&info, &TensorView::new("x", &[3, 2], &data)).is_err());
+    }
+}

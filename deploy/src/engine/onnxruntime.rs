@@ -18,9 +18,11 @@ use std::sync::Mutex;
 use ort::environment::Environment;
 use ort::ep::{self, ExecutionProvider};
 use ort::session::builder::GraphOptimizationLevel;
-use ort::session::{Session, SessionInputValue};
-use ort::value::TensorRef;
+use ort::memory::Allocator;
+use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session, SessionInputValue, SessionOutputs};
+use ort::value::{DynValue, TensorRef};
 
+use super::recurrent::Layout;
 use super::{Backend, EngineOptions, Loaded, Tensor, TensorInfo, TensorView};
 use crate::error::{DeployError, Result};
 
@@ -96,6 +98,45 @@ pub fn environment(explicit: Option<&Path>) -> Result<(PathBuf, Environment)> {
     Ok((path, env))
 }
 
+/// The `ort` crate prism-deploy is built with, for callers that use ONNX Runtime directly in the
+/// same process (one environment per process: get it from [`environment`]).
+pub use ort;
+
+/// An ONNX Runtime session for `path` configured exactly as an [`super::Engine`] with `options`
+/// configures its own (providers with `error_on_failure`, graph optimisation, threads): for
+/// measuring the bare `Session::run` beside an engine, or for using ORT directly.
+pub fn session(path: &Path, options: &EngineOptions) -> Result<Session> {
+    let backend = options.backend.name();
+    let (lib, env) = environment(options.ort_library.as_deref())?;
+    let providers = execution_providers(options, &lib)?;
+    let builder_err = |what: &str, e: ort::Error<ort::session::builder::SessionBuilder>| DeployError::Provider {
+        backend,
+        reason: format!("{what}: {e}"),
+    };
+    let mut builder = Session::builder(&env)
+        .map_err(|e| DeployError::Runtime(format!("cannot create a session builder: {e}")))?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(|e| builder_err("optimization level", e))?;
+    if let Some(n) = options.intra_threads {
+        builder = builder.with_intra_threads(n).map_err(|e| builder_err("intra-op threads", e))?;
+    }
+    if let Some(n) = options.inter_threads {
+        builder = builder
+            .with_parallel_execution(n > 1)
+            .map_err(|e| builder_err("parallel execution", e))?
+            .with_inter_threads(n)
+            .map_err(|e| builder_err("inter-op threads", e))?;
+    }
+    let mut builder = builder
+        .with_execution_providers(providers)
+        .map_err(|e| builder_err("cannot register the execution provider", e))?;
+    builder.commit_from_file(path).map_err(|e| DeployError::BadModel {
+        path: path.into(),
+        backend,
+        reason: e.to_string(),
+    })
+}
+
 /// An ORT session behind a mutex (`Session::run` takes `&mut self`).
 pub(crate) struct OrtRunner {
     session: Mutex<Session>,
@@ -105,34 +146,7 @@ pub(crate) struct OrtRunner {
 impl OrtRunner {
     pub(crate) fn load(path: &Path, options: &EngineOptions) -> Result<Loaded<Self>> {
         let backend = options.backend.name();
-        let (lib, env) = environment(options.ort_library.as_deref())?;
-        let providers = execution_providers(options, &lib)?;
-        let builder_err = |what: &str, e: ort::Error<ort::session::builder::SessionBuilder>| DeployError::Provider {
-            backend,
-            reason: format!("{what}: {e}"),
-        };
-        let mut builder = Session::builder(&env)
-            .map_err(|e| DeployError::Runtime(format!("cannot create a session builder: {e}")))?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
-            .map_err(|e| builder_err("optimization level", e))?;
-        if let Some(n) = options.intra_threads {
-            builder = builder.with_intra_threads(n).map_err(|e| builder_err("intra-op threads", e))?;
-        }
-        if let Some(n) = options.inter_threads {
-            builder = builder
-                .with_parallel_execution(n > 1)
-                .map_err(|e| builder_err("parallel execution", e))?
-                .with_inter_threads(n)
-                .map_err(|e| builder_err("inter-op threads", e))?;
-        }
-        let mut builder = builder
-            .with_execution_providers(providers)
-            .map_err(|e| builder_err("cannot register the execution provider", e))?;
-        let session = builder.commit_from_file(path).map_err(|e| DeployError::BadModel {
-            path: path.into(),
-            backend,
-            reason: e.to_string(),
-        })?;
+        let session = session(path, options)?;
         let info = |outlets: &[ort::value::Outlet]| -> Vec<TensorInfo> {
             outlets
                 .iter()
@@ -196,6 +210,265 @@ impl OrtRunner {
     }
 }
 
+/// One stream's tensors for [`super::Recurrent`] on ONNX Runtime; see that module's documentation.
+///
+/// Two buffer sets, A and B, each with every state tensor and the detections tensor. The state
+/// being read is held here; the set being written sits in the [`OutputSelector`] of the run
+/// options that preallocate it (`write_a`, `write_b`), and ORT writes the outputs straight into it.
+/// After a run the handles to the written set come back from the session outputs and become the
+/// state to read; the set just read is left to its run options for the window after.
+pub(crate) struct OrtRecurrent {
+    backend: &'static str,
+    /// The network input; `None` only while a run holds it.
+    input: Option<DynValue>,
+    /// The state to read next, spec order; `None` only while a run holds them.
+    states: Vec<Option<DynValue>>,
+    /// The state just read, kept between taking it back from a run and handing it to `write_a`.
+    read: Vec<Option<DynValue>>,
+    detections: Option<DynValue>,
+    /// Run options whose output selector preallocates set A / set B.
+    write_a: Option<RunOptions<HasSelectedOutputs>>,
+    write_b: Option<RunOptions<HasSelectedOutputs>>,
+    /// Whether `states` is set A (so this run writes set B).
+    reading_a: bool,
+    /// Preallocate outputs (every output shape is known); else ORT allocates them per run.
+    preallocate: bool,
+    /// The run's inputs in graph order; empty between runs, its capacity reused.
+    feed: Vec<SessionInputValue<'static>>,
+    /// Per graph input: `None` for the spec's input, else the state index.
+    slots: Vec<Option<usize>>,
+    state_outputs: Vec<String>,
+    state_shapes: Vec<Vec<usize>>,
+    detections_name: String,
+    detections_shape: Vec<usize>,
+}
+
+impl OrtRunner {
+    pub(crate) fn recurrent(&self, layout: &Layout, inputs: &[TensorInfo], outputs: &[TensorInfo]) -> Result<OrtRecurrent> {
+        let backend = self.backend;
+        let mut slots = vec![None; inputs.len()];
+        for (k, (input, _, _)) in layout.states.iter().enumerate() {
+            *slots
+                .get_mut(*input)
+                .ok_or_else(|| DeployError::Task(format!("state {k}: graph input {input} out of range")))? = Some(k);
+        }
+        let name = |i: usize| {
+            outputs
+                .get(i)
+                .map(|o| o.name.clone())
+                .ok_or_else(|| DeployError::Task(format!("graph output {i} out of range")))
+        };
+        let state_outputs = layout.states.iter().map(|(_, o, _)| name(*o)).collect::<Result<Vec<_>>>()?;
+        let mut r = OrtRecurrent {
+            backend,
+            input: Some(zeros(backend, &layout.input_shape)?),
+            states: Vec::new(),
+            read: Vec::new(),
+            detections: None,
+            write_a: None,
+            write_b: None,
+            reading_a: true,
+            preallocate: layout.detections_shape.is_some(),
+            feed: Vec::with_capacity(inputs.len()),
+            slots,
+            state_outputs,
+            state_shapes: layout.states.iter().map(|(_, _, s)| s.clone()).collect(),
+            detections_name: name(layout.detections_index)?,
+            detections_shape: layout.detections_shape.clone().unwrap_or_default(),
+        };
+        r.states = r.zero_set()?;
+        r.read = r.states.iter().map(|_| None).collect();
+        if r.preallocate {
+            let b = r.zero_set()?;
+            r.write_b = Some(r.writer(b)?);
+        }
+        Ok(r)
+    }
+}
+
+/// Takes the state and detections outputs of a run.
+fn absorb(
+    mut outputs: SessionOutputs<'_>,
+    state_outputs: &[String],
+    states: &mut [Option<DynValue>],
+    detections_name: &str,
+    detections: &mut Option<DynValue>,
+) -> std::result::Result<(), String> {
+    let missing = |name: &str| format!("the run did not produce output `{name}`");
+    for (state, name) in states.iter_mut().zip(state_outputs) {
+        *state = Some(outputs.remove(name.as_str()).ok_or_else(|| missing(name))?);
+    }
+    *detections = Some(outputs.remove(detections_name).ok_or_else(|| missing(detections_name))?);
+    Ok(())
+}
+
+/// A zeroed `f32` tensor of `shape` in ORT's default CPU allocator.
+fn zeros(backend: &'static str, shape: &[usize]) -> Result<DynValue> {
+    let fail = |e: ort::Error| DeployError::Inference {
+        backend,
+        reason: format!("cannot allocate a {shape:?} tensor: {e}"),
+    };
+    let mut t = ort::value::Tensor::<f32>::new(&Allocator::default(), shape.to_vec()).map_err(fail)?;
+    t.extract_tensor_mut().1.fill(0.0);
+    Ok(t.into_dyn())
+}
+
+impl OrtRecurrent {
+    fn fail(&self, reason: String) -> DeployError {
+        DeployError::Inference {
+            backend: self.backend,
+            reason,
+        }
+    }
+
+    fn zero_set(&self) -> Result<Vec<Option<DynValue>>> {
+        self.state_shapes.iter().map(|s| zeros(self.backend, s).map(Some)).collect()
+    }
+
+    /// Run options that make ORT write the state outputs into `set` and the detections into a
+    /// tensor of their own.
+    fn writer(&self, set: Vec<Option<DynValue>>) -> Result<RunOptions<HasSelectedOutputs>> {
+        let mut selector = OutputSelector::default().preallocate(
+            self.detections_name.as_str(),
+            zeros(self.backend, &self.detections_shape)?,
+        );
+        for (name, value) in self.state_outputs.iter().zip(set) {
+            let value = value.ok_or_else(|| self.fail("state buffer missing".into()))?;
+            selector = selector.preallocate(name.as_str(), value);
+        }
+        Ok(RunOptions::new()
+            .map_err(|e| self.fail(format!("run options: {e}")))?
+            .with_outputs(selector))
+    }
+
+    pub(crate) fn input_mut(&mut self) -> Result<&mut [f32]> {
+        let backend = self.backend;
+        let input = self.input.as_mut().ok_or_else(|| DeployError::Inference {
+            backend,
+            reason: "the input is held by a failed run".into(),
+        })?;
+        input
+            .try_extract_tensor_mut::<f32>()
+            .map(|(_, data)| data)
+            .map_err(|e| DeployError::Inference {
+                backend,
+                reason: format!("input: {e}"),
+            })
+    }
+
+    pub(crate) fn run(&mut self, runner: &OrtRunner) -> Result<&[f32]> {
+        // The inputs in graph order, moved (not copied) into the reused feed vector.
+        self.feed.clear();
+        for slot in &self.slots {
+            let value = match slot {
+                None => self.input.take(),
+                Some(k) => self.states[*k].take(),
+            };
+            match value {
+                Some(v) => self.feed.push(SessionInputValue::Owned(v)),
+                None => {
+                    self.restore_feed();
+                    return Err(self.fail("an input is missing (a previous run failed)".into()));
+                }
+            }
+        }
+        let writer = if self.reading_a { self.write_b.as_ref() } else { self.write_a.as_ref() };
+        let result = {
+            // A poisoned lock only means another thread panicked mid-run; the session is intact.
+            let mut session = runner.session.lock().unwrap_or_else(|e| e.into_inner());
+            let outputs = match writer {
+                Some(options) => session.run_with_options(self.feed.as_slice(), options),
+                None => session.run(self.feed.as_slice()),
+            };
+            outputs.map_err(|e| e.to_string()).and_then(|outputs| {
+                absorb(
+                    outputs,
+                    &self.state_outputs,
+                    &mut self.states,
+                    &self.detections_name,
+                    &mut self.detections,
+                )
+            })
+        };
+        self.restore_feed();
+        if let Err(e) = result {
+            // Back to ORT-allocated outputs: which buffer set holds what is no longer certain.
+            self.write_a = None;
+            self.write_b = None;
+            self.preallocate = false;
+            self.reset()?;
+            return Err(self.fail(e));
+        }
+        // `states` now holds the set just written; `read` the set just read.
+        if self.preallocate && self.reading_a && self.write_a.is_none() {
+            let set = self.read.iter_mut().map(Option::take).collect();
+            self.write_a = Some(self.writer(set)?);
+        } else {
+            self.read.iter_mut().for_each(|v| *v = None);
+        }
+        if self.preallocate {
+            self.reading_a = !self.reading_a;
+        }
+        self.detections()
+    }
+
+    /// Moves the feed's values back: the input to `input`, the states read to `read` (or back to
+    /// `states` where a run did not replace them).
+    fn restore_feed(&mut self) {
+        for (slot, value) in self.slots.iter().zip(self.feed.drain(..)) {
+            let SessionInputValue::Owned(v) = value else { continue };
+            match slot {
+                None => self.input = Some(v),
+                Some(k) => {
+                    if self.states[*k].is_none() {
+                        self.states[*k] = Some(v);
+                    } else {
+                        self.read[*k] = Some(v);
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn detections(&self) -> Result<&[f32]> {
+        match &self.detections {
+            Some(v) => v
+                .try_extract_tensor::<f32>()
+                .map(|(_, d)| d)
+                .map_err(|e| DeployError::Output(format!("output `{}`: {e}; prism reads f32 outputs", self.detections_name))),
+            None => Ok(&[]),
+        }
+    }
+
+    pub(crate) fn state(&self, k: usize) -> Result<&[f32]> {
+        match self.states.get(k) {
+            Some(Some(v)) => v
+                .try_extract_tensor::<f32>()
+                .map(|(_, d)| d)
+                .map_err(|e| DeployError::Output(format!("state {k}: {e}"))),
+            _ => Err(DeployError::Input(format!("no state {k}"))),
+        }
+    }
+
+    /// Zeroes the state to read. A state lost to a failed run is allocated again.
+    pub(crate) fn reset(&mut self) -> Result<()> {
+        for (k, shape) in self.state_shapes.iter().enumerate() {
+            match &mut self.states[k] {
+                Some(v) => v
+                    .try_extract_tensor_mut::<f32>()
+                    .map_err(|e| DeployError::Inference {
+                        backend: self.backend,
+                        reason: format!("state {k}: {e}"),
+                    })?
+                    .1
+                    .fill(0.0),
+                None => self.states[k] = Some(zeros(self.backend, shape)?),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The execution providers for `options.backend`, each with `error_on_failure()`. Before ORT tries,
 /// checks that the loaded build has the provider at all, so a CPU-only wheel gives a message that
 /// names the missing provider library instead of a generic failure.
@@ -227,7 +500,11 @@ fn execution_providers(options: &EngineOptions, lib: &Path) -> Result<Vec<ep::Ex
     };
     Ok(match options.backend {
         Backend::Tract => Vec::new(),
-        Backend::OrtCpu => vec![ep::CPU::default().build().error_on_failure()],
+        // The arena, as ONNX Runtime's own default (and Python's) has it: ort's `CPU::default()`
+        // disables it, and without it every intermediate tensor of every run is a fresh
+        // malloc / free (mmap / munmap and page faults for the large ones): that cost prism's
+        // ONNX Runtime path up to 1.35x the Python call on the 1Mpx models.
+        Backend::OrtCpu => vec![ep::CPU::default().with_arena_allocator(true).build().error_on_failure()],
         Backend::OrtCuda => {
             require(<ep::CUDA as ExecutionProvider>::is_available(), "CUDAExecutionProvider", "libonnxruntime_providers_cuda.so")?;
             vec![cuda()]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tract_onnx::pb::{self, tensor_shape_proto::dimension, type_proto};
 use tract_onnx::prelude::*;
 
+use super::recurrent::Layout;
 use super::{Loaded, Tensor, TensorInfo, TensorView};
 use crate::error::{DeployError, Result};
 
@@ -100,6 +101,126 @@ impl TractRunner {
         }
         Ok(())
     }
+}
+
+/// One stream's tensors for [`super::Recurrent`] on tract: the input is shared with the plan
+/// (`Arc`, no copy) and written in place between runs; state outputs are moved into the next
+/// run's inputs.
+pub(crate) struct TractRecurrent {
+    input: Arc<Tensor_>,
+    /// Spec order; `None` only while a run holds them.
+    states: Vec<Option<TValue>>,
+    detections: Option<TValue>,
+    layout: Layout,
+    /// Per graph input: `None` for the spec's input, else the state index.
+    feed: Vec<Option<usize>>,
+    /// Per graph output: the state index it produces, if any.
+    produces: Vec<Option<usize>>,
+}
+
+impl TractRunner {
+    pub(crate) fn recurrent(&self, layout: &Layout) -> Result<TractRecurrent> {
+        let fail = |e: TractError| DeployError::Inference {
+            backend: NAME,
+            reason: format!("{e:#}"),
+        };
+        let inputs = 1 + layout.states.len();
+        let mut feed = vec![None; inputs];
+        let mut produces = vec![None; self.plan.model().outputs.len()];
+        for (k, (input, output, _)) in layout.states.iter().enumerate() {
+            let range = || DeployError::Task(format!("state {k}: graph input {input} / output {output} out of range"));
+            *feed.get_mut(*input).ok_or_else(range)? = Some(k);
+            *produces.get_mut(*output).ok_or_else(range)? = Some(k);
+        }
+        let mut r = TractRecurrent {
+            input: Arc::new(Tensor_::zero::<f32>(&layout.input_shape).map_err(fail)?),
+            states: Vec::new(),
+            detections: None,
+            layout: layout.clone(),
+            feed,
+            produces,
+        };
+        r.reset()?;
+        Ok(r)
+    }
+}
+
+impl TractRecurrent {
+    pub(crate) fn input_mut(&mut self) -> Result<&mut [f32]> {
+        // The plan drops its reference when a run ends, so this is the only owner and nothing is
+        // copied; `make_mut` copies only if someone still held it.
+        let fail = |reason: String| DeployError::Inference { backend: NAME, reason };
+        Arc::make_mut(&mut self.input)
+            .to_plain_array_view_mut::<f32>()
+            .map_err(|e| fail(format!("input: {e:#}")))?
+            .into_slice()
+            .ok_or_else(|| fail("the input tensor is not contiguous".into()))
+    }
+
+    pub(crate) fn run(&mut self, runner: &TractRunner) -> Result<&[f32]> {
+        let fail = |reason: String| DeployError::Inference { backend: NAME, reason };
+        let mut values: TVec<TValue> = TVec::with_capacity(self.feed.len());
+        for slot in &self.feed {
+            let value = match slot {
+                None => TValue::from_const(self.input.clone()),
+                Some(k) => self.states[*k].take().ok_or_else(|| fail("state taken".into()))?,
+            };
+            values.push(value);
+        }
+        let results = match runner.plan.run(values) {
+            Ok(r) => r,
+            Err(e) => {
+                self.reset()?;
+                return Err(fail(format!("{e:#}")));
+            }
+        };
+        for (i, value) in results.into_iter().enumerate() {
+            if i == self.layout.detections_index {
+                self.detections = Some(value);
+            } else if let Some(Some(k)) = self.produces.get(i) {
+                self.states[*k] = Some(value);
+            }
+        }
+        if self.states.iter().any(Option::is_none) {
+            self.reset()?;
+            return Err(fail("the plan did not produce every state output".into()));
+        }
+        self.detections()
+    }
+
+    pub(crate) fn detections(&self) -> Result<&[f32]> {
+        match &self.detections {
+            Some(v) => plain_f32(v, "detections"),
+            None => Ok(&[]),
+        }
+    }
+
+    pub(crate) fn state(&self, k: usize) -> Result<&[f32]> {
+        match self.states.get(k) {
+            Some(Some(v)) => plain_f32(v, "state"),
+            _ => Err(DeployError::Input(format!("no state {k}"))),
+        }
+    }
+
+    pub(crate) fn reset(&mut self) -> Result<()> {
+        self.states = self
+            .layout
+            .states
+            .iter()
+            .map(|(_, _, shape)| Tensor_::zero::<f32>(shape).map(|t| Some(t.into_tvalue())))
+            .collect::<TractResult<_>>()
+            .map_err(|e| DeployError::Inference {
+                backend: NAME,
+                reason: format!("{e:#}"),
+            })?;
+        Ok(())
+    }
+}
+
+fn plain_f32<'a>(v: &'a Tensor_, what: &str) -> Result<&'a [f32]> {
+    v.try_as_plain_ram()
+        .and_then(|v| v.as_slice::<f32>())
+        .map_err(|e| DeployError::Output(format!("{what}: {e:#}; prism reads f32 outputs")))
 }
 
 /// tract's tensor type, renamed so it does not clash with ours.

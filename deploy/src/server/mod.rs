@@ -16,25 +16,28 @@
 //!
 //! Errors are `{"error": "..."}` with a 4xx status for anything the client controls (malformed
 //! JSON, wrong shapes or datatypes, oversized bodies → 413, unknown models → 404, too many
-//! streams → 429). A handler panic, which should not happen, is caught and answered with 500.
+//! streams → 429, malformed HTTP → 400 / 408 / 431 / 505). A handler panic, which should not
+//! happen, is caught and answered with 500.
 //!
-//! Why tiny_http and threads rather than an async stack: inference is CPU-bound and blocking
-//! (tract, ORT), requests are few and large, so a small pool of worker threads each taking one
-//! request at a time is the whole design; it keeps the dependency tree to four small crates.
-//! The server binds loopback by default ([`ServerOptions::default`]); binding elsewhere is the
-//! caller's explicit choice and is logged as a warning.
+//! Why threads rather than an async stack: inference is CPU-bound and blocking (tract, ORT),
+//! requests are few and large. The HTTP layer ([`http`], on `std::net`) gives each connection a
+//! thread and bounds what a client can make it allocate or wait for; at most
+//! [`ServerOptions::workers`] requests are handled at once, the others wait their turn (the
+//! queue depth metric counts both). The server binds loopback by default
+//! ([`ServerOptions::default`]); binding elsewhere is the caller's explicit choice and is logged
+//! as a warning.
 
+mod http;
 mod metrics;
 pub mod protocol;
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use prism_core::spec::Task;
 use serde_json::json;
@@ -57,7 +60,8 @@ pub struct ServerOptions {
     pub model_name: Option<String>,
     /// Largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
-    /// Worker threads, each serving one request at a time.
+    /// Requests handled at once (each connection has its own thread; past this many, requests
+    /// wait for a turn).
     pub workers: usize,
     /// Most concurrent client streams; more get 429.
     pub max_streams: usize,
@@ -80,86 +84,93 @@ impl Default for ServerOptions {
 pub struct Server {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
-    workers: Vec<JoinHandle<()>>,
+    acceptor: JoinHandle<()>,
 }
 
 struct App {
     engine: Arc<Engine>,
     name: String,
-    options: ServerOptions,
     metrics: Metrics,
     streams: Mutex<HashMap<String, Arc<Mutex<StreamDetector>>>>,
+    max_streams: usize,
+    /// Free request slots (`ServerOptions::workers`).
+    slots: Mutex<usize>,
+    slot_freed: Condvar,
+}
+
+impl App {
+    /// Waits for a free request slot; the slot is given back when the guard drops.
+    fn slot(&self) -> SlotGuard<'_> {
+        let mut free = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = self.slot_freed.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+        SlotGuard(self)
+    }
+}
+
+struct SlotGuard<'a>(&'a App);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.slots.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.0.slot_freed.notify_one();
+    }
 }
 
 impl Server {
-    /// Binds `options.addr` and starts the worker threads.
+    /// Binds `options.addr` and starts accepting connections.
     pub fn start(engine: Arc<Engine>, options: ServerOptions) -> Result<Self> {
         if !options.addr.ip().is_loopback() {
             tracing::warn!("serving on {}, reachable from other machines", options.addr);
         }
-        let http = tiny_http::Server::http(options.addr)
-            .map_err(|e| DeployError::io(options.addr.to_string(), std::io::Error::other(e.to_string())))?;
-        let addr = http
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| DeployError::Runtime("the server is not listening on an IP address".into()))?;
-        let http = Arc::new(http);
+        let listener = std::net::TcpListener::bind(options.addr).map_err(|e| DeployError::io(options.addr.to_string(), e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| DeployError::io(options.addr.to_string(), e))?;
         let name = options.model_name.clone().unwrap_or_else(|| engine.spec().model.clone());
         let app = Arc::new(App {
             engine,
             name,
-            options: options.clone(),
             metrics: Metrics::default(),
             streams: Mutex::new(HashMap::new()),
+            max_streams: options.max_streams,
+            slots: Mutex::new(options.workers.max(1)),
+            slot_freed: Condvar::new(),
         });
         let stop = Arc::new(AtomicBool::new(false));
-        let workers = (0..options.workers.max(1))
-            .map(|i| {
-                let (http, app, stop) = (http.clone(), app.clone(), stop.clone());
-                std::thread::Builder::new()
-                    .name(format!("prism-serve-{i}"))
-                    .spawn(move || worker(&http, &app, &stop))
-                    .map_err(|e| DeployError::io("worker thread", e))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let limits = http::Limits::new(options.max_body_bytes);
+        let served = app.clone();
+        let handler: Arc<http::Handler> = Arc::new(move |request| handle(&served, request));
+        let flag = stop.clone();
+        let acceptor = std::thread::Builder::new()
+            .name("prism-serve".into())
+            .spawn(move || http::serve(listener, limits, flag, handler))
+            .map_err(|e| DeployError::io("server thread", e))?;
         tracing::info!("serving {} on http://{addr}", app.name);
-        Ok(Self { addr, stop, workers })
+        Ok(Self { addr, stop, acceptor })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// The flag that stops the server: set it (from a signal handler, say) and the workers finish
-    /// the request they are serving and exit.
+    /// The flag that stops the server: set it (from a signal handler, say) and the server stops
+    /// accepting, answers the requests in progress and closes its connections.
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         self.stop.clone()
     }
 
-    /// Waits until the stop flag is set and every worker has finished.
+    /// Waits until the stop flag is set and every connection has finished.
     pub fn wait(self) {
-        for w in self.workers {
-            let _ = w.join();
-        }
+        let _ = self.acceptor.join();
     }
 
-    /// Stops the server gracefully: requests in progress are answered, then the workers exit.
+    /// Stops the server gracefully: requests in progress are answered, then connections close.
     pub fn shutdown(self) {
         self.stop.store(true, Ordering::SeqCst);
         self.wait();
-    }
-}
-
-fn worker(http: &tiny_http::Server, app: &App, stop: &AtomicBool) {
-    while !stop.load(Ordering::SeqCst) {
-        match http.recv_timeout(Duration::from_millis(100)) {
-            Ok(Some(request)) => handle(app, request),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
     }
 }
 
@@ -211,33 +222,34 @@ impl From<DeployError> for HttpError {
     }
 }
 
-fn handle(app: &App, mut request: tiny_http::Request) {
+fn handle(app: &App, request: std::result::Result<http::Request, http::Refused>) -> http::Response {
     let started = Instant::now();
     app.metrics.begin();
-    let (route, result) = catch_unwind(AssertUnwindSafe(|| dispatch(app, &mut request)))
-        .unwrap_or_else(|_| ("panic", Err(err(500, "internal error"))));
+    let (route, result) = match request {
+        Ok(request) => {
+            let _slot = app.slot();
+            catch_unwind(AssertUnwindSafe(|| dispatch(app, &request))).unwrap_or_else(|_| ("panic", Err(err(500, "internal error"))))
+        }
+        Err(refused) => ("http", Err(err(refused.status, refused.message))),
+    };
     let reply = result.unwrap_or_else(|e| Reply::json(e.status, &json!({ "error": e.message })));
-    let status = reply.status;
-    let mut response = tiny_http::Response::from_string(reply.body).with_status_code(status);
-    if let Ok(h) = tiny_http::Header::from_bytes(&b"Content-Type"[..], reply.content_type.as_bytes()) {
-        response.add_header(h);
+    app.metrics.end(route, reply.status, started.elapsed());
+    http::Response {
+        status: reply.status,
+        content_type: reply.content_type,
+        body: reply.body.into_bytes(),
     }
-    if let Err(e) = request.respond(response) {
-        tracing::debug!("could not send the response: {e}");
-    }
-    app.metrics.end(route, status, started.elapsed());
 }
 
 type Handled = (&'static str, std::result::Result<Reply, HttpError>);
 
-fn dispatch(app: &App, request: &mut tiny_http::Request) -> Handled {
-    use tiny_http::Method::{Delete, Get, Post};
-    let (url, query) = match request.url().split_once('?') {
-        Some((u, q)) => (u.to_string(), q.to_string()),
-        None => (request.url().to_string(), String::new()),
+fn dispatch(app: &App, request: &http::Request) -> Handled {
+    let (url, query) = match request.target.split_once('?') {
+        Some((u, q)) => (u, q),
+        None => (request.target.as_str(), ""),
     };
     let parts: Vec<&str> = url.split('/').filter(|s| !s.is_empty()).collect();
-    let method = request.method().clone();
+    let method = request.method.as_str();
     // Drop an optional `versions/1` after the model name.
     let parts: Vec<&str> = match parts.as_slice() {
         ["v2", "models", name, "versions", v, rest @ ..] => {
@@ -248,13 +260,13 @@ fn dispatch(app: &App, request: &mut tiny_http::Request) -> Handled {
         }
         _ => parts,
     };
-    match (parts.as_slice(), &method) {
-        (["v2", "health", "live"], Get) | (["v2", "health", "ready"], Get) => ("health", Ok(Reply::empty(200))),
-        (["v2"], Get) => (
+    match (parts.as_slice(), method) {
+        (["v2", "health", "live"], "GET") | (["v2", "health", "ready"], "GET") => ("health", Ok(Reply::empty(200))),
+        (["v2"], "GET") => (
             "server",
             Ok(Reply::json(200, &json!({ "name": "prism", "version": env!("CARGO_PKG_VERSION"), "extensions": [] }))),
         ),
-        (["metrics"], Get) => (
+        (["metrics"], "GET") => (
             "metrics",
             Ok(Reply {
                 status: 200,
@@ -266,12 +278,12 @@ fn dispatch(app: &App, request: &mut tiny_http::Request) -> Handled {
             if *name != app.name {
                 return ("model", Err(err(404, format!("unknown model `{name}` (this server has `{}`)", app.name))));
             }
-            match (rest, &method) {
-                ([], Get) => ("model", Ok(model_metadata(app))),
-                (["ready"], Get) => ("ready", Ok(Reply::empty(200))),
-                (["infer"], Post) => ("infer", infer(app, request)),
-                (["streams", id, "events"], Post) => ("stream", stream_events(app, id, &query, request)),
-                (["streams", id], Delete) => ("stream", Ok(drop_stream(app, id))),
+            match (rest, method) {
+                ([], "GET") => ("model", Ok(model_metadata(app))),
+                (["ready"], "GET") => ("ready", Ok(Reply::empty(200))),
+                (["infer"], "POST") => ("infer", infer(app, request)),
+                (["streams", id, "events"], "POST") => ("stream", stream_events(app, id, query, request)),
+                (["streams", id], "DELETE") => ("stream", Ok(drop_stream(app, id))),
                 ([], _) | (["ready"], _) | (["infer"], _) | (["streams", _, "events"], _) | (["streams", _], _) => {
                     ("model", Err(err(405, format!("{method} is not allowed on {url}"))))
                 }
@@ -300,32 +312,12 @@ fn model_metadata(app: &App) -> Reply {
     )
 }
 
-/// The body, at most `max_body_bytes` (413 beyond).
-fn read_body(app: &App, request: &mut tiny_http::Request) -> std::result::Result<Vec<u8>, HttpError> {
-    let max = app.options.max_body_bytes;
-    let too_big = || err(413, format!("request body is larger than the {max}-byte limit"));
-    if request.body_length().is_some_and(|n| n > max) {
-        return Err(too_big());
-    }
-    let mut body = Vec::new();
-    request
-        .as_reader()
-        .take(max as u64 + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| err(400, format!("cannot read the request body: {e}")))?;
-    if body.len() > max {
-        return Err(too_big());
-    }
-    Ok(body)
-}
-
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Result<T, HttpError> {
     serde_json::from_slice(body).map_err(|e| err(400, format!("malformed request JSON: {e}")))
 }
 
-fn infer(app: &App, request: &mut tiny_http::Request) -> std::result::Result<Reply, HttpError> {
-    let body = read_body(app, request)?;
-    let req: InferRequest = parse(&body)?;
+fn infer(app: &App, request: &http::Request) -> std::result::Result<Reply, HttpError> {
+    let req: InferRequest = parse(&request.body)?;
     let mut tensors = Vec::with_capacity(req.inputs.len());
     for input in &req.inputs {
         if input.datatype != "FP32" {
@@ -383,30 +375,29 @@ fn valid_stream_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
-fn stream_events(app: &App, id: &str, query: &str, request: &mut tiny_http::Request) -> std::result::Result<Reply, HttpError> {
+fn stream_events(app: &App, id: &str, query: &str, request: &http::Request) -> std::result::Result<Reply, HttpError> {
     if app.engine.spec().task != Task::EventDetection {
         return Err(err(400, format!("model `{}` is not an event-detection model; use /infer", app.name)));
     }
     if !valid_stream_id(id) {
         return Err(err(400, "stream ids are 1-128 characters of A-Z a-z 0-9 - _ ."));
     }
-    let binary = request.headers().iter().any(|h| {
-        h.field.equiv("Content-Type") && h.value.as_str().trim().starts_with("application/octet-stream")
-    });
-    let body = read_body(app, request)?;
+    let binary = request
+        .header("Content-Type")
+        .is_some_and(|v| v.trim().starts_with("application/octet-stream"));
     let req: EventsRequest = if binary {
         let finish = query.split('&').any(|kv| kv == "finish=true" || kv == "finish=1");
-        protocol::decode_binary_events(&body, finish).map_err(|m| err(400, m))?
+        protocol::decode_binary_events(&request.body, finish).map_err(|m| err(400, m))?
     } else {
-        parse(&body)?
+        parse(&request.body)?
     };
     let detector = {
         let mut streams = app.streams.lock().unwrap_or_else(|e| e.into_inner());
         match streams.get(id) {
             Some(d) => d.clone(),
             None => {
-                if streams.len() >= app.options.max_streams {
-                    return Err(err(429, format!("too many open streams (limit {})", app.options.max_streams)));
+                if streams.len() >= app.max_streams {
+                    return Err(err(429, format!("too many open streams (limit {})", app.max_streams)));
                 }
                 let d = Arc::new(Mutex::new(StreamDetector::new(app.engine.clone())?));
                 streams.insert(id.to_string(), d.clone());
