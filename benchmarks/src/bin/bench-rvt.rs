@@ -2,12 +2,20 @@
 //! the file `prism export onnx` writes, all in one run, with the Python `onnxruntime`
 //! `InferenceSession.run` on the same file beside them.
 //!
-//! The peer of issue 4, the reference RVT exported with torch.onnx, cannot be rebuilt here (its
-//! code and PyTorch are not installable offline); its figure from the project's peer baselines
-//! (24.9 ms for rvt-tiny-gen1 in ONNX Runtime, 2 threads, same kind of machine) is printed for
-//! context, marked as not measured in this run.
+//! The peer of issue 4 is RVT exported with torch.onnx and run in ONNX Runtime. When the PyTorch
+//! environment exists (`$PRISM_ENV/torch-venv`, `cargo xtask provision-torch`), the same network
+//! in PyTorch (`benchmarks/python/rvt_torch.py`, random weights) is exported with
+//! `torch.onnx.export` (opset 17) in this run and its file is timed by the same Python script
+//! as prism's file, alternating with it. Without it, the reference export's figures from the
+//! project's peer baselines (24.9 / 63.2 ms for rvt-tiny-gen1 / rvt-base-gen1, 2 threads, same kind
+//! of machine) are printed for context, marked as not measured in this run.
 //!
-//! usage: bench-rvt [--models rvt-tiny-gen1,rvt-base-gen1,...] [--runs N] [--threads N]
+//! `--baseline PRISM_BINARY` also exports each model with another build of prism (an A/B of
+//! exporter changes) and times that file in tract, ONNX Runtime via prism and Python
+//! onnxruntime in the same run, alternating with this build's file.
+//!
+//! usage: bench-rvt [--models rvt-tiny-gen1,rvt-base-gen1,...] [--runs N] [--threads N] [--no-peer]
+//!        [--baseline PRISM_BINARY]
 
 use std::path::Path;
 use std::process::Command;
@@ -30,6 +38,21 @@ struct Row {
     tract_ms: f64,
     ort_ms: f64,
     python_ort_ms: Option<f64>,
+    nodes: usize,
+    /// The baseline exporter's file: tract, ORT via prism, Python onnxruntime (ms), nodes.
+    baseline: Option<(f64, f64, Option<f64>, usize)>,
+    /// The torch.onnx export of the same network, timed in Python onnxruntime beside prism's file.
+    peer: Option<Peer>,
+}
+
+/// The peer file's figures.
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    /// Median ms per window in Python onnxruntime.
+    ms: f64,
+    /// Median over rounds of (prism's file / peer's file) in the same round.
+    ratio: f64,
+    nodes: usize,
 }
 
 fn main() -> Result<()> {
@@ -38,27 +61,53 @@ fn main() -> Result<()> {
     let models = value("--models").unwrap_or_else(|| "rvt-tiny-gen1,rvt-base-gen1,rvt-tiny-1mpx,rvt-base-1mpx".into());
     let runs: usize = value("--runs").map(|v| v.parse()).transpose()?.unwrap_or(10);
     let threads: usize = value("--threads").map(|v| v.parse()).transpose()?.unwrap_or(2);
+    let with_peer = !args.iter().any(|a| a == "--no-peer");
+    let baseline = value("--baseline").map(std::path::PathBuf::from);
     let dir = tempfile::tempdir()?;
+    let load_before = loadavg();
     let mut rows = Vec::new();
     for name in models.split(',') {
-        rows.push(bench_model(name, runs, threads, dir.path())?);
+        rows.push(bench_model(name, runs, threads, with_peer, baseline.as_deref(), dir.path())?);
     }
     let mut md = String::from("# RVT latency per window (batch 1, state carried, CPU)\n\n");
     md.push_str(&format!(
-        "`cargo xtask bench bench-rvt` — median of {runs} windows after 3 warm-up windows, {threads} threads for ONNX Runtime and tract's default; random weights (latency does not depend on them).\n\n"
+        "`cargo xtask bench bench-rvt` — median of {runs} windows after 3 warm-up windows in Burn, tract and ONNX Runtime via prism; {} windows per file in Python onnxruntime, the files interleaved window by window; {threads} threads for ONNX Runtime and tract's default; random weights (latency does not depend on them). Load average before / after: {load_before} / {}.\n\n", 3 * runs, loadavg()
     ));
-    md.push_str("| model | Burn flex (ms) | tract (ms) | ONNX Runtime CPU via prism (ms) | Python onnxruntime, same file (ms) | prism ORT overhead vs Python |\n|---|---|---|---|---|---|\n");
+    md.push_str("| model | Burn flex (ms) | tract (ms) | ONNX Runtime CPU via prism (ms) | Python onnxruntime, same file (ms) | prism ORT overhead vs Python | peer: torch.onnx export, Python onnxruntime (ms) | peer file / prism file (paired) | nodes (prism / peer) |\n|---|---|---|---|---|---|---|---|---|\n");
     for r in &rows {
         let (py, ratio) = match r.python_ort_ms {
             Some(p) => (format!("{p:.1}"), format!("{:.2}x", r.ort_ms / p)),
             None => ("not run".into(), "–".into()),
         };
+        let (peer, vs, peer_nodes) = match r.peer {
+            Some(p) => (format!("{:.1}", p.ms), format!("{:.2}x", p.ratio), p.nodes.to_string()),
+            None => ("not run".into(), "–".into(), "–".into()),
+        };
         md.push_str(&format!(
-            "| {} | {:.1} | {:.1} | {:.1} | {} | {} |\n",
-            r.model, r.burn_ms, r.tract_ms, r.ort_ms, py, ratio
+            "| {} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} | {} / {} |\n",
+            r.model, r.burn_ms, r.tract_ms, r.ort_ms, py, ratio, peer, vs, r.nodes, peer_nodes
         ));
     }
-    md.push_str("\nContext, not measured in this run: the reference RVT-T exported with torch.onnx (1553 nodes) runs rvt-tiny-gen1 in 24.9 ms per window in ONNX Runtime 1.31.1 CPU with 2 threads on the same kind of machine (`../shared/reference/peer-baselines.md`).\n");
+    if rows.iter().any(|r| r.baseline.is_some()) {
+        md.push_str("\nA/B against a baseline build of prism (`--baseline`), same run: this build's file / the baseline's file.\n\n| model | tract (ms) | ONNX Runtime via prism (ms) | Python onnxruntime (ms) | nodes |\n|---|---|---|---|---|\n");
+        for r in &rows {
+            if let Some((tract, ort, py, nodes)) = r.baseline {
+                let py = match (r.python_ort_ms, py) {
+                    (Some(a), Some(b)) => format!("{a:.1} / {b:.1}"),
+                    _ => "not run".into(),
+                };
+                md.push_str(&format!(
+                    "| {} | {:.1} / {tract:.1} | {:.1} / {ort:.1} | {py} | {} / {nodes} |\n",
+                    r.model, r.tract_ms, r.ort_ms, r.nodes
+                ));
+            }
+        }
+    }
+    if rows.iter().any(|r| r.peer.is_some()) {
+        md.push_str("\nPeer: the same network in PyTorch (`benchmarks/python/rvt_torch.py`, random weights) exported in this run with `torch.onnx.export` (TorchScript exporter, opset 17), timed by the same script (`benchmarks/peers/rvt_ort_python.py`) as prism's file in the same process, the files interleaved window by window; \"paired\" is the median over rounds of the peer's time over prism's time in the same round (above 1: prism's file is faster). The reference export of the official RVT code (1553 nodes, with `Loop` blocks for the LSTM's `chunk`) ran rvt-tiny-gen1 in 24.9 ms and rvt-base-gen1 in 63.2 ms on the same kind of machine (`../shared/reference/peer-baselines.md`, not this run).\n");
+    } else {
+        md.push_str("\nContext, not measured in this run: the reference RVT exported with torch.onnx (1553 nodes) runs rvt-tiny-gen1 in 24.9 ms and rvt-base-gen1 in 63.2 ms per window in ONNX Runtime 1.31.1 CPU with 2 threads on the same kind of machine (`../shared/reference/peer-baselines.md`).\n");
+    }
     println!("{md}");
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
     std::fs::create_dir_all(&out)?;
@@ -66,7 +115,14 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn bench_model(name: &str, runs: usize, threads: usize, dir: &Path) -> Result<Row> {
+fn bench_model(
+    name: &str,
+    runs: usize,
+    threads: usize,
+    with_peer: bool,
+    baseline: Option<&Path>,
+    dir: &Path,
+) -> Result<Row> {
     let device = Device::flex();
     let card = ModelCard::builtin(name)?;
     let model = card.rvt_config().init(&device);
@@ -92,10 +148,10 @@ fn bench_model(name: &str, runs: usize, threads: usize, dir: &Path) -> Result<Ro
     }
     let burn_ms = median(times);
 
-    let engine_ms = |backend: Backend| -> Result<f64> {
+    let engine_ms = |path: &Path, backend: Backend| -> Result<f64> {
         let mut options = EngineOptions::new(backend);
         options.intra_threads = Some(threads);
-        let engine = Engine::load(&path, &options)?;
+        let engine = Engine::load(path, &options)?;
         let spec = engine.spec().clone();
         let shape = dims.to_vec();
         let mut states: Vec<(String, Vec<usize>, Vec<f32>)> = spec
@@ -121,34 +177,155 @@ fn bench_model(name: &str, runs: usize, threads: usize, dir: &Path) -> Result<Ro
         }
         Ok(median(times))
     };
-    let tract_ms = engine_ms(Backend::Tract)?;
-    let ort_ms = engine_ms(Backend::OrtCpu)?;
-    let python_ort_ms = python_peer(&path, threads, runs).ok();
-    eprintln!("{name}: burn {burn_ms:.1} ms, tract {tract_ms:.1} ms, ort {ort_ms:.1} ms, python ort {python_ort_ms:?}");
+    let tract_ms = engine_ms(&path, Backend::Tract)?;
+    let ort_ms = engine_ms(&path, Backend::OrtCpu)?;
+    let base_path = dir.join(format!("{name}-baseline.onnx"));
+    let base = match baseline {
+        Some(prism) => {
+            let out = Command::new(prism)
+                .args(["export", "onnx", "--model", name, "--out"])
+                .arg(&base_path)
+                .output()
+                .context("running the baseline prism")?;
+            if !out.status.success() {
+                bail!("baseline export failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            let nodes = text
+                .split(", ")
+                .find_map(|part| part.strip_suffix(" nodes").and_then(|n| n.parse().ok()))
+                .unwrap_or(0);
+            Some((engine_ms(&base_path, Backend::Tract)?, engine_ms(&base_path, Backend::OrtCpu)?, nodes))
+        }
+        None => None,
+    };
+    let peer_path = dir.join(format!("{name}-torch.onnx"));
+    let peer_nodes = if with_peer {
+        match export_torch_peer(&card, &peer_path) {
+            Ok(nodes) => Some(nodes),
+            Err(e) => {
+                eprintln!("{name}: torch.onnx peer not run: {e:#}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    // Python onnxruntime on prism's file, the peer's file and the baseline's, in one process,
+    // interleaved window by window (see `peers/rvt_ort_python.py`).
+    let mut files = vec![path.clone()];
+    if peer_nodes.is_some() {
+        files.push(peer_path.clone());
+    }
+    if base.is_some() {
+        files.push(base_path.clone());
+    }
+    let timed = python_ort(&files, threads, 3 * runs)
+        .map_err(|e| eprintln!("{name}: Python onnxruntime not run: {e:#}"))
+        .ok();
+    let python_ort_ms = timed.as_ref().map(|t| t[0].0);
+    let mut rest = timed.iter().flat_map(|t| t.iter().skip(1).copied());
+    let peer = peer_nodes.and_then(|n| rest.next().map(|(ms, ratio)| Peer { ms, ratio, nodes: n }));
+    let based = base.as_ref().and_then(|_| rest.next().map(|(ms, _)| ms));
+    let baseline = base.map(|(tract, ort, nodes)| (tract, ort, based, nodes));
+    if let Some(b) = baseline {
+        eprintln!("{name}: baseline exporter's file: tract {:.1} ms, ort {:.1} ms, python ort {:?}, {} nodes", b.0, b.1, b.2, b.3);
+    }
+    eprintln!(
+        "{name}: burn {burn_ms:.1} ms, tract {tract_ms:.1} ms, ort {ort_ms:.1} ms, python ort {python_ort_ms:?}, torch.onnx peer {peer:?}"
+    );
     Ok(Row {
         model: name.into(),
         burn_ms,
         tract_ms,
         ort_ms,
         python_ort_ms,
+        nodes: onnx.stats().nodes,
+        baseline,
+        peer,
     })
 }
 
-fn python_peer(model: &Path, threads: usize, runs: usize) -> Result<f64> {
-    let env = std::env::var_os("PRISM_ENV")
+/// `/proc/loadavg`'s three load averages, or "unknown".
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn prism_env() -> std::path::PathBuf {
+    std::env::var_os("PRISM_ENV")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/prism-env"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/prism-env"))
+}
+
+/// Export the PyTorch RVT of `card` with torch.onnx into `out`; returns its node count.
+fn export_torch_peer(card: &ModelCard, out: &Path) -> Result<usize> {
+    let env = prism_env();
+    let python = env.join("torch-venv/bin/python");
+    if !python.exists() {
+        bail!("no PyTorch environment at {} (cargo xtask provision-torch)", python.display());
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if !root.join("python/rvt_torch.py").exists() {
+        bail!("benchmarks/python/rvt_torch.py is missing");
+    }
+    // torch.onnx needs the `onnx` package, which the main venv has.
+    let site = std::fs::read_dir(env.join("venv/lib"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("site-packages"))
+        .find(|p| p.exists())
+        .context("no site-packages in the prism venv")?;
+    let m = &card.model;
+    let config = serde_json::json!({
+        "embed_dim": m.embed_dim,
+        "dim_head": m.dim_head,
+        "fpn_depth": m.fpn_depth,
+        "num_classes": m.num_classes,
+        "partition_size": m.partition_size,
+        "input_size": m.input_size,
+    });
+    let output = Command::new(python)
+        .arg(root.join("peers/rvt_torch_onnx_peer.py"))
+        .arg(config.to_string())
+        .arg(out)
+        .arg(site)
+        .output()
+        .context("running the torch.onnx peer export")?;
+    if !output.status.success() {
+        let err = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = err.lines().rev().take(3).collect();
+        bail!("export failed: {}", tail.into_iter().rev().collect::<Vec<_>>().join(" | "));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let nodes = v["nodes"].as_u64().context("no node count")? as usize;
+    eprintln!("{}: torch.onnx peer exported, {nodes} nodes", card.name);
+    Ok(nodes)
+}
+
+/// Time `models` in Python onnxruntime, interleaved; per file (median ms per window, median of
+/// its time over the first file's time in the same round).
+fn python_ort(models: &[std::path::PathBuf], threads: usize, runs: usize) -> Result<Vec<(f64, f64)>> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/rvt_ort_python.py");
-    let out = Command::new(env.join("venv/bin/python"))
+    let list: Vec<String> = models.iter().map(|m| m.display().to_string()).collect();
+    let out = Command::new(prism_env().join("venv/bin/python"))
         .arg(script)
-        .arg(model)
+        .arg(list.join(","))
         .arg(threads.to_string())
         .arg(runs.to_string())
         .output()
-        .context("running the Python peer")?;
+        .context("running the Python onnxruntime timing")?;
     if !out.status.success() {
         bail!("{}", String::from_utf8_lossy(&out.stderr));
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    v["median_ms"].as_f64().context("no median_ms")
+    let numbers = |key: &str| -> Result<Vec<f64>> {
+        v[key]
+            .as_array()
+            .with_context(|| format!("no {key}"))?
+            .iter()
+            .map(|x| x.as_f64().with_context(|| format!("{key}: not a number")))
+            .collect()
+    };
+    Ok(numbers("median_ms")?.into_iter().zip(numbers("paired_ratio")?).collect())
 }

@@ -1,0 +1,793 @@
+//! The prism-deploy HTTP server under load from a second process on loopback.
+//!
+//! This binary exports the model, starts itself again as the server process (`--child`: the
+//! prism-deploy [`Server`] that `prism serve` runs, on 127.0.0.1, port chosen by the OS), and
+//! drives it from here with 1, 4 and 16 concurrent clients for a bounded time each:
+//! - KServe v2 `POST /v2/models/{name}/infer` with JSON tensors (the histogram and the eight
+//!   states in, every output back), one keep-alive connection per client;
+//! - prism's streaming endpoint: each client its own event stream, one 50 ms window of events per
+//!   request in the binary layout, detections back.
+//!
+//! Throughout every load phase a further client sends malformed and wrong requests (malformed
+//! JSON, wrong shapes, wrong datatypes, wrong value counts, unknown inputs, oversized bodies,
+//! unknown models and versions) and checks each gets its 4xx with the expected message, and that
+//! the server still answers a health check right after. At the end the server's own metrics must
+//! show no 5xx, and the server process must shut down cleanly without a panic in its log.
+//!
+//! usage: bench-serve [--models rvt-tiny-synth,rvt-tiny-gen1] [--backend ort-cpu] [--seconds 8]
+//!                    [--clients 1,4,16] [--workers 4] [--threads 2]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use burn::tensor::Device;
+use prism_deploy::server::protocol::encode_binary_events;
+use prism_deploy::server::{Server, ServerOptions};
+use prism_deploy::{Backend, Engine, EngineOptions};
+use prism_events::synth::{generate, SceneConfig};
+use prism_events::{EventChunk, WindowConfig, WindowSlicer};
+use prism_models::onnx::{export_rvt, RvtExport};
+use prism_models::zoo::ModelCard;
+use serde_json::{json, Value};
+
+const MAX_BODY: usize = 64 << 20;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--child") {
+        return child(&args[2..]);
+    }
+    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let models = value("--models").unwrap_or_else(|| "rvt-tiny-synth,rvt-tiny-gen1".into());
+    let backend = value("--backend").unwrap_or_else(|| "ort-cpu".into());
+    let seconds: f64 = value("--seconds").map(|v| v.parse()).transpose()?.unwrap_or(8.0);
+    let clients: Vec<usize> = value("--clients")
+        .unwrap_or_else(|| "1,4,16".into())
+        .split(',')
+        .map(str::parse)
+        .collect::<std::result::Result<_, _>>()?;
+    let workers: usize = value("--workers").map(|v| v.parse()).transpose()?.unwrap_or(4);
+    let threads: usize = value("--threads").map(|v| v.parse()).transpose()?.unwrap_or(2);
+
+    let dir = tempfile::tempdir()?;
+    let load_before = loadavg();
+    let started = Instant::now();
+    let mut results = Vec::new();
+    for name in models.split(',') {
+        results.push(bench_model(name, &backend, seconds, &clients, workers, threads, dir.path())?);
+    }
+    let load_after = loadavg();
+    let md = report(&results, &backend, seconds, workers, threads, &load_before, &load_after, started.elapsed().as_secs_f64());
+    println!("{md}");
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("serve.md"), &md)?;
+    let doc = json!({
+        "benchmark": "bench-serve",
+        "backend": backend,
+        "seconds_per_phase": seconds,
+        "workers": workers,
+        "threads": threads,
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "models": results,
+    });
+    std::fs::write(out.join("serve.json"), serde_json::to_string_pretty(&doc)?)?;
+    let failed: Vec<String> = results
+        .iter()
+        .flat_map(|r| r["problems"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p.as_str().map(String::from))
+        .collect();
+    if !failed.is_empty() {
+        bail!("the server misbehaved: {failed:?}");
+    }
+    Ok(())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// The server process: loads the model, serves on 127.0.0.1:0, prints the address, and shuts
+/// down gracefully when its stdin closes.
+fn child(args: &[String]) -> Result<()> {
+    let [model, backend, workers, threads, name] = args else {
+        bail!("usage: bench-serve --child MODEL BACKEND WORKERS THREADS NAME");
+    };
+    let mut options = EngineOptions::new(backend.parse::<Backend>()?);
+    options.intra_threads = Some(threads.parse()?);
+    let engine = Arc::new(Engine::load(model, &options)?);
+    let server = Server::start(
+        engine,
+        ServerOptions {
+            addr: "127.0.0.1:0".parse()?,
+            model_name: Some(name.clone()),
+            max_body_bytes: MAX_BODY,
+            workers: workers.parse()?,
+            max_streams: 64,
+        },
+    )?;
+    println!("listening {}", server.local_addr());
+    std::io::stdout().flush()?;
+    let mut sink = String::new();
+    while std::io::stdin().read_line(&mut sink)? > 0 {
+        sink.clear();
+    }
+    server.shutdown();
+    eprintln!("server stopped");
+    Ok(())
+}
+
+/// One HTTP/1.1 connection (keep-alive unless `close`).
+struct Conn {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Conn {
+    fn open(addr: SocketAddr) -> Result<Self> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+        let reader = BufReader::new(stream.try_clone()?);
+        Ok(Self { stream, reader })
+    }
+
+    /// Sends a request and reads the whole response: (status, body).
+    fn send(&mut self, method: &str, path: &str, content_type: &str, body: &[u8], close: bool) -> Result<(u16, Vec<u8>)> {
+        self.send_declared(method, path, content_type, body, body.len(), close)
+    }
+
+    /// As [`Self::send`], declaring `declared` bytes of body (more than are sent, for oversized
+    /// bodies refused on their `Content-Length`).
+    fn send_declared(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+        declared: usize,
+        close: bool,
+    ) -> Result<(u16, Vec<u8>)> {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: {content_type}\r\nContent-Length: {declared}\r\n{}\r\n",
+            if close { "Connection: close\r\n" } else { "" }
+        );
+        self.stream.write_all(head.as_bytes())?;
+        // A body refused early may meet a closed socket.
+        let _ = self.stream.write_all(body);
+        let mut line = String::new();
+        self.reader.read_line(&mut line)?;
+        let status: u16 = line
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .with_context(|| format!("bad status line {line:?}"))?;
+        let mut length = None;
+        let mut chunked = false;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line)?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse::<usize>().ok();
+                } else if k.eq_ignore_ascii_case("transfer-encoding") && v.trim().eq_ignore_ascii_case("chunked") {
+                    chunked = true;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        if chunked {
+            loop {
+                line.clear();
+                self.reader.read_line(&mut line)?;
+                let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16)?;
+                if size == 0 {
+                    line.clear();
+                    self.reader.read_line(&mut line)?;
+                    break;
+                }
+                let start = out.len();
+                out.resize(start + size, 0);
+                self.reader.read_exact(&mut out[start..])?;
+                let mut crlf = [0u8; 2];
+                self.reader.read_exact(&mut crlf)?;
+            }
+        } else if let Some(n) = length {
+            out.resize(n, 0);
+            self.reader.read_exact(&mut out)?;
+        } else {
+            self.reader.read_to_end(&mut out)?;
+        }
+        Ok((status, out))
+    }
+}
+
+fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Result<(u16, Vec<u8>)> {
+    Conn::open(addr)?.send(method, path, "application/json", body, true)
+}
+
+/// A bad request, what it must get, and a word of its message.
+struct Bad {
+    case: &'static str,
+    path: String,
+    body: Vec<u8>,
+    /// Declared body length when larger than `body` (oversized).
+    declared: Option<usize>,
+    content_type: &'static str,
+    status: u16,
+    needle: &'static str,
+}
+
+fn bad_requests(name: &str, good: &Value, full_body: &[u8]) -> Vec<Bad> {
+    let infer = format!("/v2/models/{name}/infer");
+    let small = |inputs: Value| json!({ "inputs": inputs }).to_string().into_bytes();
+    let hist = &good["inputs"][0];
+    let shape = hist["shape"].clone();
+    let mut wrong_shape = shape.clone();
+    wrong_shape[2] = json!(shape[2].as_u64().unwrap_or(1) + 1);
+    let mut missing = good.clone();
+    if let Some(a) = missing["inputs"].as_array_mut() {
+        a.pop();
+    }
+    let missing_name = good["inputs"]
+        .as_array()
+        .and_then(|a| a.last())
+        .and_then(|i| i["name"].as_str())
+        .unwrap_or("?")
+        .to_string();
+    let _ = missing_name;
+    vec![
+        Bad {
+            case: "malformed JSON (truncated)",
+            path: infer.clone(),
+            body: b"{\"inputs\": [{\"name\": \"histogram\", \"shape\": [1,".to_vec(),
+            declared: None,
+            content_type: "application/json",
+            status: 400,
+            needle: "malformed request JSON",
+        },
+        Bad {
+            case: "JSON of the wrong form (an array)",
+            path: infer.clone(),
+            body: b"[1, 2, 3]".to_vec(),
+            declared: None,
+            content_type: "application/json",
+            status: 400,
+            needle: "malformed request JSON",
+        },
+        Bad {
+            case: "wrong shape",
+            path: infer.clone(),
+            body: small(json!([{"name": "histogram", "shape": wrong_shape, "datatype": "FP32", "data": [0.0]}])),
+            declared: None,
+            content_type: "application/json",
+            status: 400,
+            needle: "the model expects",
+        },
+        Bad {
+            case: "wrong datatype (INT64)",
+            path: infer.clone(),
+            body: small(json!([{"name": "histogram", "shape": shape, "datatype": "INT64", "data": [0]}])),
+            declared: None,
+            content_type: "application/json",
+            status: 400,
+            needle: "datatype INT64 is not supported",
+        },
+        Bad {
+            case: "FP32 data holding strings",
+            path: infer.clone(),
+            body: small(json!([{"name": "histogram", "shape": shape, "datatype": "FP32", "data": ["a", "b"]}])),
+            declared: None,
+            content_type: "application/json",
+            status: 400,
+            needle: "needs numbers, found a string",
+        },
+        Bad {
+            case: "value count does not match the shape",
+            path: infer.clone(),
+            body: small(json!([{"name": "histogram", "shape": shape, "datatype": "FP32", "data": [1.0, 2.0, 3.0]}])),
+            declared: None,
+            content_type: "application/json",
+            status: 400,
+            needle: "values, got 3",
+        },
+        Bad {
+            case: "unknown input name",
+            path: infer.clone(),
+            body: small(json!([{"name": "nope", "shape": [1], "datatype": "FP32", "data": [1.0]}])),
+            declared: None,
+            content_type: "application/json",
+            status: 400,
+            needle: "has no input `nope`",
+        },
+        Bad {
+            case: "missing input (full-size request)",
+            path: infer.clone(),
+            body: missing.to_string().into_bytes(),
+            declared: None,
+            content_type: "application/json",
+            status: 400,
+            needle: "missing input",
+        },
+        Bad {
+            case: "oversized body (Content-Length over the limit)",
+            path: infer.clone(),
+            body: full_body[..full_body.len().min(1024)].to_vec(),
+            declared: Some(MAX_BODY + 1),
+            content_type: "application/json",
+            status: 413,
+            needle: "larger than the",
+        },
+        Bad {
+            case: "unknown model",
+            path: "/v2/models/no-such-model/infer".into(),
+            body: b"{}".to_vec(),
+            declared: None,
+            content_type: "application/json",
+            status: 404,
+            needle: "unknown model",
+        },
+        Bad {
+            case: "unknown model version",
+            path: format!("/v2/models/{name}/versions/9/infer"),
+            body: b"{}".to_vec(),
+            declared: None,
+            content_type: "application/json",
+            status: 404,
+            needle: "no version",
+        },
+        Bad {
+            case: "stream: binary events of the wrong length",
+            path: format!("/v2/models/{name}/streams/bad-stream/events"),
+            body: vec![2, 0, 0, 0, 1],
+            declared: None,
+            content_type: "application/octet-stream",
+            status: 400,
+            needle: "bytes, the body has",
+        },
+        Bad {
+            case: "stream: unsorted events",
+            path: format!("/v2/models/{name}/streams/bad-stream/events"),
+            body: br#"{"t": [5, 1], "x": [1, 1], "y": [1, 1], "p": [0, 1]}"#.to_vec(),
+            declared: None,
+            content_type: "application/json",
+            status: 400,
+            needle: "stream was dropped",
+        },
+    ]
+}
+
+/// Tallies of the bad-request client.
+#[derive(Default)]
+struct BadTally {
+    /// Per case: (sent, answered as expected, last status, last message).
+    cases: Vec<(usize, usize, u16, String)>,
+    health_failures: usize,
+    problems: Vec<String>,
+}
+
+fn bad_client(addr: SocketAddr, bad: &[Bad], stop: &AtomicBool, tally: &Mutex<BadTally>) {
+    let mut k = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let b = &bad[k % bad.len()];
+        k += 1;
+        let answer = Conn::open(addr).and_then(|mut c| {
+            c.send_declared("POST", &b.path, b.content_type, &b.body, b.declared.unwrap_or(b.body.len()), true)
+        });
+        let mut t = tally.lock().unwrap_or_else(|e| e.into_inner());
+        let i = (k - 1) % bad.len();
+        let entry = &mut t.cases[i];
+        entry.0 += 1;
+        match answer {
+            Ok((status, body)) => {
+                let msg = serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v["error"].as_str().map(String::from))
+                    .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+                if status == b.status && msg.contains(b.needle) {
+                    entry.1 += 1;
+                } else {
+                    let p = format!("{}: got {status} `{msg}`, expected {} with `{}`", b.case, b.status, b.needle);
+                    if !t.problems.contains(&p) {
+                        t.problems.push(p);
+                    }
+                }
+                let entry = &mut t.cases[i];
+                entry.2 = status;
+                entry.3 = msg;
+            }
+            Err(e) => {
+                let p = format!("{}: no answer ({e})", b.case);
+                if !t.problems.contains(&p) {
+                    t.problems.push(p);
+                }
+            }
+        }
+        drop(t);
+        // The server keeps serving: a health check right after every bad request.
+        let healthy = request(addr, "GET", "/v2/health/ready", b"").map(|(s, _)| s == 200).unwrap_or(false);
+        if !healthy {
+            tally.lock().unwrap_or_else(|e| e.into_inner()).health_failures += 1;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Latencies of good requests from `clients` concurrent clients for `seconds`.
+struct Phase {
+    latencies_ms: Vec<f64>,
+    errors: Vec<String>,
+    elapsed_s: f64,
+}
+
+fn load_phase(clients: usize, seconds: f64, make: &(dyn Fn(usize) -> Box<dyn FnMut(&mut Conn) -> Result<()> + Send> + Sync), addr: SocketAddr) -> Phase {
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let results: Vec<(Vec<f64>, Vec<String>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..clients)
+            .map(|c| {
+                let stop = stop.clone();
+                let mut one = make(c);
+                s.spawn(move || {
+                    let mut lat = Vec::new();
+                    let mut errors = Vec::new();
+                    let mut conn = None;
+                    while !stop.load(Ordering::Relaxed) {
+                        if conn.is_none() {
+                            match Conn::open(addr) {
+                                Ok(c) => conn = Some(c),
+                                Err(e) => {
+                                    errors.push(format!("connect: {e}"));
+                                    std::thread::sleep(Duration::from_millis(20));
+                                    continue;
+                                }
+                            }
+                        }
+                        let Some(c) = conn.as_mut() else { continue };
+                        let t0 = Instant::now();
+                        match one(c) {
+                            Ok(()) => lat.push(t0.elapsed().as_secs_f64() * 1e3),
+                            Err(e) => {
+                                errors.push(e.to_string());
+                                conn = None;
+                            }
+                        }
+                    }
+                    (lat, errors)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs_f64(seconds));
+        stop.store(true, Ordering::Relaxed);
+        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+    });
+    let elapsed_s = start.elapsed().as_secs_f64();
+    let mut latencies_ms = Vec::new();
+    let mut errors = Vec::new();
+    for (l, e) in results {
+        latencies_ms.extend(l);
+        errors.extend(e);
+    }
+    Phase {
+        latencies_ms,
+        errors,
+        elapsed_s,
+    }
+}
+
+fn percentile(v: &[f64], q: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+fn summary(p: &Phase, clients: usize, kind: &str) -> Value {
+    json!({
+        "endpoint": kind,
+        "clients": clients,
+        "requests": p.latencies_ms.len(),
+        "seconds": p.elapsed_s,
+        "rps": p.latencies_ms.len() as f64 / p.elapsed_s,
+        "p50_ms": percentile(&p.latencies_ms, 0.5),
+        "p99_ms": percentile(&p.latencies_ms, 0.99),
+        "max_ms": percentile(&p.latencies_ms, 1.0),
+        "errors": p.errors.len(),
+        "first_errors": p.errors.iter().take(3).collect::<Vec<_>>(),
+    })
+}
+
+struct ServerProcess {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+fn spawn_server(model: &Path, backend: &str, workers: usize, threads: usize, name: &str) -> Result<ServerProcess> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("--child")
+        .arg(model)
+        .arg(backend)
+        .arg(workers.to_string())
+        .arg(threads.to_string())
+        .arg(name)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting the server process")?;
+    let mut out = BufReader::new(child.stdout.take().context("server stdout")?);
+    let log = Arc::new(Mutex::new(String::new()));
+    let mut err = child.stderr.take().context("server stderr")?;
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        sink.lock().unwrap_or_else(|e| e.into_inner()).push_str(&s);
+    });
+    let mut line = String::new();
+    out.read_line(&mut line)?;
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("listening ")
+        .with_context(|| format!("the server said {line:?}"))?
+        .parse()?;
+    Ok(ServerProcess { child, addr, log })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bench_model(name: &str, backend: &str, seconds: f64, clients: &[usize], workers: usize, threads: usize, dir: &Path) -> Result<Value> {
+    let device = Device::flex();
+    let card = ModelCard::builtin(name)?;
+    let model = card.rvt_config().init(&device);
+    let path = dir.join(format!("{name}.onnx"));
+    export_rvt(&model, &card, &RvtExport::default(), &device)?.save(&path)?;
+    drop(model);
+    let spec = Engine::load(&path, &EngineOptions::new(Backend::Tract))?.spec().clone();
+
+    // The good infer request: a histogram of plausible counts and zero states, every output back.
+    let shape: Vec<usize> = spec.input.shape.iter().map(|d| d.unwrap_or(1)).collect();
+    let n: usize = shape.iter().product();
+    let hist: Vec<f32> = (0..n).map(|i| ((i * 7919) % 11) as f32).collect();
+    let mut inputs = vec![json!({"name": spec.input.name, "shape": shape, "datatype": "FP32", "data": hist})];
+    for s in &spec.state {
+        inputs.push(json!({"name": s.input, "shape": s.shape, "datatype": "FP32", "data": vec![0f32; s.shape.iter().product()]}));
+    }
+    let good = json!({ "id": "bench", "inputs": inputs });
+    let infer_body = Arc::new(good.to_string().into_bytes());
+    let infer_path = format!("/v2/models/{name}/infer");
+
+    // Event windows for the streaming endpoint: a synthetic scene at the model's sensor size,
+    // one binary body per 50 ms window.
+    let rep = spec.representation.clone().context("no representation")?;
+    let scene = generate(&SceneConfig {
+        width: u16::try_from(rep.sensor_width)?,
+        height: u16::try_from(rep.sensor_height)?,
+        duration_us: 2_000_000,
+        ..SceneConfig::default()
+    })?;
+    let event_bodies = Arc::new(window_bodies(&scene.events, rep.window_us)?);
+
+    let server = spawn_server(&path, backend, workers, threads, name)?;
+    let addr = server.addr;
+    eprintln!("{name}: server on {addr}, infer body {:.1} MB, {} event windows", infer_body.len() as f64 / 1e6, event_bodies.len());
+
+    let bad = bad_requests(name, &good, &infer_body);
+    let tally = Mutex::new(BadTally {
+        cases: bad.iter().map(|_| (0, 0, 0, String::new())).collect(),
+        ..BadTally::default()
+    });
+    let bad_stop = AtomicBool::new(false);
+    let mut phases = Vec::new();
+    std::thread::scope(|s| -> Result<()> {
+        s.spawn(|| bad_client(addr, &bad, &bad_stop, &tally));
+        let mut run = || -> Result<()> {
+            for &c in clients {
+                let body = infer_body.clone();
+                let p = infer_path.clone();
+                let make = move |_: usize| -> Box<dyn FnMut(&mut Conn) -> Result<()> + Send> {
+                    let body = body.clone();
+                    let p = p.clone();
+                    Box::new(move |conn: &mut Conn| {
+                        let (status, out) = conn.send("POST", &p, "application/json", &body, false)?;
+                        if status != 200 {
+                            bail!("infer: {status} {}", String::from_utf8_lossy(&out[..out.len().min(200)]));
+                        }
+                        Ok(())
+                    })
+                };
+                let phase = load_phase(c, seconds, &make, addr);
+                let row = summary(&phase, c, "infer");
+                eprintln!("{name} infer, {c} clients: {row}");
+                phases.push(row);
+            }
+            for &c in clients {
+                let bodies = event_bodies.clone();
+                let model = name.to_string();
+                let make = move |client: usize| -> Box<dyn FnMut(&mut Conn) -> Result<()> + Send> {
+                    let bodies = bodies.clone();
+                    let mut k = 0usize;
+                    let mut generation = 0usize;
+                    let base = format!("/v2/models/{model}/streams/load-{client}");
+                    Box::new(move |conn: &mut Conn| {
+                        let i = k % bodies.len();
+                        if i == 0 && k > 0 {
+                            // The recording starts again: a new stream (time goes back).
+                            let _ = conn.send("DELETE", &format!("{base}-{generation}"), "application/json", b"", false)?;
+                            generation += 1;
+                        }
+                        k += 1;
+                        let path = format!("{base}-{generation}/events");
+                        let (status, out) = conn.send("POST", &path, "application/octet-stream", &bodies[i], false)?;
+                        if status != 200 {
+                            bail!("stream: {status} {}", String::from_utf8_lossy(&out[..out.len().min(200)]));
+                        }
+                        Ok(())
+                    })
+                };
+                let phase = load_phase(c, seconds, &make, addr);
+                let row = summary(&phase, c, "stream");
+                eprintln!("{name} stream, {c} clients: {row}");
+                phases.push(row);
+            }
+            Ok(())
+        };
+        let r = run();
+        bad_stop.store(true, Ordering::Relaxed);
+        r
+    })?;
+
+    // After the load: the server still serves a good request, its metrics show no 5xx.
+    let (status, _) = Conn::open(addr)?.send("POST", &infer_path, "application/json", &infer_body, true)?;
+    let mut problems = Vec::new();
+    if status != 200 {
+        problems.push(format!("a good request after the load got {status}"));
+    }
+    let (_, metrics) = request(addr, "GET", "/metrics", b"")?;
+    let metrics = String::from_utf8_lossy(&metrics).into_owned();
+    let server_errors: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("prism_requests_total") && l.contains("status=\"5"))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok()))
+        .sum();
+    if server_errors > 0 {
+        problems.push(format!("{server_errors} responses with a 5xx status"));
+    }
+    // Graceful shutdown: close its stdin, it answers what is in flight and exits.
+    let mut server = server;
+    drop(server.child.stdin.take());
+    let exit = server.child.wait()?;
+    std::thread::sleep(Duration::from_millis(100));
+    let log = server.log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if !exit.success() {
+        problems.push(format!("the server exited with {exit}"));
+    }
+    if log.contains("panicked") {
+        problems.push("the server log shows a panic".into());
+    }
+    let t = tally.into_inner().unwrap_or_else(|e| e.into_inner());
+    if t.health_failures > 0 {
+        problems.push(format!("{} health checks failed after bad requests", t.health_failures));
+    }
+    problems.extend(t.problems.iter().cloned());
+    let bad_rows: Vec<Value> = bad
+        .iter()
+        .zip(&t.cases)
+        .map(|(b, (sent, ok, status, msg))| {
+            json!({"case": b.case, "expected": b.status, "sent": sent, "as_expected": ok, "status": status, "message": msg})
+        })
+        .collect();
+    Ok(json!({
+        "model": name,
+        "input_shape": shape,
+        "infer_request_bytes": infer_body.len(),
+        "phases": phases,
+        "bad_requests": bad_rows,
+        "server_5xx": server_errors,
+        "server_exit": exit.to_string(),
+        "problems": problems,
+    }))
+}
+
+/// One binary events body per window of `events` (the chunk that completes it).
+fn window_bodies(events: &EventChunk, window_us: i64) -> Result<Vec<Vec<u8>>> {
+    let mut slicer = WindowSlicer::new(WindowConfig::new(window_us))?;
+    slicer.push(events.as_slice())?;
+    let mut ends = Vec::new();
+    while let Some(w) = slicer.next_window() {
+        ends.push(w.end_us);
+    }
+    let mut bodies = Vec::new();
+    let mut start = 0;
+    for end in ends {
+        let stop = events.t.partition_point(|&t| t <= end);
+        if stop > start {
+            let r = events.as_slice().slice(start..stop);
+            bodies.push(encode_binary_events(r.t, r.x, r.y, r.p));
+        }
+        start = stop;
+    }
+    Ok(bodies)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report(results: &[Value], backend: &str, seconds: f64, workers: usize, threads: usize, before: &str, after: &str, total_s: f64) -> String {
+    let mut md = String::from("# prism-deploy server under load (KServe v2 over HTTP on loopback)\n\n");
+    md.push_str(&format!(
+        "`cargo xtask bench bench-serve` — the server (prism-deploy `Server`, as `prism serve` runs it) in its own \
+         process on 127.0.0.1, backend `{backend}` ({threads} intra-op threads, one session shared by {workers} HTTP \
+         workers); load from this process, one keep-alive connection per client, {seconds:.0} s per row. Load \
+         average before / after: {before} / {after} (2-core machine shared with other work; whole run {total_s:.0} s).\n\n\
+         - infer: `POST /v2/models/NAME/infer`, JSON tensors (histogram and 8 zero states in, all 9 outputs back);\n\
+         - stream: `POST /v2/models/NAME/streams/ID/events`, binary events of one 50 ms window per request \
+         (synthetic scene at the sensor size), each client its own stream and state, detections back.\n\n"
+    ));
+    md.push_str("| model | endpoint | request | clients | requests | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|---|---|\n");
+    for r in results {
+        for p in r["phases"].as_array().into_iter().flatten() {
+            let req = if p["endpoint"] == "infer" {
+                format!("{:.1} MB JSON", r["infer_request_bytes"].as_f64().unwrap_or(0.0) / 1e6)
+            } else {
+                "one window, binary".into()
+            };
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.1} | {} |\n",
+                r["model"].as_str().unwrap_or("?"),
+                p["endpoint"].as_str().unwrap_or("?"),
+                req,
+                p["clients"],
+                p["requests"],
+                p["rps"].as_f64().unwrap_or(f64::NAN),
+                p["p50_ms"].as_f64().unwrap_or(f64::NAN),
+                p["p99_ms"].as_f64().unwrap_or(f64::NAN),
+                p["errors"],
+            ));
+        }
+    }
+    md.push_str("\nBad requests, sent by a further client throughout the load, each followed by a health check:\n\n| model | case | expected | got | sent | as expected | message |\n|---|---|---|---|---|---|---|\n");
+    for r in results {
+        for b in r["bad_requests"].as_array().into_iter().flatten() {
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} |\n",
+                r["model"].as_str().unwrap_or("?"),
+                b["case"].as_str().unwrap_or("?"),
+                b["expected"],
+                b["status"],
+                b["sent"],
+                b["as_expected"],
+                b["message"].as_str().unwrap_or("").replace('|', "\\|").chars().take(120).collect::<String>(),
+            ));
+        }
+    }
+    md.push('\n');
+    for r in results {
+        let problems = r["problems"].as_array().map(Vec::len).unwrap_or(0);
+        md.push_str(&format!(
+            "{}: 5xx responses {}, server exit `{}`, {}.\n",
+            r["model"].as_str().unwrap_or("?"),
+            r["server_5xx"],
+            r["server_exit"].as_str().unwrap_or("?"),
+            if problems == 0 {
+                "every bad request got its 4xx and the server kept serving".to_string()
+            } else {
+                format!("problems: {}", r["problems"])
+            }
+        ));
+    }
+    md
+}
