@@ -173,3 +173,21 @@ fn imported_official_checkpoint_exports() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("backbone"), "{}", stderr(&o));
 }
+
+#[test]
+fn training_devices_are_checked_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let data = dir.path().join("data");
+    let (run, data_arg) = (run_dir.to_str().unwrap(), data.to_str().unwrap());
+    let o = prism(&["train", "--config", "rvt-tiny-synth", "--run-dir", run, "--data", data_arg, "--device", "gpu"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("unknown device `gpu`"), "{}", stderr(&o));
+    if !cfg!(feature = "cuda") {
+        // A build without CUDA refuses it, rather than training on the CPU.
+        let o = prism(&["train", "--config", "rvt-tiny-synth", "--run-dir", run, "--data", data_arg, "--device", "cuda"]);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("--features cuda"), "{}", stderr(&o));
+    }
+    assert!(!data.exists() && !run_dir.exists(), "nothing is generated for a refused device");
+}

@@ -33,10 +33,14 @@ pub struct BurnRunner {
 }
 
 impl BurnRunner {
-    /// Wraps `model` (any device; it is switched to inference mode) for inputs `[C, H, W]`.
+    /// Wraps `model` (on flex; it is switched to inference mode) for inputs `[C, H, W]`.
     pub fn new(model: &Rvt, config: RvtConfig, input_shape: [usize; 3]) -> Self {
+        Self::on(model, config, input_shape, Device::flex())
+    }
+
+    /// [`Self::new`] for a model on `device` (the inference device, without autodiff).
+    pub fn on(model: &Rvt, config: RvtConfig, input_shape: [usize; 3], device: Device) -> Self {
         let model = model.valid();
-        let device = Device::flex();
         Self { model, config, device, input_shape, state: None }
     }
 }

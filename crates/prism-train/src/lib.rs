@@ -7,6 +7,7 @@ pub mod clip;
 pub mod config;
 pub mod curves;
 pub mod data;
+pub mod device;
 pub mod evaluate;
 pub mod loss;
 pub mod metrics_log;
@@ -18,6 +19,7 @@ pub mod trainer;
 use std::path::{Path, PathBuf};
 
 pub use config::{ConfigError, DatasetSection, TrainConfig, TrainSection};
+pub use device::TrainDevice;
 pub use trainer::{Event, RunOptions, TrainSummary, Trainer};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +40,8 @@ pub enum TrainError {
     Diverged { step: usize, loss: f32 },
     #[error("drawing curves: {0}")]
     Plot(String),
+    #[error("device: {0}")]
+    Device(String),
 }
 
 impl TrainError {

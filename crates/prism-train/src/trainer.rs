@@ -14,6 +14,7 @@ use prism_models::rvt::{Rvt, RvtState};
 
 use crate::clip::clip_global_norm;
 use crate::config::TrainConfig;
+use crate::device::TrainDevice;
 use crate::evaluate::{predict_split, BurnRunner, EvalOptions};
 use crate::loss::YoloxLoss;
 use crate::metrics_log::{MetricsLog, Record, StepRecord, ValRecord};
@@ -34,6 +35,8 @@ pub struct RunOptions {
     pub stop_after: Option<usize>,
     /// Label filter of the validation protocol.
     pub eval_filter: BoxFilter,
+    /// Where to train (validation runs there too).
+    pub device: TrainDevice,
 }
 
 /// What the loop reports to its caller (the CLI draws the progress bar from it).
@@ -71,6 +74,8 @@ pub struct Trainer<'a> {
     train: &'a PreparedSplit,
     val: &'a PreparedSplit,
     device: Device,
+    /// The same device without autodiff, for validation.
+    inference_device: Device,
     loss: YoloxLoss,
     schedule: OneCycle,
 }
@@ -89,7 +94,8 @@ impl<'a> Trainer<'a> {
         schedule.pct_start = config.train.warmup_pct;
         Ok(Self {
             loss: YoloxLoss::new(input_hw, config.card.model.num_classes),
-            device: Device::flex().autodiff(),
+            device: opts.device.burn_autodiff()?,
+            inference_device: opts.device.burn()?,
             schedule,
             config,
             opts,
@@ -274,7 +280,12 @@ impl<'a> Trainer<'a> {
     /// mAP on the validation split with the current weights.
     fn validate(&self, model: &Rvt, step: usize, elapsed_s: f64) -> Result<ValRecord, TrainError> {
         let meta = &self.val.sequences.first().ok_or(TrainError::Data("the validation split is empty".into()))?.meta;
-        let mut runner = BurnRunner::new(model, self.config.card.rvt_config(), [meta.channels, meta.input_hw[0], meta.input_hw[1]]);
+        let mut runner = BurnRunner::on(
+            model,
+            self.config.card.rvt_config(),
+            [meta.channels, meta.input_hw[0], meta.input_hw[1]],
+            self.inference_device.clone(),
+        );
         let preds = predict_split(&mut runner, self.val, &EvalOptions::default()).map_err(TrainError::Eval)?;
         let metrics = crate::evaluate::score(&preds, &self.config.card.data.classes, meta.sensor, &self.opts.eval_filter)?;
         Ok(ValRecord { step, map: metrics.ap(), ap50: metrics.ap50(), ap75: metrics.ap75(), elapsed_s })

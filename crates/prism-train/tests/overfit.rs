@@ -24,6 +24,7 @@ fn training_on_the_evaluation_clips_reaches_near_perfect_map() {
         stop_after: None,
         // Score every label, including the first 0.5 s.
         eval_filter: BoxFilter::none(),
+        device: prism_train::TrainDevice::Flex,
     };
     let trainer = Trainer::new(config, opts, &train, &val).unwrap();
     let mut losses = Vec::new();

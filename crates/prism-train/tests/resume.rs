@@ -28,6 +28,7 @@ fn a_resumed_run_follows_the_uninterrupted_one() {
         resume,
         stop_after,
         eval_filter: prism_eval::prophesee::BoxFilter::none(),
+        device: prism_train::TrainDevice::Flex,
     };
 
     Trainer::new(config.clone(), opts("whole", false, None), &train, &val).unwrap().run(|_| {}).unwrap();

@@ -50,6 +50,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         resume: true,
         stop_after: None,
         eval_filter: prism_train::evaluate::filter_by_name("synthetic").context("filter")?,
+        device: prism_train::TrainDevice::Flex,
     };
     let t = Instant::now();
     let summary = prism_train::Trainer::new(config, opts, &train, &val)?.run(|e| {

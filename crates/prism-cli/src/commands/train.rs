@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use prism_train::evaluate::filter_by_name;
-use prism_train::{DatasetSection, Event, RunOptions, TrainConfig, Trainer};
+use prism_train::{DatasetSection, Event, RunOptions, TrainConfig, TrainDevice, Trainer};
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -32,9 +32,15 @@ pub struct TrainArgs {
     /// Stop after this many steps in this session (a checkpoint is written; `--resume` goes on).
     #[arg(long)]
     pub stop_after: Option<usize>,
+    /// Where to train: `flex` (Burn's CPU backend) or `cuda` / `cuda:N` (Burn's CUDA backend;
+    /// needs a prism built with `--features cuda`).
+    #[arg(long, default_value = "flex")]
+    pub device: TrainDevice,
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    // Refuse a device this build cannot use before any data is generated or loaded.
+    args.device.burn()?;
     let mut config = TrainConfig::resolve(&args.config)?;
     config.apply_overrides(&args.overrides)?;
     let name = config.card.name.clone();
@@ -61,7 +67,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         val.sequences.len(),
         run_dir.display()
     );
-    let opts = RunOptions { run_dir: run_dir.clone(), resume: args.resume, stop_after: args.stop_after, eval_filter };
+    let opts = RunOptions {
+        run_dir: run_dir.clone(),
+        resume: args.resume,
+        stop_after: args.stop_after,
+        eval_filter,
+        device: args.device,
+    };
     let trainer = Trainer::new(config, opts, &train, &val)?;
     let progress = Progress::new();
     let summary = trainer.run(|event| progress.on(event))?;
