@@ -78,7 +78,7 @@ fn build(batch: &Batch, split: &PreparedSplit, strict: bool) -> Result<ClipBatch
                 out.windows[t].get_mut(b * plane..(b + 1) * plane),
             ) {
                 slot.augment
-                    .apply_histogram_in(src, c, [h, w], [ch, cw], dst);
+                    .apply_histogram_in(&src, c, [h, w], [ch, cw], dst);
             }
             out.valid[t][b] = true;
             out.labels[t][b] = seq

@@ -1,10 +1,16 @@
 //! A prepared sequence in memory: the stacked histogram of every window plus the labels of the
 //! windows that have some. This is what training reads; [`crate::store`] puts it on disk.
+//!
+//! A sequence read from disk keeps its windows compressed ([`EncodedHistograms`]) and decodes
+//! one when it is asked for, so a split as large as Gen1's fits in memory: a 256x320 window is
+//! 1.6 MB dense and a few tens of kB compressed.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::codec::EncodedHistograms;
 use crate::error::{DataError, Result};
 use crate::filter::LabelFilter;
 
@@ -72,12 +78,31 @@ pub struct WindowLabels {
 }
 
 /// A prepared sequence: `[T, C, H, W]` u8 histograms and the labels of some windows.
-#[derive(Debug, Clone, PartialEq)]
+/// Two sequences are equal when their metadata, labels and every window are.
+#[derive(Debug, Clone)]
 pub struct PreparedSequence {
     pub meta: SequenceMeta,
     /// Sorted by window, at most one entry per window.
     pub labels: Vec<WindowLabels>,
-    histograms: Vec<u8>,
+    histograms: Histograms,
+}
+
+/// Where the windows live.
+#[derive(Debug, Clone)]
+enum Histograms {
+    /// `[T, C, H, W]`, as built in memory.
+    Dense(Vec<u8>),
+    /// Compressed per window, as read from disk; every window was decoded once when it was read,
+    /// so decoding cannot fail later.
+    Encoded(EncodedHistograms),
+}
+
+impl PartialEq for PreparedSequence {
+    fn eq(&self, other: &Self) -> bool {
+        self.meta == other.meta
+            && self.labels == other.labels
+            && (0..self.num_windows()).all(|i| self.get_window(i) == other.get_window(i))
+    }
 }
 
 impl PreparedSequence {
@@ -88,8 +113,57 @@ impl PreparedSequence {
         Ok(Self {
             meta,
             labels,
-            histograms,
+            histograms: Histograms::Dense(histograms),
         })
+    }
+
+    /// A sequence whose windows stay compressed in memory. Checks what [`Self::new`] checks and
+    /// decodes every window once (into one reused buffer), so a damaged window is an error
+    /// here and never later.
+    pub fn from_encoded(meta: SequenceMeta, labels: Vec<WindowLabels>, encoded: EncodedHistograms) -> Result<Self> {
+        let n = window_len(&meta);
+        if encoded.num_windows() != meta.window_end_us.len() || encoded.cells() != n {
+            return Err(DataError::Invalid(format!(
+                "{} compressed windows of {} cells; the sequence has {} windows of {n}",
+                encoded.num_windows(),
+                encoded.cells(),
+                meta.window_end_us.len()
+            )));
+        }
+        let total = n
+            .checked_mul(encoded.num_windows())
+            .ok_or_else(|| DataError::Invalid("histogram size overflows".into()))?;
+        check_parts(&meta, &labels, total).map_err(DataError::Invalid)?;
+        let mut scratch = vec![0u8; n];
+        for i in 0..encoded.num_windows() {
+            encoded.decode_window(i, &mut scratch).map_err(DataError::Invalid)?;
+        }
+        Ok(Self {
+            meta,
+            labels,
+            histograms: Histograms::Encoded(encoded),
+        })
+    }
+
+    /// Whether the windows are kept compressed (decoded on access).
+    pub fn is_compressed(&self) -> bool {
+        matches!(self.histograms, Histograms::Encoded(_))
+    }
+
+    /// Bytes the windows take in memory.
+    pub fn histogram_bytes(&self) -> usize {
+        match &self.histograms {
+            Histograms::Dense(d) => d.len(),
+            Histograms::Encoded(e) => e.payload_len(),
+        }
+    }
+
+    /// The compressed windows, when that is how they are kept.
+    pub(crate) fn encoded(&self) -> Option<&EncodedHistograms> {
+        match &self.histograms {
+            Histograms::Encoded(e) => Some(e),
+            Histograms::Dense(_) => None,
+        }
     }
 
     pub fn num_windows(&self) -> usize {
@@ -101,22 +175,41 @@ impl PreparedSequence {
         window_len(&self.meta)
     }
 
-    /// The `[C, H, W]` histogram of window `i`. Panics when `i >= num_windows()`, like slice
-    /// indexing; [`Self::get_window`] does not.
-    pub fn window(&self, i: usize) -> &[u8] {
-        let n = self.window_len();
-        &self.histograms[i * n..(i + 1) * n]
+    /// The `[C, H, W]` histogram of window `i` (borrowed when dense, decoded when compressed).
+    /// Panics when `i >= num_windows()`, like slice indexing; [`Self::get_window`] does not.
+    pub fn window(&self, i: usize) -> Cow<'_, [u8]> {
+        match self.get_window(i) {
+            Some(w) => w,
+            None => panic!("window {i} of a sequence of {}", self.num_windows()),
+        }
     }
 
-    pub fn get_window(&self, i: usize) -> Option<&[u8]> {
+    /// [`Self::window`], or `None` when `i` is out of range.
+    pub fn get_window(&self, i: usize) -> Option<Cow<'_, [u8]>> {
         let n = self.window_len();
-        self.histograms
-            .get(i.checked_mul(n)?..i.checked_add(1)?.checked_mul(n)?)
+        match &self.histograms {
+            Histograms::Dense(d) => d
+                .get(i.checked_mul(n)?..i.checked_add(1)?.checked_mul(n)?)
+                .map(Cow::Borrowed),
+            Histograms::Encoded(e) => {
+                let mut out = vec![0u8; n];
+                // Cannot fail: `from_encoded` decoded every window once.
+                e.decode_window(i, &mut out).ok()?;
+                Some(Cow::Owned(out))
+            }
+        }
     }
 
-    /// All windows, `[T, C, H, W]`.
-    pub fn histograms(&self) -> &[u8] {
-        &self.histograms
+    /// All windows, `[T, C, H, W]` (decoded when compressed: for tests and small sequences).
+    pub fn histograms(&self) -> Cow<'_, [u8]> {
+        match &self.histograms {
+            Histograms::Dense(d) => Cow::Borrowed(d),
+            Histograms::Encoded(_) => Cow::Owned(
+                (0..self.num_windows())
+                    .flat_map(|i| self.get_window(i).unwrap_or_default().into_owned())
+                    .collect(),
+            ),
+        }
     }
 
     /// The label frame of `window`, if it has one.

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::EncodedHistograms;
 use crate::error::{DataError, Result};
-use crate::prepared::{check_parts, PreparedSequence, PreparedSplit, SequenceMeta, WindowLabels};
+use crate::prepared::{PreparedSequence, PreparedSplit, SequenceMeta, WindowLabels};
 
 pub const META_FILE: &str = "meta.json";
 pub const LABELS_FILE: &str = "labels.json";
@@ -38,8 +38,13 @@ struct MetaFile {
 
 /// Writes `seq` to `dir` (replacing what is there) atomically.
 pub fn save(seq: &PreparedSequence, dir: &Path) -> Result<()> {
-    let encoded = EncodedHistograms::from_dense(seq.histograms(), seq.window_len())?;
-    save_encoded(&seq.meta, &seq.labels, &encoded, dir)
+    match seq.encoded() {
+        Some(encoded) => save_encoded(&seq.meta, &seq.labels, encoded, dir),
+        None => {
+            let encoded = EncodedHistograms::from_dense(&seq.histograms(), seq.window_len())?;
+            save_encoded(&seq.meta, &seq.labels, &encoded, dir)
+        }
+    }
 }
 
 /// Writes already-encoded windows (the streaming path of [`crate::tree`]).
@@ -113,27 +118,11 @@ pub fn load(dir: &Path) -> Result<PreparedSequence> {
             ),
         ));
     }
-    let total = encoded
-        .cells()
-        .checked_mul(windows)
-        .ok_or_else(|| DataError::corrupt(&hist_path, "histogram size overflows"))?;
-    let mut dense = Vec::new();
-    dense.try_reserve_exact(total).map_err(|e| {
-        DataError::corrupt(
-            &hist_path,
-            format!("cannot hold {total} histogram bytes: {e}"),
-        )
-    })?;
-    dense.resize(total, 0);
-    if encoded.cells() > 0 {
-        for (i, dst) in dense.chunks_exact_mut(encoded.cells()).enumerate() {
-            encoded
-                .decode_window(i, dst)
-                .map_err(|r| DataError::corrupt(&hist_path, r))?;
-        }
-    }
-    check_parts(&meta, &labels, dense.len()).map_err(|r| DataError::corrupt(dir, r))?;
-    PreparedSequence::new(meta, labels, dense)
+    // The windows stay compressed; `from_encoded` decodes each once to check it.
+    PreparedSequence::from_encoded(meta, labels, encoded).map_err(|e| match e {
+        DataError::Invalid(reason) => DataError::corrupt(&hist_path, reason),
+        other => other,
+    })
 }
 
 /// Loads every sequence of `root/<split>/`, sorted by folder name. Hidden folders (unfinished

@@ -362,7 +362,7 @@ fn assembled_batch_is_augmented_like_its_slots() -> TestResult {
             for t in 0..slot.len {
                 let mut want = vec![0.0; plane];
                 slot.augment
-                    .apply_histogram(seq.window(slot.start + t), c, h, w, &mut want);
+                    .apply_histogram(&seq.window(slot.start + t), c, h, w, &mut want);
                 assert_eq!(
                     &clip.windows[t][b * plane..(b + 1) * plane],
                     want.as_slice()

@@ -16,7 +16,24 @@ fn save_load_round_trip() -> TestResult {
     let seq = prepare_synthetic(&scene, "scene", &PrepareOptions::synthetic(&scene))?;
     let path = dir.path().join("split/scene");
     seq.save(&path)?;
-    assert_eq!(PreparedSequence::load(&path)?, seq);
+    let loaded = PreparedSequence::load(&path)?;
+    assert_eq!(loaded, seq);
+    // Loaded windows stay compressed in memory and decode to the same bytes.
+    assert!(loaded.is_compressed() && !seq.is_compressed());
+    assert!(
+        loaded.histogram_bytes() * 4 < seq.histogram_bytes(),
+        "{} vs {}",
+        loaded.histogram_bytes(),
+        seq.histogram_bytes()
+    );
+    for i in 0..seq.num_windows() {
+        assert_eq!(loaded.window(i), seq.window(i), "window {i}");
+    }
+    assert!(loaded.get_window(seq.num_windows()).is_none());
+    // Saving a compressed sequence writes the same file again.
+    let again = dir.path().join("again/scene");
+    loaded.save(&again)?;
+    assert_eq!(fs::read(again.join("histograms.bin"))?, fs::read(path.join("histograms.bin"))?);
     // The histogram file is much smaller than the raw tensor.
     let stored = fs::metadata(path.join("histograms.bin"))?.len() as usize;
     assert!(

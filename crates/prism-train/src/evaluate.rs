@@ -153,7 +153,7 @@ fn predict_group(
         for (b, seq) in group.iter().enumerate() {
             let dst = &mut input[b * plane..(b + 1) * plane];
             if t < seq.num_windows() {
-                for (d, &v) in dst.iter_mut().zip(seq.window(t)) {
+                for (d, &v) in dst.iter_mut().zip(seq.window(t).iter()) {
                     *d = v as f32;
                 }
             } else {
