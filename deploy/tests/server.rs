@@ -10,6 +10,7 @@ use std::sync::Arc;
 use common::*;
 use prism_deploy::server::{Server, ServerOptions};
 use prism_deploy::{Backend, Engine, EngineOptions, OwnedWindow, StreamDetector, TensorView};
+use proptest::prelude::*;
 use serde_json::{json, Value};
 
 /// Sends one JSON request (Connection: close) and returns (status, body).
@@ -355,4 +356,117 @@ fn http_layer_handles_chunked_keep_alive_and_malformed_requests() {
     server.shutdown();
     assert!(stopping.elapsed() < std::time::Duration::from_secs(5), "shutdown took {:?}", stopping.elapsed());
     drop(stalled);
+}
+
+/// Sends `bytes` on a fresh connection, closes the sending side, and returns everything the
+/// server wrote before it closed (or `None` if it neither answered nor closed in 20 s).
+fn send_raw(addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    // The server may refuse and close before it has read everything: writes can then fail.
+    let _ = s.write_all(bytes);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut raw = Vec::new();
+    match s.read_to_end(&mut raw) {
+        Ok(_) => Some(raw),
+        // A reset after a refusal still ends the exchange.
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Some(raw),
+        Err(_) => None,
+    }
+}
+
+/// Statuses at the start of each response in `raw` (pipelined requests get several).
+fn statuses(raw: &[u8]) -> Vec<u16> {
+    let text = String::from_utf8_lossy(raw);
+    text.match_indices("HTTP/1.1 ")
+        .filter_map(|(i, _)| text[i + 9..].get(..3).and_then(|c| c.parse().ok()))
+        .collect()
+}
+
+/// Requests for the HTTP layer: well-formed ones with one part mangled, and plain garbage.
+fn mangled_request() -> impl Strategy<Value = Vec<u8>> {
+    let method = prop_oneof![
+        Just("GET".to_string()),
+        Just("POST".to_string()),
+        Just("G\0T".to_string()),
+        Just(String::new()),
+        "[A-Z]{1,12}",
+    ];
+    let path = prop_oneof![
+        Just("/v2/health/live".to_string()),
+        Just("/v2/models/rvt/infer".to_string()),
+        Just("/v2/models/rvt/streams/a/events".to_string()),
+        "/[ -~]{0,64}",
+        "[^\r\n]{0,40}",
+    ];
+    let version = prop_oneof![
+        Just("HTTP/1.1".to_string()),
+        Just("HTTP/1.0".to_string()),
+        Just("HTTP/9".to_string()),
+        Just(String::new()),
+    ];
+    let length = prop_oneof![
+        Just(None),
+        (0usize..64).prop_map(|n| Some(n.to_string())),
+        Just(Some("18446744073709551616".to_string())),
+        Just(Some("-1".to_string())),
+        Just(Some("12, 13".to_string())),
+        "[ -~]{0,8}".prop_map(Some),
+    ];
+    let chunked = prop_oneof![
+        Just(None),
+        Just(Some("5\r\nhello\r\n0\r\n\r\n".to_string())),
+        Just(Some("ffffffffffffffffff\r\nx\r\n".to_string())),
+        Just(Some("zz\r\n".to_string())),
+        "[0-9a-f]{1,4}\r\n[ -~]{0,40}".prop_map(Some),
+    ];
+    let structured = (method, path, version, length, chunked, proptest::collection::vec(any::<u8>(), 0..64), proptest::collection::vec("[ -~]{0,30}", 0..4))
+        .prop_map(|(m, p, v, len, chunked, body, extra)| {
+            let mut head = format!("{m} {p} {v}\r\nHost: t\r\n");
+            for e in extra {
+                head.push_str(&e);
+                head.push_str("\r\n");
+            }
+            if let Some(len) = &len {
+                head.push_str(&format!("Content-Length: {len}\r\n"));
+            }
+            let mut bytes = match &chunked {
+                Some(_) => format!("{head}Transfer-Encoding: chunked\r\n\r\n").into_bytes(),
+                None => format!("{head}\r\n").into_bytes(),
+            };
+            match chunked {
+                Some(c) => bytes.extend_from_slice(c.as_bytes()),
+                None => bytes.extend_from_slice(&body),
+            }
+            bytes
+        });
+    prop_oneof![
+        3 => structured,
+        1 => proptest::collection::vec(any::<u8>(), 0..2048),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Whatever bytes arrive, the server answers with well-formed responses or closes, and keeps
+    /// serving the next client. The only 5xx allowed are the protocol's own refusals (501 an
+    /// unknown method, 505 an unsupported HTTP version), never a server fault.
+    #[test]
+    fn mangled_http_gets_a_4xx_or_a_close_and_the_server_keeps_serving(bytes in mangled_request()) {
+        let Some(dir) = fixtures("mangled_http") else { return Ok(()) };
+        static SERVER: std::sync::OnceLock<(Server, Arc<Engine>)> = std::sync::OnceLock::new();
+        let (server, _) = SERVER.get_or_init(|| start(dir, 1 << 16));
+        let addr = server.local_addr();
+        let raw = send_raw(addr, &bytes);
+        prop_assert!(raw.is_some(), "the server neither answered nor closed");
+        let raw = raw.unwrap_or_default();
+        if !raw.is_empty() {
+            prop_assert!(raw.starts_with(b"HTTP/1.1 "), "not an HTTP response: {:?}", String::from_utf8_lossy(&raw));
+        }
+        for status in statuses(&raw) {
+            prop_assert!((200..500).contains(&status) || status == 501 || status == 505, "status {} for {:?}", status, String::from_utf8_lossy(&bytes));
+        }
+        prop_assert_eq!(request(addr, "GET", "/v2/health/live", b"").0, 200);
+    }
 }
