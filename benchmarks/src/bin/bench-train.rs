@@ -108,13 +108,23 @@ fn burn_windows_per_s(a: &Args) -> Result<(f64, Vec<f64>)> {
             state = next;
             raws.push(raw);
         }
+        let t_forward = t0.elapsed().as_secs_f64();
         let out = loss_fn.forward(Tensor::cat(raws, 0), &targets);
+        let t_loss = t0.elapsed().as_secs_f64();
         let mut grads = GradientsParams::from_grads(out.total.backward(), &model);
+        let t_backward = t0.elapsed().as_secs_f64();
         clip_global_norm(&model, &mut grads, 1.0);
         model = optim.step(2e-4, model, grads);
         state = state.detach();
         let dt = t0.elapsed().as_secs_f64();
-        eprintln!("burn step {step}: {dt:.2} s, loss {:.3}", out.iou + out.obj + out.cls);
+        // Where a step goes (flex runs eagerly, so each phase is its own work).
+        eprintln!(
+            "burn step {step}: {dt:.2} s (forward {t_forward:.2}, loss + assignment {:.2}, backward {:.2}, clip + AdamW {:.2}), loss {:.3}",
+            t_loss - t_forward,
+            t_backward - t_loss,
+            dt - t_backward,
+            out.iou + out.obj + out.cls
+        );
         if step > 0 {
             times.push(dt);
         }
