@@ -24,13 +24,14 @@
 //!   (rounds × windows timed windows per mode, interleaved window by window)
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::Device;
+use prism_benchmarks::stats::{loadavg, median, percentile, prism_env};
 use prism_deploy::engine::onnxruntime::{self as ortx, ort};
 use prism_deploy::postprocess::Postprocessor;
 use prism_deploy::preprocess::HistogramInput;
@@ -53,30 +54,6 @@ fn label(mode: &str) -> &'static str {
         "engine" => "`Engine::run` + caller's state copy",
         _ => "Python `InferenceSession.run` (peer)",
     }
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v[v.len() / 2]
-}
-
-fn percentile(v: &[f64], q: f64) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v[((v.len() - 1) as f64 * q).round() as usize]
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
 }
 
 struct Args {
@@ -207,9 +184,7 @@ struct Peer {
 
 impl Peer {
     fn start(model: &Path, threads: usize, input: &Path, level: &str) -> Result<Self> {
-        let env = std::env::var_os("PRISM_ENV")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/prism-env"));
+        let env = prism_env();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/deploy_ort_python.py");
         let mut child = Command::new(env.join("venv/bin/python"))
             .arg(script)

@@ -23,14 +23,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::{Device, Tensor, TensorData};
+use prism_benchmarks::stats::{loadavg, median, prism_env};
 use prism_deploy::engine::{Backend, Engine, EngineOptions, TensorView};
 use prism_models::onnx::{export_rvt, sample_inputs, step, RvtExport};
 use prism_models::zoo::ModelCard;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 struct Row {
     model: String,
@@ -146,7 +142,7 @@ fn bench_model(
             times.push(start.elapsed().as_secs_f64() * 1e3);
         }
     }
-    let burn_ms = median(times);
+    let burn_ms = median(&times);
 
     let engine_ms = |path: &Path, backend: Backend| -> Result<f64> {
         let mut options = EngineOptions::new(backend);
@@ -175,7 +171,7 @@ fn bench_model(
                 states[k].2.copy_from_slice(&out.data);
             }
         }
-        Ok(median(times))
+        Ok(median(&times))
     };
     let tract_ms = engine_ms(&path, Backend::Tract)?;
     let ort_ms = engine_ms(&path, Backend::OrtCpu)?;
@@ -244,19 +240,6 @@ fn bench_model(
         baseline,
         peer,
     })
-}
-
-/// `/proc/loadavg`'s three load averages, or "unknown".
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-fn prism_env() -> std::path::PathBuf {
-    std::env::var_os("PRISM_ENV")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/prism-env"))
 }
 
 /// Export the PyTorch RVT of `card` with torch.onnx into `out`; returns its node count.

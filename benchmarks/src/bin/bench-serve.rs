@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::Device;
+use prism_benchmarks::stats::{loadavg, percentile};
 use prism_deploy::server::protocol::encode_binary_events;
 use prism_deploy::server::{Server, ServerOptions};
 use prism_deploy::{Backend, Engine, EngineOptions};
@@ -88,12 +89,6 @@ fn main() -> Result<()> {
         bail!("the server misbehaved: {failed:?}");
     }
     Ok(())
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
 }
 
 /// The server process: loads the model, serves on 127.0.0.1:0, prints the address, and shuts
@@ -486,15 +481,6 @@ fn load_phase(clients: usize, seconds: f64, make: &(dyn Fn(usize) -> Box<dyn FnM
         errors,
         elapsed_s,
     }
-}
-
-fn percentile(v: &[f64], q: f64) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
 fn summary(p: &Phase, clients: usize, kind: &str) -> Value {

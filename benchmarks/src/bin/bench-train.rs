@@ -16,6 +16,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
+use prism_benchmarks::stats::{median, prism_env};
 use prism_models::rvt::{RvtConfig, RvtState};
 use prism_train::clip::clip_global_norm;
 use prism_train::loss::YoloxLoss;
@@ -129,17 +130,12 @@ fn burn_windows_per_s(a: &Args) -> Result<(f64, Vec<f64>)> {
             times.push(dt);
         }
     }
-    let median = median(&mut times.clone());
+    let median = median(&times);
     Ok(((a.batch * a.seq_len) as f64 / median, times))
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn torch_windows_per_s(a: &Args) -> Result<Option<serde_json::Value>> {
-    let env = std::env::var_os("PRISM_ENV").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target/prism-env"));
+    let env = prism_env();
     let python = env.join("torch-venv/bin/python");
     if !python.exists() {
         eprintln!("PyTorch peer not provisioned ({}); run `cargo xtask provision-torch`", python.display());
