@@ -21,7 +21,7 @@
 
 use std::sync::Arc;
 
-use super::{onnxruntime, tract, Engine, Runner};
+use super::{onnxruntime, tract, Engine, Runner, TensorInfo};
 use crate::error::{DeployError, Result};
 
 /// Per-stream buffers of a recurrent model (the spec's input and state tensors); see the module
@@ -139,34 +139,27 @@ impl Recurrent {
     }
 }
 
+/// `shape` with a symbolic batch axis set to 1; `None` if any other axis is symbolic.
+fn with_batch_one(shape: &[Option<usize>]) -> Option<Vec<usize>> {
+    shape
+        .iter()
+        .enumerate()
+        .map(|(axis, d)| if axis == 0 { Some(d.unwrap_or(1)) } else { *d })
+        .collect()
+}
+
 /// The spec's tensors located in the graph; everything [`Engine::load`] checked is trusted here.
 fn layout(engine: &Engine) -> Result<Layout> {
     let spec = engine.spec();
     let bad = |m: String| DeployError::Task(format!("{}: {m}", spec.model));
-    let input_index = |name: &str| {
-        engine
-            .inputs
-            .iter()
-            .position(|i| i.name == name)
-            .ok_or_else(|| bad(format!("the graph has no input `{name}`")))
+    let find = |list: &[TensorInfo], kind: &str, name: &str| {
+        list.iter()
+            .position(|t| t.name == name)
+            .ok_or_else(|| bad(format!("the graph has no {kind} `{name}`")))
     };
-    let output_index = |name: &str| {
-        engine
-            .outputs
-            .iter()
-            .position(|o| o.name == name)
-            .ok_or_else(|| bad(format!("the graph has no output `{name}`")))
-    };
-    let input_shape = spec
-        .input
-        .shape
-        .iter()
-        .enumerate()
-        .map(|(axis, d)| match (axis, d) {
-            (0, None) => Some(1),
-            (_, d) => *d,
-        })
-        .collect::<Option<Vec<usize>>>()
+    let input_index = |name: &str| find(&engine.inputs, "input", name);
+    let output_index = |name: &str| find(&engine.outputs, "output", name);
+    let input_shape = with_batch_one(&spec.input.shape)
         .ok_or_else(|| bad(format!("input `{}` needs static dimensions after the batch", spec.input.name)))?;
     if input_shape.first() != Some(&1) {
         return Err(bad(format!("input `{}` must have batch 1, not {input_shape:?}", spec.input.name)));
@@ -179,15 +172,7 @@ fn layout(engine: &Engine) -> Result<Layout> {
         .map(|s| Ok((input_index(&s.input)?, output_index(&s.output)?, s.shape.clone())))
         .collect::<Result<Vec<_>>>()?;
     let detections_index = output_index(&spec.output.name)?;
-    let detections_shape = engine.outputs[detections_index]
-        .shape
-        .iter()
-        .enumerate()
-        .map(|(axis, d)| match (axis, d) {
-            (0, None) => Some(1),
-            (_, d) => *d,
-        })
-        .collect::<Option<Vec<usize>>>();
+    let detections_shape = with_batch_one(&engine.outputs[detections_index].shape);
     Ok(Layout {
         input_shape,
         states,
