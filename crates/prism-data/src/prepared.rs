@@ -123,11 +123,13 @@ impl PreparedSequence {
     pub fn from_encoded(meta: SequenceMeta, labels: Vec<WindowLabels>, encoded: EncodedHistograms) -> Result<Self> {
         let n = window_len(&meta);
         if encoded.num_windows() != meta.window_end_us.len() || encoded.cells() != n {
+            let [h, w] = meta.input_hw;
             return Err(DataError::Invalid(format!(
-                "{} compressed windows of {} cells; the sequence has {} windows of {n}",
+                "{} compressed windows of {} cells; the metadata says {} windows of {}x{h}x{w}",
                 encoded.num_windows(),
                 encoded.cells(),
-                meta.window_end_us.len()
+                meta.window_end_us.len(),
+                meta.channels
             )));
         }
         let total = n

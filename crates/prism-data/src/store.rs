@@ -104,21 +104,8 @@ pub fn load(dir: &Path) -> Result<PreparedSequence> {
     let encoded =
         EncodedHistograms::from_bytes(&bytes).map_err(|r| DataError::corrupt(&hist_path, r))?;
     drop(bytes);
-    let windows = meta.window_end_us.len();
-    let [h, w] = meta.input_hw;
-    let cells = meta.channels.checked_mul(h).and_then(|v| v.checked_mul(w));
-    if encoded.num_windows() != windows || Some(encoded.cells()) != cells {
-        return Err(DataError::corrupt(
-            &hist_path,
-            format!(
-                "{} windows of {} cells, meta.json says {windows} windows of {}x{h}x{w}",
-                encoded.num_windows(),
-                encoded.cells(),
-                meta.channels
-            ),
-        ));
-    }
-    // The windows stay compressed; `from_encoded` decodes each once to check it.
+    // The windows stay compressed; `from_encoded` checks their count and size against the
+    // metadata and decodes each once.
     PreparedSequence::from_encoded(meta, labels, encoded).map_err(|e| match e {
         DataError::Invalid(reason) => DataError::corrupt(&hist_path, reason),
         other => other,
