@@ -22,7 +22,7 @@ fn random1(n: usize, lo: f64, hi: f64) -> Tensor<1> {
     Tensor::random([n], Distribution::Uniform(lo, hi), &device())
 }
 
-/// Dimensions of the initializer a node reads in input slot `slot`.
+/// Dimensions of the initializer named `name`.
 fn init_dims(g: &GraphProto, name: &str) -> Option<Vec<i64>> {
     g.initializer.iter().find(|t| t.name == name).map(|t| t.dims.clone())
 }

@@ -22,14 +22,6 @@ pub enum TrainDevice {
 }
 
 impl TrainDevice {
-    /// Whether this build can run on the device (CUDA needs the `cuda` feature).
-    pub fn compiled_in(self) -> bool {
-        match self {
-            TrainDevice::Flex => true,
-            TrainDevice::Cuda(_) => cfg!(feature = "cuda"),
-        }
-    }
-
     /// The Burn device for inference (evaluation, export).
     pub fn burn(self) -> Result<Device, TrainError> {
         match self {
@@ -103,11 +95,10 @@ mod tests {
 
     #[test]
     fn cuda_without_the_feature_is_an_error_not_a_cpu_run() {
-        let result = TrainDevice::Cuda(0).burn();
         if cfg!(feature = "cuda") {
             return;
         }
-        let err = result.unwrap_err().to_string();
+        let err = TrainDevice::Cuda(0).burn().unwrap_err().to_string();
         assert!(err.contains("--features cuda"), "{err}");
         assert!(TrainDevice::Flex.burn().is_ok());
     }
