@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use prism_deploy::{Backend, DeployError, Engine, EngineOptions, FrameDetector, OwnedWindow, StreamDetector, TensorView};
+use prism_deploy::{Backend, DeployError, Engine, EngineOptions, FrameDetector, OwnedWindow, Recurrent, StreamDetector, TensorView};
 use prism_events::EventChunk;
 
 fn engine(dir: &std::path::Path, file: &str, backend: Backend) -> Arc<Engine> {
@@ -103,6 +103,68 @@ fn state_is_carried_and_reset_restores_a_fresh_sequence() {
     let late_windows = run_stream(&mut late, &events.as_slice().slice(from..events.len()).to_chunk(), &[usize::MAX]);
     assert_eq!(late_windows[0].end_us, expected[2].end_us);
     assert_ne!(late_windows[0].detections, expected[2].detections, "zero state vs carried state");
+}
+
+/// Same length and every value within `tol` (absolute below 1, relative above).
+fn assert_same_values(got: &[f32], want: &[f32], tol: f32, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        assert!((a - b).abs() <= tol * b.abs().max(1.0), "{what}: element {i} is {a}, expected {b}");
+    }
+}
+
+/// A deterministic input for window `w`: a different sparse pattern of counts per window.
+fn pattern(len: usize, w: usize) -> Vec<f32> {
+    (0..len).map(|i| if (i * 7 + w * 13) % 29 == 0 { ((i + w) % 5) as f32 } else { 0.0 }).collect()
+}
+
+/// `Recurrent` (state kept in the backend's tensors, double-buffered on ONNX Runtime) against the
+/// plain `Engine::run` with the state carried by hand: same detections and same state after every
+/// window, on tract and ONNX Runtime; `reset` zeroes the state and restarts the sequence.
+#[test]
+fn recurrent_buffers_match_engine_runs_with_the_state_carried_by_hand() {
+    let test = "recurrent_buffers_match_engine_runs_with_the_state_carried_by_hand";
+    let Some(dir) = fixtures(test) else { return };
+    let mut backends = vec![Backend::Tract];
+    if ort_available(test) {
+        backends.push(Backend::OrtCpu);
+    }
+    for backend in backends {
+        let engine = engine(dir, "rvt_tiny.onnx", backend);
+        let spec = engine.spec().clone();
+        let mut recurrent = Recurrent::new(engine.clone()).unwrap();
+        let input_shape = recurrent.input_shape().to_vec();
+        let input_len: usize = input_shape.iter().product();
+        let mut carried: Vec<Vec<f32>> = spec.state.iter().map(|s| vec![0.0; s.shape.iter().product()]).collect();
+        let mut first_window = Vec::new();
+        for w in 0..5 {
+            let input = pattern(input_len, w);
+            recurrent.input_mut().unwrap().copy_from_slice(&input);
+            let got = recurrent.run().unwrap().to_vec();
+
+            let mut views = vec![TensorView::new(&spec.input.name, &input_shape, &input)];
+            views.extend(spec.state.iter().zip(&carried).map(|(s, d)| TensorView::new(&s.input, &s.shape, d)));
+            let outputs = engine.run(&views).unwrap();
+            let find = |name: &str| outputs.iter().find(|t| t.name == name).unwrap().data.clone();
+            let expected = find(&spec.output.name);
+            assert_same_values(&got, &expected, 1e-5, &format!("{backend:?} window {w}: detections"));
+            carried = spec.state.iter().map(|s| find(&s.output)).collect();
+            for (k, state) in carried.iter().enumerate() {
+                assert_same_values(&recurrent.state(k).unwrap(), state, 1e-5, &format!("{backend:?} window {w}: state {k}"));
+            }
+            if w == 0 {
+                first_window = got;
+            }
+        }
+        assert!(carried.iter().any(|s| s.iter().any(|&v| v != 0.0)), "{backend:?}: the state never changed");
+
+        recurrent.reset().unwrap();
+        for k in 0..spec.state.len() {
+            assert!(recurrent.state(k).unwrap().iter().all(|&v| v == 0.0), "{backend:?}: state {k} after reset");
+        }
+        recurrent.input_mut().unwrap().copy_from_slice(&pattern(input_len, 0));
+        assert_eq!(recurrent.run().unwrap(), &first_window[..], "{backend:?}: first window after reset");
+    }
 }
 
 #[test]

@@ -12,15 +12,16 @@
 //! a machine or a wheel without them is an error naming what is missing, never a silent CPU
 //! fallback.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use ort::environment::Environment;
 use ort::ep::{self, ExecutionProvider};
 use ort::session::builder::GraphOptimizationLevel;
-use ort::memory::Allocator;
+use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session, SessionInputValue, SessionOutputs};
-use ort::value::{DynValue, TensorRef};
+use ort::value::{DynTensorValueType, DynValue, TensorRef};
 
 use super::recurrent::Layout;
 use super::{Backend, EngineOptions, Loaded, Tensor, TensorInfo, TensorView};
@@ -141,6 +142,9 @@ pub fn session(path: &Path, options: &EngineOptions) -> Result<Session> {
 pub(crate) struct OrtRunner {
     session: Mutex<Session>,
     backend: &'static str,
+    /// The CUDA device whose memory holds a [`super::Recurrent`]'s state (`ort-cuda`,
+    /// `ort-tensorrt`); `None`: host memory (`ort-cpu`).
+    state_device: Option<i32>,
 }
 
 impl OrtRunner {
@@ -175,6 +179,10 @@ impl OrtRunner {
             runner: Self {
                 session: Mutex::new(session),
                 backend,
+                state_device: match options.backend {
+                    Backend::OrtCuda | Backend::OrtTensorRt => Some(options.device_id),
+                    Backend::Tract | Backend::OrtCpu => None,
+                },
             },
             inputs,
             outputs,
@@ -217,8 +225,21 @@ impl OrtRunner {
 /// options that preallocate it (`write_a`, `write_b`), and ORT writes the outputs straight into it.
 /// After a run the handles to the written set come back from the session outputs and become the
 /// state to read; the set just read is left to its run options for the window after.
+///
+/// Where the state lives: on `ort-cpu` in host memory; on `ort-cuda` / `ort-tensorrt` both sets
+/// are allocated in the CUDA device's memory (the session's CUDA allocator). ONNX Runtime reads
+/// device-resident inputs in place and writes preallocated device-resident outputs in place (the
+/// same fetch path its `IoBinding` uses), so between windows the state never crosses to the host:
+/// per window only the input histogram goes up and the detections come down (they are
+/// preallocated in host memory). We use preallocated run outputs rather than `ort`'s `IoBinding`
+/// because `run_binding` wraps every bound output in a fresh handle per run, which would add
+/// Rust-side allocations to every window.
 pub(crate) struct OrtRecurrent {
     backend: &'static str,
+    /// Allocates the state sets: the host's default allocator, or the session's CUDA allocator.
+    state_allocator: Allocator,
+    /// Whether `state_allocator`'s memory is host memory (readable and writable in place).
+    state_on_host: bool,
     /// The network input; `None` only while a run holds it.
     input: Option<DynValue>,
     /// The state to read next, spec order; `None` only while a run holds them.
@@ -259,8 +280,23 @@ impl OrtRunner {
                 .ok_or_else(|| DeployError::Task(format!("graph output {i} out of range")))
         };
         let state_outputs = layout.states.iter().map(|(_, o, _)| name(*o)).collect::<Result<Vec<_>>>()?;
+        let state_allocator = match self.state_device {
+            None => Allocator::default(),
+            Some(device_id) => {
+                let fail = |e: ort::Error| DeployError::Inference {
+                    backend,
+                    reason: format!("cannot get the CUDA allocator of device {device_id} for the state: {e}"),
+                };
+                let info = MemoryInfo::new(AllocationDevice::CUDA, device_id, AllocatorType::Device, MemoryType::Default)
+                    .map_err(fail)?;
+                let session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+                Allocator::new(&session, info).map_err(fail)?
+            }
+        };
         let mut r = OrtRecurrent {
             backend,
+            state_allocator,
+            state_on_host: self.state_device.is_none(),
             input: Some(zeros(backend, &layout.input_shape)?),
             states: Vec::new(),
             read: Vec::new(),
@@ -322,7 +358,21 @@ impl OrtRecurrent {
     }
 
     fn zero_set(&self) -> Result<Vec<Option<DynValue>>> {
-        self.state_shapes.iter().map(|s| zeros(self.backend, s).map(Some)).collect()
+        self.state_shapes.iter().map(|s| self.zero_state(s).map(Some)).collect()
+    }
+
+    /// A zeroed state tensor of `shape` where the state lives: filled in place in host memory,
+    /// copied from a host tensor of zeros into device memory.
+    fn zero_state(&self, shape: &[usize]) -> Result<DynValue> {
+        if self.state_on_host {
+            return zeros(self.backend, shape);
+        }
+        let fail = |e: ort::Error| self.fail(format!("cannot zero a {shape:?} state tensor on the device: {e}"));
+        let mut on_device = ort::value::Tensor::<f32>::new(&self.state_allocator, shape.to_vec()).map_err(fail)?;
+        let mut host = ort::value::Tensor::<f32>::new(&Allocator::default(), shape.to_vec()).map_err(fail)?;
+        host.extract_tensor_mut().1.fill(0.0);
+        host.copy_into(&mut on_device).map_err(fail)?;
+        Ok(on_device.into_dyn())
     }
 
     /// Run options that make ORT write the state outputs into `set` and the detections into a
@@ -440,21 +490,30 @@ impl OrtRecurrent {
         }
     }
 
-    pub(crate) fn state(&self, k: usize) -> Result<&[f32]> {
-        match self.states.get(k) {
-            Some(Some(v)) => v
-                .try_extract_tensor::<f32>()
-                .map(|(_, d)| d)
-                .map_err(|e| DeployError::Output(format!("state {k}: {e}"))),
-            _ => Err(DeployError::Input(format!("no state {k}"))),
+    /// State `k`: borrowed from host memory, or copied from the device.
+    pub(crate) fn state(&self, k: usize) -> Result<Cow<'_, [f32]>> {
+        let fail = |e: ort::Error| DeployError::Output(format!("state {k}: {e}"));
+        let Some(Some(v)) = self.states.get(k) else {
+            return Err(DeployError::Input(format!("no state {k}")));
+        };
+        if self.state_on_host {
+            return v.try_extract_tensor::<f32>().map(|(_, d)| Cow::Borrowed(d)).map_err(fail);
         }
+        let on_host = v
+            .view()
+            .downcast::<DynTensorValueType>()
+            .and_then(|t| t.to(AllocationDevice::CPU, 0))
+            .map_err(fail)?;
+        let data = on_host.try_extract_tensor::<f32>().map_err(fail)?.1.to_vec();
+        Ok(Cow::Owned(data))
     }
 
-    /// Zeroes the state to read. A state lost to a failed run is allocated again.
+    /// Zeroes the state to read. A state lost to a failed run, or one in device memory, is
+    /// allocated again, zeroed.
     pub(crate) fn reset(&mut self) -> Result<()> {
         for (k, shape) in self.state_shapes.iter().enumerate() {
             match &mut self.states[k] {
-                Some(v) => v
+                Some(v) if self.state_on_host => v
                     .try_extract_tensor_mut::<f32>()
                     .map_err(|e| DeployError::Inference {
                         backend: self.backend,
@@ -462,7 +521,10 @@ impl OrtRecurrent {
                     })?
                     .1
                     .fill(0.0),
-                None => self.states[k] = Some(zeros(self.backend, shape)?),
+                _ => {
+                    let zeroed = self.zero_state(shape)?;
+                    self.states[k] = Some(zeroed);
+                }
             }
         }
         Ok(())

@@ -11,7 +11,8 @@
 //! - the network input is one backend tensor, written in place ([`Recurrent::input_mut`]);
 //! - ONNX Runtime: the state and detections outputs are written by ORT straight into two
 //!   preallocated sets of tensors (an [`ort::session::OutputSelector`] per set). Window `n` reads
-//!   set A and writes set B, window `n + 1` reads B and writes A: the state never moves;
+//!   set A and writes set B, window `n + 1` reads B and writes A: the state never moves. On
+//!   `ort-cuda` / `ort-tensorrt` both sets are in GPU memory, so the state stays on the device;
 //! - tract: the state outputs of window `n` are moved (reference-counted, no copy) into window
 //!   `n + 1`'s inputs, and the input tensor is shared with the plan without a copy.
 //!
@@ -19,6 +20,7 @@
 //! inside `ort` (its small vectors of input and output handles spill to the heap past 6 inputs
 //! and 4 outputs) or tract (its per-run state and intermediate tensors).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::{onnxruntime, tract, Engine, Runner, TensorInfo};
@@ -122,10 +124,11 @@ impl Recurrent {
         }
     }
 
-    /// State tensor `k` (spec order) as the next window will read it.
-    pub fn state(&self, k: usize) -> Result<&[f32]> {
+    /// State tensor `k` (spec order) as the next window will read it: borrowed where the state
+    /// lives in host memory, a copy where it lives on a GPU (`ort-cuda`, `ort-tensorrt`).
+    pub fn state(&self, k: usize) -> Result<Cow<'_, [f32]>> {
         match &self.inner {
-            Inner::Tract(r) => r.state(k),
+            Inner::Tract(r) => r.state(k).map(Cow::Borrowed),
             Inner::Ort(r) => r.state(k),
         }
     }
