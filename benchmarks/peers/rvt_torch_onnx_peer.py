@@ -3,7 +3,9 @@
 usage: rvt_torch_onnx_peer.py CONFIG_JSON OUT.onnx [EXTRA_SITE_DIR]
 
 CONFIG_JSON holds `embed_dim`, `dim_head`, `fpn_depth`, `num_classes`, `partition_size` and
-`input_size` (the model card's values). The network is `benchmarks/python/rvt_torch.py`, the same
+`input_size` (the model card's values), and optionally `lstm_split`: "slices" (default) or
+"tensor_split", the LSTM gate split RVT's own code uses, which torch.onnx exports as `Loop` blocks
+(the reference export's form). The network is `benchmarks/python/rvt_torch.py`, the same
 network as prism's (and so as uzh-rpg/RVT), with random weights; it is exported the way a PyTorch
 user would export it (`torch.onnx.export`, TorchScript exporter, opset 17, static shapes) with
 prism's input and output names (`histogram`, `h1` ... `c4` in; `detections`, `h1_out` ... out),
@@ -49,6 +51,7 @@ def main():
         fpn_depth=config["fpn_depth"],
         num_classes=config["num_classes"],
         partition_size=tuple(config["partition_size"]),
+        lstm_split=config.get("lstm_split", "slices"),
     )
     torch.manual_seed(0)
     model = Flat(Rvt(cfg).eval()).eval()

@@ -44,6 +44,9 @@ class RvtConfig:
     bn_eps: float = 1e-5
     bn_momentum: float = 0.1
     use_sdpa: bool = False  # F.scaled_dot_product_attention instead of RVT's explicit softmax
+    # How the LSTM splits its gates: "slices" (z[:, 0:d] ...) or "tensor_split", the calls RVT's
+    # own DWSConvLSTM2d makes (torch.onnx turns those into Loop + sequence blocks).
+    lstm_split: str = "slices"
     strides: Tuple[int, int, int] = field(default=(8, 16, 32))
 
     SIZES = {"tiny": (32, 32, 0.33), "small": (48, 24, 0.33), "base": (64, 32, 0.67)}
@@ -196,20 +199,28 @@ class AttentionPair(nn.Module):
 
 class ConvLstm(nn.Module):
     """Per-pixel LSTM (`DWSConvLSTM2d`, dws_conv False): z = conv1x1(cat(x, h)), 2C -> 4C with bias;
-    gates in the order forget, input, output (sigmoid), then the tanh candidate."""
+    gates in the order forget, input, output (sigmoid), then the tanh candidate. `split` picks
+    how z is cut into gates (see `RvtConfig.lstm_split`); the numbers are the same."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, split: str = "slices"):
         super().__init__()
+        assert split in ("slices", "tensor_split"), split
         self.dim = dim
+        self.split = split
         self.conv1x1 = nn.Conv2d(2 * dim, 4 * dim, 1)
 
     def forward(self, x: Tensor, h: Tensor, c: Tensor) -> Tuple[Tensor, Tensor]:
         z = self.conv1x1(torch.cat((x, h), dim=1))
         d = self.dim
-        f = torch.sigmoid(z[:, 0:d])
-        i = torch.sigmoid(z[:, d:2 * d])
-        o = torch.sigmoid(z[:, 2 * d:3 * d])
-        g = torch.tanh(z[:, 3 * d:4 * d])
+        if self.split == "tensor_split":
+            gates, cell_input = torch.tensor_split(z, [3 * d], dim=1)
+            f, i, o = torch.tensor_split(torch.sigmoid(gates), 3, dim=1)
+            g = torch.tanh(cell_input)
+        else:
+            f = torch.sigmoid(z[:, 0:d])
+            i = torch.sigmoid(z[:, d:2 * d])
+            o = torch.sigmoid(z[:, 2 * d:3 * d])
+            g = torch.tanh(z[:, 3 * d:4 * d])
         c = f * c + i * g
         return o * torch.tanh(c), c
 
@@ -220,7 +231,7 @@ class RvtStage(nn.Module):
         self.downsample_cf2cl = ConvDownsampling(dim_in, dim, factor, cfg.norm_eps)
         # The downsampling output is already normed: the (only) window block skips its norm1.
         self.att_blocks = nn.ModuleList([AttentionPair(cfg, dim, skip_first_norm=True)])
-        self.lstm = ConvLstm(dim)
+        self.lstm = ConvLstm(dim, cfg.lstm_split)
 
     def forward(self, x: Tensor, h: Tensor, c: Tensor) -> Tuple[Tensor, Tensor]:
         x = self.downsample_cf2cl(x)
@@ -659,6 +670,14 @@ def check():
     loss.backward()
     assert math.isfinite(float(loss.detach())) and parts["num_fg"] > 0, parts
     print(f"forward x2 + loss OK: raw {tuple(raw2.shape)}, loss {float(loss.detach()):.4f} {parts}")
+    # RVT's tensor_split gate split gives the same numbers as the slices.
+    split = Rvt(RvtConfig.preset("tiny", lstm_split="tensor_split"))
+    split.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        a, sa = model(x, None)
+        b, sb = split(x, None)
+    assert torch.equal(a, b) and all(torch.equal(p, q) for hp, hq in zip(sa, sb) for p, q in zip(hp, hq))
+    print("lstm_split tensor_split == slices")
     check_against_official()
     print("check passed")
 

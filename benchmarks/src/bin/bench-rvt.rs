@@ -5,10 +5,13 @@
 //! The peer of issue 4 is RVT exported with torch.onnx and run in ONNX Runtime. When the PyTorch
 //! environment exists (`$PRISM_ENV/torch-venv`, `cargo xtask provision-torch`), the same network
 //! in PyTorch (`benchmarks/python/rvt_torch.py`, random weights) is exported with
-//! `torch.onnx.export` (opset 17) in this run and its file is timed by the same Python script
-//! as prism's file, alternating with it. Without it, the reference export's figures from the
-//! project's peer baselines (24.9 / 63.2 ms for rvt-tiny-gen1 / rvt-base-gen1, 2 threads, same kind
-//! of machine) are printed for context, marked as not measured in this run.
+//! `torch.onnx.export` (opset 17) in this run, twice: as RVT's own code writes the LSTM's gate
+//! split (`torch.tensor_split`, which the exporter turns into `Loop` blocks, as in the reference
+//! export) and with plain slices (a cleaner file than the reference's, the stricter peer). Both
+//! files are timed by the same Python script as prism's file, interleaved with it. Without the
+//! environment, the reference export's figures from the project's peer baselines (24.9 / 63.2 ms
+//! for rvt-tiny-gen1 / rvt-base-gen1, 2 threads, same kind of machine) are printed for context,
+//! marked as not measured in this run.
 //!
 //! `--baseline PRISM_BINARY` also exports each model with another build of prism (an A/B of
 //! exporter changes) and times that file in tract, ONNX Runtime via prism and Python
@@ -37,9 +40,13 @@ struct Row {
     nodes: usize,
     /// The baseline exporter's file: tract, ORT via prism, Python onnxruntime (ms), nodes.
     baseline: Option<(f64, f64, Option<f64>, usize)>,
-    /// The torch.onnx export of the same network, timed in Python onnxruntime beside prism's file.
-    peer: Option<Peer>,
+    /// The torch.onnx exports of the same network (one per [`PEERS`] entry, `None` where not
+    /// run), timed in Python onnxruntime beside prism's file.
+    peers: Vec<Option<Peer>>,
 }
+
+/// The torch.onnx peers: a label and the LSTM gate split `rvt_torch.py` is built with.
+const PEERS: [(&str, &str); 2] = [("RVT's ops (tensor_split)", "tensor_split"), ("clean slices", "slices")];
 
 /// The peer file's figures.
 #[derive(Debug, Clone, Copy)]
@@ -69,20 +76,37 @@ fn main() -> Result<()> {
     md.push_str(&format!(
         "`cargo xtask bench bench-rvt` — median of {runs} windows after 3 warm-up windows in Burn, tract and ONNX Runtime via prism; {} windows per file in Python onnxruntime, the files interleaved window by window; {threads} threads for ONNX Runtime and tract's default; random weights (latency does not depend on them). Load average before / after: {load_before} / {}.\n\n", 3 * runs, loadavg()
     ));
-    md.push_str("| model | Burn flex (ms) | tract (ms) | ONNX Runtime CPU via prism (ms) | Python onnxruntime, same file, beside the peer (ms) | peer: torch.onnx export, Python onnxruntime (ms) | peer file / prism file (paired) | nodes (prism / peer) |\n|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| model | Burn flex (ms) | tract (ms) | ONNX Runtime CPU via prism (ms) | Python onnxruntime, same file, beside the peers (ms) |");
+    for (label, _) in PEERS {
+        md.push_str(&format!(" peer, {label}: Python onnxruntime (ms) | peer / prism (paired) |"));
+    }
+    md.push_str(" nodes (prism");
+    for (label, _) in PEERS {
+        md.push_str(&format!(" / {label}"));
+    }
+    md.push_str(") |\n|---|---|---|---|---|");
+    md.push_str(&"---|---|".repeat(PEERS.len()));
+    md.push_str("---|\n");
     for r in &rows {
         // No prism-vs-Python ratio here: Python's figure comes from a process that interleaves
-        // two sessions, which inflates it on the larger models; bench-deploy compares prism's
-        // call with Python's properly.
+        // several sessions, which inflates it on the larger models; bench-deploy compares
+        // prism's call with Python's properly.
         let py = r.python_ort_ms.map_or_else(|| "not run".to_string(), |p| format!("{p:.1}"));
-        let (peer, vs, peer_nodes) = match r.peer {
-            Some(p) => (format!("{:.1}", p.ms), format!("{:.2}x", p.ratio), p.nodes.to_string()),
-            None => ("not run".into(), "–".into(), "–".into()),
-        };
-        md.push_str(&format!(
-            "| {} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} / {} |\n",
-            r.model, r.burn_ms, r.tract_ms, r.ort_ms, py, peer, vs, r.nodes, peer_nodes
-        ));
+        md.push_str(&format!("| {} | {:.1} | {:.1} | {:.1} | {} |", r.model, r.burn_ms, r.tract_ms, r.ort_ms, py));
+        let mut nodes = r.nodes.to_string();
+        for peer in &r.peers {
+            match peer {
+                Some(p) => {
+                    md.push_str(&format!(" {:.1} | {:.2}x |", p.ms, p.ratio));
+                    nodes.push_str(&format!(" / {}", p.nodes));
+                }
+                None => {
+                    md.push_str(" not run | – |");
+                    nodes.push_str(" / –");
+                }
+            }
+        }
+        md.push_str(&format!(" {nodes} |\n"));
     }
     if rows.iter().any(|r| r.baseline.is_some()) {
         md.push_str("\nA/B against a baseline build of prism (`--baseline`), same run: this build's file / the baseline's file.\n\n| model | tract (ms) | ONNX Runtime via prism (ms) | Python onnxruntime (ms) | nodes |\n|---|---|---|---|---|\n");
@@ -99,8 +123,8 @@ fn main() -> Result<()> {
             }
         }
     }
-    if rows.iter().any(|r| r.peer.is_some()) {
-        md.push_str("\nPeer: the same network in PyTorch (`benchmarks/python/rvt_torch.py`, random weights) exported in this run with `torch.onnx.export` (TorchScript exporter, opset 17), timed by the same script (`benchmarks/peers/rvt_ort_python.py`) as prism's file in the same process, the files interleaved window by window; \"paired\" is the median over rounds of the peer's time over prism's time in the same round (above 1: prism's file is faster). The reference export of the official RVT code (1553 nodes, with `Loop` blocks for the LSTM's `chunk`) ran rvt-tiny-gen1 in 24.9 ms and rvt-base-gen1 in 63.2 ms on the same kind of machine (`../shared/reference/peer-baselines.md`, not this run).\n");
+    if rows.iter().any(|r| r.peers.iter().any(Option::is_some)) {
+        md.push_str("\nPeers: the same network in PyTorch (`benchmarks/python/rvt_torch.py`, random weights) exported in this run with `torch.onnx.export` (TorchScript exporter, opset 17), once with the LSTM gate split RVT's own code writes (`torch.tensor_split`, exported as `Loop` blocks as in the reference export) and once with plain slices; each timed by the same script (`benchmarks/peers/rvt_ort_python.py`) as prism's file in the same process, the files interleaved window by window. \"paired\" is the median over rounds of the peer's time over prism's time in the same round (above 1: prism's file is faster). The reference export of the official RVT code (1553 nodes) ran rvt-tiny-gen1 in 24.9 ms and rvt-base-gen1 in 63.2 ms on the same kind of machine (`../shared/reference/peer-baselines.md`, not this run).\n");
     } else {
         md.push_str("\nContext, not measured in this run: the reference RVT exported with torch.onnx (1553 nodes) runs rvt-tiny-gen1 in 24.9 ms and rvt-base-gen1 in 63.2 ms per window in ONNX Runtime 1.31.1 CPU with 2 threads on the same kind of machine (`../shared/reference/peer-baselines.md`).\n");
     }
@@ -195,24 +219,24 @@ fn bench_model(
         }
         None => None,
     };
-    let peer_path = dir.join(format!("{name}-torch.onnx"));
-    let peer_nodes = if with_peer {
-        match export_torch_peer(&card, &peer_path) {
-            Ok(nodes) => Some(nodes),
-            Err(e) => {
-                eprintln!("{name}: torch.onnx peer not run: {e:#}");
-                None
+    // The peers' files and node counts (`None` where the export did not run).
+    let peer_files: Vec<Option<(std::path::PathBuf, usize)>> = PEERS
+        .iter()
+        .map(|(label, split)| {
+            if !with_peer {
+                return None;
             }
-        }
-    } else {
-        None
-    };
-    // Python onnxruntime on prism's file, the peer's file and the baseline's, in one process,
+            let peer_path = dir.join(format!("{name}-torch-{split}.onnx"));
+            export_torch_peer(&card, split, &peer_path)
+                .map(|nodes| (peer_path, nodes))
+                .map_err(|e| eprintln!("{name}: torch.onnx peer ({label}) not run: {e:#}"))
+                .ok()
+        })
+        .collect();
+    // Python onnxruntime on prism's file, the peers' files and the baseline's, in one process,
     // interleaved window by window (see `peers/rvt_ort_python.py`).
     let mut files = vec![path.clone()];
-    if peer_nodes.is_some() {
-        files.push(peer_path.clone());
-    }
+    files.extend(peer_files.iter().flatten().map(|(p, _)| p.clone()));
     if base.is_some() {
         files.push(base_path.clone());
     }
@@ -221,14 +245,17 @@ fn bench_model(
         .ok();
     let python_ort_ms = timed.as_ref().map(|t| t[0].0);
     let mut rest = timed.iter().flat_map(|t| t.iter().skip(1).copied());
-    let peer = peer_nodes.and_then(|n| rest.next().map(|(ms, ratio)| Peer { ms, ratio, nodes: n }));
+    let peers: Vec<Option<Peer>> = peer_files
+        .iter()
+        .map(|f| f.as_ref().and_then(|(_, nodes)| rest.next().map(|(ms, ratio)| Peer { ms, ratio, nodes: *nodes })))
+        .collect();
     let based = base.as_ref().and_then(|_| rest.next().map(|(ms, _)| ms));
     let baseline = base.map(|(tract, ort, nodes)| (tract, ort, based, nodes));
     if let Some(b) = baseline {
         eprintln!("{name}: baseline exporter's file: tract {:.1} ms, ort {:.1} ms, python ort {:?}, {} nodes", b.0, b.1, b.2, b.3);
     }
     eprintln!(
-        "{name}: burn {burn_ms:.1} ms, tract {tract_ms:.1} ms, ort {ort_ms:.1} ms, python ort {python_ort_ms:?}, torch.onnx peer {peer:?}"
+        "{name}: burn {burn_ms:.1} ms, tract {tract_ms:.1} ms, ort {ort_ms:.1} ms, python ort {python_ort_ms:?}, torch.onnx peers {peers:?}"
     );
     Ok(Row {
         model: name.into(),
@@ -238,12 +265,13 @@ fn bench_model(
         python_ort_ms,
         nodes: onnx.stats().nodes,
         baseline,
-        peer,
+        peers,
     })
 }
 
-/// Export the PyTorch RVT of `card` with torch.onnx into `out`; returns its node count.
-fn export_torch_peer(card: &ModelCard, out: &Path) -> Result<usize> {
+/// Export the PyTorch RVT of `card`, its LSTM gates split with `lstm_split`, with torch.onnx
+/// into `out`; returns its node count.
+fn export_torch_peer(card: &ModelCard, lstm_split: &str, out: &Path) -> Result<usize> {
     let env = prism_env();
     let python = env.join("torch-venv/bin/python");
     if !python.exists() {
@@ -267,6 +295,7 @@ fn export_torch_peer(card: &ModelCard, out: &Path) -> Result<usize> {
         "num_classes": m.num_classes,
         "partition_size": m.partition_size,
         "input_size": m.input_size,
+        "lstm_split": lstm_split,
     });
     let output = Command::new(python)
         .arg(root.join("peers/rvt_torch_onnx_peer.py"))
@@ -282,7 +311,7 @@ fn export_torch_peer(card: &ModelCard, out: &Path) -> Result<usize> {
     }
     let v: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     let nodes = v["nodes"].as_u64().context("no node count")? as usize;
-    eprintln!("{}: torch.onnx peer exported, {nodes} nodes", card.name);
+    eprintln!("{}: torch.onnx peer ({lstm_split}) exported, {nodes} nodes", card.name);
     Ok(nodes)
 }
 
