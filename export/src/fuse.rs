@@ -19,7 +19,8 @@
 //!   convolution with the taps rearranged to match), whose results are added. ONNX Runtime's
 //!   blocked (NCHWc) kernels would otherwise pad the input to the next multiple of 16 channels
 //!   and reorder all of it; tract is slow on a strided convolution of very few channels, which
-//!   the space-to-depth form avoids.
+//!   the space-to-depth form avoids. (Measured alternative: five 4-channel convolutions, summed,
+//!   ran rvt-tiny-gen1 1.04x faster in ONNX Runtime but rvt-tiny-1mpx 2.4x slower in tract.)
 
 use std::collections::{HashMap, HashSet};
 
