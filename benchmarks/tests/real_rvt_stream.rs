@@ -1,8 +1,8 @@
 //! A real RVT export through prism-deploy's `StreamDetector`: rvt-tiny-gen1 with the official
 //! RVT checkpoint of the project fixtures (`../shared/fixtures/rvt-official`, or
 //! `$PRISM_RVT_FIXTURES`) imported by prism-models and exported by prism-export, a synthetic Gen1
-//! recording streamed through tract and ONNX Runtime CPU, and the same windows run through the
-//! Burn model itself. All three must give the same detections: same windows, same classes in the
+//! recording streamed through tract (on the calling thread and with a 2-thread pool) and ONNX
+//! Runtime CPU, and the same windows run through the Burn model itself. All three must give the same detections: same windows, same classes in the
 //! same order, boxes within 1e-3 px, scores within 1e-4.
 //!
 //! It lives here, not in `deploy/tests`, because prism-deploy must never link Burn, not even in
@@ -238,13 +238,22 @@ fn stream_detector_on_a_real_rvt_export_matches_burn_on_tract_and_onnx_runtime()
         .fold(f32::INFINITY, f32::min);
     eprintln!("Burn keeps {kept} detections; smallest score gap between neighbours in a window {min_gap:.2e}");
 
-    let mut backends = vec![Backend::Tract];
+    // tract on the calling thread and with its own 2-thread pool, then ONNX Runtime.
+    let mut runs = vec![(Backend::Tract, None), (Backend::Tract, Some(2))];
     if ort_available() {
-        backends.push(Backend::OrtCpu);
+        runs.push((Backend::OrtCpu, None));
     }
     let mut results = Vec::new();
-    for backend in backends {
-        let engine = Arc::new(Engine::load(&path, &EngineOptions::new(backend)).unwrap());
+    for (backend, threads) in runs {
+        let options = EngineOptions {
+            intra_threads: threads,
+            ..EngineOptions::new(backend)
+        };
+        let engine = Arc::new(Engine::load(&path, &options).unwrap());
+        let backend = match threads {
+            Some(n) => format!("{backend} ({n} threads)"),
+            None => format!("{backend} (default threads)"),
+        };
         let mut detector = StreamDetector::new(engine).unwrap();
         let windows = stream(&mut detector, &events);
         assert_eq!(windows.len(), burn.len(), "{backend}: window count");
@@ -256,7 +265,7 @@ fn stream_detector_on_a_real_rvt_export_matches_burn_on_tract_and_onnx_runtime()
         eprintln!("{backend}: same detections as Burn in all {} windows; largest box difference {worst:.2e} px", windows.len());
         results.push((backend, windows));
     }
-    if let [(_, tract), (_, ort)] = results.as_slice() {
+    if let [(_, tract), _, (_, ort)] = results.as_slice() {
         let mut worst = 0f32;
         for (a, b) in tract.iter().zip(ort) {
             worst = worst.max(assert_same(&a.detections, &b.detections, &format!("tract vs ort-cpu, window {}", a.end_us)));

@@ -331,6 +331,27 @@ fn backend_names_parse() {
     assert!(err.to_string().contains("expected one of: tract, ort-cpu"), "{err}");
 }
 
+/// tract with its own 2-thread pool (`intra_threads`) streams the same detections as the
+/// reference, and as tract on the calling thread.
+#[test]
+fn tract_thread_pool_gives_the_same_detections() {
+    let Some(dir) = fixtures("tract_thread_pool_gives_the_same_detections") else { return };
+    let events = events(dir);
+    let reference = rvt_reference(dir);
+    let single = run_stream(&mut StreamDetector::new(engine(dir, "rvt_tiny.onnx", Backend::Tract)).unwrap(), &events, &[4096]);
+    let options = EngineOptions {
+        intra_threads: Some(2),
+        ..EngineOptions::new(Backend::Tract)
+    };
+    let pooled = Arc::new(Engine::load(dir.join("rvt_tiny.onnx"), &options).unwrap());
+    let windows = run_stream(&mut StreamDetector::new(pooled).unwrap(), &events, &[4096]);
+    check_against_reference(&windows, &reference, "tract, 2 threads");
+    for (a, b) in single.iter().zip(&windows) {
+        assert_eq!(a.end_us, b.end_us);
+        assert_same(&a.detections, &b.detections, 1e-4, "tract 1 vs 2 threads");
+    }
+}
+
 #[test]
 fn ort_thread_options_give_the_same_outputs() {
     let test = "ort_thread_options_give_the_same_outputs";

@@ -74,7 +74,7 @@ fn main() -> Result<()> {
     }
     let mut md = String::from("# RVT latency per window (batch 1, state carried, CPU)\n\n");
     md.push_str(&format!(
-        "`cargo xtask bench bench-rvt` — median of {runs} windows after 3 warm-up windows in Burn, tract and ONNX Runtime via prism; {} windows per file in Python onnxruntime, the files interleaved window by window; {threads} threads for ONNX Runtime and tract's default; random weights (latency does not depend on them). Load average before / after: {load_before} / {}.\n\n", 3 * runs, loadavg()
+        "`cargo xtask bench bench-rvt` — median of {runs} windows after 3 warm-up windows in Burn, tract and ONNX Runtime via prism; {} windows per file in Python onnxruntime, the files interleaved window by window; {threads} threads for ONNX Runtime and for tract (its own pool); Burn flex uses its default; random weights (latency does not depend on them). Load average before / after: {load_before} / {}.\n\n", 3 * runs, loadavg()
     ));
     md.push_str("| model | Burn flex (ms) | tract (ms) | ONNX Runtime CPU via prism (ms) | Python onnxruntime, same file, beside the peers (ms) |");
     for (label, _) in PEERS {

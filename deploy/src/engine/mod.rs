@@ -95,7 +95,9 @@ pub struct TensorRtOptions {
 #[derive(Debug, Clone, Default)]
 pub struct EngineOptions {
     pub backend: Backend,
-    /// ONNX Runtime: threads within one operator (`None`: ORT's default, one per core).
+    /// Threads within one operator. ONNX Runtime: `None` is ORT's default, one per core. tract:
+    /// `None` or 1 runs on the calling thread; above 1 the engine gets its own pool of that many
+    /// threads for matrix products and convolutions.
     pub intra_threads: Option<usize>,
     /// ONNX Runtime: threads across independent operators (`None`: ORT's default).
     pub inter_threads: Option<usize>,
@@ -217,7 +219,7 @@ impl Engine {
         }
         let (runner, inputs, outputs, spec_json) = match options.backend {
             Backend::Tract => {
-                let l = tract::TractRunner::load(path)?;
+                let l = tract::TractRunner::load(path, options.intra_threads)?;
                 (Runner::Tract(l.runner), l.inputs, l.outputs, l.spec_json)
             }
             _ => {

@@ -20,7 +20,10 @@ pub(crate) struct TractRunner {
 }
 
 impl TractRunner {
-    pub(crate) fn load(path: &Path) -> Result<Loaded<Self>> {
+    /// Loads `path`; `threads` above 1 give the plan its own pool of that many threads for
+    /// tract's matrix products (convolutions and linear layers), else it runs on the caller's
+    /// thread.
+    pub(crate) fn load(path: &Path, threads: Option<usize>) -> Result<Loaded<Self>> {
         let bad = |reason: String| DeployError::BadModel {
             path: path.into(),
             backend: NAME,
@@ -61,9 +64,13 @@ impl TractRunner {
                     .map_err(|e| bad(format!("input `{}`: {e:#}", info.name)))?;
             }
         }
+        let options = tract_onnx::tract_core::runtime::RunOptions {
+            executor: threads.filter(|&n| n > 1).map(tract_linalg::multithread::Executor::multithread),
+            ..Default::default()
+        };
         let plan = model
             .into_optimized()
-            .and_then(|m| m.into_runnable())
+            .and_then(|m| m.into_runnable_with_options(&options))
             .map_err(|e| bad(format!("{e:#}")))?;
         Ok(Loaded {
             runner: Self { plan },

@@ -29,7 +29,9 @@ pub struct EngineArgs {
     /// tract | ort-cpu | ort-cuda | ort-tensorrt.
     #[arg(long, default_value = "tract")]
     pub backend: Backend,
-    /// ONNX Runtime intra-op threads (default: ORT's choice).
+    /// Threads within one operator: ONNX Runtime's intra-op threads (default: one per core);
+    /// tract: a pool of this many threads for convolutions and matrix products (default: none,
+    /// the calling thread).
     #[arg(long)]
     pub threads: Option<usize>,
     /// libonnxruntime to load (default: $ORT_DYLIB_PATH, else the `cargo xtask` wheel).
