@@ -125,11 +125,7 @@ fn pattern(len: usize, w: usize) -> Vec<f32> {
 fn recurrent_buffers_match_engine_runs_with_the_state_carried_by_hand() {
     let test = "recurrent_buffers_match_engine_runs_with_the_state_carried_by_hand";
     let Some(dir) = fixtures(test) else { return };
-    let mut backends = vec![Backend::Tract];
-    if ort_available(test) {
-        backends.push(Backend::OrtCpu);
-    }
-    for backend in backends {
+    for backend in cpu_backends(test) {
         let engine = engine(dir, "rvt_tiny.onnx", backend);
         let spec = engine.spec().clone();
         let mut recurrent = Recurrent::new(engine.clone()).unwrap();
@@ -195,11 +191,7 @@ fn frame_detector_matches_the_reference_on_both_backends() {
     let image = f32_file(&dir.join("frame_input.bin"));
     let reference = frame_reference(dir);
     assert!(!reference.detections.is_empty());
-    let mut backends = vec![Backend::Tract];
-    if ort_available(test) {
-        backends.push(Backend::OrtCpu);
-    }
-    for backend in backends {
+    for backend in cpu_backends(test) {
         let mut d = FrameDetector::new(engine(dir, "frame_tiny.onnx", backend)).unwrap();
         let got = d.detect(&image, &[1, 3, 32, 32]).unwrap().to_vec();
         assert_matches_reference(&got, &reference.detections, 1e-3, backend.name());
@@ -212,11 +204,7 @@ fn frame_detector_matches_the_reference_on_both_backends() {
 fn engine_reads_the_spec_and_rejects_bad_inputs() {
     let test = "engine_reads_the_spec_and_rejects_bad_inputs";
     let Some(dir) = fixtures(test) else { return };
-    let mut backends = vec![Backend::Tract];
-    if ort_available(test) {
-        backends.push(Backend::OrtCpu);
-    }
-    for backend in backends {
+    for backend in cpu_backends(test) {
         let e = engine(dir, "rvt_tiny.onnx", backend);
         assert_eq!(e.spec().model, "rvt-tiny-test");
         let names: Vec<&str> = e.inputs().iter().map(|i| i.name.as_str()).collect();
@@ -273,11 +261,7 @@ fn bad_models_give_clear_errors() {
     let Some(dir) = fixtures(test) else { return };
     let garbage = dir.join("garbage.onnx");
     std::fs::write(&garbage, b"this is not a protobuf at all").unwrap();
-    let mut backends = vec![Backend::Tract];
-    if ort_available(test) {
-        backends.push(Backend::OrtCpu);
-    }
-    for backend in backends {
+    for backend in cpu_backends(test) {
         let load = |file: &str| Engine::load(dir.join(file), &EngineOptions::new(backend)).unwrap_err();
         let err = load("no_meta.onnx");
         assert!(matches!(err, DeployError::NoSpec { .. }), "{backend}: {err}");

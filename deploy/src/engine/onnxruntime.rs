@@ -238,8 +238,6 @@ pub(crate) struct OrtRecurrent {
     backend: &'static str,
     /// Allocates the state sets: the host's default allocator, or the session's CUDA allocator.
     state_allocator: Allocator,
-    /// Whether `state_allocator`'s memory is host memory (readable and writable in place).
-    state_on_host: bool,
     /// The network input; `None` only while a run holds it.
     input: Option<DynValue>,
     /// The state to read next, spec order; `None` only while a run holds them.
@@ -296,7 +294,6 @@ impl OrtRunner {
         let mut r = OrtRecurrent {
             backend,
             state_allocator,
-            state_on_host: self.state_device.is_none(),
             input: Some(zeros(backend, &layout.input_shape)?),
             states: Vec::new(),
             read: Vec::new(),
@@ -357,6 +354,11 @@ impl OrtRecurrent {
         }
     }
 
+    /// Whether the state lives in host memory (readable and writable in place).
+    fn state_on_host(&self) -> bool {
+        self.state_allocator.memory_info().allocation_device() == AllocationDevice::CPU
+    }
+
     fn zero_set(&self) -> Result<Vec<Option<DynValue>>> {
         self.state_shapes.iter().map(|s| self.zero_state(s).map(Some)).collect()
     }
@@ -364,7 +366,7 @@ impl OrtRecurrent {
     /// A zeroed state tensor of `shape` where the state lives: filled in place in host memory,
     /// copied from a host tensor of zeros into device memory.
     fn zero_state(&self, shape: &[usize]) -> Result<DynValue> {
-        if self.state_on_host {
+        if self.state_on_host() {
             return zeros(self.backend, shape);
         }
         let fail = |e: ort::Error| self.fail(format!("cannot zero a {shape:?} state tensor on the device: {e}"));
@@ -496,7 +498,7 @@ impl OrtRecurrent {
         let Some(Some(v)) = self.states.get(k) else {
             return Err(DeployError::Input(format!("no state {k}")));
         };
-        if self.state_on_host {
+        if self.state_on_host() {
             return v.try_extract_tensor::<f32>().map(|(_, d)| Cow::Borrowed(d)).map_err(fail);
         }
         let on_host = v
@@ -511,9 +513,10 @@ impl OrtRecurrent {
     /// Zeroes the state to read. A state lost to a failed run, or one in device memory, is
     /// allocated again, zeroed.
     pub(crate) fn reset(&mut self) -> Result<()> {
+        let on_host = self.state_on_host();
         for (k, shape) in self.state_shapes.iter().enumerate() {
             match &mut self.states[k] {
-                Some(v) if self.state_on_host => v
+                Some(v) if on_host => v
                     .try_extract_tensor_mut::<f32>()
                     .map_err(|e| DeployError::Inference {
                         backend: self.backend,

@@ -68,6 +68,16 @@ pub fn ort_available(test: &str) -> bool {
     }
 }
 
+/// The CPU backends to test: tract, and ONNX Runtime CPU where its library is available (else
+/// skipped or failed as [`ort_available`] decides).
+pub fn cpu_backends(test: &str) -> Vec<prism_deploy::Backend> {
+    let mut backends = vec![prism_deploy::Backend::Tract];
+    if ort_available(test) {
+        backends.push(prism_deploy::Backend::OrtCpu);
+    }
+    backends
+}
+
 /// The synthetic event stream the references were computed on.
 pub fn events(dir: &Path) -> EventChunk {
     let read = |name: &str| std::fs::read(dir.join(format!("events_{name}.bin"))).unwrap();
