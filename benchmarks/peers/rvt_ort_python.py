@@ -8,7 +8,9 @@ run in turn, window by window (each timed window follows an untimed one of the s
 20 ms pause lets the previous session's thread pool stop spinning), so that drift in the
 machine's speed hits every file alike. Prints one JSON line: the median ms per window of each
 file, in order, and for each file the median over rounds of its time divided by the first
-file's time in the same round (the paired ratio, robust to drift).
+file's time in the same round (the paired ratio, robust to drift), a 95% bootstrap interval of
+that median (2000 resamples of the rounds, fixed seed) and the number of rounds in which the
+file was slower than the first file.
 """
 import json
 import sys
@@ -55,9 +57,21 @@ for i in range(runs):
         streams[j].window()
         times[j].append(streams[j].window())
         time.sleep(0.02)
-ratios = [float(np.median(np.array(t) / np.array(times[0]))) for t in times]
+per_round = [np.array(t) / np.array(times[0]) for t in times]
+
+
+def interval(r):
+    """95% bootstrap interval of the median of the per-round ratios `r`."""
+    rng = np.random.default_rng(0)
+    medians = np.median(rng.choice(r, size=(2000, len(r)), replace=True), axis=1)
+    return [float(np.percentile(medians, 2.5)), float(np.percentile(medians, 97.5))]
+
+
 print(json.dumps({
     "median_ms": [float(np.median(t)) for t in times],
-    "paired_ratio": ratios,
+    "paired_ratio": [float(np.median(r)) for r in per_round],
+    "paired_ci95": [interval(r) for r in per_round],
+    "rounds_slower": [int(np.sum(r > 1.0)) for r in per_round],
+    "rounds": runs,
     "onnxruntime": ort.__version__,
 }))

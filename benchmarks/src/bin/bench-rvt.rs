@@ -51,10 +51,10 @@ const PEERS: [(&str, &str); 2] = [("RVT's ops (tensor_split)", "tensor_split"), 
 /// The peer file's figures.
 #[derive(Debug, Clone, Copy)]
 struct Peer {
-    /// Median ms per window in Python onnxruntime.
-    ms: f64,
-    /// Median over rounds of (prism's file / peer's file) in the same round.
-    ratio: f64,
+    /// Python onnxruntime timing, paired with prism's file (the ratio is peer / prism).
+    timed: Timed,
+    /// Rounds timed.
+    rounds: usize,
     nodes: usize,
 }
 
@@ -62,7 +62,7 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
     let models = value("--models").unwrap_or_else(|| "rvt-tiny-gen1,rvt-base-gen1,rvt-tiny-1mpx,rvt-base-1mpx".into());
-    let runs: usize = value("--runs").map(|v| v.parse()).transpose()?.unwrap_or(10);
+    let runs: usize = value("--runs").map(|v| v.parse()).transpose()?.unwrap_or(20);
     let threads: usize = value("--threads").map(|v| v.parse()).transpose()?.unwrap_or(2);
     let with_peer = !args.iter().any(|a| a == "--no-peer");
     let baseline = value("--baseline").map(std::path::PathBuf::from);
@@ -78,7 +78,7 @@ fn main() -> Result<()> {
     ));
     md.push_str("| model | Burn flex (ms) | tract (ms) | ONNX Runtime CPU via prism (ms) | Python onnxruntime, same file, beside the peers (ms) |");
     for (label, _) in PEERS {
-        md.push_str(&format!(" peer, {label}: Python onnxruntime (ms) | peer / prism (paired) |"));
+        md.push_str(&format!(" peer, {label}: Python onnxruntime (ms) | peer / prism (paired; 95% interval; rounds prism faster) |"));
     }
     md.push_str(" nodes (prism");
     for (label, _) in PEERS {
@@ -97,7 +97,11 @@ fn main() -> Result<()> {
         for peer in &r.peers {
             match peer {
                 Some(p) => {
-                    md.push_str(&format!(" {:.1} | {:.2}x |", p.ms, p.ratio));
+                    let t = p.timed;
+                    md.push_str(&format!(
+                        " {:.1} | {:.2}x ({:.2}–{:.2}; {}/{}) |",
+                        t.ms, t.ratio, t.ci95.0, t.ci95.1, t.rounds_slower, p.rounds
+                    ));
                     nodes.push_str(&format!(" / {}", p.nodes));
                 }
                 None => {
@@ -124,7 +128,7 @@ fn main() -> Result<()> {
         }
     }
     if rows.iter().any(|r| r.peers.iter().any(Option::is_some)) {
-        md.push_str("\nPeers: the same network in PyTorch (`benchmarks/python/rvt_torch.py`, random weights) exported in this run with `torch.onnx.export` (TorchScript exporter, opset 17), once with the LSTM gate split RVT's own code writes (`torch.tensor_split`, exported as `Loop` blocks as in the reference export) and once with plain slices; each timed by the same script (`benchmarks/peers/rvt_ort_python.py`) as prism's file in the same process, the files interleaved window by window. \"paired\" is the median over rounds of the peer's time over prism's time in the same round (above 1: prism's file is faster). The reference export of the official RVT code (1553 nodes) ran rvt-tiny-gen1 in 24.9 ms and rvt-base-gen1 in 63.2 ms on the same kind of machine (`../shared/reference/peer-baselines.md`, not this run).\n");
+        md.push_str("\nPeers: the same network in PyTorch (`benchmarks/python/rvt_torch.py`, random weights) exported in this run with `torch.onnx.export` (TorchScript exporter, opset 17), once with the LSTM gate split RVT's own code writes (`torch.tensor_split`, exported as `Loop` blocks as in the reference export) and once with plain slices; each timed by the same script (`benchmarks/peers/rvt_ort_python.py`) as prism's file in the same process, the files interleaved window by window. \"paired\" is the median over rounds of the peer's time over prism's time in the same round (above 1: prism's file is faster), with a 95% bootstrap interval of that median (2000 resamples of the rounds) and the number of rounds in which prism's file was the faster of the two. The reference export of the official RVT code (1553 nodes) ran rvt-tiny-gen1 in 24.9 ms and rvt-base-gen1 in 63.2 ms on the same kind of machine (`../shared/reference/peer-baselines.md`, not this run).\n");
     } else {
         md.push_str("\nContext, not measured in this run: the reference RVT exported with torch.onnx (1553 nodes) runs rvt-tiny-gen1 in 24.9 ms and rvt-base-gen1 in 63.2 ms per window in ONNX Runtime 1.31.1 CPU with 2 threads on the same kind of machine (`../shared/reference/peer-baselines.md`).\n");
     }
@@ -243,13 +247,13 @@ fn bench_model(
     let timed = python_ort(&files, threads, 3 * runs)
         .map_err(|e| eprintln!("{name}: Python onnxruntime not run: {e:#}"))
         .ok();
-    let python_ort_ms = timed.as_ref().map(|t| t[0].0);
+    let python_ort_ms = timed.as_ref().map(|t| t[0].ms);
     let mut rest = timed.iter().flat_map(|t| t.iter().skip(1).copied());
     let peers: Vec<Option<Peer>> = peer_files
         .iter()
-        .map(|f| f.as_ref().and_then(|(_, nodes)| rest.next().map(|(ms, ratio)| Peer { ms, ratio, nodes: *nodes })))
+        .map(|f| f.as_ref().and_then(|(_, nodes)| rest.next().map(|timed| Peer { timed, rounds: 3 * runs, nodes: *nodes })))
         .collect();
-    let based = base.as_ref().and_then(|_| rest.next().map(|(ms, _)| ms));
+    let based = base.as_ref().and_then(|_| rest.next().map(|t| t.ms));
     let baseline = base.map(|(tract, ort, nodes)| (tract, ort, based, nodes));
     if let Some(b) = baseline {
         eprintln!("{name}: baseline exporter's file: tract {:.1} ms, ort {:.1} ms, python ort {:?}, {} nodes", b.0, b.1, b.2, b.3);
@@ -315,9 +319,21 @@ fn export_torch_peer(card: &ModelCard, lstm_split: &str, out: &Path) -> Result<u
     Ok(nodes)
 }
 
-/// Time `models` in Python onnxruntime, interleaved; per file (median ms per window, median of
-/// its time over the first file's time in the same round).
-fn python_ort(models: &[std::path::PathBuf], threads: usize, runs: usize) -> Result<Vec<(f64, f64)>> {
+/// One file's figures from the Python onnxruntime timing.
+#[derive(Debug, Clone, Copy)]
+struct Timed {
+    /// Median ms per window.
+    ms: f64,
+    /// Median over rounds of its time over the first file's time in the same round.
+    ratio: f64,
+    /// 95% bootstrap interval of `ratio`.
+    ci95: (f64, f64),
+    /// Rounds in which it was slower than the first file.
+    rounds_slower: usize,
+}
+
+/// Time `models` in Python onnxruntime, interleaved, `runs` rounds (see `peers/rvt_ort_python.py`).
+fn python_ort(models: &[std::path::PathBuf], threads: usize, runs: usize) -> Result<Vec<Timed>> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/rvt_ort_python.py");
     let list: Vec<String> = models.iter().map(|m| m.display().to_string()).collect();
     let out = Command::new(prism_env().join("venv/bin/python"))
@@ -331,13 +347,24 @@ fn python_ort(models: &[std::path::PathBuf], threads: usize, runs: usize) -> Res
         bail!("{}", String::from_utf8_lossy(&out.stderr));
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let numbers = |key: &str| -> Result<Vec<f64>> {
-        v[key]
-            .as_array()
-            .with_context(|| format!("no {key}"))?
-            .iter()
-            .map(|x| x.as_f64().with_context(|| format!("{key}: not a number")))
-            .collect()
+    let number = |x: &serde_json::Value, key: &str| x.as_f64().with_context(|| format!("{key}: not a number"));
+    let list = |key: &str| -> Result<&Vec<serde_json::Value>> {
+        let items = v[key].as_array().with_context(|| format!("no {key}"))?;
+        if items.len() != models.len() {
+            bail!("{key}: {} entries for {} files", items.len(), models.len());
+        }
+        Ok(items)
     };
-    Ok(numbers("median_ms")?.into_iter().zip(numbers("paired_ratio")?).collect())
+    let (ms, ratio, ci, slower) = (list("median_ms")?, list("paired_ratio")?, list("paired_ci95")?, list("rounds_slower")?);
+    (0..models.len())
+        .map(|i| {
+            let bounds = ci[i].as_array().filter(|b| b.len() == 2).context("paired_ci95: not a pair")?;
+            Ok(Timed {
+                ms: number(&ms[i], "median_ms")?,
+                ratio: number(&ratio[i], "paired_ratio")?,
+                ci95: (number(&bounds[0], "paired_ci95")?, number(&bounds[1], "paired_ci95")?),
+                rounds_slower: slower[i].as_u64().context("rounds_slower: not a count")? as usize,
+            })
+        })
+        .collect()
 }
