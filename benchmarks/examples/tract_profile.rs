@@ -3,6 +3,8 @@
 //!
 //! usage: cargo run --release -p prism-benchmarks --example tract_profile -- MODEL.onnx [RUNS] [THREADS]
 use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -61,16 +63,21 @@ fn main() -> Result<()> {
     }
     let mut kinds: Vec<_> = by_kind.into_iter().collect();
     kinds.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
-    println!("{path}: {:.1} ms per run ({threads} threads), {} nodes", total / runs, model.nodes().len());
+    let mut report = String::new();
+    writeln!(report, "{path}: {:.1} ms per run ({threads} threads), {} nodes", total / runs, model.nodes().len())?;
     for (kind, (ms, n)) in kinds.iter().take(20) {
-        println!("{kind:32} {ms:8.2} ms {:5.1}%  ({n} nodes)", 100.0 * ms * runs / total);
+        writeln!(report, "{kind:32} {ms:8.2} ms {:5.1}%  ({n} nodes)", 100.0 * ms * runs / total)?;
     }
     let mut nodes: Vec<_> = per_node.into_iter().collect();
     nodes.sort_by(|a, b| b.1.total_cmp(&a.1));
     for (id, ms) in nodes.iter().take(25) {
         let node = model.node(*id);
         let facts: Vec<String> = model.node_input_facts(*id)?.iter().map(|f| format!("{:?}", f.shape)).collect();
-        println!("{:7.3} ms  {} {}  in {}", ms / runs, node.op().name(), node.name, facts.join(" "));
+        writeln!(report, "{:7.3} ms  {} {}  in {}", ms / runs, node.op().name(), node.name, facts.join(" "))?;
     }
-    Ok(())
+    // A closed pipe (`| head`) is not an error worth a panic.
+    match std::io::stdout().write_all(report.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
