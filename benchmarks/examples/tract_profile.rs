@@ -1,5 +1,6 @@
 //! Where tract spends its time on an ONNX file: every node of the optimised plan timed over a
-//! few runs (inputs random, state inputs zero), summed by operator kind, plus the slowest nodes.
+//! few runs (every input filled with the same fixed pattern), summed by operator kind, plus the
+//! slowest nodes.
 //!
 //! usage: cargo run --release -p prism-benchmarks --example tract_profile -- MODEL.onnx [RUNS] [THREADS]
 use std::collections::HashMap;

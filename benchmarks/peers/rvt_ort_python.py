@@ -72,6 +72,5 @@ print(json.dumps({
     "paired_ratio": [float(np.median(r)) for r in per_round],
     "paired_ci95": [interval(r) for r in per_round],
     "rounds_slower": [int(np.sum(r > 1.0)) for r in per_round],
-    "rounds": runs,
     "onnxruntime": ort.__version__,
 }))

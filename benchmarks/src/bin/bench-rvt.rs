@@ -53,8 +53,6 @@ const PEERS: [(&str, &str); 2] = [("RVT's ops (tensor_split)", "tensor_split"), 
 struct Peer {
     /// Python onnxruntime timing, paired with prism's file (the ratio is peer / prism).
     timed: Timed,
-    /// Rounds timed.
-    rounds: usize,
     nodes: usize,
 }
 
@@ -66,15 +64,17 @@ fn main() -> Result<()> {
     let threads: usize = value("--threads").map(|v| v.parse()).transpose()?.unwrap_or(2);
     let with_peer = !args.iter().any(|a| a == "--no-peer");
     let baseline = value("--baseline").map(std::path::PathBuf::from);
+    // Python's windows are timed in rounds over all files, three per window timed in Rust.
+    let python_rounds = 3 * runs;
     let dir = tempfile::tempdir()?;
     let load_before = loadavg();
     let mut rows = Vec::new();
     for name in models.split(',') {
-        rows.push(bench_model(name, runs, threads, with_peer, baseline.as_deref(), dir.path())?);
+        rows.push(bench_model(name, runs, python_rounds, threads, with_peer, baseline.as_deref(), dir.path())?);
     }
     let mut md = String::from("# RVT latency per window (batch 1, state carried, CPU)\n\n");
     md.push_str(&format!(
-        "`cargo xtask bench bench-rvt` — median of {runs} windows after 3 warm-up windows in Burn, tract and ONNX Runtime via prism; {} windows per file in Python onnxruntime, the files interleaved window by window; {threads} threads for ONNX Runtime and for tract (its own pool); Burn flex uses its default; random weights (latency does not depend on them). Load average before / after: {load_before} / {}.\n\n", 3 * runs, loadavg()
+        "`cargo xtask bench bench-rvt` — median of {runs} windows after 3 warm-up windows in Burn, tract and ONNX Runtime via prism; {} windows per file in Python onnxruntime, the files interleaved window by window; {threads} threads for ONNX Runtime and for tract (its own pool); Burn flex uses its default; random weights (latency does not depend on them). Load average before / after: {load_before} / {}.\n\n", python_rounds, loadavg()
     ));
     md.push_str("| model | Burn flex (ms) | tract (ms) | ONNX Runtime CPU via prism (ms) | Python onnxruntime, same file, beside the peers (ms) |");
     for (label, _) in PEERS {
@@ -100,7 +100,7 @@ fn main() -> Result<()> {
                     let t = p.timed;
                     md.push_str(&format!(
                         " {:.1} | {:.2}x ({:.2}–{:.2}; {}/{}) |",
-                        t.ms, t.ratio, t.ci95.0, t.ci95.1, t.rounds_slower, p.rounds
+                        t.ms, t.ratio, t.ci95.0, t.ci95.1, t.rounds_slower, python_rounds
                     ));
                     nodes.push_str(&format!(" / {}", p.nodes));
                 }
@@ -142,6 +142,7 @@ fn main() -> Result<()> {
 fn bench_model(
     name: &str,
     runs: usize,
+    python_rounds: usize,
     threads: usize,
     with_peer: bool,
     baseline: Option<&Path>,
@@ -244,14 +245,14 @@ fn bench_model(
     if base.is_some() {
         files.push(base_path.clone());
     }
-    let timed = python_ort(&files, threads, 3 * runs)
+    let timed = python_ort(&files, threads, python_rounds)
         .map_err(|e| eprintln!("{name}: Python onnxruntime not run: {e:#}"))
         .ok();
     let python_ort_ms = timed.as_ref().map(|t| t[0].ms);
     let mut rest = timed.iter().flat_map(|t| t.iter().skip(1).copied());
     let peers: Vec<Option<Peer>> = peer_files
         .iter()
-        .map(|f| f.as_ref().and_then(|(_, nodes)| rest.next().map(|timed| Peer { timed, rounds: 3 * runs, nodes: *nodes })))
+        .map(|f| f.as_ref().and_then(|(_, nodes)| rest.next().map(|timed| Peer { timed, nodes: *nodes })))
         .collect();
     let based = base.as_ref().and_then(|_| rest.next().map(|t| t.ms));
     let baseline = base.map(|(tract, ort, nodes)| (tract, ort, based, nodes));
