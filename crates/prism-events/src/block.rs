@@ -22,12 +22,15 @@ pub struct BlockReader {
     /// File offset of `buf[0]`.
     base: u64,
     eof: bool,
+    /// File length when opened, for progress.
+    total: u64,
 }
 
 impl BlockReader {
     /// Opens `path` positioned at `offset`.
     pub fn open(path: &Path, offset: u64) -> Result<Self> {
         let file = File::open(path).map_err(|e| EventError::io(path, e))?;
+        let total = file.metadata().map(|m| m.len()).unwrap_or(0);
         let mut reader = Self {
             path: path.to_path_buf(),
             file,
@@ -36,6 +39,7 @@ impl BlockReader {
             len: 0,
             base: 0,
             eof: false,
+            total,
         };
         reader.seek(offset)?;
         Ok(reader)
@@ -69,6 +73,11 @@ impl BlockReader {
     #[inline]
     pub fn available(&self) -> &[u8] {
         &self.buf[self.pos..self.len]
+    }
+
+    /// Bytes consumed and the file's length (when opened), for progress.
+    pub fn progress(&self) -> (u64, u64) {
+        (self.offset().min(self.total), self.total)
     }
 
     /// File offset of the first unread byte.

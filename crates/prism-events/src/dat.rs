@@ -106,7 +106,7 @@ impl DatReader {
             header.data_offset + 2
         };
         src.seek(data_offset)?;
-        let sensor = header.geometry().or(options.sensor_size);
+        let sensor = header.geometry(path)?.or(options.sensor_size);
         Ok(Self {
             src,
             clock: Clock::default(),
@@ -256,5 +256,9 @@ impl EventReader for DatReader {
 
     fn stats(&self) -> &ReaderStats {
         &self.stats
+    }
+
+    fn progress(&self) -> (u64, u64) {
+        self.src.progress()
     }
 }

@@ -20,19 +20,23 @@ pub enum EventError {
         offset: u64,
         reason: String,
     },
-    #[error("{path}: event at byte {offset} lies outside the {width}x{height} sensor (x={x}, y={y})")]
+    #[error("{path}: the event {} lies outside the {width}x{height} sensor (x={x}, y={y})", .unit.place(*.offset))]
     OutOfBounds {
         path: PathBuf,
         offset: u64,
+        /// What `offset` counts.
+        unit: OffsetUnit,
         x: u32,
         y: u32,
         width: u16,
         height: u16,
     },
-    #[error("{path}: timestamp goes backwards at byte {offset} ({prev} µs then {t} µs)")]
+    #[error("{path}: the timestamp goes backwards at the event {} ({prev} µs then {t} µs)", .unit.place(*.offset))]
     TimeBackwards {
         path: PathBuf,
         offset: u64,
+        /// What `offset` counts.
+        unit: OffsetUnit,
         prev: i64,
         t: i64,
     },
@@ -57,6 +61,24 @@ pub enum EventError {
     /// Events handed to the windowing or a representation are not sorted by time.
     #[error("event {index}: timestamp {t} µs is before the previous one ({prev} µs)")]
     Unsorted { index: usize, prev: i64, t: i64 },
+}
+
+/// What the `offset` of an error counts: bytes into the file (the binary formats) or events
+/// (HDF5 columns, the writers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetUnit {
+    Byte,
+    Event,
+}
+
+impl OffsetUnit {
+    /// `at byte 120` or `number 7`, after "the event".
+    pub fn place(self, offset: u64) -> String {
+        match self {
+            Self::Byte => format!("at byte {offset}"),
+            Self::Event => format!("number {offset}"),
+        }
+    }
 }
 
 impl EventError {

@@ -70,7 +70,7 @@ impl Evt2Reader {
                 });
             }
         }
-        let sensor = header.geometry().or(options.sensor_size);
+        let sensor = header.geometry(path)?.or(options.sensor_size);
         Ok(Self {
             src: BlockReader::open(path, header.data_offset)?,
             state: State::default(),
@@ -216,5 +216,9 @@ impl EventReader for Evt2Reader {
 
     fn stats(&self) -> &ReaderStats {
         &self.stats
+    }
+
+    fn progress(&self) -> (u64, u64) {
+        self.src.progress()
     }
 }

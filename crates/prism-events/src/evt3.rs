@@ -140,7 +140,7 @@ impl Evt3Reader {
                 });
             }
         }
-        let sensor = header.geometry().or(options.sensor_size);
+        let sensor = header.geometry(path)?.or(options.sensor_size);
         let src = BlockReader::open(path, header.data_offset)?;
         Ok(Self {
             src,
@@ -200,6 +200,10 @@ impl EventReader for Evt3Reader {
 
     fn stats(&self) -> &ReaderStats {
         &self.stats
+    }
+
+    fn progress(&self) -> (u64, u64) {
+        self.src.progress()
     }
 }
 

@@ -242,7 +242,7 @@ impl Hdf5Reader {
             len,
             next: 0,
             block: Block::default(),
-            gate: Gate::new(&options, sensor),
+            gate: Gate::new(&options, sensor).counting_events(),
             sensor,
             chunk_events: options.chunk_events.max(1),
             stats: ReaderStats::default(),
@@ -355,6 +355,10 @@ impl EventReader for Hdf5Reader {
 
     fn stats(&self) -> &ReaderStats {
         &self.stats
+    }
+
+    fn progress(&self) -> (u64, u64) {
+        (self.next as u64, self.len as u64)
     }
 }
 

@@ -87,29 +87,47 @@ impl Header {
     }
 
     /// Sensor size from `% geometry WxH`, from `% format NAME;height=H;width=W`, or from
-    /// `% Width W` + `% Height H` (DAT), in that order.
-    pub fn geometry(&self) -> Option<SensorSize> {
+    /// `% Width W` + `% Height H` (DAT), in that order; `None` when none is declared. A declared
+    /// size that is not a pair of whole numbers from 1 to 65535 is an error naming it.
+    pub fn geometry(&self, path: &Path) -> Result<Option<SensorSize>> {
+        let Some((w, h)) = self.declared_geometry() else {
+            return Ok(None);
+        };
+        let parse = |v: &str| v.trim().parse::<u64>().ok();
+        match (parse(&w), parse(&h)) {
+            (Some(width @ 1..=65_535), Some(height @ 1..=65_535)) => Ok(Some(SensorSize {
+                width: width as u16,
+                height: height as u16,
+            })),
+            _ => Err(EventError::BadHeader {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "the header declares a {}x{} sensor; width and height must be whole numbers from 1 to 65535",
+                    w.trim(),
+                    h.trim()
+                ),
+            }),
+        }
+    }
+
+    /// The width and height strings of the first geometry the header declares.
+    fn declared_geometry(&self) -> Option<(String, String)> {
         if let Some((w, h)) = self.get("geometry").and_then(|g| g.split_once(['x', 'X'])) {
-            if let (Ok(width), Ok(height)) = (w.trim().parse(), h.trim().parse()) {
-                return Some(SensorSize { width, height });
-            }
+            return Some((w.to_string(), h.to_string()));
         }
         if let Some(format) = self.get("format") {
             let option = |name: &str| {
                 format.split(';').skip(1).find_map(|kv| {
                     let (k, v) = kv.split_once('=')?;
-                    k.trim()
-                        .eq_ignore_ascii_case(name)
-                        .then(|| v.trim().parse::<u16>().ok())?
+                    k.trim().eq_ignore_ascii_case(name).then(|| v.to_string())
                 })
             };
-            if let (Some(width), Some(height)) = (option("width"), option("height")) {
-                return Some(SensorSize { width, height });
+            if let (Some(w), Some(h)) = (option("width"), option("height")) {
+                return Some((w, h));
             }
         }
-        let num = |key: &str| self.get(key).and_then(|v| v.parse::<u16>().ok());
-        match (num("width"), num("height")) {
-            (Some(width), Some(height)) => Some(SensorSize { width, height }),
+        match (self.get("width"), self.get("height")) {
+            (Some(w), Some(h)) => Some((w.to_string(), h.to_string())),
             _ => None,
         }
     }
@@ -146,7 +164,7 @@ mod tests {
     fn geometry_from_each_source() {
         let h = parse(b"% evt 3.0\n% geometry 1280x720\n% end\n\x01\x02");
         assert_eq!(
-            h.geometry(),
+            h.geometry(Path::new("t")).ok().flatten(),
             Some(SensorSize {
                 width: 1280,
                 height: 720
@@ -155,7 +173,7 @@ mod tests {
         assert_eq!(h.data_offset, 36);
         let h = parse(b"% format EVT3;height=480;width=640\n\x00");
         assert_eq!(
-            h.geometry(),
+            h.geometry(Path::new("t")).ok().flatten(),
             Some(SensorSize {
                 width: 640,
                 height: 480
@@ -164,13 +182,31 @@ mod tests {
         assert_eq!(h.raw_encoding().as_deref(), Some("3.0"));
         let h = parse(b"% Height 720\n% Version 2\n% Width 1280\n\x0c\x08");
         assert_eq!(
-            h.geometry(),
+            h.geometry(Path::new("t")).ok().flatten(),
             Some(SensorSize {
                 width: 1280,
                 height: 720
             })
         );
         assert_eq!(h.get("version"), Some("2"));
+    }
+
+    #[test]
+    fn declared_sizes_out_of_range_are_errors() {
+        let texts: [&[u8]; 4] = [
+            b"% Width 99999999\n% Height 99999999\n",
+            b"% geometry 0x0\n",
+            b"% format EVT3;height=-5;width=640\n",
+            b"% Width 640\n% Height many\n",
+        ];
+        for text in texts {
+            let err = parse(text).geometry(Path::new("x.dat"));
+            assert!(
+                matches!(&err, Err(EventError::BadHeader { reason, .. }) if reason.contains("from 1 to 65535")),
+                "{err:?}"
+            );
+        }
+        assert!(parse(b"% evt 3.0\n").geometry(Path::new("x")).unwrap().is_none());
     }
 
     #[test]

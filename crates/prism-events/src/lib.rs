@@ -31,7 +31,7 @@ pub mod synth;
 pub mod write;
 
 pub use chunk::{EventChunk, EventSlice};
-pub use error::EventError;
+pub use error::{EventError, OffsetUnit};
 pub use labels::{read_bbox_npy, write_bbox_npy, BoxLabel};
 pub use reader::{open, open_with, EventReader, Format, ReaderOptions, ReaderStats, SensorSize};
 pub use repr::{HistogramConfig, StackedHistogram};

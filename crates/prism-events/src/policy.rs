@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::chunk::EventChunk;
-use crate::error::{EventError, Result};
+use crate::error::{EventError, OffsetUnit, Result};
 use crate::reader::{OutOfBounds, ReaderOptions, ReaderStats, SensorSize, TimeOrder};
 
 /// Time-order and bounds state of one reader.
@@ -26,6 +26,8 @@ pub struct Gate {
     gate: i64,
     pub time_repairs: u64,
     pub dropped_out_of_bounds: u64,
+    /// What the offsets the decoder passes count.
+    unit: OffsetUnit,
 }
 
 impl Gate {
@@ -41,7 +43,14 @@ impl Gate {
             gate: i64::MIN,
             time_repairs: 0,
             dropped_out_of_bounds: 0,
+            unit: OffsetUnit::Byte,
         }
+    }
+
+    /// For decoders whose offsets count events, not bytes (HDF5).
+    pub fn counting_events(mut self) -> Self {
+        self.unit = OffsetUnit::Event;
+        self
     }
 
     /// Starts skipping every event before `t_us` (a seek); forgets the running maximum, which
@@ -90,6 +99,7 @@ impl Gate {
             TimeOrder::Error => Err(EventError::TimeBackwards {
                 path: path.to_path_buf(),
                 offset,
+                unit: self.unit,
                 prev: self.max_t,
                 t,
             }),
@@ -148,6 +158,7 @@ impl Gate {
                 Err(EventError::OutOfBounds {
                     path: path.to_path_buf(),
                     offset,
+                    unit: self.unit,
                     x,
                     y,
                     width: size.width,

@@ -115,6 +115,10 @@ pub trait EventReader: Send {
     fn seek_time(&mut self, t_us: i64) -> Result<()>;
 
     fn stats(&self) -> &ReaderStats;
+
+    /// How far the reader is through the file: `(done, total)` in bytes for the binary formats,
+    /// in events for HDF5. For progress bars; `done == total` at the end.
+    fn progress(&self) -> (u64, u64);
 }
 
 /// Reads every remaining event into one chunk. Meant for small files and tests.

@@ -9,6 +9,10 @@
 //!
 //! A window with no events is still handed out, with an empty [`EventSlice`]; every
 //! representation turns it into an all-zero tensor.
+//!
+//! Ends come from a grid ([`WindowSlicer::new`]) or from a list ([`WindowSlicer::with_ends`]):
+//! RVT's preprocessing computes window ends from the label times, which are not a grid when the
+//! label clock jitters.
 
 use crate::chunk::{EventChunk, EventSlice};
 use crate::error::{EventError, Result};
@@ -61,7 +65,7 @@ impl WindowConfig {
     }
 
     /// The first grid end at or after `t` (multiples of the step).
-    fn first_end_for(&self, t: i64) -> i64 {
+    pub fn first_end_for(&self, t: i64) -> i64 {
         let k = t.div_euclid(self.step_us);
         let end = k * self.step_us;
         if end < t {
@@ -120,6 +124,8 @@ pub struct WindowSlicer {
     next_index: u64,
     last_t: Option<i64>,
     finished: bool,
+    /// Listed window ends ([`Self::with_ends`]); `None` on a grid.
+    listed: Option<Vec<i64>>,
 }
 
 impl WindowSlicer {
@@ -135,11 +141,36 @@ impl WindowSlicer {
             next_index: 0,
             last_t: None,
             finished: false,
+            listed: None,
         })
+    }
+
+    /// Windows of `length_us` ending exactly at `ends` (strictly increasing), and nowhere else.
+    /// Every listed window is handed out once events after its end arrive or the stream is
+    /// finished, also when it holds no event (RVT builds a representation for every end).
+    pub fn with_ends(length_us: i64, ends: Vec<i64>) -> Result<Self> {
+        if ends.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(EventError::InvalidArgument(
+                "window ends must be strictly increasing".into(),
+            ));
+        }
+        let config = WindowConfig::new(length_us);
+        let mut slicer = Self::new(match ends.first() {
+            Some(&first) => config.with_first_end(first),
+            None => config,
+        })?;
+        slicer.next_end = ends.first().copied();
+        slicer.listed = Some(ends);
+        Ok(slicer)
     }
 
     pub fn config(&self) -> &WindowConfig {
         &self.config
+    }
+
+    /// End of the next window to come, once known (after the first event on a grid).
+    pub fn next_end(&self) -> Option<i64> {
+        self.next_end
     }
 
     /// Events currently held (bounded by the events of one window plus the last pushed chunk).
@@ -160,9 +191,18 @@ impl WindowSlicer {
         let Some(&last) = events.t.last() else {
             return Ok(());
         };
-        let next_end = *self
-            .next_end
-            .get_or_insert_with(|| self.config.first_end_for(events.t[0]));
+        let next_end = match (&self.listed, self.next_end) {
+            (_, Some(end)) => end,
+            (None, None) => *self
+                .next_end
+                .insert(self.config.first_end_for(events.t[0])),
+            // Every listed window has been handed out: nothing more to keep.
+            (Some(_), None) => {
+                self.seen += events.len() as u64;
+                self.last_t = Some(last);
+                return Ok(());
+            }
+        };
         // Drop what no future window can hold, then append only what a window can still hold.
         let start = next_end - self.config.length_us;
         let stale = self.head + self.buf.t[self.head..].partition_point(|&t| t < start);
@@ -191,12 +231,15 @@ impl WindowSlicer {
     /// The next complete window, or `None` until more events (or [`Self::finish`]) arrive.
     ///
     /// A window ending at `T` is complete once an event after `T` has been pushed. After
-    /// `finish`, windows keep coming while their start is at or before the last event.
+    /// `finish`, windows on a grid keep coming while their start is at or before the last event;
+    /// listed windows keep coming until the list ends.
     pub fn next_window(&mut self) -> Option<Window<'_>> {
         let end = self.next_end?;
-        let last = self.last_t?;
         let start = end - self.config.length_us;
-        let ready = last > end || (self.finished && start <= last);
+        let after_end = self.last_t.is_some_and(|last| last > end);
+        let ready = after_end
+            || (self.finished
+                && (self.listed.is_some() || self.last_t.is_some_and(|last| start <= last)));
         if !ready {
             return None;
         }
@@ -210,7 +253,10 @@ impl WindowSlicer {
             first_event: self.base + self.head as u64,
             events: self.buf.as_slice().slice(self.head..stop),
         };
-        self.next_end = Some(end + self.config.step_us);
+        self.next_end = match &self.listed {
+            None => Some(end + self.config.step_us),
+            Some(ends) => ends.get(self.next_index as usize + 1).copied(),
+        };
         self.next_index += 1;
         Some(window)
     }
@@ -329,6 +375,31 @@ mod tests {
             s,
             Some(Err(EventError::Unsorted { index: 1, .. }))
         ));
+    }
+
+    #[test]
+    fn listed_ends_are_the_only_windows() -> Result<()> {
+        let c = chunk(&[0, 10, 60, 100, 130, 400]);
+        let mut slicer = WindowSlicer::with_ends(50, vec![20, 60, 140, 300, 900])?;
+        slicer.push(c.as_slice())?;
+        let mut got = Vec::new();
+        // 900 is not complete before the stream ends.
+        while let Some(w) = slicer.next_window() {
+            got.push((w.end_us, w.event_range()));
+        }
+        assert_eq!(got, vec![(20, 0..2), (60, 1..3), (140, 3..5), (300, 5..5)]);
+        slicer.finish();
+        let last = slicer.next_window().map(|w| (w.end_us, w.events.len()));
+        assert_eq!(last, Some((900, 0)));
+        assert!(slicer.next_window().is_none());
+        // Listed windows come also without any event once the stream is finished.
+        let mut empty = WindowSlicer::with_ends(50, vec![100, 200])?;
+        empty.finish();
+        assert_eq!(empty.next_window().map(|w| w.end_us), Some(100));
+        assert_eq!(empty.next_window().map(|w| w.end_us), Some(200));
+        assert!(empty.next_window().is_none());
+        assert!(WindowSlicer::with_ends(50, vec![100, 100]).is_err());
+        Ok(())
     }
 
     #[test]

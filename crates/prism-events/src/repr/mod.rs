@@ -25,6 +25,10 @@ pub use voxel::{VoxelConfig, VoxelGrid};
 use crate::chunk::EventSlice;
 use crate::error::{EventError, Result};
 
+/// Largest representation tensor, in cells (2^28: 256 MiB of `u8`, 1 GiB of `f32`): a size
+/// beyond it (huge `--bins`, an absurd sensor) is an error, never an allocation failure.
+pub const MAX_TENSOR_CELLS: usize = 1 << 28;
+
 /// Errors unless the four arrays of `events` have the same length.
 pub(crate) fn check_lengths(events: &EventSlice<'_>) -> Result<()> {
     let n = events.t.len();
@@ -92,10 +96,10 @@ pub(crate) struct DirtyBuffer<T> {
 impl<T: Copy + Default + PartialEq> DirtyBuffer<T> {
     /// A zeroed buffer of `len` cells; `len` must fit in `u32` indices.
     pub(crate) fn new(len: usize) -> Result<Self> {
-        if u32::try_from(len).is_err() {
+        if len > MAX_TENSOR_CELLS {
             return Err(EventError::InvalidArgument(format!(
-                "tensor of {len} cells is too large (at most {} supported)",
-                u32::MAX
+                "a tensor of {len} cells is larger than the {MAX_TENSOR_CELLS} a representation may have \
+                 (a 1280x720 stacked histogram with 10 bins has 18,432,000); use fewer bins or a smaller sensor"
             )));
         }
         Ok(Self {

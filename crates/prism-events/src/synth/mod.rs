@@ -132,6 +132,15 @@ impl SceneConfig {
         if self.width == 0 || self.height == 0 || self.width > 0x7FFF || self.height > 0x7FFF {
             return bad("width and height must be 1..=32767");
         }
+        if usize::from(self.width) * usize::from(self.height) > MAX_SCENE_PIXELS {
+            return bad(&format!(
+                "{}x{} is more than {MAX_SCENE_PIXELS} pixels (4096x4096), the largest scene generated",
+                self.width, self.height
+            ));
+        }
+        if self.num_objects > MAX_SCENE_OBJECTS {
+            return bad(&format!("at most {MAX_SCENE_OBJECTS} objects, got {}", self.num_objects));
+        }
         if self.duration_us <= 0 {
             return bad("duration_us must be positive");
         }
@@ -173,6 +182,12 @@ impl SceneConfig {
         Ok(())
     }
 }
+
+/// Largest scene, in pixels: the generator holds several `f32` images of this size.
+pub const MAX_SCENE_PIXELS: usize = 4096 * 4096;
+
+/// Most objects in a scene.
+pub const MAX_SCENE_OBJECTS: usize = 10_000;
 
 /// A whole scene in memory (see [`generate`]); for long scenes prefer [`write_scene`].
 #[derive(Debug, Clone, Default)]

@@ -14,7 +14,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::chunk::EventChunk;
-use crate::error::{EventError, Result};
+use crate::error::{EventError, OffsetUnit, Result};
 use crate::reader::SensorSize;
 
 pub use dat::DatWriter;
@@ -127,6 +127,7 @@ impl EventCheck {
             return Err(EventError::OutOfBounds {
                 path: self.path.clone(),
                 offset: self.written,
+                unit: OffsetUnit::Event,
                 x: u32::from(x),
                 y: u32::from(y),
                 width: self.sensor.width,
@@ -137,6 +138,7 @@ impl EventCheck {
             return Err(EventError::TimeBackwards {
                 path: self.path.clone(),
                 offset: self.written,
+                unit: OffsetUnit::Event,
                 prev: self.last_t,
                 t,
             });
