@@ -20,12 +20,12 @@ pub mod store;
 pub mod synthetic;
 pub mod tree;
 
-pub use align::{LabelAlign, WindowGrid};
+pub use align::{rvt_timeline, LabelClock, Timeline};
 pub use augment::{AugmentConfig, Augmentation, Zoom};
 pub use batch::{assemble, try_assemble, ClipBatch};
 pub use error::{DataError, Result};
 pub use filter::LabelFilter;
-pub use prepare::{prepare_recording, prepare_recording_with, prepare_synthetic, PrepareOptions};
+pub use prepare::{prepare_recording, prepare_synthetic, PrepareOptions};
 pub use prepared::{
     LabeledBox, PreparedSequence, PreparedSplit, SequenceMeta, SequenceStats, WindowLabels,
 };

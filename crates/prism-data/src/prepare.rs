@@ -1,20 +1,22 @@
 //! Recording (or synthetic scene) in, [`PreparedSequence`] out.
 //!
-//! Events stream through in chunks: a [`WindowSlicer`] cuts RVT windows (`[end - window_us, end]`,
-//! both ends inclusive) on the grid of [`crate::align`], a [`StackedHistogram`] turns each into
-//! `u8 [2 * bins, H, W]`, and only the finished histograms are kept. Labels (small) are read
-//! whole, cleaned by the [`LabelFilter`] and the class list, grouped by timestamp into frames and
-//! attached to windows; coordinates are halved with the histogram when it is downsampled.
+//! Labels (small) are read whole, cleaned by the [`LabelFilter`] and the class list and grouped
+//! by timestamp into frames; RVT's rule ([`crate::align`]) then keeps some frames and fixes where
+//! every window ends. Events stream through in chunks: a [`WindowSlicer`] cuts those windows
+//! (`[end - window_us, end]`, both ends inclusive), a [`StackedHistogram`] turns each into
+//! `u8 [2 * bins, H, W]`, and only the finished histograms are kept. Coordinates are halved with
+//! the histogram when it is downsampled. A recording without any label frame RVT keeps gets
+//! back-to-back windows across its events and no labels.
 
 use std::path::Path;
 
 use prism_events::repr::HistogramConfig;
-use prism_events::synth::{ObjectClass, SceneConfig, SceneGenerator};
+use prism_events::synth::{ObjectClass, SceneConfig};
 use prism_events::window::{WindowConfig, WindowSlicer};
 use prism_events::StackedHistogram;
 use prism_events::{read_bbox_npy, BoxLabel, EventChunk, EventSlice, ReaderOptions, SensorSize};
 
-use crate::align::{attach, LabelAlign, WindowGrid, ANCHOR_AFTER_US};
+use crate::align::{rvt_timeline, LabelClock, Timeline};
 use crate::codec::EncodedHistograms;
 use crate::error::{DataError, Result};
 use crate::filter::LabelFilter;
@@ -25,37 +27,42 @@ use crate::prepared::{LabeledBox, PreparedSequence, SequenceMeta, SequenceStats,
 pub struct PrepareOptions {
     /// Stacked histogram: sensor size, bins, cutoff, halving, padding.
     pub histogram: HistogramConfig,
-    /// Window length and step (RVT: 50 ms).
+    /// Window length and the step before the first label frame (RVT: 50 ms).
     pub window_us: i64,
     pub filter: LabelFilter,
     /// Class names by id; boxes with `class_id >= classes.len()` are dropped (RVT keeps ids 0..=2
     /// of 1Mpx).
     pub classes: Vec<String>,
+    /// Which label frames RVT's rule keeps and where windows end ([`crate::align`]).
+    pub label_clock: LabelClock,
 }
 
 impl PrepareOptions {
-    /// RVT Gen1: 304x240 padded to 320x256, Gen1 filter, car and pedestrian.
+    /// RVT Gen1: 304x240 padded to 320x256, Gen1 filter, car and pedestrian, Gen1 label clock.
     pub fn gen1() -> Self {
         Self {
             histogram: HistogramConfig::gen1(),
             window_us: 50_000,
             filter: LabelFilter::gen1(),
             classes: vec!["car".into(), "pedestrian".into()],
+            label_clock: LabelClock::Gen1,
         }
     }
 
-    /// RVT 1Mpx: 1280x720 halved and padded to 640x384, conservative filter, three classes.
+    /// RVT 1Mpx: 1280x720 halved and padded to 640x384, conservative filter, three classes, the
+    /// 1Mpx label clock.
     pub fn gen4() -> Self {
         Self {
             histogram: HistogramConfig::gen4(),
             window_us: 50_000,
             filter: LabelFilter::gen4(),
             classes: vec!["pedestrian".into(), "two-wheeler".into(), "car".into()],
+            label_clock: LabelClock::Gen4,
         }
     }
 
     /// A synthetic scene's sensor padded to a multiple of 32, no size filter, the synthetic
-    /// classes by id (car, pedestrian, two-wheeler).
+    /// classes by id (car, pedestrian, two-wheeler), every label frame kept.
     pub fn synthetic(scene: &SceneConfig) -> Self {
         let mut classes = ObjectClass::ALL.to_vec();
         classes.sort_by_key(|c| c.class_id());
@@ -65,6 +72,7 @@ impl PrepareOptions {
             window_us: 50_000,
             filter: LabelFilter::none(),
             classes: classes.iter().map(|c| c.name().to_string()).collect(),
+            label_clock: LabelClock::EveryFrame,
         }
     }
 
@@ -80,39 +88,28 @@ impl PrepareOptions {
 }
 
 /// Prepares one recording (`.dat`, `.raw`, `.h5`; see [`prism_events::open`]) with its optional
-/// Prophesee `*_bbox.npy` labels, with the default [`LabelAlign`].
+/// Prophesee `*_bbox.npy` labels.
 pub fn prepare_recording(
     events: &Path,
     labels: Option<&Path>,
     name: &str,
     opts: &PrepareOptions,
 ) -> Result<PreparedSequence> {
-    prepare_recording_with(events, labels, name, opts, LabelAlign::default())
-}
-
-/// [`prepare_recording`] with a chosen label alignment.
-pub fn prepare_recording_with(
-    events: &Path,
-    labels: Option<&Path>,
-    name: &str,
-    opts: &PrepareOptions,
-    align: LabelAlign,
-) -> Result<PreparedSequence> {
     let mut dense = Vec::new();
-    let (meta, labels) = prepare_recording_into(events, labels, name, opts, align, &mut dense)?;
+    let (meta, labels) = prepare_recording_into(events, labels, name, opts, &mut dense)?;
     PreparedSequence::new(meta, labels, dense)
 }
 
 /// Generates `scene` in memory (no files) and prepares it exactly as [`prepare_recording`] would
-/// prepare the files [`prism_events::synth::write_scene`] writes for it.
+/// prepare the files [`prism_events::synth::write_scene`] writes for it. The scene's events are
+/// held in memory while it is prepared.
 pub fn prepare_synthetic(
     scene: &SceneConfig,
     name: &str,
     opts: &PrepareOptions,
 ) -> Result<PreparedSequence> {
     let mut dense = Vec::new();
-    let (meta, labels) =
-        prepare_synthetic_into(scene, name, opts, LabelAlign::default(), &mut dense)?;
+    let (meta, labels) = prepare_synthetic_into(scene, name, opts, &mut dense)?;
     PreparedSequence::new(meta, labels, dense)
 }
 
@@ -142,19 +139,18 @@ pub(crate) fn prepare_recording_into(
     labels: Option<&Path>,
     name: &str,
     opts: &PrepareOptions,
-    align: LabelAlign,
     sink: &mut impl WindowSink,
 ) -> Result<(SequenceMeta, Vec<WindowLabels>)> {
     opts.validate()?;
-    let hcfg = &opts.histogram;
     let raw = match labels {
         Some(path) => read_bbox_npy(path)?,
         None => Vec::new(),
     };
-    let kept = clean_labels(&raw, opts);
-    let frames = Frames::group(&kept);
-
-    let sensor = sensor_size(hcfg)?;
+    let plan = LabelPlan::new(&raw, opts).map_err(|e| match (e, labels) {
+        (DataError::Invalid(m), Some(path)) => DataError::Invalid(format!("{}: {m}", path.display())),
+        (e, _) => e,
+    })?;
+    let sensor = sensor_size(&opts.histogram)?;
     let reader_opts = ReaderOptions {
         chunk_events: CHUNK_EVENTS,
         sensor_size: Some(sensor),
@@ -173,75 +169,42 @@ pub(crate) fn prepare_recording_into(
             )));
         }
     }
-    let mut windower = Windower::new(hcfg, opts.window_us)?;
-    windower.set_grid(WindowGrid::from_labels(&frames.times, opts.window_us), sink)?;
+    let mut windower = Windower::new(&opts.histogram, opts.window_us, &plan.timeline)?;
     let mut chunk = EventChunk::with_capacity(CHUNK_EVENTS);
     while reader.read_chunk(&mut chunk)? {
         windower.push(chunk.as_slice(), sink)?;
     }
-    let windows = windower.finish(WindowGrid::from_labels(&frames.times, opts.window_us), sink)?;
-    Ok(assemble_meta(
-        name,
-        opts,
-        align,
-        windows,
-        raw.len(),
-        &kept,
-        &frames,
-    ))
+    let windows = windower.finish(sink)?;
+    Ok(plan.assemble_meta(name, opts, windows))
 }
 
 pub(crate) fn prepare_synthetic_into(
     scene: &SceneConfig,
     name: &str,
     opts: &PrepareOptions,
-    align: LabelAlign,
     sink: &mut impl WindowSink,
 ) -> Result<(SequenceMeta, Vec<WindowLabels>)> {
     opts.validate()?;
-    let hcfg = &opts.histogram;
-    let sensor = sensor_size(hcfg)?;
+    let sensor = sensor_size(&opts.histogram)?;
     if scene.sensor_size() != sensor {
         return Err(DataError::Invalid(format!(
             "the scene is {}x{}, the histogram is set up for {}x{}",
             scene.width, scene.height, sensor.width, sensor.height
         )));
     }
-    let mut generator = SceneGenerator::new(scene.clone())?;
-    let mut windower = Windower::new(hcfg, opts.window_us)?;
-    let (mut chunk, mut new_labels) = (EventChunk::with_capacity(2 * CHUNK_EVENTS), Vec::new());
-    let (mut raw_count, mut kept) = (0usize, Vec::new());
-    let mut anchored = false;
-    loop {
-        let more = generator.step(&mut chunk, &mut new_labels);
-        raw_count += new_labels.len();
-        kept.extend(clean_labels(&new_labels, opts));
-        new_labels.clear();
-        // Label frames come in time order: the first kept one at or after the anchor time fixes
-        // the grid, as `WindowGrid::from_labels` would over all of them. Until then events wait.
-        if !anchored {
-            if let Some(b) = kept.iter().find(|b| b.t >= ANCHOR_AFTER_US) {
-                let grid = WindowGrid {
-                    anchor_us: b.t,
-                    step_us: opts.window_us,
-                };
-                windower.set_grid(grid, sink)?;
-                anchored = true;
-            }
-        }
-        if chunk.len() >= CHUNK_EVENTS || !more {
-            windower.push(chunk.as_slice(), sink)?;
-            chunk.clear();
-        }
-        if !more {
-            break;
-        }
+    // RVT's window ends need every label time, so the scene is generated whole first.
+    let generated = prism_events::synth::generate(scene)?;
+    let plan = LabelPlan::new(&generated.labels, opts)?;
+    let mut windower = Windower::new(&opts.histogram, opts.window_us, &plan.timeline)?;
+    let all = generated.events.as_slice();
+    let mut from = 0;
+    while from < all.len() {
+        let to = (from + CHUNK_EVENTS).min(all.len());
+        windower.push(all.slice(from..to), sink)?;
+        from = to;
     }
-    let frames = Frames::group(&kept);
-    let windows = windower.finish(WindowGrid::from_labels(&frames.times, opts.window_us), sink)?;
-    Ok(assemble_meta(
-        name, opts, align, windows, raw_count, &kept, &frames,
-    ))
+    let windows = windower.finish(sink)?;
+    Ok(plan.assemble_meta(name, opts, windows))
 }
 
 fn sensor_size(hcfg: &HistogramConfig) -> Result<SensorSize> {
@@ -290,154 +253,148 @@ impl Frames {
     }
 }
 
-fn assemble_meta(
-    name: &str,
-    opts: &PrepareOptions,
-    align: LabelAlign,
-    (ends, events): (Vec<i64>, u64),
+/// The cleaned labels of one sequence, their frames and RVT's timeline over them.
+struct LabelPlan {
     boxes_read: usize,
-    kept: &[BoxLabel],
-    frames: &Frames,
-) -> (SequenceMeta, Vec<WindowLabels>) {
-    let hcfg = &opts.histogram;
-    let scale = if hcfg.downsample_by_2 { 0.5 } else { 1.0 };
-    let labels: Vec<WindowLabels> = attach(&frames.times, &ends, align, opts.window_us)
-        .into_iter()
-        .map(|(window, t_us, frame)| WindowLabels {
-            window,
-            t_us,
-            boxes: frames
-                .boxes
-                .get(frame)
-                .map(|f| {
-                    f.iter()
-                        .map(|b| LabeledBox {
-                            class_id: b.class_id,
-                            x: b.x * scale,
-                            y: b.y * scale,
-                            w: b.w * scale,
-                            h: b.h * scale,
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-        })
-        .collect();
-    let [channels, h, w] = hcfg.shape();
-    let (ch, cw) = hcfg.content_size();
-    let stats = SequenceStats {
-        events,
-        boxes_read,
-        boxes_kept: kept.len(),
-        label_frames: frames.times.len(),
-        labeled_windows: labels.len(),
-    };
-    let meta = SequenceMeta {
-        name: name.to_string(),
-        sensor: [hcfg.width as u32, hcfg.height as u32],
-        input_hw: [h, w],
-        channels,
-        window_us: opts.window_us,
-        downsample: hcfg.downsample_by_2,
-        classes: opts.classes.clone(),
-        window_end_us: ends,
-        content_hw: [ch, cw],
-        bins: hcfg.bins,
-        count_cutoff: hcfg.count_cutoff,
-        filter: opts.filter,
-        stats,
-    };
-    (meta, labels)
+    boxes_kept: usize,
+    frames: Frames,
+    timeline: Timeline,
 }
 
-/// Streams events into windows on a grid and windows into histograms.
-///
-/// The grid may be unknown when the first events arrive (a synthetic scene's anchor label comes
-/// later); events wait in `pending` until [`Self::set_grid`].
+impl LabelPlan {
+    fn new(raw: &[BoxLabel], opts: &PrepareOptions) -> Result<Self> {
+        let kept = clean_labels(raw, opts);
+        let frames = Frames::group(&kept);
+        let timeline = rvt_timeline(&frames.times, opts.label_clock, opts.window_us)?;
+        Ok(Self {
+            boxes_read: raw.len(),
+            boxes_kept: kept.len(),
+            frames,
+            timeline,
+        })
+    }
+
+    /// The sequence's metadata and the labels of the kept frames on their windows.
+    fn assemble_meta(
+        self,
+        name: &str,
+        opts: &PrepareOptions,
+        (ends, events): (Vec<i64>, u64),
+    ) -> (SequenceMeta, Vec<WindowLabels>) {
+        let hcfg = &opts.histogram;
+        let scale = if hcfg.downsample_by_2 { 0.5 } else { 1.0 };
+        let frames = &self.frames;
+        let labels: Vec<WindowLabels> = self
+            .timeline
+            .kept
+            .iter()
+            .map(|&(frame, window)| WindowLabels {
+                window,
+                t_us: frames.times[frame],
+                boxes: frames.boxes[frame]
+                    .iter()
+                    .map(|b| LabeledBox {
+                        class_id: b.class_id,
+                        x: b.x * scale,
+                        y: b.y * scale,
+                        w: b.w * scale,
+                        h: b.h * scale,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let [channels, h, w] = hcfg.shape();
+        let (ch, cw) = hcfg.content_size();
+        let stats = SequenceStats {
+            events,
+            boxes_read: self.boxes_read,
+            boxes_kept: self.boxes_kept,
+            label_frames: frames.times.len(),
+            labeled_windows: labels.len(),
+        };
+        let meta = SequenceMeta {
+            name: name.to_string(),
+            sensor: [hcfg.width as u32, hcfg.height as u32],
+            input_hw: [h, w],
+            channels,
+            window_us: opts.window_us,
+            downsample: hcfg.downsample_by_2,
+            classes: opts.classes.clone(),
+            window_end_us: ends,
+            content_hw: [ch, cw],
+            bins: hcfg.bins,
+            count_cutoff: hcfg.count_cutoff,
+            filter: opts.filter,
+            stats,
+        };
+        (meta, labels)
+    }
+}
+
+/// Streams events into windows and windows into histograms: the timeline's windows, or
+/// back-to-back windows across the events when the timeline has none (the first one starting
+/// after the first event, as RVT drops the end in `(0, window]`).
 struct Windower {
-    window_us: i64,
     hist: StackedHistogram,
-    grid: Option<WindowGrid>,
+    window_us: i64,
+    /// Made at the first event when there is no timeline.
     slicer: Option<WindowSlicer>,
-    pending: EventChunk,
     ends: Vec<i64>,
     events: u64,
 }
 
 impl Windower {
-    fn new(hcfg: &HistogramConfig, window_us: i64) -> Result<Self> {
+    fn new(hcfg: &HistogramConfig, window_us: i64, timeline: &Timeline) -> Result<Self> {
+        let slicer = if timeline.ends.is_empty() {
+            None
+        } else {
+            Some(WindowSlicer::with_ends(window_us, timeline.ends.clone())?)
+        };
         Ok(Self {
-            window_us,
             hist: StackedHistogram::new(*hcfg)?,
-            grid: None,
-            slicer: None,
-            pending: EventChunk::default(),
-            ends: Vec::new(),
+            window_us,
+            slicer,
+            ends: Vec::with_capacity(timeline.ends.len()),
             events: 0,
         })
     }
 
-    fn set_grid(&mut self, grid: WindowGrid, sink: &mut impl WindowSink) -> Result<()> {
-        if self.grid.is_some() {
-            return Ok(());
-        }
-        self.grid = Some(grid);
-        let pending = std::mem::take(&mut self.pending);
-        self.feed(pending.as_slice(), sink)
-    }
-
     fn push(&mut self, events: EventSlice<'_>, sink: &mut impl WindowSink) -> Result<()> {
-        self.events += events.len() as u64;
-        if self.grid.is_none() {
-            self.pending.t.extend_from_slice(events.t);
-            self.pending.x.extend_from_slice(events.x);
-            self.pending.y.extend_from_slice(events.y);
-            self.pending.p.extend_from_slice(events.p);
-            return Ok(());
-        }
-        self.feed(events, sink)
-    }
-
-    /// Pushes into the slicer (made at the first event) and builds every finished window.
-    fn feed(&mut self, events: EventSlice<'_>, sink: &mut impl WindowSink) -> Result<()> {
-        let (Some(grid), Some(&first)) = (self.grid, events.t.first()) else {
+        let Some(&first) = events.t.first() else {
             return Ok(());
         };
+        self.events += events.len() as u64;
         let slicer = match &mut self.slicer {
-            Some(s) => s,
-            None => self.slicer.insert(WindowSlicer::new(
-                WindowConfig::new(self.window_us).with_first_end(grid.first_end(first)),
-            )?),
+            Some(slicer) => slicer,
+            None => {
+                // The smallest multiple of the step at or after `first + step + 1`.
+                let step = self.window_us;
+                let first_end = (first + 2 * step).div_euclid(step) * step;
+                self.slicer
+                    .insert(WindowSlicer::new(WindowConfig::new(step).with_first_end(first_end))?)
+            }
         };
         slicer.push(events)?;
-        drain(slicer, &mut self.hist, &mut self.ends, sink)
+        self.drain(sink)
     }
 
-    /// Ends the stream; `fallback` is the grid when none was set. Returns the window ends and the
-    /// number of events seen.
-    fn finish(
-        mut self,
-        fallback: WindowGrid,
-        sink: &mut impl WindowSink,
-    ) -> Result<(Vec<i64>, u64)> {
-        self.set_grid(fallback, sink)?;
+    /// Ends the stream; returns the window ends and the number of events seen.
+    fn finish(mut self, sink: &mut impl WindowSink) -> Result<(Vec<i64>, u64)> {
         if let Some(slicer) = &mut self.slicer {
             slicer.finish();
-            drain(slicer, &mut self.hist, &mut self.ends, sink)?;
         }
+        self.drain(sink)?;
         Ok((self.ends, self.events))
     }
-}
 
-fn drain(
-    slicer: &mut WindowSlicer,
-    hist: &mut StackedHistogram,
-    ends: &mut Vec<i64>,
-    sink: &mut impl WindowSink,
-) -> Result<()> {
-    while let Some(w) = slicer.next_window() {
-        sink.push_window(hist.build(w.events)?)?;
-        ends.push(w.end_us);
+    fn drain(&mut self, sink: &mut impl WindowSink) -> Result<()> {
+        let Some(slicer) = &mut self.slicer else {
+            return Ok(());
+        };
+        while let Some(w) = slicer.next_window() {
+            sink.push_window(self.hist.build(w.events)?)?;
+            self.ends.push(w.end_us);
+        }
+        Ok(())
     }
-    Ok(())
 }

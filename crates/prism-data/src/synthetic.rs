@@ -9,7 +9,6 @@ use std::path::Path;
 
 use prism_events::synth::SceneConfig;
 
-use crate::align::LabelAlign;
 use crate::codec::EncodedHistograms;
 use crate::error::Result;
 use crate::prepare::{prepare_synthetic, prepare_synthetic_into, PrepareOptions};
@@ -112,7 +111,6 @@ pub fn prepare_synthetic_tree_with(
             &scene,
             &name,
             &split_opts,
-            LabelAlign::default(),
             &mut encoded,
         )?;
         save_encoded(&meta, &labels, &encoded, &dir)?;

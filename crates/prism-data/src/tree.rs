@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 
 use prism_events::read_bbox_npy;
 
-use crate::align::LabelAlign;
 use crate::codec::EncodedHistograms;
 use crate::error::{DataError, Result};
 use crate::prepare::{clean_labels, prepare_recording_into, PrepareOptions};
@@ -164,7 +163,6 @@ fn prepare_one(
         Some(labels),
         &f.stem,
         opts,
-        LabelAlign::default(),
         &mut encoded,
     )?;
     if meta.stats.boxes_kept == 0 {

@@ -5,10 +5,7 @@ mod common;
 use std::path::Path;
 
 use common::{small_scene, TestResult};
-use prism_data::{
-    prepare_recording, prepare_recording_with, prepare_synthetic, LabelAlign, LabelFilter,
-    PrepareOptions,
-};
+use prism_data::{prepare_recording, prepare_synthetic, LabelClock, LabelFilter, PrepareOptions};
 use prism_events::repr::HistogramConfig;
 use prism_events::synth::write_scene;
 use prism_events::write::{create, WriteFormat};
@@ -30,7 +27,7 @@ fn recording_and_in_memory_synthetic_scene_agree() -> TestResult {
             from_file.histograms() == in_memory.histograms(),
             "{format:?}: histograms differ"
         );
-        // 0.7 s of labels at 20 Hz on a grid anchored at 100 ms: windows end at 100, 150, ... ms.
+        // 0.7 s of labels at 20 Hz, every frame kept from 100 ms: windows end at 100, 150, ... ms.
         assert_eq!(from_file.meta.window_end_us.first(), Some(&100_000));
         assert!(from_file.meta.stats.events as usize > 1000);
         assert!(!from_file.labels.is_empty());
@@ -85,14 +82,13 @@ fn windows_and_labels_on_hand_made_events() -> TestResult {
         &events,
     )?;
     let labels = [
-        label(20_000, 0.0, 0),  // more than a window before the first end: dropped
-        label(40_000, 1.0, 0),  // before the first end, within one window: window 0
-        label(130_000, 2.0, 0), // the anchor (first label >= 100 ms): on an end
+        label(20_000, 0.0, 0),  // before 100 ms: not a frame RVT keeps
+        label(40_000, 1.0, 0),  // same
+        label(130_000, 2.0, 0), // the first frame at or after 100 ms
         label(130_000, 3.0, 1), // same frame, second box
-        label(180_000, 4.0, 0), // exactly on an end
-        label(200_000, 5.0, 1), // between ends: the next end (230 ms)...
-        label(231_000, 6.0, 0), // ...but this one is 1 ms after 230 ms (jitter) and nearer
-        label(500_000, 0.0, 0), // after the last window: dropped
+        label(250_000, 4.0, 0), // 120 ms later: not on the 250 ms beat of the Gen1 clock
+        label(379_000, 5.0, 1), // 249 ms after 130 ms: on the beat within 2 ms
+        label(500_000, 0.0, 0), // 121 ms later: off the beat
     ];
     write_bbox_npy(&labels_path, &labels)?;
     let opts = PrepareOptions {
@@ -100,13 +96,14 @@ fn windows_and_labels_on_hand_made_events() -> TestResult {
         window_us: 50_000,
         filter: LabelFilter::none(),
         classes: vec!["a".into(), "b".into()],
+        label_clock: LabelClock::Gen1,
     };
     let seq = prepare_recording(&events_path, Some(&labels_path), "hand", &opts)?;
-    // Grid through 130 ms; first window starts after the first event (t = 0): ends at 80 ms.
-    // Last window: the last that starts at or before the last event (400 ms): ends at 430 ms.
-    let ends: Vec<i64> = (0..8).map(|k| 80_000 + 50_000 * k).collect();
+    // RVT: 50 ms steps back from 130 ms without the end in (0, 50 ms]; two windows per 250 ms
+    // base delta up to the last kept frame (linspace 130 -> 379 ms, 3 points).
+    let ends = vec![80_000, 130_000, 254_500, 379_000];
     assert_eq!(seq.meta.window_end_us, ends);
-    assert_eq!(seq.num_windows(), 8);
+    assert_eq!(seq.num_windows(), 4);
 
     // Each window's histogram is the histogram of the events in [end - 50 ms, end].
     let mut hist = StackedHistogram::new(opts.histogram)?;
@@ -119,8 +116,8 @@ fn windows_and_labels_on_hand_made_events() -> TestResult {
             chunk.push(t, x, y, p);
         }
         assert_eq!(seq.window(i), hist.build(chunk.as_slice())?, "window {i}");
-        // Both ends inclusive: 6 events, except the last window (380..=400 ms of events).
-        assert_eq!(chunk.len(), if i == 7 { 3 } else { 6 }, "window {i}");
+        // Both ends inclusive: 6 events on the 10 ms grid, 5 in windows ending off it.
+        assert_eq!(chunk.len(), if i < 2 { 6 } else { 5 }, "window {i}");
     }
 
     let got: Vec<(usize, i64, Vec<f32>)> = seq
@@ -130,28 +127,12 @@ fn windows_and_labels_on_hand_made_events() -> TestResult {
         .collect();
     assert_eq!(
         got,
-        vec![
-            (0, 40_000, vec![1.0]),
-            (1, 130_000, vec![2.0, 3.0]),
-            (2, 180_000, vec![4.0]),
-            (3, 231_000, vec![6.0]),
-        ]
+        vec![(1, 130_000, vec![2.0, 3.0]), (3, 379_000, vec![5.0])]
     );
     assert_eq!(seq.labels_at(1).map(|l| l.boxes.len()), Some(2));
-    assert!(seq.labels_at(4).is_none());
-    assert_eq!(seq.meta.stats.label_frames, 7);
-    assert_eq!(seq.meta.stats.labeled_windows, 4);
-
-    // RVT's strict rule keeps only labels within 2 ms of an end.
-    let strict = prepare_recording_with(
-        &events_path,
-        Some(&labels_path),
-        "hand",
-        &opts,
-        LabelAlign::strict(),
-    )?;
-    let windows: Vec<(usize, i64)> = strict.labels.iter().map(|l| (l.window, l.t_us)).collect();
-    assert_eq!(windows, vec![(1, 130_000), (2, 180_000), (3, 231_000)]);
+    assert!(seq.labels_at(2).is_none());
+    assert_eq!(seq.meta.stats.label_frames, 6);
+    assert_eq!(seq.meta.stats.labeled_windows, 2);
     Ok(())
 }
 
@@ -214,6 +195,7 @@ fn classes_filter_and_downsample_scale_boxes() -> TestResult {
         window_us: 50_000,
         filter: LabelFilter::none(),
         classes: vec!["a".into(), "b".into()],
+        label_clock: LabelClock::EveryFrame,
     };
     let seq = prepare_recording(&events_path, Some(&labels_path), "d", &opts)?;
     assert_eq!(seq.meta.input_hw, [4, 4]);
@@ -264,6 +246,7 @@ fn sensor_mismatch_and_bad_options_are_errors() -> TestResult {
         window_us: 50_000,
         filter: LabelFilter::none(),
         classes: vec!["a".into()],
+        label_clock: LabelClock::EveryFrame,
     };
     assert!(prepare_recording(&path, None, "m", &opts).is_err());
     opts.histogram = HistogramConfig::rvt(8, 4);
@@ -292,6 +275,7 @@ fn without_labels_the_grid_is_anchored_at_zero() -> TestResult {
         window_us: 50_000,
         filter: LabelFilter::none(),
         classes: vec!["a".into()],
+        label_clock: LabelClock::EveryFrame,
     };
     let seq = prepare_recording(&path, None, "n", &opts)?;
     let ends: Vec<i64> = (0..8).map(|k| 100_000 + 50_000 * k).collect();

@@ -12,7 +12,11 @@ use crate::config::{DatasetSection, TrainConfig};
 use crate::TrainError;
 
 /// How a card's recordings become network input: histogram, padding, label filter.
-pub fn prepare_options(card: &ModelCard, filter: prism_data::LabelFilter) -> PrepareOptions {
+pub fn prepare_options(
+    card: &ModelCard,
+    filter: prism_data::LabelFilter,
+    label_clock: prism_data::LabelClock,
+) -> PrepareOptions {
     let [sw, sh] = card.data.sensor;
     // RVT pads height and width with zeros up to a multiple of 32 (the card's input size).
     let histogram = HistogramConfig::rvt(sw, sh)
@@ -25,6 +29,7 @@ pub fn prepare_options(card: &ModelCard, filter: prism_data::LabelFilter) -> Pre
         window_us: i64::from(card.data.window_ms) * 1000,
         filter,
         classes: card.data.classes.clone(),
+        label_clock,
     }
 }
 
@@ -56,7 +61,8 @@ pub fn load_splits(
 ) -> Result<(PreparedSplit, PreparedSplit), TrainError> {
     match &config.dataset {
         DatasetSection::Synthetic { train_sequences, val_sequences, duration_s, objects, seed } => {
-            let opts = prepare_options(&config.card, prism_data::LabelFilter::none());
+            // Synthetic scenes label every 50 ms: RVT's rule with every frame kept.
+            let opts = prepare_options(&config.card, prism_data::LabelFilter::none(), prism_data::LabelClock::EveryFrame);
             let base = synthetic_scene(&config.card, *duration_s, *objects, *seed);
             progress(&format!(
                 "synthetic data: {train_sequences} train + {val_sequences} val scenes of {duration_s} s in {}",

@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
-use prism_data::{prepare_tree, LabelFilter, PrepareEvent};
+use prism_data::{prepare_tree, LabelClock, LabelFilter, PrepareEvent};
 use prism_models::zoo::ModelCard;
 
 #[derive(Debug, Args)]
@@ -21,20 +21,39 @@ pub struct PrepareArgs {
     /// Model card whose representation to build (`rvt-tiny-gen1`, `rvt-base-1mpx`, or a file).
     #[arg(long)]
     pub model: String,
-    /// Label filter: gen1 (diagonal >= 30, side >= 10), gen4 (side >= 5) or none.
-    #[arg(long, default_value = "gen1")]
+    /// Label filter: gen1 (diagonal >= 30, side >= 10), gen4 (side >= 5), none, or auto (RVT's
+    /// for the card's sensor: gen1 for 304x240, gen4 for 1280x720, else none).
+    #[arg(long, default_value = "auto")]
     pub filter: String,
+    /// Which label frames are kept and where windows end, by RVT's rule: gen1 (a frame every
+    /// 250 ms), gen4 (30 or 60 Hz labels, a frame every 3 or 6 periods), every-frame (not RVT's:
+    /// every frame of a periodic clock), or auto (gen1 for 304x240, gen4 for 1280x720, else
+    /// every-frame).
+    #[arg(long, default_value = "auto")]
+    pub label_clock: String,
 }
 
 pub fn run(args: PrepareArgs) -> Result<()> {
     let card = ModelCard::resolve(&args.model)?;
+    let [width, height] = card.data.sensor;
+    let auto_clock = LabelClock::for_sensor(width, height);
     let filter = match args.filter.as_str() {
         "gen1" => LabelFilter::gen1(),
         "gen4" | "1mpx" => LabelFilter::gen4(),
         "none" => LabelFilter::none(),
-        other => bail!("unknown filter {other:?} (gen1, gen4, none)"),
+        "auto" => match auto_clock {
+            LabelClock::Gen1 => LabelFilter::gen1(),
+            LabelClock::Gen4 => LabelFilter::gen4(),
+            LabelClock::EveryFrame => LabelFilter::none(),
+        },
+        other => bail!("unknown filter {other:?} (gen1, gen4, none, auto)"),
     };
-    let opts = prism_train::data::prepare_options(&card, filter);
+    let label_clock = match args.label_clock.as_str() {
+        "auto" => auto_clock,
+        name => LabelClock::from_name(name)
+            .with_context(|| format!("unknown label clock {name:?} (gen1, gen4, every-frame, auto)"))?,
+    };
+    let opts = prism_train::data::prepare_options(&card, filter, label_clock);
     let report = prepare_tree(&args.input, &args.out, &opts, |event| match event {
         PrepareEvent::Start { split, name, index, total } => eprintln!("[{}/{total}] {split}/{name}", index + 1),
         PrepareEvent::Failed { entry, error } => eprintln!("FAILED {entry:?}: {error}"),
