@@ -27,4 +27,4 @@ pub use engine::{Backend, Engine, EngineOptions, Recurrent, Tensor, TensorInfo, 
 pub use error::{DeployError, Result};
 pub use frame::FrameDetector;
 pub use prism_core::{BoxXyxy, Detection, ModelSpec};
-pub use stream::{OwnedWindow, StreamDetector, WindowDetections};
+pub use stream::{Gap, OwnedWindow, Pushed, StreamDetector, StreamOptions, StreamSink, WindowDetections};

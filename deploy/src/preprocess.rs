@@ -56,6 +56,13 @@ impl HistogramInput {
             )));
         }
         let shape = [1, content[0], rep.padded_height, rep.padded_width];
+        let cells = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if cells.is_none_or(|n| n > prism_events::repr::MAX_TENSOR_CELLS) {
+            return Err(DeployError::Task(format!(
+                "the padded input {shape:?} is larger than {} cells",
+                prism_events::repr::MAX_TENSOR_CELLS
+            )));
+        }
         Ok(Self {
             histogram,
             content,

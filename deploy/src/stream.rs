@@ -19,12 +19,23 @@
 //! next window reads, and tract's state outputs are moved into its next inputs, so no tensor is
 //! copied through prism. Per window there remains what the backend allocates inside its `run`
 //! (ORT: a few small vectors of value handles in `ort`; tract: its intermediate tensors).
+//!
+//! Gaps: a pause in the stream longer than [`StreamOptions::max_gap_us`] ends the sequence, as
+//! the end of a recording would: the windows that hold events before the gap run, the state is
+//! reset, and the events after the gap start a new sequence on a new window grid. The empty
+//! windows of the gap are never run, so a timestamp jump costs nothing, however large
+//! ([`StreamSink::gap`] tells the caller). Shorter pauses run their empty windows, as RVT does.
+//!
+//! Stopping: a [`StreamSink`] returns `Ok(false)` to stop after a window (a deadline, a
+//! shutdown, a closed pipe); the detector must then be [`reset`](StreamDetector::reset) before it
+//! takes more events.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use prism_core::spec::Task;
 use prism_core::Detection;
-use prism_events::{EventChunk, EventSlice, Window, WindowConfig, WindowSlicer};
+use prism_events::{EventChunk, EventError, EventSlice, Window, WindowConfig, WindowSlicer};
 
 use crate::engine::{Engine, Recurrent};
 use crate::error::{DeployError, Result};
@@ -34,7 +45,7 @@ use crate::preprocess::HistogramInput;
 /// The detections of one window, borrowed from the detector's buffers for the callback.
 #[derive(Debug, Clone, Copy)]
 pub struct WindowDetections<'a> {
-    /// Window number since the start (or the last reset), from 0.
+    /// Window number since the start (or the last reset or gap), from 0.
     pub index: u64,
     /// The window's bounds in µs, both inclusive.
     pub start_us: i64,
@@ -71,6 +82,71 @@ impl From<&WindowDetections<'_>> for OwnedWindow {
     }
 }
 
+/// A pause longer than [`StreamOptions::max_gap_us`] that ended the sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    /// The last event before the gap and the first after it, in µs.
+    pub last_us: i64,
+    pub next_us: i64,
+}
+
+impl Gap {
+    pub fn duration_us(&self) -> i64 {
+        self.next_us - self.last_us
+    }
+}
+
+/// The stream's policy for time; see the module documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamOptions {
+    /// A pause between two events longer than this ends the sequence (µs). Default: 1 s, 20
+    /// windows of RVT's 50 ms: no event at all for that long means the sensor or the link stopped.
+    pub max_gap_us: i64,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        Self { max_gap_us: 1_000_000 }
+    }
+}
+
+/// Where a stream's results go, window by window (ripgrep's `Sink` in shape): each method returns
+/// `Ok(true)` to go on, `Ok(false)` to stop the stream after this call, or an error to fail it.
+///
+/// Any `FnMut(&WindowDetections) -> Result<bool, E>` is a sink that ignores gaps.
+pub trait StreamSink {
+    type Error: From<DeployError>;
+    /// A window ran.
+    fn window(&mut self, window: &WindowDetections<'_>) -> std::result::Result<bool, Self::Error>;
+    /// A gap ended the sequence; the state is reset and the window numbers start again at 0.
+    fn gap(&mut self, gap: &Gap) -> std::result::Result<bool, Self::Error> {
+        let _ = gap;
+        Ok(true)
+    }
+}
+
+impl<F, E> StreamSink for F
+where
+    F: FnMut(&WindowDetections<'_>) -> std::result::Result<bool, E>,
+    E: From<DeployError>,
+{
+    type Error = E;
+    fn window(&mut self, window: &WindowDetections<'_>) -> std::result::Result<bool, E> {
+        self(window)
+    }
+}
+
+/// What one [`StreamDetector::push`] or [`StreamDetector::finish`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pushed {
+    /// Windows run.
+    pub windows: usize,
+    /// Gaps that ended a sequence.
+    pub gaps: usize,
+    /// The sink stopped the stream: reset the detector before pushing more.
+    pub stopped: bool,
+}
+
 /// Everything but the window slicer, so a window borrowed from the slicer can be processed.
 #[derive(Debug)]
 struct Pipeline {
@@ -84,18 +160,34 @@ struct Pipeline {
 pub struct StreamDetector {
     slicer: WindowSlicer,
     window: WindowConfig,
+    options: StreamOptions,
+    /// Sensor width and height: events must lie inside.
+    sensor: (usize, usize),
+    /// The last event pushed since the start or the last reset.
+    last_t: Option<i64>,
     pipeline: Pipeline,
 }
 
 impl StreamDetector {
     /// A detector for `engine`'s model, which must be an `event-detection` model with a
-    /// representation.
+    /// representation, with the default [`StreamOptions`].
     pub fn new(engine: Arc<Engine>) -> Result<Self> {
+        Self::with_options(engine, StreamOptions::default())
+    }
+
+    /// [`Self::new`] with a chosen policy.
+    pub fn with_options(engine: Arc<Engine>, options: StreamOptions) -> Result<Self> {
         let spec = engine.spec();
         if spec.task != Task::EventDetection {
             return Err(DeployError::Task(format!(
                 "{} is a {:?} model; StreamDetector runs event-detection models (use FrameDetector)",
                 spec.model, spec.task
+            )));
+        }
+        if options.max_gap_us <= 0 {
+            return Err(DeployError::Input(format!(
+                "the longest gap must be positive, got {} µs",
+                options.max_gap_us
             )));
         }
         let rep = spec
@@ -107,6 +199,7 @@ impl StreamDetector {
         let clip = (rep.sensor_width as f32, rep.sensor_height as f32);
         let post = Postprocessor::new(spec, factor, clip)?;
         let window = WindowConfig::new(rep.window_us);
+        let sensor = (rep.sensor_width, rep.sensor_height);
         let model = Recurrent::new(engine)?;
         if model.input_shape() != input.shape() {
             return Err(DeployError::Task(format!(
@@ -118,6 +211,9 @@ impl StreamDetector {
         Ok(Self {
             slicer: WindowSlicer::new(window)?,
             window,
+            options,
+            sensor,
+            last_t: None,
             pipeline: Pipeline { input, model, post },
         })
     }
@@ -127,37 +223,108 @@ impl StreamDetector {
     }
 
     /// The window grid: length and step from the spec, first end at the first multiple of the
-    /// step at or after the first event.
+    /// step at or after the first event (of the sequence).
     pub fn window_config(&self) -> WindowConfig {
         self.window
     }
 
-    /// Pushes the next events (time-sorted, continuing the stream) and calls `on_window` for every
-    /// window they complete. Returns the number of windows completed.
+    pub fn options(&self) -> StreamOptions {
+        self.options
+    }
+
+    /// Events held for windows not yet complete (the memory a stream keeps between pushes).
+    pub fn buffered_events(&self) -> usize {
+        self.slicer.buffered()
+    }
+
+    /// Checks `events` as [`Self::push`] would, without running anything: the arrays agree in
+    /// length, times are sorted and continue the stream, every event lies inside the sensor with
+    /// polarity 0 or 1. The error names the first bad event (its index in `events`).
+    pub fn check(&self, events: EventSlice<'_>) -> Result<()> {
+        prism_events::repr::validate(&events, self.sensor.0, self.sensor.1)?;
+        if let (Some(prev), Some(&t)) = (self.last_t, events.t.first()) {
+            if t < prev {
+                return Err(EventError::Unsorted { index: 0, prev, t }.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// How many windows pushing events at times `t` (checked) would run, and finishing the
+    /// stream after them if `finish`, under the gap policy: what a server checks before it takes
+    /// the work.
+    pub fn windows_due(&self, t: &[i64], finish: bool) -> u64 {
+        let (length, step) = (self.window.length_us, self.window.step_us);
+        // Windows of a sequence whose next end is `end` and last event `last`.
+        let due = |end: Option<i64>, last: Option<i64>, closes: bool| -> u64 {
+            let (Some(end), Some(last)) = (end, last) else { return 0 };
+            let upto = if closes { last.saturating_add(length) } else { last - 1 };
+            if upto < end {
+                0
+            } else {
+                ((upto - end) / step + 1) as u64
+            }
+        };
+        let (mut end, mut last) = (self.slicer.next_end(), self.last_t);
+        let mut total = 0u64;
+        for (range, gap) in segments(self.last_t, t, self.options.max_gap_us) {
+            if gap.is_some() {
+                total = total.saturating_add(due(end, last, true));
+                end = None;
+            }
+            end = end.or(Some(self.window.first_end_for(t[range.start])));
+            last = Some(t[range.end - 1]);
+        }
+        total.saturating_add(due(end, last, finish))
+    }
+
+    /// Pushes the next events (time-sorted, continuing the stream) and reports every window they
+    /// complete, and every gap, to `sink`.
     ///
-    /// Errors: unsorted events are refused whole (nothing is appended). An event that breaks the
-    /// representation's rules (outside the sensor, polarity not 0/1) fails its window, which is
-    /// then skipped with the state left as it was; call [`Self::reset`] to start clean.
-    pub fn push(&mut self, events: EventSlice<'_>, on_window: &mut dyn FnMut(&WindowDetections<'_>)) -> Result<usize> {
-        self.slicer.push(events)?;
-        self.drain(on_window)
+    /// Errors: events that break the rules of [`Self::check`] are refused whole, before anything
+    /// runs (the stream is unchanged). An error of the model or of the sink fails the push; reset
+    /// the detector then.
+    pub fn push<S: StreamSink>(&mut self, events: EventSlice<'_>, sink: &mut S) -> std::result::Result<Pushed, S::Error> {
+        self.check(events)?;
+        let mut pushed = Pushed::default();
+        for (range, gap) in segments(self.last_t, events.t, self.options.max_gap_us) {
+            if let Some(gap) = gap {
+                self.slicer.finish();
+                if !self.drain(sink, &mut pushed)? {
+                    return Ok(pushed);
+                }
+                self.reset().map_err(S::Error::from)?;
+                pushed.gaps += 1;
+                if !sink.gap(&gap)? {
+                    pushed.stopped = true;
+                    return Ok(pushed);
+                }
+            }
+            let part = events.slice(range);
+            self.slicer.push(part).map_err(DeployError::from)?;
+            self.last_t = part.t.last().copied().or(self.last_t);
+            if !self.drain(sink, &mut pushed)? {
+                return Ok(pushed);
+            }
+        }
+        Ok(pushed)
     }
 
     /// [`Self::push`] for a decoder's chunk.
-    pub fn push_chunk(&mut self, chunk: &EventChunk, on_window: &mut dyn FnMut(&WindowDetections<'_>)) -> Result<usize> {
-        self.push(chunk.as_slice(), on_window)
+    pub fn push_chunk<S: StreamSink>(&mut self, chunk: &EventChunk, sink: &mut S) -> std::result::Result<Pushed, S::Error> {
+        self.push(chunk.as_slice(), sink)
     }
 
     /// [`Self::push`] for raw arrays from an application: timestamps (µs), x, y, polarity (0/1),
     /// all of the same length.
-    pub fn push_slices(
+    pub fn push_slices<S: StreamSink>(
         &mut self,
         t: &[i64],
         x: &[u16],
         y: &[u16],
         p: &[u8],
-        on_window: &mut dyn FnMut(&WindowDetections<'_>),
-    ) -> Result<usize> {
+        sink: &mut S,
+    ) -> std::result::Result<Pushed, S::Error> {
         let events = EventSlice::new(t, x, y, p).ok_or_else(|| {
             DeployError::Input(format!(
                 "event arrays differ in length: t {}, x {}, y {}, p {}",
@@ -167,45 +334,79 @@ impl StreamDetector {
                 p.len()
             ))
         })?;
-        self.push(events, on_window)
+        self.push(events, sink)
     }
 
     /// Ends the stream: runs the remaining windows that hold events. Call [`Self::reset`] before
     /// pushing a new sequence.
-    pub fn finish(&mut self, on_window: &mut dyn FnMut(&WindowDetections<'_>)) -> Result<usize> {
+    pub fn finish<S: StreamSink>(&mut self, sink: &mut S) -> std::result::Result<Pushed, S::Error> {
         self.slicer.finish();
-        self.drain(on_window)
+        let mut pushed = Pushed::default();
+        self.drain(sink, &mut pushed)?;
+        Ok(pushed)
     }
 
     /// Pushes `events` and collects the completed windows (allocates; for tests and simple apps).
     pub fn push_collect(&mut self, events: EventSlice<'_>) -> Result<Vec<OwnedWindow>> {
         let mut out = Vec::new();
-        self.push(events, &mut |w| out.push(OwnedWindow::from(w)))?;
+        self.push(events, &mut |w: &WindowDetections<'_>| {
+            out.push(OwnedWindow::from(w));
+            Ok::<_, DeployError>(true)
+        })?;
         Ok(out)
     }
 
     /// [`Self::finish`], collecting the windows.
     pub fn finish_collect(&mut self) -> Result<Vec<OwnedWindow>> {
         let mut out = Vec::new();
-        self.finish(&mut |w| out.push(OwnedWindow::from(w)))?;
+        self.finish(&mut |w: &WindowDetections<'_>| {
+            out.push(OwnedWindow::from(w));
+            Ok::<_, DeployError>(true)
+        })?;
         Ok(out)
     }
 
     /// Starts a new sequence: forgets buffered events and the window grid, zeroes the state.
     pub fn reset(&mut self) -> Result<()> {
         self.slicer = WindowSlicer::new(self.window)?;
+        self.last_t = None;
         self.pipeline.model.reset()
     }
 
-    fn drain(&mut self, on_window: &mut dyn FnMut(&WindowDetections<'_>)) -> Result<usize> {
-        let mut n = 0;
+    /// Runs every ready window; `false` when the sink stopped the stream.
+    fn drain<S: StreamSink>(&mut self, sink: &mut S, pushed: &mut Pushed) -> std::result::Result<bool, S::Error> {
         while let Some(window) = self.slicer.next_window() {
             let result = self.pipeline.process(&window)?;
-            on_window(&result);
-            n += 1;
+            pushed.windows += 1;
+            if !sink.window(&result)? {
+                pushed.stopped = true;
+                return Ok(false);
+            }
         }
-        Ok(n)
+        Ok(true)
     }
+}
+
+/// Splits sorted times `t` (continuing a stream whose last event was at `prev`) into runs without
+/// a gap longer than `max_gap_us`; each run after a gap comes with that gap. Allocates nothing.
+fn segments(prev: Option<i64>, t: &[i64], max_gap_us: i64) -> impl Iterator<Item = (Range<usize>, Option<Gap>)> + '_ {
+    let mut start = 0;
+    let mut before = prev;
+    std::iter::from_fn(move || {
+        if start >= t.len() {
+            return None;
+        }
+        let gap = before
+            .filter(|&b| t[start] - b > max_gap_us)
+            .map(|b| Gap { last_us: b, next_us: t[start] });
+        let end = (start + 1..t.len())
+            .find(|&i| t[i] - t[i - 1] > max_gap_us)
+            .unwrap_or(t.len());
+        let range = start..end;
+        before = Some(t[end - 1]);
+        start = end;
+        Some((range, gap))
+    })
 }
 
 impl Pipeline {

@@ -117,7 +117,11 @@ fn allocations_per_window(backend: Backend, dir: &std::path::Path) -> Vec<usize>
     for w in &windows {
         let mut n = 0;
         let before = allocations();
-        d.push(w.as_slice(), &mut |_| n += 1).unwrap();
+        d.push(w.as_slice(), &mut |_: &prism_deploy::WindowDetections<'_>| {
+            n += 1;
+            Ok::<_, prism_deploy::DeployError>(true)
+        })
+        .unwrap();
         let now = allocations();
         if n == 1 {
             per_window.push(now - before);

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use prism_deploy::{Backend, DeployError, Engine, EngineOptions, FrameDetector, OwnedWindow, Recurrent, StreamDetector, TensorView};
+use prism_deploy::{Backend, DeployError, Engine, EngineOptions, FrameDetector, OwnedWindow, Recurrent, StreamDetector, TensorView, WindowDetections};
 use prism_events::EventChunk;
 
 fn engine(dir: &std::path::Path, file: &str, backend: Backend) -> Arc<Engine> {
@@ -75,7 +75,10 @@ fn chunk_sizes_do_not_change_detections() {
     // Raw slices from an application give the same windows.
     let mut d = StreamDetector::new(engine).unwrap();
     let mut got = Vec::new();
-    d.push_slices(&events.t, &events.x, &events.y, &events.p, &mut |w| got.push(OwnedWindow::from(w)))
+    d.push_slices(&events.t, &events.x, &events.y, &events.p, &mut |w: &WindowDetections<'_>| {
+        got.push(OwnedWindow::from(w));
+        Ok::<_, DeployError>(true)
+    })
         .unwrap();
     got.extend(d.finish_collect().unwrap());
     assert_eq!(got, expected);
@@ -247,10 +250,12 @@ fn engine_reads_the_spec_and_rejects_bad_inputs() {
         // Events that break the representation's rules are errors naming the event.
         let mut d = StreamDetector::new(e).unwrap();
         let err = d
-            .push_slices(&[0, 1, 20_000], &[5, 120, 0], &[5, 5, 0], &[0, 1, 1], &mut |_| {})
+            .push_slices(&[0, 1, 20_000], &[5, 120, 0], &[5, 5, 0], &[0, 1, 1], &mut |_: &WindowDetections<'_>| Ok::<_, DeployError>(true))
             .unwrap_err();
         assert!(err.to_string().contains("outside the 120x100"), "{err}");
-        let err = d.push_slices(&[0, 1], &[5], &[5, 5], &[0, 1], &mut |_| {}).unwrap_err();
+        let err = d
+            .push_slices(&[0, 1], &[5], &[5, 5], &[0, 1], &mut |_: &WindowDetections<'_>| Ok::<_, DeployError>(true))
+            .unwrap_err();
         assert!(err.to_string().contains("differ in length"), "{err}");
     }
 }

@@ -320,9 +320,10 @@ fn bench_model(name: &str, a: &Args, dir: &Path) -> Result<Value> {
             next_chunk += 1;
             let mut windows = 0;
             let start = Instant::now();
-            detector.push(chunk, &mut |w| {
+            detector.push(chunk, &mut |w: &prism_deploy::WindowDetections<'_>| {
                 windows += 1;
                 detections += w.detections.len();
+                Ok::<_, prism_deploy::DeployError>(true)
             })?;
             let ms = start.elapsed().as_secs_f64() * 1e3;
             if windows == 1 {

@@ -108,6 +108,7 @@ fn child(args: &[String]) -> Result<()> {
             max_body_bytes: MAX_BODY,
             workers: workers.parse()?,
             max_streams: 64,
+            ..ServerOptions::default()
         },
     )?;
     println!("listening {}", server.local_addr());

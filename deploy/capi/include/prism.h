@@ -33,7 +33,10 @@ typedef void (*PrismWindowCallback)(void *user, int64_t end_us, const PrismDetec
 PrismDetector *prism_detector_new(const char *model_path, const char *backend);
 
 /* Pushes `count` time-sorted events (t in microseconds, x, y, polarity 0/1); `callback` runs for
- * every window they complete. Returns 0, or -1 on error. */
+ * every window they complete. Events outside the sensor, with another polarity or out of time
+ * order are refused whole (-1, nothing used). A pause of more than 1 s between events ends the
+ * sequence: its last windows run, the state is reset and the window grid starts again, as for a
+ * new recording; the empty windows of the pause are not run. Returns 0, or -1 on error. */
 int prism_detector_push(PrismDetector *detector, const int64_t *t, const uint16_t *x, const uint16_t *y,
                         const uint8_t *p, size_t count, PrismWindowCallback callback, void *user);
 

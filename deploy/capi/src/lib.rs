@@ -11,7 +11,7 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use prism_deploy::{Backend, Engine, EngineOptions, StreamDetector, WindowDetections};
+use prism_deploy::{Backend, DeployError, Engine, EngineOptions, StreamDetector, WindowDetections};
 
 /// One detection, in sensor pixels (`PrismDetection` in the header).
 #[repr(C)]
@@ -85,8 +85,8 @@ unsafe fn slice_arg<'a, T>(ptr: *const T, count: usize, what: &str) -> Result<&'
     Ok(unsafe { std::slice::from_raw_parts(ptr, count) })
 }
 
-/// Calls `callback` for one window, converting into the detector's reused buffer.
-fn deliver(buffer: &mut Vec<PrismDetection>, callback: PrismWindowCallback, user: *mut c_void, w: &WindowDetections<'_>) {
+/// Calls `callback` for one window, converting into the detector's reused buffer; always goes on.
+fn deliver(buffer: &mut Vec<PrismDetection>, callback: PrismWindowCallback, user: *mut c_void, w: &WindowDetections<'_>) -> Result<bool, DeployError> {
     buffer.clear();
     buffer.extend(w.detections.iter().map(|d| PrismDetection {
         x1: d.bbox.x1,
@@ -100,6 +100,7 @@ fn deliver(buffer: &mut Vec<PrismDetection>, callback: PrismWindowCallback, user
         // SAFETY: the caller supplied a valid callback; the pointer is valid for the call.
         unsafe { cb(user, w.end_us, buffer.as_ptr(), buffer.len()) };
     }
+    Ok(true)
 }
 
 /// Loads a model; NULL on error.
@@ -114,7 +115,7 @@ pub unsafe extern "C" fn prism_detector_new(model_path: *const c_char, backend: 
         // SAFETY: forwarded contract.
         let backend: Backend = unsafe { str_arg(backend, "backend") }?
             .parse()
-            .map_err(|e: prism_deploy::DeployError| e.to_string())?;
+            .map_err(|e: DeployError| e.to_string())?;
         let engine = Engine::load(path, &EngineOptions::new(backend)).map_err(|e| e.to_string())?;
         let classes = engine
             .spec()
@@ -159,7 +160,7 @@ pub unsafe extern "C" fn prism_detector_push(
         };
         let buffer = &mut d.buffer;
         d.detector
-            .push_slices(t, x, y, p, &mut |w| deliver(buffer, callback, user, w))
+            .push_slices(t, x, y, p, &mut |w: &WindowDetections<'_>| deliver(buffer, callback, user, w))
             .map_err(|e| e.to_string())?;
         Ok(0)
     })
@@ -174,7 +175,7 @@ pub unsafe extern "C" fn prism_detector_finish(detector: *mut PrismDetector, cal
         let d = unsafe { detector.as_mut() }.ok_or("detector is NULL")?;
         let buffer = &mut d.buffer;
         d.detector
-            .finish(&mut |w| deliver(buffer, callback, user, w))
+            .finish(&mut |w: &WindowDetections<'_>| deliver(buffer, callback, user, w))
             .map_err(|e| e.to_string())?;
         Ok(0)
     })

@@ -94,6 +94,7 @@ fn c_example_streams_events_and_matches_rust() {
                 w.end_us, classes[det.class_id], det.score, b.x1, b.y1, b.x2, b.y2
             ));
         }
+        Ok::<_, prism_deploy::DeployError>(true)
     };
     d.push_slices(&t, &x, &y, &p, &mut line).unwrap();
     d.finish(&mut line).unwrap();

@@ -211,11 +211,18 @@ impl Engine {
     /// Loads `path` on `options.backend`, reads and checks its `prism` spec.
     pub fn load(path: impl AsRef<Path>, options: &EngineOptions) -> Result<Self> {
         let path = path.as_ref();
-        if !path.is_file() {
-            return Err(DeployError::io(
-                path,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "model file not found"),
-            ));
+        match std::fs::metadata(path) {
+            Err(e) => return Err(DeployError::io(path, e)),
+            Ok(m) if m.is_dir() => {
+                return Err(DeployError::io(
+                    path,
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "is a directory; give the exported .onnx file (prism export onnx --out FILE)",
+                    ),
+                ))
+            }
+            Ok(_) => {}
         }
         let (runner, inputs, outputs, spec_json) = match options.backend {
             Backend::Tract => {

@@ -14,6 +14,16 @@
 //!   `DELETE /v2/models/{name}/streams/{id}` drops a stream.
 //! - `GET /metrics`: Prometheus text.
 //!
+//! Bounded work: every infer and stream request has a deadline ([`ServerOptions::deadline`],
+//! counted from its arrival, queueing included) and a stream request may complete at most
+//! [`ServerOptions::max_windows_per_request`] windows, counted before anything runs (413
+//! otherwise; the stream is left as it was). A pause in a stream longer than
+//! [`ServerOptions::max_gap_us`] ends its sequence and resets its state instead of running the
+//! empty windows in between ([`crate::stream`]); a stream holds at most
+//! [`ServerOptions::max_stream_events`] buffered events. Health, metadata and metrics never wait
+//! for a worker. On shutdown, requests waiting for a worker are answered 503 and running ones stop
+//! after their current window, so the server exits within about a second under any load.
+//!
 //! Errors are `{"error": "..."}` with a 4xx status for anything the client controls (malformed
 //! JSON, wrong shapes or datatypes, oversized bodies → 413, unknown models → 404, too many
 //! streams → 429, malformed HTTP → 400 / 408 / 431 / 505). A handler panic, which should not
@@ -37,17 +47,17 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prism_core::spec::Task;
 use serde_json::json;
 
 pub use metrics::Metrics;
-use protocol::{flatten_f32, DetectionJson, EventsRequest, EventsResponse, InferRequest, InferResponse, OutputTensor, TensorMetadata, WindowJson};
+use protocol::{flatten_f32, DetectionJson, EventsRequest, EventsResponse, GapJson, InferRequest, InferResponse, OutputTensor, TensorMetadata, WindowJson};
 
 use crate::engine::{Engine, TensorView};
 use crate::error::{DeployError, Result};
-use crate::stream::StreamDetector;
+use crate::stream::{Gap, StreamDetector, StreamOptions, StreamSink, WindowDetections};
 
 /// Model version the server reports (one model, one version).
 const VERSION: &str = "1";
@@ -65,6 +75,16 @@ pub struct ServerOptions {
     pub workers: usize,
     /// Most concurrent client streams; more get 429.
     pub max_streams: usize,
+    /// Time from a request's arrival to its answer: past it, a waiting request gets 503 and a
+    /// running stream request stops after its current window with 408 (the stream is dropped).
+    pub deadline: Duration,
+    /// Most windows one stream request may complete; more get 413 before anything runs.
+    pub max_windows_per_request: u64,
+    /// A pause longer than this (µs) ends a stream's sequence and resets its state.
+    pub max_gap_us: i64,
+    /// Most events a stream may hold between requests (events of windows not yet complete);
+    /// a request that would exceed it gets 413.
+    pub max_stream_events: usize,
 }
 
 impl Default for ServerOptions {
@@ -75,7 +95,34 @@ impl Default for ServerOptions {
             max_body_bytes: 64 << 20,
             workers: 4,
             max_streams: 64,
+            deadline: Duration::from_secs(30),
+            max_windows_per_request: 100,
+            max_gap_us: StreamOptions::default().max_gap_us,
+            max_stream_events: 4 << 20,
         }
+    }
+}
+
+impl ServerOptions {
+    /// Refuses settings that would make the server unusable or unbounded.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: &str| Err(DeployError::Input(format!("server options: {what}")));
+        if self.workers == 0 {
+            return bad("at least one worker is needed");
+        }
+        if self.max_streams == 0 || self.max_windows_per_request == 0 || self.max_stream_events == 0 {
+            return bad("the stream limits must be at least 1");
+        }
+        if self.max_body_bytes == 0 {
+            return bad("the body limit must be at least 1 byte");
+        }
+        if self.deadline.is_zero() {
+            return bad("the deadline must be positive");
+        }
+        if self.max_gap_us <= 0 {
+            return bad("the longest gap must be positive");
+        }
+        Ok(())
     }
 }
 
@@ -92,21 +139,40 @@ struct App {
     name: String,
     metrics: Metrics,
     streams: Mutex<HashMap<String, Arc<Mutex<StreamDetector>>>>,
-    max_streams: usize,
+    options: ServerOptions,
+    /// Set when the server stops.
+    stop: Arc<AtomicBool>,
     /// Free request slots (`ServerOptions::workers`).
     slots: Mutex<usize>,
     slot_freed: Condvar,
 }
 
+/// How often a request waiting for a worker looks at its deadline and the stop flag.
+const SLOT_POLL: Duration = Duration::from_millis(100);
+
 impl App {
-    /// Waits for a free request slot; the slot is given back when the guard drops.
-    fn slot(&self) -> SlotGuard<'_> {
+    /// Waits for a free request slot, until the request's deadline or the server's stop; the
+    /// slot is given back when the guard drops.
+    fn slot(&self, arrived: Instant) -> std::result::Result<SlotGuard<'_>, HttpError> {
         let mut free = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         while *free == 0 {
-            free = self.slot_freed.wait(free).unwrap_or_else(|e| e.into_inner());
+            if self.stop.load(Ordering::SeqCst) {
+                return Err(err(503, "the server is shutting down"));
+            }
+            if arrived.elapsed() >= self.options.deadline {
+                return Err(err(
+                    503,
+                    format!("no worker was free within the {} s deadline; try again", self.options.deadline.as_secs_f64()),
+                ));
+            }
+            free = self
+                .slot_freed
+                .wait_timeout(free, SLOT_POLL)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         *free -= 1;
-        SlotGuard(self)
+        Ok(SlotGuard(self))
     }
 }
 
@@ -122,6 +188,7 @@ impl Drop for SlotGuard<'_> {
 impl Server {
     /// Binds `options.addr` and starts accepting connections.
     pub fn start(engine: Arc<Engine>, options: ServerOptions) -> Result<Self> {
+        options.validate()?;
         if !options.addr.ip().is_loopback() {
             tracing::warn!("serving on {}, reachable from other machines", options.addr);
         }
@@ -130,16 +197,17 @@ impl Server {
             .local_addr()
             .map_err(|e| DeployError::io(options.addr.to_string(), e))?;
         let name = options.model_name.clone().unwrap_or_else(|| engine.spec().model.clone());
+        let stop = Arc::new(AtomicBool::new(false));
         let app = Arc::new(App {
             engine,
             name,
             metrics: Metrics::default(),
             streams: Mutex::new(HashMap::new()),
-            max_streams: options.max_streams,
-            slots: Mutex::new(options.workers.max(1)),
+            slots: Mutex::new(options.workers),
             slot_freed: Condvar::new(),
+            stop: stop.clone(),
+            options: options.clone(),
         });
-        let stop = Arc::new(AtomicBool::new(false));
         let limits = http::Limits::new(options.max_body_bytes);
         let served = app.clone();
         let handler: Arc<http::Handler> = Arc::new(move |request| handle(&served, request));
@@ -226,10 +294,8 @@ fn handle(app: &App, request: std::result::Result<http::Request, http::Refused>)
     let started = Instant::now();
     app.metrics.begin();
     let (route, result) = match request {
-        Ok(request) => {
-            let _slot = app.slot();
-            catch_unwind(AssertUnwindSafe(|| dispatch(app, &request))).unwrap_or_else(|_| ("panic", Err(err(500, "internal error"))))
-        }
+        Ok(request) => catch_unwind(AssertUnwindSafe(|| dispatch(app, &request, started)))
+            .unwrap_or_else(|_| ("panic", Err(err(500, "internal error")))),
         Err(refused) => ("http", Err(err(refused.status, refused.message))),
     };
     let reply = result.unwrap_or_else(|e| Reply::json(e.status, &json!({ "error": e.message })));
@@ -243,7 +309,8 @@ fn handle(app: &App, request: std::result::Result<http::Request, http::Refused>)
 
 type Handled = (&'static str, std::result::Result<Reply, HttpError>);
 
-fn dispatch(app: &App, request: &http::Request) -> Handled {
+/// Routes a request. Only the routes that run the model wait for a worker slot.
+fn dispatch(app: &App, request: &http::Request, arrived: Instant) -> Handled {
     let (url, query) = match request.target.split_once('?') {
         Some((u, q)) => (u, q),
         None => (request.target.as_str(), ""),
@@ -281,8 +348,11 @@ fn dispatch(app: &App, request: &http::Request) -> Handled {
             match (rest, method) {
                 ([], "GET") => ("model", Ok(model_metadata(app))),
                 (["ready"], "GET") => ("ready", Ok(Reply::empty(200))),
-                (["infer"], "POST") => ("infer", infer(app, request)),
-                (["streams", id, "events"], "POST") => ("stream", stream_events(app, id, query, request)),
+                (["infer"], "POST") => ("infer", app.slot(arrived).and_then(|_slot| infer(app, request))),
+                (["streams", id, "events"], "POST") => (
+                    "stream",
+                    app.slot(arrived).and_then(|_slot| stream_events(app, id, query, request, arrived)),
+                ),
                 (["streams", id], "DELETE") => ("stream", Ok(drop_stream(app, id))),
                 ([], _) | (["ready"], _) | (["infer"], _) | (["streams", _, "events"], _) | (["streams", _], _) => {
                     ("model", Err(err(405, format!("{method} is not allowed on {url}"))))
@@ -375,7 +445,59 @@ fn valid_stream_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
-fn stream_events(app: &App, id: &str, query: &str, request: &http::Request) -> std::result::Result<Reply, HttpError> {
+/// Collects a stream request's response, and stops the stream at the deadline or on shutdown.
+struct StreamResponder<'a> {
+    app: &'a App,
+    deadline: Instant,
+    response: EventsResponse,
+    /// Why the stream was stopped, if it was.
+    stopped: Option<HttpError>,
+}
+
+impl StreamSink for StreamResponder<'_> {
+    type Error = DeployError;
+
+    fn window(&mut self, w: &WindowDetections<'_>) -> Result<bool> {
+        if w.num_events == 0 && w.detections.is_empty() {
+            self.response.empty_windows += 1;
+        } else {
+            let classes = &self.app.engine.spec().classes;
+            self.response.windows.push(WindowJson {
+                index: w.index,
+                start_us: w.start_us,
+                end_us: w.end_us,
+                num_events: w.num_events,
+                detections: w.detections.iter().map(|d| DetectionJson::new(d, classes)).collect(),
+            });
+        }
+        Ok(self.go_on())
+    }
+
+    fn gap(&mut self, gap: &Gap) -> Result<bool> {
+        self.response.gaps.push(GapJson { last_us: gap.last_us, next_us: gap.next_us });
+        Ok(self.go_on())
+    }
+}
+
+impl StreamResponder<'_> {
+    fn go_on(&mut self) -> bool {
+        if self.app.stop.load(Ordering::SeqCst) {
+            self.stopped = Some(err(503, "the server is shutting down"));
+        } else if Instant::now() >= self.deadline {
+            let windows = self.response.windows.len() + self.response.empty_windows;
+            self.stopped = Some(err(
+                408,
+                format!(
+                    "the request's {} s deadline passed after {windows} windows",
+                    self.app.options.deadline.as_secs_f64()
+                ),
+            ));
+        }
+        self.stopped.is_none()
+    }
+}
+
+fn stream_events(app: &App, id: &str, query: &str, request: &http::Request, arrived: Instant) -> std::result::Result<Reply, HttpError> {
     if app.engine.spec().task != Task::EventDetection {
         return Err(err(400, format!("model `{}` is not an event-detection model; use /infer", app.name)));
     }
@@ -391,51 +513,104 @@ fn stream_events(app: &App, id: &str, query: &str, request: &http::Request) -> s
     } else {
         parse(&request.body)?
     };
-    let detector = {
+    let (detector, created) = {
         let mut streams = app.streams.lock().unwrap_or_else(|e| e.into_inner());
         match streams.get(id) {
-            Some(d) => d.clone(),
+            Some(d) => (d.clone(), false),
             None => {
-                if streams.len() >= app.max_streams {
-                    return Err(err(429, format!("too many open streams (limit {})", app.max_streams)));
+                if streams.len() >= app.options.max_streams {
+                    return Err(err(429, format!("too many open streams (limit {})", app.options.max_streams)));
                 }
-                let d = Arc::new(Mutex::new(StreamDetector::new(app.engine.clone())?));
+                let options = StreamOptions { max_gap_us: app.options.max_gap_us };
+                let d = Arc::new(Mutex::new(StreamDetector::with_options(app.engine.clone(), options)?));
                 streams.insert(id.to_string(), d.clone());
-                d
+                (d, true)
             }
         }
     };
-    let classes = &app.engine.spec().classes;
-    let mut windows = Vec::new();
-    let mut collect = |w: &crate::stream::WindowDetections<'_>| {
-        windows.push(WindowJson {
-            index: w.index,
-            start_us: w.start_us,
-            end_us: w.end_us,
-            num_events: w.num_events,
-            detections: w.detections.iter().map(|d| DetectionJson::new(d, classes)).collect(),
-        });
-    };
-    let result = {
-        let mut d = detector.lock().unwrap_or_else(|e| e.into_inner());
-        let pushed = d.push_slices(&req.t, &req.x, &req.y, &req.p, &mut collect);
-        match pushed {
-            Ok(_) if req.finish => d.finish(&mut collect).map(|_| ()),
-            other => other.map(|_| ()),
-        }
-    };
-    if result.is_err() || req.finish {
+    let forget = || {
         app.streams.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    };
+    let mut d = detector.lock().unwrap_or_else(|e| e.into_inner());
+    // Refusals that leave the stream as it was: nothing of this request is used.
+    let refused = admit(app, &d, &req);
+    if let Err(mut e) = refused {
+        drop(d);
+        if created {
+            forget();
+        } else {
+            e.message.push_str("; nothing of this request was used, the stream goes on");
+        }
+        return Err(e);
+    }
+    let mut sink = StreamResponder {
+        app,
+        deadline: arrived + app.options.deadline,
+        response: EventsResponse { windows: Vec::new(), empty_windows: 0, gaps: Vec::new() },
+        stopped: None,
+    };
+    let result = d
+        .push_slices(&req.t, &req.x, &req.y, &req.p, &mut sink)
+        .and_then(|pushed| match req.finish && !pushed.stopped {
+            true => d.finish(&mut sink),
+            false => Ok(pushed),
+        });
+    drop(d);
+    if let Some(mut stopped) = sink.stopped {
+        forget();
+        stopped.message.push_str("; the stream was dropped, start it again");
+        return Err(stopped);
+    }
+    if result.is_err() || req.finish {
+        forget();
     }
     if let Err(e) = result {
         let mut e = HttpError::from(e);
         e.message.push_str(" (the stream was dropped; start it again)");
         return Err(e);
     }
-    let n: usize = windows.iter().map(|w| w.detections.len()).sum();
-    app.metrics.windows.fetch_add(windows.len() as u64, Ordering::Relaxed);
+    let response = sink.response;
+    let n: usize = response.windows.iter().map(|w| w.detections.len()).sum();
+    let windows = response.windows.len() + response.empty_windows;
+    app.metrics.windows.fetch_add(windows as u64, Ordering::Relaxed);
     app.metrics.detections.fetch_add(n as u64, Ordering::Relaxed);
-    Ok(Reply::json(200, &EventsResponse { windows }))
+    Ok(Reply::json(200, &response))
+}
+
+/// Checks a stream request against the stream and the server's limits before any work.
+fn admit(app: &App, d: &StreamDetector, req: &EventsRequest) -> std::result::Result<(), HttpError> {
+    let events = prism_events::EventSlice::new(&req.t, &req.x, &req.y, &req.p).ok_or_else(|| {
+        err(
+            400,
+            format!(
+                "event arrays differ in length: t {}, x {}, y {}, p {}",
+                req.t.len(),
+                req.x.len(),
+                req.y.len(),
+                req.p.len()
+            ),
+        )
+    })?;
+    d.check(events).map_err(|e| err(400, e.to_string()))?;
+    let limit = app.options.max_windows_per_request;
+    let due = d.windows_due(&req.t, req.finish);
+    if due > limit {
+        return Err(err(
+            413,
+            format!("the request would complete {due} windows; at most {limit} per request (send fewer events at a time)"),
+        ));
+    }
+    let held = d.buffered_events().saturating_add(req.t.len());
+    if held > app.options.max_stream_events {
+        return Err(err(
+            413,
+            format!(
+                "the stream would hold {held} events; at most {} (its windows are not complete yet: send later events)",
+                app.options.max_stream_events
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn drop_stream(app: &App, id: &str) -> Reply {

@@ -84,7 +84,22 @@ pub struct EventsRequest {
 
 #[derive(Debug, Serialize)]
 pub struct EventsResponse {
+    /// The windows that held events or detections, in order.
     pub windows: Vec<WindowJson>,
+    /// Windows that ran with no event and no detection (the quiet part of a short pause): counted,
+    /// not listed.
+    pub empty_windows: usize,
+    /// Pauses longer than the server's gap limit: each ended the sequence and reset the state;
+    /// the windows after it count from 0 again.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<GapJson>,
+}
+
+/// A gap that ended the stream's sequence: the last event before it and the first after, µs.
+#[derive(Debug, Serialize)]
+pub struct GapJson {
+    pub last_us: i64,
+    pub next_us: i64,
 }
 
 #[derive(Debug, Serialize)]
