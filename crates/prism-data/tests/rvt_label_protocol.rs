@@ -11,25 +11,14 @@ use std::process::Command;
 use common::TestResult;
 use prism_data::{prepare_recording, rvt_timeline, LabelClock, PrepareOptions};
 use prism_events::repr::HistogramConfig;
+use prism_events::synth::rng::SplitMix64;
 use prism_events::write::{create, WriteFormat};
 use prism_events::{write_bbox_npy, BoxLabel, EventChunk, SensorSize};
 use serde_json::{json, Value};
 
-/// SplitMix64, for reproducible jitter and dropped frames.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `-amp..=amp`.
-    fn jitter(&mut self, amp: i64) -> i64 {
-        (self.next() % (2 * amp as u64 + 1)) as i64 - amp
-    }
+/// Uniform in `-amp..=amp`.
+fn jitter(rng: &mut SplitMix64, amp: i64) -> i64 {
+    (rng.next_u64() % (2 * amp as u64 + 1)) as i64 - amp
 }
 
 #[derive(Debug, Clone)]
@@ -43,7 +32,7 @@ struct Case {
 /// exact, jittered by ±1 µs and by ±500 µs; each with and without dropped frames (a frame whose
 /// objects all left, or that the filters emptied).
 fn cases() -> Vec<Case> {
-    let mut rng = Rng(21);
+    let mut rng = SplitMix64::new(21);
     let mut out = Vec::new();
     let clocks: [(&str, bool, f64, i64, f64); 4] = [
         ("gen1-4hz", false, 4.0, 0, 3.2),
@@ -58,8 +47,8 @@ fn cases() -> Vec<Case> {
                 let mut times = Vec::new();
                 for k in 0..n {
                     let exact = offset + (k as f64 * 1e6 / hz).round() as i64;
-                    let t = exact + if amp > 0 { rng.jitter(amp) } else { 0 };
-                    if drop && k > 3 && rng.next() % 5 == 0 {
+                    let t = exact + if amp > 0 { jitter(&mut rng, amp) } else { 0 };
+                    if drop && k > 3 && rng.next_u64() % 5 == 0 {
                         continue;
                     }
                     times.push(t.max(0));
