@@ -2,6 +2,9 @@
 
 mod commands;
 
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -40,10 +43,20 @@ enum Command {
     Demo(commands::demo::DemoArgs),
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    match cli.command {
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}", report(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
         Command::Data(cmd) => commands::data::run(cmd),
         Command::Train(args) => commands::train::run(args),
         Command::Eval(args) => commands::eval::run(args),
@@ -56,6 +69,22 @@ fn main() -> Result<()> {
     }
 }
 
+/// The error and its causes, one per line. A cause is left out when the message before it
+/// already ends with it (error types that print their source in their own message).
+fn report(error: &anyhow::Error) -> String {
+    let mut out = format!("error: {error}");
+    let mut before = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !before.ends_with(&text) {
+            out.push_str("\n  caused by: ");
+            out.push_str(&text);
+        }
+        before = text;
+    }
+    out
+}
+
 fn init_logging(verbose: u8) {
     let level = match verbose {
         0 => "warn",
@@ -66,6 +95,7 @@ fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

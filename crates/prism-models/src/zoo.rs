@@ -57,6 +57,13 @@ pub enum ZooError {
     Io(String, std::io::Error),
 }
 
+/// Whether a `--model` / `--config` argument names a file rather than a shipped card: it exists,
+/// has an extension (`x.toml`) or a directory part (`models/x`). Card names have neither.
+pub fn looks_like_a_path(arg: &str) -> bool {
+    let path = Path::new(arg);
+    path.exists() || path.extension().is_some() || arg.contains(['/', '\\'])
+}
+
 /// A named model: the network and the data contract it was made for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelCard {
@@ -123,9 +130,11 @@ impl ModelCard {
         Self::parse(&text, &path.display().to_string())
     }
 
-    /// A shipped name, or else a path to a card file.
+    /// A card file, or a shipped card by name. An argument that names a file (see
+    /// [`looks_like_a_path`]) is read as one, so a missing file is "no such file", not "unknown
+    /// model".
     pub fn resolve(name_or_path: &str) -> Result<Self, ZooError> {
-        if Path::new(name_or_path).is_file() {
+        if Path::new(name_or_path).is_file() || looks_like_a_path(name_or_path) {
             return Self::from_file(Path::new(name_or_path));
         }
         Self::builtin(name_or_path)

@@ -129,7 +129,7 @@ impl TrainConfig {
     /// Reads a card file (or a shipped card by name) with its `[train]` and `[dataset]` tables.
     pub fn resolve(name_or_path: &str) -> Result<Self, ConfigError> {
         let path = Path::new(name_or_path);
-        let (text, source) = if path.is_file() {
+        let (text, source) = if path.is_file() || prism_models::zoo::looks_like_a_path(name_or_path) {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| ConfigError::Io(path.display().to_string(), e))?;
             (text, path.display().to_string())

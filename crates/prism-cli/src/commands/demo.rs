@@ -128,6 +128,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
             input: files.events_path.clone(),
             out: Some(detections.clone()),
             render: (backend == Backend::Tract).then(|| frames.clone()),
+            sensor: None,
+            max_gap_ms: 1000,
         })?;
         println!("    {backend}: {} detections in {:.2} s -> {}", count_lines(&detections), t.elapsed().as_secs_f64(), detections.display());
     }

@@ -10,7 +10,9 @@ use anyhow::{bail, Context, Result};
 use burn::tensor::Device;
 use clap::Args;
 use prism_deploy::engine::{Backend, Engine, EngineOptions, TensorView};
-use prism_train::evaluate::{filter_by_name, predict_split, BurnRunner, EvalOptions, SequenceRunner};
+use prism_train::evaluate::{filter_by_name, predict_split_with_progress, BurnRunner, EvalOptions, SequenceRunner};
+
+use super::progress::Meter;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -93,7 +95,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
         _ => bail!("give --checkpoint DIR or --model FILE.onnx"),
     };
     let started = std::time::Instant::now();
-    let preds = predict_split(runner.as_mut(), &split, &opts).map_err(anyhow::Error::msg)?;
+    let total: usize = split.sequences.iter().map(|s| s.num_windows()).sum();
+    let mut meter = Meter::new("eval", total as u64);
+    let mut done = 0usize;
+    let preds = predict_split_with_progress(runner.as_mut(), &split, &opts, &mut |n| {
+        done += n;
+        meter.set(done as u64, || format!("{done} of {total} windows"));
+    })
+    .map_err(anyhow::Error::msg)?;
+    meter.finish();
     let metrics = prism_train::evaluate::score(&preds, &classes, meta.sensor, &filter)?;
     eprintln!(
         "scored {} sequences ({} windows) in {:.1} s",

@@ -4,7 +4,6 @@
 //! Event-detection models (RVT) read any recording prism-events decodes; frame-detection models
 //! read a raw little-endian `f32` file holding one input tensor of the spec's shape.
 
-use std::cell::RefCell;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -15,10 +14,13 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use prism_core::spec::Task;
 use prism_deploy::server::protocol::DetectionJson;
+use prism_deploy::stream::{Gap, StreamOptions, StreamSink};
 use prism_deploy::{Backend, Detection, Engine, EngineOptions, FrameDetector, StreamDetector, TensorRtOptions, WindowDetections};
 use prism_events::viz::{histogram_to_rgb, RgbImage};
-use prism_events::EventChunk;
+use prism_events::{EventChunk, ReaderOptions, SensorSize};
 use serde::Serialize;
+
+use super::progress::Meter;
 
 /// Which model, on which backend, with which runtime settings (shared by `infer` and `serve`).
 #[derive(Debug, Clone, Args)]
@@ -87,6 +89,14 @@ pub struct InferArgs {
     /// Draw every window with its boxes as PNG into this directory.
     #[arg(long)]
     pub render: Option<PathBuf>,
+    /// Sensor size of a recording that does not declare it (e.g. `304x240`); it must be the
+    /// model's. Without it such a recording is read as the model's sensor, with a note.
+    #[arg(long, value_parser = super::data::parse_sensor_size)]
+    pub sensor: Option<SensorSize>,
+    /// A pause in the events longer than this (milliseconds) ends the sequence: the state is
+    /// reset, as at the start of a new recording, and the empty windows in between are not run.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    pub max_gap_ms: u64,
 }
 
 /// One line of output.
@@ -109,70 +119,94 @@ pub fn run(args: InferArgs) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let classes = engine.spec().classes.clone();
-    let write_detections = |out: &mut dyn Write, t_us: i64, window: u64, dets: &[Detection]| -> std::io::Result<()> {
-        for d in dets {
-            let detection = DetectionJson::new(d, &classes);
-            serde_json::to_writer(&mut *out, &Line { t_us, window, detection: &detection })?;
-            out.write_all(b"\n")?;
-        }
-        Ok(())
-    };
     let started = Instant::now();
     match engine.spec().task {
         Task::EventDetection => {
-            let mut reader = prism_events::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
             let rep = engine
                 .spec()
                 .representation
                 .clone()
                 .context("the model has no event representation")?;
-            if let Some(s) = reader.sensor_size() {
-                if usize::from(s.width) != rep.sensor_width || usize::from(s.height) != rep.sensor_height {
-                    bail!(
-                        "{} is a {}x{} recording; the model was trained for a {}x{} sensor",
-                        args.input.display(),
-                        s.width,
-                        s.height,
-                        rep.sensor_width,
-                        rep.sensor_height
-                    );
+            let model_sensor = SensorSize {
+                width: u16::try_from(rep.sensor_width).context("the model's sensor width")?,
+                height: u16::try_from(rep.sensor_height).context("the model's sensor height")?,
+            };
+            if let Some(s) = args.sensor.filter(|&s| s != model_sensor) {
+                bail!(
+                    "--sensor {}x{}: the model was trained for a {}x{} sensor",
+                    s.width,
+                    s.height,
+                    model_sensor.width,
+                    model_sensor.height
+                );
+            }
+            let opening = || format!("opening {}", args.input.display());
+            let mut reader = prism_events::open(&args.input).with_context(opening)?;
+            match reader.sensor_size() {
+                Some(s) if s != model_sensor => bail!(
+                    "{} is a {}x{} recording; the model was trained for a {}x{} sensor",
+                    args.input.display(),
+                    s.width,
+                    s.height,
+                    model_sensor.width,
+                    model_sensor.height
+                ),
+                Some(_) => {}
+                None => {
+                    if args.sensor.is_none() {
+                        eprintln!(
+                            "note: {} declares no sensor size; reading it as the model's {}x{} (--sensor to state it)",
+                            args.input.display(),
+                            model_sensor.width,
+                            model_sensor.height
+                        );
+                    }
+                    // Read again with the sensor, so that events outside it are decoding errors.
+                    let options = ReaderOptions { sensor_size: Some(model_sensor), ..ReaderOptions::default() };
+                    reader = prism_events::open_with(&args.input, options).with_context(opening)?;
                 }
             }
-            let mut detector = StreamDetector::new(engine.clone())?;
-            let (mut windows, mut detections, mut events) = (0u64, 0usize, 0u64);
-            // The first write or render error; checked after every chunk.
-            let failure: RefCell<Option<anyhow::Error>> = RefCell::new(None);
-            let mut on_window = |w: &WindowDetections<'_>| {
-                if failure.borrow().is_some() {
-                    return;
-                }
-                windows += 1;
-                detections += w.detections.len();
-                let result = write_detections(&mut *out, w.end_us, w.index, w.detections)
-                    .context("writing detections")
-                    .and_then(|()| match &args.render {
-                        Some(dir) => render(dir, w, rep.downsample, &classes),
-                        None => Ok(()),
-                    });
-                if let Err(e) = result {
-                    *failure.borrow_mut() = Some(e);
-                }
+            let stream = StreamOptions { max_gap_us: args.max_gap_ms as i64 * 1000 };
+            let mut detector = StreamDetector::with_options(engine.clone(), stream)?;
+            let (_, total) = reader.progress();
+            let mut sink = InferSink {
+                out: &mut *out,
+                render: args.render.as_deref(),
+                downsample: rep.downsample,
+                classes: &classes,
+                meter: Meter::new("infer", total),
+                windows: 0,
+                detections: 0,
+                gaps: 0,
+                max_gap_ms: args.max_gap_ms,
+                pipe_closed: false,
             };
             let mut chunk = EventChunk::default();
+            let mut events = 0u64;
+            let mut stopped = false;
             while reader.read_chunk(&mut chunk).with_context(|| format!("reading {}", args.input.display()))? {
                 events += chunk.len() as u64;
-                detector.push_chunk(&chunk, &mut on_window)?;
-                if failure.borrow().is_some() {
+                stopped = detector.push_chunk(&chunk, &mut sink)?.stopped;
+                let (done, _) = reader.progress();
+                let (windows, detections) = (sink.windows, sink.detections);
+                sink.meter.set(done, || format!("{windows} windows, {detections} detections"));
+                if stopped {
                     break;
                 }
             }
-            detector.finish(&mut on_window)?;
-            if let Some(e) = failure.into_inner() {
-                return Err(e);
+            if !stopped {
+                detector.finish(&mut sink)?;
             }
+            sink.meter.finish();
+            let (windows, detections, gaps) = (sink.windows, sink.detections, sink.gaps);
             let secs = started.elapsed().as_secs_f64();
+            let gap_note = match gaps {
+                0 => String::new(),
+                1 => format!("; 1 gap longer than {} ms reset the state", args.max_gap_ms),
+                n => format!("; {n} gaps longer than {} ms reset the state", args.max_gap_ms),
+            };
             eprintln!(
-                "{events} events, {windows} windows, {detections} detections in {secs:.2} s ({:.1} windows/s) on {}",
+                "{events} events, {windows} windows, {detections} detections in {secs:.2} s ({:.1} windows/s) on {}{gap_note}",
                 windows as f64 / secs.max(1e-9),
                 engine.backend()
             );
@@ -201,12 +235,70 @@ pub fn run(args: InferArgs) -> Result<()> {
                 .collect();
             let mut detector = FrameDetector::new(engine.clone())?;
             let dets = detector.detect(&image, &shape)?;
-            write_detections(&mut *out, 0, 0, dets).context("writing detections")?;
+            write_detections(&mut *out, 0, 0, dets, &classes).context("writing detections")?;
             eprintln!("{} detections in {:.3} s on {}", dets.len(), started.elapsed().as_secs_f64(), engine.backend());
         }
     }
-    out.flush().context("writing detections")?;
+    match out.flush() {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing detections"),
+    }
+}
+
+/// Writes one JSON line per detection.
+fn write_detections(out: &mut dyn Write, t_us: i64, window: u64, dets: &[Detection], classes: &[String]) -> std::io::Result<()> {
+    for d in dets {
+        let detection = DetectionJson::new(d, classes);
+        serde_json::to_writer(&mut *out, &Line { t_us, window, detection: &detection })?;
+        out.write_all(b"\n")?;
+    }
     Ok(())
+}
+
+/// Where `infer`'s windows go: JSON lines, optional frames, progress and gap notes.
+struct InferSink<'a> {
+    out: &'a mut dyn Write,
+    render: Option<&'a std::path::Path>,
+    downsample: usize,
+    classes: &'a [String],
+    meter: Meter,
+    windows: u64,
+    detections: usize,
+    gaps: usize,
+    max_gap_ms: u64,
+    /// The reader of the output went away (`prism infer | head`): stop quietly.
+    pipe_closed: bool,
+}
+
+impl StreamSink for InferSink<'_> {
+    type Error = anyhow::Error;
+
+    fn window(&mut self, w: &WindowDetections<'_>) -> Result<bool> {
+        self.windows += 1;
+        self.detections += w.detections.len();
+        match write_detections(&mut *self.out, w.end_us, w.index, w.detections, self.classes) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.pipe_closed = true;
+                return Ok(false);
+            }
+            other => other.context("writing detections")?,
+        }
+        if let Some(dir) = self.render {
+            render(dir, w, self.downsample)?;
+        }
+        Ok(true)
+    }
+
+    fn gap(&mut self, gap: &Gap) -> Result<bool> {
+        self.gaps += 1;
+        self.meter.println(&format!(
+            "gap of {:.3} s after {:.3} s (longer than --max-gap-ms {}): the sequence ended there and the state was reset",
+            gap.duration_us() as f64 * 1e-6,
+            gap.last_us as f64 * 1e-6,
+            self.max_gap_ms
+        ));
+        Ok(true)
+    }
 }
 
 /// Colours of classes 0, 1, … (cycled).
@@ -214,7 +306,7 @@ const CLASS_COLOURS: [[u8; 3]; 6] = [[255, 255, 0], [0, 255, 120], [255, 0, 255]
 
 /// Draws the window's histogram, scaled back up to sensor pixels when the model halves its
 /// input, with its boxes (sensor coordinates), to `dir/window_NNNNNN.png`.
-fn render(dir: &std::path::Path, w: &WindowDetections<'_>, downsample: usize, _classes: &[String]) -> Result<()> {
+fn render(dir: &std::path::Path, w: &WindowDetections<'_>, downsample: usize) -> Result<()> {
     let [channels, h, width] = w.histogram_shape;
     let small: RgbImage = histogram_to_rgb(w.histogram, channels / 2, h, width, 4)?;
     let s = downsample.max(1);

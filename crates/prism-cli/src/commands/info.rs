@@ -59,7 +59,8 @@ pub fn run(args: InfoArgs) -> Result<()> {
     println!("compute      {:.2} GFLOPs per window", info.flops_per_window as f64 / 1e9);
     println!("state        {} bytes ({:.2} MB, 8 tensors)", info.state_bytes, info.state_bytes as f64 / 1e6);
     for (name, shape) in &info.inputs {
-        println!("input        {name} {shape:?}");
+        let dims: Vec<String> = shape.iter().map(|d| d.map_or("?".to_string(), |d| d.to_string())).collect();
+        println!("input        {name} [{}]", dims.join(", "));
     }
     for (name, shape) in &info.outputs {
         println!("output       {name} {shape:?}");

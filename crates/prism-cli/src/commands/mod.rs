@@ -8,5 +8,6 @@ pub mod import;
 pub mod infer;
 pub mod info;
 pub mod model_source;
+pub mod progress;
 pub mod serve;
 pub mod train;

@@ -1,10 +1,12 @@
 //! `prism serve`: the KServe v2 / Triton-style HTTP server of prism-deploy for one model, with a
 //! streaming endpoint for event cameras and Prometheus metrics. Loopback by default; SIGINT or
-//! SIGTERM stop it gracefully (requests in progress are answered first).
+//! SIGTERM stop it within about a second: waiting requests get 503, running stream requests stop
+//! after their current window.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use prism_deploy::server::{Server, ServerOptions};
 
@@ -21,24 +23,46 @@ pub struct ServeArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Worker threads, each serving one request at a time.
-    #[arg(long, default_value_t = 4)]
-    pub workers: usize,
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub workers: u32,
     /// Largest request body, in MiB.
-    #[arg(long, default_value_t = 64)]
-    pub max_body_mib: usize,
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_body_mib: u32,
     /// Most concurrent event streams.
-    #[arg(long, default_value_t = 64)]
-    pub max_streams: usize,
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams: u32,
+    /// Seconds from a request's arrival to its answer; a stream request still running then stops
+    /// after its current window (408, the stream is dropped).
+    #[arg(long, default_value_t = 30.0)]
+    pub deadline_s: f64,
+    /// Most windows one stream request may complete (413 before any work when it would
+    /// complete more).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_windows_per_request: u64,
+    /// A pause in a stream longer than this (milliseconds) ends its sequence and resets its
+    /// state, instead of running every empty window in between.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    pub max_gap_ms: u64,
+    /// Most events one stream may hold for windows not yet complete.
+    #[arg(long, default_value_t = 4 << 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_stream_events: u64,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
+    if !(args.deadline_s > 0.0 && args.deadline_s <= 86_400.0) {
+        bail!("--deadline-s must be between 0 and 86400 seconds, got {}", args.deadline_s);
+    }
     let engine = args.engine.load()?;
     let options = ServerOptions {
         addr: args.addr,
         model_name: args.name.clone(),
-        max_body_bytes: args.max_body_mib.saturating_mul(1 << 20),
-        workers: args.workers,
-        max_streams: args.max_streams,
+        max_body_bytes: (args.max_body_mib as usize) << 20,
+        workers: args.workers as usize,
+        max_streams: args.max_streams as usize,
+        deadline: Duration::from_secs_f64(args.deadline_s),
+        max_windows_per_request: args.max_windows_per_request,
+        max_gap_us: args.max_gap_ms as i64 * 1000,
+        max_stream_events: usize::try_from(args.max_stream_events).unwrap_or(usize::MAX),
     };
     let server = Server::start(engine, options).with_context(|| format!("starting the server on {}", args.addr))?;
     let stop = server.stop_flag();

@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use prism_train::evaluate::filter_by_name;
@@ -45,6 +45,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
     config.apply_overrides(&args.overrides)?;
     let name = config.card.name.clone();
     let run_dir = args.run_dir.clone().unwrap_or_else(|| PathBuf::from("runs").join(&name));
+    let last = prism_train::trainer::last_checkpoint(&run_dir);
+    if args.resume && prism_train::run_checkpoint::find(&last).is_none() {
+        bail!(
+            "--resume: no checkpoint in {} to resume from (leave out --resume to start a new run there)",
+            last.display()
+        );
+    }
     let (data_dir, filter) = match &config.dataset {
         DatasetSection::Synthetic { .. } => (
             args.data.clone().unwrap_or_else(|| PathBuf::from("data").join(&name)),

@@ -20,9 +20,9 @@ pub struct RenderArgs {
     /// Folder for the frames (`frame_00000.png`, …); created if missing.
     #[arg(long)]
     pub out: PathBuf,
-    /// Time bins per polarity of the stacked histogram.
-    #[arg(long, default_value_t = 10)]
-    pub bins: usize,
+    /// Time bins per polarity of the stacked histogram (1 to 255).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(1..))]
+    pub bins: u8,
     /// Stop after this many frames.
     #[arg(long, default_value_t = 20)]
     pub max_frames: usize,
@@ -43,6 +43,9 @@ pub struct RenderArgs {
     #[arg(long, default_value_t = 0)]
     pub scale: usize,
 }
+
+/// Largest frame side in pixels.
+const MAX_FRAME_SIDE: usize = 16_384;
 
 /// Colour of ground-truth boxes.
 const LABEL_COLOUR: [u8; 3] = [90, 230, 90];
@@ -68,8 +71,8 @@ pub fn run(args: RenderArgs) -> Result<()> {
 
 /// Renders the first windows of `args.file`; returns the PNG paths written.
 pub fn render(args: &RenderArgs) -> Result<Vec<PathBuf>> {
-    if !(args.window_ms > 0.0) {
-        bail!("--window-ms must be positive, got {}", args.window_ms);
+    if !(args.window_ms > 0.0 && args.window_ms <= 3_600_000.0) {
+        bail!("--window-ms must be positive and at most one hour (3600000), got {}", args.window_ms);
     }
     let options = ReaderOptions {
         sensor_size: args.sensor,
@@ -84,7 +87,7 @@ pub fn render(args: &RenderArgs) -> Result<Vec<PathBuf>> {
         );
     };
     let config = HistogramConfig::rvt(sensor.width.into(), sensor.height.into())
-        .with_bins(args.bins)
+        .with_bins(usize::from(args.bins))
         .with_downsample(args.downsample);
     let mut histogram = StackedHistogram::new(config)?;
     let [_, height, width] = histogram.shape();
@@ -97,6 +100,14 @@ pub fn render(args: &RenderArgs) -> Result<Vec<PathBuf>> {
         None => Vec::new(),
     };
     let scale = if args.scale > 0 { args.scale } else { 640usize.div_ceil(width).max(1) };
+    if width.saturating_mul(scale) > MAX_FRAME_SIDE || height.saturating_mul(scale) > MAX_FRAME_SIDE {
+        bail!(
+            "--scale {scale} makes {}x{} frames; at most {MAX_FRAME_SIDE} pixels a side (the largest scale here is {})",
+            width.saturating_mul(scale),
+            height.saturating_mul(scale),
+            (MAX_FRAME_SIDE / width.max(height)).max(1)
+        );
+    }
     // Boxes live in sensor pixels; the histogram may be downsampled.
     let box_scale = scale as f32 / if args.downsample { 2.0 } else { 1.0 };
 
@@ -115,7 +126,7 @@ pub fn render(args: &RenderArgs) -> Result<Vec<PathBuf>> {
                 break;
             };
             let hist = histogram.build(window.events)?;
-            let mut image = histogram_to_rgb(hist, args.bins, height, width, args.saturation)?
+            let mut image = histogram_to_rgb(hist, usize::from(args.bins), height, width, args.saturation)?
                 .upscaled(scale);
             for label in labels_in_window(&labels, window.start_us, window.end_us) {
                 image.draw_rect(
