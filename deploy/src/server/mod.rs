@@ -15,7 +15,7 @@
 //! - `GET /metrics`: Prometheus text.
 //!
 //! Bounded work: every infer and stream request has a deadline ([`ServerOptions::deadline`],
-//! counted from its arrival, queueing included) and a stream request may complete at most
+//! counted from its arrival, queueing included; 408 when it passes) and a stream request may complete at most
 //! [`ServerOptions::max_windows_per_request`] windows, counted before anything runs (413
 //! otherwise; the stream is left as it was). A pause in a stream longer than
 //! [`ServerOptions::max_gap_us`] ends its sequence and resets its state instead of running the
@@ -75,8 +75,9 @@ pub struct ServerOptions {
     pub workers: usize,
     /// Most concurrent client streams; more get 429.
     pub max_streams: usize,
-    /// Time from a request's arrival to its answer: past it, a waiting request gets 503 and a
-    /// running stream request stops after its current window with 408 (the stream is dropped).
+    /// Time from a request's arrival to its answer: past it, a request still waiting for a worker
+    /// gets 408, and a running stream request stops after its current window with 408 (the stream
+    /// is dropped).
     pub deadline: Duration,
     /// Most windows one stream request may complete; more get 413 before anything runs.
     pub max_windows_per_request: u64,
@@ -161,8 +162,8 @@ impl App {
             }
             if arrived.elapsed() >= self.options.deadline {
                 return Err(err(
-                    503,
-                    format!("no worker was free within the {} s deadline; try again", self.options.deadline.as_secs_f64()),
+                    408,
+                    format!("no worker was free within the request's {} s deadline; try again", self.options.deadline.as_secs_f64()),
                 ));
             }
             free = self
