@@ -14,12 +14,16 @@ use tract_onnx::tract_core::plan::{eval, SimpleState};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let path = args.get(1).context("usage: tract_profile MODEL.onnx [RUNS] [THREADS]")?;
+    let path = args
+        .get(1)
+        .context("usage: tract_profile MODEL.onnx [RUNS] [THREADS]")?;
     let runs: usize = args.get(2).map(|v| v.parse()).transpose()?.unwrap_or(5);
     let threads: usize = args.get(3).map(|v| v.parse()).transpose()?.unwrap_or(1);
     let model = tract_onnx::onnx().model_for_path(path)?.into_optimized()?;
     let options = tract_onnx::tract_core::runtime::RunOptions {
-        executor: (threads > 1).then(|| tract_onnx::tract_core::tract_linalg::multithread::Executor::multithread(threads)),
+        executor: (threads > 1).then(|| {
+            tract_onnx::tract_core::tract_linalg::multithread::Executor::multithread(threads)
+        }),
         ..Default::default()
     };
     let plan = model.into_runnable_with_options(&options)?;
@@ -29,7 +33,11 @@ fn main() -> Result<()> {
         .iter()
         .map(|o| {
             let fact = plan.model().outlet_fact(*o)?;
-            let shape: Vec<usize> = fact.shape.as_concrete().context("symbolic input shape")?.to_vec();
+            let shape: Vec<usize> = fact
+                .shape
+                .as_concrete()
+                .context("symbolic input shape")?
+                .to_vec();
             let n: usize = shape.iter().product();
             let data: Vec<f32> = (0..n).map(|i| ((i * 7919) % 11) as f32 * 0.1).collect();
             Ok(Tensor::from_shape(&shape, &data)?.into_tvalue())
@@ -58,23 +66,45 @@ fn main() -> Result<()> {
     let model = plan.model();
     let mut by_kind: HashMap<String, (f64, usize)> = HashMap::new();
     for (&id, &ms) in &per_node {
-        let e = by_kind.entry(model.node(id).op().name().to_string()).or_default();
+        let e = by_kind
+            .entry(model.node(id).op().name().to_string())
+            .or_default();
         e.0 += ms / runs;
         e.1 += 1;
     }
     let mut kinds: Vec<_> = by_kind.into_iter().collect();
     kinds.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
     let mut report = String::new();
-    writeln!(report, "{path}: {:.1} ms per run ({threads} threads), {} nodes", total / runs, model.nodes().len())?;
+    writeln!(
+        report,
+        "{path}: {:.1} ms per run ({threads} threads), {} nodes",
+        total / runs,
+        model.nodes().len()
+    )?;
     for (kind, (ms, n)) in kinds.iter().take(20) {
-        writeln!(report, "{kind:32} {ms:8.2} ms {:5.1}%  ({n} nodes)", 100.0 * ms * runs / total)?;
+        writeln!(
+            report,
+            "{kind:32} {ms:8.2} ms {:5.1}%  ({n} nodes)",
+            100.0 * ms * runs / total
+        )?;
     }
     let mut nodes: Vec<_> = per_node.into_iter().collect();
     nodes.sort_by(|a, b| b.1.total_cmp(&a.1));
     for (id, ms) in nodes.iter().take(25) {
         let node = model.node(*id);
-        let facts: Vec<String> = model.node_input_facts(*id)?.iter().map(|f| format!("{:?}", f.shape)).collect();
-        writeln!(report, "{:7.3} ms  {} {}  in {}", ms / runs, node.op().name(), node.name, facts.join(" "))?;
+        let facts: Vec<String> = model
+            .node_input_facts(*id)?
+            .iter()
+            .map(|f| format!("{:?}", f.shape))
+            .collect();
+        writeln!(
+            report,
+            "{:7.3} ms  {} {}  in {}",
+            ms / runs,
+            node.op().name(),
+            node.name,
+            facts.join(" ")
+        )?;
     }
     // A closed pipe (`| head`) is not an error worth a panic.
     match std::io::stdout().write_all(report.as_bytes()) {

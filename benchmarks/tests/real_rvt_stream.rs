@@ -35,13 +35,19 @@ use prism_models::zoo::ModelCard;
 fn fixture() -> Option<std::path::PathBuf> {
     let dir = std::env::var_os("PRISM_RVT_FIXTURES")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/rvt-official"));
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../shared/fixtures/rvt-official")
+        });
     let ckpt = dir.join("rvt-tiny-gen1.ckpt");
     if ckpt.is_file() {
         return Some(ckpt);
     }
     if std::env::var("PRISM_REQUIRE_FIXTURES").is_ok_and(|v| v == "1") {
-        panic!("RVT fixture missing at {} (set PRISM_RVT_FIXTURES)", dir.display());
+        panic!(
+            "RVT fixture missing at {} (set PRISM_RVT_FIXTURES)",
+            dir.display()
+        );
     }
     eprintln!("SKIPPED: RVT fixture not found at {}", dir.display());
     None
@@ -61,7 +67,13 @@ fn ort_available() -> bool {
 }
 
 /// Burn's raw detections for every window of `events` (state carried), as the detector windows them.
-fn burn_windows(model: &prism_models::rvt::Rvt, card: &ModelCard, spec: &prism_core::ModelSpec, events: &EventChunk, device: &Device) -> Vec<(i64, usize, Vec<f32>)> {
+fn burn_windows(
+    model: &prism_models::rvt::Rvt,
+    card: &ModelCard,
+    spec: &prism_core::ModelSpec,
+    events: &EventChunk,
+    device: &Device,
+) -> Vec<(i64, usize, Vec<f32>)> {
     let rep = spec.representation.as_ref().unwrap();
     let mut input = HistogramInput::new(rep).unwrap();
     let shape = input.shape().to_vec();
@@ -75,7 +87,11 @@ fn burn_windows(model: &prism_models::rvt::Rvt, card: &ModelCard, spec: &prism_c
         let x = Tensor::<4>::from_data(TensorData::new(x, shape.clone()), device);
         let (raw, next) = step(model, (x, state));
         state = next;
-        out.push((w.end_us, w.events.len(), raw.into_data().try_to_vec::<f32>().unwrap()));
+        out.push((
+            w.end_us,
+            w.events.len(),
+            raw.into_data().try_to_vec::<f32>().unwrap(),
+        ));
     }
     out
 }
@@ -84,7 +100,8 @@ fn burn_windows(model: &prism_models::rvt::Rvt, card: &ModelCard, spec: &prism_c
 fn scores(raw: &[f32], classes: usize, spec: &prism_core::ModelSpec) -> Vec<f32> {
     let mut rows = raw.to_vec();
     let (h, w) = spec.input_hw().unwrap();
-    prism_core::detection::decode_yolox(&mut rows, 5 + classes, &spec.output.strides, h, w).unwrap();
+    prism_core::detection::decode_yolox(&mut rows, 5 + classes, &spec.output.strides, h, w)
+        .unwrap();
     rows.chunks_exact(5 + classes)
         .flat_map(|r| r[5..].iter().map(move |c| r[4] * c))
         .collect()
@@ -97,8 +114,15 @@ fn assert_same(a: &[Detection], b: &[Detection], what: &str) -> f32 {
     assert_eq!(a.len(), b.len(), "{what}: {a:?} vs {b:?}");
     let mut worst = 0f32;
     let close = |x: &Detection, y: &Detection| {
-        let d = [x.bbox.x1 - y.bbox.x1, x.bbox.y1 - y.bbox.y1, x.bbox.x2 - y.bbox.x2, x.bbox.y2 - y.bbox.y2];
-        x.class_id == y.class_id && d.iter().all(|v| v.abs() <= 1e-3) && (x.score - y.score).abs() <= 1e-4
+        let d = [
+            x.bbox.x1 - y.bbox.x1,
+            x.bbox.y1 - y.bbox.y1,
+            x.bbox.x2 - y.bbox.x2,
+            x.bbox.y2 - y.bbox.y2,
+        ];
+        x.class_id == y.class_id
+            && d.iter().all(|v| v.abs() <= 1e-3)
+            && (x.score - y.score).abs() <= 1e-4
     };
     let mut i = 0;
     while i < a.len() {
@@ -108,16 +132,29 @@ fn assert_same(a: &[Detection], b: &[Detection], what: &str) -> f32 {
             j += 1;
         }
         if j == i + 1 {
-            assert!(close(&a[i], &b[i]), "{what}: detection {i} differs: {:?} vs {:?}", a[i], b[i]);
+            assert!(
+                close(&a[i], &b[i]),
+                "{what}: detection {i} differs: {:?} vs {:?}",
+                a[i],
+                b[i]
+            );
             let (x, y) = (&a[i].bbox, &b[i].bbox);
-            worst = [x.x1 - y.x1, x.y1 - y.y1, x.x2 - y.x2, x.y2 - y.y2].iter().fold(worst, |m, v| m.max(v.abs()));
+            worst = [x.x1 - y.x1, x.y1 - y.y1, x.x2 - y.x2, x.y2 - y.y2]
+                .iter()
+                .fold(worst, |m, v| m.max(v.abs()));
         } else {
             let mut unmatched: Vec<&Detection> = b[i..j].iter().collect();
             for x in &a[i..j] {
                 let k = unmatched
                     .iter()
                     .position(|y| close(x, y))
-                    .unwrap_or_else(|| panic!("{what}: {x:?} (one of {} tied scores) has no match in {:?}", j - i, &b[i..j]));
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "{what}: {x:?} (one of {} tied scores) has no match in {:?}",
+                            j - i,
+                            &b[i..j]
+                        )
+                    });
                 unmatched.swap_remove(k);
             }
         }
@@ -130,7 +167,11 @@ fn stream(detector: &mut StreamDetector, events: &EventChunk) -> Vec<OwnedWindow
     let mut windows = Vec::new();
     for start in (0..events.len()).step_by(4096) {
         let end = (start + 4096).min(events.len());
-        windows.extend(detector.push_collect(events.as_slice().slice(start..end)).unwrap());
+        windows.extend(
+            detector
+                .push_collect(events.as_slice().slice(start..end))
+                .unwrap(),
+        );
     }
     windows.extend(detector.finish_collect().unwrap());
     windows
@@ -178,7 +219,10 @@ fn stream_detector_on_a_real_rvt_export_matches_burn_on_tract_and_onnx_runtime()
     let reference = burn_windows(&model, &card, &spec, &events, &device);
     assert!(reference.len() >= 5, "{} windows", reference.len());
     let classes = spec.classes.len();
-    let per_window: Vec<Vec<f32>> = reference.iter().map(|(_, _, raw)| scores(raw, classes, &spec)).collect();
+    let per_window: Vec<Vec<f32>> = reference
+        .iter()
+        .map(|(_, _, raw)| scores(raw, classes, &spec))
+        .collect();
     let plateau = per_window
         .iter()
         .map(|w| {
@@ -225,13 +269,21 @@ fn stream_detector_on_a_real_rvt_export_matches_burn_on_tract_and_onnx_runtime()
         .unwrap();
 
     // Burn's detections through the same post-processing the detector uses.
-    let mut post = Postprocessor::new(&spec, rep.downsample as f32, (rep.sensor_width as f32, rep.sensor_height as f32)).unwrap();
+    let mut post = Postprocessor::new(
+        &spec,
+        rep.downsample as f32,
+        (rep.sensor_width as f32, rep.sensor_height as f32),
+    )
+    .unwrap();
     let burn: Vec<(i64, usize, Vec<Detection>)> = reference
         .iter()
         .map(|(end, n, raw)| (*end, *n, post.run(raw).unwrap().to_vec()))
         .collect();
     let kept: usize = burn.iter().map(|w| w.2.len()).sum();
-    assert!(kept >= reference.len(), "too few detections to compare: {kept}");
+    assert!(
+        kept >= reference.len(),
+        "too few detections to compare: {kept}"
+    );
     let min_gap = burn
         .iter()
         .flat_map(|w| w.2.windows(2).map(|p| (p[0].score - p[1].score).abs()))
@@ -259,8 +311,16 @@ fn stream_detector_on_a_real_rvt_export_matches_burn_on_tract_and_onnx_runtime()
         assert_eq!(windows.len(), burn.len(), "{backend}: window count");
         let mut worst = 0f32;
         for (w, (end, n, dets)) in windows.iter().zip(&burn) {
-            assert_eq!((w.end_us, w.num_events), (*end, *n), "{backend}: window bounds");
-            worst = worst.max(assert_same(&w.detections, dets, &format!("{backend} vs Burn, window {end}")));
+            assert_eq!(
+                (w.end_us, w.num_events),
+                (*end, *n),
+                "{backend}: window bounds"
+            );
+            worst = worst.max(assert_same(
+                &w.detections,
+                dets,
+                &format!("{backend} vs Burn, window {end}"),
+            ));
         }
         eprintln!("{backend}: same detections as Burn in all {} windows; largest box difference {worst:.2e} px", windows.len());
         results.push((backend, windows));
@@ -268,7 +328,11 @@ fn stream_detector_on_a_real_rvt_export_matches_burn_on_tract_and_onnx_runtime()
     if let [(_, tract), _, (_, ort)] = results.as_slice() {
         let mut worst = 0f32;
         for (a, b) in tract.iter().zip(ort) {
-            worst = worst.max(assert_same(&a.detections, &b.detections, &format!("tract vs ort-cpu, window {}", a.end_us)));
+            worst = worst.max(assert_same(
+                &a.detections,
+                &b.detections,
+                &format!("tract vs ort-cpu, window {}", a.end_us),
+            ));
         }
         eprintln!("tract vs ort-cpu: same detections; largest box difference {worst:.2e} px");
     }

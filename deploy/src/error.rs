@@ -39,12 +39,18 @@ pub enum DeployError {
     Runtime(String),
     /// An execution provider was asked for and could not be registered. Never a silent CPU fallback.
     #[error("{backend}: {reason}")]
-    Provider { backend: &'static str, reason: String },
+    Provider {
+        backend: &'static str,
+        reason: String,
+    },
     /// Input tensors that do not match the model (names, shapes, lengths).
     #[error("bad input: {0}")]
     Input(String),
     #[error("{backend}: inference failed: {reason}")]
-    Inference { backend: &'static str, reason: String },
+    Inference {
+        backend: &'static str,
+        reason: String,
+    },
     /// The model produced an output the spec does not describe.
     #[error("bad model output: {0}")]
     Output(String),

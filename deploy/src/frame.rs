@@ -31,15 +31,17 @@ impl FrameDetector {
                 spec.state.len()
             )));
         }
-        let (h, w) = spec
-            .input_hw()
-            .ok_or_else(|| DeployError::Task("the spec's input height and width must be static".into()))?;
+        let (h, w) = spec.input_hw().ok_or_else(|| {
+            DeployError::Task("the spec's input height and width must be static".into())
+        })?;
         let post = Postprocessor::new(spec, 1.0, (w as f32, h as f32))?;
         let detections_index = engine
             .outputs()
             .iter()
             .position(|o| o.name == spec.output.name)
-            .ok_or_else(|| DeployError::Task(format!("the graph has no output `{}`", spec.output.name)))?;
+            .ok_or_else(|| {
+                DeployError::Task(format!("the graph has no output `{}`", spec.output.name))
+            })?;
         Ok(Self {
             engine,
             outputs: Vec::new(),

@@ -23,8 +23,12 @@ pub mod preprocess;
 pub mod server;
 pub mod stream;
 
-pub use engine::{Backend, Engine, EngineOptions, Recurrent, Tensor, TensorInfo, TensorRtOptions, TensorView};
+pub use engine::{
+    Backend, Engine, EngineOptions, Recurrent, Tensor, TensorInfo, TensorRtOptions, TensorView,
+};
 pub use error::{DeployError, Result};
 pub use frame::FrameDetector;
 pub use prism_core::{BoxXyxy, Detection, ModelSpec};
-pub use stream::{Gap, OwnedWindow, Pushed, StreamDetector, StreamOptions, StreamSink, WindowDetections};
+pub use stream::{
+    Gap, OwnedWindow, Pushed, StreamDetector, StreamOptions, StreamSink, WindowDetections,
+};

@@ -30,9 +30,9 @@ pub struct Postprocessor {
 impl Postprocessor {
     /// Boxes come out in input-pixel coordinates × `factor`, clipped to `clip` (width, height).
     pub fn new(spec: &ModelSpec, factor: f32, clip: (f32, f32)) -> Result<Self> {
-        let input_hw = spec
-            .input_hw()
-            .ok_or_else(|| DeployError::Task("the spec's input height and width must be static".into()))?;
+        let input_hw = spec.input_hw().ok_or_else(|| {
+            DeployError::Task("the spec's input height and width must be static".into())
+        })?;
         let p = &spec.postprocess;
         Ok(Self {
             row_len: 5 + spec.classes.len(),
@@ -136,7 +136,10 @@ mod tests {
         let mut raw = Postprocessor::new(&spec(false), 1.0, (16.0, 16.0))?;
         assert!(matches!(raw.run(&[0.0; 18]), Err(DeployError::Output(_))));
         let mut decoded = Postprocessor::new(&spec(true), 1.0, (16.0, 16.0))?;
-        assert!(matches!(decoded.run(&[0.0; 13]), Err(DeployError::Output(_))));
+        assert!(matches!(
+            decoded.run(&[0.0; 13]),
+            Err(DeployError::Output(_))
+        ));
         Ok(())
     }
 }

@@ -141,9 +141,9 @@ impl HistogramInput {
                 let mut x = 0;
                 // 32 zero bytes at a time; most of a window's histogram is empty.
                 for block in src.chunks_exact(32) {
-                    let words = block
-                        .chunks_exact(8)
-                        .fold(0u64, |acc, b| acc | u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]));
+                    let words = block.chunks_exact(8).fold(0u64, |acc, b| {
+                        acc | u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+                    });
                     if words != 0 {
                         for (k, &v) in block.iter().enumerate() {
                             if v != 0 {
@@ -250,7 +250,12 @@ mod tests {
             let mut e = EventChunk::default();
             for i in 0..(200 + 300 * i64::from(k)) {
                 let i16 = i as u16;
-                e.push(i, (i16 * 7 + k * 13) % 90, (i16 * 3 + k) % 40, (i16 % 2) as u8);
+                e.push(
+                    i,
+                    (i16 * 7 + k * 13) % 90,
+                    (i16 * 3 + k) % 40,
+                    (i16 % 2) as u8,
+                );
             }
             incremental.update_into(e.as_slice(), &mut out)?;
             assert_eq!(out, full.build(e.as_slice())?.to_vec(), "window {k}");

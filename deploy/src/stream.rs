@@ -106,7 +106,9 @@ pub struct StreamOptions {
 
 impl Default for StreamOptions {
     fn default() -> Self {
-        Self { max_gap_us: 1_000_000 }
+        Self {
+            max_gap_us: 1_000_000,
+        }
     }
 }
 
@@ -190,10 +192,12 @@ impl StreamDetector {
                 options.max_gap_us
             )));
         }
-        let rep = spec
-            .representation
-            .as_ref()
-            .ok_or_else(|| DeployError::Task(format!("{}: the spec has no event representation", spec.model)))?;
+        let rep = spec.representation.as_ref().ok_or_else(|| {
+            DeployError::Task(format!(
+                "{}: the spec has no event representation",
+                spec.model
+            ))
+        })?;
         let input = HistogramInput::new(rep)?;
         let factor = rep.downsample as f32;
         let clip = (rep.sensor_width as f32, rep.sensor_height as f32);
@@ -257,8 +261,14 @@ impl StreamDetector {
         let (length, step) = (self.window.length_us, self.window.step_us);
         // Windows of a sequence whose next end is `end` and last event `last`.
         let due = |end: Option<i64>, last: Option<i64>, closes: bool| -> u64 {
-            let (Some(end), Some(last)) = (end, last) else { return 0 };
-            let upto = if closes { last.saturating_add(length) } else { last - 1 };
+            let (Some(end), Some(last)) = (end, last) else {
+                return 0;
+            };
+            let upto = if closes {
+                last.saturating_add(length)
+            } else {
+                last - 1
+            };
             if upto < end {
                 0
             } else {
@@ -284,7 +294,11 @@ impl StreamDetector {
     /// Errors: events that break the rules of [`Self::check`] are refused whole, before anything
     /// runs (the stream is unchanged). An error of the model or of the sink fails the push; reset
     /// the detector then.
-    pub fn push<S: StreamSink>(&mut self, events: EventSlice<'_>, sink: &mut S) -> std::result::Result<Pushed, S::Error> {
+    pub fn push<S: StreamSink>(
+        &mut self,
+        events: EventSlice<'_>,
+        sink: &mut S,
+    ) -> std::result::Result<Pushed, S::Error> {
         self.check(events)?;
         let mut pushed = Pushed::default();
         for (range, gap) in segments(self.last_t, events.t, self.options.max_gap_us) {
@@ -311,7 +325,11 @@ impl StreamDetector {
     }
 
     /// [`Self::push`] for a decoder's chunk.
-    pub fn push_chunk<S: StreamSink>(&mut self, chunk: &EventChunk, sink: &mut S) -> std::result::Result<Pushed, S::Error> {
+    pub fn push_chunk<S: StreamSink>(
+        &mut self,
+        chunk: &EventChunk,
+        sink: &mut S,
+    ) -> std::result::Result<Pushed, S::Error> {
         self.push(chunk.as_slice(), sink)
     }
 
@@ -374,7 +392,11 @@ impl StreamDetector {
     }
 
     /// Runs every ready window; `false` when the sink stopped the stream.
-    fn drain<S: StreamSink>(&mut self, sink: &mut S, pushed: &mut Pushed) -> std::result::Result<bool, S::Error> {
+    fn drain<S: StreamSink>(
+        &mut self,
+        sink: &mut S,
+        pushed: &mut Pushed,
+    ) -> std::result::Result<bool, S::Error> {
         while let Some(window) = self.slicer.next_window() {
             let result = self.pipeline.process(&window)?;
             pushed.windows += 1;
@@ -389,16 +411,21 @@ impl StreamDetector {
 
 /// Splits sorted times `t` (continuing a stream whose last event was at `prev`) into runs without
 /// a gap longer than `max_gap_us`; each run after a gap comes with that gap. Allocates nothing.
-fn segments(prev: Option<i64>, t: &[i64], max_gap_us: i64) -> impl Iterator<Item = (Range<usize>, Option<Gap>)> + '_ {
+fn segments(
+    prev: Option<i64>,
+    t: &[i64],
+    max_gap_us: i64,
+) -> impl Iterator<Item = (Range<usize>, Option<Gap>)> + '_ {
     let mut start = 0;
     let mut before = prev;
     std::iter::from_fn(move || {
         if start >= t.len() {
             return None;
         }
-        let gap = before
-            .filter(|&b| t[start] - b > max_gap_us)
-            .map(|b| Gap { last_us: b, next_us: t[start] });
+        let gap = before.filter(|&b| t[start] - b > max_gap_us).map(|b| Gap {
+            last_us: b,
+            next_us: t[start],
+        });
         let end = (start + 1..t.len())
             .find(|&i| t[i] - t[i - 1] > max_gap_us)
             .unwrap_or(t.len());
@@ -413,7 +440,8 @@ impl Pipeline {
     fn process(&mut self, window: &Window<'_>) -> Result<WindowDetections<'_>> {
         // Only the cells that differ from the last window are written (`update_into`): the input
         // tensor is this pipeline's alone.
-        self.input.update_into(window.events, self.model.input_mut()?)?;
+        self.input
+            .update_into(window.events, self.model.input_mut()?)?;
         let raw = self.model.run()?;
         let detections = self.post.run(raw)?;
         let (histogram, histogram_shape) = self.input.histogram();

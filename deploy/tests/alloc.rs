@@ -8,7 +8,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::Arc;
 
-use prism_core::spec::{ModelSpec, OutputSpec, Postprocess, Representation, RepresentationKind, Task, TensorSpec, SPEC_VERSION};
+use prism_core::spec::{
+    ModelSpec, OutputSpec, Postprocess, Representation, RepresentationKind, Task, TensorSpec,
+    SPEC_VERSION,
+};
 use prism_deploy::postprocess::Postprocessor;
 use prism_deploy::preprocess::HistogramInput;
 use prism_deploy::{Backend, Engine, EngineOptions, StreamDetector};
@@ -80,7 +83,12 @@ fn spec() -> ModelSpec {
 fn window(k: i64) -> EventChunk {
     let mut c = EventChunk::default();
     for i in 0..5000i64 {
-        c.push(k * 10_000 + i * 2, ((i * 7 + k) % 120) as u16, ((i * 13) % 100) as u16, (i % 2) as u8);
+        c.push(
+            k * 10_000 + i * 2,
+            ((i * 7 + k) % 120) as u16,
+            ((i * 13) % 100) as u16,
+            (i % 2) as u8,
+        );
     }
     c
 }
@@ -93,7 +101,9 @@ fn preprocessing_and_postprocessing_do_not_allocate_in_steady_state() {
     let mut post = Postprocessor::new(&spec, 2.0, (120.0, 100.0)).unwrap();
     let windows: Vec<EventChunk> = (0..6).map(window).collect();
     // Raw rows that pass the threshold in places: logits alternate.
-    let raw: Vec<f32> = (0..84 * 7).map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.3).collect();
+    let raw: Vec<f32> = (0..84 * 7)
+        .map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.3)
+        .collect();
     for w in &windows[..2] {
         input.build(w.as_slice()).unwrap();
         post.run(&raw).unwrap();
@@ -105,19 +115,26 @@ fn preprocessing_and_postprocessing_do_not_allocate_in_steady_state() {
         kept += post.run(&raw).unwrap().len();
     }
     assert!(kept > 0);
-    assert_eq!(allocations() - before, 0, "allocations in 4 steady-state windows");
+    assert_eq!(
+        allocations() - before,
+        0,
+        "allocations in 4 steady-state windows"
+    );
 }
 
 /// Rust-side allocations of each of 12 windows (one push of 5000 events each) of a StreamDetector.
 fn allocations_per_window(backend: Backend, dir: &std::path::Path) -> Vec<usize> {
-    let engine = Arc::new(Engine::load(dir.join("rvt_tiny.onnx"), &EngineOptions::new(backend)).unwrap());
+    let engine =
+        Arc::new(Engine::load(dir.join("rvt_tiny.onnx"), &EngineOptions::new(backend)).unwrap());
     let mut d = StreamDetector::new(engine).unwrap();
     let windows: Vec<EventChunk> = (0..12).map(window).collect();
     let mut per_window = Vec::new();
     for w in &windows {
         let mut n = 0;
         let before = allocations();
-        d.push(w.as_slice(), &mut |_: &prism_deploy::WindowDetections<'_>| {
+        d.push(w.as_slice(), &mut |_: &prism_deploy::WindowDetections<
+            '_,
+        >| {
             n += 1;
             Ok::<_, prism_deploy::DeployError>(true)
         })
@@ -135,12 +152,17 @@ fn allocations_per_window(backend: Backend, dir: &std::path::Path) -> Vec<usize>
 /// does not grow.
 #[test]
 fn stream_detector_allocations_per_window_are_bounded() {
-    let Some(dir) = common::fixtures("stream_detector_allocations_per_window_are_bounded") else { return };
+    let Some(dir) = common::fixtures("stream_detector_allocations_per_window_are_bounded") else {
+        return;
+    };
     let per_window = allocations_per_window(Backend::Tract, dir);
     eprintln!("allocations per window (tract): {per_window:?}");
     let steady = &per_window[3..];
     let (min, max) = (steady.iter().min().unwrap(), steady.iter().max().unwrap());
-    assert!(max - min <= 2, "allocations per window vary: {per_window:?}");
+    assert!(
+        max - min <= 2,
+        "allocations per window vary: {per_window:?}"
+    );
 }
 
 /// On ONNX Runtime the input and the state stay in ORT tensors (state outputs written into
@@ -151,11 +173,16 @@ fn stream_detector_allocations_per_window_are_bounded() {
 #[test]
 fn stream_detector_on_onnx_runtime_does_not_allocate_in_steady_state() {
     let test = "stream_detector_on_onnx_runtime_does_not_allocate_in_steady_state";
-    let Some(dir) = common::fixtures(test) else { return };
+    let Some(dir) = common::fixtures(test) else {
+        return;
+    };
     if !common::ort_available(test) {
         return;
     }
     let per_window = allocations_per_window(Backend::OrtCpu, dir);
     eprintln!("allocations per window (ort-cpu): {per_window:?}");
-    assert!(per_window[3..].iter().all(|&n| n == 0), "allocations per window: {per_window:?}");
+    assert!(
+        per_window[3..].iter().all(|&n| n == 0),
+        "allocations per window: {per_window:?}"
+    );
 }

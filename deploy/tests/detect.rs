@@ -7,7 +7,10 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use prism_deploy::{Backend, DeployError, Engine, EngineOptions, FrameDetector, OwnedWindow, Recurrent, StreamDetector, TensorView, WindowDetections};
+use prism_deploy::{
+    Backend, DeployError, Engine, EngineOptions, FrameDetector, OwnedWindow, Recurrent,
+    StreamDetector, TensorView, WindowDetections,
+};
 use prism_events::EventChunk;
 
 fn engine(dir: &std::path::Path, file: &str, backend: Backend) -> Arc<Engine> {
@@ -15,13 +18,21 @@ fn engine(dir: &std::path::Path, file: &str, backend: Backend) -> Arc<Engine> {
 }
 
 /// Streams `events` in chunks of the given sizes (cycled), then finishes.
-fn run_stream(detector: &mut StreamDetector, events: &EventChunk, sizes: &[usize]) -> Vec<OwnedWindow> {
+fn run_stream(
+    detector: &mut StreamDetector,
+    events: &EventChunk,
+    sizes: &[usize],
+) -> Vec<OwnedWindow> {
     let mut windows = Vec::new();
     let mut start = 0;
     let mut k = 0;
     while start < events.len() {
         let end = (start + sizes[k % sizes.len()]).min(events.len());
-        windows.extend(detector.push_collect(events.as_slice().slice(start..end)).unwrap());
+        windows.extend(
+            detector
+                .push_collect(events.as_slice().slice(start..end))
+                .unwrap(),
+        );
         start = end;
         k += 1;
     }
@@ -32,8 +43,17 @@ fn run_stream(detector: &mut StreamDetector, events: &EventChunk, sizes: &[usize
 fn check_against_reference(windows: &[OwnedWindow], reference: &[RefWindow], what: &str) {
     assert_eq!(windows.len(), reference.len(), "{what}: window count");
     for (w, r) in windows.iter().zip(reference) {
-        assert_eq!((w.end_us, w.num_events), (r.end_us, r.events), "{what}: window bounds");
-        assert_matches_reference(&w.detections, &r.detections, 1e-3, &format!("{what}, window {}", w.end_us));
+        assert_eq!(
+            (w.end_us, w.num_events),
+            (r.end_us, r.events),
+            "{what}: window bounds"
+        );
+        assert_matches_reference(
+            &w.detections,
+            &r.detections,
+            1e-3,
+            &format!("{what}, window {}", w.end_us),
+        );
     }
 }
 
@@ -63,30 +83,44 @@ fn tract_and_ort_cpu_match_the_numpy_reference_over_a_stateful_stream() {
 
 #[test]
 fn chunk_sizes_do_not_change_detections() {
-    let Some(dir) = fixtures("chunk_sizes_do_not_change_detections") else { return };
+    let Some(dir) = fixtures("chunk_sizes_do_not_change_detections") else {
+        return;
+    };
     let events = events(dir);
     let engine = engine(dir, "rvt_tiny.onnx", Backend::Tract);
     let mut whole = StreamDetector::new(engine.clone()).unwrap();
     let expected = run_stream(&mut whole, &events, &[usize::MAX]);
     for sizes in [&[1usize][..], &[7, 1, 333], &[1000, 5000, 2]] {
         let mut d = StreamDetector::new(engine.clone()).unwrap();
-        assert_eq!(run_stream(&mut d, &events, sizes), expected, "chunk sizes {sizes:?}");
+        assert_eq!(
+            run_stream(&mut d, &events, sizes),
+            expected,
+            "chunk sizes {sizes:?}"
+        );
     }
     // Raw slices from an application give the same windows.
     let mut d = StreamDetector::new(engine).unwrap();
     let mut got = Vec::new();
-    d.push_slices(&events.t, &events.x, &events.y, &events.p, &mut |w: &WindowDetections<'_>| {
-        got.push(OwnedWindow::from(w));
-        Ok::<_, DeployError>(true)
-    })
-        .unwrap();
+    d.push_slices(
+        &events.t,
+        &events.x,
+        &events.y,
+        &events.p,
+        &mut |w: &WindowDetections<'_>| {
+            got.push(OwnedWindow::from(w));
+            Ok::<_, DeployError>(true)
+        },
+    )
+    .unwrap();
     got.extend(d.finish_collect().unwrap());
     assert_eq!(got, expected);
 }
 
 #[test]
 fn state_is_carried_and_reset_restores_a_fresh_sequence() {
-    let Some(dir) = fixtures("state_is_carried_and_reset_restores_a_fresh_sequence") else { return };
+    let Some(dir) = fixtures("state_is_carried_and_reset_restores_a_fresh_sequence") else {
+        return;
+    };
     let events = events(dir);
     let engine = engine(dir, "rvt_tiny.onnx", Backend::Tract);
     let mut fresh = StreamDetector::new(engine.clone()).unwrap();
@@ -103,22 +137,40 @@ fn state_is_carried_and_reset_restores_a_fresh_sequence() {
     // The state matters: starting fresh at the third window changes its detections.
     let from = events.t.partition_point(|&t| t <= expected[1].end_us);
     let mut late = StreamDetector::new(engine).unwrap();
-    let late_windows = run_stream(&mut late, &events.as_slice().slice(from..events.len()).to_chunk(), &[usize::MAX]);
+    let late_windows = run_stream(
+        &mut late,
+        &events.as_slice().slice(from..events.len()).to_chunk(),
+        &[usize::MAX],
+    );
     assert_eq!(late_windows[0].end_us, expected[2].end_us);
-    assert_ne!(late_windows[0].detections, expected[2].detections, "zero state vs carried state");
+    assert_ne!(
+        late_windows[0].detections, expected[2].detections,
+        "zero state vs carried state"
+    );
 }
 
 /// Same length and every value within `tol` (absolute below 1, relative above).
 fn assert_same_values(got: &[f32], want: &[f32], tol: f32, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (a, b)) in got.iter().zip(want).enumerate() {
-        assert!((a - b).abs() <= tol * b.abs().max(1.0), "{what}: element {i} is {a}, expected {b}");
+        assert!(
+            (a - b).abs() <= tol * b.abs().max(1.0),
+            "{what}: element {i} is {a}, expected {b}"
+        );
     }
 }
 
 /// A deterministic input for window `w`: a different sparse pattern of counts per window.
 fn pattern(len: usize, w: usize) -> Vec<f32> {
-    (0..len).map(|i| if (i * 7 + w * 13) % 29 == 0 { ((i + w) % 5) as f32 } else { 0.0 }).collect()
+    (0..len)
+        .map(|i| {
+            if (i * 7 + w * 13) % 29 == 0 {
+                ((i + w) % 5) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 /// `Recurrent` (state kept in the backend's tensors, double-buffered on ONNX Runtime) against the
@@ -134,7 +186,11 @@ fn recurrent_buffers_match_engine_runs_with_the_state_carried_by_hand() {
         let mut recurrent = Recurrent::new(engine.clone()).unwrap();
         let input_shape = recurrent.input_shape().to_vec();
         let input_len: usize = input_shape.iter().product();
-        let mut carried: Vec<Vec<f32>> = spec.state.iter().map(|s| vec![0.0; s.shape.iter().product()]).collect();
+        let mut carried: Vec<Vec<f32>> = spec
+            .state
+            .iter()
+            .map(|s| vec![0.0; s.shape.iter().product()])
+            .collect();
         let mut first_window = Vec::new();
         for w in 0..5 {
             let input = pattern(input_len, w);
@@ -142,33 +198,70 @@ fn recurrent_buffers_match_engine_runs_with_the_state_carried_by_hand() {
             let got = recurrent.run().unwrap().to_vec();
 
             let mut views = vec![TensorView::new(&spec.input.name, &input_shape, &input)];
-            views.extend(spec.state.iter().zip(&carried).map(|(s, d)| TensorView::new(&s.input, &s.shape, d)));
+            views.extend(
+                spec.state
+                    .iter()
+                    .zip(&carried)
+                    .map(|(s, d)| TensorView::new(&s.input, &s.shape, d)),
+            );
             let outputs = engine.run(&views).unwrap();
-            let find = |name: &str| outputs.iter().find(|t| t.name == name).unwrap().data.clone();
+            let find = |name: &str| {
+                outputs
+                    .iter()
+                    .find(|t| t.name == name)
+                    .unwrap()
+                    .data
+                    .clone()
+            };
             let expected = find(&spec.output.name);
-            assert_same_values(&got, &expected, 1e-5, &format!("{backend:?} window {w}: detections"));
+            assert_same_values(
+                &got,
+                &expected,
+                1e-5,
+                &format!("{backend:?} window {w}: detections"),
+            );
             carried = spec.state.iter().map(|s| find(&s.output)).collect();
             for (k, state) in carried.iter().enumerate() {
-                assert_same_values(&recurrent.state(k).unwrap(), state, 1e-5, &format!("{backend:?} window {w}: state {k}"));
+                assert_same_values(
+                    &recurrent.state(k).unwrap(),
+                    state,
+                    1e-5,
+                    &format!("{backend:?} window {w}: state {k}"),
+                );
             }
             if w == 0 {
                 first_window = got;
             }
         }
-        assert!(carried.iter().any(|s| s.iter().any(|&v| v != 0.0)), "{backend:?}: the state never changed");
+        assert!(
+            carried.iter().any(|s| s.iter().any(|&v| v != 0.0)),
+            "{backend:?}: the state never changed"
+        );
 
         recurrent.reset().unwrap();
         for k in 0..spec.state.len() {
-            assert!(recurrent.state(k).unwrap().iter().all(|&v| v == 0.0), "{backend:?}: state {k} after reset");
+            assert!(
+                recurrent.state(k).unwrap().iter().all(|&v| v == 0.0),
+                "{backend:?}: state {k} after reset"
+            );
         }
-        recurrent.input_mut().unwrap().copy_from_slice(&pattern(input_len, 0));
-        assert_eq!(recurrent.run().unwrap(), &first_window[..], "{backend:?}: first window after reset");
+        recurrent
+            .input_mut()
+            .unwrap()
+            .copy_from_slice(&pattern(input_len, 0));
+        assert_eq!(
+            recurrent.run().unwrap(),
+            &first_window[..],
+            "{backend:?}: first window after reset"
+        );
     }
 }
 
 #[test]
 fn detectors_share_one_engine_across_threads() {
-    let Some(dir) = fixtures("detectors_share_one_engine_across_threads") else { return };
+    let Some(dir) = fixtures("detectors_share_one_engine_across_threads") else {
+        return;
+    };
     let events = Arc::new(events(dir));
     let engine = engine(dir, "rvt_tiny.onnx", Backend::Tract);
     let mut single = StreamDetector::new(engine.clone()).unwrap();
@@ -199,7 +292,10 @@ fn frame_detector_matches_the_reference_on_both_backends() {
         let got = d.detect(&image, &[1, 3, 32, 32]).unwrap().to_vec();
         assert_matches_reference(&got, &reference.detections, 1e-3, backend.name());
         let err = d.detect(&image[1..], &[1, 3, 32, 32]).unwrap_err();
-        assert!(err.to_string().contains("needs 3072 values, got 3071"), "{err}");
+        assert!(
+            err.to_string().contains("needs 3072 values, got 3071"),
+            "{err}"
+        );
     }
 }
 
@@ -226,23 +322,45 @@ fn engine_reads_the_spec_and_rejects_bad_inputs() {
         assert_eq!(out[0].shape, [1, 84, 7]);
         assert_eq!(out[1].shape, [1, 4, 8, 8]);
 
-        let expect_input_err = |inputs: &[TensorView<'_>], needle: &str| {
-            match e.run(inputs) {
-                Err(DeployError::Input(m)) => assert!(m.contains(needle), "{backend}: `{m}` lacks `{needle}`"),
-                other => panic!("{backend}: expected an input error with `{needle}`, got {other:?}"),
+        let expect_input_err = |inputs: &[TensorView<'_>], needle: &str| match e.run(inputs) {
+            Err(DeployError::Input(m)) => {
+                assert!(m.contains(needle), "{backend}: `{m}` lacks `{needle}`")
             }
+            other => panic!("{backend}: expected an input error with `{needle}`, got {other:?}"),
         };
         expect_input_err(&good[..2], "missing input `h1` [1, 4, 8, 8]");
         expect_input_err(
-            &[good[0], TensorView::new("histogram", &[1, 20, 32, 128], &hist), good[2]],
+            &[
+                good[0],
+                TensorView::new("histogram", &[1, 20, 32, 128], &hist),
+                good[2],
+            ],
             "has shape [1, 20, 32, 128]; the model expects [1, 20, 64, 64]",
         );
-        expect_input_err(&[good[0], good[1], good[2], TensorView::new("extra", &[1], &[0.0])], "no input `extra`");
+        expect_input_err(
+            &[
+                good[0],
+                good[1],
+                good[2],
+                TensorView::new("extra", &[1], &[0.0]),
+            ],
+            "no input `extra`",
+        );
         expect_input_err(&[good[0], good[1], good[2], good[2]], "given twice");
-        expect_input_err(&[good[0], TensorView::new("histogram", &[1, 20, 64, 64], &hist[1..]), good[2]], "needs 81920 values");
+        expect_input_err(
+            &[
+                good[0],
+                TensorView::new("histogram", &[1, 20, 64, 64], &hist[1..]),
+                good[2],
+            ],
+            "needs 81920 values",
+        );
 
         // Detector / task mismatches.
-        assert!(matches!(FrameDetector::new(e.clone()), Err(DeployError::Task(_))));
+        assert!(matches!(
+            FrameDetector::new(e.clone()),
+            Err(DeployError::Task(_))
+        ));
         let frame = engine(dir, "frame_tiny.onnx", backend);
         let err = StreamDetector::new(frame).unwrap_err();
         assert!(err.to_string().contains("use FrameDetector"), "{err}");
@@ -250,11 +368,23 @@ fn engine_reads_the_spec_and_rejects_bad_inputs() {
         // Events that break the representation's rules are errors naming the event.
         let mut d = StreamDetector::new(e).unwrap();
         let err = d
-            .push_slices(&[0, 1, 20_000], &[5, 120, 0], &[5, 5, 0], &[0, 1, 1], &mut |_: &WindowDetections<'_>| Ok::<_, DeployError>(true))
+            .push_slices(
+                &[0, 1, 20_000],
+                &[5, 120, 0],
+                &[5, 5, 0],
+                &[0, 1, 1],
+                &mut |_: &WindowDetections<'_>| Ok::<_, DeployError>(true),
+            )
             .unwrap_err();
         assert!(err.to_string().contains("outside the 120x100"), "{err}");
         let err = d
-            .push_slices(&[0, 1], &[5], &[5, 5], &[0, 1], &mut |_: &WindowDetections<'_>| Ok::<_, DeployError>(true))
+            .push_slices(
+                &[0, 1],
+                &[5],
+                &[5, 5],
+                &[0, 1],
+                &mut |_: &WindowDetections<'_>| Ok::<_, DeployError>(true),
+            )
             .unwrap_err();
         assert!(err.to_string().contains("differ in length"), "{err}");
     }
@@ -267,18 +397,28 @@ fn bad_models_give_clear_errors() {
     let garbage = dir.join("garbage.onnx");
     std::fs::write(&garbage, b"this is not a protobuf at all").unwrap();
     for backend in cpu_backends(test) {
-        let load = |file: &str| Engine::load(dir.join(file), &EngineOptions::new(backend)).unwrap_err();
+        let load =
+            |file: &str| Engine::load(dir.join(file), &EngineOptions::new(backend)).unwrap_err();
         let err = load("no_meta.onnx");
-        assert!(matches!(err, DeployError::NoSpec { .. }), "{backend}: {err}");
+        assert!(
+            matches!(err, DeployError::NoSpec { .. }),
+            "{backend}: {err}"
+        );
         assert!(err.to_string().contains("no `prism` metadata"), "{err}");
         let err = load("bad_json.onnx");
         assert!(matches!(err, DeployError::Spec { .. }), "{backend}: {err}");
         let err = load("wrong_spec.onnx");
-        assert!(err.to_string().contains("input `nope` is not in the graph"), "{backend}: {err}");
+        assert!(
+            err.to_string().contains("input `nope` is not in the graph"),
+            "{backend}: {err}"
+        );
         let err = load("missing.onnx");
         assert!(matches!(err, DeployError::Io { .. }), "{backend}: {err}");
         let err = load("garbage.onnx");
-        assert!(matches!(err, DeployError::BadModel { .. }), "{backend}: {err}");
+        assert!(
+            matches!(err, DeployError::BadModel { .. }),
+            "{backend}: {err}"
+        );
     }
 }
 
@@ -290,7 +430,9 @@ fn gpu_backends_without_gpu_libraries_fail_clearly() {
         return;
     }
     let lib = prism_deploy::engine::onnxruntime::library_path(None).unwrap();
-    let gpu_wheel = lib.with_file_name("libonnxruntime_providers_cuda.so").is_file();
+    let gpu_wheel = lib
+        .with_file_name("libonnxruntime_providers_cuda.so")
+        .is_file();
     for (backend, needle) in [
         (Backend::OrtCuda, "libonnxruntime_providers_cuda.so"),
         (Backend::OrtTensorRt, "libonnxruntime_providers_tensorrt.so"),
@@ -302,7 +444,10 @@ fn gpu_backends_without_gpu_libraries_fail_clearly() {
                 // With the CPU wheel the provider library itself is missing; with the GPU wheel on
                 // a machine without CUDA, ORT names the CUDA library it could not load.
                 assert!(gpu_wheel || msg.contains(needle), "{msg}");
-                assert!(msg.contains(".so"), "the error names the missing library: {msg}");
+                assert!(
+                    msg.contains(".so"),
+                    "the error names the missing library: {msg}"
+                );
             }
             Err(other) => panic!("{backend}: expected a provider error, got {other}"),
             Ok(_) => eprintln!("{backend}: loaded (this machine has the GPU libraries)"),
@@ -317,17 +462,26 @@ fn backend_names_parse() {
     }
     assert_eq!("ORT-CPU".parse::<Backend>().unwrap(), Backend::OrtCpu);
     let err = "onnx".parse::<Backend>().unwrap_err();
-    assert!(err.to_string().contains("expected one of: tract, ort-cpu"), "{err}");
+    assert!(
+        err.to_string().contains("expected one of: tract, ort-cpu"),
+        "{err}"
+    );
 }
 
 /// tract with its own 2-thread pool (`intra_threads`) streams the same detections as the
 /// reference, and as tract on the calling thread.
 #[test]
 fn tract_thread_pool_gives_the_same_detections() {
-    let Some(dir) = fixtures("tract_thread_pool_gives_the_same_detections") else { return };
+    let Some(dir) = fixtures("tract_thread_pool_gives_the_same_detections") else {
+        return;
+    };
     let events = events(dir);
     let reference = rvt_reference(dir);
-    let single = run_stream(&mut StreamDetector::new(engine(dir, "rvt_tiny.onnx", Backend::Tract)).unwrap(), &events, &[4096]);
+    let single = run_stream(
+        &mut StreamDetector::new(engine(dir, "rvt_tiny.onnx", Backend::Tract)).unwrap(),
+        &events,
+        &[4096],
+    );
     let options = EngineOptions {
         intra_threads: Some(2),
         ..EngineOptions::new(Backend::Tract)
@@ -350,7 +504,9 @@ fn ort_thread_options_give_the_same_outputs() {
     }
     let image = f32_file(&dir.join("frame_input.bin"));
     let input = [TensorView::new("image", &[1, 3, 32, 32], &image)];
-    let default = engine(dir, "frame_tiny.onnx", Backend::OrtCpu).run(&input).unwrap();
+    let default = engine(dir, "frame_tiny.onnx", Backend::OrtCpu)
+        .run(&input)
+        .unwrap();
     let options = EngineOptions {
         intra_threads: Some(1),
         inter_threads: Some(2),
@@ -371,7 +527,10 @@ fn ort_thread_options_give_the_same_outputs() {
         },
     )
     .unwrap_err();
-    assert!(other.to_string().contains("already loaded ONNX Runtime"), "{other}");
+    assert!(
+        other.to_string().contains("already loaded ONNX Runtime"),
+        "{other}"
+    );
 }
 
 #[test]

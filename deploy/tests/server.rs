@@ -18,9 +18,16 @@ fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, Str
     request_typed(addr, method, path, "application/json", body)
 }
 
-fn request_typed(addr: SocketAddr, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+fn request_typed(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -31,8 +38,15 @@ fn request_typed(addr: SocketAddr, method: &str, path: &str, content_type: &str,
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -41,7 +55,13 @@ fn json_of(body: &str) -> Value {
 }
 
 fn start(dir: &std::path::Path, max_body: usize) -> (Server, Arc<Engine>) {
-    let engine = Arc::new(Engine::load(dir.join("rvt_tiny.onnx"), &EngineOptions::new(Backend::Tract)).unwrap());
+    let engine = Arc::new(
+        Engine::load(
+            dir.join("rvt_tiny.onnx"),
+            &EngineOptions::new(Backend::Tract),
+        )
+        .unwrap(),
+    );
     let options = ServerOptions {
         addr: "127.0.0.1:0".parse().unwrap(),
         model_name: Some("rvt".into()),
@@ -55,7 +75,9 @@ fn start(dir: &std::path::Path, max_body: usize) -> (Server, Arc<Engine>) {
 
 #[test]
 fn kserve_v2_endpoints_answer_good_and_bad_requests() {
-    let Some(dir) = fixtures("kserve_v2_endpoints_answer_good_and_bad_requests") else { return };
+    let Some(dir) = fixtures("kserve_v2_endpoints_answer_good_and_bad_requests") else {
+        return;
+    };
     let (server, engine) = start(dir, 2 << 20);
     let addr = server.local_addr();
     assert!(addr.ip().is_loopback());
@@ -63,12 +85,18 @@ fn kserve_v2_endpoints_answer_good_and_bad_requests() {
     assert_eq!(request(addr, "GET", "/v2/health/live", b"").0, 200);
     assert_eq!(request(addr, "GET", "/v2/health/ready", b"").0, 200);
     assert_eq!(request(addr, "GET", "/v2/models/rvt/ready", b"").0, 200);
-    assert_eq!(request(addr, "GET", "/v2/models/rvt/versions/1/ready", b"").0, 200);
+    assert_eq!(
+        request(addr, "GET", "/v2/models/rvt/versions/1/ready", b"").0,
+        200
+    );
     let (status, body) = request(addr, "GET", "/v2/models/rvt", b"");
     assert_eq!(status, 200);
     let meta = json_of(&body);
     assert_eq!(meta["name"], "rvt");
-    assert_eq!(meta["inputs"][0], json!({"name": "histogram", "datatype": "FP32", "shape": [1, 20, 64, 64]}));
+    assert_eq!(
+        meta["inputs"][0],
+        json!({"name": "histogram", "datatype": "FP32", "shape": [1, 20, 64, 64]})
+    );
     assert_eq!(meta["outputs"][0]["shape"], json!([1, 84, 7]));
 
     // A good inference request: same numbers as calling the engine directly.
@@ -83,7 +111,12 @@ fn kserve_v2_endpoints_answer_good_and_bad_requests() {
         ],
         "outputs": [{"name": "detections"}, {"name": "h2_out"}],
     });
-    let (status, body) = request(addr, "POST", "/v2/models/rvt/infer", infer.to_string().as_bytes());
+    let (status, body) = request(
+        addr,
+        "POST",
+        "/v2/models/rvt/infer",
+        infer.to_string().as_bytes(),
+    );
     assert_eq!(status, 200, "{body}");
     let resp = json_of(&body);
     assert_eq!(resp["id"], "42");
@@ -99,51 +132,134 @@ fn kserve_v2_endpoints_answer_good_and_bad_requests() {
             TensorView::new("h2", &[1, 4, 4, 4], &h2),
         ])
         .unwrap();
-    let served: Vec<f32> = outputs[0]["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    let served: Vec<f32> = outputs[0]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
     assert_eq!(served, direct[0].data);
 
     // Bad requests: 4xx with a message, never a dropped connection.
     let bad = |path: &str, body: &[u8], want: u16, needle: &str| {
         let (status, text) = request(addr, "POST", path, body);
         assert_eq!(status, want, "{path}: {text}");
-        let msg = json_of(&text)["error"].as_str().unwrap_or_default().to_string();
+        let msg = json_of(&text)["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         assert!(msg.contains(needle), "{path}: `{msg}` lacks `{needle}`");
     };
-    bad("/v2/models/rvt/infer", b"{\"inputs\": [", 400, "malformed request JSON");
-    bad("/v2/models/rvt/infer", b"[1, 2]", 400, "malformed request JSON");
+    bad(
+        "/v2/models/rvt/infer",
+        b"{\"inputs\": [",
+        400,
+        "malformed request JSON",
+    );
+    bad(
+        "/v2/models/rvt/infer",
+        b"[1, 2]",
+        400,
+        "malformed request JSON",
+    );
     let mut wrong_shape = infer.clone();
     wrong_shape["inputs"][0]["shape"] = json!([1, 20, 32, 128]);
-    bad("/v2/models/rvt/infer", wrong_shape.to_string().as_bytes(), 400, "the model expects [1, 20, 64, 64]");
+    bad(
+        "/v2/models/rvt/infer",
+        wrong_shape.to_string().as_bytes(),
+        400,
+        "the model expects [1, 20, 64, 64]",
+    );
     let mut wrong_type = infer.clone();
     wrong_type["inputs"][1]["datatype"] = json!("INT64");
-    bad("/v2/models/rvt/infer", wrong_type.to_string().as_bytes(), 400, "datatype INT64 is not supported");
+    bad(
+        "/v2/models/rvt/infer",
+        wrong_type.to_string().as_bytes(),
+        400,
+        "datatype INT64 is not supported",
+    );
     let mut strings = infer.clone();
     strings["inputs"][1]["data"] = json!(["a"]);
-    bad("/v2/models/rvt/infer", strings.to_string().as_bytes(), 400, "needs numbers, found a string");
+    bad(
+        "/v2/models/rvt/infer",
+        strings.to_string().as_bytes(),
+        400,
+        "needs numbers, found a string",
+    );
     let mut missing = infer.clone();
     missing["inputs"].as_array_mut().unwrap().pop();
-    bad("/v2/models/rvt/infer", missing.to_string().as_bytes(), 400, "missing input `h2`");
+    bad(
+        "/v2/models/rvt/infer",
+        missing.to_string().as_bytes(),
+        400,
+        "missing input `h2`",
+    );
     let mut negative = infer.clone();
     negative["inputs"][1]["shape"] = json!([1, -4, 8, 8]);
-    bad("/v2/models/rvt/infer", negative.to_string().as_bytes(), 400, "negative dimension");
+    bad(
+        "/v2/models/rvt/infer",
+        negative.to_string().as_bytes(),
+        400,
+        "negative dimension",
+    );
     let mut no_output = infer.clone();
     no_output["outputs"] = json!([{"name": "nope"}]);
-    bad("/v2/models/rvt/infer", no_output.to_string().as_bytes(), 400, "no output `nope`");
+    bad(
+        "/v2/models/rvt/infer",
+        no_output.to_string().as_bytes(),
+        400,
+        "no output `nope`",
+    );
     let mut short = infer.clone();
     short["inputs"][1]["data"] = json!([1.0, 2.0, 3.0]);
-    bad("/v2/models/rvt/infer", short.to_string().as_bytes(), 400, "needs 256 values, got 3");
+    bad(
+        "/v2/models/rvt/infer",
+        short.to_string().as_bytes(),
+        400,
+        "needs 256 values, got 3",
+    );
     let mut unknown_input = infer.clone();
     unknown_input["inputs"][1]["name"] = json!("zz");
-    bad("/v2/models/rvt/infer", unknown_input.to_string().as_bytes(), 400, "the model has no input `zz`");
+    bad(
+        "/v2/models/rvt/infer",
+        unknown_input.to_string().as_bytes(),
+        400,
+        "the model has no input `zz`",
+    );
     let mut twice = infer.clone();
     let again = twice["inputs"][1].clone();
     twice["inputs"].as_array_mut().unwrap().push(again);
-    bad("/v2/models/rvt/infer", twice.to_string().as_bytes(), 400, "input `h1` given twice");
+    bad(
+        "/v2/models/rvt/infer",
+        twice.to_string().as_bytes(),
+        400,
+        "input `h1` given twice",
+    );
     bad("/v2/models/rvt/infer", b"", 400, "malformed request JSON");
-    bad("/v2/models/rvt/infer", b"{\"inputs\": 5}", 400, "malformed request JSON");
-    bad("/v2/models/other/infer", infer.to_string().as_bytes(), 404, "unknown model `other`");
-    bad("/v2/models/rvt/versions/7/infer", infer.to_string().as_bytes(), 404, "no version `7`");
-    bad("/v2/models/rvt/infer", &vec![b' '; 3 << 20], 413, "larger than the");
+    bad(
+        "/v2/models/rvt/infer",
+        b"{\"inputs\": 5}",
+        400,
+        "malformed request JSON",
+    );
+    bad(
+        "/v2/models/other/infer",
+        infer.to_string().as_bytes(),
+        404,
+        "unknown model `other`",
+    );
+    bad(
+        "/v2/models/rvt/versions/7/infer",
+        infer.to_string().as_bytes(),
+        404,
+        "no version `7`",
+    );
+    bad(
+        "/v2/models/rvt/infer",
+        &vec![b' '; 3 << 20],
+        413,
+        "larger than the",
+    );
     let (status, _) = request(addr, "GET", "/v2/models/rvt/infer", b"");
     assert_eq!(status, 405);
     let (status, _) = request(addr, "GET", "/nowhere", b"");
@@ -151,9 +267,18 @@ fn kserve_v2_endpoints_answer_good_and_bad_requests() {
 
     let (status, metrics) = request(addr, "GET", "/metrics", b"");
     assert_eq!(status, 200);
-    assert!(metrics.contains("prism_requests_total{route=\"infer\",status=\"200\"} 1"), "{metrics}");
-    assert!(metrics.contains("prism_requests_total{route=\"infer\",status=\"400\"}"), "{metrics}");
-    assert!(metrics.contains("prism_request_duration_seconds_bucket{le=\"+Inf\"}"), "{metrics}");
+    assert!(
+        metrics.contains("prism_requests_total{route=\"infer\",status=\"200\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("prism_requests_total{route=\"infer\",status=\"400\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("prism_request_duration_seconds_bucket{le=\"+Inf\"}"),
+        "{metrics}"
+    );
     // The metrics request itself is in flight; a worker that already answered the previous
     // request may not have counted it out yet, so the gauge is at least 1.
     let depth: i64 = metrics
@@ -168,7 +293,9 @@ fn kserve_v2_endpoints_answer_good_and_bad_requests() {
 
 #[test]
 fn streaming_endpoint_matches_the_stream_detector() {
-    let Some(dir) = fixtures("streaming_endpoint_matches_the_stream_detector") else { return };
+    let Some(dir) = fixtures("streaming_endpoint_matches_the_stream_detector") else {
+        return;
+    };
     let (server, engine) = start(dir, 8 << 20);
     let addr = server.local_addr();
     let events = events(dir);
@@ -185,7 +312,12 @@ fn streaming_endpoint_matches_the_stream_detector() {
             let r = events.as_slice().slice(cut[k]..cut[k + 1]);
             let (status, text) = if s == 0 {
                 let body = json!({"t": r.t, "x": r.x, "y": r.y, "p": r.p, "finish": k == 2});
-                request(addr, "POST", "/v2/models/rvt/streams/cam0/events", body.to_string().as_bytes())
+                request(
+                    addr,
+                    "POST",
+                    "/v2/models/rvt/streams/cam0/events",
+                    body.to_string().as_bytes(),
+                )
             } else {
                 let body = prism_deploy::server::protocol::encode_binary_events(r.t, r.x, r.y, r.p);
                 let finish = if k == 2 { "?finish=true" } else { "" };
@@ -193,11 +325,20 @@ fn streaming_endpoint_matches_the_stream_detector() {
                 request_typed(addr, "POST", &path, "application/octet-stream", &body)
             };
             assert_eq!(status, 200, "{text}");
-            got[s].extend(json_of(&text)["windows"].as_array().unwrap().iter().cloned());
+            got[s].extend(
+                json_of(&text)["windows"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .cloned(),
+            );
         }
     }
     // Windows without events or detections are counted, not listed.
-    let listed: Vec<&OwnedWindow> = expected.iter().filter(|w| w.num_events > 0 || !w.detections.is_empty()).collect();
+    let listed: Vec<&OwnedWindow> = expected
+        .iter()
+        .filter(|w| w.num_events > 0 || !w.detections.is_empty())
+        .collect();
     for windows in &got {
         assert_eq!(windows.len(), listed.len());
         for (w, e) in windows.iter().zip(&listed) {
@@ -216,63 +357,152 @@ fn streaming_endpoint_matches_the_stream_detector() {
     // carries it, nothing of that request is used and the stream goes on; the stream limit holds.
     let (status, _) = request(addr, "DELETE", "/v2/models/rvt/streams/cam0", b"");
     assert_eq!(status, 404);
-    let post = |id: &str, body: Value| request(addr, "POST", &format!("/v2/models/rvt/streams/{id}/events"), body.to_string().as_bytes());
-    let (status, text) = post("a", json!({"t": [0, 1], "x": [1, 500], "y": [1, 1], "p": [0, 1]}));
+    let post = |id: &str, body: Value| {
+        request(
+            addr,
+            "POST",
+            &format!("/v2/models/rvt/streams/{id}/events"),
+            body.to_string().as_bytes(),
+        )
+    };
+    let (status, text) = post(
+        "a",
+        json!({"t": [0, 1], "x": [1, 500], "y": [1, 1], "p": [0, 1]}),
+    );
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("outside the 120x100"), "{text}");
-    assert_eq!(request(addr, "DELETE", "/v2/models/rvt/streams/a", b"").0, 404, "a stream that only got bad events is not kept");
+    assert_eq!(
+        request(addr, "DELETE", "/v2/models/rvt/streams/a", b"").0,
+        404,
+        "a stream that only got bad events is not kept"
+    );
     // 10 ms windows: the first ends at 10 ms.
-    assert_eq!(post("a", json!({"t": [5_000, 6_000], "x": [1, 2], "y": [1, 1], "p": [0, 1]})).0, 200);
-    let (status, text) = post("a", json!({"t": [7_000, 8_000], "x": [1, 2], "y": [1, 1], "p": [0, 7]}));
+    assert_eq!(
+        post(
+            "a",
+            json!({"t": [5_000, 6_000], "x": [1, 2], "y": [1, 1], "p": [0, 1]})
+        )
+        .0,
+        200
+    );
+    let (status, text) = post(
+        "a",
+        json!({"t": [7_000, 8_000], "x": [1, 2], "y": [1, 1], "p": [0, 7]}),
+    );
     assert_eq!(status, 400, "{text}");
-    assert!(text.contains("polarity 7") && text.contains("the stream goes on"), "{text}");
+    assert!(
+        text.contains("polarity 7") && text.contains("the stream goes on"),
+        "{text}"
+    );
     let (status, text) = post("a", json!({"t": [25_000], "x": [1], "y": [1], "p": [0]}));
     assert_eq!(status, 200, "{text}");
     let done = json_of(&text);
     assert_eq!(done["windows"][0]["end_us"], 10_000, "{text}");
-    assert_eq!(done["windows"][0]["num_events"], 2, "the refused events were not used: {text}");
-    assert_eq!(request(addr, "DELETE", "/v2/models/rvt/streams/a", b"").0, 200);
+    assert_eq!(
+        done["windows"][0]["num_events"], 2,
+        "the refused events were not used: {text}"
+    );
+    assert_eq!(
+        request(addr, "DELETE", "/v2/models/rvt/streams/a", b"").0,
+        200
+    );
     let unsorted = json!({"t": [5, 1], "x": [1, 1], "y": [1, 1], "p": [0, 1]});
-    let (status, text) = request(addr, "POST", "/v2/models/rvt/streams/b/events", unsorted.to_string().as_bytes());
+    let (status, text) = request(
+        addr,
+        "POST",
+        "/v2/models/rvt/streams/b/events",
+        unsorted.to_string().as_bytes(),
+    );
     assert_eq!(status, 400, "{text}");
     let lengths = json!({"t": [5], "x": [1, 1], "y": [1], "p": [0]});
-    let (status, text) = request(addr, "POST", "/v2/models/rvt/streams/c/events", lengths.to_string().as_bytes());
+    let (status, text) = request(
+        addr,
+        "POST",
+        "/v2/models/rvt/streams/c/events",
+        lengths.to_string().as_bytes(),
+    );
     assert_eq!(status, 400, "{text}");
-    let (status, text) = request_typed(addr, "POST", "/v2/models/rvt/streams/d/events", "application/octet-stream", &[2, 0, 0, 0, 1]);
+    let (status, text) = request_typed(
+        addr,
+        "POST",
+        "/v2/models/rvt/streams/d/events",
+        "application/octet-stream",
+        &[2, 0, 0, 0, 1],
+    );
     assert_eq!(status, 400, "{text}");
-    assert!(text.contains("2 events need 4 + 13 x 2 = 30 bytes"), "{text}");
-    let (status, text) = request(addr, "POST", "/v2/models/rvt/streams/bad%20id/events", b"{}");
+    assert!(
+        text.contains("2 events need 4 + 13 x 2 = 30 bytes"),
+        "{text}"
+    );
+    let (status, text) = request(
+        addr,
+        "POST",
+        "/v2/models/rvt/streams/bad%20id/events",
+        b"{}",
+    );
     assert_eq!(status, 400, "{text}");
     for s in ["s1", "s2"] {
-        let (status, _) = request(addr, "POST", &format!("/v2/models/rvt/streams/{s}/events"), b"{\"t\": [1], \"x\": [1], \"y\": [1], \"p\": [1]}");
+        let (status, _) = request(
+            addr,
+            "POST",
+            &format!("/v2/models/rvt/streams/{s}/events"),
+            b"{\"t\": [1], \"x\": [1], \"y\": [1], \"p\": [1]}",
+        );
         assert_eq!(status, 200);
     }
     let (status, text) = request(addr, "POST", "/v2/models/rvt/streams/s3/events", b"{}");
     assert_eq!(status, 429, "{text}");
-    assert_eq!(request(addr, "DELETE", "/v2/models/rvt/streams/s1", b"").0, 200);
+    assert_eq!(
+        request(addr, "DELETE", "/v2/models/rvt/streams/s1", b"").0,
+        200
+    );
     server.shutdown();
 }
 
 /// A request that may fail (the server is going away): the status, if one came.
 fn try_post(addr: SocketAddr, path: &str, body: &[u8]) -> Option<u16> {
     let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30))).ok()?;
-    let head = format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .ok()?;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
     s.write_all(head.as_bytes()).ok()?;
     s.write_all(body).ok()?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).ok()?;
-    String::from_utf8_lossy(&raw).split(' ').nth(1)?.parse().ok()
+    String::from_utf8_lossy(&raw)
+        .split(' ')
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn start_with(dir: &std::path::Path, options: ServerOptions) -> Server {
-    let engine = Arc::new(Engine::load(dir.join("rvt_tiny.onnx"), &EngineOptions::new(Backend::Tract)).unwrap());
-    Server::start(engine, ServerOptions { addr: "127.0.0.1:0".parse().unwrap(), model_name: Some("rvt".into()), ..options }).unwrap()
+    let engine = Arc::new(
+        Engine::load(
+            dir.join("rvt_tiny.onnx"),
+            &EngineOptions::new(Backend::Tract),
+        )
+        .unwrap(),
+    );
+    Server::start(
+        engine,
+        ServerOptions {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            model_name: Some("rvt".into()),
+            ..options
+        },
+    )
+    .unwrap()
 }
 
 fn events_body(t: &[i64], finish: bool) -> Vec<u8> {
     let n = t.len();
-    json!({"t": t, "x": vec![1; n], "y": vec![1; n], "p": vec![0; n], "finish": finish}).to_string().into_bytes()
+    json!({"t": t, "x": vec![1; n], "y": vec![1; n], "p": vec![0; n], "finish": finish})
+        .to_string()
+        .into_bytes()
 }
 
 /// The denial of service of issue 21: a timestamp jump in one small request used to run every
@@ -280,12 +510,27 @@ fn events_body(t: &[i64], finish: bool) -> Vec<u8> {
 /// too many windows is refused before any work, a stream cannot hoard events, and deadlines hold.
 #[test]
 fn gaps_caps_and_deadlines_bound_every_stream_request() {
-    let Some(dir) = fixtures("gaps_caps_and_deadlines_bound_every_stream_request") else { return };
+    let Some(dir) = fixtures("gaps_caps_and_deadlines_bound_every_stream_request") else {
+        return;
+    };
     // The fixture model has 10 ms windows; a gap over 0.5 s resets.
-    let options = ServerOptions { workers: 4, max_streams: 16, max_gap_us: 500_000, max_stream_events: 1000, ..ServerOptions::default() };
+    let options = ServerOptions {
+        workers: 4,
+        max_streams: 16,
+        max_gap_us: 500_000,
+        max_stream_events: 1000,
+        ..ServerOptions::default()
+    };
     let server = start_with(dir, options.clone());
     let addr = server.local_addr();
-    let post = |id: &str, body: &[u8]| request(addr, "POST", &format!("/v2/models/rvt/streams/{id}/events"), body);
+    let post = |id: &str, body: &[u8]| {
+        request(
+            addr,
+            "POST",
+            &format!("/v2/models/rvt/streams/{id}/events"),
+            body,
+        )
+    };
 
     // 31 years in one step: two short sequences, the gap reported, nothing run in between.
     let started = std::time::Instant::now();
@@ -293,7 +538,11 @@ fn gaps_caps_and_deadlines_bound_every_stream_request() {
     assert_eq!(status, 200, "{text}");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     let r = json_of(&text);
-    assert_eq!(r["gaps"], json!([{"last_us": 0, "next_us": 1_000_000_000_000_000i64}]), "{text}");
+    assert_eq!(
+        r["gaps"],
+        json!([{"last_us": 0, "next_us": 1_000_000_000_000_000i64}]),
+        "{text}"
+    );
     let listed = r["windows"].as_array().unwrap().len() as u64;
     assert_eq!(listed + r["empty_windows"].as_u64().unwrap(), 4, "{text}");
 
@@ -302,7 +551,11 @@ fn gaps_caps_and_deadlines_bound_every_stream_request() {
     assert_eq!(status, 200, "{text}");
     let r = json_of(&text);
     assert!(r.get("gaps").is_none(), "{text}");
-    assert_eq!(r["windows"].as_array().unwrap().len() as u64 + r["empty_windows"].as_u64().unwrap(), 52, "{text}");
+    assert_eq!(
+        r["windows"].as_array().unwrap().len() as u64 + r["empty_windows"].as_u64().unwrap(),
+        52,
+        "{text}"
+    );
 
     // More windows than a request may complete: 413 before any work, the stream as it was.
     assert_eq!(post("cap", &events_body(&[0, 5_000], false)).0, 200);
@@ -310,7 +563,10 @@ fn gaps_caps_and_deadlines_bound_every_stream_request() {
     let (status, text) = post("cap", &events_body(&dense, false));
     assert_eq!(status, 413, "{text}");
     assert!(text.contains("would complete 120 windows"), "{text}");
-    assert!(text.contains("at most 100 per request") && text.contains("the stream goes on"), "{text}");
+    assert!(
+        text.contains("at most 100 per request") && text.contains("the stream goes on"),
+        "{text}"
+    );
     let (status, text) = post("cap", &events_body(&dense[..50], false));
     assert_eq!(status, 200, "{text}");
 
@@ -322,12 +578,29 @@ fn gaps_caps_and_deadlines_bound_every_stream_request() {
     server.shutdown();
 
     // A deadline that has passed stops a request after its first window: 408, stream dropped.
-    let server = start_with(dir, ServerOptions { deadline: std::time::Duration::from_nanos(1), ..options.clone() });
+    let server = start_with(
+        dir,
+        ServerOptions {
+            deadline: std::time::Duration::from_nanos(1),
+            ..options.clone()
+        },
+    );
     let addr = server.local_addr();
-    let (status, text) = request(addr, "POST", "/v2/models/rvt/streams/late/events", &events_body(&[0, 300_000], true));
+    let (status, text) = request(
+        addr,
+        "POST",
+        "/v2/models/rvt/streams/late/events",
+        &events_body(&[0, 300_000], true),
+    );
     assert_eq!(status, 408, "{text}");
-    assert!(text.contains("deadline passed after 1 windows") && text.contains("stream was dropped"), "{text}");
-    assert_eq!(request(addr, "DELETE", "/v2/models/rvt/streams/late", b"").0, 404);
+    assert!(
+        text.contains("deadline passed after 1 windows") && text.contains("stream was dropped"),
+        "{text}"
+    );
+    assert_eq!(
+        request(addr, "DELETE", "/v2/models/rvt/streams/late", b"").0,
+        404
+    );
     server.shutdown();
 }
 
@@ -335,8 +608,17 @@ fn gaps_caps_and_deadlines_bound_every_stream_request() {
 /// request, to stop every worker.
 #[test]
 fn health_answers_and_shutdown_is_quick_under_load() {
-    let Some(dir) = fixtures("health_answers_and_shutdown_is_quick_under_load") else { return };
-    let server = start_with(dir, ServerOptions { workers: 2, max_streams: 64, ..ServerOptions::default() });
+    let Some(dir) = fixtures("health_answers_and_shutdown_is_quick_under_load") else {
+        return;
+    };
+    let server = start_with(
+        dir,
+        ServerOptions {
+            workers: 2,
+            max_streams: 64,
+            ..ServerOptions::default()
+        },
+    );
     let addr = server.local_addr();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load: Vec<_> = (0..4)
@@ -347,7 +629,11 @@ fn health_answers_and_shutdown_is_quick_under_load() {
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                     // 99 windows of 10 ms, every one with events.
                     let t: Vec<i64> = (0..990).map(|j| j * 1_000).collect();
-                    let _ = try_post(addr, &format!("/v2/models/rvt/streams/load{i}_{k}/events"), &events_body(&t, true));
+                    let _ = try_post(
+                        addr,
+                        &format!("/v2/models/rvt/streams/load{i}_{k}/events"),
+                        &events_body(&t, true),
+                    );
                     k += 1;
                 }
             })
@@ -357,11 +643,19 @@ fn health_answers_and_shutdown_is_quick_under_load() {
     for _ in 0..5 {
         let t = std::time::Instant::now();
         assert_eq!(request(addr, "GET", "/v2/health/ready", b"").0, 200);
-        assert!(t.elapsed() < std::time::Duration::from_secs(1), "health took {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(1),
+            "health took {:?}",
+            t.elapsed()
+        );
     }
     let t = std::time::Instant::now();
     server.shutdown();
-    assert!(t.elapsed() < std::time::Duration::from_secs(2), "shutdown took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(2),
+        "shutdown took {:?}",
+        t.elapsed()
+    );
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     for l in load {
         l.join().unwrap();
@@ -372,12 +666,16 @@ fn health_answers_and_shutdown_is_quick_under_load() {
 /// on: neither the declared size nor the missing bytes are ever allocated or waited for.
 #[test]
 fn an_enormous_declared_body_is_refused_and_the_server_keeps_serving() {
-    let Some(dir) = fixtures("an_enormous_declared_body_is_refused_and_the_server_keeps_serving") else { return };
+    let Some(dir) = fixtures("an_enormous_declared_body_is_refused_and_the_server_keeps_serving")
+    else {
+        return;
+    };
     let (server, _) = start(dir, 1 << 20);
     let addr = server.local_addr();
     for declared in [(1u64 << 20) + 1, 1 << 40, u64::MAX / 2] {
         let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
         let head = format!(
             "POST /v2/models/rvt/infer HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {declared}\r\n\r\n{{\"inputs\": ["
         );
@@ -386,10 +684,20 @@ fn an_enormous_declared_body_is_refused_and_the_server_keeps_serving() {
         let mut raw = Vec::new();
         let _ = s.read_to_end(&mut raw);
         let text = String::from_utf8_lossy(&raw).into_owned();
-        assert!(text.starts_with("HTTP/1.1 413"), "declared {declared}: {text}");
-        assert!(text.contains("larger than the"), "declared {declared}: {text}");
+        assert!(
+            text.starts_with("HTTP/1.1 413"),
+            "declared {declared}: {text}"
+        );
+        assert!(
+            text.contains("larger than the"),
+            "declared {declared}: {text}"
+        );
         drop(s);
-        assert_eq!(request(addr, "GET", "/v2/health/live", b"").0, 200, "after declaring {declared} bytes");
+        assert_eq!(
+            request(addr, "GET", "/v2/health/live", b"").0,
+            200,
+            "after declaring {declared} bytes"
+        );
     }
     server.shutdown();
 }
@@ -397,7 +705,8 @@ fn an_enormous_declared_body_is_refused_and_the_server_keeps_serving() {
 /// Sends raw bytes on a fresh connection and reads until the server closes it.
 fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
     let _ = s.write_all(bytes);
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
@@ -409,20 +718,26 @@ fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
 /// stalls mid-body does not keep others waiting.
 #[test]
 fn http_layer_handles_chunked_keep_alive_and_malformed_requests() {
-    let Some(dir) = fixtures("http_layer_handles_chunked_keep_alive_and_malformed_requests") else { return };
+    let Some(dir) = fixtures("http_layer_handles_chunked_keep_alive_and_malformed_requests") else {
+        return;
+    };
     let (server, _) = start(dir, 1 << 20);
     let addr = server.local_addr();
 
     // A client declares a body and stalls: its connection waits alone.
     let mut stalled = TcpStream::connect(addr).unwrap();
     stalled
-        .write_all(b"POST /v2/models/rvt/infer HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n{")
+        .write_all(
+            b"POST /v2/models/rvt/infer HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n{",
+        )
         .unwrap();
 
     // Two requests on one keep-alive connection, the second chunked with Expect: 100-continue.
     let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
-    s.write_all(b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    s.write_all(b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     let mut buf = vec![0u8; 4096];
     let n = s.read(&mut buf).unwrap();
     let first = String::from_utf8_lossy(&buf[..n]).into_owned();
@@ -440,7 +755,10 @@ fn http_layer_handles_chunked_keep_alive_and_malformed_requests() {
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
     let second = String::from_utf8_lossy(&rest).into_owned();
-    assert!(second.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200"), "{second}");
+    assert!(
+        second.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200"),
+        "{second}"
+    );
     assert!(second.contains("\"windows\":[]"), "{second}");
 
     // Malformed or ambiguous HTTP: 4xx with a message, connection closed.
@@ -455,8 +773,16 @@ fn http_layer_handles_chunked_keep_alive_and_malformed_requests() {
     ];
     for (bytes, status, needle) in cases {
         let text = raw_exchange(addr, bytes);
-        assert!(text.starts_with(&format!("HTTP/1.1 {status}")), "{:?}: {text}", String::from_utf8_lossy(bytes));
-        assert!(text.contains(needle), "{:?}: {text}", String::from_utf8_lossy(bytes));
+        assert!(
+            text.starts_with(&format!("HTTP/1.1 {status}")),
+            "{:?}: {text}",
+            String::from_utf8_lossy(bytes)
+        );
+        assert!(
+            text.contains(needle),
+            "{:?}: {text}",
+            String::from_utf8_lossy(bytes)
+        );
         assert!(text.contains("Connection: close"), "{text}");
     }
     // A head larger than 16 KiB, and a chunked body over the limit.
@@ -465,7 +791,8 @@ fn http_layer_handles_chunked_keep_alive_and_malformed_requests() {
     big_head.extend_from_slice(b"\r\n\r\n");
     let text = raw_exchange(addr, &big_head);
     assert!(text.starts_with("HTTP/1.1 431"), "{text}");
-    let mut over = Vec::from(&b"POST /v2/models/rvt/infer HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"[..]);
+    let mut over =
+        Vec::from(&b"POST /v2/models/rvt/infer HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"[..]);
     for _ in 0..3 {
         over.extend_from_slice(format!("{:x}\r\n", 512 << 10).as_bytes());
         over.extend(std::iter::repeat_n(b' ', 512 << 10));
@@ -473,17 +800,27 @@ fn http_layer_handles_chunked_keep_alive_and_malformed_requests() {
     }
     over.extend_from_slice(b"0\r\n\r\n");
     let text = raw_exchange(addr, &over);
-    assert!(text.starts_with("HTTP/1.1 413") && text.contains("larger than the 1048576-byte limit"), "{text}");
+    assert!(
+        text.starts_with("HTTP/1.1 413") && text.contains("larger than the 1048576-byte limit"),
+        "{text}"
+    );
 
     // Still serving; the stalled client never blocked anyone; metrics count the refusals.
     assert_eq!(request(addr, "GET", "/v2/health/ready", b"").0, 200);
     let (_, metrics) = request(addr, "GET", "/metrics", b"");
-    assert!(metrics.contains("prism_requests_total{route=\"http\",status=\"400\"} 6"), "{metrics}");
+    assert!(
+        metrics.contains("prism_requests_total{route=\"http\",status=\"400\"} 6"),
+        "{metrics}"
+    );
     assert!(!metrics.contains("status=\"500\""), "{metrics}");
     // Graceful shutdown does not wait for the stalled upload.
     let stopping = std::time::Instant::now();
     server.shutdown();
-    assert!(stopping.elapsed() < std::time::Duration::from_secs(5), "shutdown took {:?}", stopping.elapsed());
+    assert!(
+        stopping.elapsed() < std::time::Duration::from_secs(5),
+        "shutdown took {:?}",
+        stopping.elapsed()
+    );
     drop(stalled);
 }
 
@@ -491,7 +828,8 @@ fn http_layer_handles_chunked_keep_alive_and_malformed_requests() {
 /// server wrote before it closed (or `None` if it neither answered nor closed in 20 s).
 fn send_raw(addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
     let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
     // The server may refuse and close before it has read everything: writes can then fail.
     let _ = s.write_all(bytes);
     let _ = s.shutdown(std::net::Shutdown::Write);
@@ -549,7 +887,15 @@ fn mangled_request() -> impl Strategy<Value = Vec<u8>> {
         Just(Some("zz\r\n".to_string())),
         "[0-9a-f]{1,4}\r\n[ -~]{0,40}".prop_map(Some),
     ];
-    let structured = (method, path, version, length, chunked, proptest::collection::vec(any::<u8>(), 0..64), proptest::collection::vec("[ -~]{0,30}", 0..4))
+    let structured = (
+        method,
+        path,
+        version,
+        length,
+        chunked,
+        proptest::collection::vec(any::<u8>(), 0..64),
+        proptest::collection::vec("[ -~]{0,30}", 0..4),
+    )
         .prop_map(|(m, p, v, len, chunked, body, extra)| {
             let mut head = format!("{m} {p} {v}\r\nHost: t\r\n");
             for e in extra {

@@ -37,7 +37,9 @@ pub trait TensorSet: sealed::Sealed + Sized {
 /// Deterministic standard-normal-ish samples (Box–Muller over a 64-bit LCG).
 pub(crate) fn normal_samples(seed: &mut u64, n: usize) -> Vec<f32> {
     let mut next = || {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((*seed >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     };
     (0..n)
@@ -270,14 +272,26 @@ where
         None => return Err(ExportError::Capture("capture scope did not run".into())),
     };
     let mut captured = captured?;
-    captured.graph.operations.retain(|op| !matches!(op, OperationIr::Init(_)));
+    captured
+        .graph
+        .operations
+        .retain(|op| !matches!(op, OperationIr::Init(_)));
     let inputs: HashSet<_> = captured.graph.inputs.iter().copied().collect();
     for id in &captured.graph.inputs {
         if !captured.values.contains_key(id) {
-            return Err(ExportError::Boundary(format!("input {id} has no recorded value")));
+            return Err(ExportError::Boundary(format!(
+                "input {id} has no recorded value"
+            )));
         }
     }
     // A runtime input never doubles as a parameter.
-    let param_names = param_names.into_iter().filter(|(id, _)| !inputs.contains(id)).collect();
-    Ok(Captured { graph: captured.graph, values: captured.values, param_names })
+    let param_names = param_names
+        .into_iter()
+        .filter(|(id, _)| !inputs.contains(id))
+        .collect();
+    Ok(Captured {
+        graph: captured.graph,
+        values: captured.values,
+        param_names,
+    })
 }

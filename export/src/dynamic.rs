@@ -40,7 +40,9 @@ impl Symbolic {
         let mut sym = Symbolic::default();
         let mut pair = |t1: &TensorIr, t2: &TensorIr, where_: &str| -> Result<()> {
             if t1.shape.len() != t2.shape.len() {
-                return Err(ExportError::Dynamic(format!("rank differs between captures at {where_}")));
+                return Err(ExportError::Dynamic(format!(
+                    "rank differs between captures at {where_}"
+                )));
             }
             let dims = t1
                 .shape
@@ -75,7 +77,9 @@ impl Symbolic {
             }
             let (n1, n2) = (o1.nodes(), o2.nodes());
             if n1.len() != n2.len() {
-                return Err(ExportError::Dynamic(format!("operation #{i} `{l1}` differs in arity")));
+                return Err(ExportError::Dynamic(format!(
+                    "operation #{i} `{l1}` differs in arity"
+                )));
             }
             for (t1, t2) in n1.into_iter().zip(n2) {
                 pair(t1, t2, &format!("operation #{i} `{l1}`"))?;

@@ -24,7 +24,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::proto::{data_type, Attribute, AttributeValue, GraphProto, NodeProto, RawData, TensorProto};
+use crate::proto::{
+    data_type, Attribute, AttributeValue, GraphProto, NodeProto, RawData, TensorProto,
+};
 
 /// Static shapes of values, by name; `-1` marks a symbolic axis. Values without an entry have
 /// an unknown shape and are left alone by rewrites that need one.
@@ -69,7 +71,10 @@ struct Rewriter<'a> {
 }
 
 fn attr<'n>(n: &'n NodeProto, name: &str) -> Option<&'n AttributeValue> {
-    n.attribute.iter().find(|a| a.name == name).map(|a| &a.value)
+    n.attribute
+        .iter()
+        .find(|a| a.name == name)
+        .map(|a| &a.value)
 }
 
 fn attr_int(n: &NodeProto, name: &str) -> Option<i64> {
@@ -80,7 +85,10 @@ fn attr_int(n: &NodeProto, name: &str) -> Option<i64> {
 }
 
 fn f32s(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 fn f32_bytes(values: &[f32]) -> Vec<u8> {
@@ -103,7 +111,14 @@ impl<'a> Rewriter<'a> {
             names.insert(n.name.clone());
         }
         names.extend(g.input.iter().map(|v| v.name.clone()));
-        Self { g, shapes, outputs, inputs, names, counter: 0 }
+        Self {
+            g,
+            shapes,
+            outputs,
+            inputs,
+            names,
+            counter: 0,
+        }
     }
 
     fn fresh(&mut self, hint: &str) -> String {
@@ -127,8 +142,18 @@ impl<'a> Rewriter<'a> {
                 consumers.entry(x.clone()).or_default().push(i);
             }
         }
-        let init = self.g.initializer.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
-        Index { producer, consumers, init }
+        let init = self
+            .g
+            .initializer
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
+        Index {
+            producer,
+            consumers,
+            init,
+        }
     }
 
     /// Whether `value` is read by exactly one node and is no graph output.
@@ -140,7 +165,8 @@ impl<'a> Rewriter<'a> {
     fn f32_const(&self, ix: &Index, name: &str) -> Option<(Vec<i64>, Vec<f32>)> {
         if let Some(&i) = ix.init.get(name) {
             let t = &self.g.initializer[i];
-            return (t.data_type == data_type::FLOAT).then(|| (t.dims.clone(), f32s(t.raw_data.as_bytes())));
+            return (t.data_type == data_type::FLOAT)
+                .then(|| (t.dims.clone(), f32s(t.raw_data.as_bytes())));
         }
         let n = &self.g.node[*ix.producer.get(name)?];
         if n.op_type != "ConstantOfShape" {
@@ -148,11 +174,15 @@ impl<'a> Rewriter<'a> {
         }
         let dims = self.i64_const(ix, n.input.first()?)?;
         let value = match attr(n, "value") {
-            Some(AttributeValue::Tensor(t)) if t.data_type == data_type::FLOAT => *f32s(t.raw_data.as_bytes()).first()?,
+            Some(AttributeValue::Tensor(t)) if t.data_type == data_type::FLOAT => {
+                *f32s(t.raw_data.as_bytes()).first()?
+            }
             None => 0.0,
             _ => return None,
         };
-        let count = dims.iter().try_fold(1usize, |acc, d| usize::try_from(*d).ok().map(|d| acc * d))?;
+        let count = dims
+            .iter()
+            .try_fold(1usize, |acc, d| usize::try_from(*d).ok().map(|d| acc * d))?;
         Some((dims, vec![value; count]))
     }
 
@@ -212,12 +242,16 @@ impl<'a> Rewriter<'a> {
                 continue;
             }
             let x = &bn.input[0];
-            let Some(&ci) = ix.producer.get(x) else { continue };
+            let Some(&ci) = ix.producer.get(x) else {
+                continue;
+            };
             let conv = &self.g.node[ci];
             if conv.op_type != "Conv" || !self.single_use(&ix, x) {
                 continue;
             }
-            let Some((wd, w)) = self.f32_const(&ix, &conv.input[1]) else { continue };
+            let Some((wd, w)) = self.f32_const(&ix, &conv.input[1]) else {
+                continue;
+            };
             let Some(&o) = wd.first() else { continue };
             let o = o as usize;
             let bias = match conv.input.get(2).filter(|b| !b.is_empty()) {
@@ -229,7 +263,11 @@ impl<'a> Rewriter<'a> {
             };
             let params: Option<Vec<Vec<f32>>> = bn.input[1..]
                 .iter()
-                .map(|p| self.f32_const(&ix, p).map(|(_, v)| v).filter(|v| v.len() == o))
+                .map(|p| {
+                    self.f32_const(&ix, p)
+                        .map(|(_, v)| v)
+                        .filter(|v| v.len() == o)
+                })
                 .collect();
             let Some(params) = params else { continue };
             let eps = match attr(bn, "epsilon") {
@@ -237,13 +275,20 @@ impl<'a> Rewriter<'a> {
                 _ => 1e-5,
             };
             let (gamma, beta, mean, var) = (&params[0], &params[1], &params[2], &params[3]);
-            let scale: Vec<f64> =
-                (0..o).map(|c| f64::from(gamma[c]) / (f64::from(var[c]) + eps).sqrt()).collect();
+            let scale: Vec<f64> = (0..o)
+                .map(|c| f64::from(gamma[c]) / (f64::from(var[c]) + eps).sqrt())
+                .collect();
             let per = w.len() / o.max(1);
-            let w2: Vec<f32> =
-                w.iter().enumerate().map(|(i, v)| (f64::from(*v) * scale[i / per]) as f32).collect();
+            let w2: Vec<f32> = w
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (f64::from(*v) * scale[i / per]) as f32)
+                .collect();
             let b2: Vec<f32> = (0..o)
-                .map(|c| ((f64::from(bias[c]) - f64::from(mean[c])) * scale[c] + f64::from(beta[c])) as f32)
+                .map(|c| {
+                    ((f64::from(bias[c]) - f64::from(mean[c])) * scale[c] + f64::from(beta[c]))
+                        as f32
+                })
                 .collect();
             edits.push((ci, wd, w2, b2, bn.output[0].clone()));
             dead.insert(bi);
@@ -277,12 +322,16 @@ impl<'a> Rewriter<'a> {
                 continue;
             }
             for &slot in slots {
-                let Some(&ti) = ix.init.get(&n.input[slot]) else { continue };
+                let Some(&ti) = ix.init.get(&n.input[slot]) else {
+                    continue;
+                };
                 let dims = &self.g.initializer[ti].dims;
                 if dims.len() <= keep || !leading_ones(dims, keep) {
                     continue;
                 }
-                let Some(other) = self.shapes.get(&n.input[1 - slot]) else { continue };
+                let Some(other) = self.shapes.get(&n.input[1 - slot]) else {
+                    continue;
+                };
                 if other.len() < dims.len() {
                     continue;
                 }
@@ -300,7 +349,12 @@ impl<'a> Rewriter<'a> {
                 let t = &self.g.initializer[ti];
                 let (elem, raw) = (t.data_type, RawData::Bytes(t.raw_data.as_bytes().to_vec()));
                 let new = self.fresh(&format!("{name}_2d"));
-                self.g.initializer.push(TensorProto { name: new.clone(), dims, data_type: elem, raw_data: raw });
+                self.g.initializer.push(TensorProto {
+                    name: new.clone(),
+                    dims,
+                    data_type: elem,
+                    raw_data: raw,
+                });
                 self.g.node[ni].input[slot] = new;
             }
         }
@@ -313,7 +367,9 @@ impl<'a> Rewriter<'a> {
         // One fold per index build: folds may share nodes' neighbourhoods.
         loop {
             let ix = self.index();
-            let Some(plan) = self.find_channel_scale(&ix) else { break };
+            let Some(plan) = self.find_channel_scale(&ix) else {
+                break;
+            };
             let (mul, last, matmul, w_slot, w, wd, bias, g) = plan;
             let c = g.len();
             let w2: Vec<f32> = w.iter().enumerate().map(|(i, v)| v * g[i % c]).collect();
@@ -336,43 +392,63 @@ impl<'a> Rewriter<'a> {
     fn find_channel_scale(
         &self,
         ix: &Index,
-    ) -> Option<(usize, usize, usize, usize, Vec<f32>, Vec<i64>, Option<(usize, usize, Vec<f32>, Vec<i64>)>, Vec<f32>)>
-    {
+    ) -> Option<(
+        usize,
+        usize,
+        usize,
+        usize,
+        Vec<f32>,
+        Vec<i64>,
+        Option<(usize, usize, Vec<f32>, Vec<i64>)>,
+        Vec<f32>,
+    )> {
         for (mi, m) in self.g.node.iter().enumerate() {
             if m.op_type != "Mul" || m.input.len() != 2 {
                 continue;
             }
             for slot in 0..2 {
-                let Some((gd, g)) = self.f32_const(ix, &m.input[slot]) else { continue };
+                let Some((gd, g)) = self.f32_const(ix, &m.input[slot]) else {
+                    continue;
+                };
                 let x = &m.input[1 - slot];
                 let c = g.len();
                 if c < 2 || !leading_ones(&gd, 1) || gd.last() != Some(&(c as i64)) {
                     continue;
                 }
                 // The scale must not add axes to x.
-                let Some(xs) = self.shapes.get(x) else { continue };
+                let Some(xs) = self.shapes.get(x) else {
+                    continue;
+                };
                 if xs.len() < gd.len() || xs.last() != Some(&(c as i64)) {
                     continue;
                 }
                 // Walk back through layout operations that keep the last axis.
                 let mut cur = x.clone();
-                let Some(&last) = ix.producer.get(&cur) else { continue };
+                let Some(&last) = ix.producer.get(&cur) else {
+                    continue;
+                };
                 let found = loop {
                     if !self.single_use(ix, &cur) {
                         break None;
                     }
-                    let Some(&pi) = ix.producer.get(&cur) else { break None };
+                    let Some(&pi) = ix.producer.get(&cur) else {
+                        break None;
+                    };
                     let p = &self.g.node[pi];
                     match p.op_type.as_str() {
                         "Transpose" => {
-                            let Some(AttributeValue::Ints(perm)) = attr(p, "perm") else { break None };
+                            let Some(AttributeValue::Ints(perm)) = attr(p, "perm") else {
+                                break None;
+                            };
                             if perm.last().copied() != Some(perm.len() as i64 - 1) {
                                 break None;
                             }
                             cur = p.input[0].clone();
                         }
                         "Reshape" => {
-                            let keeps = |v: &str| self.shapes.get(v).and_then(|s| s.last().copied()) == Some(c as i64);
+                            let keeps = |v: &str| {
+                                self.shapes.get(v).and_then(|s| s.last().copied()) == Some(c as i64)
+                            };
                             if !keeps(&p.input[0]) || !keeps(&p.output[0]) {
                                 break None;
                             }
@@ -388,7 +464,9 @@ impl<'a> Rewriter<'a> {
                 let (matmul_value, bias) = if p.op_type == "Add" {
                     let mut hit = None;
                     for b_slot in 0..2 {
-                        let Some((bd, b)) = self.f32_const(ix, &p.input[b_slot]) else { continue };
+                        let Some((bd, b)) = self.f32_const(ix, &p.input[b_slot]) else {
+                            continue;
+                        };
                         if b.len() == c && leading_ones(&bd, 1) && bd.last() == Some(&(c as i64)) {
                             hit = Some((p.input[1 - b_slot].clone(), Some((pi, b_slot, b, bd))));
                         }
@@ -404,7 +482,9 @@ impl<'a> Rewriter<'a> {
                     if !self.single_use(ix, &matmul_value) {
                         continue;
                     }
-                    let Some(&k) = ix.producer.get(&matmul_value) else { continue };
+                    let Some(&k) = ix.producer.get(&matmul_value) else {
+                        continue;
+                    };
                     k
                 } else {
                     pi
@@ -413,7 +493,9 @@ impl<'a> Rewriter<'a> {
                 if mm.op_type != "MatMul" {
                     continue;
                 }
-                let Some((wd, w)) = self.f32_const(ix, &mm.input[1]) else { continue };
+                let Some((wd, w)) = self.f32_const(ix, &mm.input[1]) else {
+                    continue;
+                };
                 if wd.len() != 2 || wd[1] != c as i64 {
                     continue;
                 }
@@ -432,9 +514,14 @@ impl<'a> Rewriter<'a> {
             if e.op_type != "Expand" {
                 continue;
             }
-            let Some(&r1i) = ix.producer.get(&e.input[0]) else { continue };
+            let Some(&r1i) = ix.producer.get(&e.input[0]) else {
+                continue;
+            };
             let r1 = &self.g.node[r1i];
-            if r1.op_type != "Reshape" || !self.single_use(&ix, &e.input[0]) || !self.single_use(&ix, &e.output[0]) {
+            if r1.op_type != "Reshape"
+                || !self.single_use(&ix, &e.input[0])
+                || !self.single_use(&ix, &e.output[0])
+            {
                 continue;
             }
             let r2i = ix.consumers[&e.output[0]][0];
@@ -450,12 +537,20 @@ impl<'a> Rewriter<'a> {
             ) else {
                 continue;
             };
-            let &[n, c, h, w] = xs.as_slice() else { continue };
+            let &[n, c, h, w] = xs.as_slice() else {
+                continue;
+            };
             if s1.as_slice() != [n, c, h, 1, w, 1] {
                 continue;
             }
-            let &[n2, c2, h2, a, w2, b] = se.as_slice() else { continue };
-            if (n2, c2, h2, w2) != (n, c, h, w) || a < 1 || b < 1 || s2.as_slice() != [n, c, h * a, w * b] {
+            let &[n2, c2, h2, a, w2, b] = se.as_slice() else {
+                continue;
+            };
+            if (n2, c2, h2, w2) != (n, c, h, w)
+                || a < 1
+                || b < 1
+                || s2.as_slice() != [n, c, h * a, w * b]
+            {
                 continue;
             }
             edits.push((r2i, r1.input[0].clone(), r2.output[0].clone(), [a, b]));
@@ -505,8 +600,12 @@ impl<'a> Rewriter<'a> {
                     continue;
                 }
             }
-            let Some((wd, w)) = self.f32_const(&ix, &conv.input[1]) else { continue };
-            let Some(xs) = self.shapes.get(&conv.input[0]) else { continue };
+            let Some((wd, w)) = self.f32_const(&ix, &conv.input[1]) else {
+                continue;
+            };
+            let Some(xs) = self.shapes.get(&conv.input[0]) else {
+                continue;
+            };
             if wd.len() != 4 || xs.len() != 4 {
                 continue;
             }
@@ -533,15 +632,29 @@ impl<'a> Rewriter<'a> {
         // From the back, so that earlier indices stay valid while nodes are inserted.
         for (ci, wd, w, [ay, ax]) in edits.into_iter().rev() {
             let conv = self.g.node[ci].clone();
-            let (o, cin, kh, kw) = (wd[0] as usize, wd[1] as usize, wd[2] as usize, wd[3] as usize);
+            let (o, cin, kh, kw) = (
+                wd[0] as usize,
+                wd[1] as usize,
+                wd[2] as usize,
+                wd[3] as usize,
+            );
             let c0 = cin - cin % BLOCK as usize;
             let r = cin - c0;
             let x = conv.input[0].clone();
             let xname = x.clone();
             let doc = conv.doc_string.clone();
             let split_sizes = self.add_i64("conv_split_sizes", &[c0 as i64, r as i64]);
-            let (x0, x1) = (self.fresh(&format!("{x}_part0")), self.fresh(&format!("{x}_part1")));
-            let mut nodes = vec![self.node("Split", vec![x, split_sizes], &x0, vec![Attribute::int("axis", 1)], &doc)];
+            let (x0, x1) = (
+                self.fresh(&format!("{x}_part0")),
+                self.fresh(&format!("{x}_part1")),
+            );
+            let mut nodes = vec![self.node(
+                "Split",
+                vec![x, split_sizes],
+                &x0,
+                vec![Attribute::int("axis", 1)],
+                &doc,
+            )];
             nodes[0].output.push(x1.clone());
             // The first 16k channels: the same convolution on fewer channels.
             let mut w0 = Vec::with_capacity(o * c0 * kh * kw);
@@ -549,7 +662,11 @@ impl<'a> Rewriter<'a> {
                 let base = oc * cin * kh * kw;
                 w0.extend_from_slice(&w[base..base + c0 * kh * kw]);
             }
-            let w0 = self.add_f32("conv_split_weight", vec![wd[0], c0 as i64, wd[2], wd[3]], &w0);
+            let w0 = self.add_f32(
+                "conv_split_weight",
+                vec![wd[0], c0 as i64, wd[2], wd[3]],
+                &w0,
+            );
             let mut inputs = vec![x0, w0];
             inputs.extend(conv.input.iter().skip(2).cloned());
             let y0 = self.fresh(&format!("{}_part0", conv.output[0]));
@@ -563,8 +680,14 @@ impl<'a> Rewriter<'a> {
             let (sh, sw) = (ay.stride as usize, ax.stride as usize);
             let depth = r * sh * sw;
             let steps: [(&[i64], Option<&[i64]>); 3] = [
-                (&[0, r as i64, ay.blocks, ay.stride, ax.blocks, ax.stride], Some(&[0, 1, 2, 3, 5, 4])),
-                (&[0, r as i64, ay.blocks, ay.stride * ax.stride, ax.blocks], Some(&[0, 1, 3, 2, 4])),
+                (
+                    &[0, r as i64, ay.blocks, ay.stride, ax.blocks, ax.stride],
+                    Some(&[0, 1, 2, 3, 5, 4]),
+                ),
+                (
+                    &[0, r as i64, ay.blocks, ay.stride * ax.stride, ax.blocks],
+                    Some(&[0, 1, 3, 2, 4]),
+                ),
                 (&[0, depth as i64, ay.blocks, ax.blocks], None),
             ];
             let mut cur = x1;
@@ -589,7 +712,10 @@ impl<'a> Rewriter<'a> {
                         for (sx, kx0) in (0..sw).map(|sx| (sx, sx as i64)) {
                             for a in 0..kh2 {
                                 for b in 0..kw2 {
-                                    let (Some(ky), Some(kx)) = (ay.tap(a, ky0), ax.tap(b, kx0)) else { continue };
+                                    let (Some(ky), Some(kx)) = (ay.tap(a, ky0), ax.tap(b, kx0))
+                                    else {
+                                        continue;
+                                    };
                                     let d = (c * sh + sy) * sw + sx;
                                     w1[((oc * depth + d) * kh2 + a) * kw2 + b] =
                                         w[((oc * cin + c0 + c) * kh + ky) * kw + kx];
@@ -599,11 +725,18 @@ impl<'a> Rewriter<'a> {
                     }
                 }
             }
-            let w1 = self.add_f32("conv_s2d_weight", vec![wd[0], depth as i64, kh2 as i64, kw2 as i64], &w1);
+            let w1 = self.add_f32(
+                "conv_s2d_weight",
+                vec![wd[0], depth as i64, kh2 as i64, kw2 as i64],
+                &w1,
+            );
             let y1 = self.fresh(&format!("{}_part1", conv.output[0]));
             let attrs = vec![
                 Attribute::ints("strides", [1, 1]),
-                Attribute::ints("pads", [ay.pad_begin(), ax.pad_begin(), ay.pad_end(), ax.pad_end()]),
+                Attribute::ints(
+                    "pads",
+                    [ay.pad_begin(), ax.pad_begin(), ay.pad_end(), ax.pad_end()],
+                ),
                 Attribute::ints("dilations", [1, 1]),
                 Attribute::int("group", 1),
                 Attribute::ints("kernel_shape", [kh2 as i64, kw2 as i64]),
@@ -619,7 +752,14 @@ impl<'a> Rewriter<'a> {
         count
     }
 
-    fn node(&mut self, op: &str, input: Vec<String>, output: &str, attribute: Vec<Attribute>, doc: &str) -> NodeProto {
+    fn node(
+        &mut self,
+        op: &str,
+        input: Vec<String>,
+        output: &str,
+        attribute: Vec<Attribute>,
+        doc: &str,
+    ) -> NodeProto {
         NodeProto {
             input,
             output: vec![output.to_string()],
@@ -653,12 +793,21 @@ impl SpaceToDepth {
             return None;
         }
         let blocks = len / stride;
-        if (len + pad_begin + pad_end - taps) / stride + 1 != blocks || len + pad_begin + pad_end < taps {
+        if (len + pad_begin + pad_end - taps) / stride + 1 != blocks
+            || len + pad_begin + pad_end < taps
+        {
             return None;
         }
         let dmin = (-pad_begin).div_euclid(stride);
         let dmax = (taps - 1 - pad_begin).div_euclid(stride);
-        (dmin <= 0 && dmax >= 0).then_some(Self { stride, blocks, pad: pad_begin, taps, dmin, dmax })
+        (dmin <= 0 && dmax >= 0).then_some(Self {
+            stride,
+            blocks,
+            pad: pad_begin,
+            taps,
+            dmin,
+            dmax,
+        })
     }
     fn kernel(&self) -> i64 {
         self.dmax - self.dmin + 1

@@ -25,7 +25,11 @@ pub(crate) fn onnx_type(dtype: DType) -> Result<i32> {
         DType::U16 => data_type::UINT16,
         DType::U8 => data_type::UINT8,
         DType::Bool(_) => data_type::BOOL,
-        other => return Err(ExportError::Options(format!("dtype {other:?} has no ONNX equivalent"))),
+        other => {
+            return Err(ExportError::Options(format!(
+                "dtype {other:?} has no ONNX equivalent"
+            )))
+        }
     })
 }
 
@@ -63,7 +67,9 @@ impl GraphBuilder {
         if self.used_names.insert(name.to_string()) {
             Ok(())
         } else {
-            Err(ExportError::Options(format!("value name `{name}` is used twice")))
+            Err(ExportError::Options(format!(
+                "value name `{name}` is used twice"
+            )))
         }
     }
 
@@ -100,14 +106,23 @@ impl GraphBuilder {
         if let Some(indices) = self.by_content.get(&key) {
             for &i in indices {
                 let t = &self.initializers[i];
-                if t.data_type == elem && t.dims == dims && t.raw_data.as_bytes() == raw.as_bytes() {
+                if t.data_type == elem && t.dims == dims && t.raw_data.as_bytes() == raw.as_bytes()
+                {
                     return t.name.clone();
                 }
             }
         }
         let name = self.fresh(hint);
-        self.by_content.entry(key).or_default().push(self.initializers.len());
-        self.initializers.push(TensorProto { name: name.clone(), dims, data_type: elem, raw_data: raw });
+        self.by_content
+            .entry(key)
+            .or_default()
+            .push(self.initializers.len());
+        self.initializers.push(TensorProto {
+            name: name.clone(),
+            dims,
+            data_type: elem,
+            raw_data: raw,
+        });
         name
     }
 
@@ -131,7 +146,12 @@ impl GraphBuilder {
     /// A 1-D int64 constant.
     pub fn const_i64(&mut self, hint: &str, values: &[i64]) -> String {
         let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.initializer(hint, vec![values.len() as i64], data_type::INT64, RawData::Bytes(raw))
+        self.initializer(
+            hint,
+            vec![values.len() as i64],
+            data_type::INT64,
+            RawData::Bytes(raw),
+        )
     }
 
     /// A scalar (0-d) constant of the given ONNX type from little-endian bytes.
@@ -144,7 +164,17 @@ impl GraphBuilder {
 fn sanitize(name: &str) -> String {
     let s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "_.:/-".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.:/-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    if s.is_empty() { "v".into() } else { s }
+    if s.is_empty() {
+        "v".into()
+    } else {
+        s
+    }
 }

@@ -24,8 +24,8 @@ mod error;
 mod fuse;
 mod graph;
 mod lower;
-mod optimize;
 pub mod npy;
+mod optimize;
 pub mod proto;
 pub mod verify;
 
@@ -156,11 +156,21 @@ impl OnnxModel {
     }
     /// Input names in order.
     pub fn input_names(&self) -> Vec<String> {
-        self.proto.graph.input.iter().map(|v| v.name.clone()).collect()
+        self.proto
+            .graph
+            .input
+            .iter()
+            .map(|v| v.name.clone())
+            .collect()
     }
     /// Output names in order.
     pub fn output_names(&self) -> Vec<String> {
-        self.proto.graph.output.iter().map(|v| v.name.clone()).collect()
+        self.proto
+            .graph
+            .output
+            .iter()
+            .map(|v| v.name.clone())
+            .collect()
     }
     /// Serialized size in bytes.
     pub fn encoded_len(&self) -> usize {
@@ -173,7 +183,10 @@ impl OnnxModel {
     /// Stream the model to `path` (weights are not copied again). Returns the size written.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<u64> {
         let path = path.as_ref();
-        let io = |source| ExportError::Io { path: path.display().to_string(), source };
+        let io = |source| ExportError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         let file = std::fs::File::create(path).map_err(io)?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
         self.proto.write_to(&mut w).map_err(io)?;
@@ -188,7 +201,12 @@ impl OnnxModel {
 /// `inputs` are sample tensors on an executing device (their values are not used, only their
 /// shapes and dtypes; with `dynamic_batch` axis 0 is resized for a second capture). `forward`
 /// receives the module and inputs moved to the capture device and returns the outputs.
-pub fn export<M, I, O, F>(module: &M, inputs: I, forward: F, options: &ExportOptions) -> Result<OnnxModel>
+pub fn export<M, I, O, F>(
+    module: &M,
+    inputs: I,
+    forward: F,
+    options: &ExportOptions,
+) -> Result<OnnxModel>
 where
     M: Module,
     I: TensorSet,
@@ -196,7 +214,10 @@ where
     F: Fn(&M, I) -> O,
 {
     if !(13..=22).contains(&options.opset) {
-        return Err(ExportError::Options(format!("opset {} is outside 13..=22", options.opset)));
+        return Err(ExportError::Options(format!(
+            "opset {} is outside 13..=22",
+            options.opset
+        )));
     }
     let metadata = match &options.metadata_json {
         Some(json) => {
@@ -212,9 +233,13 @@ where
     // Dynamic batch: capture the structure at another batch size first and drop its values,
     // so that at most one capture's weights are alive at a time.
     let second = if options.dynamic_batch {
-        let b1 = shapes.first().and_then(|s| s.first()).copied().ok_or_else(|| {
-            ExportError::Options("dynamic batch needs inputs with at least one axis".into())
-        })?;
+        let b1 = shapes
+            .first()
+            .and_then(|s| s.first())
+            .copied()
+            .ok_or_else(|| {
+                ExportError::Options("dynamic batch needs inputs with at least one axis".into())
+            })?;
         if shapes.iter().any(|s| s.first() != Some(&b1)) {
             return Err(ExportError::Options(
                 "dynamic batch needs every input to have the same size on axis 0".into(),
@@ -255,7 +280,15 @@ fn names(given: &[String], ids: &[TensorId], prefix: &str) -> Result<Vec<(Tensor
     Ok(ids
         .iter()
         .enumerate()
-        .map(|(i, id)| (*id, given.get(i).cloned().unwrap_or_else(|| format!("{prefix}_{i}"))))
+        .map(|(i, id)| {
+            (
+                *id,
+                given
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| format!("{prefix}_{i}")),
+            )
+        })
         .collect())
 }
 
@@ -265,13 +298,19 @@ fn value_info(name: &str, t: &TensorIr, sym: &Option<Symbolic>) -> Result<ValueI
         .shape
         .iter()
         .enumerate()
-        .map(|(i, d)| match dims.and_then(|d| d.get(i).copied().flatten()) {
-            Some(SymDim { a: 1, c: 0 }) => Dim::Param("batch".into()),
-            Some(SymDim { a, c }) => Dim::Param(format!("batch_x{a}_p{c}")),
-            None => Dim::Value(*d as i64),
-        })
+        .map(
+            |(i, d)| match dims.and_then(|d| d.get(i).copied().flatten()) {
+                Some(SymDim { a: 1, c: 0 }) => Dim::Param("batch".into()),
+                Some(SymDim { a, c }) => Dim::Param(format!("batch_x{a}_p{c}")),
+                None => Dim::Value(*d as i64),
+            },
+        )
         .collect();
-    Ok(ValueInfo { name: name.to_string(), elem_type: onnx_type(t.dtype)?, shape })
+    Ok(ValueInfo {
+        name: name.to_string(),
+        elem_type: onnx_type(t.dtype)?,
+        shape,
+    })
 }
 
 fn ir_version(opset: i64) -> i64 {
@@ -289,7 +328,11 @@ fn lower_captured(
     metadata: Vec<(String, String)>,
     options: &ExportOptions,
 ) -> Result<OnnxModel> {
-    let Captured { graph, values, param_names } = captured;
+    let Captured {
+        graph,
+        values,
+        param_names,
+    } = captured;
     let inputs = names(&options.input_names, &graph.inputs, "input")?;
     let outputs = names(&options.output_names, &graph.outputs, "output")?;
 
@@ -297,7 +340,10 @@ fn lower_captured(
     let mut meta: HashMap<TensorId, TensorIr> = HashMap::new();
     for (id, data) in &values {
         if graph.inputs.contains(id) {
-            meta.insert(*id, TensorIr::uninit(*id, data.shape().clone(), data.dtype()));
+            meta.insert(
+                *id,
+                TensorIr::uninit(*id, data.shape().clone(), data.dtype()),
+            );
         }
     }
     for op in &graph.operations {
@@ -309,7 +355,9 @@ fn lower_captured(
     }
     let mut input_infos = Vec::new();
     for (id, name) in &inputs {
-        let t = meta.get(id).ok_or_else(|| ExportError::Boundary(format!("input {id} unknown")))?;
+        let t = meta
+            .get(id)
+            .ok_or_else(|| ExportError::Boundary(format!("input {id} unknown")))?;
         input_infos.push(value_info(name, t, &sym)?);
     }
     let mut output_infos = Vec::new();
@@ -327,15 +375,26 @@ fn lower_captured(
     }
 
     let captured_ops = graph.operations.len();
-    let mut lowerer =
-        lower::Lowerer::new(options.opset, values, param_names, &inputs, &outputs, sym, &graph.operations)?;
+    let mut lowerer = lower::Lowerer::new(
+        options.opset,
+        values,
+        param_names,
+        &inputs,
+        &outputs,
+        sym,
+        &graph.operations,
+    )?;
     lowerer.lower_all(&graph.operations)?;
     lowerer.finish_outputs(&outputs)?;
     let mut builder = std::mem::take(&mut lowerer.g);
     drop(lowerer);
     let mut shapes = std::mem::take(&mut builder.shapes);
     for v in &input_infos {
-        let dims = v.shape.iter().map(|d| if let Dim::Value(d) = d { *d } else { -1 }).collect();
+        let dims = v
+            .shape
+            .iter()
+            .map(|d| if let Dim::Value(d) = d { *d } else { -1 })
+            .collect();
         shapes.insert(v.name.clone(), dims);
     }
 
@@ -367,7 +426,11 @@ fn lower_captured(
         captured_ops,
         nodes: graph_proto.node.len(),
         initializers: graph_proto.initializer.len(),
-        initializer_bytes: graph_proto.initializer.iter().map(|t| t.raw_data.as_bytes().len()).sum(),
+        initializer_bytes: graph_proto
+            .initializer
+            .iter()
+            .map(|t| t.raw_data.as_bytes().len())
+            .sum(),
         op_counts: BTreeMap::new(),
         rewrites,
     };
@@ -376,7 +439,10 @@ fn lower_captured(
     }
     let proto = ModelProto {
         ir_version: ir_version(options.opset),
-        opset_import: vec![OperatorSetId { domain: String::new(), version: options.opset }],
+        opset_import: vec![OperatorSetId {
+            domain: String::new(),
+            version: options.opset,
+        }],
         producer_name: "prism-export".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         doc_string: String::new(),

@@ -22,7 +22,10 @@ fn descr(dtype: DType) -> Option<&'static str> {
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> ExportError + '_ {
-    move |source| ExportError::Io { path: path.display().to_string(), source }
+    move |source| ExportError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// Write `data` to `path` as `.npy`.
@@ -33,7 +36,14 @@ pub fn write(path: &Path, data: &TensorData) -> Result<()> {
     let dims = match shape.len() {
         0 => "()".to_string(),
         1 => format!("({},)", shape[0]),
-        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     let mut header = format!("{{'descr': '{d}', 'fortran_order': False, 'shape': {dims}, }}");
     let total = 10 + header.len() + 1;
@@ -66,7 +76,10 @@ pub fn read(path: &Path) -> Result<TensorData> {
     }
     let (hlen, start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        _ => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        _ => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
     };
     let header = std::str::from_utf8(&bytes[start..start + hlen]).map_err(|_| bad("header"))?;
     if header.contains("'fortran_order': True") {
@@ -76,12 +89,18 @@ pub fn read(path: &Path) -> Result<TensorData> {
         let i = header.find(key)? + key.len();
         Some(header[i..].trim_start_matches([':', ' ', '\'']))
     };
-    let descr = field("'descr'").and_then(|s| s.split('\'').next()).ok_or_else(|| bad("descr"))?;
+    let descr = field("'descr'")
+        .and_then(|s| s.split('\'').next())
+        .ok_or_else(|| bad("descr"))?;
     let shape_s = field("'shape'").ok_or_else(|| bad("shape"))?;
     let inner = shape_s.trim_start_matches('(');
     let inner = &inner[..inner.find(')').ok_or_else(|| bad("shape"))?];
-    let shape: Vec<usize> =
-        inner.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.parse().map_err(|_| bad("dim"))).collect::<Result<_>>()?;
+    let shape: Vec<usize> = inner
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|_| bad("dim")))
+        .collect::<Result<_>>()?;
     let dtype = match descr {
         "<f4" => DType::F32,
         "<f8" => DType::F64,

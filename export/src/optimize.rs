@@ -24,7 +24,10 @@ pub(crate) fn splat_value(data: &TensorData) -> Option<Vec<u8>> {
     }
     let es = bytes.len() / n;
     let first = &bytes[..es];
-    bytes.chunks_exact(es).all(|c| c == first).then(|| first.to_vec())
+    bytes
+        .chunks_exact(es)
+        .all(|c| c == first)
+        .then(|| first.to_vec())
 }
 
 fn elem_size(data: &TensorData) -> usize {
@@ -34,7 +37,11 @@ fn elem_size(data: &TensorData) -> usize {
 
 /// Build an output of `out_shape` whose element at each coordinate is read from the input
 /// coordinate computed by `src` (row-major on both sides).
-fn remap(data: &TensorData, out_shape: &[usize], src: impl Fn(&[usize], &mut [usize])) -> TensorData {
+fn remap(
+    data: &TensorData,
+    out_shape: &[usize],
+    src: impl Fn(&[usize], &mut [usize]),
+) -> TensorData {
     let in_shape = data.shape().to_vec();
     let es = elem_size(data);
     let bytes = data.as_bytes();
@@ -67,15 +74,28 @@ fn splat(shape: &[usize], value: ScalarIr, dtype: DType) -> Option<TensorData> {
     }
     let (_, one) = scalar_bytes(value, dtype)?;
     let n: usize = shape.iter().product();
-    Some(TensorData::from_bytes_vec(one.repeat(n), shape.to_vec(), dtype))
+    Some(TensorData::from_bytes_vec(
+        one.repeat(n),
+        shape.to_vec(),
+        dtype,
+    ))
 }
 
 /// Elementwise on f32 / f64 / i64 data; other dtypes are not folded.
-fn map_values(data: &TensorData, f: impl Fn(f64) -> f64, fi: impl Fn(i64) -> i64) -> Option<TensorData> {
+fn map_values(
+    data: &TensorData,
+    f: impl Fn(f64) -> f64,
+    fi: impl Fn(i64) -> i64,
+) -> Option<TensorData> {
     let shape = data.shape().to_vec();
     match data.dtype() {
         DType::F32 => {
-            let v: Vec<f32> = data.as_slice::<f32>().ok()?.iter().map(|x| f(f64::from(*x)) as f32).collect();
+            let v: Vec<f32> = data
+                .as_slice::<f32>()
+                .ok()?
+                .iter()
+                .map(|x| f(f64::from(*x)) as f32)
+                .collect();
             Some(TensorData::new(v, shape))
         }
         DType::F64 => {
@@ -83,7 +103,12 @@ fn map_values(data: &TensorData, f: impl Fn(f64) -> f64, fi: impl Fn(i64) -> i64
             Some(TensorData::new(v, shape))
         }
         DType::I64 => {
-            let v: Vec<i64> = data.as_slice::<i64>().ok()?.iter().map(|x| fi(*x)).collect();
+            let v: Vec<i64> = data
+                .as_slice::<i64>()
+                .ok()?
+                .iter()
+                .map(|x| fi(*x))
+                .collect();
             Some(TensorData::new(v, shape))
         }
         _ => None,
@@ -107,7 +132,11 @@ fn scalar_i(v: ScalarIr) -> i64 {
 const MAX_FOLD: usize = 1 << 22;
 
 /// Evaluate `op` on the host when it is cheap and all inputs are in `consts`.
-pub(crate) fn fold(op: &OperationIr, consts: &HashMap<TensorId, TensorData>, _opset: i64) -> Folded {
+pub(crate) fn fold(
+    op: &OperationIr,
+    consts: &HashMap<TensorId, TensorData>,
+    _opset: i64,
+) -> Folded {
     for t in op.outputs() {
         if t.shape.iter().product::<usize>() > MAX_FOLD {
             return None;
@@ -118,42 +147,59 @@ pub(crate) fn fold(op: &OperationIr, consts: &HashMap<TensorId, TensorData>, _op
         OperationIr::BaseFloat(b) | OperationIr::BaseInt(b) | OperationIr::BaseBool(b) => {
             use BaseOperationIr as B;
             match b {
-                B::Zeros(c) | B::Empty(c) => {
-                    Some(vec![(c.out.id, splat(&c.out.shape, ScalarIr::Float(0.0), c.out.dtype)?)])
-                }
-                B::Ones(c) => Some(vec![(c.out.id, splat(&c.out.shape, ScalarIr::Float(1.0), c.out.dtype)?)]),
+                B::Zeros(c) | B::Empty(c) => Some(vec![(
+                    c.out.id,
+                    splat(&c.out.shape, ScalarIr::Float(0.0), c.out.dtype)?,
+                )]),
+                B::Ones(c) => Some(vec![(
+                    c.out.id,
+                    splat(&c.out.shape, ScalarIr::Float(1.0), c.out.dtype)?,
+                )]),
                 B::Reshape(r) => {
                     let d = get(&r.input.id)?;
-                    let out = TensorData::from_bytes_vec(d.as_bytes().to_vec(), r.out.shape.to_vec(), d.dtype());
+                    let out = TensorData::from_bytes_vec(
+                        d.as_bytes().to_vec(),
+                        r.out.shape.to_vec(),
+                        d.dtype(),
+                    );
                     Some(vec![(r.out.id, out)])
                 }
                 B::SwapDims(s) => {
                     let d = get(&s.input.id)?;
                     let mut perm: Vec<usize> = (0..s.input.shape.len()).collect();
                     perm.swap(s.dim1, s.dim2);
-                    Some(vec![(s.out.id, remap(d, &s.out.shape, |i, c| {
-                        for (a, p) in perm.iter().enumerate() {
-                            c[*p] = i[a];
-                        }
-                    }))])
+                    Some(vec![(
+                        s.out.id,
+                        remap(d, &s.out.shape, |i, c| {
+                            for (a, p) in perm.iter().enumerate() {
+                                c[*p] = i[a];
+                            }
+                        }),
+                    )])
                 }
                 B::Permute(p) => {
                     let d = get(&p.input.id)?;
-                    Some(vec![(p.out.id, remap(d, &p.out.shape, |i, c| {
-                        for (a, ax) in p.axes.iter().enumerate() {
-                            c[*ax] = i[a];
-                        }
-                    }))])
+                    Some(vec![(
+                        p.out.id,
+                        remap(d, &p.out.shape, |i, c| {
+                            for (a, ax) in p.axes.iter().enumerate() {
+                                c[*ax] = i[a];
+                            }
+                        }),
+                    )])
                 }
                 B::Expand(e) => {
                     let d = get(&e.input.id)?;
                     let in_shape = e.input.shape.to_vec();
                     let off = e.out.shape.len() - in_shape.len();
-                    Some(vec![(e.out.id, remap(d, &e.out.shape, |i, c| {
-                        for (a, n) in in_shape.iter().enumerate() {
-                            c[a] = if *n == 1 { 0 } else { i[a + off] };
-                        }
-                    }))])
+                    Some(vec![(
+                        e.out.id,
+                        remap(d, &e.out.shape, |i, c| {
+                            for (a, n) in in_shape.iter().enumerate() {
+                                c[a] = if *n == 1 { 0 } else { i[a + off] };
+                            }
+                        }),
+                    )])
                 }
                 B::Slice(s) => {
                     let d = get(&s.tensor.id)?;
@@ -166,14 +212,21 @@ pub(crate) fn fold(op: &OperationIr, consts: &HashMap<TensorId, TensorData>, _op
                             None => (0, 1),
                         })
                         .collect();
-                    Some(vec![(s.out.id, remap(d, &s.out.shape, |i, c| {
-                        for (a, (st, step)) in params.iter().enumerate() {
-                            c[a] = (st + step * i[a] as i64) as usize;
-                        }
-                    }))])
+                    Some(vec![(
+                        s.out.id,
+                        remap(d, &s.out.shape, |i, c| {
+                            for (a, (st, step)) in params.iter().enumerate() {
+                                c[a] = (st + step * i[a] as i64) as usize;
+                            }
+                        }),
+                    )])
                 }
                 B::Cat(c) => {
-                    let parts: Vec<&TensorData> = c.tensors.iter().map(|t| get(&t.id)).collect::<Option<_>>()?;
+                    let parts: Vec<&TensorData> = c
+                        .tensors
+                        .iter()
+                        .map(|t| get(&t.id))
+                        .collect::<Option<_>>()?;
                     let dim = c.dim;
                     // Concatenate blocks of the outer axes.
                     let outer: usize = c.out.shape[..dim].iter().product();
@@ -185,7 +238,10 @@ pub(crate) fn fold(op: &OperationIr, consts: &HashMap<TensorId, TensorData>, _op
                             out.extend_from_slice(&d.as_bytes()[o * block..(o + 1) * block]);
                         }
                     }
-                    Some(vec![(c.out.id, TensorData::from_bytes_vec(out, c.out.shape.to_vec(), c.out.dtype))])
+                    Some(vec![(
+                        c.out.id,
+                        TensorData::from_bytes_vec(out, c.out.shape.to_vec(), c.out.dtype),
+                    )])
                 }
                 B::Cast(c) => cast(get(&c.input.id)?, c.out.dtype).map(|d| vec![(c.out.id, d)]),
                 _ => None,
@@ -195,23 +251,36 @@ pub(crate) fn fold(op: &OperationIr, consts: &HashMap<TensorId, TensorData>, _op
             use NumericOperationIr as N;
             match n {
                 N::Full(f) => Some(vec![(f.out.id, splat(&f.out.shape, f.value, f.out.dtype)?)]),
-                N::Neg(u) => Some(vec![(u.out.id, map_values(get(&u.input.id)?, |x| -x, |x| -x)?)]),
+                N::Neg(u) => Some(vec![(
+                    u.out.id,
+                    map_values(get(&u.input.id)?, |x| -x, |x| -x)?,
+                )]),
                 N::AddScalar(s) => {
                     let (f, i) = (scalar_f(s.rhs), scalar_i(s.rhs));
-                    Some(vec![(s.out.id, map_values(get(&s.lhs.id)?, |x| x + f, |x| x + i)?)])
+                    Some(vec![(
+                        s.out.id,
+                        map_values(get(&s.lhs.id)?, |x| x + f, |x| x + i)?,
+                    )])
                 }
                 N::SubScalar(s) => {
                     let (f, i) = (scalar_f(s.rhs), scalar_i(s.rhs));
-                    Some(vec![(s.out.id, map_values(get(&s.lhs.id)?, |x| x - f, |x| x - i)?)])
+                    Some(vec![(
+                        s.out.id,
+                        map_values(get(&s.lhs.id)?, |x| x - f, |x| x - i)?,
+                    )])
                 }
                 N::MulScalar(s) => {
                     let (f, i) = (scalar_f(s.rhs), scalar_i(s.rhs));
-                    Some(vec![(s.out.id, map_values(get(&s.lhs.id)?, |x| x * f, |x| x * i)?)])
+                    Some(vec![(
+                        s.out.id,
+                        map_values(get(&s.lhs.id)?, |x| x * f, |x| x * i)?,
+                    )])
                 }
                 _ => None,
             }
         }
-        OperationIr::Float(_, FloatOperationIr::IntoInt(c)) | OperationIr::Int(IntOperationIr::IntoFloat(c)) => {
+        OperationIr::Float(_, FloatOperationIr::IntoInt(c))
+        | OperationIr::Int(IntOperationIr::IntoFloat(c)) => {
             cast(get(&c.input.id)?, c.out.dtype).map(|d| vec![(c.out.id, d)])
         }
         _ => None,
@@ -222,7 +291,12 @@ fn cast(data: &TensorData, to: DType) -> Option<TensorData> {
     if data.dtype() == to {
         return Some(data.clone());
     }
-    let numeric = |d: DType| matches!(d, DType::F32 | DType::F64 | DType::I64 | DType::I32 | DType::U8);
+    let numeric = |d: DType| {
+        matches!(
+            d,
+            DType::F32 | DType::F64 | DType::I64 | DType::I32 | DType::U8
+        )
+    };
     if numeric(data.dtype()) && numeric(to) {
         return Some(data.clone().convert_dtype(to));
     }
@@ -242,7 +316,10 @@ pub(crate) fn tidy(graph: &mut GraphProto) {
         if n.op_type == "Identity" && n.input.len() == 1 {
             let (src, dst) = (n.input[0].clone(), n.output[0].clone());
             let produced = graph.node.iter().any(|m| m.output.contains(&src));
-            let src_free = produced && !outputs.contains(&src) && !inputs.contains(&src) && !inits.contains(&src);
+            let src_free = produced
+                && !outputs.contains(&src)
+                && !inputs.contains(&src)
+                && !inits.contains(&src);
             if src_free {
                 // Rename src → dst everywhere.
                 graph.node.remove(i);

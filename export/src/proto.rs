@@ -127,23 +127,38 @@ pub enum AttributeValue {
 impl Attribute {
     /// An `INT` attribute.
     pub fn int(name: &str, value: i64) -> Self {
-        Self { name: name.into(), value: AttributeValue::Int(value) }
+        Self {
+            name: name.into(),
+            value: AttributeValue::Int(value),
+        }
     }
     /// An `INTS` attribute.
     pub fn ints(name: &str, value: impl IntoIterator<Item = i64>) -> Self {
-        Self { name: name.into(), value: AttributeValue::Ints(value.into_iter().collect()) }
+        Self {
+            name: name.into(),
+            value: AttributeValue::Ints(value.into_iter().collect()),
+        }
     }
     /// A `FLOAT` attribute.
     pub fn float(name: &str, value: f32) -> Self {
-        Self { name: name.into(), value: AttributeValue::Float(value) }
+        Self {
+            name: name.into(),
+            value: AttributeValue::Float(value),
+        }
     }
     /// A `STRING` attribute.
     pub fn string(name: &str, value: &str) -> Self {
-        Self { name: name.into(), value: AttributeValue::String(value.into()) }
+        Self {
+            name: name.into(),
+            value: AttributeValue::String(value.into()),
+        }
     }
     /// A `TENSOR` attribute.
     pub fn tensor(name: &str, value: TensorProto) -> Self {
-        Self { name: name.into(), value: AttributeValue::Tensor(Box::new(value)) }
+        Self {
+            name: name.into(),
+            value: AttributeValue::Tensor(Box::new(value)),
+        }
     }
 }
 
@@ -444,11 +459,22 @@ impl Attribute {
 
 impl Message for NodeProto {
     fn encoded_len(&self) -> usize {
-        self.input.iter().map(|s| len_field(1, s.len())).sum::<usize>()
-            + self.output.iter().map(|s| len_field(2, s.len())).sum::<usize>()
+        self.input
+            .iter()
+            .map(|s| len_field(1, s.len()))
+            .sum::<usize>()
+            + self
+                .output
+                .iter()
+                .map(|s| len_field(2, s.len()))
+                .sum::<usize>()
             + str_field(3, &self.name)
             + str_field(4, &self.op_type)
-            + self.attribute.iter().map(|a| msg_field(5, a)).sum::<usize>()
+            + self
+                .attribute
+                .iter()
+                .map(|a| msg_field(5, a))
+                .sum::<usize>()
             + str_field(6, &self.doc_string)
     }
     fn encode<W: Write>(&self, enc: &mut Encoder<'_, W>) -> io::Result<()> {
@@ -471,7 +497,11 @@ impl Message for GraphProto {
     fn encoded_len(&self) -> usize {
         self.node.iter().map(|n| msg_field(1, n)).sum::<usize>()
             + str_field(2, &self.name)
-            + self.initializer.iter().map(|t| msg_field(5, t)).sum::<usize>()
+            + self
+                .initializer
+                .iter()
+                .map(|t| msg_field(5, t))
+                .sum::<usize>()
             + self.input.iter().map(|v| msg_field(11, v)).sum::<usize>()
             + self.output.iter().map(|v| msg_field(12, v)).sum::<usize>()
     }
@@ -500,7 +530,11 @@ impl Message for ModelProto {
             + str_field(3, &self.producer_version)
             + str_field(6, &self.doc_string)
             + msg_field(7, &self.graph)
-            + self.opset_import.iter().map(|o| msg_field(8, o)).sum::<usize>()
+            + self
+                .opset_import
+                .iter()
+                .map(|o| msg_field(8, o))
+                .sum::<usize>()
             + self
                 .metadata_props
                 .iter()

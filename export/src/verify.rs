@@ -57,7 +57,11 @@ impl VerifyReport {
 impl std::fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for e in &self.errors {
-            writeln!(f, "{:>6} {:<24} max_abs {:.3e} max_rel {:.3e}", e.runtime, e.output, e.max_abs, e.max_rel)?;
+            writeln!(
+                f,
+                "{:>6} {:<24} max_abs {:.3e} max_rel {:.3e}",
+                e.runtime, e.output, e.max_abs, e.max_rel
+            )?;
         }
         Ok(())
     }
@@ -74,7 +78,10 @@ pub struct VerifyOptions {
 
 impl Default for VerifyOptions {
     fn default() -> Self {
-        Self { tolerance: 1e-4, seed: 0x5eed }
+        Self {
+            tolerance: 1e-4,
+            seed: 0x5eed,
+        }
     }
 }
 
@@ -82,16 +89,43 @@ impl Default for VerifyOptions {
 pub fn to_f64(data: &TensorData) -> Result<Vec<f64>> {
     let err = |e| ExportError::Verify(format!("reading {:?} data: {e:?}", data.dtype()));
     Ok(match data.dtype() {
-        DType::Bool(_) => data.try_to_vec::<bool>().map_err(err)?.into_iter().map(|b| f64::from(u8::from(b))).collect(),
-        DType::I64 => data.try_to_vec::<i64>().map_err(err)?.into_iter().map(|v| v as f64).collect(),
-        DType::I32 => data.try_to_vec::<i32>().map_err(err)?.into_iter().map(f64::from).collect(),
+        DType::Bool(_) => data
+            .try_to_vec::<bool>()
+            .map_err(err)?
+            .into_iter()
+            .map(|b| f64::from(u8::from(b)))
+            .collect(),
+        DType::I64 => data
+            .try_to_vec::<i64>()
+            .map_err(err)?
+            .into_iter()
+            .map(|v| v as f64)
+            .collect(),
+        DType::I32 => data
+            .try_to_vec::<i32>()
+            .map_err(err)?
+            .into_iter()
+            .map(f64::from)
+            .collect(),
         DType::F64 => data.try_to_vec::<f64>().map_err(err)?,
-        _ => data.clone().convert::<f32>().try_to_vec::<f32>().map_err(err)?.into_iter().map(f64::from).collect(),
+        _ => data
+            .clone()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .map_err(err)?
+            .into_iter()
+            .map(f64::from)
+            .collect(),
     })
 }
 
 /// Compare `actual` to `expected` (shapes must match).
-pub fn compare(runtime: &str, output: &str, expected: &TensorData, actual: &TensorData) -> Result<OutputError> {
+pub fn compare(
+    runtime: &str,
+    output: &str,
+    expected: &TensorData,
+    actual: &TensorData,
+) -> Result<OutputError> {
     if expected.shape() != actual.shape() {
         return Err(ExportError::Verify(format!(
             "{runtime}: output `{output}` has shape {:?}, Burn gives {:?}",
@@ -145,21 +179,31 @@ where
     let mut expected = Vec::new();
     forward(module, inputs).collect_data(&mut expected);
     if input_data.len() != input_names.len() || expected.len() != output_names.len() {
-        return Err(ExportError::Verify("input/output names do not match the forward pass".into()));
+        return Err(ExportError::Verify(
+            "input/output names do not match the forward pass".into(),
+        ));
     }
     let named: Vec<(String, TensorData)> = input_names.iter().cloned().zip(input_data).collect();
     let mut report = VerifyReport::default();
     for runner in runners {
         let actual = runner.run(model, &named)?;
         if actual.len() != expected.len() {
-            return Err(ExportError::Verify(format!("{}: {} outputs, expected {}", runner.name(), actual.len(), expected.len())));
+            return Err(ExportError::Verify(format!(
+                "{}: {} outputs, expected {}",
+                runner.name(),
+                actual.len(),
+                expected.len()
+            )));
         }
         for ((name, e), a) in output_names.iter().zip(&expected).zip(&actual) {
             report.errors.push(compare(&runner.name(), name, e, a)?);
         }
     }
     if report.max_rel() > options.tolerance {
-        return Err(ExportError::Verify(format!("error above {:e}:\n{report}", options.tolerance)));
+        return Err(ExportError::Verify(format!(
+            "error above {:e}:\n{report}",
+            options.tolerance
+        )));
     }
     Ok(report)
 }
@@ -168,9 +212,14 @@ where
 
 /// The Python environment: `$PRISM_ENV` or `<workspace>/target/prism-env`, with `venv/bin/python`.
 pub fn python_env() -> Option<PathBuf> {
-    let root = std::env::var_os("PRISM_ENV").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target").join("prism-env")
-    });
+    let root = std::env::var_os("PRISM_ENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("target")
+                .join("prism-env")
+        });
     let python = root.join("venv").join("bin").join("python");
     python.exists().then_some(python)
 }
@@ -203,10 +252,17 @@ pub struct PythonResult {
 
 /// Run many models through `check_onnx.py` in one Python process (start-up costs ~1 s).
 pub fn run_python_jobs(python: &Path, jobs: &[PythonJob]) -> Result<Vec<PythonResult>> {
-    let dir = std::env::temp_dir().join(format!("prism-export-py-{}-{}", std::process::id(), unique()));
+    let dir = std::env::temp_dir().join(format!(
+        "prism-export-py-{}-{}",
+        std::process::id(),
+        unique()
+    ));
     let io = |p: &Path| {
         let p = p.display().to_string();
-        move |source| ExportError::Io { path: p.clone(), source }
+        move |source| ExportError::Io {
+            path: p.clone(),
+            source,
+        }
     };
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     let script = dir.join("check_onnx.py");
@@ -233,8 +289,13 @@ pub fn run_python_jobs(python: &Path, jobs: &[PythonJob]) -> Result<Vec<PythonRe
         out_dirs.push(jd);
     }
     let spec_path = dir.join("jobs.json");
-    std::fs::write(&spec_path, serde_json::Value::Array(spec).to_string()).map_err(io(&spec_path))?;
-    let out = Command::new(python).arg(&script).arg(&spec_path).output().map_err(io(python))?;
+    std::fs::write(&spec_path, serde_json::Value::Array(spec).to_string())
+        .map_err(io(&spec_path))?;
+    let out = Command::new(python)
+        .arg(&script)
+        .arg(&spec_path)
+        .output()
+        .map_err(io(python))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with('{')).collect();
     if lines.len() != jobs.len() {
@@ -247,10 +308,13 @@ pub fn run_python_jobs(python: &Path, jobs: &[PythonJob]) -> Result<Vec<PythonRe
     }
     let mut results = Vec::new();
     for ((line, job), jd) in lines.iter().zip(jobs).zip(&out_dirs) {
-        let v: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| ExportError::Verify(format!("helper output: {e}")))?;
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| ExportError::Verify(format!("helper output: {e}")))?;
         if let Some(e) = v.get("error") {
-            return Err(ExportError::Verify(format!("python helper failed on {}: {e}", job.model.display())));
+            return Err(ExportError::Verify(format!(
+                "python helper failed on {}: {e}",
+                job.model.display()
+            )));
         }
         let mut r = PythonResult {
             check: v.get("check").and_then(|c| c.as_str()).map(String::from),
@@ -346,11 +410,21 @@ mod tract {
         let shape = data.shape().to_vec();
         let e = |x: burn::tensor::DataError| err(format!("{x:?}"));
         match data.dtype() {
-            DType::F32 => Tensor::from_shape(&shape, data.as_slice::<f32>().map_err(e)?).map_err(err),
-            DType::F64 => Tensor::from_shape(&shape, data.as_slice::<f64>().map_err(e)?).map_err(err),
-            DType::I64 => Tensor::from_shape(&shape, data.as_slice::<i64>().map_err(e)?).map_err(err),
-            DType::I32 => Tensor::from_shape(&shape, data.as_slice::<i32>().map_err(e)?).map_err(err),
-            DType::Bool(_) => Tensor::from_shape(&shape, &data.try_to_vec::<bool>().map_err(e)?).map_err(err),
+            DType::F32 => {
+                Tensor::from_shape(&shape, data.as_slice::<f32>().map_err(e)?).map_err(err)
+            }
+            DType::F64 => {
+                Tensor::from_shape(&shape, data.as_slice::<f64>().map_err(e)?).map_err(err)
+            }
+            DType::I64 => {
+                Tensor::from_shape(&shape, data.as_slice::<i64>().map_err(e)?).map_err(err)
+            }
+            DType::I32 => {
+                Tensor::from_shape(&shape, data.as_slice::<i32>().map_err(e)?).map_err(err)
+            }
+            DType::Bool(_) => {
+                Tensor::from_shape(&shape, &data.try_to_vec::<bool>().map_err(e)?).map_err(err)
+            }
             other => Err(err(format!("input dtype {other:?}"))),
         }
     }
@@ -359,16 +433,31 @@ mod tract {
         let shape = t.shape().to_vec();
         let dt = t.datum_type();
         if dt == bool::datum_type() {
-            let v: Vec<bool> = t.to_plain_array_view::<bool>().map_err(err)?.iter().copied().collect();
+            let v: Vec<bool> = t
+                .to_plain_array_view::<bool>()
+                .map_err(err)?
+                .iter()
+                .copied()
+                .collect();
             return Ok(TensorData::new(v, shape));
         }
         if dt.is_integer() {
             let c = t.cast_to::<i64>().map_err(err)?;
-            let v: Vec<i64> = c.to_plain_array_view::<i64>().map_err(err)?.iter().copied().collect();
+            let v: Vec<i64> = c
+                .to_plain_array_view::<i64>()
+                .map_err(err)?
+                .iter()
+                .copied()
+                .collect();
             return Ok(TensorData::new(v, shape));
         }
         let c = t.cast_to::<f32>().map_err(err)?;
-        let v: Vec<f32> = c.to_plain_array_view::<f32>().map_err(err)?.iter().copied().collect();
+        let v: Vec<f32> = c
+            .to_plain_array_view::<f32>()
+            .map_err(err)?
+            .iter()
+            .copied()
+            .collect();
         Ok(TensorData::new(v, shape))
     }
 
@@ -377,10 +466,16 @@ mod tract {
         let mut values = TVec::new();
         for (i, (_, data)) in inputs.iter().enumerate() {
             let t = to_tract(data)?;
-            m = m.with_input_fact(i, InferenceFact::dt_shape_from_tensor(&t)).map_err(err)?;
+            m = m
+                .with_input_fact(i, InferenceFact::dt_shape_from_tensor(&t))
+                .map_err(err)?;
             values.push(t.into_tvalue());
         }
-        let plan = m.into_optimized().map_err(err)?.into_runnable().map_err(err)?;
+        let plan = m
+            .into_optimized()
+            .map_err(err)?
+            .into_runnable()
+            .map_err(err)?;
         let outs = plan.run(values).map_err(err)?;
         outs.iter().map(|v| from_tract(v)).collect()
     }

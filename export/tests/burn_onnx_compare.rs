@@ -16,9 +16,9 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::tensor::module::{adaptive_avg_pool2d, max_pool2d};
 use burn::tensor::ops::MaxPoolOptions;
+use burn::tensor::Device;
 use burn::tensor::{Tensor, TensorData};
 use burn_onnx::export::{ExportError as BurnOnnxError, OnnxExporter};
-use burn::tensor::Device;
 use common::{device, ort_median_ms, out_dir, python_required};
 use prism_export::verify::{compare, python_env, run_python_jobs, PythonJob};
 use prism_export::{export, ExportOptions, TensorSet};
@@ -68,7 +68,11 @@ fn fields(b: &[u8]) -> Vec<(u64, &[u8])> {
 }
 
 fn string_field(b: &[u8], field: u64) -> String {
-    fields(b).into_iter().find(|(f, _)| *f == field).map(|(_, v)| String::from_utf8_lossy(v).into_owned()).unwrap_or_default()
+    fields(b)
+        .into_iter()
+        .find(|(f, _)| *f == field)
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default()
 }
 
 /// Graph inputs, outputs and node op types of a serialized ModelProto.
@@ -80,8 +84,17 @@ struct Summary {
 }
 
 fn summary(model: &[u8]) -> Summary {
-    let graph = fields(model).into_iter().find(|(f, _)| *f == 7).expect("no graph").1;
-    let mut s = Summary { inputs: vec![], outputs: vec![], ops: vec![], initializers: 0 };
+    let graph = fields(model)
+        .into_iter()
+        .find(|(f, _)| *f == 7)
+        .expect("no graph")
+        .1;
+    let mut s = Summary {
+        inputs: vec![],
+        outputs: vec![],
+        ops: vec![],
+        initializers: 0,
+    };
     for (f, v) in fields(graph) {
         match f {
             1 => s.ops.push(string_field(v, 4)),
@@ -97,7 +110,9 @@ fn summary(model: &[u8]) -> Summary {
 // ---- Deterministic, non-trivial batch-norm statistics. ------------------------------------------
 
 fn ramp(n: usize, lo: f32, hi: f32, phase: usize) -> Tensor<1> {
-    let v: Vec<f32> = (0..n).map(|i| lo + (hi - lo) * (((i * 7 + phase) % n) as f32 / n as f32)).collect();
+    let v: Vec<f32> = (0..n)
+        .map(|i| lo + (hi - lo) * (((i * 7 + phase) % n) as f32 / n as f32))
+        .collect();
     Tensor::from_data(TensorData::new(v, [n]), &device())
 }
 
@@ -157,10 +172,18 @@ struct BasicBlock {
 
 impl BasicBlock {
     fn new(c: usize, phase: usize) -> Self {
-        Self { conv1: conv(c, c, 3), bn1: bn(c, phase), conv2: conv(c, c, 3), bn2: bn(c, phase + 5), act: Relu::new() }
+        Self {
+            conv1: conv(c, c, 3),
+            bn1: bn(c, phase),
+            conv2: conv(c, c, 3),
+            bn2: bn(c, phase + 5),
+            act: Relu::new(),
+        }
     }
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let h = self.act.forward(self.bn1.forward(self.conv1.forward(x.clone())));
+        let h = self
+            .act
+            .forward(self.bn1.forward(self.conv1.forward(x.clone())));
         let h = self.bn2.forward(self.conv2.forward(h));
         self.act.forward(h + x)
     }
@@ -201,8 +224,12 @@ impl ResNetLike {
 // ---- The comparison. ---------------------------------------------------------------------------
 
 /// Export with both exporters, compare outputs in ORT with Burn and each other, time both.
-fn compare_exporters<M, F, const D: usize, const O: usize>(name: &str, module: &M, sample: Tensor<D>, forward: F)
-where
+fn compare_exporters<M, F, const D: usize, const O: usize>(
+    name: &str,
+    module: &M,
+    sample: Tensor<D>,
+    forward: F,
+) where
     M: Module,
     F: Fn(&M, Tensor<D>) -> Tensor<O> + Copy,
 {
@@ -217,9 +244,17 @@ where
     let input = x.to_data();
     let expected = forward(module, x).to_data();
 
-    let ours = export(module, sample.clone(), forward, &ExportOptions::default().opset(18)).unwrap();
+    let ours = export(
+        module,
+        sample.clone(),
+        forward,
+        &ExportOptions::default().opset(18),
+    )
+    .unwrap();
     ours.save(&ours_path).unwrap();
-    let theirs = OnnxExporter::new().export(module, sample.clone(), forward).unwrap();
+    let theirs = OnnxExporter::new()
+        .export(module, sample.clone(), forward)
+        .unwrap();
     theirs.save(&theirs_path).unwrap();
 
     let s_ours = summary(&ours.to_bytes());
@@ -244,7 +279,10 @@ where
     );
 
     let Some(python) = python_env() else {
-        assert!(!python_required(), "PRISM_REQUIRE_FIXTURES=1 but no Python env (PRISM_ENV)");
+        assert!(
+            !python_required(),
+            "PRISM_REQUIRE_FIXTURES=1 but no Python env (PRISM_ENV)"
+        );
         eprintln!("SKIPPED: {name}: ONNX Runtime comparison and timing (no Python env)");
         return;
     };
@@ -257,21 +295,43 @@ where
         check: true,
         timing_runs: 0,
     };
-    let results = run_python_jobs(&python, &[job(&ours_path, &s_ours), job(&theirs_path, &s_theirs)]).unwrap();
+    let results = run_python_jobs(
+        &python,
+        &[job(&ours_path, &s_ours), job(&theirs_path, &s_theirs)],
+    )
+    .unwrap();
     let mut outs = Vec::new();
     for (who, r) in ["prism-export", "burn-onnx"].iter().zip(results) {
-        assert_eq!(r.check.as_deref(), Some("ok"), "{name}: {who}: ONNX checker");
+        assert_eq!(
+            r.check.as_deref(),
+            Some("ok"),
+            "{name}: {who}: ONNX checker"
+        );
         let (_, o) = r.outputs.into_iter().next().unwrap();
         let o = o.unwrap_or_else(|e| panic!("{name}: {who} fails in ONNX Runtime: {e}"));
         assert_eq!(o.len(), 1);
         let err = compare("ort", who, &expected, &o[0]).unwrap();
-        eprintln!("{name}: {who:<12} vs Burn: max_abs {:.2e} max_rel {:.2e}", err.max_abs, err.max_rel);
-        assert!(err.max_rel <= TOL, "{name}: {who} vs Burn: rel error {:.3e}", err.max_rel);
+        eprintln!(
+            "{name}: {who:<12} vs Burn: max_abs {:.2e} max_rel {:.2e}",
+            err.max_abs, err.max_rel
+        );
+        assert!(
+            err.max_rel <= TOL,
+            "{name}: {who} vs Burn: rel error {:.3e}",
+            err.max_rel
+        );
         outs.push(o.into_iter().next().unwrap());
     }
     let err = compare("ort", "ours vs theirs", &outs[1], &outs[0]).unwrap();
-    eprintln!("{name}: prism-export vs burn-onnx in ORT: max_abs {:.2e} max_rel {:.2e}", err.max_abs, err.max_rel);
-    assert!(err.max_rel <= TOL, "{name}: the two exports disagree: {:.3e}", err.max_rel);
+    eprintln!(
+        "{name}: prism-export vs burn-onnx in ORT: max_abs {:.2e} max_rel {:.2e}",
+        err.max_abs, err.max_rel
+    );
+    assert!(
+        err.max_rel <= TOL,
+        "{name}: the two exports disagree: {:.3e}",
+        err.max_rel
+    );
 
     // Timing: interleaved medians; a busy machine can skew one round, so allow three.
     let models = [(ours_path, feeds(&s_ours)), (theirs_path, feeds(&s_theirs))];
@@ -285,14 +345,20 @@ where
             t[0],
             t[1]
         );
-        assert!(t[0] >= 0.2 && t[1] >= 0.2, "{name}: runs too short to time ({t:?} ms)");
+        assert!(
+            t[0] >= 0.2 && t[1] >= 0.2,
+            "{name}: runs too short to time ({t:?} ms)"
+        );
         ratios.push(ratio);
         if ratio <= MAX_RATIO {
             break;
         }
     }
     let best = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-    assert!(best <= MAX_RATIO, "{name}: ours is slower in ONNX Runtime: ratios {ratios:?}");
+    assert!(
+        best <= MAX_RATIO,
+        "{name}: ours is slower in ONNX Runtime: ratios {ratios:?}"
+    );
 }
 
 #[test]
@@ -318,13 +384,27 @@ fn burn_onnx_exporter_moves_the_callers_batchnorm_state() {
     let sample = Tensor::<4>::zeros([1, 3, 8, 8], &device());
     let on_flex = |m: &ResNetLike| m.stem_bn.running_mean.value().device() == Device::flex();
     assert!(on_flex(&m));
-    export(&m, sample.clone(), |m, x| m.forward(x), &ExportOptions::default()).unwrap();
-    assert!(on_flex(&m), "prism-export must leave the module's running statistics in place");
+    export(
+        &m,
+        sample.clone(),
+        |m, x| m.forward(x),
+        &ExportOptions::default(),
+    )
+    .unwrap();
+    assert!(
+        on_flex(&m),
+        "prism-export must leave the module's running statistics in place"
+    );
     let _ = m.forward(sample.clone());
 
-    OnnxExporter::new().export(&m, sample.clone(), |m: &ResNetLike, x| m.forward(x)).unwrap();
+    OnnxExporter::new()
+        .export(&m, sample.clone(), |m: &ResNetLike, x| m.forward(x))
+        .unwrap();
     // (`m.forward` would now panic: "Cannot move a tensor from a capture device".)
-    assert!(!on_flex(&m), "burn-onnx now restores batch-norm statistics: drop the workaround in compare_exporters");
+    assert!(
+        !on_flex(&m),
+        "burn-onnx now restores batch-norm statistics: drop the workaround in compare_exporters"
+    );
 }
 
 /// Ops of a transformer block: what burn-onnx's exporter rejects, and ours exports.
@@ -347,14 +427,19 @@ fn transformer_ops_burn_onnx_rejects_and_we_export() {
         fn forward(&self, x: Tensor<3>) -> Tensor<3> {
             let h = self.norm1.forward(x.clone());
             let x = x + self.attn.forward(MhaInput::self_attn(h)).context;
-            let h = self.ff2.forward(self.gelu.forward(self.ff1.forward(self.norm2.forward(x.clone()))));
+            let h = self.ff2.forward(
+                self.gelu
+                    .forward(self.ff1.forward(self.norm2.forward(x.clone()))),
+            );
             x + h
         }
     }
     let d = device();
     let enc = Encoder {
         norm1: LayerNormConfig::new(32).init(&d),
-        attn: MultiHeadAttentionConfig::new(32, 4).with_dropout(0.0).init(&d),
+        attn: MultiHeadAttentionConfig::new(32, 4)
+            .with_dropout(0.0)
+            .init(&d),
         norm2: LayerNormConfig::new(32).init(&d),
         ff1: LinearConfig::new(32, 64).init(&d),
         gelu: Gelu::new(),
@@ -367,23 +452,32 @@ fn transformer_ops_burn_onnx_rejects_and_we_export() {
     let mut rows: Vec<(&str, Result<(), BurnOnnxError>, usize)> = Vec::new();
     macro_rules! probe {
         ($name:expr, $m:expr, $f:expr) => {{
-            let theirs = OnnxExporter::new().export($m, sample.clone(), $f).map(|_| ());
+            let theirs = OnnxExporter::new()
+                .export($m, sample.clone(), $f)
+                .map(|_| ());
             let ours = export($m, sample.clone(), $f, &ExportOptions::default())
                 .unwrap_or_else(|e| panic!("{}: prism-export failed: {e}", $name));
             rows.push(($name, theirs, ours.stats().nodes));
         }};
     }
     probe!("layer_norm", &norm, |m: &LayerNorm, x| m.forward(x));
-    probe!("softmax", &empty, |_: &common::NoParams, x: Tensor<3>| softmax(x, 2));
+    probe!("softmax", &empty, |_: &common::NoParams, x: Tensor<3>| {
+        softmax(x, 2)
+    });
     probe!("gelu", &empty, |_: &common::NoParams, x: Tensor<3>| gelu(x));
-    probe!("swap_dims", &empty, |_: &common::NoParams, x: Tensor<3>| x.swap_dims(1, 2));
-    probe!("mean_dim", &empty, |_: &common::NoParams, x: Tensor<3>| x.mean_dim(2));
+    probe!("swap_dims", &empty, |_: &common::NoParams, x: Tensor<3>| x
+        .swap_dims(1, 2));
+    probe!("mean_dim", &empty, |_: &common::NoParams, x: Tensor<3>| x
+        .mean_dim(2));
     probe!("encoder_block", &enc, |m: &Encoder, x| m.forward(x));
     for (name, theirs, ours) in &rows {
-        eprintln!("{name:<14} burn-onnx: {:<70} prism-export: {ours} nodes", match theirs {
-            Ok(()) => "exports".to_string(),
-            Err(e) => e.to_string().chars().take(70).collect(),
-        });
+        eprintln!(
+            "{name:<14} burn-onnx: {:<70} prism-export: {ours} nodes",
+            match theirs {
+                Ok(()) => "exports".to_string(),
+                Err(e) => e.to_string().chars().take(70).collect(),
+            }
+        );
     }
     for (name, theirs, _) in &rows {
         assert!(
@@ -392,6 +486,12 @@ fn transformer_ops_burn_onnx_rejects_and_we_export() {
         );
     }
     // Ours also runs correctly (tract, ORT, reference evaluator; 1e-4 as everywhere else).
-    let c = common::case("cmp_encoder", &enc, sample, |m, x| m.forward(x), &ExportOptions::default());
+    let c = common::case(
+        "cmp_encoder",
+        &enc,
+        sample,
+        |m, x| m.forward(x),
+        &ExportOptions::default(),
+    );
     common::check(&[c]);
 }

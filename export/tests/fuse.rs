@@ -24,7 +24,10 @@ fn random1(n: usize, lo: f64, hi: f64) -> Tensor<1> {
 
 /// Dimensions of the initializer named `name`.
 fn init_dims(g: &GraphProto, name: &str) -> Option<Vec<i64>> {
-    g.initializer.iter().find(|t| t.name == name).map(|t| t.dims.clone())
+    g.initializer
+        .iter()
+        .find(|t| t.name == name)
+        .map(|t| t.dims.clone())
 }
 
 #[derive(Module, Debug)]
@@ -57,12 +60,24 @@ fn batch_norm_folds_into_the_convolution() {
     let mut cases = Vec::new();
     for (name, bias) in [("fuse_conv_bn", false), ("fuse_conv_bias_bn", true)] {
         let m = conv_bn(16, 32, bias);
-        let c = case(name, &m, Tensor::<4>::zeros([2, 16, 8, 8], &d), f, &ExportOptions::default());
+        let c = case(
+            name,
+            &m,
+            Tensor::<4>::zeros([2, 16, 8, 8], &d),
+            f,
+            &ExportOptions::default(),
+        );
         let o = ops(&c.model);
         assert_eq!(count(&o, "BatchNormalization"), 0, "{o:?}");
         assert_eq!(count(&o, "Conv"), 1, "{o:?}");
         cases.push(c);
-        let off = case(&format!("{name}_off"), &m, Tensor::<4>::zeros([2, 16, 8, 8], &d), f, &ExportOptions::default().fuse(false));
+        let off = case(
+            &format!("{name}_off"),
+            &m,
+            Tensor::<4>::zeros([2, 16, 8, 8], &d),
+            f,
+            &ExportOptions::default().fuse(false),
+        );
         assert_eq!(count(&ops(&off.model), "BatchNormalization"), 1);
         cases.push(off);
     }
@@ -88,17 +103,35 @@ fn broadcast_weights_become_2d_and_channel_scales_fold_into_the_linear_layer() {
     // (the reverse partition of window attention).
     let f = |m: &ScaledMlp, x: Tensor<4>| {
         let g = m.gamma.val().unsqueeze::<4>();
-        let y = m.fc2.forward(burn::tensor::activation::relu(m.fc1.forward(x.clone())));
+        let y = m
+            .fc2
+            .forward(burn::tensor::activation::relu(m.fc1.forward(x.clone())));
         let direct = x.clone() + y * g.clone();
         let [b, h, w, c] = x.dims();
-        let z = m.fc2.forward(burn::tensor::activation::relu(m.fc1.forward(x)));
-        let moved = z.reshape([b, h / 2, 2, w, c]).swap_dims(1, 2).reshape([b, h, w, c]) * g;
+        let z = m
+            .fc2
+            .forward(burn::tensor::activation::relu(m.fc1.forward(x)));
+        let moved = z
+            .reshape([b, h / 2, 2, w, c])
+            .swap_dims(1, 2)
+            .reshape([b, h, w, c])
+            * g;
         direct + moved
     };
-    let c = case("fuse_linear_scale", &m, Tensor::<4>::zeros([1, 4, 6, 24], &d), f, &ExportOptions::default());
+    let c = case(
+        "fuse_linear_scale",
+        &m,
+        Tensor::<4>::zeros([1, 4, 6, 24], &d),
+        f,
+        &ExportOptions::default(),
+    );
     let g = &c.model.proto().graph;
     let o = ops(&c.model);
-    assert_eq!(count(&o, "Mul"), 0, "both LayerScale multiplications fold: {o:?}");
+    assert_eq!(
+        count(&o, "Mul"),
+        0,
+        "both LayerScale multiplications fold: {o:?}"
+    );
     for n in g.node.iter().filter(|n| n.op_type == "MatMul") {
         let dims = init_dims(g, &n.input[1]).expect("constant weight");
         assert_eq!(dims.len(), 2, "MatMul weight {dims:?}");
@@ -108,7 +141,13 @@ fn broadcast_weights_become_2d_and_channel_scales_fold_into_the_linear_layer() {
             assert_eq!(dims.len(), 1, "bias {dims:?}");
         }
     }
-    let off = case("fuse_linear_scale_off", &m, Tensor::<4>::zeros([1, 4, 6, 24], &d), f, &ExportOptions::default().fuse(false));
+    let off = case(
+        "fuse_linear_scale_off",
+        &m,
+        Tensor::<4>::zeros([1, 4, 6, 24], &d),
+        f,
+        &ExportOptions::default().fuse(false),
+    );
     assert_eq!(count(&ops(&off.model), "Mul"), 2);
     check(&[c, off]);
 }
@@ -121,15 +160,26 @@ struct Upsample {
 #[test]
 fn nearest_upsampling_becomes_resize() {
     let d = device();
-    let m = Upsample { conv: Conv2dConfig::new([8, 8], [1, 1]).init(&d) };
+    let m = Upsample {
+        conv: Conv2dConfig::new([8, 8], [1, 1]).init(&d),
+    };
     // The PAFPN's upsampling: reshape, broadcast, reshape.
     let f = |m: &Upsample, x: Tensor<4>| {
         let x = m.conv.forward(x);
         let [n, c, h, w] = x.dims();
-        let up = x.reshape([n, c, h, 1, w, 1]).expand([n, c, h, 2, w, 3]).reshape([n, c, 2 * h, 3 * w]);
+        let up = x
+            .reshape([n, c, h, 1, w, 1])
+            .expand([n, c, h, 2, w, 3])
+            .reshape([n, c, 2 * h, 3 * w]);
         up.clone() + up
     };
-    let c = case("fuse_upsample", &m, Tensor::<4>::zeros([2, 8, 5, 4], &d), f, &ExportOptions::default());
+    let c = case(
+        "fuse_upsample",
+        &m,
+        Tensor::<4>::zeros([2, 8, 5, 4], &d),
+        f,
+        &ExportOptions::default(),
+    );
     let o = ops(&c.model);
     assert_eq!((count(&o, "Resize"), count(&o, "Expand")), (1, 0), "{o:?}");
     check(&[c]);
@@ -146,30 +196,70 @@ fn a_graph_input_convolution_with_20_channels_is_split_16_plus_4_space_to_depth(
     let f = |m: &Stem, x: Tensor<4>| m.conv.forward(x);
     let mut cases = Vec::new();
     // RVT's stem (kernel 7, stride 4, padding 3) and a stride-2 variant with an odd kernel.
-    for (name, k, s, p) in [("fuse_split_stem", 7, 4, 3), ("fuse_split_stem_k3s2", 3, 2, 1)] {
+    for (name, k, s, p) in [
+        ("fuse_split_stem", 7, 4, 3),
+        ("fuse_split_stem_k3s2", 3, 2, 1),
+    ] {
         let m = Stem {
             conv: Conv2dConfig::new([20, 32], [k, k])
                 .with_stride([s, s])
                 .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
                 .init(&d),
         };
-        let c = case(name, &m, Tensor::<4>::zeros([2, 20, 32, 40], &d), f, &ExportOptions::default());
+        let c = case(
+            name,
+            &m,
+            Tensor::<4>::zeros([2, 20, 32, 40], &d),
+            f,
+            &ExportOptions::default(),
+        );
         let g = &c.model.proto().graph;
         let o = ops(&c.model);
-        assert_eq!((count(&o, "Split"), count(&o, "Conv"), count(&o, "Add")), (1, 2, 1), "{o:?}");
-        let convs: Vec<Vec<i64>> =
-            g.node.iter().filter(|n| n.op_type == "Conv").map(|n| init_dims(g, &n.input[1]).unwrap()).collect();
-        let blocks = (k as i64 - 1 - p as i64).div_euclid(s as i64) - (-(p as i64)).div_euclid(s as i64) + 1;
-        assert_eq!(convs, [vec![32, 16, k as i64, k as i64], vec![32, 4 * (s * s) as i64, blocks, blocks]]);
+        assert_eq!(
+            (count(&o, "Split"), count(&o, "Conv"), count(&o, "Add")),
+            (1, 2, 1),
+            "{o:?}"
+        );
+        let convs: Vec<Vec<i64>> = g
+            .node
+            .iter()
+            .filter(|n| n.op_type == "Conv")
+            .map(|n| init_dims(g, &n.input[1]).unwrap())
+            .collect();
+        let blocks =
+            (k as i64 - 1 - p as i64).div_euclid(s as i64) - (-(p as i64)).div_euclid(s as i64) + 1;
+        assert_eq!(
+            convs,
+            [
+                vec![32, 16, k as i64, k as i64],
+                vec![32, 4 * (s * s) as i64, blocks, blocks]
+            ]
+        );
         cases.push(c);
     }
     // 32 input channels are already a multiple of the block: untouched.
-    let m32 = Stem { conv: Conv2dConfig::new([32, 8], [3, 3]).init(&d) };
-    let c32 = case("fuse_split_stem_32", &m32, Tensor::<4>::zeros([1, 32, 8, 8], &d), f, &ExportOptions::default());
+    let m32 = Stem {
+        conv: Conv2dConfig::new([32, 8], [3, 3]).init(&d),
+    };
+    let c32 = case(
+        "fuse_split_stem_32",
+        &m32,
+        Tensor::<4>::zeros([1, 32, 8, 8], &d),
+        f,
+        &ExportOptions::default(),
+    );
     assert_eq!(ops(&c32.model), ["Conv"]);
     // Stride 1: no space-to-depth form, left alone.
-    let m1 = Stem { conv: Conv2dConfig::new([20, 8], [3, 3]).init(&d) };
-    let c1 = case("fuse_split_stem_s1", &m1, Tensor::<4>::zeros([1, 20, 8, 8], &d), f, &ExportOptions::default());
+    let m1 = Stem {
+        conv: Conv2dConfig::new([20, 8], [3, 3]).init(&d),
+    };
+    let c1 = case(
+        "fuse_split_stem_s1",
+        &m1,
+        Tensor::<4>::zeros([1, 20, 8, 8], &d),
+        f,
+        &ExportOptions::default(),
+    );
     assert_eq!(ops(&c1.model), ["Conv"]);
     cases.extend([c32, c1]);
     check(&cases);

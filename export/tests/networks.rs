@@ -8,7 +8,8 @@ use burn::module::Module;
 use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{
-    BatchNorm, BatchNormConfig, Gelu, LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu,
+    BatchNorm, BatchNormConfig, Gelu, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+    PaddingConfig2d, Relu,
 };
 use burn::tensor::activation::{sigmoid, silu, tanh};
 use burn::tensor::ops::MaxPoolOptions;
@@ -44,14 +45,32 @@ impl Mlp {
 #[test]
 fn mlp_exports_and_matches() {
     let m = Mlp::new([16, 32, 32, 4]);
-    let opts = ExportOptions::default().inputs(["features"]).outputs(["logits"]);
-    let c = case("mlp", &m, Tensor::<2>::zeros([3, 16], &device()), |m, x| m.forward(x), &opts);
+    let opts = ExportOptions::default()
+        .inputs(["features"])
+        .outputs(["logits"]);
+    let c = case(
+        "mlp",
+        &m,
+        Tensor::<2>::zeros([3, 16], &device()),
+        |m, x| m.forward(x),
+        &opts,
+    );
     // burn-nn Linear records matmul + add (bias folded to [1, n] at export time).
-    assert_eq!(ops(&c.model), ["MatMul", "Add", "Relu", "MatMul", "Add", "Relu", "MatMul", "Add"]);
+    assert_eq!(
+        ops(&c.model),
+        ["MatMul", "Add", "Relu", "MatMul", "Add", "Relu", "MatMul", "Add"]
+    );
     assert_eq!(c.model.input_names(), ["features"]);
     assert_eq!(c.model.output_names(), ["logits"]);
     // Initializers carry the module paths.
-    let names: Vec<String> = c.model.proto().graph.initializer.iter().map(|t| t.name.clone()).collect();
+    let names: Vec<String> = c
+        .model
+        .proto()
+        .graph
+        .initializer
+        .iter()
+        .map(|t| t.name.clone())
+        .collect();
     assert!(names.contains(&"fc1.weight".to_string()), "{names:?}");
     check(&[c]);
 }
@@ -104,19 +123,42 @@ fn convnet_with_batchnorm_and_grouped_conv() {
         let x = m.stem.forward(x);
         let x = m.grouped.forward(x.clone()) + x;
         let x = m.down.forward(x);
-        let x = burn::tensor::module::max_pool2d(x, MaxPoolOptions::new([2, 2]).with_stride([2, 2]));
+        let x =
+            burn::tensor::module::max_pool2d(x, MaxPoolOptions::new([2, 2]).with_stride([2, 2]));
         let x = burn::tensor::module::adaptive_avg_pool2d(x, [1, 1]);
         let [b, c, _, _] = x.dims();
         m.head.forward(x.reshape([b, c]))
     };
-    let c = case("convnet", &m, Tensor::<4>::zeros([2, 3, 16, 16], &d), forward, &ExportOptions::default());
+    let c = case(
+        "convnet",
+        &m,
+        Tensor::<4>::zeros([2, 3, 16, 16], &d),
+        forward,
+        &ExportOptions::default(),
+    );
     let o = ops(&c.model);
     // Every batch norm follows a convolution: folded into it at export.
     assert!(!o.contains(&"BatchNormalization".to_string()), "{o:?}");
-    let unfused = export(&m, Tensor::<4>::zeros([2, 3, 16, 16], &d), forward, &ExportOptions::default().fuse(false)).unwrap();
-    assert_eq!(unfused.stats().op_counts.get("BatchNormalization"), Some(&3));
-    assert!(c.model.proto().graph.node.iter().any(|n| n.op_type == "Conv"
-        && n.attribute.iter().any(|a| a.name == "group" && matches!(a.value, prism_export::proto::AttributeValue::Int(4)))));
+    let unfused = export(
+        &m,
+        Tensor::<4>::zeros([2, 3, 16, 16], &d),
+        forward,
+        &ExportOptions::default().fuse(false),
+    )
+    .unwrap();
+    assert_eq!(
+        unfused.stats().op_counts.get("BatchNormalization"),
+        Some(&3)
+    );
+    assert!(c
+        .model
+        .proto()
+        .graph
+        .node
+        .iter()
+        .any(|n| n.op_type == "Conv"
+            && n.attribute.iter().any(|a| a.name == "group"
+                && matches!(a.value, prism_export::proto::AttributeValue::Int(4)))));
     check(&[c]);
 }
 
@@ -137,7 +179,9 @@ impl EncoderBlock {
         let d = device();
         Self {
             norm1: LayerNormConfig::new(d_model).init(&d),
-            attn: MultiHeadAttentionConfig::new(d_model, heads).with_dropout(0.0).init(&d),
+            attn: MultiHeadAttentionConfig::new(d_model, heads)
+                .with_dropout(0.0)
+                .init(&d),
             norm2: LayerNormConfig::new(d_model).init(&d),
             ff1: LinearConfig::new(d_model, ff).init(&d),
             gelu: Gelu::new(),
@@ -147,7 +191,10 @@ impl EncoderBlock {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let h = self.norm1.forward(x.clone());
         let x = x + self.attn.forward(MhaInput::self_attn(h)).context;
-        let h = self.ff2.forward(self.gelu.forward(self.ff1.forward(self.norm2.forward(x.clone()))));
+        let h = self.ff2.forward(
+            self.gelu
+                .forward(self.ff1.forward(self.norm2.forward(x.clone()))),
+        );
         x + h
     }
 }
@@ -156,15 +203,39 @@ impl EncoderBlock {
 fn transformer_encoder_block() {
     let m = EncoderBlock::new(32, 4, 64);
     let sample = Tensor::<3>::zeros([2, 7, 32], &device());
-    let c = case("transformer", &m, sample.clone(), |m, x| m.forward(x), &ExportOptions::default());
+    let c = case(
+        "transformer",
+        &m,
+        sample.clone(),
+        |m, x| m.forward(x),
+        &ExportOptions::default(),
+    );
     let o = ops(&c.model);
-    for op in ["LayerNormalization", "Softmax", "Transpose", "Erf", "MatMul"] {
+    for op in [
+        "LayerNormalization",
+        "Softmax",
+        "Transpose",
+        "Erf",
+        "MatMul",
+    ] {
         assert!(o.contains(&op.to_string()), "missing {op}: {o:?}");
     }
-    let c20 = case("transformer_opset20", &m, sample.clone(), |m, x| m.forward(x), &ExportOptions::default().opset(20));
+    let c20 = case(
+        "transformer_opset20",
+        &m,
+        sample.clone(),
+        |m, x| m.forward(x),
+        &ExportOptions::default().opset(20),
+    );
     assert!(ops(&c20.model).contains(&"Gelu".to_string()));
     // Dynamic batch through the attention reshapes, evaluated at a batch never captured.
-    let mut dynamic = case("transformer_dynamic", &m, sample, |m, x| m.forward(x), &ExportOptions::default().dynamic_batch(true));
+    let mut dynamic = case(
+        "transformer_dynamic",
+        &m,
+        sample,
+        |m, x| m.forward(x),
+        &ExportOptions::default().dynamic_batch(true),
+    );
     let mut seed = 3;
     let x = Tensor::<3>::zeros([5, 7, 32], &device()).randomized(&mut seed);
     dynamic.inputs = vec![(dynamic.model.input_names()[0].clone(), x.to_data())];
@@ -211,12 +282,17 @@ fn convlstm_cell_with_state_in_and_out() {
         Tensor::<4>::zeros([2, 8, 12, 12], &d),
         Tensor::<4>::zeros([2, 8, 12, 12], &d),
     );
-    let opts = ExportOptions::default().inputs(["x", "h_in", "c_in"]).outputs(["h_out", "c_out"]);
+    let opts = ExportOptions::default()
+        .inputs(["x", "h_in", "c_in"])
+        .outputs(["h_out", "c_out"]);
     let c = case("convlstm", &m, sample, |m, s| m.forward(s), &opts);
     assert_eq!(c.model.input_names(), ["x", "h_in", "c_in"]);
     assert_eq!(c.model.output_names(), ["h_out", "c_out"]);
     let o = ops(&c.model);
-    assert!(o.contains(&"Concat".to_string()) && o.contains(&"Slice".to_string()), "{o:?}");
+    assert!(
+        o.contains(&"Concat".to_string()) && o.contains(&"Slice".to_string()),
+        "{o:?}"
+    );
     check(&[c]);
 }
 
@@ -251,7 +327,9 @@ impl YoloxHead {
     /// Decoded predictions `[batch, h*w, 4 + 1 + classes]`: xy offsets, exp'd wh, sigmoid scores.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<3> {
         let x = self.stem.forward(x);
-        let cls = self.cls_pred.forward(self.cls2.forward(self.cls1.forward(x.clone())));
+        let cls = self
+            .cls_pred
+            .forward(self.cls2.forward(self.cls1.forward(x.clone())));
         let r = self.reg2.forward(self.reg1.forward(x));
         let reg = self.reg_pred.forward(r.clone());
         let obj = self.obj_pred.forward(r);
@@ -268,11 +346,20 @@ impl YoloxHead {
 fn yolox_decoupled_head() {
     let m = YoloxHead::new(16, 16, 5);
     let sample = Tensor::<4>::zeros([2, 16, 8, 8], &device());
-    let c = case("yolox_head", &m, sample, |m, x| m.forward(x), &ExportOptions::default());
+    let c = case(
+        "yolox_head",
+        &m,
+        sample,
+        |m, x| m.forward(x),
+        &ExportOptions::default(),
+    );
     let o = ops(&c.model);
     for op in ["Conv", "Sigmoid", "Exp", "Concat", "Transpose"] {
         assert!(o.contains(&op.to_string()), "missing {op}: {o:?}");
     }
-    assert!(!o.contains(&"BatchNormalization".to_string()), "folded into the convolutions: {o:?}");
+    assert!(
+        !o.contains(&"BatchNormalization".to_string()),
+        "folded into the convolutions: {o:?}"
+    );
     check(&[c]);
 }

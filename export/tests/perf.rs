@@ -22,7 +22,11 @@ fn rss_kib(field: &str) -> Option<u64> {
 #[test]
 fn export_20m_params_under_10s_within_three_copies() {
     let d = Device::flex();
-    let m = Big { layers: (0..5).map(|_| LinearConfig::new(2048, 2048).init(&d)).collect() };
+    let m = Big {
+        layers: (0..5)
+            .map(|_| LinearConfig::new(2048, 2048).init(&d))
+            .collect(),
+    };
     let params = m.num_params();
     let weight_bytes = params as u64 * 4;
     assert!(params > 20_000_000, "{params}");
@@ -42,7 +46,11 @@ fn export_20m_params_under_10s_within_three_copies() {
     let model = export(
         &m,
         Tensor::<2>::zeros([1, 2048], &d),
-        |m, x| m.layers.iter().fold(x, |x, l| burn::tensor::activation::relu(l.forward(x))),
+        |m, x| {
+            m.layers
+                .iter()
+                .fold(x, |x, l| burn::tensor::activation::relu(l.forward(x)))
+        },
         &ExportOptions::default(),
     )
     .unwrap();
@@ -71,6 +79,9 @@ fn export_20m_params_under_10s_within_three_copies() {
         // The module itself is one copy; export may add at most two more (capture's recorded
         // values and burn-capture's clone of them), plus a little working memory.
         let over = peak.saturating_sub(base);
-        assert!(over <= 2 * weight_bytes + (32 << 20), "export held {extra:.2} extra copies of the weights");
+        assert!(
+            over <= 2 * weight_bytes + (32 << 20),
+            "export held {extra:.2} extra copies of the weights"
+        );
     }
 }

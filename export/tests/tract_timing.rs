@@ -17,7 +17,10 @@ fn tract_ab_timing() {
         eprintln!("PRISM_TRACT_FILES not set");
         return;
     };
-    let rounds: usize = std::env::var("PRISM_TRACT_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(10);
+    let rounds: usize = std::env::var("PRISM_TRACT_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(10);
     let mut plans = Vec::new();
     for f in files.split(',') {
         let mut model = tract_onnx::onnx().model_for_path(f).unwrap();
@@ -25,8 +28,19 @@ fn tract_ab_timing() {
         let n_inputs = model.input_outlets().unwrap().len();
         let mut inputs = TVec::new();
         for ix in 0..n_inputs {
-            let shape: Vec<usize> = typed.input_fact(ix).unwrap().shape.as_concrete().expect("static input shapes").to_vec();
-            model.set_input_fact(ix, InferenceFact::dt_shape(f32::datum_type(), shape.clone())).unwrap();
+            let shape: Vec<usize> = typed
+                .input_fact(ix)
+                .unwrap()
+                .shape
+                .as_concrete()
+                .expect("static input shapes")
+                .to_vec();
+            model
+                .set_input_fact(
+                    ix,
+                    InferenceFact::dt_shape(f32::datum_type(), shape.clone()),
+                )
+                .unwrap();
             let n: usize = shape.iter().product();
             let data: Vec<f32> = (0..n).map(|i| ((i * 7919) % 11) as f32 * 0.1).collect();
             inputs.push(Tensor::from_shape(&shape, &data).unwrap().into_tvalue());
@@ -44,6 +58,10 @@ fn tract_ab_timing() {
     }
     for (f, _, _, times) in &mut plans {
         times.sort_by(f64::total_cmp);
-        eprintln!("{f}: median {:.1} ms, min {:.1} ms over {rounds} runs", times[times.len() / 2], times[0]);
+        eprintln!(
+            "{f}: median {:.1} ms, min {:.1} ms over {rounds} runs",
+            times[times.len() / 2],
+            times[0]
+        );
     }
 }

@@ -76,7 +76,13 @@ fn run_tests(env: &provision::Env, extra: &[String]) -> Result<()> {
 
 /// The benchmarks, in release mode: each prints its table and writes `benchmarks/results/`.
 fn run_benches(env: &provision::Env, names: &[String]) -> Result<()> {
-    let all = ["bench-events", "bench-rvt", "bench-deploy", "bench-serve", "bench-train"];
+    let all = [
+        "bench-events",
+        "bench-rvt",
+        "bench-deploy",
+        "bench-serve",
+        "bench-train",
+    ];
     let selected: Vec<&str> = if names.is_empty() {
         all.to_vec()
     } else {
@@ -91,8 +97,14 @@ fn run_benches(env: &provision::Env, names: &[String]) -> Result<()> {
             torch_env::provision(env, &[])?;
         }
         let mut cmd = Command::new(cargo());
-        cmd.current_dir(&env.root)
-            .args(["run", "--release", "-p", "prism-benchmarks", "--bin", name]);
+        cmd.current_dir(&env.root).args([
+            "run",
+            "--release",
+            "-p",
+            "prism-benchmarks",
+            "--bin",
+            name,
+        ]);
         for (key, value) in env.variables()? {
             cmd.env(key, value);
         }

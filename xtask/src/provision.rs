@@ -25,10 +25,22 @@ const ORT_VERSION: &str = "1.31.1";
 /// Real recordings in the faery 0.7.1 source package (`tests/data/`), with their sha256.
 const FAERY_VERSION: &str = "0.7.1";
 const FAERY_FILES: &[(&str, &str)] = &[
-    ("gen4.dat", "9d77a38da198c44fc4e79695ea93715c05ee0303bb2bc30226d91243c200624f"),
-    ("evt3.raw", "8eca19cd8f0580ae939490484a023d858192a4c102b6649d8f5e19a62cb77ad3"),
-    ("evt2.raw", "e84afbecdc07d2910ae846a4ae0ee246f5b9c97a53816c637d4f85c023d7c234"),
-    ("davis346.aedat4", "b383462d72122c69fd96ebf095c384e3f1a2f092cc1b2681be52ebc1d260cf8a"),
+    (
+        "gen4.dat",
+        "9d77a38da198c44fc4e79695ea93715c05ee0303bb2bc30226d91243c200624f",
+    ),
+    (
+        "evt3.raw",
+        "8eca19cd8f0580ae939490484a023d858192a4c102b6649d8f5e19a62cb77ad3",
+    ),
+    (
+        "evt2.raw",
+        "e84afbecdc07d2910ae846a4ae0ee246f5b9c97a53816c637d4f85c023d7c234",
+    ),
+    (
+        "davis346.aedat4",
+        "b383462d72122c69fd96ebf095c384e3f1a2f092cc1b2681be52ebc1d260cf8a",
+    ),
 ];
 
 /// Where everything provisioned lives.
@@ -81,10 +93,15 @@ impl Env {
     fn provision_python(&self) -> Result<()> {
         let stamp = self.venv().join(".prism-requirements");
         let wanted = PYTHON_REQUIREMENTS.join("\n");
-        if fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) && self.python().exists() {
+        if fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str())
+            && self.python().exists()
+        {
             return Ok(());
         }
-        eprintln!("xtask: creating the Python environment in {}", self.venv().display());
+        eprintln!(
+            "xtask: creating the Python environment in {}",
+            self.venv().display()
+        );
         let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
         crate::run(
             Command::new(&python).arg("-m").arg("venv").arg(self.venv()),
@@ -92,7 +109,13 @@ impl Env {
         )?;
         crate::run(
             Command::new(self.python())
-                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ])
                 .args(PYTHON_REQUIREMENTS),
             "pip install",
         )?;
@@ -103,9 +126,9 @@ impl Env {
     /// Downloads the faery source package with pip and extracts its recordings, checked by sha256.
     fn provision_faery(&self) -> Result<()> {
         let out = self.dir.join("data/faery");
-        let all_present = FAERY_FILES
-            .iter()
-            .all(|(name, sha)| sha256(&self.python(), &out.join(name)).ok().as_deref() == Some(*sha));
+        let all_present = FAERY_FILES.iter().all(|(name, sha)| {
+            sha256(&self.python(), &out.join(name)).ok().as_deref() == Some(*sha)
+        });
         if all_present {
             return Ok(());
         }
@@ -117,7 +140,13 @@ impl Env {
         if !sdist.exists() {
             crate::run(
                 Command::new(self.python())
-                    .args(["-m", "pip", "download", "--quiet", "--disable-pip-version-check"])
+                    .args([
+                        "-m",
+                        "pip",
+                        "download",
+                        "--quiet",
+                        "--disable-pip-version-check",
+                    ])
                     .args(["--no-deps", "--no-binary", "faery"])
                     .arg(format!("faery=={FAERY_VERSION}"))
                     .arg("-d")

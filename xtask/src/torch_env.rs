@@ -63,7 +63,10 @@ pub fn provision(env: &Env, args: &[String]) -> Result<PathBuf> {
     let python = venv.join("bin/python");
     let stamp = venv.join(".prism-torch");
     let mode = if cuda { "cuda" } else { "cpu-stubs" };
-    let wanted = format!("{RECIPE}\n{mode}\n{TORCH}\n{}", PURE_REQUIREMENTS.join("\n"));
+    let wanted = format!(
+        "{RECIPE}\n{mode}\n{TORCH}\n{}",
+        PURE_REQUIREMENTS.join("\n")
+    );
     if fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) && python.exists() {
         eprintln!("xtask: torch venv up to date: {}", venv.display());
         return Ok(python);
@@ -73,16 +76,28 @@ pub fn provision(env: &Env, args: &[String]) -> Result<PathBuf> {
         // A different recipe or mode: start over rather than mix CUDA packages and stubs.
         fs::remove_dir_all(&venv).with_context(|| format!("removing {}", venv.display()))?;
     }
-    eprintln!("xtask: creating the torch environment in {} ({mode})", venv.display());
+    eprintln!(
+        "xtask: creating the torch environment in {} ({mode})",
+        venv.display()
+    );
     let system_python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     crate::run(
-        Command::new(&system_python).arg("-m").arg("venv").arg(&venv),
+        Command::new(&system_python)
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv),
         "python3 -m venv",
     )?;
     let pip = |extra: &[&str]| {
         let mut cmd = Command::new(&python);
-        cmd.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
-            .args(extra);
+        cmd.args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(extra);
         cmd
     };
     if cuda {
@@ -96,15 +111,24 @@ pub fn provision(env: &Env, args: &[String]) -> Result<PathBuf> {
                 bail!("the CPU torch venv needs `{tool}` (binutils and a C compiler) to write the CUDA stand-ins; or use --cuda");
             }
         }
-        crate::run(&mut pip(PURE_REQUIREMENTS), "pip install (torch's pure-Python dependencies)")?;
-        crate::run(&mut pip(&["--no-deps", TORCH]), "pip install --no-deps torch")?;
+        crate::run(
+            &mut pip(PURE_REQUIREMENTS),
+            "pip install (torch's pure-Python dependencies)",
+        )?;
+        crate::run(
+            &mut pip(&["--no-deps", TORCH]),
+            "pip install --no-deps torch",
+        )?;
         let script = env.root.join("benchmarks/python/torch_cpu_stubs.py");
         crate::run(
             Command::new(&python).arg(&script),
             "writing the CUDA stand-ins (torch_cpu_stubs.py)",
         )?;
     }
-    crate::run(Command::new(&python).arg("-c").arg(SMOKE_TEST), "torch smoke test")?;
+    crate::run(
+        Command::new(&python).arg("-c").arg(SMOKE_TEST),
+        "torch smoke test",
+    )?;
     fs::write(&stamp, wanted).context("writing the torch stamp")?;
     eprintln!(
         "xtask: run the peer with {} benchmarks/python/train_throughput_torch.py",

@@ -43,7 +43,14 @@ use prism_models::rvt::Rvt;
 use prism_models::zoo::ModelCard;
 use serde_json::{json, Value};
 
-const MODES: [&str; 6] = ["floor", "recurrent", "stream", "previous", "engine", "python"];
+const MODES: [&str; 6] = [
+    "floor",
+    "recurrent",
+    "stream",
+    "previous",
+    "engine",
+    "python",
+];
 
 fn label(mode: &str) -> &'static str {
     match mode {
@@ -67,18 +74,35 @@ struct Args {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let a = Args {
         models: value("--models")
             .unwrap_or_else(|| "rvt-tiny-gen1,rvt-tiny-1mpx".into())
             .split(',')
             .map(String::from)
             .collect(),
-        threads: value("--threads").map(|v| v.parse()).transpose()?.unwrap_or(2),
-        windows: value("--windows").map(|v| v.parse()).transpose()?.unwrap_or(10),
-        rounds: value("--rounds").map(|v| v.parse()).transpose()?.unwrap_or(4),
+        threads: value("--threads")
+            .map(|v| v.parse())
+            .transpose()?
+            .unwrap_or(2),
+        windows: value("--windows")
+            .map(|v| v.parse())
+            .transpose()?
+            .unwrap_or(10),
+        rounds: value("--rounds")
+            .map(|v| v.parse())
+            .transpose()?
+            .unwrap_or(4),
         python_level: value("--python-level").unwrap_or_else(|| "default".into()),
-        pause_ms: value("--pause-ms").map(|v| v.parse()).transpose()?.unwrap_or(20),
+        pause_ms: value("--pause-ms")
+            .map(|v| v.parse())
+            .transpose()?
+            .unwrap_or(20),
     };
     let dir = tempfile::tempdir()?;
     let load_before = loadavg();
@@ -88,7 +112,13 @@ fn main() -> Result<()> {
         results.push(bench_model(name, &a, dir.path())?);
     }
     let load_after = loadavg();
-    let md = report(&a, &results, &load_before, &load_after, started.elapsed().as_secs_f64());
+    let md = report(
+        &a,
+        &results,
+        &load_before,
+        &load_after,
+        started.elapsed().as_secs_f64(),
+    );
     println!("{md}");
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
     std::fs::create_dir_all(&out)?;
@@ -115,7 +145,10 @@ fn recording(card: &ModelCard, windows: usize) -> Result<(EventChunk, String)> {
         if let Some(path) = prism_events::testdata::faery("gen4.dat") {
             let mut reader = prism_events::open(&path)?;
             let events = prism_events::reader::read_all(reader.as_mut())?;
-            let source = format!("faery gen4.dat (1280x720, {} events)", events_len_str(&events));
+            let source = format!(
+                "faery gen4.dat (1280x720, {} events)",
+                events_len_str(&events)
+            );
             return Ok((events, source));
         }
     }
@@ -128,7 +161,13 @@ fn recording(card: &ModelCard, windows: usize) -> Result<(EventChunk, String)> {
     };
     let scene = generate(&config)?;
     let n = events_len_str(&scene.events);
-    Ok((scene.events, format!("synthetic scene {w}x{h}, {} s, {n} events", config.duration_us as f64 / 1e6)))
+    Ok((
+        scene.events,
+        format!(
+            "synthetic scene {w}x{h}, {} s, {n} events",
+            config.duration_us as f64 / 1e6
+        ),
+    ))
 }
 
 fn events_len_str(e: &EventChunk) -> String {
@@ -200,7 +239,8 @@ impl Peer {
         let mut stdout = BufReader::new(child.stdout.take().context("peer stdout")?);
         let mut line = String::new();
         stdout.read_line(&mut line)?;
-        let info: Value = serde_json::from_str(&line).with_context(|| format!("peer said {line:?}"))?;
+        let info: Value =
+            serde_json::from_str(&line).with_context(|| format!("peer said {line:?}"))?;
         Ok(Self {
             child,
             stdin,
@@ -214,7 +254,8 @@ impl Peer {
         self.stdin.flush()?;
         let mut line = String::new();
         self.stdout.read_line(&mut line)?;
-        let v: Value = serde_json::from_str(&line).with_context(|| format!("peer said {line:?}"))?;
+        let v: Value =
+            serde_json::from_str(&line).with_context(|| format!("peer said {line:?}"))?;
         v["times_ms"]
             .as_array()
             .context("no times_ms")?
@@ -238,7 +279,10 @@ fn bench_model(name: &str, a: &Args, dir: &Path) -> Result<Value> {
     // detector, few anchors then pass the score threshold. With Burn's default init every anchor
     // scores about 0.25, and NMS over all of them would be measured instead of a detector's work.
     let model = card.rvt_config().init(&device);
-    let model = Rvt { yolox_head: model.yolox_head.with_prior_biases(0.01), ..model };
+    let model = Rvt {
+        yolox_head: model.yolox_head.with_prior_biases(0.01),
+        ..model
+    };
     let path = dir.join(format!("{name}.onnx"));
     export_rvt(&model, &card, &RvtExport::default(), &device)?.save(&path)?;
     drop(model);
@@ -261,21 +305,37 @@ fn bench_model(name: &str, a: &Args, dir: &Path) -> Result<Value> {
         .max_by_key(|r| r.len())
         .cloned()
         .context("the recording has no window")?;
-    let histogram = hist.build(events.as_slice().slice(busiest.clone()))?.to_vec();
+    let histogram = hist
+        .build(events.as_slice().slice(busiest.clone()))?
+        .to_vec();
     let shape = hist.shape().to_vec();
     let input_file = dir.join(format!("{name}.input.f32"));
-    std::fs::write(&input_file, histogram.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
+    std::fs::write(
+        &input_file,
+        histogram
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    )?;
 
     // Floor: the bare ort session, inputs preallocated, state outputs fed back as inputs.
     let mut session = ortx::session(&path, &options)?;
-    let input_names: Vec<String> = session.inputs().iter().map(|o| o.name().to_string()).collect();
+    let input_names: Vec<String> = session
+        .inputs()
+        .iter()
+        .map(|o| o.name().to_string())
+        .collect();
     let mut feed: Vec<ort::session::SessionInputValue<'static>> = Vec::new();
     let mut carried = Vec::new();
     for (i, n) in input_names.iter().enumerate() {
         if *n == spec.input.name {
             feed.push(ort::value::Tensor::from_array((shape.clone(), histogram.clone()))?.into());
         } else {
-            let s = spec.state.iter().find(|s| s.input == *n).context("unknown input")?;
+            let s = spec
+                .state
+                .iter()
+                .find(|s| s.input == *n)
+                .context("unknown input")?;
             let zeros = vec![0f32; s.shape.iter().product()];
             feed.push(ort::value::Tensor::from_array((s.shape.clone(), zeros))?.into());
             carried.push((i, s.output.clone()));
@@ -287,7 +347,9 @@ fn bench_model(name: &str, a: &Args, dir: &Path) -> Result<Value> {
             let mut out = session.run(feed.as_slice())?;
             times.push(start.elapsed().as_secs_f64() * 1e3);
             for (i, output) in &carried {
-                feed[*i] = ort::session::SessionInputValue::Owned(out.remove(output.as_str()).context("no state output")?);
+                feed[*i] = ort::session::SessionInputValue::Owned(
+                    out.remove(output.as_str()).context("no state output")?,
+                );
             }
         }
         Ok(())
@@ -337,16 +399,33 @@ fn bench_model(name: &str, a: &Args, dir: &Path) -> Result<Value> {
     // The previous StreamDetector path: prism buffers, Engine::run_into, copies.
     let mut old_hist = HistogramInput::new(&rep)?;
     let factor = rep.downsample as f32;
-    let mut post = Postprocessor::new(&spec, factor, (rep.sensor_width as f32, rep.sensor_height as f32))?;
+    let mut post = Postprocessor::new(
+        &spec,
+        factor,
+        (rep.sensor_width as f32, rep.sensor_height as f32),
+    )?;
     let mut states: Vec<(String, Vec<usize>, Vec<f32>, usize)> = spec
         .state
         .iter()
         .map(|s| {
-            let index = engine.outputs().iter().position(|o| o.name == s.output).unwrap_or(0);
-            (s.input.clone(), s.shape.clone(), vec![0.0; s.shape.iter().product()], index)
+            let index = engine
+                .outputs()
+                .iter()
+                .position(|o| o.name == s.output)
+                .unwrap_or(0);
+            (
+                s.input.clone(),
+                s.shape.clone(),
+                vec![0.0; s.shape.iter().product()],
+                index,
+            )
         })
         .collect();
-    let det_index = engine.outputs().iter().position(|o| o.name == spec.output.name).context("no detections")?;
+    let det_index = engine
+        .outputs()
+        .iter()
+        .position(|o| o.name == spec.output.name)
+        .context("no detections")?;
     let mut outputs: Vec<Tensor> = Vec::new();
     let mut next_window = 0;
     let mut run_previous = |n: usize, times: &mut Vec<f64>| -> Result<()> {
@@ -373,17 +452,29 @@ fn bench_model(name: &str, a: &Args, dir: &Path) -> Result<Value> {
     let mut engine_states: Vec<(String, Vec<usize>, Vec<f32>)> = spec
         .state
         .iter()
-        .map(|s| (s.input.clone(), s.shape.clone(), vec![0.0; s.shape.iter().product()]))
+        .map(|s| {
+            (
+                s.input.clone(),
+                s.shape.clone(),
+                vec![0.0; s.shape.iter().product()],
+            )
+        })
         .collect();
     let mut run_engine = |n: usize, times: &mut Vec<f64>| -> Result<()> {
         for _ in 0..n {
             let start = Instant::now();
             let mut views = vec![TensorView::new(&spec.input.name, &shape, &histogram)];
-            views.extend(engine_states.iter().map(|(n, s, d)| TensorView::new(n, s, d)));
+            views.extend(
+                engine_states
+                    .iter()
+                    .map(|(n, s, d)| TensorView::new(n, s, d)),
+            );
             let out = engine.run(&views)?;
             drop(views);
             for (k, s) in spec.state.iter().enumerate() {
-                let Some(o) = out.iter().find(|o| o.name == s.output) else { bail!("no output {}", s.output) };
+                let Some(o) = out.iter().find(|o| o.name == s.output) else {
+                    bail!("no output {}", s.output)
+                };
                 engine_states[k].2.copy_from_slice(&o.data);
             }
             times.push(start.elapsed().as_secs_f64() * 1e3);
@@ -471,7 +562,11 @@ fn bench_model(name: &str, a: &Args, dir: &Path) -> Result<Value> {
         let mut slicer = WindowSlicer::new(WindowConfig::new(rep.window_us))?;
         let mut own_hist = HistogramInput::new(&rep)?;
         let mut own_input = vec![0f32; shape.iter().product()];
-        let mut own_post = Postprocessor::new(&spec, factor, (rep.sensor_width as f32, rep.sensor_height as f32))?;
+        let mut own_post = Postprocessor::new(
+            &spec,
+            factor,
+            (rep.sensor_width as f32, rep.sensor_height as f32),
+        )?;
         let total = (a.rounds * a.windows).max(60);
         let mut k = 0;
         while own_times.len() < total {
@@ -516,7 +611,12 @@ fn bench_model(name: &str, a: &Args, dir: &Path) -> Result<Value> {
     let floor_ms = median(&times[0]);
     let stream_ms = median(&times[2]);
     let paired = |m: usize| -> f64 {
-        let d: Vec<f64> = times[m].iter().zip(&times[0]).map(|(x, f)| x - f).filter(|v| !v.is_nan()).collect();
+        let d: Vec<f64> = times[m]
+            .iter()
+            .zip(&times[0])
+            .map(|(x, f)| x - f)
+            .filter(|v| !v.is_nan())
+            .collect();
         median(&d)
     };
     let paired_ms: serde_json::Map<String, Value> = MODES
@@ -545,8 +645,16 @@ fn bench_model(name: &str, a: &Args, dir: &Path) -> Result<Value> {
     }))
 }
 
-fn report(a: &Args, results: &[Value], load_before: &str, load_after: &str, seconds: f64) -> String {
-    let mut md = String::from("# prism-deploy overhead per window: StreamDetector against the bare ONNX Runtime call\n\n");
+fn report(
+    a: &Args,
+    results: &[Value],
+    load_before: &str,
+    load_after: &str,
+    seconds: f64,
+) -> String {
+    let mut md = String::from(
+        "# prism-deploy overhead per window: StreamDetector against the bare ONNX Runtime call\n\n",
+    );
     md.push_str(&format!(
         "`cargo xtask bench bench-deploy` — ONNX Runtime CPU, {} intra-op threads everywhere, batch 1, state carried; \
          {} timed windows per mode, interleaved window by window (every mode in turn, the first one rotating); each \
@@ -561,7 +669,13 @@ fn report(a: &Args, results: &[Value], load_before: &str, load_after: &str, seco
         a.pause_ms
     ));
     md.push_str("| model | ");
-    md.push_str(&MODES.iter().map(|m| label(m)).collect::<Vec<_>>().join(" | "));
+    md.push_str(
+        &MODES
+            .iter()
+            .map(|m| label(m))
+            .collect::<Vec<_>>()
+            .join(" | "),
+    );
     md.push_str(" | StreamDetector − floor (medians) | StreamDetector − floor (paired) | goal < 5 % |\n|---|");
     md.push_str(&"---|".repeat(MODES.len() + 3));
     md.push('\n');
@@ -581,14 +695,22 @@ fn report(a: &Args, results: &[Value], load_before: &str, load_after: &str, seco
         let over = r["stream_overhead_ms"].as_f64().unwrap_or(f64::NAN);
         let frac = r["stream_overhead_fraction"].as_f64().unwrap_or(f64::NAN);
         let pover = r["stream_overhead_paired_ms"].as_f64().unwrap_or(f64::NAN);
-        let pfrac = r["stream_overhead_paired_fraction"].as_f64().unwrap_or(f64::NAN);
+        let pfrac = r["stream_overhead_paired_fraction"]
+            .as_f64()
+            .unwrap_or(f64::NAN);
         md.push_str(&format!(
             "| {} | {} | {over:+.2} ms ({:+.1} %) | {pover:+.2} ms ({:+.1} %) | {} |\n",
             r["model"].as_str().unwrap_or("?"),
             cells.join(" | "),
             frac * 100.0,
             pfrac * 100.0,
-            if pfrac < 0.05 && frac < 0.05 { "met" } else if pfrac < 0.05 { "met (paired)" } else { "**not met**" }
+            if pfrac < 0.05 && frac < 0.05 {
+                "met"
+            } else if pfrac < 0.05 {
+                "met (paired)"
+            } else {
+                "**not met**"
+            }
         ));
     }
     md.push_str("\nprism's own work per window, measured alone (no model): the StreamDetector's steps around the model call \
@@ -605,16 +727,31 @@ fn report(a: &Args, results: &[Value], load_before: &str, load_after: &str, seco
         ));
     }
     md.push_str("\nPaired differences to the floor (median over iterations of mode − floor, ms):\n\n| model | ");
-    md.push_str(&MODES[1..].iter().map(|m| label(m)).collect::<Vec<_>>().join(" | "));
+    md.push_str(
+        &MODES[1..]
+            .iter()
+            .map(|m| label(m))
+            .collect::<Vec<_>>()
+            .join(" | "),
+    );
     md.push_str(" |\n|---|");
     md.push_str(&"---|".repeat(MODES.len() - 1));
     md.push('\n');
     for r in results {
         let cells: Vec<String> = MODES[1..]
             .iter()
-            .map(|m| format!("{:+.2}", r["paired_minus_floor_ms"][*m].as_f64().unwrap_or(f64::NAN)))
+            .map(|m| {
+                format!(
+                    "{:+.2}",
+                    r["paired_minus_floor_ms"][*m].as_f64().unwrap_or(f64::NAN)
+                )
+            })
             .collect();
-        md.push_str(&format!("| {} | {} |\n", r["model"].as_str().unwrap_or("?"), cells.join(" | ")));
+        md.push_str(&format!(
+            "| {} | {} |\n",
+            r["model"].as_str().unwrap_or("?"),
+            cells.join(" | ")
+        ));
     }
     md.push_str("\nRatios of the medians:\n\n| model | StreamDetector / floor | previous path / floor | Engine::run / floor | Python / floor | StreamDetector / Python |\n|---|---|---|---|---|---|\n");
     for r in results {
@@ -662,11 +799,20 @@ fn report(a: &Args, results: &[Value], load_before: &str, load_after: &str, seco
 fn candidates_above_threshold(raw: &[f32], spec: &prism_core::ModelSpec) -> Result<usize> {
     let row_len = 5 + spec.classes.len();
     let threshold = spec.postprocess.score_threshold;
-    let sigmoid = |x: f32| if spec.output.decoded { x } else { 1.0 / (1.0 + (-x).exp()) };
+    let sigmoid = |x: f32| {
+        if spec.output.decoded {
+            x
+        } else {
+            1.0 / (1.0 + (-x).exp())
+        }
+    };
     Ok(raw
         .chunks_exact(row_len)
         .filter(|row| {
-            let best = row[5..].iter().map(|&c| sigmoid(c)).fold(f32::NEG_INFINITY, f32::max);
+            let best = row[5..]
+                .iter()
+                .map(|&c| sigmoid(c))
+                .fold(f32::NEG_INFINITY, f32::max);
             sigmoid(row[4]) * best >= threshold
         })
         .count())

@@ -46,7 +46,10 @@ struct Row {
 }
 
 /// The torch.onnx peers: a label and the LSTM gate split `rvt_torch.py` is built with.
-const PEERS: [(&str, &str); 2] = [("RVT's ops (tensor_split)", "tensor_split"), ("clean slices", "slices")];
+const PEERS: [(&str, &str); 2] = [
+    ("RVT's ops (tensor_split)", "tensor_split"),
+    ("clean slices", "slices"),
+];
 
 /// The peer file's figures.
 #[derive(Debug, Clone, Copy)]
@@ -58,10 +61,22 @@ struct Peer {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
-    let models = value("--models").unwrap_or_else(|| "rvt-tiny-gen1,rvt-base-gen1,rvt-tiny-1mpx,rvt-base-1mpx".into());
-    let runs: usize = value("--runs").map(|v| v.parse()).transpose()?.unwrap_or(20);
-    let threads: usize = value("--threads").map(|v| v.parse()).transpose()?.unwrap_or(2);
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let models = value("--models")
+        .unwrap_or_else(|| "rvt-tiny-gen1,rvt-base-gen1,rvt-tiny-1mpx,rvt-base-1mpx".into());
+    let runs: usize = value("--runs")
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(20);
+    let threads: usize = value("--threads")
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(2);
     let with_peer = !args.iter().any(|a| a == "--no-peer");
     let baseline = value("--baseline").map(std::path::PathBuf::from);
     // Python's windows are timed in rounds over all files, three per window timed in Rust.
@@ -70,7 +85,15 @@ fn main() -> Result<()> {
     let load_before = loadavg();
     let mut rows = Vec::new();
     for name in models.split(',') {
-        rows.push(bench_model(name, runs, python_rounds, threads, with_peer, baseline.as_deref(), dir.path())?);
+        rows.push(bench_model(
+            name,
+            runs,
+            python_rounds,
+            threads,
+            with_peer,
+            baseline.as_deref(),
+            dir.path(),
+        )?);
     }
     let mut md = String::from("# RVT latency per window (batch 1, state carried, CPU)\n\n");
     md.push_str(&format!(
@@ -91,8 +114,13 @@ fn main() -> Result<()> {
         // No prism-vs-Python ratio here: Python's figure comes from a process that interleaves
         // several sessions, which inflates it on the larger models; bench-deploy compares
         // prism's call with Python's properly.
-        let py = r.python_ort_ms.map_or_else(|| "not run".to_string(), |p| format!("{p:.1}"));
-        md.push_str(&format!("| {} | {:.1} | {:.1} | {:.1} | {} |", r.model, r.burn_ms, r.tract_ms, r.ort_ms, py));
+        let py = r
+            .python_ort_ms
+            .map_or_else(|| "not run".to_string(), |p| format!("{p:.1}"));
+        md.push_str(&format!(
+            "| {} | {:.1} | {:.1} | {:.1} | {} |",
+            r.model, r.burn_ms, r.tract_ms, r.ort_ms, py
+        ));
         let mut nodes = r.nodes.to_string();
         for peer in &r.peers {
             match peer {
@@ -159,7 +187,9 @@ fn bench_model(
     // Burn, state carried.
     let (x, mut state) = sample_inputs(&card, &device);
     let dims = x.dims();
-    let counts: Vec<f32> = (0..dims.iter().product::<usize>()).map(|i| ((i * 7919) % 11) as f32).collect();
+    let counts: Vec<f32> = (0..dims.iter().product::<usize>())
+        .map(|i| ((i * 7919) % 11) as f32)
+        .collect();
     let x = Tensor::<4>::from_data(TensorData::new(counts.clone(), dims), &device);
     let mut times = Vec::new();
     for i in 0..runs + 3 {
@@ -182,7 +212,13 @@ fn bench_model(
         let mut states: Vec<(String, Vec<usize>, Vec<f32>)> = spec
             .state
             .iter()
-            .map(|s| (s.input.clone(), s.shape.clone(), vec![0.0; s.shape.iter().product()]))
+            .map(|s| {
+                (
+                    s.input.clone(),
+                    s.shape.clone(),
+                    vec![0.0; s.shape.iter().product()],
+                )
+            })
             .collect();
         let mut times = Vec::new();
         for i in 0..runs + 3 {
@@ -213,14 +249,21 @@ fn bench_model(
                 .output()
                 .context("running the baseline prism")?;
             if !out.status.success() {
-                bail!("baseline export failed: {}", String::from_utf8_lossy(&out.stderr));
+                bail!(
+                    "baseline export failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
             let text = String::from_utf8_lossy(&out.stdout);
             let nodes = text
                 .split(", ")
                 .find_map(|part| part.strip_suffix(" nodes").and_then(|n| n.parse().ok()))
                 .unwrap_or(0);
-            Some((engine_ms(&base_path, Backend::Tract)?, engine_ms(&base_path, Backend::OrtCpu)?, nodes))
+            Some((
+                engine_ms(&base_path, Backend::Tract)?,
+                engine_ms(&base_path, Backend::OrtCpu)?,
+                nodes,
+            ))
         }
         None => None,
     };
@@ -252,7 +295,14 @@ fn bench_model(
     let mut rest = timed.iter().flat_map(|t| t.iter().skip(1).copied());
     let peers: Vec<Option<Peer>> = peer_files
         .iter()
-        .map(|f| f.as_ref().and_then(|(_, nodes)| rest.next().map(|timed| Peer { timed, nodes: *nodes })))
+        .map(|f| {
+            f.as_ref().and_then(|(_, nodes)| {
+                rest.next().map(|timed| Peer {
+                    timed,
+                    nodes: *nodes,
+                })
+            })
+        })
         .collect();
     let based = base.as_ref().and_then(|_| rest.next().map(|t| t.ms));
     let baseline = base.map(|(tract, ort, nodes)| (tract, ort, based, nodes));
@@ -280,7 +330,10 @@ fn export_torch_peer(card: &ModelCard, lstm_split: &str, out: &Path) -> Result<u
     let env = prism_env();
     let python = env.join("torch-venv/bin/python");
     if !python.exists() {
-        bail!("no PyTorch environment at {} (cargo xtask provision-torch)", python.display());
+        bail!(
+            "no PyTorch environment at {} (cargo xtask provision-torch)",
+            python.display()
+        );
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     if !root.join("python/rvt_torch.py").exists() {
@@ -312,11 +365,17 @@ fn export_torch_peer(card: &ModelCard, lstm_split: &str, out: &Path) -> Result<u
     if !output.status.success() {
         let err = String::from_utf8_lossy(&output.stderr);
         let tail: Vec<&str> = err.lines().rev().take(3).collect();
-        bail!("export failed: {}", tail.into_iter().rev().collect::<Vec<_>>().join(" | "));
+        bail!(
+            "export failed: {}",
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        );
     }
     let v: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     let nodes = v["nodes"].as_u64().context("no node count")? as usize;
-    eprintln!("{}: torch.onnx peer ({lstm_split}) exported, {nodes} nodes", card.name);
+    eprintln!(
+        "{}: torch.onnx peer ({lstm_split}) exported, {nodes} nodes",
+        card.name
+    );
     Ok(nodes)
 }
 
@@ -348,7 +407,9 @@ fn python_ort(models: &[std::path::PathBuf], threads: usize, runs: usize) -> Res
         bail!("{}", String::from_utf8_lossy(&out.stderr));
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let number = |x: &serde_json::Value, key: &str| x.as_f64().with_context(|| format!("{key}: not a number"));
+    let number = |x: &serde_json::Value, key: &str| {
+        x.as_f64().with_context(|| format!("{key}: not a number"))
+    };
     let list = |key: &str| -> Result<&Vec<serde_json::Value>> {
         let items = v[key].as_array().with_context(|| format!("no {key}"))?;
         if items.len() != models.len() {
@@ -356,14 +417,25 @@ fn python_ort(models: &[std::path::PathBuf], threads: usize, runs: usize) -> Res
         }
         Ok(items)
     };
-    let (ms, ratio, ci, slower) = (list("median_ms")?, list("paired_ratio")?, list("paired_ci95")?, list("rounds_slower")?);
+    let (ms, ratio, ci, slower) = (
+        list("median_ms")?,
+        list("paired_ratio")?,
+        list("paired_ci95")?,
+        list("rounds_slower")?,
+    );
     (0..models.len())
         .map(|i| {
-            let bounds = ci[i].as_array().filter(|b| b.len() == 2).context("paired_ci95: not a pair")?;
+            let bounds = ci[i]
+                .as_array()
+                .filter(|b| b.len() == 2)
+                .context("paired_ci95: not a pair")?;
             Ok(Timed {
                 ms: number(&ms[i], "median_ms")?,
                 ratio: number(&ratio[i], "paired_ratio")?,
-                ci95: (number(&bounds[0], "paired_ci95")?, number(&bounds[1], "paired_ci95")?),
+                ci95: (
+                    number(&bounds[0], "paired_ci95")?,
+                    number(&bounds[1], "paired_ci95")?,
+                ),
                 rounds_slower: slower[i].as_u64().context("rounds_slower: not a count")? as usize,
             })
         })

@@ -44,27 +44,58 @@ fn main() -> Result<()> {
     if args.get(1).map(String::as_str) == Some("--child") {
         return child(&args[2..]);
     }
-    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let models = value("--models").unwrap_or_else(|| "rvt-tiny-synth,rvt-tiny-gen1".into());
     let backend = value("--backend").unwrap_or_else(|| "ort-cpu".into());
-    let seconds: f64 = value("--seconds").map(|v| v.parse()).transpose()?.unwrap_or(8.0);
+    let seconds: f64 = value("--seconds")
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(8.0);
     let clients: Vec<usize> = value("--clients")
         .unwrap_or_else(|| "1,4,16".into())
         .split(',')
         .map(str::parse)
         .collect::<std::result::Result<_, _>>()?;
-    let workers: usize = value("--workers").map(|v| v.parse()).transpose()?.unwrap_or(4);
-    let threads: usize = value("--threads").map(|v| v.parse()).transpose()?.unwrap_or(2);
+    let workers: usize = value("--workers")
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(4);
+    let threads: usize = value("--threads")
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(2);
 
     let dir = tempfile::tempdir()?;
     let load_before = loadavg();
     let started = Instant::now();
     let mut results = Vec::new();
     for name in models.split(',') {
-        results.push(bench_model(name, &backend, seconds, &clients, workers, threads, dir.path())?);
+        results.push(bench_model(
+            name,
+            &backend,
+            seconds,
+            &clients,
+            workers,
+            threads,
+            dir.path(),
+        )?);
     }
     let load_after = loadavg();
-    let md = report(&results, &backend, seconds, workers, threads, &load_before, &load_after, started.elapsed().as_secs_f64());
+    let md = report(
+        &results,
+        &backend,
+        seconds,
+        workers,
+        threads,
+        &load_before,
+        &load_after,
+        started.elapsed().as_secs_f64(),
+    );
     println!("{md}");
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
     std::fs::create_dir_all(&out)?;
@@ -138,7 +169,14 @@ impl Conn {
     }
 
     /// Sends a request and reads the whole response: (status, body).
-    fn send(&mut self, method: &str, path: &str, content_type: &str, body: &[u8], close: bool) -> Result<(u16, Vec<u8>)> {
+    fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+        close: bool,
+    ) -> Result<(u16, Vec<u8>)> {
         self.send_declared(method, path, content_type, body, body.len(), close)
     }
 
@@ -179,7 +217,9 @@ impl Conn {
             if let Some((k, v)) = l.split_once(':') {
                 if k.eq_ignore_ascii_case("content-length") {
                     length = v.trim().parse::<usize>().ok();
-                } else if k.eq_ignore_ascii_case("transfer-encoding") && v.trim().eq_ignore_ascii_case("chunked") {
+                } else if k.eq_ignore_ascii_case("transfer-encoding")
+                    && v.trim().eq_ignore_ascii_case("chunked")
+                {
                     chunked = true;
                 }
             }
@@ -267,7 +307,9 @@ fn bad_requests(name: &str, good: &Value, full_body: &[u8]) -> Vec<Bad> {
         Bad {
             case: "wrong shape",
             path: infer.clone(),
-            body: small(json!([{"name": "histogram", "shape": wrong_shape, "datatype": "FP32", "data": [0.0]}])),
+            body: small(
+                json!([{"name": "histogram", "shape": wrong_shape, "datatype": "FP32", "data": [0.0]}]),
+            ),
             declared: None,
             content_type: "application/json",
             status: 400,
@@ -276,7 +318,9 @@ fn bad_requests(name: &str, good: &Value, full_body: &[u8]) -> Vec<Bad> {
         Bad {
             case: "wrong datatype (INT64)",
             path: infer.clone(),
-            body: small(json!([{"name": "histogram", "shape": shape, "datatype": "INT64", "data": [0]}])),
+            body: small(
+                json!([{"name": "histogram", "shape": shape, "datatype": "INT64", "data": [0]}]),
+            ),
             declared: None,
             content_type: "application/json",
             status: 400,
@@ -285,7 +329,9 @@ fn bad_requests(name: &str, good: &Value, full_body: &[u8]) -> Vec<Bad> {
         Bad {
             case: "FP32 data holding strings",
             path: infer.clone(),
-            body: small(json!([{"name": "histogram", "shape": shape, "datatype": "FP32", "data": ["a", "b"]}])),
+            body: small(
+                json!([{"name": "histogram", "shape": shape, "datatype": "FP32", "data": ["a", "b"]}]),
+            ),
             declared: None,
             content_type: "application/json",
             status: 400,
@@ -294,7 +340,9 @@ fn bad_requests(name: &str, good: &Value, full_body: &[u8]) -> Vec<Bad> {
         Bad {
             case: "value count does not match the shape",
             path: infer.clone(),
-            body: small(json!([{"name": "histogram", "shape": shape, "datatype": "FP32", "data": [1.0, 2.0, 3.0]}])),
+            body: small(
+                json!([{"name": "histogram", "shape": shape, "datatype": "FP32", "data": [1.0, 2.0, 3.0]}]),
+            ),
             declared: None,
             content_type: "application/json",
             status: 400,
@@ -381,7 +429,14 @@ fn bad_client(addr: SocketAddr, bad: &[Bad], stop: &AtomicBool, tally: &Mutex<Ba
         let b = &bad[k % bad.len()];
         k += 1;
         let answer = Conn::open(addr).and_then(|mut c| {
-            c.send_declared("POST", &b.path, b.content_type, &b.body, b.declared.unwrap_or(b.body.len()), true)
+            c.send_declared(
+                "POST",
+                &b.path,
+                b.content_type,
+                &b.body,
+                b.declared.unwrap_or(b.body.len()),
+                true,
+            )
         });
         let mut t = tally.lock().unwrap_or_else(|e| e.into_inner());
         let i = (k - 1) % bad.len();
@@ -396,7 +451,10 @@ fn bad_client(addr: SocketAddr, bad: &[Bad], stop: &AtomicBool, tally: &Mutex<Ba
                 if status == b.status && msg.contains(b.needle) {
                     entry.1 += 1;
                 } else {
-                    let p = format!("{}: got {status} `{msg}`, expected {} with `{}`", b.case, b.status, b.needle);
+                    let p = format!(
+                        "{}: got {status} `{msg}`, expected {} with `{}`",
+                        b.case, b.status, b.needle
+                    );
                     if !t.problems.contains(&p) {
                         t.problems.push(p);
                     }
@@ -414,9 +472,14 @@ fn bad_client(addr: SocketAddr, bad: &[Bad], stop: &AtomicBool, tally: &Mutex<Ba
         }
         drop(t);
         // The server keeps serving: a health check right after every bad request.
-        let healthy = request(addr, "GET", "/v2/health/ready", b"").map(|(s, _)| s == 200).unwrap_or(false);
+        let healthy = request(addr, "GET", "/v2/health/ready", b"")
+            .map(|(s, _)| s == 200)
+            .unwrap_or(false);
         if !healthy {
-            tally.lock().unwrap_or_else(|e| e.into_inner()).health_failures += 1;
+            tally
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .health_failures += 1;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -429,7 +492,12 @@ struct Phase {
     elapsed_s: f64,
 }
 
-fn load_phase(clients: usize, seconds: f64, make: &(dyn Fn(usize) -> Box<dyn FnMut(&mut Conn) -> Result<()> + Send> + Sync), addr: SocketAddr) -> Phase {
+fn load_phase(
+    clients: usize,
+    seconds: f64,
+    make: &(dyn Fn(usize) -> Box<dyn FnMut(&mut Conn) -> Result<()> + Send> + Sync),
+    addr: SocketAddr,
+) -> Phase {
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let results: Vec<(Vec<f64>, Vec<String>)> = std::thread::scope(|s| {
@@ -468,7 +536,10 @@ fn load_phase(clients: usize, seconds: f64, make: &(dyn Fn(usize) -> Box<dyn FnM
             .collect();
         std::thread::sleep(Duration::from_secs_f64(seconds));
         stop.store(true, Ordering::Relaxed);
-        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
     });
     let elapsed_s = start.elapsed().as_secs_f64();
     let mut latencies_ms = Vec::new();
@@ -505,7 +576,13 @@ struct ServerProcess {
     log: Arc<Mutex<String>>,
 }
 
-fn spawn_server(model: &Path, backend: &str, workers: usize, threads: usize, name: &str) -> Result<ServerProcess> {
+fn spawn_server(
+    model: &Path,
+    backend: &str,
+    workers: usize,
+    threads: usize,
+    name: &str,
+) -> Result<ServerProcess> {
     let mut child = Command::new(std::env::current_exe()?)
         .arg("--child")
         .arg(model)
@@ -538,20 +615,31 @@ fn spawn_server(model: &Path, backend: &str, workers: usize, threads: usize, nam
 }
 
 #[allow(clippy::too_many_arguments)]
-fn bench_model(name: &str, backend: &str, seconds: f64, clients: &[usize], workers: usize, threads: usize, dir: &Path) -> Result<Value> {
+fn bench_model(
+    name: &str,
+    backend: &str,
+    seconds: f64,
+    clients: &[usize],
+    workers: usize,
+    threads: usize,
+    dir: &Path,
+) -> Result<Value> {
     let device = Device::flex();
     let card = ModelCard::builtin(name)?;
     let model = card.rvt_config().init(&device);
     let path = dir.join(format!("{name}.onnx"));
     export_rvt(&model, &card, &RvtExport::default(), &device)?.save(&path)?;
     drop(model);
-    let spec = Engine::load(&path, &EngineOptions::new(Backend::Tract))?.spec().clone();
+    let spec = Engine::load(&path, &EngineOptions::new(Backend::Tract))?
+        .spec()
+        .clone();
 
     // The good infer request: a histogram of plausible counts and zero states, every output back.
     let shape: Vec<usize> = spec.input.shape.iter().map(|d| d.unwrap_or(1)).collect();
     let n: usize = shape.iter().product();
     let hist: Vec<f32> = (0..n).map(|i| ((i * 7919) % 11) as f32).collect();
-    let mut inputs = vec![json!({"name": spec.input.name, "shape": shape, "datatype": "FP32", "data": hist})];
+    let mut inputs =
+        vec![json!({"name": spec.input.name, "shape": shape, "datatype": "FP32", "data": hist})];
     for s in &spec.state {
         inputs.push(json!({"name": s.input, "shape": s.shape, "datatype": "FP32", "data": vec![0f32; s.shape.iter().product()]}));
     }
@@ -572,7 +660,11 @@ fn bench_model(name: &str, backend: &str, seconds: f64, clients: &[usize], worke
 
     let server = spawn_server(&path, backend, workers, threads, name)?;
     let addr = server.addr;
-    eprintln!("{name}: server on {addr}, infer body {:.1} MB, {} event windows", infer_body.len() as f64 / 1e6, event_bodies.len());
+    eprintln!(
+        "{name}: server on {addr}, infer body {:.1} MB, {} event windows",
+        infer_body.len() as f64 / 1e6,
+        event_bodies.len()
+    );
 
     let bad = bad_requests(name, &good, &infer_body);
     let tally = Mutex::new(BadTally {
@@ -591,9 +683,13 @@ fn bench_model(name: &str, backend: &str, seconds: f64, clients: &[usize], worke
                     let body = body.clone();
                     let p = p.clone();
                     Box::new(move |conn: &mut Conn| {
-                        let (status, out) = conn.send("POST", &p, "application/json", &body, false)?;
+                        let (status, out) =
+                            conn.send("POST", &p, "application/json", &body, false)?;
                         if status != 200 {
-                            bail!("infer: {status} {}", String::from_utf8_lossy(&out[..out.len().min(200)]));
+                            bail!(
+                                "infer: {status} {}",
+                                String::from_utf8_lossy(&out[..out.len().min(200)])
+                            );
                         }
                         Ok(())
                     })
@@ -615,14 +711,29 @@ fn bench_model(name: &str, backend: &str, seconds: f64, clients: &[usize], worke
                         let i = k % bodies.len();
                         if i == 0 && k > 0 {
                             // The recording starts again: a new stream (time goes back).
-                            let _ = conn.send("DELETE", &format!("{base}-{generation}"), "application/json", b"", false)?;
+                            let _ = conn.send(
+                                "DELETE",
+                                &format!("{base}-{generation}"),
+                                "application/json",
+                                b"",
+                                false,
+                            )?;
                             generation += 1;
                         }
                         k += 1;
                         let path = format!("{base}-{generation}/events");
-                        let (status, out) = conn.send("POST", &path, "application/octet-stream", &bodies[i], false)?;
+                        let (status, out) = conn.send(
+                            "POST",
+                            &path,
+                            "application/octet-stream",
+                            &bodies[i],
+                            false,
+                        )?;
                         if status != 200 {
-                            bail!("stream: {status} {}", String::from_utf8_lossy(&out[..out.len().min(200)]));
+                            bail!(
+                                "stream: {status} {}",
+                                String::from_utf8_lossy(&out[..out.len().min(200)])
+                            );
                         }
                         Ok(())
                     })
@@ -640,7 +751,8 @@ fn bench_model(name: &str, backend: &str, seconds: f64, clients: &[usize], worke
     })?;
 
     // After the load: the server still serves a good request, its metrics show no 5xx.
-    let (status, _) = Conn::open(addr)?.send("POST", &infer_path, "application/json", &infer_body, true)?;
+    let (status, _) =
+        Conn::open(addr)?.send("POST", &infer_path, "application/json", &infer_body, true)?;
     let mut problems = Vec::new();
     if status != 200 {
         problems.push(format!("a good request after the load got {status}"));
@@ -669,7 +781,10 @@ fn bench_model(name: &str, backend: &str, seconds: f64, clients: &[usize], worke
     }
     let t = tally.into_inner().unwrap_or_else(|e| e.into_inner());
     if t.health_failures > 0 {
-        problems.push(format!("{} health checks failed after bad requests", t.health_failures));
+        problems.push(format!(
+            "{} health checks failed after bad requests",
+            t.health_failures
+        ));
     }
     problems.extend(t.problems.iter().cloned());
     let bad_rows: Vec<Value> = bad
@@ -713,8 +828,18 @@ fn window_bodies(events: &EventChunk, window_us: i64) -> Result<Vec<Vec<u8>>> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn report(results: &[Value], backend: &str, seconds: f64, workers: usize, threads: usize, before: &str, after: &str, total_s: f64) -> String {
-    let mut md = String::from("# prism-deploy server under load (KServe v2 over HTTP on loopback)\n\n");
+fn report(
+    results: &[Value],
+    backend: &str,
+    seconds: f64,
+    workers: usize,
+    threads: usize,
+    before: &str,
+    after: &str,
+    total_s: f64,
+) -> String {
+    let mut md =
+        String::from("# prism-deploy server under load (KServe v2 over HTTP on loopback)\n\n");
     md.push_str(&format!(
         "`cargo xtask bench bench-serve` — the server (prism-deploy `Server`, as `prism serve` runs it) in its own \
          process on 127.0.0.1, backend `{backend}` ({threads} intra-op threads, one session shared by {workers} HTTP \
@@ -728,7 +853,10 @@ fn report(results: &[Value], backend: &str, seconds: f64, workers: usize, thread
     for r in results {
         for p in r["phases"].as_array().into_iter().flatten() {
             let req = if p["endpoint"] == "infer" {
-                format!("{:.1} MB JSON", r["infer_request_bytes"].as_f64().unwrap_or(0.0) / 1e6)
+                format!(
+                    "{:.1} MB JSON",
+                    r["infer_request_bytes"].as_f64().unwrap_or(0.0) / 1e6
+                )
             } else {
                 "one window, binary".into()
             };
@@ -757,7 +885,13 @@ fn report(results: &[Value], backend: &str, seconds: f64, workers: usize, thread
                 b["status"],
                 b["sent"],
                 b["as_expected"],
-                b["message"].as_str().unwrap_or("").replace('|', "\\|").chars().take(120).collect::<String>(),
+                b["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .replace('|', "\\|")
+                    .chars()
+                    .take(120)
+                    .collect::<String>(),
             ));
         }
     }

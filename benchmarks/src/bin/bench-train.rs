@@ -32,10 +32,20 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args> {
-    let mut a = Args { height: 256, width: 320, batch: 2, seq_len: 5, steps: 5, threads: 2 };
+    let mut a = Args {
+        height: 256,
+        width: 320,
+        batch: 2,
+        seq_len: 5,
+        steps: 5,
+        threads: 2,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let value: usize = it.next().with_context(|| format!("{flag} needs a value"))?.parse()?;
+        let value: usize = it
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?
+            .parse()?;
         match flag.as_str() {
             "--height" => a.height = value,
             "--width" => a.width = value,
@@ -88,23 +98,38 @@ fn burn_windows_per_s(a: &Args) -> Result<(f64, Vec<f64>)> {
     let device = Device::flex().autodiff();
     device.seed(0);
     let classes = 2;
-    let config = RvtConfig::new(32, 32, classes, [a.height / 32, a.width / 32], [a.height, a.width], 0.33);
+    let config = RvtConfig::new(
+        32,
+        32,
+        classes,
+        [a.height / 32, a.width / 32],
+        [a.height, a.width],
+        0.33,
+    );
     let mut model = config.init(&device);
     let loss_fn = YoloxLoss::new([a.height, a.width], classes);
-    let mut optim = AdamWConfig::new().with_weight_decay(0.0).with_epsilon(1e-8).init();
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(0.0)
+        .with_epsilon(1e-8)
+        .init();
     let mut rng = Rng(0);
     let plane = a.batch * 20 * a.height * a.width;
     let windows: Vec<Vec<f32>> = (0..a.seq_len)
         .map(|_| (0..plane).map(|_| (rng.next() % 11) as f32).collect())
         .collect();
-    let targets: Vec<Vec<GtBox>> = (0..a.seq_len * a.batch).map(|_| random_boxes(&mut rng, a.height, a.width, classes)).collect();
+    let targets: Vec<Vec<GtBox>> = (0..a.seq_len * a.batch)
+        .map(|_| random_boxes(&mut rng, a.height, a.width, classes))
+        .collect();
     let mut state = RvtState::zeros(&config, a.batch, [a.height, a.width], &device);
     let mut times = Vec::new();
     for step in 0..=a.steps {
         let t0 = Instant::now();
         let mut raws = Vec::new();
         for x in &windows {
-            let x = Tensor::<4>::from_data(TensorData::new(x.clone(), [a.batch, 20, a.height, a.width]), &device);
+            let x = Tensor::<4>::from_data(
+                TensorData::new(x.clone(), [a.batch, 20, a.height, a.width]),
+                &device,
+            );
             let (raw, next) = model.forward(x, state);
             state = next;
             raws.push(raw);
@@ -138,22 +163,47 @@ fn torch_windows_per_s(a: &Args) -> Result<Option<serde_json::Value>> {
     let env = prism_env();
     let python = env.join("torch-venv/bin/python");
     if !python.exists() {
-        eprintln!("PyTorch peer not provisioned ({}); run `cargo xtask provision-torch`", python.display());
+        eprintln!(
+            "PyTorch peer not provisioned ({}); run `cargo xtask provision-torch`",
+            python.display()
+        );
         return Ok(None);
     }
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/train_throughput_torch.py");
     let out = Command::new(&python)
         .arg(&script)
-        .args(["--height", &a.height.to_string(), "--width", &a.width.to_string()])
-        .args(["--batch", &a.batch.to_string(), "--seq-len", &a.seq_len.to_string()])
-        .args(["--steps", &a.steps.to_string(), "--threads", &a.threads.to_string()])
+        .args([
+            "--height",
+            &a.height.to_string(),
+            "--width",
+            &a.width.to_string(),
+        ])
+        .args([
+            "--batch",
+            &a.batch.to_string(),
+            "--seq-len",
+            &a.seq_len.to_string(),
+        ])
+        .args([
+            "--steps",
+            &a.steps.to_string(),
+            "--threads",
+            &a.threads.to_string(),
+        ])
         .output()
         .context("running the PyTorch peer")?;
     if !out.status.success() {
-        bail!("PyTorch peer failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "PyTorch peer failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).context("no JSON from the peer")?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .context("no JSON from the peer")?;
     Ok(Some(serde_json::from_str(line)?))
 }
 
@@ -171,7 +221,16 @@ fn main() -> Result<()> {
         a.batch, a.seq_len, a.height, a.width, a.threads, burn, (a.batch * a.seq_len) as f64 / burn
     );
     if let Some(t) = torch_wps {
-        md += &format!("| PyTorch {} CPU | {:.2} | {:.2} s |\n\nBurn / PyTorch: **{:.2}x**\n", torch.as_ref().map_or(String::new(), |j| j["version"].as_str().unwrap_or("").to_string()), t, (a.batch * a.seq_len) as f64 / t, burn / t);
+        md += &format!(
+            "| PyTorch {} CPU | {:.2} | {:.2} s |\n\nBurn / PyTorch: **{:.2}x**\n",
+            torch.as_ref().map_or(String::new(), |j| j["version"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()),
+            t,
+            (a.batch * a.seq_len) as f64 / t,
+            burn / t
+        );
     } else {
         md += "\nPyTorch peer not provisioned in this run.\n";
     }
@@ -182,7 +241,10 @@ fn main() -> Result<()> {
     let name = format!("train-{}x{}", a.height, a.width);
     std::fs::write(dir.join(format!("{name}.md")), &md)?;
     let json = serde_json::json!({"burn_windows_per_s": burn, "burn_step_s": burn_times, "torch": torch, "batch": a.batch, "seq_len": a.seq_len, "height": a.height, "width": a.width, "threads": a.threads, "loadavg": load.trim()});
-    std::fs::write(dir.join(format!("{name}.json")), serde_json::to_string_pretty(&json)?)?;
+    std::fs::write(
+        dir.join(format!("{name}.json")),
+        serde_json::to_string_pretty(&json)?,
+    )?;
     Ok(())
 }
 

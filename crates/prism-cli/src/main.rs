@@ -9,7 +9,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "prism", version, about = "Event-camera detectors: data, training, ONNX export, deployment")]
+#[command(
+    name = "prism",
+    version,
+    about = "Event-camera detectors: data, training, ONNX export, deployment"
+)]
 struct Cli {
     /// More log output (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]

@@ -23,7 +23,18 @@ fn synth_inspect_render_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let stem = dir.path().join("scene");
     let stem = stem.to_str().unwrap();
-    let o = prism(&["data", "synth", "--out", stem, "--format", "evt3", "--duration-s", "1", "--seed", "3"]);
+    let o = prism(&[
+        "data",
+        "synth",
+        "--out",
+        stem,
+        "--format",
+        "evt3",
+        "--duration-s",
+        "1",
+        "--seed",
+        "3",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let raw = format!("{stem}_td.raw");
     assert!(Path::new(&raw).exists());
@@ -44,9 +55,22 @@ fn synth_inspect_render_round_trip() {
     assert!((summary["duration_s"].as_f64().unwrap() - 1.0).abs() < 0.01);
 
     let frames = dir.path().join("frames");
-    let o = prism(&["data", "render", &raw, "--window-ms", "50", "--out", frames.to_str().unwrap(), "--max-frames", "5"]);
+    let o = prism(&[
+        "data",
+        "render",
+        &raw,
+        "--window-ms",
+        "50",
+        "--out",
+        frames.to_str().unwrap(),
+        "--max-frames",
+        "5",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let mut pngs: Vec<_> = std::fs::read_dir(&frames).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let mut pngs: Vec<_> = std::fs::read_dir(&frames)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     pngs.sort();
     assert_eq!(pngs.len(), 5);
     assert_eq!(pngs[0], "frame_00000.png");
@@ -57,7 +81,16 @@ fn synth_is_deterministic_per_seed() {
     let dir = tempfile::tempdir().unwrap();
     let run = |name: &str, seed: &str| {
         let stem = dir.path().join(name);
-        let o = prism(&["data", "synth", "--out", stem.to_str().unwrap(), "--duration-s", "0.5", "--seed", seed]);
+        let o = prism(&[
+            "data",
+            "synth",
+            "--out",
+            stem.to_str().unwrap(),
+            "--duration-s",
+            "0.5",
+            "--seed",
+            seed,
+        ]);
         assert!(o.status.success(), "{}", stderr(&o));
         std::fs::read(format!("{}_td.dat", stem.display())).unwrap()
     };
@@ -76,26 +109,66 @@ fn garbage_gets_a_clear_error_not_a_panic() {
     assert!(err.contains("not a recognised event file"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 
-    let o = prism(&["data", "inspect", dir.path().join("missing.dat").to_str().unwrap()]);
+    let o = prism(&[
+        "data",
+        "inspect",
+        dir.path().join("missing.dat").to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("missing.dat"));
 
-    let o = prism(&["data", "render", file.to_str().unwrap(), "--out", "x", "--window-ms=-5"]);
+    let o = prism(&[
+        "data",
+        "render",
+        file.to_str().unwrap(),
+        "--out",
+        "x",
+        "--window-ms=-5",
+    ]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("--window-ms must be positive"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--window-ms must be positive"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn evt2_without_geometry_needs_a_sensor_size_to_render() {
-    let Some(evt2) = prism_events::testdata::faery("evt2.raw") else { return };
+    let Some(evt2) = prism_events::testdata::faery("evt2.raw") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("frames");
-    let o = prism(&["data", "render", evt2.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = prism(&[
+        "data",
+        "render",
+        evt2.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--sensor"), "{}", stderr(&o));
-    let o = prism(&["data", "render", evt2.to_str().unwrap(), "--out", out.to_str().unwrap(), "--sensor", "640x480", "--window-ms", "10"]);
+    let o = prism(&[
+        "data",
+        "render",
+        evt2.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--sensor",
+        "640x480",
+        "--window-ms",
+        "10",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = prism(&["data", "inspect", evt2.to_str().unwrap(), "--sensor", "640x480", "--json"]);
+    let o = prism(&[
+        "data",
+        "inspect",
+        evt2.to_str().unwrap(),
+        "--sensor",
+        "640x480",
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let summary: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(summary["events"], 521_252);
@@ -105,7 +178,13 @@ fn evt2_without_geometry_needs_a_sensor_size_to_render() {
 fn demo_runs_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     // A few training steps keep the test short; the pipeline is the same as the default 60.
-    let o = prism(&["demo", "--out", dir.path().to_str().unwrap(), "--steps", "3"]);
+    let o = prism(&[
+        "demo",
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--steps",
+        "3",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("5/5 summary"), "{out}");
@@ -133,7 +212,10 @@ fn unknown_models_get_a_list_of_known_ones() {
     let o = prism(&["info", "--model", "rvt-huge-gen1"]);
     assert!(!o.status.success());
     let err = stderr(&o);
-    assert!(err.contains("unknown model") && err.contains("rvt-tiny-gen1"), "{err}");
+    assert!(
+        err.contains("unknown model") && err.contains("rvt-tiny-gen1"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }
 
@@ -144,7 +226,15 @@ fn export_onnx_verifies_in_tract_and_onnx_runtime() {
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("synth.onnx");
-    let o = prism(&["export", "onnx", "--model", "rvt-tiny-synth", "--out", out.to_str().unwrap(), "--verify"]);
+    let o = prism(&[
+        "export",
+        "onnx",
+        "--model",
+        "rvt-tiny-synth",
+        "--out",
+        out.to_str().unwrap(),
+        "--verify",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(text.contains("verified: max relative error"), "{text}");
@@ -154,22 +244,50 @@ fn export_onnx_verifies_in_tract_and_onnx_runtime() {
 
 #[test]
 fn imported_official_checkpoint_exports() {
-    let ckpt = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/rvt-official/rvt-tiny-gen1.ckpt");
+    let ckpt = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/rvt-official/rvt-tiny-gen1.ckpt");
     if !ckpt.exists() {
-        assert!(std::env::var_os("PRISM_REQUIRE_FIXTURES").is_none(), "missing {}", ckpt.display());
+        assert!(
+            std::env::var_os("PRISM_REQUIRE_FIXTURES").is_none(),
+            "missing {}",
+            ckpt.display()
+        );
         eprintln!("SKIPPED: no {}", ckpt.display());
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("ckpt");
-    let o = prism(&["import", "rvt-checkpoint", ckpt.to_str().unwrap(), "--model", "rvt-tiny-gen1", "--out", out.to_str().unwrap()]);
+    let o = prism(&[
+        "import",
+        "rvt-checkpoint",
+        ckpt.to_str().unwrap(),
+        "--model",
+        "rvt-tiny-gen1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("4405141 parameters"), "{}", stdout(&o));
     let onnx = dir.path().join("official.onnx");
-    let o = prism(&["export", "onnx", "--checkpoint", out.to_str().unwrap(), "--out", onnx.to_str().unwrap()]);
+    let o = prism(&[
+        "export",
+        "onnx",
+        "--checkpoint",
+        out.to_str().unwrap(),
+        "--out",
+        onnx.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     // The wrong architecture is a clear error naming a key.
-    let o = prism(&["import", "rvt-checkpoint", ckpt.to_str().unwrap(), "--model", "rvt-base-gen1", "--out", dir.path().join("bad").to_str().unwrap()]);
+    let o = prism(&[
+        "import",
+        "rvt-checkpoint",
+        ckpt.to_str().unwrap(),
+        "--model",
+        "rvt-base-gen1",
+        "--out",
+        dir.path().join("bad").to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("backbone"), "{}", stderr(&o));
 }
@@ -180,14 +298,41 @@ fn training_devices_are_checked_before_any_work() {
     let run_dir = dir.path().join("run");
     let data = dir.path().join("data");
     let (run, data_arg) = (run_dir.to_str().unwrap(), data.to_str().unwrap());
-    let o = prism(&["train", "--config", "rvt-tiny-synth", "--run-dir", run, "--data", data_arg, "--device", "gpu"]);
+    let o = prism(&[
+        "train",
+        "--config",
+        "rvt-tiny-synth",
+        "--run-dir",
+        run,
+        "--data",
+        data_arg,
+        "--device",
+        "gpu",
+    ]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("unknown device `gpu`"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown device `gpu`"),
+        "{}",
+        stderr(&o)
+    );
     if !cfg!(feature = "cuda") {
         // A build without CUDA refuses it, rather than training on the CPU.
-        let o = prism(&["train", "--config", "rvt-tiny-synth", "--run-dir", run, "--data", data_arg, "--device", "cuda"]);
+        let o = prism(&[
+            "train",
+            "--config",
+            "rvt-tiny-synth",
+            "--run-dir",
+            run,
+            "--data",
+            data_arg,
+            "--device",
+            "cuda",
+        ]);
         assert!(!o.status.success());
         assert!(stderr(&o).contains("--features cuda"), "{}", stderr(&o));
     }
-    assert!(!data.exists() && !run_dir.exists(), "nothing is generated for a refused device");
+    assert!(
+        !data.exists() && !run_dir.exists(),
+        "nothing is generated for a refused device"
+    );
 }

@@ -7,11 +7,18 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn prism(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prism")).args(args).output().expect("the prism binary runs")
+    Command::new(env!("CARGO_BIN_EXE_prism"))
+        .args(args)
+        .output()
+        .expect("the prism binary runs")
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// rvt-tiny on a 64x64 synthetic sensor: small enough to train for a few dozen steps in a test.
@@ -89,15 +96,24 @@ fn a_killed_training_run_resumes_and_its_model_scores_the_same_exported() {
         .unwrap();
     let started = Instant::now();
     while train_steps(&run).len() < 11 {
-        assert!(started.elapsed() < Duration::from_secs(300), "training made no progress");
-        assert!(child.try_wait().unwrap().is_none(), "training ended before it was killed");
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "training made no progress"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "training ended before it was killed"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     child.kill().unwrap();
     child.wait().unwrap();
     let before = train_steps(&run);
 
-    let o = Command::new(env!("CARGO_BIN_EXE_prism")).args(args(true)).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_prism"))
+        .args(args(true))
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let out = text(&o);
     let resumed_at: u64 = out
@@ -107,24 +123,58 @@ fn a_killed_training_run_resumes_and_its_model_scores_the_same_exported() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no resume line in {out}"));
     assert_eq!(resumed_at % 4, 0, "resumed from a checkpoint step");
-    assert!(resumed_at as usize <= before.len() && before.len() as u64 - resumed_at < 8, "{resumed_at} vs {} logged", before.len());
+    assert!(
+        resumed_at as usize <= before.len() && before.len() as u64 - resumed_at < 8,
+        "{resumed_at} vs {} logged",
+        before.len()
+    );
     // The log continues: steps 1..=30, each exactly once.
     assert_eq!(train_steps(&run), (1..=30).collect::<Vec<_>>());
     assert!(run.join("curves.png").is_file());
 
     // The best checkpoint scored in Burn and, exported, in tract: same protocol, same mAP.
     let best = run.join("checkpoints/best");
-    let burn = prism(&["eval", "--checkpoint", best.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", dir.path().join("burn.json").to_str().unwrap()]);
+    let burn = prism(&[
+        "eval",
+        "--checkpoint",
+        best.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        dir.path().join("burn.json").to_str().unwrap(),
+    ]);
     assert!(burn.status.success(), "{}", text(&burn));
     let onnx = dir.path().join("model.onnx");
-    let e = prism(&["export", "onnx", "--checkpoint", best.to_str().unwrap(), "--out", onnx.to_str().unwrap()]);
+    let e = prism(&[
+        "export",
+        "onnx",
+        "--checkpoint",
+        best.to_str().unwrap(),
+        "--out",
+        onnx.to_str().unwrap(),
+    ]);
     assert!(e.status.success(), "{}", text(&e));
-    let tract = prism(&["eval", "--model", onnx.to_str().unwrap(), "--backend", "tract", "--data", data.to_str().unwrap(), "--out", dir.path().join("tract.json").to_str().unwrap()]);
+    let tract = prism(&[
+        "eval",
+        "--model",
+        onnx.to_str().unwrap(),
+        "--backend",
+        "tract",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        dir.path().join("tract.json").to_str().unwrap(),
+    ]);
     assert!(tract.status.success(), "{}", text(&tract));
-    let read = |name: &str| -> serde_json::Value { serde_json::from_slice(&std::fs::read(dir.path().join(name)).unwrap()).unwrap() };
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.path().join(name)).unwrap()).unwrap()
+    };
     let (b, t) = (read("burn.json"), read("tract.json"));
     for i in 0..12 {
-        let (x, y) = (b["stats"][i].as_f64().unwrap(), t["stats"][i].as_f64().unwrap());
+        let (x, y) = (
+            b["stats"][i].as_f64().unwrap(),
+            t["stats"][i].as_f64().unwrap(),
+        );
         assert!((x - y).abs() < 1e-3, "stat {i}: Burn {x} vs tract {y}");
     }
 }
@@ -140,13 +190,37 @@ fn eval_scores_coco_json_files_and_rejects_bad_ones() {
             "annotations":[{"id":1,"image_id":1,"category_id":1,"bbox":[10,10,20,20],"area":400,"iscrowd":0}]}"#,
     )
     .unwrap();
-    std::fs::write(&dt, r#"[{"image_id":1,"category_id":1,"bbox":[10,10,20,20],"score":0.9}]"#).unwrap();
-    let o = prism(&["eval", "--coco-gt", gt.to_str().unwrap(), "--coco-dt", dt.to_str().unwrap()]);
+    std::fs::write(
+        &dt,
+        r#"[{"image_id":1,"category_id":1,"bbox":[10,10,20,20],"score":0.9}]"#,
+    )
+    .unwrap();
+    let o = prism(&[
+        "eval",
+        "--coco-gt",
+        gt.to_str().unwrap(),
+        "--coco-dt",
+        dt.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("Average Precision"), "{}", text(&o));
 
-    std::fs::write(&dt, r#"[{"image_id":7,"category_id":1,"bbox":[10,10,20,20],"score":0.9}]"#).unwrap();
-    let o = prism(&["eval", "--coco-gt", gt.to_str().unwrap(), "--coco-dt", dt.to_str().unwrap()]);
+    std::fs::write(
+        &dt,
+        r#"[{"image_id":7,"category_id":1,"bbox":[10,10,20,20],"score":0.9}]"#,
+    )
+    .unwrap();
+    let o = prism(&[
+        "eval",
+        "--coco-gt",
+        gt.to_str().unwrap(),
+        "--coco-dt",
+        dt.to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
-    assert!(text(&o).contains('7'), "the error names the unknown image: {}", text(&o));
+    assert!(
+        text(&o).contains('7'),
+        "the error names the unknown image: {}",
+        text(&o)
+    );
 }

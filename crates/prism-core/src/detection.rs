@@ -72,7 +72,13 @@ pub struct Detection {
 /// `(dx, dy, log w, log h, obj logit, class logits…)` become `(cx, cy, w, h, obj, class scores…)`,
 /// with `xy = (xy + grid) × stride`, `wh = exp(wh) × stride` and sigmoids on the scores.
 /// Anchors run level by level in `strides` order, row-major within a level.
-pub fn decode_yolox(raw: &mut [f32], row_len: usize, strides: &[usize], height: usize, width: usize) -> Result<(), String> {
+pub fn decode_yolox(
+    raw: &mut [f32],
+    row_len: usize,
+    strides: &[usize],
+    height: usize,
+    width: usize,
+) -> Result<(), String> {
     let anchors: usize = strides.iter().map(|s| (height / s) * (width / s)).sum();
     if row_len < 6 || raw.len() != anchors * row_len {
         return Err(format!(
@@ -123,11 +129,18 @@ pub fn postprocess(
         return;
     }
     for row in decoded.chunks_exact(row_len) {
-        let (class_id, class_score) = row[5..]
-            .iter()
-            .copied()
-            .enumerate()
-            .fold((0, f32::NEG_INFINITY), |best, (i, s)| if s > best.1 { (i, s) } else { best });
+        let (class_id, class_score) =
+            row[5..]
+                .iter()
+                .copied()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (i, s)| {
+                    if s > best.1 {
+                        (i, s)
+                    } else {
+                        best
+                    }
+                });
         let score = row[4] * class_score;
         // NaN scores fail this comparison and are dropped.
         if score >= score_threshold {
@@ -149,9 +162,9 @@ pub fn nms_in_place(candidates: &mut [Detection], iou: f32, max: usize, out: &mu
         if out.len() >= max {
             break;
         }
-        let suppressed = out
-            .iter()
-            .any(|kept| kept.class_id == candidate.class_id && kept.bbox.iou(&candidate.bbox) > iou);
+        let suppressed = out.iter().any(|kept| {
+            kept.class_id == candidate.class_id && kept.bbox.iou(&candidate.bbox) > iou
+        });
         if !suppressed {
             out.push(*candidate);
         }
@@ -173,11 +186,26 @@ mod tests {
 
     #[test]
     fn iou_of_known_boxes() {
-        let a = BoxXyxy { x1: 0.0, y1: 0.0, x2: 2.0, y2: 2.0 };
-        let b = BoxXyxy { x1: 1.0, y1: 1.0, x2: 3.0, y2: 3.0 };
+        let a = BoxXyxy {
+            x1: 0.0,
+            y1: 0.0,
+            x2: 2.0,
+            y2: 2.0,
+        };
+        let b = BoxXyxy {
+            x1: 1.0,
+            y1: 1.0,
+            x2: 3.0,
+            y2: 3.0,
+        };
         assert!((a.iou(&b) - 1.0 / 7.0).abs() < 1e-7);
         assert_eq!(a.iou(&a), 1.0);
-        let far = BoxXyxy { x1: 5.0, y1: 5.0, x2: 6.0, y2: 6.0 };
+        let far = BoxXyxy {
+            x1: 5.0,
+            y1: 5.0,
+            x2: 6.0,
+            y2: 6.0,
+        };
         assert_eq!(a.iou(&far), 0.0);
     }
 
@@ -218,7 +246,15 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].class_id, 1);
         assert!((out[0].score - 0.45).abs() < 1e-6);
-        assert_eq!(out[0].bbox, BoxXyxy { x1: 8.0, y1: 8.0, x2: 12.0, y2: 12.0 });
+        assert_eq!(
+            out[0].bbox,
+            BoxXyxy {
+                x1: 8.0,
+                y1: 8.0,
+                x2: 12.0,
+                y2: 12.0
+            }
+        );
     }
 
     proptest! {

@@ -16,7 +16,9 @@ pub const SPEC_VERSION: u32 = 1;
 pub enum SpecError {
     #[error("model spec is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("model spec version {found} is not supported (this prism reads version {SPEC_VERSION})")]
+    #[error(
+        "model spec version {found} is not supported (this prism reads version {SPEC_VERSION})"
+    )]
     Version { found: u32 },
     #[error("model spec is inconsistent: {0}")]
     Invalid(String),
@@ -146,13 +148,7 @@ impl ModelSpec {
     /// Number of anchor points the output holds for the padded input size.
     pub fn num_anchors(&self) -> Option<usize> {
         let (h, w) = self.input_hw()?;
-        Some(
-            self.output
-                .strides
-                .iter()
-                .map(|s| (h / s) * (w / s))
-                .sum(),
-        )
+        Some(self.output.strides.iter().map(|s| (h / s) * (w / s)).sum())
     }
 
     /// Input height and width (static axes 2 and 3).
@@ -174,7 +170,13 @@ impl ModelSpec {
         let Some((h, w)) = self.input_hw() else {
             return invalid("input height and width must be static".into());
         };
-        if self.output.strides.is_empty() || self.output.strides.iter().any(|&s| s == 0 || h % s != 0 || w % s != 0) {
+        if self.output.strides.is_empty()
+            || self
+                .output
+                .strides
+                .iter()
+                .any(|&s| s == 0 || h % s != 0 || w % s != 0)
+        {
             return invalid(format!(
                 "strides {:?} must divide the input size {h}x{w}",
                 self.output.strides
@@ -191,7 +193,10 @@ impl ModelSpec {
             if r.downsample == 0 || r.window_us <= 0 {
                 return invalid("downsample and window_us must be positive".into());
             }
-            let (dw, dh) = (r.sensor_width.div_ceil(r.downsample), r.sensor_height.div_ceil(r.downsample));
+            let (dw, dh) = (
+                r.sensor_width.div_ceil(r.downsample),
+                r.sensor_height.div_ceil(r.downsample),
+            );
             if r.padded_width != w || r.padded_height != h || dw > w || dh > h {
                 return invalid(format!(
                     "sensor {}x{} / {} does not fit the padded input {}x{} (graph input {w}x{h})",

@@ -93,7 +93,9 @@ impl LabelClock {
         match self {
             Self::Gen1 => Ok(Some((250_000, rvt_windows()?))),
             Self::Gen4 => {
-                let Some(median) = median_period(times) else { return Ok(None) };
+                let Some(median) = median_period(times) else {
+                    return Ok(None);
+                };
                 let hz = (1e6 / median).round_ties_even();
                 let periods = match hz as i64 {
                     30 => 3.0,
@@ -108,7 +110,9 @@ impl LabelClock {
                 Ok(Some(((periods * median) as i64, rvt_windows()?)))
             }
             Self::EveryFrame => {
-                let Some(median) = median_period(times) else { return Ok(None) };
+                let Some(median) = median_period(times) else {
+                    return Ok(None);
+                };
                 let base = (median as i64).max(1);
                 let per_base = ((base as f64 / window_us as f64).round() as i64).max(1);
                 Ok(Some((base, per_base)))
@@ -146,10 +150,14 @@ pub struct Timeline {
 /// documentation. No frame at or after 100 ms: an empty timeline.
 pub fn rvt_timeline(frame_times: &[i64], clock: LabelClock, window_us: i64) -> Result<Timeline> {
     if window_us <= 0 {
-        return Err(DataError::Invalid(format!("window_us must be positive, got {window_us}")));
+        return Err(DataError::Invalid(format!(
+            "window_us must be positive, got {window_us}"
+        )));
     }
     if frame_times.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(DataError::Invalid("label frame times must be sorted and distinct".into()));
+        return Err(DataError::Invalid(
+            "label frame times must be sorted and distinct".into(),
+        ));
     }
     let first = frame_times.partition_point(|&t| t < ALIGN_AFTER_US);
     let Some(&f0) = frame_times.get(first) else {
@@ -238,12 +246,18 @@ mod tests {
     use super::*;
 
     fn times(period_us: f64, from: i64, n: usize) -> Vec<i64> {
-        (0..n).map(|k| from + (k as f64 * period_us).round() as i64).collect()
+        (0..n)
+            .map(|k| from + (k as f64 * period_us).round() as i64)
+            .collect()
     }
 
     #[test]
     fn gen1_keeps_a_frame_every_250_ms_with_windows_125_ms_apart() -> Result<()> {
-        let t = rvt_timeline(&[50_000, 250_000, 500_000, 600_000, 750_000], LabelClock::Gen1, 50_000)?;
+        let t = rvt_timeline(
+            &[50_000, 250_000, 500_000, 600_000, 750_000],
+            LabelClock::Gen1,
+            50_000,
+        )?;
         // 250 ms is the first frame at or after 100 ms; 600 ms is 100 ms off the 250 ms beat.
         assert_eq!(t.kept, vec![(1, 3), (2, 5), (4, 7)]);
         assert_eq!(
@@ -271,19 +285,31 @@ mod tests {
     #[test]
     fn where_rvt_asserts_prism_decides() {
         // No frame at or after 100 ms.
-        assert_eq!(rvt_timeline(&[10, 20], LabelClock::Gen1, 50_000).ok(), Some(Timeline::default()));
+        assert_eq!(
+            rvt_timeline(&[10, 20], LabelClock::Gen1, 50_000).ok(),
+            Some(Timeline::default())
+        );
         // A single frame: no base delta needed (RVT's median of nothing would fail).
         let one = rvt_timeline(&[100_000], LabelClock::Gen4, 50_000).ok();
         assert_eq!(one.map(|t| t.ends), Some(vec![100_000]));
         // 20 Hz labels under the 1Mpx rule: an error naming the rate.
         let err = rvt_timeline(&times(50_000.0, 0, 10), LabelClock::Gen4, 50_000);
-        assert!(matches!(&err, Err(DataError::Invalid(m)) if m.contains("20 Hz")), "{err:?}");
+        assert!(
+            matches!(&err, Err(DataError::Invalid(m)) if m.contains("20 Hz")),
+            "{err:?}"
+        );
         // A frame 1 ms after the kept one (count 0) is skipped.
         let t = rvt_timeline(&[100_000, 101_000, 350_000], LabelClock::Gen1, 50_000).ok();
-        assert_eq!(t.map(|t| t.kept.iter().map(|k| k.0).collect::<Vec<_>>()), Some(vec![0, 2]));
+        assert_eq!(
+            t.map(|t| t.kept.iter().map(|k| k.0).collect::<Vec<_>>()),
+            Some(vec![0, 2])
+        );
         // Times in nanoseconds by mistake: refused, not allocated.
         let err = rvt_timeline(&[100_000, 4_000_000_100_000], LabelClock::Gen1, 50_000);
-        assert!(matches!(&err, Err(DataError::Invalid(m)) if m.contains("microseconds")), "{err:?}");
+        assert!(
+            matches!(&err, Err(DataError::Invalid(m)) if m.contains("microseconds")),
+            "{err:?}"
+        );
         let err = rvt_timeline(&[i64::MAX / 2], LabelClock::Gen1, 50_000);
         assert!(err.is_err());
     }

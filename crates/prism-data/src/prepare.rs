@@ -147,7 +147,9 @@ pub(crate) fn prepare_recording_into(
         None => Vec::new(),
     };
     let plan = LabelPlan::new(&raw, opts).map_err(|e| match (e, labels) {
-        (DataError::Invalid(m), Some(path)) => DataError::Invalid(format!("{}: {m}", path.display())),
+        (DataError::Invalid(m), Some(path)) => {
+            DataError::Invalid(format!("{}: {m}", path.display()))
+        }
         (e, _) => e,
     })?;
     let sensor = sensor_size(&opts.histogram)?;
@@ -370,8 +372,9 @@ impl Windower {
                 // The smallest multiple of the step at or after `first + step + 1`.
                 let step = self.window_us;
                 let first_end = (first + 2 * step).div_euclid(step) * step;
-                self.slicer
-                    .insert(WindowSlicer::new(WindowConfig::new(step).with_first_end(first_end))?)
+                self.slicer.insert(WindowSlicer::new(
+                    WindowConfig::new(step).with_first_end(first_end),
+                )?)
             }
         };
         slicer.push(events)?;

@@ -120,7 +120,11 @@ impl PreparedSequence {
     /// A sequence whose windows stay compressed in memory. Checks what [`Self::new`] checks and
     /// decodes every window once (into one reused buffer), so a damaged window is an error
     /// here and never later.
-    pub fn from_encoded(meta: SequenceMeta, labels: Vec<WindowLabels>, encoded: EncodedHistograms) -> Result<Self> {
+    pub fn from_encoded(
+        meta: SequenceMeta,
+        labels: Vec<WindowLabels>,
+        encoded: EncodedHistograms,
+    ) -> Result<Self> {
         let n = window_len(&meta);
         if encoded.num_windows() != meta.window_end_us.len() || encoded.cells() != n {
             let [h, w] = meta.input_hw;
@@ -138,7 +142,9 @@ impl PreparedSequence {
         check_parts(&meta, &labels, total).map_err(DataError::Invalid)?;
         let mut scratch = vec![0u8; n];
         for i in 0..encoded.num_windows() {
-            encoded.decode_window(i, &mut scratch).map_err(DataError::Invalid)?;
+            encoded
+                .decode_window(i, &mut scratch)
+                .map_err(DataError::Invalid)?;
         }
         Ok(Self {
             meta,

@@ -107,12 +107,7 @@ pub fn prepare_synthetic_tree_with(
         let [c, h, w] = opts.histogram.shape();
         let mut encoded = EncodedHistograms::new(c * h * w);
         let scene = scene_with(base, seed, base.duration_us);
-        let (meta, labels) = prepare_synthetic_into(
-            &scene,
-            &name,
-            &split_opts,
-            &mut encoded,
-        )?;
+        let (meta, labels) = prepare_synthetic_into(&scene, &name, &split_opts, &mut encoded)?;
         save_encoded(&meta, &labels, &encoded, &dir)?;
         entry.windows = meta.window_end_us.len();
         entry.labeled_windows = labels.len();

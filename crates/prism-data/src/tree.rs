@@ -158,13 +158,8 @@ fn prepare_one(
     }
     let [c, h, w] = opts.histogram.shape();
     let mut encoded = EncodedHistograms::new(c * h * w);
-    let (meta, window_labels) = prepare_recording_into(
-        &f.events,
-        Some(labels),
-        &f.stem,
-        opts,
-        &mut encoded,
-    )?;
+    let (meta, window_labels) =
+        prepare_recording_into(&f.events, Some(labels), &f.stem, opts, &mut encoded)?;
     if meta.stats.boxes_kept == 0 {
         return Ok(None);
     }

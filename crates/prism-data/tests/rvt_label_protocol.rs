@@ -82,7 +82,11 @@ fn reference(cases: &[Case], dir: &Path) -> Option<Vec<Value>> {
         .arg(&out_path)
         .output()
         .expect("run python");
-    assert!(out.status.success(), "rvt_labels.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "rvt_labels.py failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&std::fs::read(&out_path).ok()?).ok()
 }
 
@@ -94,9 +98,15 @@ fn ints(v: &Value) -> Vec<i64> {
 
 fn write_case(dir: &Path, case: &Case) -> TestResult {
     let sensor = if case.gen4 {
-        SensorSize { width: 1280, height: 720 }
+        SensorSize {
+            width: 1280,
+            height: 720,
+        }
     } else {
-        SensorSize { width: 304, height: 240 }
+        SensorSize {
+            width: 304,
+            height: 240,
+        }
     };
     // A few events every 7 ms across the labels, so every window has its events.
     let last = case.times.last().copied().unwrap_or(0) + 100_000;
@@ -113,7 +123,16 @@ fn write_case(dir: &Path, case: &Case) -> TestResult {
     let boxes: Vec<BoxLabel> = case
         .times
         .iter()
-        .map(|&t| BoxLabel { t, x: 20.0, y: 20.0, w: 120.0, h: 100.0, class_id: 0, track_id: 1, confidence: 1.0 })
+        .map(|&t| BoxLabel {
+            t,
+            x: 20.0,
+            y: 20.0,
+            w: 120.0,
+            h: 100.0,
+            class_id: 0,
+            track_id: 1,
+            confidence: 1.0,
+        })
         .collect();
     write_bbox_npy(dir.join("c_bbox.npy"), &boxes)?;
     Ok(())
@@ -133,9 +152,15 @@ fn prepare_keeps_rvts_frames_and_window_ends() -> TestResult {
         write_case(&case_dir, case)?;
         // One bin keeps the 1Mpx histograms small; the windows do not depend on it.
         let opts = if case.gen4 {
-            PrepareOptions { histogram: HistogramConfig::gen4().with_bins(1), ..PrepareOptions::gen4() }
+            PrepareOptions {
+                histogram: HistogramConfig::gen4().with_bins(1),
+                ..PrepareOptions::gen4()
+            }
         } else {
-            PrepareOptions { histogram: HistogramConfig::gen1().with_bins(1), ..PrepareOptions::gen1() }
+            PrepareOptions {
+                histogram: HistogramConfig::gen1().with_bins(1),
+                ..PrepareOptions::gen1()
+            }
         };
         let prepared = prepare_recording(
             &case_dir.join("c_td.dat"),
@@ -147,19 +172,42 @@ fn prepare_keeps_rvts_frames_and_window_ends() -> TestResult {
         // the sequence with a message naming the rate.
         if let Some(error) = want.get("error") {
             let message = prepared.err().map(|e| e.to_string()).unwrap_or_default();
-            assert!(message.contains(" Hz (median period"), "{}: RVT: {error}; prism: {message:?}", case.name);
+            assert!(
+                message.contains(" Hz (median period"),
+                "{}: RVT: {error}; prism: {message:?}",
+                case.name
+            );
             continue;
         }
         let seq = prepared?;
-        assert_eq!(seq.meta.window_end_us, ints(&want["ends"]), "{}: window ends", case.name);
-        let got: Vec<(i64, i64)> = seq.labels.iter().map(|l| (l.t_us, l.window as i64)).collect();
-        let want_frames: Vec<(i64, i64)> =
-            ints(&want["frames"]).into_iter().zip(ints(&want["frame_to_repr"])).collect();
-        assert_eq!(got, want_frames, "{}: label frames and their windows", case.name);
+        assert_eq!(
+            seq.meta.window_end_us,
+            ints(&want["ends"]),
+            "{}: window ends",
+            case.name
+        );
+        let got: Vec<(i64, i64)> = seq
+            .labels
+            .iter()
+            .map(|l| (l.t_us, l.window as i64))
+            .collect();
+        let want_frames: Vec<(i64, i64)> = ints(&want["frames"])
+            .into_iter()
+            .zip(ints(&want["frame_to_repr"]))
+            .collect();
+        assert_eq!(
+            got, want_frames,
+            "{}: label frames and their windows",
+            case.name
+        );
         assert_eq!(seq.num_windows(), seq.meta.window_end_us.len());
         compared += 1;
     }
-    assert!(compared >= 20, "only {compared} of {} cases ran in RVT's code", cases.len());
+    assert!(
+        compared >= 20,
+        "only {compared} of {} cases ran in RVT's code",
+        cases.len()
+    );
     Ok(())
 }
 
@@ -167,11 +215,17 @@ fn prepare_keeps_rvts_frames_and_window_ends() -> TestResult {
 /// RVT keeps 107 label frames, about 10 Hz; every other window is labelled.
 #[test]
 fn thirty_hz_labels_over_gen4_dat_keep_rvts_107_frames() -> TestResult {
-    let times: Vec<i64> = (0..=323).map(|k| (k as f64 * 1e6 / 30.0).round() as i64).collect();
+    let times: Vec<i64> = (0..=323)
+        .map(|k| (k as f64 * 1e6 / 30.0).round() as i64)
+        .collect();
     let timeline = rvt_timeline(&times, LabelClock::Gen4, 50_000)?;
     assert_eq!(timeline.kept.len(), 107);
     let dir = tempfile::tempdir()?;
-    let case = Case { name: "gen4.dat span".into(), gen4: true, times };
+    let case = Case {
+        name: "gen4.dat span".into(),
+        gen4: true,
+        times,
+    };
     if let Some(want) = reference(std::slice::from_ref(&case), dir.path()) {
         assert_eq!(timeline.ends, ints(&want[0]["ends"]));
         let frames: Vec<i64> = timeline.kept.iter().map(|&(f, _)| case.times[f]).collect();

@@ -33,7 +33,10 @@ fn save_load_round_trip() -> TestResult {
     // Saving a compressed sequence writes the same file again.
     let again = dir.path().join("again/scene");
     loaded.save(&again)?;
-    assert_eq!(fs::read(again.join("histograms.bin"))?, fs::read(path.join("histograms.bin"))?);
+    assert_eq!(
+        fs::read(again.join("histograms.bin"))?,
+        fs::read(path.join("histograms.bin"))?
+    );
     // The histogram file is much smaller than the raw tensor.
     let stored = fs::metadata(path.join("histograms.bin"))?.len() as usize;
     assert!(

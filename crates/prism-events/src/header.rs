@@ -206,7 +206,10 @@ mod tests {
                 "{err:?}"
             );
         }
-        assert!(parse(b"% evt 3.0\n").geometry(Path::new("x")).unwrap().is_none());
+        assert!(parse(b"% evt 3.0\n")
+            .geometry(Path::new("x"))
+            .unwrap()
+            .is_none());
     }
 
     #[test]

@@ -95,13 +95,15 @@ pub fn parse_bbox_npy(bytes: &[u8]) -> Result<Vec<BoxLabel>, String> {
     };
     let itemsize = fields.iter().map(|f| f.offset + f.size).max().unwrap_or(0);
     let count = match get("shape").ok_or("header has no 'shape'")? {
-        Literal::Tuple(dims) | Literal::List(dims) => dims.iter().try_fold(1usize, |acc, d| match d {
-            Literal::Int(n) if *n >= 0 => usize::try_from(*n)
-                .ok()
-                .and_then(|n| acc.checked_mul(n))
-                .ok_or_else(|| "shape is too large".to_string()),
-            _ => Err("shape holds a non-integer or negative dimension".to_string()),
-        })?,
+        Literal::Tuple(dims) | Literal::List(dims) => {
+            dims.iter().try_fold(1usize, |acc, d| match d {
+                Literal::Int(n) if *n >= 0 => usize::try_from(*n)
+                    .ok()
+                    .and_then(|n| acc.checked_mul(n))
+                    .ok_or_else(|| "shape is too large".to_string()),
+                _ => Err("shape holds a non-integer or negative dimension".to_string()),
+            })?
+        }
         _ => return Err("'shape' is not a tuple".into()),
     };
     let needed = count
@@ -118,7 +120,12 @@ pub fn parse_bbox_npy(bytes: &[u8]) -> Result<Vec<BoxLabel>, String> {
         pick(names).ok_or_else(|| format!("missing field '{}'", names.join("' or '")))
     };
     let t = require(&["t", "ts"])?;
-    let [x, y, w, h] = [require(&["x"])?, require(&["y"])?, require(&["w"])?, require(&["h"])?];
+    let [x, y, w, h] = [
+        require(&["x"])?,
+        require(&["y"])?,
+        require(&["w"])?,
+        require(&["h"])?,
+    ];
     let class_id = require(&["class_id"])?;
     let track_id = pick(&["track_id"]);
     let confidence = pick(&["class_confidence", "confidence"]);
@@ -151,10 +158,16 @@ fn split_header(bytes: &[u8]) -> Result<(&str, &[u8]), String> {
         return Err("not a .npy file (no \\x93NUMPY magic)".into());
     }
     let (len, start) = match bytes[6] {
-        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10usize),
+        1 => (
+            usize::from(u16::from_le_bytes([bytes[8], bytes[9]])),
+            10usize,
+        ),
         2 | 3 if bytes.len() >= 12 => {
             let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-            (usize::try_from(len).map_err(|_| "header length too large")?, 12)
+            (
+                usize::try_from(len).map_err(|_| "header length too large")?,
+                12,
+            )
         }
         v => return Err(format!("unsupported .npy version {v}.{}", bytes[7])),
     };
@@ -172,8 +185,13 @@ fn split_header(bytes: &[u8]) -> Result<(&str, &[u8]), String> {
 /// A scalar field type from a NumPy type string such as `<u8` or `|u1`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Scalar {
-    Int { signed: bool, size: usize },
-    Float { size: usize },
+    Int {
+        signed: bool,
+        size: usize,
+    },
+    Float {
+        size: usize,
+    },
     /// Any other type: skipped, only its size matters.
     Other,
 }
@@ -206,7 +224,9 @@ impl Value {
 
     fn as_i64(self, name: &str) -> Result<i64, String> {
         match self {
-            Value::I(v) => i64::try_from(v).map_err(|_| format!("field '{name}' value {v} does not fit i64")),
+            Value::I(v) => {
+                i64::try_from(v).map_err(|_| format!("field '{name}' value {v} does not fit i64"))
+            }
             Value::F(v) if v.is_finite() && v.abs() < 9.2e18 => Ok(v.round() as i64),
             Value::F(v) => Err(format!("field '{name}' value {v} is not a finite time")),
         }
@@ -264,11 +284,17 @@ fn layout_fields(items: &[Literal]) -> Result<Vec<Field>, String> {
             _ => return Err("a 'descr' entry lacks a field name".into()),
         };
         let (size, scalar, mut unusable) = match parts.get(1) {
-            Some(Literal::Str(ty)) => type_string(ty).map_err(|e| format!("field '{name}': {e}"))?,
+            Some(Literal::Str(ty)) => {
+                type_string(ty).map_err(|e| format!("field '{name}': {e}"))?
+            }
             Some(Literal::List(sub)) => {
                 let sub = layout_fields(sub)?;
                 let size = sub.iter().map(|f| f.offset + f.size).max().unwrap_or(0);
-                (size, Scalar::Other, Some("nested structured type".to_string()))
+                (
+                    size,
+                    Scalar::Other,
+                    Some("nested structured type".to_string()),
+                )
             }
             _ => return Err(format!("field '{name}' has no type")),
         };
@@ -308,15 +334,25 @@ fn type_string(ty: &str) -> Result<(usize, Scalar, Option<String>), String> {
     };
     let mut chars = rest.chars();
     let kind = chars.next().ok_or_else(|| format!("empty type '{ty}'"))?;
-    let digits: String = chars.as_str().chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = chars
+        .as_str()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     let n: usize = digits.parse().map_err(|_| format!("unknown type '{ty}'"))?;
     if n > 1 << 20 {
         return Err(format!("type '{ty}' is too large"));
     }
     let size = if kind == 'U' { n * 4 } else { n };
     let scalar = match (kind, n) {
-        ('i', 1 | 2 | 4 | 8) => Scalar::Int { signed: true, size: n },
-        ('u' | 'b', 1 | 2 | 4 | 8) => Scalar::Int { signed: false, size: n },
+        ('i', 1 | 2 | 4 | 8) => Scalar::Int {
+            signed: true,
+            size: n,
+        },
+        ('u' | 'b', 1 | 2 | 4 | 8) => Scalar::Int {
+            signed: false,
+            size: n,
+        },
         ('f', 4 | 8) => Scalar::Float { size: n },
         _ => Scalar::Other,
     };
@@ -346,11 +382,17 @@ enum Literal {
 const MAX_DEPTH: usize = 16;
 
 fn parse_literal(text: &str) -> Result<Literal, String> {
-    let mut p = LiteralParser { s: text.as_bytes(), i: 0 };
+    let mut p = LiteralParser {
+        s: text.as_bytes(),
+        i: 0,
+    };
     let value = p.value(0)?;
     p.skip_ws();
     if p.i != p.s.len() {
-        return Err(format!("unexpected text after the header dict at byte {}", p.i));
+        return Err(format!(
+            "unexpected text after the header dict at byte {}",
+            p.i
+        ));
     }
     Ok(value)
 }

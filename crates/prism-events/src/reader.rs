@@ -140,7 +140,9 @@ pub fn open(path: impl AsRef<Path>) -> Result<Box<dyn EventReader>> {
 pub fn open_with(path: impl AsRef<Path>, options: ReaderOptions) -> Result<Box<dyn EventReader>> {
     let path = path.as_ref();
     if options.chunk_events == 0 {
-        return Err(EventError::InvalidArgument("chunk_events must be at least 1".into()));
+        return Err(EventError::InvalidArgument(
+            "chunk_events must be at least 1".into(),
+        ));
     }
     Ok(match sniff_format(path)? {
         Format::Dat => Box::new(crate::dat::DatReader::open(path, options)?),
@@ -169,7 +171,10 @@ pub fn sniff_format(path: &Path) -> Result<Format> {
         reason: reason.to_string(),
     };
     if head.first() == Some(&b'%') {
-        for line in head.split(|&b| b == b'\n').take_while(|l| l.first() == Some(&b'%')) {
+        for line in head
+            .split(|&b| b == b'\n')
+            .take_while(|l| l.first() == Some(&b'%'))
+        {
             let line = String::from_utf8_lossy(line).to_ascii_lowercase();
             let line = line.trim_start_matches('%').trim();
             if line.starts_with("evt 3") || line.starts_with("format evt3") {

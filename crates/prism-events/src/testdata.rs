@@ -24,19 +24,31 @@ fn found_or_skip(path: PathBuf, what: &str) -> Option<PathBuf> {
         return Some(path);
     }
     if required() {
-        panic!("{what} missing at {} (run `cargo xtask provision`)", path.display());
+        panic!(
+            "{what} missing at {} (run `cargo xtask provision`)",
+            path.display()
+        );
     }
-    eprintln!("SKIPPED: {what} not provisioned at {} (run `cargo xtask provision`)", path.display());
+    eprintln!(
+        "SKIPPED: {what} not provisioned at {} (run `cargo xtask provision`)",
+        path.display()
+    );
     None
 }
 
 /// A recording from the faery 0.7.1 source package: `gen4.dat`, `evt3.raw`, `evt2.raw`, `davis346.aedat4`.
 pub fn faery(name: &str) -> Option<PathBuf> {
-    found_or_skip(env_dir().join("data/faery").join(name), &format!("faery recording {name}"))
+    found_or_skip(
+        env_dir().join("data/faery").join(name),
+        &format!("faery recording {name}"),
+    )
 }
 
 /// The Python interpreter of the provisioned virtual environment (numpy, h5py, onnx, onnxruntime,
 /// pycocotools, evlib).
 pub fn python() -> Option<PathBuf> {
-    found_or_skip(env_dir().join("venv/bin/python"), "the prism Python environment")
+    found_or_skip(
+        env_dir().join("venv/bin/python"),
+        "the prism Python environment",
+    )
 }

@@ -76,7 +76,8 @@ impl RgbImage {
     /// Writes the image as an 8-bit RGB PNG.
     pub fn write_png(&self, path: &Path) -> Result<()> {
         let file = std::fs::File::create(path).map_err(|e| EventError::io(path, e))?;
-        let mut encoder = png::Encoder::new(BufWriter::new(file), self.width as u32, self.height as u32);
+        let mut encoder =
+            png::Encoder::new(BufWriter::new(file), self.width as u32, self.height as u32);
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
         let to_err = |e: png::EncodingError| EventError::io(path, std::io::Error::other(e));
@@ -91,7 +92,13 @@ impl RgbImage {
 /// Draws a stacked histogram `[2 * bins, height, width]` (OFF channels first, as RVT orders them):
 /// each pixel's OFF and ON counts, summed over the time bins, blend the OFF and ON colours over
 /// the background, saturating at `saturation` events.
-pub fn histogram_to_rgb(hist: &[u8], bins: usize, height: usize, width: usize, saturation: u32) -> Result<RgbImage> {
+pub fn histogram_to_rgb(
+    hist: &[u8],
+    bins: usize,
+    height: usize,
+    width: usize,
+    saturation: u32,
+) -> Result<RgbImage> {
     let plane = height * width;
     if hist.len() != 2 * bins * plane {
         return Err(EventError::InvalidArgument(format!(
@@ -115,9 +122,8 @@ pub fn histogram_to_rgb(hist: &[u8], bins: usize, height: usize, width: usize, s
         let mut rgb = [0.0f32; 3];
         for c in 0..3 {
             let bg = f32::from(BACKGROUND[c]);
-            rgb[c] = bg
-                + off * (f32::from(OFF_COLOUR[c]) - bg)
-                + on * (f32::from(ON_COLOUR[c]) - bg);
+            rgb[c] =
+                bg + off * (f32::from(OFF_COLOUR[c]) - bg) + on * (f32::from(ON_COLOUR[c]) - bg);
         }
         *pixel = rgb.map(|v| v.clamp(0.0, 255.0) as u8);
     }
@@ -142,7 +148,10 @@ mod tests {
         image.put(1, 0, ON_COLOUR);
         let big = image.upscaled(2);
         assert_eq!((big.width, big.height), (4, 2));
-        assert_eq!(big.pixels[..4], [BACKGROUND, BACKGROUND, ON_COLOUR, ON_COLOUR]);
+        assert_eq!(
+            big.pixels[..4],
+            [BACKGROUND, BACKGROUND, ON_COLOUR, ON_COLOUR]
+        );
         assert_eq!(big.pixels[4..], big.pixels[..4]);
     }
 
@@ -158,7 +167,8 @@ mod tests {
         let mut image = RgbImage::new(7, 4, BACKGROUND);
         image.draw_rect(1.0, 1.0, 3.0, 2.0, [255, 255, 0], 1);
         image.write_png(&path).unwrap();
-        let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
+        let decoder =
+            png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
         let reader = decoder.read_info().unwrap();
         assert_eq!((reader.info().width, reader.info().height), (7, 4));
     }

@@ -193,9 +193,7 @@ impl WindowSlicer {
         };
         let next_end = match (&self.listed, self.next_end) {
             (_, Some(end)) => end,
-            (None, None) => *self
-                .next_end
-                .insert(self.config.first_end_for(events.t[0])),
+            (None, None) => *self.next_end.insert(self.config.first_end_for(events.t[0])),
             // Every listed window has been handed out: nothing more to keep.
             (Some(_), None) => {
                 self.seen += events.len() as u64;

@@ -242,7 +242,10 @@ fn h5py_bad_files_follow_the_policies() {
     );
     // HDF5 has no byte offsets: the message names the event.
     let message = err.err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(message.contains("the event number 2 lies outside"), "{message}");
+    assert!(
+        message.contains("the event number 2 lies outside"),
+        "{message}"
+    );
 
     let err = open_with(dir.path().join("mismatch.h5"), ReaderOptions::default())
         .err()

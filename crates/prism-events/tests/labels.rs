@@ -12,7 +12,11 @@ use proptest::prelude::*;
 fn run_python(script: &str) -> Option<String> {
     let python = testdata::python()?;
     let out = Command::new(python).arg("-c").arg(script).output().unwrap();
-    assert!(out.status.success(), "python failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
@@ -37,9 +41,15 @@ fn python_rows(labels: &[BoxLabel], gen1: bool) -> String {
         .iter()
         .map(|b| {
             if gen1 {
-                format!("({}, {:?}, {:?}, {:?}, {:?}, {}, {:?}, {})", b.t, b.x, b.y, b.w, b.h, b.class_id, b.confidence, b.track_id)
+                format!(
+                    "({}, {:?}, {:?}, {:?}, {:?}, {}, {:?}, {})",
+                    b.t, b.x, b.y, b.w, b.h, b.class_id, b.confidence, b.track_id
+                )
             } else {
-                format!("({}, {:?}, {:?}, {:?}, {:?}, {}, {}, {:?})", b.t, b.x, b.y, b.w, b.h, b.class_id, b.track_id, b.confidence)
+                format!(
+                    "({}, {:?}, {:?}, {:?}, {:?}, {}, {}, {:?})",
+                    b.t, b.x, b.y, b.w, b.h, b.class_id, b.track_id, b.confidence
+                )
             }
         })
         .collect();
@@ -95,7 +105,8 @@ fn reads_the_rvt_dtype_and_layout_variants() {
     }
     let Some(_) = run_python(&script) else { return };
     for (name, _) in variants {
-        let got = read_bbox_npy(dir.path().join(format!("{name}.npy"))).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let got = read_bbox_npy(dir.path().join(format!("{name}.npy")))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_labels_eq(&got, &labels);
     }
 }
@@ -116,7 +127,9 @@ fn numpy_reads_what_we_write_field_by_field() {
          for r in a.tolist(): print(*[repr(v) for v in r])\n",
         path.to_str().unwrap()
     );
-    let Some(out) = run_python(&script) else { return };
+    let Some(out) = run_python(&script) else {
+        return;
+    };
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), labels.len());
     for (line, b) in lines.iter().zip(&labels) {
@@ -159,9 +172,15 @@ fn bad_files_give_errors_that_name_the_problem() {
     with_data.extend_from_slice(&[0; 28]);
     let r = reason(&with_data);
     assert!(r.contains("'t'") && r.contains("big-endian"), "{r}");
-    let r = reason(&header_with("[('t', '<i8'), ('x', '<f4'), ('y', '<f4'), ('w', '<f4'), ('class_id', '<u4')]", "(0,)"));
+    let r = reason(&header_with(
+        "[('t', '<i8'), ('x', '<f4'), ('y', '<f4'), ('w', '<f4'), ('class_id', '<u4')]",
+        "(0,)",
+    ));
     assert!(r.contains("missing field 'h'"), "{r}");
-    let r = reason(&header_with("[('x', '<f4'), ('y', '<f4'), ('w', '<f4'), ('h', '<f4'), ('class_id', '<u4')]", "(0,)"));
+    let r = reason(&header_with(
+        "[('x', '<f4'), ('y', '<f4'), ('w', '<f4'), ('h', '<f4'), ('class_id', '<u4')]",
+        "(0,)",
+    ));
     assert!(r.contains("'t' or 'ts'"), "{r}");
     let r = reason(&header_with("'<f4'", "(3,)"));
     assert!(r.contains("not a structured array"), "{r}");
@@ -179,7 +198,10 @@ fn bad_files_give_errors_that_name_the_problem() {
         }
         other => panic!("expected a labels error, got {other:?}"),
     }
-    assert!(matches!(read_bbox_npy(Path::new("/nonexistent/x.npy")), Err(EventError::Io { .. })));
+    assert!(matches!(
+        read_bbox_npy(Path::new("/nonexistent/x.npy")),
+        Err(EventError::Io { .. })
+    ));
 }
 
 proptest! {

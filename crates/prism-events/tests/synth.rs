@@ -44,7 +44,9 @@ fn events_are_sorted_inside_the_sensor_with_both_polarities() {
     let events = &s.events;
     assert!(events.len() > 50_000, "only {} events in 2 s", events.len());
     assert!(events.t.windows(2).all(|w| w[0] <= w[1]), "time order");
-    assert!(events.x.iter().all(|&x| x < sensor.width) && events.y.iter().all(|&y| y < sensor.height));
+    assert!(
+        events.x.iter().all(|&x| x < sensor.width) && events.y.iter().all(|&y| y < sensor.height)
+    );
     assert!(*events.t.first().unwrap() >= 0 && *events.t.last().unwrap() <= 2_000_000);
     let on = events.p.iter().filter(|&&p| p == 1).count() as f64;
     let share = on / events.len() as f64;
@@ -62,22 +64,46 @@ fn labels_come_at_the_label_rate_and_stay_on_the_sensor() {
     let config = short_config(2);
     let period = (1e6 / config.label_hz) as i64;
     let times: BTreeSet<i64> = s.labels.iter().map(|b| b.t).collect();
-    assert!(s.labels.iter().all(|b| b.t % period == 0 && b.t > 0 && b.t <= config.duration_us));
-    assert!(times.len() as i64 >= config.duration_us / period * 9 / 10, "{} label times", times.len());
+    assert!(s
+        .labels
+        .iter()
+        .all(|b| b.t % period == 0 && b.t > 0 && b.t <= config.duration_us));
+    assert!(
+        times.len() as i64 >= config.duration_us / period * 9 / 10,
+        "{} label times",
+        times.len()
+    );
     let mut class_of = HashMap::new();
     for b in &s.labels {
-        assert!(b.x >= 0.0 && b.y >= 0.0 && b.x + b.w <= 160.0 + 1e-3 && b.y + b.h <= 128.0 + 1e-3, "{b:?}");
+        assert!(
+            b.x >= 0.0 && b.y >= 0.0 && b.x + b.w <= 160.0 + 1e-3 && b.y + b.h <= 128.0 + 1e-3,
+            "{b:?}"
+        );
         assert!(b.w >= config.min_box_side && b.h >= config.min_box_side);
         assert!(b.class_id <= 1 && b.confidence == 1.0);
-        assert_eq!(*class_of.entry(b.track_id).or_insert(b.class_id), b.class_id, "a track keeps its class");
+        assert_eq!(
+            *class_of.entry(b.track_id).or_insert(b.class_id),
+            b.class_id,
+            "a track keeps its class"
+        );
     }
     // Each class shows up and has its own shape: cars wide, pedestrians tall (unclipped boxes).
     let aspect = |class: u32| {
-        let v: Vec<f32> = s.labels.iter().filter(|b| b.class_id == class).map(|b| b.w / b.h).collect();
+        let v: Vec<f32> = s
+            .labels
+            .iter()
+            .filter(|b| b.class_id == class)
+            .map(|b| b.w / b.h)
+            .collect();
         assert!(!v.is_empty(), "class {class} never labelled");
         v.iter().sum::<f32>() / v.len() as f32
     };
-    assert!(aspect(0) > 1.2 && aspect(1) < 0.8, "car {} pedestrian {}", aspect(0), aspect(1));
+    assert!(
+        aspect(0) > 1.2 && aspect(1) < 0.8,
+        "car {} pedestrian {}",
+        aspect(0),
+        aspect(1)
+    );
 }
 
 /// Events per pixel inside the ground-truth boxes versus outside, over the 20 ms before each label.
@@ -87,12 +113,16 @@ fn density_ratio(s: &Scene) -> f64 {
     for b in &s.labels {
         by_time.entry(b.t).or_default().push(b);
     }
-    let (mut inside_events, mut inside_px, mut outside_events, mut outside_px) = (0u64, 0u64, 0u64, 0u64);
+    let (mut inside_events, mut inside_px, mut outside_events, mut outside_px) =
+        (0u64, 0u64, 0u64, 0u64);
     for (&t, boxes) in &by_time {
         let mut mask = vec![false; w * h];
         for b in boxes {
             let (x0, y0) = ((b.x - 1.0).max(0.0) as usize, (b.y - 1.0).max(0.0) as usize);
-            let (x1, y1) = (((b.x + b.w + 1.0) as usize).min(w), ((b.y + b.h + 1.0) as usize).min(h));
+            let (x1, y1) = (
+                ((b.x + b.w + 1.0) as usize).min(w),
+                ((b.y + b.h + 1.0) as usize).min(h),
+            );
             for y in y0..y1 {
                 mask[y * w + x0..y * w + x1].fill(true);
             }
@@ -118,7 +148,10 @@ fn events_concentrate_inside_the_ground_truth_boxes() {
     let s = scene(3);
     let ratio = density_ratio(&s);
     eprintln!("event density inside boxes / outside: {ratio:.1}");
-    assert!(ratio > 10.0, "event density inside boxes only {ratio:.1}x outside");
+    assert!(
+        ratio > 10.0,
+        "event density inside boxes only {ratio:.1}x outside"
+    );
 }
 
 #[test]
@@ -135,7 +168,11 @@ fn written_scenes_read_back_through_the_common_loaders() {
         let events = read_all(reader.as_mut()).unwrap();
         assert_eq!(files.events, events.len() as u64);
         assert_eq!(events, expected.events, "{format:?}");
-        assert_eq!(read_bbox_npy(&files.labels_path).unwrap(), expected.labels, "{format:?}");
+        assert_eq!(
+            read_bbox_npy(&files.labels_path).unwrap(),
+            expected.labels,
+            "{format:?}"
+        );
     }
 }
 
@@ -165,21 +202,42 @@ fn other_sizes_classes_and_noise_settings_work() {
     };
     let s = generate(&quiet).unwrap();
     assert!(s.events.is_empty() && s.labels.is_empty());
-    let noisy = SceneConfig { shot_noise_hz: 10.0, ..quiet };
+    let noisy = SceneConfig {
+        shot_noise_hz: 10.0,
+        ..quiet
+    };
     let s = generate(&noisy).unwrap();
     let expected = 10.0 * 160.0 * 128.0 * 0.2;
     let n = s.events.len() as f64;
-    assert!((n - expected).abs() < 0.05 * expected, "{n} noise events, expected about {expected}");
+    assert!(
+        (n - expected).abs() < 0.05 * expected,
+        "{n} noise events, expected about {expected}"
+    );
 }
 
 #[test]
 fn invalid_configs_are_rejected() {
     for bad in [
-        SceneConfig { width: 0, ..SceneConfig::default() },
-        SceneConfig { duration_us: 0, ..SceneConfig::default() },
-        SceneConfig { classes: vec![], ..SceneConfig::default() },
-        SceneConfig { label_hz: 0.0, ..SceneConfig::default() },
-        SceneConfig { threshold_pos: 0.0, ..SceneConfig::default() },
+        SceneConfig {
+            width: 0,
+            ..SceneConfig::default()
+        },
+        SceneConfig {
+            duration_us: 0,
+            ..SceneConfig::default()
+        },
+        SceneConfig {
+            classes: vec![],
+            ..SceneConfig::default()
+        },
+        SceneConfig {
+            label_hz: 0.0,
+            ..SceneConfig::default()
+        },
+        SceneConfig {
+            threshold_pos: 0.0,
+            ..SceneConfig::default()
+        },
     ] {
         assert!(generate(&bad).is_err(), "{bad:?}");
     }
@@ -200,7 +258,10 @@ fn a_panning_camera_makes_the_background_fire_everywhere() {
         hit[usize::from(s.events.y[i]) * 160 + usize::from(s.events.x[i])] = true;
     }
     let share = hit.iter().filter(|&&h| h).count() as f64 / hit.len() as f64;
-    assert!(share > 0.5, "only {share:.2} of the pixels fired while panning");
+    assert!(
+        share > 0.5,
+        "only {share:.2} of the pixels fired while panning"
+    );
     assert!(s.events.t.windows(2).all(|w| w[0] <= w[1]));
     let again = generate(&config).unwrap();
     assert_eq!(again.events, s.events);
@@ -227,7 +288,10 @@ mod pixel_model {
         let mut keys = Vec::new();
         pixels.step(t0, t1, &[level], &mut keys);
         keys.sort_unstable();
-        keys.into_iter().map(unkey).map(|(dt, _, _, p)| (t0 + dt, p)).collect()
+        keys.into_iter()
+            .map(unkey)
+            .map(|(dt, _, _, p)| (t0 + dt, p))
+            .collect()
     }
 
     #[test]
@@ -236,7 +300,10 @@ mod pixel_model {
         // 0 -> 0.5 over 1000 µs crosses 0.2 and 0.4 at 40% and 80%.
         assert_eq!(step(&mut pixels, 0, 1000, 0.5), vec![(400, 1), (800, 1)]);
         // Reference is now 0.4; 0.5 -> -0.1 crosses 0.2 and 0.0 at 50% and 83%.
-        assert_eq!(step(&mut pixels, 1000, 2000, -0.1), vec![(1500, 0), (1833, 0)]);
+        assert_eq!(
+            step(&mut pixels, 1000, 2000, -0.1),
+            vec![(1500, 0), (1833, 0)]
+        );
         // No crossing, no event.
         assert_eq!(step(&mut pixels, 2000, 3000, -0.05), vec![]);
     }
@@ -252,7 +319,10 @@ mod pixel_model {
 
     #[test]
     fn leak_alone_makes_sporadic_on_events() {
-        let params = PixelParams { leak_hz: 1.0, ..ideal(0) };
+        let params = PixelParams {
+            leak_hz: 1.0,
+            ..ideal(0)
+        };
         let mut pixels = PixelArray::new(1, &[0.0], &params, 3, 0);
         let mut events = Vec::new();
         for k in 0..100 {

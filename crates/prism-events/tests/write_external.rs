@@ -9,7 +9,10 @@ use prism_events::synth::rng::SplitMix64;
 use prism_events::write::{self, WriteFormat};
 use prism_events::{testdata, EventChunk, SensorSize};
 
-const SENSOR: SensorSize = SensorSize { width: 320, height: 240 };
+const SENSOR: SensorSize = SensorSize {
+    width: 320,
+    height: 240,
+};
 
 /// Sorted events with same-row bursts (EVT3 vectors), running past `t_end`.
 fn events(seed: u64, t_start: i64, t_end: i64) -> EventChunk {
@@ -43,21 +46,34 @@ fn evlib_decode(python: &std::path::Path, path: &std::path::Path) -> Option<[Vec
         path.to_str().unwrap(),
         out.to_str().unwrap()
     );
-    let status = Command::new(python).arg("-c").arg(&script).output().unwrap();
+    let status = Command::new(python)
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
     if status.status.code() == Some(3) {
         eprintln!("SKIPPED: evlib is not installed in the Python environment");
         return None;
     }
-    assert!(status.status.success(), "evlib failed: {}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "evlib failed: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let bytes = std::fs::read(&out).unwrap();
-    let all: Vec<i64> = bytes.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect();
+    let all: Vec<i64> = bytes
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
     let n = all.len() / 4;
     Some([0, 1, 2, 3].map(|k| all[k * n..(k + 1) * n].to_vec()))
 }
 
 #[test]
 fn evlib_reads_our_evt2_and_evt3_files_exactly() {
-    let Some(python) = testdata::python() else { return };
+    let Some(python) = testdata::python() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     // 16.0 s to 18.5 s crosses the EVT3 wrap at 16,777,216 µs.
     let written = events(11, 16_000_000, 18_500_000);
@@ -66,10 +82,17 @@ fn evlib_reads_our_evt2_and_evt3_files_exactly() {
         let mut writer = write::create(&path, format, SENSOR).unwrap();
         writer.write_chunk(&written).unwrap();
         writer.finish().unwrap();
-        let Some([t, x, y, p]) = evlib_decode(&python, &path) else { return };
+        let Some([t, x, y, p]) = evlib_decode(&python, &path) else {
+            return;
+        };
         assert_eq!(t.len(), written.len(), "{format:?}: event count");
         for i in 0..written.len() {
-            let want = (written.t[i], i64::from(written.x[i]), i64::from(written.y[i]), i64::from(written.p[i]));
+            let want = (
+                written.t[i],
+                i64::from(written.x[i]),
+                i64::from(written.y[i]),
+                i64::from(written.p[i]),
+            );
             assert_eq!((t[i], x[i], y[i], p[i]), want, "{format:?}: event {i}");
         }
     }

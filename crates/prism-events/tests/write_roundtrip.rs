@@ -9,12 +9,21 @@ use prism_events::synth::rng::SplitMix64;
 use prism_events::write::{self, DatWriter, EventWriter, Evt2Writer, Evt3Writer, WriteFormat};
 use prism_events::{open, EventChunk, EventError, Format, SensorSize};
 
-const SENSOR: SensorSize = SensorSize { width: 640, height: 480 };
+const SENSOR: SensorSize = SensorSize {
+    width: 640,
+    height: 480,
+};
 const FORMATS: [WriteFormat; 3] = [WriteFormat::Dat, WriteFormat::Evt2, WriteFormat::Evt3];
 
 /// Sorted random events from `t_start`, gaps up to `max_gap` µs; some bursts share a timestamp
 /// and a row with increasing x, so EVT3 vectors are exercised.
-fn random_events(seed: u64, n: usize, t_start: i64, max_gap: u64, sensor: SensorSize) -> EventChunk {
+fn random_events(
+    seed: u64,
+    n: usize,
+    t_start: i64,
+    max_gap: u64,
+    sensor: SensorSize,
+) -> EventChunk {
     let mut rng = SplitMix64::new(seed);
     let mut chunk = EventChunk::default();
     let mut t = t_start;
@@ -39,7 +48,13 @@ fn random_events(seed: u64, n: usize, t_start: i64, max_gap: u64, sensor: Sensor
     chunk
 }
 
-fn write_file(path: &Path, format: WriteFormat, sensor: SensorSize, events: &EventChunk, pieces: usize) {
+fn write_file(
+    path: &Path,
+    format: WriteFormat,
+    sensor: SensorSize,
+    events: &EventChunk,
+    pieces: usize,
+) {
     let mut writer = write::create(path, format, sensor).unwrap();
     let n = events.len();
     let step = n.div_ceil(pieces.max(1)).max(1);
@@ -96,7 +111,7 @@ fn every_format_round_trips_random_events() {
 fn evt3_is_exact_across_24_bit_time_wraps_and_long_gaps() {
     let dir = tempfile::tempdir().unwrap();
     let mut events = random_events(2, 20_000, 16_777_216 - 5_000, 2, SENSOR); // crosses the first wrap
-    // A gap of 3.5 wraps, then a start just below a wrap, and a near-full-period gap.
+                                                                              // A gap of 3.5 wraps, then a start just below a wrap, and a near-full-period gap.
     let later = [
         random_events(3, 2_000, 4 * 16_777_216 + 9_000_000, 50, SENSOR),
         random_events(4, 2_000, 6 * 16_777_216 - 100, 1, SENSOR),
@@ -127,7 +142,10 @@ fn evt2_keeps_large_absolute_times() {
 #[test]
 fn dat_keeps_the_full_u32_time_range() {
     let dir = tempfile::tempdir().unwrap();
-    let big = SensorSize { width: 1280, height: 720 };
+    let big = SensorSize {
+        width: 1280,
+        height: 720,
+    };
     let events = random_events(10, 5_000, i64::from(u32::MAX) - 100_000, 40, big);
     let path = dir.path().join("big_td.dat");
     write_file(&path, WriteFormat::Dat, big, &events, 1);
@@ -160,7 +178,12 @@ fn evt3_vectors_make_dense_rows_compact() {
     writer.write_chunk(&events).unwrap();
     writer.finish().unwrap();
     let bytes = writer.into_inner();
-    assert!(bytes.len() < events.len() / 4, "{} bytes for {} events", bytes.len(), events.len());
+    assert!(
+        bytes.len() < events.len() / 4,
+        "{} bytes for {} events",
+        bytes.len(),
+        events.len()
+    );
 }
 
 #[test]
@@ -175,17 +198,35 @@ fn writers_reject_bad_events() {
     let name = Path::new("<memory>");
     type MakeWriter<'a> = Box<dyn Fn() -> Box<dyn EventWriter> + 'a>;
     let writers: Vec<(&str, MakeWriter)> = vec![
-        ("dat", Box::new(|| Box::new(DatWriter::new(Vec::new(), name, SENSOR).unwrap()))),
-        ("evt2", Box::new(|| Box::new(Evt2Writer::new(Vec::new(), name, SENSOR).unwrap()))),
-        ("evt3", Box::new(|| Box::new(Evt3Writer::new(Vec::new(), name, SENSOR).unwrap()))),
+        (
+            "dat",
+            Box::new(|| Box::new(DatWriter::new(Vec::new(), name, SENSOR).unwrap())),
+        ),
+        (
+            "evt2",
+            Box::new(|| Box::new(Evt2Writer::new(Vec::new(), name, SENSOR).unwrap())),
+        ),
+        (
+            "evt3",
+            Box::new(|| Box::new(Evt3Writer::new(Vec::new(), name, SENSOR).unwrap())),
+        ),
     ];
     for (label, make) in &writers {
         let err = make().write_chunk(&backwards).unwrap_err();
-        assert!(matches!(err, EventError::TimeBackwards { prev: 10, t: 9, .. }), "{label}: {err}");
+        assert!(
+            matches!(err, EventError::TimeBackwards { prev: 10, t: 9, .. }),
+            "{label}: {err}"
+        );
         let err = make().write_chunk(&outside).unwrap_err();
-        assert!(matches!(err, EventError::OutOfBounds { x: 640, .. }), "{label}: {err}");
+        assert!(
+            matches!(err, EventError::OutOfBounds { x: 640, .. }),
+            "{label}: {err}"
+        );
         let err = make().write_chunk(&bad_polarity).unwrap_err();
-        assert!(matches!(err, EventError::InvalidArgument(_)), "{label}: {err}");
+        assert!(
+            matches!(err, EventError::InvalidArgument(_)),
+            "{label}: {err}"
+        );
         // Time order is checked across chunks too.
         let mut w = make();
         let mut late = EventChunk::default();
@@ -197,10 +238,19 @@ fn writers_reject_bad_events() {
     }
     let mut too_late = EventChunk::default();
     too_late.push(1i64 << 32, 0, 0, 0);
-    assert!(DatWriter::new(Vec::new(), name, SENSOR).unwrap().write_chunk(&too_late).is_err());
+    assert!(DatWriter::new(Vec::new(), name, SENSOR)
+        .unwrap()
+        .write_chunk(&too_late)
+        .is_err());
     too_late.t[0] = 1i64 << 34;
-    assert!(Evt2Writer::new(Vec::new(), name, SENSOR).unwrap().write_chunk(&too_late).is_err());
-    let big = SensorSize { width: 4096, height: 100 };
+    assert!(Evt2Writer::new(Vec::new(), name, SENSOR)
+        .unwrap()
+        .write_chunk(&too_late)
+        .is_err());
+    let big = SensorSize {
+        width: 4096,
+        height: 100,
+    };
     assert!(Evt3Writer::new(Vec::new(), name, big).is_err());
     assert!(DatWriter::new(Vec::new(), name, big).is_ok());
 }

@@ -34,7 +34,11 @@ pub fn input_names() -> Vec<String> {
 /// Graph output names: `detections`, then `h1_out, c1_out, …, h4_out, c4_out`.
 pub fn output_names() -> Vec<String> {
     std::iter::once("detections".to_string())
-        .chain(ModelCard::state_names().into_iter().map(|(_, output)| output))
+        .chain(
+            ModelCard::state_names()
+                .into_iter()
+                .map(|(_, output)| output),
+        )
         .collect()
 }
 
@@ -47,7 +51,10 @@ pub fn sample_inputs(card: &ModelCard, device: &Device) -> (Tensor<4>, Vec<Tenso
 }
 
 /// One streaming step as a function of flat tensors, the form the exporter captures.
-pub fn step(model: &Rvt, (histogram, state): (Tensor<4>, Vec<Tensor<4>>)) -> (Tensor<3>, Vec<Tensor<4>>) {
+pub fn step(
+    model: &Rvt,
+    (histogram, state): (Tensor<4>, Vec<Tensor<4>>),
+) -> (Tensor<3>, Vec<Tensor<4>>) {
     let state = match RvtState::from_flat(state) {
         Some(state) => state,
         None => unreachable_state(),
@@ -63,8 +70,17 @@ fn unreachable_state() -> ! {
 }
 
 /// Exports `model` (described by `card`) to ONNX.
-pub fn export_rvt(model: &Rvt, card: &ModelCard, settings: &RvtExport, device: &Device) -> prism_export::Result<OnnxModel> {
-    let batch = if settings.dynamic_batch { None } else { Some(1) };
+pub fn export_rvt(
+    model: &Rvt,
+    card: &ModelCard,
+    settings: &RvtExport,
+    device: &Device,
+) -> prism_export::Result<OnnxModel> {
+    let batch = if settings.dynamic_batch {
+        None
+    } else {
+        Some(1)
+    };
     let options = ExportOptions::default()
         .opset(settings.opset)
         .dynamic_batch(settings.dynamic_batch)

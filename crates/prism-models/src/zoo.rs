@@ -101,7 +101,10 @@ pub struct DataSection {
 
 /// The TOML text of a shipped card (the trainer reads its `[train]` and `[dataset]` tables).
 pub fn builtin_text(name: &str) -> Option<&'static str> {
-    BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, text)| *text)
+    BUILTIN
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| *text)
 }
 
 /// Names of the shipped cards.

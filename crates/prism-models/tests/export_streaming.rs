@@ -20,9 +20,15 @@ fn histogram(card: &ModelCard, seed: u64, device: &Device) -> Tensor<4> {
     let mut s = seed;
     let values: Vec<f32> = (0..dims.iter().product::<usize>())
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let r = (s >> 33) % 64;
-            if r < 11 { r as f32 } else { 0.0 }
+            if r < 11 {
+                r as f32
+            } else {
+                0.0
+            }
         })
         .collect();
     Tensor::from_data(TensorData::new(values, dims), device)
@@ -59,7 +65,8 @@ fn ten_windows_stream_identically_in_burn_tract_and_onnx_runtime() {
     assert_eq!(onnx.output_names(), output_names());
 
     // Burn, carrying its state.
-    let mut state = RvtState::zeros(&card.rvt_config(), 1, card.model.input_size, &device).into_flat();
+    let mut state =
+        RvtState::zeros(&card.rvt_config(), 1, card.model.input_size, &device).into_flat();
     let mut burn_outputs = Vec::new();
     let mut inputs = Vec::new();
     for i in 0..WINDOWS {
@@ -87,11 +94,18 @@ fn ten_windows_stream_identically_in_burn_tract_and_onnx_runtime() {
         for ((name, e), a) in names.iter().zip(&burn_outputs[i]).zip(&out) {
             errors.push(compare("tract", &format!("{name}@{i}"), e, a).unwrap());
         }
-        tract_state = input_names()[1..].iter().cloned().zip(out[1..].iter().cloned()).collect();
+        tract_state = input_names()[1..]
+            .iter()
+            .cloned()
+            .zip(out[1..].iter().cloned())
+            .collect();
     }
     let tract_worst = worst(&errors);
     println!("tract: worst relative error over {WINDOWS} windows {tract_worst:.2e}");
-    assert!(tract_worst < 1e-4, "tract drifts from Burn: {tract_worst:e}");
+    assert!(
+        tract_worst < 1e-4,
+        "tract drifts from Burn: {tract_worst:e}"
+    );
 
     // ONNX Runtime, carrying its own state (in Python, through the onnxruntime wheel).
     let Some(python) = python() else { return };
@@ -106,20 +120,29 @@ fn ten_windows_stream_identically_in_burn_tract_and_onnx_runtime() {
         .arg(WINDOWS.to_string())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("checker ok"));
     let mut errors = Vec::new();
     for i in 0..WINDOWS {
         let det = prism_export::npy::read(&dir.path().join(format!("ort_det{i}.npy"))).unwrap();
         errors.push(compare("ort", &format!("detections@{i}"), &burn_outputs[i][0], &det).unwrap());
         for (k, name) in input_names()[1..].iter().enumerate() {
-            let s = prism_export::npy::read(&dir.path().join(format!("ort_state{i}_{name}.npy"))).unwrap();
-            errors.push(compare("ort", &format!("{name}@{i}"), &burn_outputs[i][k + 1], &s).unwrap());
+            let s = prism_export::npy::read(&dir.path().join(format!("ort_state{i}_{name}.npy")))
+                .unwrap();
+            errors
+                .push(compare("ort", &format!("{name}@{i}"), &burn_outputs[i][k + 1], &s).unwrap());
         }
     }
     let ort_worst = worst(&errors);
     println!("onnxruntime: worst relative error over {WINDOWS} windows {ort_worst:.2e}");
-    assert!(ort_worst < 1e-4, "ONNX Runtime drifts from Burn: {ort_worst:e}");
+    assert!(
+        ort_worst < 1e-4,
+        "ONNX Runtime drifts from Burn: {ort_worst:e}"
+    );
 }
 
 #[test]
@@ -141,7 +164,13 @@ fn exported_file_carries_the_model_spec() {
     assert_eq!(spec.state[7].shape, vec![1, 256, 4, 5]);
     assert_eq!(spec.num_anchors(), Some(16 * 20 + 8 * 10 + 4 * 5));
     // A tidy graph: no Loop, no shape arithmetic.
-    let ops: Vec<&str> = onnx.proto().graph.node.iter().map(|n| n.op_type.as_str()).collect();
+    let ops: Vec<&str> = onnx
+        .proto()
+        .graph
+        .node
+        .iter()
+        .map(|n| n.op_type.as_str())
+        .collect();
     for banned in ["Loop", "Shape", "Identity", "SequenceConstruct"] {
         assert!(!ops.contains(&banned), "graph holds {banned}");
     }
@@ -164,6 +193,8 @@ fn checkpoint_round_trip_gives_identical_outputs() {
     let (a, _) = model.forward(x.clone(), zeros());
     let (b, _) = model2.forward(x, zeros());
     assert_eq!(a.to_data(), b.to_data());
-    let err = prism_models::checkpoint::load(dir.path(), &device).unwrap_err().to_string();
+    let err = prism_models::checkpoint::load(dir.path(), &device)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not a prism checkpoint"), "{err}");
 }

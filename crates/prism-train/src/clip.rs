@@ -47,7 +47,11 @@ pub fn clip_global_norm<M: Module>(module: &M, grads: &mut GradientsParams, max_
     let norm = global_norm(module, grads);
     let factor = max_norm / (norm + 1e-6);
     if factor < 1.0 {
-        let mut s = Scale { grads, factor: factor as f32, ids: Vec::new() };
+        let mut s = Scale {
+            grads,
+            factor: factor as f32,
+            ids: Vec::new(),
+        };
         module.visit(&mut s);
     }
     norm

@@ -114,11 +114,17 @@ pub enum ConfigError {
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
     #[error("{source_name}: {message}")]
-    Parse { source_name: String, message: String },
+    Parse {
+        source_name: String,
+        message: String,
+    },
     #[error(transparent)]
     Card(#[from] prism_models::zoo::ZooError),
     #[error("{source_name}: no [{table}] table: this card cannot be trained as it is (add one, see models/rvt-tiny-synth.toml)")]
-    Missing { source_name: String, table: &'static str },
+    Missing {
+        source_name: String,
+        table: &'static str,
+    },
     #[error("bad override {0:?}: {1}")]
     Override(String, String),
     #[error("invalid training config: {0}")]
@@ -129,7 +135,8 @@ impl TrainConfig {
     /// Reads a card file (or a shipped card by name) with its `[train]` and `[dataset]` tables.
     pub fn resolve(name_or_path: &str) -> Result<Self, ConfigError> {
         let path = Path::new(name_or_path);
-        let (text, source) = if path.is_file() || prism_models::zoo::looks_like_a_path(name_or_path) {
+        let (text, source) = if path.is_file() || prism_models::zoo::looks_like_a_path(name_or_path)
+        {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| ConfigError::Io(path.display().to_string(), e))?;
             (text, path.display().to_string())
@@ -156,7 +163,11 @@ impl TrainConfig {
             source_name: source_name.into(),
             table: "dataset",
         })?;
-        let config = Self { card, train, dataset };
+        let config = Self {
+            card,
+            train,
+            dataset,
+        };
         config.validate()?;
         Ok(config)
     }
@@ -172,14 +183,15 @@ impl TrainConfig {
                 .map_err(|e| ConfigError::Override(item.clone(), e.to_string()))?;
             let mut slot = &mut doc;
             for part in key.trim().split('.') {
-                slot = slot
-                    .get_mut(part)
-                    .ok_or_else(|| ConfigError::Override(item.clone(), format!("no field {part:?}")))?;
+                slot = slot.get_mut(part).ok_or_else(|| {
+                    ConfigError::Override(item.clone(), format!("no field {part:?}"))
+                })?;
             }
-            let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {}", value.trim()))
-                .ok()
-                .and_then(|mut t| t.remove("v"))
-                .unwrap_or_else(|| toml::Value::String(value.trim().to_string()));
+            let parsed: toml::Value =
+                toml::from_str::<toml::Table>(&format!("v = {}", value.trim()))
+                    .ok()
+                    .and_then(|mut t| t.remove("v"))
+                    .unwrap_or_else(|| toml::Value::String(value.trim().to_string()));
             *slot = parsed;
             *self = doc
                 .try_into()
@@ -203,7 +215,10 @@ impl TrainConfig {
         if !(t.grad_clip > 0.0) {
             return bad("grad_clip must be positive");
         }
-        if t.random_weight < 0.0 || t.stream_weight < 0.0 || t.random_weight + t.stream_weight <= 0.0 {
+        if t.random_weight < 0.0
+            || t.stream_weight < 0.0
+            || t.random_weight + t.stream_weight <= 0.0
+        {
             return bad("random_weight and stream_weight must be >= 0 and not both 0");
         }
         if let DatasetSection::Prepared { eval_filter, .. } = &self.dataset {

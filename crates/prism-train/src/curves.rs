@@ -11,7 +11,8 @@ use crate::metrics_log::{read, Record};
 pub fn draw(run_dir: &Path) -> Result<(), String> {
     let records = read(&run_dir.join("metrics.jsonl")).map_err(|e| e.to_string())?;
     let mut steps = Vec::new();
-    let (mut total, mut iou, mut obj, mut cls, mut lr, mut speed) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut total, mut iou, mut obj, mut cls, mut lr, mut speed) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut val_steps, mut ap50, mut map) = (vec![], vec![], vec![]);
     for r in &records {
         match r {
@@ -31,8 +32,13 @@ pub fn draw(run_dir: &Path) -> Result<(), String> {
             }
         }
     }
-    let name = run_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut fig = Figure::new(1400, 900).grid(2, 2).title(&format!("training: {name}"));
+    let name = run_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut fig = Figure::new(1400, 900)
+        .grid(2, 2)
+        .title(&format!("training: {name}"));
     fig.panel(0)
         .title("loss (5 x iou + obj + cls)")
         .x_label("step")
@@ -41,15 +47,24 @@ pub fn draw(run_dir: &Path) -> Result<(), String> {
         .line("5 x iou", &steps, &smooth(&iou))
         .line("obj", &steps, &smooth(&obj))
         .line("cls", &steps, &smooth(&cls));
-    fig.panel(1).title("learning rate").x_label("step").y_log(true).line("lr", &steps, &lr);
+    fig.panel(1)
+        .title("learning rate")
+        .x_label("step")
+        .y_log(true)
+        .line("lr", &steps, &lr);
     fig.panel(2)
         .title("validation (Prophesee protocol)")
         .x_label("step")
         .y_range(0.0, 1.0)
         .line_markers("mAP@.5", &val_steps, &ap50)
         .line_markers("mAP@[.5:.95]", &val_steps, &map);
-    fig.panel(3).title("throughput").x_label("step").y_label("windows / s").line("train", &steps, &smooth(&speed));
-    fig.save_png(run_dir.join("curves.png")).map_err(|e| e.to_string())
+    fig.panel(3)
+        .title("throughput")
+        .x_label("step")
+        .y_label("windows / s")
+        .line("train", &steps, &smooth(&speed));
+    fig.save_png(run_dir.join("curves.png"))
+        .map_err(|e| e.to_string())
 }
 
 /// Exponential moving average (0.9) so noisy per-step values read as a curve.

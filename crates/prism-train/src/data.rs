@@ -34,7 +34,12 @@ pub fn prepare_options(
 }
 
 /// The synthetic scene of sequence `index` for a card (sensor, classes) and dataset settings.
-pub fn synthetic_scene(card: &ModelCard, duration_s: f64, objects: usize, seed: u64) -> SceneConfig {
+pub fn synthetic_scene(
+    card: &ModelCard,
+    duration_s: f64,
+    objects: usize,
+    seed: u64,
+) -> SceneConfig {
     let classes = card
         .data
         .classes
@@ -60,16 +65,32 @@ pub fn load_splits(
     mut progress: impl FnMut(&str),
 ) -> Result<(PreparedSplit, PreparedSplit), TrainError> {
     match &config.dataset {
-        DatasetSection::Synthetic { train_sequences, val_sequences, duration_s, objects, seed } => {
+        DatasetSection::Synthetic {
+            train_sequences,
+            val_sequences,
+            duration_s,
+            objects,
+            seed,
+        } => {
             // Synthetic scenes label every 50 ms: RVT's rule with every frame kept.
-            let opts = prepare_options(&config.card, prism_data::LabelFilter::none(), prism_data::LabelClock::EveryFrame);
+            let opts = prepare_options(
+                &config.card,
+                prism_data::LabelFilter::none(),
+                prism_data::LabelClock::EveryFrame,
+            );
             let base = synthetic_scene(&config.card, *duration_s, *objects, *seed);
             progress(&format!(
                 "synthetic data: {train_sequences} train + {val_sequences} val scenes of {duration_s} s in {}",
                 data_dir.display()
             ));
-            prism_data::prepare_synthetic_tree(data_dir, &base, *train_sequences, *val_sequences, &opts)
-                .map_err(|e| TrainError::Data(e.to_string()))?;
+            prism_data::prepare_synthetic_tree(
+                data_dir,
+                &base,
+                *train_sequences,
+                *val_sequences,
+                &opts,
+            )
+            .map_err(|e| TrainError::Data(e.to_string()))?;
         }
         DatasetSection::Prepared { .. } => {}
     }

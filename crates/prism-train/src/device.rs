@@ -83,10 +83,21 @@ mod tests {
 
     #[test]
     fn names_parse_and_print() {
-        for (name, device) in [("flex", TrainDevice::Flex), ("cpu", TrainDevice::Flex), ("cuda", TrainDevice::Cuda(0)), ("cuda:3", TrainDevice::Cuda(3))] {
+        for (name, device) in [
+            ("flex", TrainDevice::Flex),
+            ("cpu", TrainDevice::Flex),
+            ("cuda", TrainDevice::Cuda(0)),
+            ("cuda:3", TrainDevice::Cuda(3)),
+        ] {
             assert_eq!(name.parse::<TrainDevice>().unwrap(), device);
         }
-        assert_eq!(TrainDevice::Cuda(1).to_string().parse::<TrainDevice>().unwrap(), TrainDevice::Cuda(1));
+        assert_eq!(
+            TrainDevice::Cuda(1)
+                .to_string()
+                .parse::<TrainDevice>()
+                .unwrap(),
+            TrainDevice::Cuda(1)
+        );
         for bad in ["gpu", "cuda:", "cuda:x", "cuda:-1", ""] {
             let err = bad.parse::<TrainDevice>().unwrap_err().to_string();
             assert!(err.contains("unknown device"), "{bad}: {err}");

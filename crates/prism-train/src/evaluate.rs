@@ -41,7 +41,13 @@ impl BurnRunner {
     /// [`Self::new`] for a model on `device` (the inference device, without autodiff).
     pub fn on(model: &Rvt, config: RvtConfig, input_shape: [usize; 3], device: Device) -> Self {
         let model = model.valid();
-        Self { model, config, device, input_shape, state: None }
+        Self {
+            model,
+            config,
+            device,
+            input_shape,
+            state: None,
+        }
     }
 }
 
@@ -55,7 +61,10 @@ impl SequenceRunner for BurnRunner {
     fn step(&mut self, input: &[f32], batch: usize) -> Result<Vec<f32>, String> {
         let [c, h, w] = self.input_shape;
         let state = self.state.take().ok_or("step before reset")?;
-        let x = Tensor::<4>::from_data(TensorData::new(input.to_vec(), [batch, c, h, w]), &self.device);
+        let x = Tensor::<4>::from_data(
+            TensorData::new(input.to_vec(), [batch, c, h, w]),
+            &self.device,
+        );
         let (raw, state) = self.model.forward(x, state);
         self.state = Some(state);
         raw.into_data()
@@ -79,7 +88,13 @@ pub struct EvalOptions {
 
 impl Default for EvalOptions {
     fn default() -> Self {
-        Self { score_threshold: 0.001, nms_iou: 0.45, max_detections: 300, lockstep: 8, outputs_decoded: false }
+        Self {
+            score_threshold: 0.001,
+            nms_iou: 0.45,
+            max_detections: 300,
+            lockstep: 8,
+            outputs_decoded: false,
+        }
     }
 }
 
@@ -156,7 +171,11 @@ fn predict_group(
     let longest = group.iter().map(|s| s.num_windows()).max().unwrap_or(0);
     let mut results: Vec<SequencePredictions> = group
         .iter()
-        .map(|s| SequencePredictions { name: s.meta.name.clone(), gt: ground_truth(s), dt: Vec::new() })
+        .map(|s| SequencePredictions {
+            name: s.meta.name.clone(),
+            gt: ground_truth(s),
+            dt: Vec::new(),
+        })
         .collect();
     runner.reset(batch)?;
     let mut input = vec![0.0f32; batch * plane];
@@ -184,7 +203,15 @@ fn predict_group(
             if !opts.outputs_decoded {
                 decode_yolox(image, row, &[8, 16, 32], h, w)?;
             }
-            postprocess(image, row, opts.score_threshold, opts.nms_iou, opts.max_detections, &mut scratch, &mut kept);
+            postprocess(
+                image,
+                row,
+                opts.score_threshold,
+                opts.nms_iou,
+                opts.max_detections,
+                &mut scratch,
+                &mut kept,
+            );
             let s = sensor_scale(seq);
             let (sw, sh) = (seq.meta.sensor[0] as f32, seq.meta.sensor[1] as f32);
             for d in &kept {
@@ -209,7 +236,10 @@ fn predict_group(
 
 /// Anchors of RVT's head for a padded input size.
 pub fn anchors_of(input_hw: [usize; 2]) -> usize {
-    [8, 16, 32].iter().map(|s| (input_hw[0] / s) * (input_hw[1] / s)).sum()
+    [8, 16, 32]
+        .iter()
+        .map(|s| (input_hw[0] / s) * (input_hw[1] / s))
+        .sum()
 }
 
 /// The evaluation label filter by name: `gen1`, `gen4` (1Mpx), `synthetic` (RVT's 0.5 s skip,
@@ -218,7 +248,11 @@ pub fn filter_by_name(name: &str) -> Option<BoxFilter> {
     match name {
         "gen1" => Some(BoxFilter::gen1()),
         "gen4" | "1mpx" => Some(BoxFilter::gen4()),
-        "synthetic" => Some(BoxFilter { min_diag: 0.0, min_side: 0.0, ..BoxFilter::gen1() }),
+        "synthetic" => Some(BoxFilter {
+            min_diag: 0.0,
+            min_side: 0.0,
+            ..BoxFilter::gen1()
+        }),
         "none" => Some(BoxFilter::none()),
         _ => None,
     }
@@ -269,6 +303,13 @@ pub fn score(
         height: sensor[1],
         classes: classes.to_vec(),
     };
-    let sequences: Vec<Sequence<'_>> = preds.iter().map(|p| Sequence { gt: &p.gt, dt: &p.dt }).collect();
-    prism_eval::prophesee::evaluate(&sequences, &config).map_err(|e| crate::TrainError::Eval(e.to_string()))
+    let sequences: Vec<Sequence<'_>> = preds
+        .iter()
+        .map(|p| Sequence {
+            gt: &p.gt,
+            dt: &p.dt,
+        })
+        .collect();
+    prism_eval::prophesee::evaluate(&sequences, &config)
+        .map_err(|e| crate::TrainError::Eval(e.to_string()))
 }

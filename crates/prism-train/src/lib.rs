@@ -25,7 +25,10 @@ pub use trainer::{Event, RunOptions, TrainSummary, Trainer};
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("data: {0}")]
@@ -46,6 +49,9 @@ pub enum TrainError {
 
 impl TrainError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        Self::Io { path: path.to_path_buf(), source }
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }

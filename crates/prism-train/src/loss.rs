@@ -77,7 +77,8 @@ impl YoloxLoss {
         let grid: Vec<f32> = self.anchors.iter().flat_map(|g| [g.x, g.y]).collect();
         let stride: Vec<f32> = self.anchors.iter().map(|g| g.stride).collect();
         let grid = Tensor::<2>::from_data(TensorData::new(grid, [a, 2]), &device).unsqueeze::<3>();
-        let stride = Tensor::<2>::from_data(TensorData::new(stride, [a, 1]), &device).unsqueeze::<3>();
+        let stride =
+            Tensor::<2>::from_data(TensorData::new(stride, [a, 1]), &device).unsqueeze::<3>();
         let xy = (raw.clone().narrow(2, 0, 2) + grid) * stride.clone();
         let wh = raw.narrow(2, 2, 2).exp() * stride;
         Tensor::cat(vec![xy, wh], 2)
@@ -88,15 +89,37 @@ impl YoloxLoss {
     pub fn forward(&self, raw: Tensor<3>, targets: &[Vec<GtBox>]) -> LossOutput {
         let [n, a, c] = raw.dims();
         let k = self.num_classes;
-        assert_eq!(a, self.anchors.len(), "raw output has {a} anchors, the loss expects {}", self.anchors.len());
+        assert_eq!(
+            a,
+            self.anchors.len(),
+            "raw output has {a} anchors, the loss expects {}",
+            self.anchors.len()
+        );
         assert_eq!(c, 5 + k, "raw output has {c} channels, expected 5 + {k}");
-        assert_eq!(targets.len(), n, "{} target lists for a batch of {n}", targets.len());
+        assert_eq!(
+            targets.len(),
+            n,
+            "{} target lists for a batch of {n}",
+            targets.len()
+        );
         let device: Device = raw.device();
 
         let boxes = self.decode_boxes(raw.clone());
         // Assignment on detached values.
-        let boxes_host: Vec<f32> = boxes.clone().detach().into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
-        let raw_host: Vec<f32> = raw.clone().detach().into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+        let boxes_host: Vec<f32> = boxes
+            .clone()
+            .detach()
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap_or_default();
+        let raw_host: Vec<f32> = raw
+            .clone()
+            .detach()
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap_or_default();
         let mut fg_index: Vec<i64> = Vec::new();
         let mut reg_targets: Vec<f32> = Vec::new();
         let mut cls_targets: Vec<f32> = Vec::new();
@@ -112,7 +135,12 @@ impl YoloxLoss {
             }
             for j in 0..a {
                 let b = (i * a + j) * 4;
-                image_boxes[j] = [boxes_host[b], boxes_host[b + 1], boxes_host[b + 2], boxes_host[b + 3]];
+                image_boxes[j] = [
+                    boxes_host[b],
+                    boxes_host[b + 1],
+                    boxes_host[b + 2],
+                    boxes_host[b + 3],
+                ];
                 let r = (i * a + j) * c;
                 obj_logits[j] = raw_host[r + 4];
                 cls_logits[j * k..(j + 1) * k].copy_from_slice(&raw_host[r + 5..r + 5 + k]);
@@ -174,7 +202,10 @@ mod tests {
     }
 
     fn host(t: Tensor<1>) -> Vec<f32> {
-        t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default()
+        t.into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap_or_default()
     }
 
     #[test]
@@ -189,15 +220,35 @@ mod tests {
             } else {
                 -(z[i] as f64 * p.ln() + (1.0 - z[i] as f64) * (1.0 - p).ln())
             };
-            assert!((got[i] as f64 - want).abs() < 1e-5, "{i}: {} vs {want}", got[i]);
+            assert!(
+                (got[i] as f64 - want).abs() < 1e-5,
+                "{i}: {} vs {want}",
+                got[i]
+            );
         }
     }
 
     #[test]
     fn iou_loss_of_known_pairs() {
         let d = Device::flex();
-        let p = Tensor::<2>::from_data(TensorData::new(vec![5.0f32, 5.0, 10.0, 10.0, 5.0, 5.0, 10.0, 10.0, 0.0, 0.0, 2.0, 2.0], [3, 4]), &d);
-        let t = Tensor::<2>::from_data(TensorData::new(vec![5.0f32, 5.0, 10.0, 10.0, 10.0, 5.0, 10.0, 10.0, 9.0, 9.0, 2.0, 2.0], [3, 4]), &d);
+        let p = Tensor::<2>::from_data(
+            TensorData::new(
+                vec![
+                    5.0f32, 5.0, 10.0, 10.0, 5.0, 5.0, 10.0, 10.0, 0.0, 0.0, 2.0, 2.0,
+                ],
+                [3, 4],
+            ),
+            &d,
+        );
+        let t = Tensor::<2>::from_data(
+            TensorData::new(
+                vec![
+                    5.0f32, 5.0, 10.0, 10.0, 10.0, 5.0, 10.0, 10.0, 9.0, 9.0, 2.0, 2.0,
+                ],
+                [3, 4],
+            ),
+            &d,
+        );
         let got = host(iou_loss(p, t));
         let want = [0.0, 1.0 - (1.0f32 / 3.0).powi(2), 1.0];
         for i in 0..3 {
@@ -215,7 +266,11 @@ mod tests {
         assert_eq!(out.iou, 0.0);
         assert_eq!(out.cls, 0.0);
         // BCE(0 logit, 0 target) = ln 2 per anchor, divided by max(num_fg, 1) = 1.
-        assert!((out.obj - 2.0 * a as f32 * std::f32::consts::LN_2).abs() < 1e-2, "{}", out.obj);
+        assert!(
+            (out.obj - 2.0 * a as f32 * std::f32::consts::LN_2).abs() < 1e-2,
+            "{}",
+            out.obj
+        );
     }
 
     #[test]
@@ -224,12 +279,23 @@ mod tests {
         let loss = YoloxLoss::new([32, 64], 2);
         let a = loss.num_anchors();
         let raw = Tensor::<3>::zeros([1, a, 7], &device).require_grad();
-        let gts = vec![vec![GtBox { cx: 20.0, cy: 16.0, w: 12.0, h: 10.0, class_id: 1 }]];
+        let gts = vec![vec![GtBox {
+            cx: 20.0,
+            cy: 16.0,
+            w: 12.0,
+            h: 10.0,
+            class_id: 1,
+        }]];
         let out = loss.forward(raw.clone(), &gts);
         assert!(out.num_fg >= 1);
         assert!(out.iou > 0.0 && out.cls > 0.0);
         let grads = out.total.backward();
-        let g = raw.grad(&grads).map(|g| g.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default());
+        let g = raw.grad(&grads).map(|g| {
+            g.into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap_or_default()
+        });
         let g = g.unwrap_or_default();
         assert_eq!(g.len(), a * 7);
         assert!(g.iter().all(|v| v.is_finite()));

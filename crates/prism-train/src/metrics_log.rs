@@ -66,7 +66,10 @@ impl MetricsLog {
     pub fn open(run_dir: &Path, keep_until: Option<usize>) -> std::io::Result<Self> {
         let path = run_dir.join("metrics.jsonl");
         let kept: Vec<Record> = match keep_until {
-            Some(step) => read(&path)?.into_iter().filter(|r| r.step() <= step).collect(),
+            Some(step) => read(&path)?
+                .into_iter()
+                .filter(|r| r.step() <= step)
+                .collect(),
             None => Vec::new(),
         };
         // Rewrite atomically, then append.
@@ -74,7 +77,11 @@ impl MetricsLog {
         {
             let mut f = File::create(&tmp)?;
             for r in &kept {
-                writeln!(f, "{}", serde_json::to_string(r).map_err(std::io::Error::other)?)?;
+                writeln!(
+                    f,
+                    "{}",
+                    serde_json::to_string(r).map_err(std::io::Error::other)?
+                )?;
             }
             f.sync_all()?;
         }
@@ -140,7 +147,10 @@ mod tests {
         }
         drop(log);
         // A killed writer leaves half a line.
-        let mut f = OpenOptions::new().append(true).open(dir.path().join("metrics.jsonl")).unwrap();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("metrics.jsonl"))
+            .unwrap();
         write!(f, "{{\"kind\":\"train\",\"st").unwrap();
         drop(f);
         let mut log = MetricsLog::open(dir.path(), Some(5)).unwrap();

@@ -40,7 +40,10 @@ pub struct TrainerState {
 #[derive(Debug, thiserror::Error)]
 pub enum RunCheckpointError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Checkpoint(#[from] checkpoint::CheckpointError),
     #[error("{path}: {message}")]
@@ -48,11 +51,17 @@ pub enum RunCheckpointError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunCheckpointError + '_ {
-    move |source| RunCheckpointError::Io { path: path.to_path_buf(), source }
+    move |source| RunCheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn format_err(path: &Path, message: impl ToString) -> RunCheckpointError {
-    RunCheckpointError::Format { path: path.to_path_buf(), message: message.to_string() }
+    RunCheckpointError::Format {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
 }
 
 /// Everything saved in a resumable checkpoint.
@@ -67,7 +76,10 @@ pub struct Snapshot<'a> {
 /// Writes a resumable checkpoint to `dir` atomically.
 pub fn save(dir: &Path, snap: Snapshot<'_>) -> Result<(), RunCheckpointError> {
     let parent = dir.parent().unwrap_or(Path::new("."));
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     std::fs::create_dir_all(parent).map_err(io(parent))?;
     let staging = parent.join(format!(".{name}.staging"));
     if staging.exists() {
@@ -76,9 +88,13 @@ pub fn save(dir: &Path, snap: Snapshot<'_>) -> Result<(), RunCheckpointError> {
     checkpoint::save(snap.model, snap.card, &staging)?;
     let pack = staging.join(MODEL_PACK);
     let mut store = BurnpackStore::from_file(&pack).overwrite(true);
-    snap.model.save_into(&mut store).map_err(|e| format_err(&pack, e))?;
+    snap.model
+        .save_into(&mut store)
+        .map_err(|e| format_err(&pack, e))?;
     let opt = staging.join(OPTIMIZER_PACK);
-    snap.optimizer.save(&opt).map_err(|e| format_err(&opt, format!("{e:?}")))?;
+    snap.optimizer
+        .save(&opt)
+        .map_err(|e| format_err(&opt, format!("{e:?}")))?;
     let mut trainer = snap.trainer;
     if let Some(state) = snap.stream_state {
         let (shapes, bytes) = encode_state(state);
@@ -123,28 +139,48 @@ pub struct Restored {
 }
 
 /// Reads a resumable checkpoint onto `device`; `optimizer` is a fresh optimizer of the same kind.
-pub fn load(dir: &Path, model: Rvt, optimizer: ModuleOptimizer, device: &Device) -> Result<Restored, RunCheckpointError> {
+pub fn load(
+    dir: &Path,
+    model: Rvt,
+    optimizer: ModuleOptimizer,
+    device: &Device,
+) -> Result<Restored, RunCheckpointError> {
     let t = dir.join(TRAINER_FILE);
-    let trainer: TrainerState =
-        serde_json::from_slice(&std::fs::read(&t).map_err(io(&t))?).map_err(|e| format_err(&t, e))?;
+    let trainer: TrainerState = serde_json::from_slice(&std::fs::read(&t).map_err(io(&t))?)
+        .map_err(|e| format_err(&t, e))?;
     let pack = dir.join(MODEL_PACK);
     let mut model = model;
     let mut store = BurnpackStore::from_file(&pack);
-    let result = model.load_from(&mut store).map_err(|e| format_err(&pack, e))?;
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| format_err(&pack, e))?;
     if !result.missing.is_empty() || !result.errors.is_empty() {
-        return Err(format_err(&pack, format!("missing {:?}, errors {:?}", result.missing, result.errors)));
+        return Err(format_err(
+            &pack,
+            format!("missing {:?}, errors {:?}", result.missing, result.errors),
+        ));
     }
     let opt = dir.join(OPTIMIZER_PACK);
-    let optimizer = optimizer.load(&opt).map_err(|e| format_err(&opt, format!("{e:?}")))?;
+    let optimizer = optimizer
+        .load(&opt)
+        .map_err(|e| format_err(&opt, format!("{e:?}")))?;
     let stream_state = match &trainer.stream_state_shapes {
         Some(shapes) => {
             let p = dir.join(STREAM_STATE);
             let bytes = std::fs::read(&p).map_err(io(&p))?;
-            Some(decode_state(shapes, &bytes, device).ok_or_else(|| format_err(&p, "size does not match the recorded shapes"))?)
+            Some(
+                decode_state(shapes, &bytes, device)
+                    .ok_or_else(|| format_err(&p, "size does not match the recorded shapes"))?,
+            )
         }
         None => None,
     };
-    Ok(Restored { model, optimizer, stream_state, trainer })
+    Ok(Restored {
+        model,
+        optimizer,
+        stream_state,
+        trainer,
+    })
 }
 
 fn encode_state(state: &RvtState) -> (Vec<[usize; 4]>, Vec<u8>) {
@@ -152,7 +188,11 @@ fn encode_state(state: &RvtState) -> (Vec<[usize; 4]>, Vec<u8>) {
     let mut bytes = Vec::new();
     for t in state.clone().into_flat() {
         shapes.push(t.dims());
-        let values: Vec<f32> = t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+        let values: Vec<f32> = t
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap_or_default();
         bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
     }
     (shapes, bytes)
@@ -165,8 +205,14 @@ fn decode_state(shapes: &[[usize; 4]], bytes: &[u8], device: &Device) -> Option<
         let n: usize = shape.iter().product();
         let chunk = bytes.get(offset..offset + n * 4)?;
         offset += n * 4;
-        let values: Vec<f32> = chunk.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-        tensors.push(Tensor::<4>::from_data(TensorData::new(values, *shape), device));
+        let values: Vec<f32> = chunk
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        tensors.push(Tensor::<4>::from_data(
+            TensorData::new(values, *shape),
+            device,
+        ));
     }
     (offset == bytes.len()).then_some(())?;
     RvtState::from_flat(tensors)

@@ -35,10 +35,22 @@ impl OneCycle {
         let s = (step as f64).min(last);
         let lerp = |a: f64, b: f64, pct: f64| (b - a) * pct + a;
         if s <= warm_end {
-            lerp(initial, self.max_lr, if warm_end > 0.0 { s / warm_end } else { 1.0 })
+            lerp(
+                initial,
+                self.max_lr,
+                if warm_end > 0.0 { s / warm_end } else { 1.0 },
+            )
         } else {
             let span = last - warm_end;
-            lerp(self.max_lr, min_lr, if span > 0.0 { (s - warm_end) / span } else { 1.0 })
+            lerp(
+                self.max_lr,
+                min_lr,
+                if span > 0.0 {
+                    (s - warm_end) / span
+                } else {
+                    1.0
+                },
+            )
         }
     }
 }
@@ -52,14 +64,20 @@ mod tests {
         // torch.optim.lr_scheduler.OneCycleLR(max_lr=2e-4, total_steps=1000, pct_start=0.05,
         // div_factor=20, final_div_factor=10000/20, anneal_strategy='linear', cycle_momentum=False):
         // step 0 -> 1e-5, step 49 -> 2e-4, step 999 -> 2e-8.
-        let s = OneCycle { pct_start: 0.05, ..OneCycle::rvt(2e-4, 1000) };
+        let s = OneCycle {
+            pct_start: 0.05,
+            ..OneCycle::rvt(2e-4, 1000)
+        };
         assert!((s.lr(0) - 1e-5).abs() < 1e-12);
         assert!((s.lr(49) - 2e-4).abs() < 1e-12);
         assert!((s.lr(999) - 2e-8).abs() < 1e-14);
         // Halfway through the warm-up and the decay.
         assert!((s.lr(24) - (1e-5 + (2e-4 - 1e-5) * 24.0 / 49.0)).abs() < 1e-12);
         let mid: f64 = 49.0 + (999.0 - 49.0) / 2.0;
-        assert!((s.lr(mid as usize) - (2e-4 + (2e-8 - 2e-4) * ((mid.floor() - 49.0) / 950.0))).abs() < 1e-12);
+        assert!(
+            (s.lr(mid as usize) - (2e-4 + (2e-8 - 2e-4) * ((mid.floor() - 49.0) / 950.0))).abs()
+                < 1e-12
+        );
         // Past the end it stays at the final rate.
         assert!((s.lr(5000) - 2e-8).abs() < 1e-14);
     }

@@ -95,7 +95,12 @@ fn in_center(a: &Anchor, gt: &GtBox) -> bool {
     let cx = (a.x + 0.5) * a.stride;
     let cy = (a.y + 0.5) * a.stride;
     let r = a.stride * CENTER_RADIUS;
-    let d = [cx - (gt.cx - r), cy - (gt.cy - r), (gt.cx + r) - cx, (gt.cy + r) - cy];
+    let d = [
+        cx - (gt.cx - r),
+        cy - (gt.cy - r),
+        (gt.cx + r) - cx,
+        (gt.cy + r) - cy,
+    ];
     d.iter().fold(f32::INFINITY, |m, &v| m.min(v)) > 0.0
 }
 
@@ -163,15 +168,17 @@ pub fn assign(anchors: &[Anchor], preds: &ImagePredictions<'_>, gts: &[GtBox]) -
             1 => gts_of_anchor[0],
             // Claimed by several: the ground truth of lowest cost over all of them (argmin
             // returns the first minimum).
-            _ => (0..gts.len())
-                .fold((0usize, f32::INFINITY), |(bg, bc), g| {
-                    if cost[g][j] < bc {
-                        (g, cost[g][j])
-                    } else {
-                        (bg, bc)
-                    }
-                })
-                .0,
+            _ => {
+                (0..gts.len())
+                    .fold((0usize, f32::INFINITY), |(bg, bc), g| {
+                        if cost[g][j] < bc {
+                            (g, cost[g][j])
+                        } else {
+                            (bg, bc)
+                        }
+                    })
+                    .0
+            }
         };
         out.push(Positive {
             anchor: candidates[j],
@@ -187,24 +194,56 @@ mod tests {
     use super::*;
 
     fn gt(cx: f32, cy: f32, w: f32, h: f32, class_id: usize) -> GtBox {
-        GtBox { cx, cy, w, h, class_id }
+        GtBox {
+            cx,
+            cy,
+            w,
+            h,
+            class_id,
+        }
     }
 
     #[test]
     fn anchors_follow_the_head_order() {
         let a = anchors([64, 96], &[8, 16, 32]);
         assert_eq!(a.len(), 8 * 12 + 4 * 6 + 2 * 3);
-        assert_eq!(a[1], Anchor { x: 1.0, y: 0.0, stride: 8.0 });
-        assert_eq!(a[12], Anchor { x: 0.0, y: 1.0, stride: 8.0 });
-        assert_eq!(a[96], Anchor { x: 0.0, y: 0.0, stride: 16.0 });
+        assert_eq!(
+            a[1],
+            Anchor {
+                x: 1.0,
+                y: 0.0,
+                stride: 8.0
+            }
+        );
+        assert_eq!(
+            a[12],
+            Anchor {
+                x: 0.0,
+                y: 1.0,
+                stride: 8.0
+            }
+        );
+        assert_eq!(
+            a[96],
+            Anchor {
+                x: 0.0,
+                y: 0.0,
+                stride: 16.0
+            }
+        );
     }
 
     #[test]
     fn iou_of_known_boxes() {
         assert!((iou_cxcywh([5.0, 5.0, 10.0, 10.0], [5.0, 5.0, 10.0, 10.0]) - 1.0).abs() < 1e-6);
         // Half overlap: inter 50, union 150.
-        assert!((iou_cxcywh([5.0, 5.0, 10.0, 10.0], [10.0, 5.0, 10.0, 10.0]) - 1.0 / 3.0).abs() < 1e-6);
-        assert_eq!(iou_cxcywh([0.0, 0.0, 2.0, 2.0], [10.0, 10.0, 2.0, 2.0]), 0.0);
+        assert!(
+            (iou_cxcywh([5.0, 5.0, 10.0, 10.0], [10.0, 5.0, 10.0, 10.0]) - 1.0 / 3.0).abs() < 1e-6
+        );
+        assert_eq!(
+            iou_cxcywh([0.0, 0.0, 2.0, 2.0], [10.0, 10.0, 2.0, 2.0]),
+            0.0
+        );
     }
 
     /// Predictions that put a box equal to `boxes[a]` at every anchor, with neutral logits.
@@ -221,10 +260,22 @@ mod tests {
         let exact = 3 * 8 + 2;
         boxes[exact] = [object.cx, object.cy, object.w, object.h];
         let (obj, cls) = preds_with(&boxes, 2);
-        let preds = ImagePredictions { boxes: &boxes, obj_logits: &obj, cls_logits: &cls, num_classes: 2 };
+        let preds = ImagePredictions {
+            boxes: &boxes,
+            obj_logits: &obj,
+            cls_logits: &cls,
+            num_classes: 2,
+        };
         let pos = assign(&anchors, &preds, &[object]);
         // IoUs sum to 1 -> dynamic k = 1: exactly the exact anchor.
-        assert_eq!(pos, vec![Positive { anchor: exact, gt: 0, iou: 1.0 }]);
+        assert_eq!(
+            pos,
+            vec![Positive {
+                anchor: exact,
+                gt: 0,
+                iou: 1.0
+            }]
+        );
     }
 
     #[test]
@@ -233,7 +284,12 @@ mod tests {
         let object = gt(32.0, 32.0, 30.0, 30.0, 0);
         let boxes = vec![[32.0, 32.0, 30.0, 30.0]; anchors.len()];
         let (obj, cls) = preds_with(&boxes, 1);
-        let preds = ImagePredictions { boxes: &boxes, obj_logits: &obj, cls_logits: &cls, num_classes: 1 };
+        let preds = ImagePredictions {
+            boxes: &boxes,
+            obj_logits: &obj,
+            cls_logits: &cls,
+            num_classes: 1,
+        };
         let pos = assign(&anchors, &preds, &[object]);
         // All candidates have IoU 1, so k = min(10, candidates).
         let candidates = anchors.iter().filter(|a| in_center(a, &object)).count();
@@ -253,7 +309,12 @@ mod tests {
         let b = gt(16.0, 16.0, 20.0, 6.0, 0);
         let boxes = vec![[16.0, 16.0, 12.0, 12.0]; anchors.len()];
         let (obj, cls) = preds_with(&boxes, 1);
-        let preds = ImagePredictions { boxes: &boxes, obj_logits: &obj, cls_logits: &cls, num_classes: 1 };
+        let preds = ImagePredictions {
+            boxes: &boxes,
+            obj_logits: &obj,
+            cls_logits: &cls,
+            num_classes: 1,
+        };
         let pos = assign(&anchors, &preds, &[a, b]);
         assert!(!pos.is_empty());
         assert!(pos.iter().all(|p| p.gt == 0), "{pos:?}");
@@ -264,7 +325,12 @@ mod tests {
         let anchors = anchors([32, 32], &[8, 16, 32]);
         let boxes = vec![[16.0, 16.0, 12.0, 12.0]; anchors.len()];
         let (obj, cls) = preds_with(&boxes, 1);
-        let preds = ImagePredictions { boxes: &boxes, obj_logits: &obj, cls_logits: &cls, num_classes: 1 };
+        let preds = ImagePredictions {
+            boxes: &boxes,
+            obj_logits: &obj,
+            cls_logits: &cls,
+            num_classes: 1,
+        };
         assert!(assign(&anchors, &preds, &[]).is_empty());
     }
 }

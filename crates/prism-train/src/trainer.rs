@@ -42,10 +42,17 @@ pub struct RunOptions {
 /// What the loop reports to its caller (the CLI draws the progress bar from it).
 #[derive(Debug, Clone)]
 pub enum Event {
-    Started { start_step: usize, total_steps: usize, resumed: bool },
+    Started {
+        start_step: usize,
+        total_steps: usize,
+        resumed: bool,
+    },
     Step(StepRecord),
     Validated(ValRecord),
-    Checkpoint { step: usize, dir: PathBuf },
+    Checkpoint {
+        step: usize,
+        dir: PathBuf,
+    },
 }
 
 /// The end of a session of training.
@@ -81,13 +88,24 @@ pub struct Trainer<'a> {
 }
 
 impl<'a> Trainer<'a> {
-    pub fn new(config: TrainConfig, opts: RunOptions, train: &'a PreparedSplit, val: &'a PreparedSplit) -> Result<Self, TrainError> {
-        let first = train.sequences.first().ok_or(TrainError::Data("the training split is empty".into()))?;
+    pub fn new(
+        config: TrainConfig,
+        opts: RunOptions,
+        train: &'a PreparedSplit,
+        val: &'a PreparedSplit,
+    ) -> Result<Self, TrainError> {
+        let first = train
+            .sequences
+            .first()
+            .ok_or(TrainError::Data("the training split is empty".into()))?;
         let input_hw = config.card.model.input_size;
         if first.meta.input_hw != input_hw || first.meta.channels != 2 * config.card.data.bins {
             return Err(TrainError::Data(format!(
                 "prepared data is {}x{:?}, the model takes {}x{:?}: prepare it for this card",
-                first.meta.channels, first.meta.input_hw, 2 * config.card.data.bins, input_hw
+                first.meta.channels,
+                first.meta.input_hw,
+                2 * config.card.data.bins,
+                input_hw
             )));
         }
         let mut schedule = OneCycle::rvt(config.train.lr, config.train.steps);
@@ -133,34 +151,64 @@ impl<'a> Trainer<'a> {
     pub fn run(&self, mut on_event: impl FnMut(&Event)) -> Result<TrainSummary, TrainError> {
         let run_dir = &self.opts.run_dir;
         std::fs::create_dir_all(run_dir).map_err(|e| TrainError::io(run_dir, e))?;
-        std::fs::write(run_dir.join("config.toml"), self.config.to_toml()).map_err(|e| TrainError::io(run_dir, e))?;
+        std::fs::write(run_dir.join("config.toml"), self.config.to_toml())
+            .map_err(|e| TrainError::io(run_dir, e))?;
         let rvt_config = self.config.card.rvt_config();
         // Same seed, same initial weights: runs are reproducible.
         self.device.seed(self.config.train.seed);
         let fresh = rvt_config.init(&self.device);
-        let fresh = Rvt { yolox_head: fresh.yolox_head.with_prior_biases(0.01), ..fresh };
-
-        let resume_from = if self.opts.resume { run_checkpoint::find(&last_checkpoint(run_dir)) } else { None };
-        let (mut model, mut optim, mut sampler, mut carried, mut best, start, elapsed0) = match &resume_from {
-            Some(dir) => {
-                let r = run_checkpoint::load(dir, fresh, self.fresh_optimizer(), &self.device)?;
-                let sampler = ClipSampler::restore(self.sampler_config(), self.train, r.trainer.sampler.clone())
-                    .map_err(|e| TrainError::Data(e.to_string()))?;
-                (r.model, r.optimizer, sampler, r.stream_state, r.trainer.best_ap50, r.trainer.step, r.trainer.elapsed_s)
-            }
-            None => {
-                let sampler = ClipSampler::new(self.sampler_config(), self.train).map_err(|e| TrainError::Data(e.to_string()))?;
-                (fresh, self.fresh_optimizer(), sampler, None, None, 0, 0.0)
-            }
+        let fresh = Rvt {
+            yolox_head: fresh.yolox_head.with_prior_biases(0.01),
+            ..fresh
         };
-        let mut log = MetricsLog::open(run_dir, resume_from.as_ref().map(|_| start)).map_err(|e| TrainError::io(run_dir, e))?;
+
+        let resume_from = if self.opts.resume {
+            run_checkpoint::find(&last_checkpoint(run_dir))
+        } else {
+            None
+        };
+        let (mut model, mut optim, mut sampler, mut carried, mut best, start, elapsed0) =
+            match &resume_from {
+                Some(dir) => {
+                    let r = run_checkpoint::load(dir, fresh, self.fresh_optimizer(), &self.device)?;
+                    let sampler = ClipSampler::restore(
+                        self.sampler_config(),
+                        self.train,
+                        r.trainer.sampler.clone(),
+                    )
+                    .map_err(|e| TrainError::Data(e.to_string()))?;
+                    (
+                        r.model,
+                        r.optimizer,
+                        sampler,
+                        r.stream_state,
+                        r.trainer.best_ap50,
+                        r.trainer.step,
+                        r.trainer.elapsed_s,
+                    )
+                }
+                None => {
+                    let sampler = ClipSampler::new(self.sampler_config(), self.train)
+                        .map_err(|e| TrainError::Data(e.to_string()))?;
+                    (fresh, self.fresh_optimizer(), sampler, None, None, 0, 0.0)
+                }
+            };
+        let mut log = MetricsLog::open(run_dir, resume_from.as_ref().map(|_| start))
+            .map_err(|e| TrainError::io(run_dir, e))?;
         let total = self.config.train.steps;
-        on_event(&Event::Started { start_step: start, total_steps: total, resumed: resume_from.is_some() });
+        on_event(&Event::Started {
+            start_step: start,
+            total_steps: total,
+            resumed: resume_from.is_some(),
+        });
 
         let session = Instant::now();
         let mut last_val = None;
         let mut step = start;
-        let stop_at = self.opts.stop_after.map_or(total, |n| (start + n).min(total));
+        let stop_at = self
+            .opts
+            .stop_after
+            .map_or(total, |n| (start + n).min(total));
         while step < stop_at {
             let t0 = Instant::now();
             let batch = assemble(&sampler.next_batch(self.train), self.train);
@@ -190,16 +238,22 @@ impl<'a> Trainer<'a> {
                 elapsed_s: elapsed0 + session.elapsed().as_secs_f64(),
             };
             if !record.loss.is_finite() {
-                return Err(TrainError::Diverged { step, loss: record.loss });
+                return Err(TrainError::Diverged {
+                    step,
+                    loss: record.loss,
+                });
             }
-            log.append(&Record::Train(record.clone())).map_err(|e| TrainError::io(log.path(), e))?;
+            log.append(&Record::Train(record.clone()))
+                .map_err(|e| TrainError::io(log.path(), e))?;
             on_event(&Event::Step(record));
 
             let t = &self.config.train;
             let validate = step == total || (t.val_every > 0 && step % t.val_every == 0);
             if validate {
-                let val = self.validate(&model, step, elapsed0 + session.elapsed().as_secs_f64())?;
-                log.append(&Record::Val(val.clone())).map_err(|e| TrainError::io(log.path(), e))?;
+                let val =
+                    self.validate(&model, step, elapsed0 + session.elapsed().as_secs_f64())?;
+                log.append(&Record::Val(val.clone()))
+                    .map_err(|e| TrainError::io(log.path(), e))?;
                 on_event(&Event::Validated(val.clone()));
                 if best.is_none_or(|(b, _)| val.ap50 > b) {
                     best = Some((val.ap50, step));
@@ -217,13 +271,25 @@ impl<'a> Trainer<'a> {
                     elapsed_s: elapsed0 + session.elapsed().as_secs_f64(),
                     stream_state_shapes: None,
                 };
-                let snap = Snapshot { model: &model, card: &self.config.card, optimizer: &optim, stream_state: carried.as_ref(), trainer };
+                let snap = Snapshot {
+                    model: &model,
+                    card: &self.config.card,
+                    optimizer: &optim,
+                    stream_state: carried.as_ref(),
+                    trainer,
+                };
                 run_checkpoint::save(&dir, snap)?;
                 on_event(&Event::Checkpoint { step, dir });
             }
         }
         crate::curves::draw(run_dir).map_err(TrainError::Plot)?;
-        Ok(TrainSummary { steps_done: step, total_steps: total, last_val, best_ap50: best, run_dir: run_dir.clone() })
+        Ok(TrainSummary {
+            steps_done: step,
+            total_steps: total,
+            last_val,
+            best_ap50: best,
+            run_dir: run_dir.clone(),
+        })
     }
 
     /// Forward over a clip batch; returns the loss over labelled windows (None if the batch has
@@ -245,7 +311,10 @@ impl<'a> Trainer<'a> {
         let mut raws = Vec::new();
         let mut targets: Vec<Vec<GtBox>> = Vec::new();
         for t in 0..batch.seq_len {
-            let x = Tensor::<4>::from_data(TensorData::new(batch.windows[t].clone(), [b, c, h, w]), &self.device);
+            let x = Tensor::<4>::from_data(
+                TensorData::new(batch.windows[t].clone(), [b, c, h, w]),
+                &self.device,
+            );
             let (raw, next) = model.forward(x, state);
             state = next;
             let labelled: Vec<usize> = (0..b)
@@ -255,7 +324,8 @@ impl<'a> Trainer<'a> {
                 continue;
             }
             let index: Vec<i64> = labelled.iter().map(|&i| i as i64).collect();
-            let index = Tensor::<1, Int>::from_data(TensorData::new(index, [labelled.len()]), &self.device);
+            let index =
+                Tensor::<1, Int>::from_data(TensorData::new(index, [labelled.len()]), &self.device);
             raws.push(raw.select(0, index));
             for &i in &labelled {
                 let boxes = batch.labels[t][i].as_deref().unwrap_or(&[]);
@@ -279,15 +349,32 @@ impl<'a> Trainer<'a> {
 
     /// mAP on the validation split with the current weights.
     fn validate(&self, model: &Rvt, step: usize, elapsed_s: f64) -> Result<ValRecord, TrainError> {
-        let meta = &self.val.sequences.first().ok_or(TrainError::Data("the validation split is empty".into()))?.meta;
+        let meta = &self
+            .val
+            .sequences
+            .first()
+            .ok_or(TrainError::Data("the validation split is empty".into()))?
+            .meta;
         let mut runner = BurnRunner::on(
             model,
             self.config.card.rvt_config(),
             [meta.channels, meta.input_hw[0], meta.input_hw[1]],
             self.inference_device.clone(),
         );
-        let preds = predict_split(&mut runner, self.val, &EvalOptions::default()).map_err(TrainError::Eval)?;
-        let metrics = crate::evaluate::score(&preds, &self.config.card.data.classes, meta.sensor, &self.opts.eval_filter)?;
-        Ok(ValRecord { step, map: metrics.ap(), ap50: metrics.ap50(), ap75: metrics.ap75(), elapsed_s })
+        let preds = predict_split(&mut runner, self.val, &EvalOptions::default())
+            .map_err(TrainError::Eval)?;
+        let metrics = crate::evaluate::score(
+            &preds,
+            &self.config.card.data.classes,
+            meta.sensor,
+            &self.opts.eval_filter,
+        )?;
+        Ok(ValRecord {
+            step,
+            map: metrics.ap(),
+            ap50: metrics.ap50(),
+            ap75: metrics.ap75(),
+            elapsed_s,
+        })
     }
 }

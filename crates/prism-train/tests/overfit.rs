@@ -36,10 +36,20 @@ fn training_on_the_evaluation_clips_reaches_near_perfect_map() {
         })
         .unwrap();
     let val = summary.last_val.expect("validated at the end");
-    eprintln!("loss {:.3} -> {:.3}; AP50 {:.3} mAP {:.3}", losses[0], losses[losses.len() - 1], val.ap50, val.map);
+    eprintln!(
+        "loss {:.3} -> {:.3}; AP50 {:.3} mAP {:.3}",
+        losses[0],
+        losses[losses.len() - 1],
+        val.ap50,
+        val.map
+    );
     let tail = &losses[losses.len() - 10..];
     let late = tail.iter().sum::<f32>() / tail.len() as f32;
-    assert!(late < 0.35 * losses[0], "loss did not fall: {} -> {late}", losses[0]);
+    assert!(
+        late < 0.35 * losses[0],
+        "loss did not fall: {} -> {late}",
+        losses[0]
+    );
     assert!(val.ap50 > 0.9, "AP50 {} after overfitting", val.ap50);
     assert!(dir.path().join("run/curves.png").is_file());
 }

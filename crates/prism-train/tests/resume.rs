@@ -31,15 +31,26 @@ fn a_resumed_run_follows_the_uninterrupted_one() {
         device: prism_train::TrainDevice::Flex,
     };
 
-    Trainer::new(config.clone(), opts("whole", false, None), &train, &val).unwrap().run(|_| {}).unwrap();
+    Trainer::new(config.clone(), opts("whole", false, None), &train, &val)
+        .unwrap()
+        .run(|_| {})
+        .unwrap();
     // Interrupted after 3 steps (a checkpoint is written when a session stops), then a later
     // session that resumes; the checkpoint every 10 steps is never reached in between.
-    Trainer::new(config.clone(), opts("split", false, Some(3)), &train, &val).unwrap().run(|_| {}).unwrap();
+    Trainer::new(config.clone(), opts("split", false, Some(3)), &train, &val)
+        .unwrap()
+        .run(|_| {})
+        .unwrap();
     let mut starts = Vec::new();
     Trainer::new(config, opts("split", true, None), &train, &val)
         .unwrap()
         .run(|e| {
-            if let prism_train::Event::Started { start_step, resumed, .. } = e {
+            if let prism_train::Event::Started {
+                start_step,
+                resumed,
+                ..
+            } = e
+            {
                 starts.push((*start_step, *resumed));
             }
         })
@@ -49,8 +60,15 @@ fn a_resumed_run_follows_the_uninterrupted_one() {
     let whole = losses(&dir.path().join("whole"));
     let split = losses(&dir.path().join("split"));
     let steps: Vec<usize> = split.iter().map(|(s, _)| *s).collect();
-    assert_eq!(steps, (1..=8).collect::<Vec<_>>(), "every step exactly once");
+    assert_eq!(
+        steps,
+        (1..=8).collect::<Vec<_>>(),
+        "every step exactly once"
+    );
     for ((s, a), (_, b)) in whole.iter().zip(&split) {
-        assert!((a - b).abs() <= 1e-3 * a.abs().max(1.0), "step {s}: {a} uninterrupted vs {b} resumed");
+        assert!(
+            (a - b).abs() <= 1e-3 * a.abs().max(1.0),
+            "step {s}: {a} uninterrupted vs {b} resumed"
+        );
     }
 }

@@ -39,9 +39,18 @@ fn rvt_count(times: &[i64], dir: &Path) -> Option<i64> {
     let python = prism_events::testdata::python()?;
     let cases = dir.join("cases.json");
     let out = dir.join("out.json");
-    std::fs::write(&cases, serde_json::json!([{ "dataset": "gen4", "times": times }]).to_string()).ok()?;
+    std::fs::write(
+        &cases,
+        serde_json::json!([{ "dataset": "gen4", "times": times }]).to_string(),
+    )
+    .ok()?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../prism-data/tests/rvt_labels.py");
-    let status = Command::new(python).arg(script).arg(&cases).arg(&out).status().expect("run python");
+    let status = Command::new(python)
+        .arg(script)
+        .arg(&cases)
+        .arg(&out)
+        .status()
+        .expect("run python");
     assert!(status.success());
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).ok()?).ok()?;
     v[0]["gt_after_skip"].as_i64()
@@ -57,26 +66,54 @@ fn eval_counts_the_ground_truth_of_rvts_label_frames() -> TestResult {
     for k in 0..=143 {
         chunk.push(k * 7_000, (k % 600) as u16 + 300, 300, (k % 2) as u8);
     }
-    let mut w = create(input.join("val/clip_td.dat"), WriteFormat::Dat, SensorSize { width: 1280, height: 720 })?;
+    let mut w = create(
+        input.join("val/clip_td.dat"),
+        WriteFormat::Dat,
+        SensorSize {
+            width: 1280,
+            height: 720,
+        },
+    )?;
     w.write_chunk(&chunk)?;
     w.finish()?;
-    let times: Vec<i64> = (0..=30).map(|k| (k as f64 * 1e6 / 30.0).round() as i64).collect();
+    let times: Vec<i64> = (0..=30)
+        .map(|k| (k as f64 * 1e6 / 30.0).round() as i64)
+        .collect();
     let boxes: Vec<BoxLabel> = times
         .iter()
-        .map(|&t| BoxLabel { t, x: 400.0, y: 200.0, w: 160.0, h: 300.0, class_id: 0, track_id: 1, confidence: 1.0 })
+        .map(|&t| BoxLabel {
+            t,
+            x: 400.0,
+            y: 200.0,
+            w: 160.0,
+            h: 300.0,
+            class_id: 0,
+            track_id: 1,
+            confidence: 1.0,
+        })
         .collect();
     write_bbox_npy(input.join("val/clip_bbox.npy"), &boxes)?;
 
-    let opts = PrepareOptions { histogram: HistogramConfig::gen4().with_bins(1), ..PrepareOptions::gen4() };
+    let opts = PrepareOptions {
+        histogram: HistogramConfig::gen4().with_bins(1),
+        ..PrepareOptions::gen4()
+    };
     let out = dir.path().join("prepared");
     let report = prepare_tree(&input, &out, &opts, |_| {})?;
     assert_eq!(report.prepared.len(), 1, "{report:?}");
     let split = prism_data::load_split(&out, "val")?;
     let meta = &split.sequences[0].meta;
-    let mut blind = Blind { rows: anchors_of(meta.input_hw), row: 5 + meta.classes.len() };
+    let mut blind = Blind {
+        rows: anchors_of(meta.input_hw),
+        row: 5 + meta.classes.len(),
+    };
     let preds = predict_split(&mut blind, &split, &EvalOptions::default())?;
     let metrics = score(&preds, &meta.classes, meta.sensor, &BoxFilter::gen4())?;
-    let pedestrians = metrics.per_class.iter().find(|c| c.name == "pedestrian").map_or(0, |c| c.num_gt);
+    let pedestrians = metrics
+        .per_class
+        .iter()
+        .find(|c| c.name == "pedestrian")
+        .map_or(0, |c| c.num_gt);
     // RVT keeps the frames at 100, 200, ..., 1000 ms; the protocol scores those after 0.5 s.
     assert_eq!(pedestrians, 5);
     if let Some(want) = rvt_count(&times, dir.path()) {

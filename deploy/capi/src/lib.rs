@@ -26,7 +26,8 @@ pub struct PrismDetection {
 }
 
 /// `PrismWindowCallback`: (user, end_us, detections, count).
-pub type PrismWindowCallback = Option<unsafe extern "C" fn(*mut c_void, i64, *const PrismDetection, usize)>;
+pub type PrismWindowCallback =
+    Option<unsafe extern "C" fn(*mut c_void, i64, *const PrismDetection, usize)>;
 
 /// An event stream's detector (opaque to C).
 #[derive(Debug)]
@@ -86,7 +87,12 @@ unsafe fn slice_arg<'a, T>(ptr: *const T, count: usize, what: &str) -> Result<&'
 }
 
 /// Calls `callback` for one window, converting into the detector's reused buffer; always goes on.
-fn deliver(buffer: &mut Vec<PrismDetection>, callback: PrismWindowCallback, user: *mut c_void, w: &WindowDetections<'_>) -> Result<bool, DeployError> {
+fn deliver(
+    buffer: &mut Vec<PrismDetection>,
+    callback: PrismWindowCallback,
+    user: *mut c_void,
+    w: &WindowDetections<'_>,
+) -> Result<bool, DeployError> {
     buffer.clear();
     buffer.extend(w.detections.iter().map(|d| PrismDetection {
         x1: d.bbox.x1,
@@ -108,7 +114,10 @@ fn deliver(buffer: &mut Vec<PrismDetection>, callback: PrismWindowCallback, user
 /// # Safety
 /// `model_path` and `backend` are NUL-terminated strings.
 #[no_mangle]
-pub unsafe extern "C" fn prism_detector_new(model_path: *const c_char, backend: *const c_char) -> *mut PrismDetector {
+pub unsafe extern "C" fn prism_detector_new(
+    model_path: *const c_char,
+    backend: *const c_char,
+) -> *mut PrismDetector {
     guard(std::ptr::null_mut(), || {
         // SAFETY: forwarded contract.
         let path = unsafe { str_arg(model_path, "model_path") }?;
@@ -160,7 +169,9 @@ pub unsafe extern "C" fn prism_detector_push(
         };
         let buffer = &mut d.buffer;
         d.detector
-            .push_slices(t, x, y, p, &mut |w: &WindowDetections<'_>| deliver(buffer, callback, user, w))
+            .push_slices(t, x, y, p, &mut |w: &WindowDetections<'_>| {
+                deliver(buffer, callback, user, w)
+            })
             .map_err(|e| e.to_string())?;
         Ok(0)
     })
@@ -169,7 +180,11 @@ pub unsafe extern "C" fn prism_detector_push(
 /// # Safety
 /// As [`prism_detector_push`].
 #[no_mangle]
-pub unsafe extern "C" fn prism_detector_finish(detector: *mut PrismDetector, callback: PrismWindowCallback, user: *mut c_void) -> c_int {
+pub unsafe extern "C" fn prism_detector_finish(
+    detector: *mut PrismDetector,
+    callback: PrismWindowCallback,
+    user: *mut c_void,
+) -> c_int {
     guard(-1, || {
         // SAFETY: a live detector per the contract.
         let d = unsafe { detector.as_mut() }.ok_or("detector is NULL")?;
@@ -204,7 +219,10 @@ pub unsafe extern "C" fn prism_detector_num_classes(detector: *const PrismDetect
 /// # Safety
 /// `detector` is NULL or comes from `prism_detector_new`.
 #[no_mangle]
-pub unsafe extern "C" fn prism_detector_class_name(detector: *const PrismDetector, index: usize) -> *const c_char {
+pub unsafe extern "C" fn prism_detector_class_name(
+    detector: *const PrismDetector,
+    index: usize,
+) -> *const c_char {
     // SAFETY: NULL or live per the contract.
     unsafe { detector.as_ref() }
         .and_then(|d| d.classes.get(index))

@@ -36,7 +36,10 @@ fn c_example_streams_events_and_matches_rust() {
     if !python.is_file() {
         return skip(&format!("{} not found", python.display()));
     }
-    let gcc_ok = Command::new("gcc").arg("--version").output().is_ok_and(|o| o.status.success());
+    let gcc_ok = Command::new("gcc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !gcc_ok {
         return skip("gcc not found");
     }
@@ -69,20 +72,39 @@ fn c_example_streams_events_and_matches_rust() {
 
     let model = out.join("rvt_tiny.onnx");
     let run = |chunk: &str| {
-        let o = Command::new(&exe).arg(&model).arg("tract").arg(&out).arg(chunk).output().unwrap();
+        let o = Command::new(&exe)
+            .arg(&model)
+            .arg("tract")
+            .arg(&out)
+            .arg(chunk)
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8(o.stdout).unwrap()
     };
     let printed = run("500");
-    assert_eq!(printed, run("1"), "chunking changes nothing through the C API");
+    assert_eq!(
+        printed,
+        run("1"),
+        "chunking changes nothing through the C API"
+    );
 
     // The same detections from Rust.
     let engine = Arc::new(Engine::load(&model, &EngineOptions::new(Backend::Tract)).unwrap());
     let mut d = StreamDetector::new(engine).unwrap();
     let read = |n: &str| std::fs::read(out.join(format!("events_{n}.bin"))).unwrap();
-    let t: Vec<i64> = read("t").chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect();
-    let x: Vec<u16> = read("x").chunks_exact(2).map(|b| u16::from_le_bytes(b.try_into().unwrap())).collect();
-    let y: Vec<u16> = read("y").chunks_exact(2).map(|b| u16::from_le_bytes(b.try_into().unwrap())).collect();
+    let t: Vec<i64> = read("t")
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let x: Vec<u16> = read("x")
+        .chunks_exact(2)
+        .map(|b| u16::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let y: Vec<u16> = read("y")
+        .chunks_exact(2)
+        .map(|b| u16::from_le_bytes(b.try_into().unwrap()))
+        .collect();
     let p = read("p");
     let mut expected = String::new();
     let classes = ["car", "pedestrian"];
@@ -102,7 +124,13 @@ fn c_example_streams_events_and_matches_rust() {
     assert_eq!(printed, expected);
 
     // A bad model path is an error message, not a crash.
-    let o = Command::new(&exe).arg(out.join("no_meta.onnx")).arg("tract").arg(&out).arg("10").output().unwrap();
+    let o = Command::new(&exe)
+        .arg(out.join("no_meta.onnx"))
+        .arg("tract")
+        .arg(&out)
+        .arg("10")
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no `prism` metadata"));
 }

@@ -44,7 +44,12 @@ pub enum Backend {
 }
 
 impl Backend {
-    pub const ALL: [Backend; 4] = [Backend::Tract, Backend::OrtCpu, Backend::OrtCuda, Backend::OrtTensorRt];
+    pub const ALL: [Backend; 4] = [
+        Backend::Tract,
+        Backend::OrtCpu,
+        Backend::OrtCuda,
+        Backend::OrtTensorRt,
+    ];
 
     /// The name users type.
     pub fn name(self) -> &'static str {
@@ -158,7 +163,12 @@ impl Tensor {
 
     /// Overwrites this tensor with `shape` and `data`, reusing its buffers (no allocation once
     /// they are large enough).
-    pub(crate) fn assign(&mut self, name: &str, shape: impl IntoIterator<Item = usize>, data: &[f32]) {
+    pub(crate) fn assign(
+        &mut self,
+        name: &str,
+        shape: impl IntoIterator<Item = usize>,
+        data: &[f32],
+    ) {
         if self.name != name {
             self.name.clear();
             self.name.push_str(name);
@@ -213,15 +223,13 @@ impl Engine {
         let path = path.as_ref();
         match std::fs::metadata(path) {
             Err(e) => return Err(DeployError::io(path, e)),
-            Ok(m) if m.is_dir() => {
-                return Err(DeployError::io(
-                    path,
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidInput,
-                        "is a directory; give the exported .onnx file (prism export onnx --out FILE)",
-                    ),
-                ))
-            }
+            Ok(m) if m.is_dir() => return Err(DeployError::io(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "is a directory; give the exported .onnx file (prism export onnx --out FILE)",
+                ),
+            )),
             Ok(_) => {}
         }
         let (runner, inputs, outputs, spec_json) = match options.backend {
@@ -319,10 +327,17 @@ impl Engine {
             .map(|info| {
                 let mut matching = inputs.iter().filter(|v| v.name == info.name);
                 let view = matching.next().ok_or_else(|| {
-                    DeployError::Input(format!("missing input `{}` {}", info.name, shape_str(&info.shape)))
+                    DeployError::Input(format!(
+                        "missing input `{}` {}",
+                        info.name,
+                        shape_str(&info.shape)
+                    ))
                 })?;
                 if matching.next().is_some() {
-                    return Err(DeployError::Input(format!("input `{}` given twice", info.name)));
+                    return Err(DeployError::Input(format!(
+                        "input `{}` given twice",
+                        info.name
+                    )));
                 }
                 check_view(info, view)?;
                 Ok(*view)
@@ -362,13 +377,23 @@ fn check_view(info: &TensorInfo, view: &TensorView<'_>) -> Result<()> {
 }
 
 /// Checks the spec against the graph: named tensors exist and static shapes agree.
-fn check_spec(spec: &ModelSpec, inputs: &[TensorInfo], outputs: &[TensorInfo]) -> std::result::Result<(), String> {
-    let find = |list: &[TensorInfo], name: &str, what: &str| -> std::result::Result<TensorInfo, String> {
-        list.iter()
-            .find(|t| t.name == name)
-            .cloned()
-            .ok_or_else(|| format!("{what} `{name}` is not in the graph (graph {what}s: {})", names(list)))
-    };
+fn check_spec(
+    spec: &ModelSpec,
+    inputs: &[TensorInfo],
+    outputs: &[TensorInfo],
+) -> std::result::Result<(), String> {
+    let find =
+        |list: &[TensorInfo], name: &str, what: &str| -> std::result::Result<TensorInfo, String> {
+            list.iter()
+                .find(|t| t.name == name)
+                .cloned()
+                .ok_or_else(|| {
+                    format!(
+                        "{what} `{name}` is not in the graph (graph {what}s: {})",
+                        names(list)
+                    )
+                })
+        };
     let input = find(inputs, &spec.input.name, "input")?;
     if !shapes_agree(&input.shape, &spec.input.shape) {
         return Err(format!(
@@ -388,7 +413,9 @@ fn check_spec(spec: &ModelSpec, inputs: &[TensorInfo], outputs: &[TensorInfo]) -
     }
     let row = 5 + spec.classes.len();
     let anchors = spec.num_anchors();
-    if output.shape[2].is_some_and(|r| r != row) || (anchors.is_some() && output.shape[1].is_some_and(|a| Some(a) != anchors)) {
+    if output.shape[2].is_some_and(|r| r != row)
+        || (anchors.is_some() && output.shape[1].is_some_and(|a| Some(a) != anchors))
+    {
         return Err(format!(
             "output `{}` is {}; {} classes and strides {:?} need [N, {}, {row}]",
             output.name,
@@ -400,7 +427,10 @@ fn check_spec(spec: &ModelSpec, inputs: &[TensorInfo], outputs: &[TensorInfo]) -
     }
     for state in &spec.state {
         let shape: Vec<Option<usize>> = state.shape.iter().map(|&d| Some(d)).collect();
-        for (list, name, what) in [(inputs, &state.input, "input"), (outputs, &state.output, "output")] {
+        for (list, name, what) in [
+            (inputs, &state.input, "input"),
+            (outputs, &state.output, "output"),
+        ] {
             let t = find(list, name, what)?;
             if !shapes_agree(&t.shape, &shape) {
                 return Err(format!(
@@ -425,7 +455,10 @@ fn check_spec(spec: &ModelSpec, inputs: &[TensorInfo], outputs: &[TensorInfo]) -
 
 /// Same rank, and equal wherever both are static.
 fn shapes_agree(a: &[Option<usize>], b: &[Option<usize>]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.is_none() || y.is_none() || x == y)
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.is_none() || y.is_none() || x == y)
 }
 
 pub(crate) fn shape_str(shape: &[Option<usize>]) -> String {
@@ -437,7 +470,10 @@ pub(crate) fn shape_str(shape: &[Option<usize>]) -> String {
 }
 
 fn names(list: &[TensorInfo]) -> String {
-    list.iter().map(|t| format!("`{}`", t.name)).collect::<Vec<_>>().join(", ")
+    list.iter()
+        .map(|t| format!("`{}`", t.name))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The metadata key the spec lives under, re-exported for callers that read files themselves.

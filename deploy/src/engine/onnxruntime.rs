@@ -18,9 +18,11 @@ use std::sync::Mutex;
 
 use ort::environment::Environment;
 use ort::ep::{self, ExecutionProvider};
-use ort::session::builder::GraphOptimizationLevel;
 use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
-use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session, SessionInputValue, SessionOutputs};
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::{
+    HasSelectedOutputs, OutputSelector, RunOptions, Session, SessionInputValue, SessionOutputs,
+};
 use ort::value::{DynTensorValueType, DynValue, TensorRef};
 
 use super::recurrent::Layout;
@@ -50,7 +52,11 @@ pub fn library_path(explicit: Option<&Path>) -> Result<PathBuf> {
         entries
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
-            .map(|e| e.path().join("site-packages/onnxruntime/capi").join(LIBRARY_FILE))
+            .map(|e| {
+                e.path()
+                    .join("site-packages/onnxruntime/capi")
+                    .join(LIBRARY_FILE)
+            })
             .find(|p| p.is_file())
     });
     found.map(|p| std::fs::canonicalize(&p).unwrap_or(p)).ok_or_else(|| {
@@ -66,7 +72,10 @@ fn existing(p: &Path, from: &str) -> Result<PathBuf> {
     if p.is_file() {
         Ok(p.to_path_buf())
     } else {
-        Err(DeployError::Runtime(format!("{} (from {from}) does not exist", p.display())))
+        Err(DeployError::Runtime(format!(
+            "{} (from {from}) does not exist",
+            p.display()
+        )))
     }
 }
 
@@ -110,16 +119,19 @@ pub fn session(path: &Path, options: &EngineOptions) -> Result<Session> {
     let backend = options.backend.name();
     let (lib, env) = environment(options.ort_library.as_deref())?;
     let providers = execution_providers(options, &lib)?;
-    let builder_err = |what: &str, e: ort::Error<ort::session::builder::SessionBuilder>| DeployError::Provider {
-        backend,
-        reason: format!("{what}: {e}"),
-    };
+    let builder_err =
+        |what: &str, e: ort::Error<ort::session::builder::SessionBuilder>| DeployError::Provider {
+            backend,
+            reason: format!("{what}: {e}"),
+        };
     let mut builder = Session::builder(&env)
         .map_err(|e| DeployError::Runtime(format!("cannot create a session builder: {e}")))?
         .with_optimization_level(GraphOptimizationLevel::All)
         .map_err(|e| builder_err("optimization level", e))?;
     if let Some(n) = options.intra_threads {
-        builder = builder.with_intra_threads(n).map_err(|e| builder_err("intra-op threads", e))?;
+        builder = builder
+            .with_intra_threads(n)
+            .map_err(|e| builder_err("intra-op threads", e))?;
     }
     if let Some(n) = options.inter_threads {
         builder = builder
@@ -131,11 +143,13 @@ pub fn session(path: &Path, options: &EngineOptions) -> Result<Session> {
     let mut builder = builder
         .with_execution_providers(providers)
         .map_err(|e| builder_err("cannot register the execution provider", e))?;
-    builder.commit_from_file(path).map_err(|e| DeployError::BadModel {
-        path: path.into(),
-        backend,
-        reason: e.to_string(),
-    })
+    builder
+        .commit_from_file(path)
+        .map_err(|e| DeployError::BadModel {
+            path: path.into(),
+            backend,
+            reason: e.to_string(),
+        })
 }
 
 /// An ORT session behind a mutex (`Session::run` takes `&mut self`).
@@ -191,7 +205,12 @@ impl OrtRunner {
     }
 
     /// Runs with `inputs` already checked and in graph order.
-    pub(crate) fn run(&self, inputs: &[TensorView<'_>], infos: &[TensorInfo], outputs: &mut [Tensor]) -> Result<()> {
+    pub(crate) fn run(
+        &self,
+        inputs: &[TensorView<'_>],
+        infos: &[TensorInfo],
+        outputs: &mut [Tensor],
+    ) -> Result<()> {
         let backend = self.backend;
         let fail = |reason: String| DeployError::Inference { backend, reason };
         let values = inputs
@@ -210,7 +229,10 @@ impl OrtRunner {
                 .get(&info.name)
                 .ok_or_else(|| fail(format!("no output `{}`", info.name)))?;
             let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| {
-                DeployError::Output(format!("output `{}`: {e}; prism reads f32 outputs", info.name))
+                DeployError::Output(format!(
+                    "output `{}`: {e}; prism reads f32 outputs",
+                    info.name
+                ))
             })?;
             out.assign(&info.name, shape.iter().map(|&d| d.max(0) as usize), data);
         }
@@ -263,13 +285,18 @@ pub(crate) struct OrtRecurrent {
 }
 
 impl OrtRunner {
-    pub(crate) fn recurrent(&self, layout: &Layout, inputs: &[TensorInfo], outputs: &[TensorInfo]) -> Result<OrtRecurrent> {
+    pub(crate) fn recurrent(
+        &self,
+        layout: &Layout,
+        inputs: &[TensorInfo],
+        outputs: &[TensorInfo],
+    ) -> Result<OrtRecurrent> {
         let backend = self.backend;
         let mut slots = vec![None; inputs.len()];
         for (k, (input, _, _)) in layout.states.iter().enumerate() {
-            *slots
-                .get_mut(*input)
-                .ok_or_else(|| DeployError::Task(format!("state {k}: graph input {input} out of range")))? = Some(k);
+            *slots.get_mut(*input).ok_or_else(|| {
+                DeployError::Task(format!("state {k}: graph input {input} out of range"))
+            })? = Some(k);
         }
         let name = |i: usize| {
             outputs
@@ -277,16 +304,27 @@ impl OrtRunner {
                 .map(|o| o.name.clone())
                 .ok_or_else(|| DeployError::Task(format!("graph output {i} out of range")))
         };
-        let state_outputs = layout.states.iter().map(|(_, o, _)| name(*o)).collect::<Result<Vec<_>>>()?;
+        let state_outputs = layout
+            .states
+            .iter()
+            .map(|(_, o, _)| name(*o))
+            .collect::<Result<Vec<_>>>()?;
         let state_allocator = match self.state_device {
             None => Allocator::default(),
             Some(device_id) => {
                 let fail = |e: ort::Error| DeployError::Inference {
                     backend,
-                    reason: format!("cannot get the CUDA allocator of device {device_id} for the state: {e}"),
+                    reason: format!(
+                        "cannot get the CUDA allocator of device {device_id} for the state: {e}"
+                    ),
                 };
-                let info = MemoryInfo::new(AllocationDevice::CUDA, device_id, AllocatorType::Device, MemoryType::Default)
-                    .map_err(fail)?;
+                let info = MemoryInfo::new(
+                    AllocationDevice::CUDA,
+                    device_id,
+                    AllocatorType::Device,
+                    MemoryType::Default,
+                )
+                .map_err(fail)?;
                 let session = self.session.lock().unwrap_or_else(|e| e.into_inner());
                 Allocator::new(&session, info).map_err(fail)?
             }
@@ -331,7 +369,11 @@ fn absorb(
     for (state, name) in states.iter_mut().zip(state_outputs) {
         *state = Some(outputs.remove(name.as_str()).ok_or_else(|| missing(name))?);
     }
-    *detections = Some(outputs.remove(detections_name).ok_or_else(|| missing(detections_name))?);
+    *detections = Some(
+        outputs
+            .remove(detections_name)
+            .ok_or_else(|| missing(detections_name))?,
+    );
     Ok(())
 }
 
@@ -341,7 +383,8 @@ fn zeros(backend: &'static str, shape: &[usize]) -> Result<DynValue> {
         backend,
         reason: format!("cannot allocate a {shape:?} tensor: {e}"),
     };
-    let mut t = ort::value::Tensor::<f32>::new(&Allocator::default(), shape.to_vec()).map_err(fail)?;
+    let mut t =
+        ort::value::Tensor::<f32>::new(&Allocator::default(), shape.to_vec()).map_err(fail)?;
     t.extract_tensor_mut().1.fill(0.0);
     Ok(t.into_dyn())
 }
@@ -360,7 +403,10 @@ impl OrtRecurrent {
     }
 
     fn zero_set(&self) -> Result<Vec<Option<DynValue>>> {
-        self.state_shapes.iter().map(|s| self.zero_state(s).map(Some)).collect()
+        self.state_shapes
+            .iter()
+            .map(|s| self.zero_state(s).map(Some))
+            .collect()
     }
 
     /// A zeroed state tensor of `shape` where the state lives: filled in place in host memory,
@@ -369,9 +415,15 @@ impl OrtRecurrent {
         if self.state_on_host() {
             return zeros(self.backend, shape);
         }
-        let fail = |e: ort::Error| self.fail(format!("cannot zero a {shape:?} state tensor on the device: {e}"));
-        let mut on_device = ort::value::Tensor::<f32>::new(&self.state_allocator, shape.to_vec()).map_err(fail)?;
-        let mut host = ort::value::Tensor::<f32>::new(&Allocator::default(), shape.to_vec()).map_err(fail)?;
+        let fail = |e: ort::Error| {
+            self.fail(format!(
+                "cannot zero a {shape:?} state tensor on the device: {e}"
+            ))
+        };
+        let mut on_device =
+            ort::value::Tensor::<f32>::new(&self.state_allocator, shape.to_vec()).map_err(fail)?;
+        let mut host =
+            ort::value::Tensor::<f32>::new(&Allocator::default(), shape.to_vec()).map_err(fail)?;
         host.extract_tensor_mut().1.fill(0.0);
         host.copy_into(&mut on_device).map_err(fail)?;
         Ok(on_device.into_dyn())
@@ -424,7 +476,11 @@ impl OrtRecurrent {
                 }
             }
         }
-        let writer = if self.reading_a { self.write_b.as_ref() } else { self.write_a.as_ref() };
+        let writer = if self.reading_a {
+            self.write_b.as_ref()
+        } else {
+            self.write_a.as_ref()
+        };
         let result = {
             // A poisoned lock only means another thread panicked mid-run; the session is intact.
             let mut session = runner.session.lock().unwrap_or_else(|e| e.into_inner());
@@ -468,7 +524,9 @@ impl OrtRecurrent {
     /// `states` where a run did not replace them).
     fn restore_feed(&mut self) {
         for (slot, value) in self.slots.iter().zip(self.feed.drain(..)) {
-            let SessionInputValue::Owned(v) = value else { continue };
+            let SessionInputValue::Owned(v) = value else {
+                continue;
+            };
             match slot {
                 None => self.input = Some(v),
                 Some(k) => {
@@ -484,10 +542,12 @@ impl OrtRecurrent {
 
     pub(crate) fn detections(&self) -> Result<&[f32]> {
         match &self.detections {
-            Some(v) => v
-                .try_extract_tensor::<f32>()
-                .map(|(_, d)| d)
-                .map_err(|e| DeployError::Output(format!("output `{}`: {e}; prism reads f32 outputs", self.detections_name))),
+            Some(v) => v.try_extract_tensor::<f32>().map(|(_, d)| d).map_err(|e| {
+                DeployError::Output(format!(
+                    "output `{}`: {e}; prism reads f32 outputs",
+                    self.detections_name
+                ))
+            }),
             None => Ok(&[]),
         }
     }
@@ -499,14 +559,21 @@ impl OrtRecurrent {
             return Err(DeployError::Input(format!("no state {k}")));
         };
         if self.state_on_host() {
-            return v.try_extract_tensor::<f32>().map(|(_, d)| Cow::Borrowed(d)).map_err(fail);
+            return v
+                .try_extract_tensor::<f32>()
+                .map(|(_, d)| Cow::Borrowed(d))
+                .map_err(fail);
         }
         let on_host = v
             .view()
             .downcast::<DynTensorValueType>()
             .and_then(|t| t.to(AllocationDevice::CPU, 0))
             .map_err(fail)?;
-        let data = on_host.try_extract_tensor::<f32>().map_err(fail)?.1.to_vec();
+        let data = on_host
+            .try_extract_tensor::<f32>()
+            .map_err(fail)?
+            .1
+            .to_vec();
         Ok(Cow::Owned(data))
     }
 
@@ -537,7 +604,10 @@ impl OrtRecurrent {
 /// The execution providers for `options.backend`, each with `error_on_failure()`. Before ORT tries,
 /// checks that the loaded build has the provider at all, so a CPU-only wheel gives a message that
 /// names the missing provider library instead of a generic failure.
-fn execution_providers(options: &EngineOptions, lib: &Path) -> Result<Vec<ep::ExecutionProviderDispatch>> {
+fn execution_providers(
+    options: &EngineOptions,
+    lib: &Path,
+) -> Result<Vec<ep::ExecutionProviderDispatch>> {
     let backend = options.backend.name();
     let require = |available: ort::Result<bool>, provider: &str, file: &str| -> Result<()> {
         let compiled_in = available.unwrap_or(false);
@@ -551,7 +621,11 @@ fn execution_providers(options: &EngineOptions, lib: &Path) -> Result<Vec<ep::Ex
                      CUDA 13, cuDNN 9{} on LD_LIBRARY_PATH)",
                     lib.display(),
                     dir.display(),
-                    if provider.starts_with("Tensorrt") { " and TensorRT 10" } else { "" }
+                    if provider.starts_with("Tensorrt") {
+                        " and TensorRT 10"
+                    } else {
+                        ""
+                    }
                 ),
             });
         }
@@ -569,9 +643,16 @@ fn execution_providers(options: &EngineOptions, lib: &Path) -> Result<Vec<ep::Ex
         // disables it, and without it every intermediate tensor of every run is a fresh
         // malloc / free (mmap / munmap and page faults for the large ones): that cost prism's
         // ONNX Runtime path up to 1.35x the Python call on the 1Mpx models.
-        Backend::OrtCpu => vec![ep::CPU::default().with_arena_allocator(true).build().error_on_failure()],
+        Backend::OrtCpu => vec![ep::CPU::default()
+            .with_arena_allocator(true)
+            .build()
+            .error_on_failure()],
         Backend::OrtCuda => {
-            require(<ep::CUDA as ExecutionProvider>::is_available(), "CUDAExecutionProvider", "libonnxruntime_providers_cuda.so")?;
+            require(
+                <ep::CUDA as ExecutionProvider>::is_available(),
+                "CUDAExecutionProvider",
+                "libonnxruntime_providers_cuda.so",
+            )?;
             vec![cuda()]
         }
         Backend::OrtTensorRt => {
@@ -580,7 +661,11 @@ fn execution_providers(options: &EngineOptions, lib: &Path) -> Result<Vec<ep::Ex
                 "TensorrtExecutionProvider",
                 "libonnxruntime_providers_tensorrt.so",
             )?;
-            require(<ep::CUDA as ExecutionProvider>::is_available(), "CUDAExecutionProvider", "libonnxruntime_providers_cuda.so")?;
+            require(
+                <ep::CUDA as ExecutionProvider>::is_available(),
+                "CUDAExecutionProvider",
+                "libonnxruntime_providers_cuda.so",
+            )?;
             let t = &options.tensorrt;
             let mut trt = ep::TensorRT::default()
                 .with_device_id(options.device_id)

@@ -103,13 +103,17 @@ impl Recurrent {
         match &mut self.inner {
             Inner::Tract(r) => {
                 let Runner::Tract(runner) = &self.engine.runner else {
-                    return Err(DeployError::Runtime("engine and buffers are of different backends".into()));
+                    return Err(DeployError::Runtime(
+                        "engine and buffers are of different backends".into(),
+                    ));
                 };
                 r.run(runner)
             }
             Inner::Ort(r) => {
                 let Runner::Ort(runner) = &self.engine.runner else {
-                    return Err(DeployError::Runtime("engine and buffers are of different backends".into()));
+                    return Err(DeployError::Runtime(
+                        "engine and buffers are of different backends".into(),
+                    ));
                 };
                 r.run(runner)
             }
@@ -162,17 +166,30 @@ fn layout(engine: &Engine) -> Result<Layout> {
     };
     let input_index = |name: &str| find(&engine.inputs, "input", name);
     let output_index = |name: &str| find(&engine.outputs, "output", name);
-    let input_shape = with_batch_one(&spec.input.shape)
-        .ok_or_else(|| bad(format!("input `{}` needs static dimensions after the batch", spec.input.name)))?;
+    let input_shape = with_batch_one(&spec.input.shape).ok_or_else(|| {
+        bad(format!(
+            "input `{}` needs static dimensions after the batch",
+            spec.input.name
+        ))
+    })?;
     if input_shape.first() != Some(&1) {
-        return Err(bad(format!("input `{}` must have batch 1, not {input_shape:?}", spec.input.name)));
+        return Err(bad(format!(
+            "input `{}` must have batch 1, not {input_shape:?}",
+            spec.input.name
+        )));
     }
     // Every other graph input is the spec's input ([`Engine::load`] checked it).
     input_index(&spec.input.name)?;
     let states = spec
         .state
         .iter()
-        .map(|s| Ok((input_index(&s.input)?, output_index(&s.output)?, s.shape.clone())))
+        .map(|s| {
+            Ok((
+                input_index(&s.input)?,
+                output_index(&s.output)?,
+                s.shape.clone(),
+            ))
+        })
         .collect::<Result<Vec<_>>>()?;
     let detections_index = output_index(&spec.output.name)?;
     let detections_shape = with_batch_one(&engine.outputs[detections_index].shape);

@@ -39,7 +39,10 @@ impl TractRunner {
             .iter()
             .find(|p| p.key == super::SPEC_KEY)
             .map(|p| p.value.clone());
-        let graph = proto.graph.as_ref().ok_or_else(|| bad("the file holds no graph".into()))?;
+        let graph = proto
+            .graph
+            .as_ref()
+            .ok_or_else(|| bad("the file holds no graph".into()))?;
         let initializers: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
         let inputs: Vec<TensorInfo> = graph
             .input
@@ -65,7 +68,9 @@ impl TractRunner {
             }
         }
         let options = tract_onnx::tract_core::runtime::RunOptions {
-            executor: threads.filter(|&n| n > 1).map(tract_linalg::multithread::Executor::multithread),
+            executor: threads
+                .filter(|&n| n > 1)
+                .map(tract_linalg::multithread::Executor::multithread),
             ..Default::default()
         };
         let plan = model
@@ -81,8 +86,16 @@ impl TractRunner {
     }
 
     /// Runs with `inputs` already checked and in graph order.
-    pub(crate) fn run(&self, inputs: &[TensorView<'_>], infos: &[TensorInfo], outputs: &mut [Tensor]) -> Result<()> {
-        let fail = |reason: String| DeployError::Inference { backend: NAME, reason };
+    pub(crate) fn run(
+        &self,
+        inputs: &[TensorView<'_>],
+        infos: &[TensorInfo],
+        outputs: &mut [Tensor],
+    ) -> Result<()> {
+        let fail = |reason: String| DeployError::Inference {
+            backend: NAME,
+            reason,
+        };
         let values: TVec<TValue> = inputs
             .iter()
             .map(|v| Tensor_::from_shape(v.shape, v.data).map(|t| t.into_tvalue()))
@@ -90,7 +103,11 @@ impl TractRunner {
             .map_err(|e| fail(format!("{e:#}")))?;
         let results = self.plan.run(values).map_err(|e| fail(format!("{e:#}")))?;
         if results.len() != infos.len() {
-            return Err(fail(format!("{} outputs, expected {}", results.len(), infos.len())));
+            return Err(fail(format!(
+                "{} outputs, expected {}",
+                results.len(),
+                infos.len()
+            )));
         }
         for ((value, info), out) in results.iter().zip(infos).zip(outputs.iter_mut()) {
             if value.datum_type() != f32::datum_type() {
@@ -135,7 +152,11 @@ impl TractRunner {
         let mut feed = vec![None; inputs];
         let mut produces = vec![None; self.plan.model().outputs.len()];
         for (k, (input, output, _)) in layout.states.iter().enumerate() {
-            let range = || DeployError::Task(format!("state {k}: graph input {input} / output {output} out of range"));
+            let range = || {
+                DeployError::Task(format!(
+                    "state {k}: graph input {input} / output {output} out of range"
+                ))
+            };
             *feed.get_mut(*input).ok_or_else(range)? = Some(k);
             *produces.get_mut(*output).ok_or_else(range)? = Some(k);
         }
@@ -156,7 +177,10 @@ impl TractRecurrent {
     pub(crate) fn input_mut(&mut self) -> Result<&mut [f32]> {
         // The plan drops its reference when a run ends, so this is the only owner and nothing is
         // copied; `make_mut` copies only if someone still held it.
-        let fail = |reason: String| DeployError::Inference { backend: NAME, reason };
+        let fail = |reason: String| DeployError::Inference {
+            backend: NAME,
+            reason,
+        };
         Arc::make_mut(&mut self.input)
             .to_plain_array_view_mut::<f32>()
             .map_err(|e| fail(format!("input: {e:#}")))?
@@ -165,12 +189,17 @@ impl TractRecurrent {
     }
 
     pub(crate) fn run(&mut self, runner: &TractRunner) -> Result<&[f32]> {
-        let fail = |reason: String| DeployError::Inference { backend: NAME, reason };
+        let fail = |reason: String| DeployError::Inference {
+            backend: NAME,
+            reason,
+        };
         let mut values: TVec<TValue> = TVec::with_capacity(self.feed.len());
         for slot in &self.feed {
             let value = match slot {
                 None => TValue::from_const(self.input.clone()),
-                Some(k) => self.states[*k].take().ok_or_else(|| fail("state taken".into()))?,
+                Some(k) => self.states[*k]
+                    .take()
+                    .ok_or_else(|| fail("state taken".into()))?,
             };
             values.push(value);
         }

@@ -87,7 +87,12 @@ pub(crate) type Handler = dyn Fn(std::result::Result<Request, Refused>) -> Respo
 
 /// Accepts connections on `listener` until `stop` is set, then waits for every connection
 /// thread to finish. Run it on its own thread.
-pub(crate) fn serve(listener: TcpListener, limits: Limits, stop: Arc<AtomicBool>, handler: Arc<Handler>) {
+pub(crate) fn serve(
+    listener: TcpListener,
+    limits: Limits,
+    stop: Arc<AtomicBool>,
+    handler: Arc<Handler>,
+) {
     if let Err(e) = listener.set_nonblocking(true) {
         tracing::error!("cannot poll the listener: {e}");
         return;
@@ -99,7 +104,10 @@ pub(crate) fn serve(listener: TcpListener, limits: Limits, stop: Arc<AtomicBool>
             Ok((stream, peer)) => {
                 threads.retain(|t| !t.is_finished());
                 if live.load(Ordering::SeqCst) >= limits.max_connections {
-                    tracing::warn!("refusing {peer}: {} connections open", limits.max_connections);
+                    tracing::warn!(
+                        "refusing {peer}: {} connections open",
+                        limits.max_connections
+                    );
                     let _ = stream.set_nonblocking(false);
                     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
                     let mut stream = stream;
@@ -113,11 +121,15 @@ pub(crate) fn serve(listener: TcpListener, limits: Limits, stop: Arc<AtomicBool>
                     continue;
                 }
                 live.fetch_add(1, Ordering::SeqCst);
-                let (limits, stop, handler, live2) = (limits.clone(), stop.clone(), handler.clone(), live.clone());
-                let spawned = std::thread::Builder::new().name("prism-http".into()).spawn(move || {
-                    connection(stream, &limits, &stop, handler.as_ref());
-                    live2.fetch_sub(1, Ordering::SeqCst);
-                });
+                let (limits, stop, handler, live2) =
+                    (limits.clone(), stop.clone(), handler.clone(), live.clone());
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("prism-http".into())
+                        .spawn(move || {
+                            connection(stream, &limits, &stop, handler.as_ref());
+                            live2.fetch_sub(1, Ordering::SeqCst);
+                        });
                 match spawned {
                     Ok(t) => threads.push(t),
                     Err(e) => {
@@ -126,7 +138,9 @@ pub(crate) fn serve(listener: TcpListener, limits: Limits, stop: Arc<AtomicBool>
                     }
                 }
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
             Err(e) => {
                 tracing::warn!("accept failed: {e}");
                 std::thread::sleep(Duration::from_millis(10));
@@ -189,11 +203,18 @@ fn wants_close(r: &Request) -> bool {
         return true;
     }
     // HTTP/1.0 closes unless asked to keep alive.
-    r.headers.iter().any(|(k, v)| k == ":version" && v == "HTTP/1.0") && !connection.contains("keep-alive")
+    r.headers
+        .iter()
+        .any(|(k, v)| k == ":version" && v == "HTTP/1.0")
+        && !connection.contains("keep-alive")
 }
 
 /// One read from the socket, appended to `pending`; the count read (0 at EOF).
-fn fill(stream: &mut TcpStream, pending: &mut Vec<u8>, chunk: &mut [u8]) -> std::result::Result<usize, std::io::Error> {
+fn fill(
+    stream: &mut TcpStream,
+    pending: &mut Vec<u8>,
+    chunk: &mut [u8],
+) -> std::result::Result<usize, std::io::Error> {
     let n = stream.read(chunk)?;
     pending.extend_from_slice(&chunk[..n]);
     Ok(n)
@@ -216,7 +237,11 @@ fn read_request(
         match fill(stream, pending, chunk) {
             Ok(0) => return Err(End::Quiet),
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
             Err(_) => return Err(End::Quiet),
         }
     }
@@ -227,7 +252,10 @@ fn read_request(
             break i + 4;
         }
         if pending.len() > limits.max_head {
-            return Err(refuse(431, format!("request head is larger than {} bytes", limits.max_head)));
+            return Err(refuse(
+                431,
+                format!("request head is larger than {} bytes", limits.max_head),
+            ));
         }
         let left = limits.head_timeout.saturating_sub(started.elapsed());
         if left.is_zero() {
@@ -237,7 +265,12 @@ fn read_request(
         match fill(stream, pending, chunk) {
             Ok(0) => return Err(End::Quiet),
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
                 if stop.load(Ordering::SeqCst) {
                     return Err(End::Quiet);
                 }
@@ -246,18 +279,32 @@ fn read_request(
         }
     };
     if head_end > limits.max_head {
-        return Err(refuse(431, format!("request head is larger than {} bytes", limits.max_head)));
+        return Err(refuse(
+            431,
+            format!("request head is larger than {} bytes", limits.max_head),
+        ));
     }
-    let head = std::str::from_utf8(&pending[..head_end]).map_err(|_| refuse(400, "the request head is not UTF-8"))?;
+    let head = std::str::from_utf8(&pending[..head_end])
+        .map_err(|_| refuse(400, "the request head is not UTF-8"))?;
     let mut lines = head.split("\r\n");
     let request_line = lines.next().unwrap_or("");
     let mut parts = request_line.split(' ');
     let (method, target, version) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(m), Some(t), Some(v), None) if !m.is_empty() && t.starts_with('/') => (m.to_string(), t.to_string(), v),
-        _ => return Err(refuse(400, format!("malformed request line {request_line:?}"))),
+        (Some(m), Some(t), Some(v), None) if !m.is_empty() && t.starts_with('/') => {
+            (m.to_string(), t.to_string(), v)
+        }
+        _ => {
+            return Err(refuse(
+                400,
+                format!("malformed request line {request_line:?}"),
+            ))
+        }
     };
     if version != "HTTP/1.1" && version != "HTTP/1.0" {
-        return Err(refuse(505, format!("{version} is not supported (HTTP/1.1 is)")));
+        return Err(refuse(
+            505,
+            format!("{version} is not supported (HTTP/1.1 is)"),
+        ));
     }
     let mut headers = Vec::new();
     for line in lines.filter(|l| !l.is_empty()) {
@@ -293,7 +340,10 @@ fn read_request(
             if length > limits.max_body as u64 {
                 return Err(refuse(
                     413,
-                    format!("request body is larger than the {}-byte limit (Content-Length {length})", limits.max_body),
+                    format!(
+                        "request body is larger than the {}-byte limit (Content-Length {length})",
+                        limits.max_body
+                    ),
                 ));
             }
             if expects_continue {
@@ -307,8 +357,18 @@ fn read_request(
             }
             read_chunked_body(stream, pending, limits, stop, chunk)?
         }
-        ([], Some(coding)) => return Err(refuse(400, format!("transfer coding {coding:?} is not supported (chunked is)"))),
-        _ => return Err(refuse(400, "a request may carry one Content-Length or chunked coding, not both or several")),
+        ([], Some(coding)) => {
+            return Err(refuse(
+                400,
+                format!("transfer coding {coding:?} is not supported (chunked is)"),
+            ))
+        }
+        _ => {
+            return Err(refuse(
+                400,
+                "a request may carry one Content-Length or chunked coding, not both or several",
+            ))
+        }
     };
     Ok(Request {
         method,
@@ -324,14 +384,24 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// One read of body bytes into `buf`: waits at most `body_read_timeout` for them, giving up early
 /// (quietly) when the server stops.
-fn read_body_part(stream: &mut TcpStream, buf: &mut [u8], limits: &Limits, stop: &AtomicBool) -> std::result::Result<usize, End> {
+fn read_body_part(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    limits: &Limits,
+    stop: &AtomicBool,
+) -> std::result::Result<usize, End> {
     let _ = stream.set_read_timeout(Some(Duration::from_millis(250)));
     let started = Instant::now();
     loop {
         match stream.read(buf) {
             Ok(0) => return Err(End::Quiet),
             Ok(n) => return Ok(n),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
                 if stop.load(Ordering::SeqCst) {
                     return Err(End::Quiet);
                 }
@@ -345,7 +415,13 @@ fn read_body_part(stream: &mut TcpStream, buf: &mut [u8], limits: &Limits, stop:
 }
 
 /// Waits for more bytes of a body into `pending`.
-fn more(stream: &mut TcpStream, pending: &mut Vec<u8>, limits: &Limits, stop: &AtomicBool, chunk: &mut [u8]) -> std::result::Result<(), End> {
+fn more(
+    stream: &mut TcpStream,
+    pending: &mut Vec<u8>,
+    limits: &Limits,
+    stop: &AtomicBool,
+    chunk: &mut [u8],
+) -> std::result::Result<(), End> {
     let n = read_body_part(stream, chunk, limits, stop)?;
     pending.extend_from_slice(&chunk[..n]);
     Ok(())
@@ -374,10 +450,17 @@ fn read_exact_body(
 }
 
 /// One line (without CRLF) from `pending`, reading more as needed; lines are at most 4 KiB.
-fn line(stream: &mut TcpStream, pending: &mut Vec<u8>, limits: &Limits, stop: &AtomicBool, chunk: &mut [u8]) -> std::result::Result<String, End> {
+fn line(
+    stream: &mut TcpStream,
+    pending: &mut Vec<u8>,
+    limits: &Limits,
+    stop: &AtomicBool,
+    chunk: &mut [u8],
+) -> std::result::Result<String, End> {
     loop {
         if let Some(i) = find(pending, b"\r\n") {
-            let text = String::from_utf8(pending[..i].to_vec()).map_err(|_| refuse(400, "chunk header is not UTF-8"))?;
+            let text = String::from_utf8(pending[..i].to_vec())
+                .map_err(|_| refuse(400, "chunk header is not UTF-8"))?;
             pending.drain(..i + 2);
             return Ok(text);
         }
@@ -388,19 +471,32 @@ fn line(stream: &mut TcpStream, pending: &mut Vec<u8>, limits: &Limits, stop: &A
     }
 }
 
-fn read_chunked_body(stream: &mut TcpStream, pending: &mut Vec<u8>, limits: &Limits, stop: &AtomicBool, chunk: &mut [u8]) -> std::result::Result<Vec<u8>, End> {
+fn read_chunked_body(
+    stream: &mut TcpStream,
+    pending: &mut Vec<u8>,
+    limits: &Limits,
+    stop: &AtomicBool,
+    chunk: &mut [u8],
+) -> std::result::Result<Vec<u8>, End> {
     let mut body = Vec::new();
     loop {
         let header = line(stream, pending, limits, stop, chunk)?;
         let size_text = header.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| refuse(400, format!("bad chunk size {size_text:?}")))?;
+        let size = usize::from_str_radix(size_text, 16)
+            .map_err(|_| refuse(400, format!("bad chunk size {size_text:?}")))?;
         if size == 0 {
             // Trailers, up to the empty line.
             while !line(stream, pending, limits, stop, chunk)?.is_empty() {}
             return Ok(body);
         }
         if body.len().saturating_add(size) > limits.max_body {
-            return Err(refuse(413, format!("request body is larger than the {}-byte limit", limits.max_body)));
+            return Err(refuse(
+                413,
+                format!(
+                    "request body is larger than the {}-byte limit",
+                    limits.max_body
+                ),
+            ));
         }
         while pending.len() < size + 2 {
             more(stream, pending, limits, stop, chunk)?;
@@ -437,7 +533,11 @@ fn write_response(stream: &mut TcpStream, r: &Response, keep_alive: bool) -> std
         reason(r.status),
         r.content_type,
         r.body.len(),
-        if keep_alive { "" } else { "Connection: close\r\n" }
+        if keep_alive {
+            ""
+        } else {
+            "Connection: close\r\n"
+        }
     );
     if r.body.len() <= 64 << 10 {
         // One write (one segment on the wire) for the usual small answer.

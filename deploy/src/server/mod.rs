@@ -53,7 +53,10 @@ use prism_core::spec::Task;
 use serde_json::json;
 
 pub use metrics::Metrics;
-use protocol::{flatten_f32, DetectionJson, EventsRequest, EventsResponse, GapJson, InferRequest, InferResponse, OutputTensor, TensorMetadata, WindowJson};
+use protocol::{
+    flatten_f32, DetectionJson, EventsRequest, EventsResponse, GapJson, InferRequest,
+    InferResponse, OutputTensor, TensorMetadata, WindowJson,
+};
 
 use crate::engine::{Engine, TensorView};
 use crate::error::{DeployError, Result};
@@ -111,7 +114,8 @@ impl ServerOptions {
         if self.workers == 0 {
             return bad("at least one worker is needed");
         }
-        if self.max_streams == 0 || self.max_windows_per_request == 0 || self.max_stream_events == 0 {
+        if self.max_streams == 0 || self.max_windows_per_request == 0 || self.max_stream_events == 0
+        {
             return bad("the stream limits must be at least 1");
         }
         if self.max_body_bytes == 0 {
@@ -163,7 +167,10 @@ impl App {
             if arrived.elapsed() >= self.options.deadline {
                 return Err(err(
                     408,
-                    format!("no worker was free within the request's {} s deadline; try again", self.options.deadline.as_secs_f64()),
+                    format!(
+                        "no worker was free within the request's {} s deadline; try again",
+                        self.options.deadline.as_secs_f64()
+                    ),
                 ));
             }
             free = self
@@ -193,11 +200,15 @@ impl Server {
         if !options.addr.ip().is_loopback() {
             tracing::warn!("serving on {}, reachable from other machines", options.addr);
         }
-        let listener = std::net::TcpListener::bind(options.addr).map_err(|e| DeployError::io(options.addr.to_string(), e))?;
+        let listener = std::net::TcpListener::bind(options.addr)
+            .map_err(|e| DeployError::io(options.addr.to_string(), e))?;
         let addr = listener
             .local_addr()
             .map_err(|e| DeployError::io(options.addr.to_string(), e))?;
-        let name = options.model_name.clone().unwrap_or_else(|| engine.spec().model.clone());
+        let name = options
+            .model_name
+            .clone()
+            .unwrap_or_else(|| engine.spec().model.clone());
         let stop = Arc::new(AtomicBool::new(false));
         let app = Arc::new(App {
             engine,
@@ -218,7 +229,11 @@ impl Server {
             .spawn(move || http::serve(listener, limits, flag, handler))
             .map_err(|e| DeployError::io("server thread", e))?;
         tracing::info!("serving {} on http://{addr}", app.name);
-        Ok(Self { addr, stop, acceptor })
+        Ok(Self {
+            addr,
+            stop,
+            acceptor,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -322,17 +337,31 @@ fn dispatch(app: &App, request: &http::Request, arrived: Instant) -> Handled {
     let parts: Vec<&str> = match parts.as_slice() {
         ["v2", "models", name, "versions", v, rest @ ..] => {
             if *v != VERSION {
-                return ("model", Err(err(404, format!("model `{name}` has no version `{v}` (only {VERSION})"))));
+                return (
+                    "model",
+                    Err(err(
+                        404,
+                        format!("model `{name}` has no version `{v}` (only {VERSION})"),
+                    )),
+                );
             }
-            ["v2", "models", name].into_iter().chain(rest.iter().copied()).collect()
+            ["v2", "models", name]
+                .into_iter()
+                .chain(rest.iter().copied())
+                .collect()
         }
         _ => parts,
     };
     match (parts.as_slice(), method) {
-        (["v2", "health", "live"], "GET") | (["v2", "health", "ready"], "GET") => ("health", Ok(Reply::empty(200))),
+        (["v2", "health", "live"], "GET") | (["v2", "health", "ready"], "GET") => {
+            ("health", Ok(Reply::empty(200)))
+        }
         (["v2"], "GET") => (
             "server",
-            Ok(Reply::json(200, &json!({ "name": "prism", "version": env!("CARGO_PKG_VERSION"), "extensions": [] }))),
+            Ok(Reply::json(
+                200,
+                &json!({ "name": "prism", "version": env!("CARGO_PKG_VERSION"), "extensions": [] }),
+            )),
         ),
         (["metrics"], "GET") => (
             "metrics",
@@ -344,20 +373,35 @@ fn dispatch(app: &App, request: &http::Request, arrived: Instant) -> Handled {
         ),
         (["v2", "models", name, rest @ ..], _) => {
             if *name != app.name {
-                return ("model", Err(err(404, format!("unknown model `{name}` (this server has `{}`)", app.name))));
+                return (
+                    "model",
+                    Err(err(
+                        404,
+                        format!("unknown model `{name}` (this server has `{}`)", app.name),
+                    )),
+                );
             }
             match (rest, method) {
                 ([], "GET") => ("model", Ok(model_metadata(app))),
                 (["ready"], "GET") => ("ready", Ok(Reply::empty(200))),
-                (["infer"], "POST") => ("infer", app.slot(arrived).and_then(|_slot| infer(app, request))),
+                (["infer"], "POST") => (
+                    "infer",
+                    app.slot(arrived).and_then(|_slot| infer(app, request)),
+                ),
                 (["streams", id, "events"], "POST") => (
                     "stream",
-                    app.slot(arrived).and_then(|_slot| stream_events(app, id, query, request, arrived)),
+                    app.slot(arrived)
+                        .and_then(|_slot| stream_events(app, id, query, request, arrived)),
                 ),
                 (["streams", id], "DELETE") => ("stream", Ok(drop_stream(app, id))),
-                ([], _) | (["ready"], _) | (["infer"], _) | (["streams", _, "events"], _) | (["streams", _], _) => {
-                    ("model", Err(err(405, format!("{method} is not allowed on {url}"))))
-                }
+                ([], _)
+                | (["ready"], _)
+                | (["infer"], _)
+                | (["streams", _, "events"], _)
+                | (["streams", _], _) => (
+                    "model",
+                    Err(err(405, format!("{method} is not allowed on {url}"))),
+                ),
                 _ => ("unknown", Err(err(404, format!("no route {url}")))),
             }
         }
@@ -369,7 +413,11 @@ fn model_metadata(app: &App) -> Reply {
     let e = &app.engine;
     let inputs: Vec<TensorMetadata<'_>> = e.inputs().iter().map(Into::into).collect();
     let outputs: Vec<TensorMetadata<'_>> = e.outputs().iter().map(Into::into).collect();
-    let platform = if e.backend().is_ort() { "onnxruntime_onnx" } else { "tract_onnx" };
+    let platform = if e.backend().is_ort() {
+        "onnxruntime_onnx"
+    } else {
+        "tract_onnx"
+    };
     Reply::json(
         200,
         &json!({
@@ -394,7 +442,10 @@ fn infer(app: &App, request: &http::Request) -> std::result::Result<Reply, HttpE
         if input.datatype != "FP32" {
             return Err(err(
                 400,
-                format!("input `{}`: datatype {} is not supported; this model takes FP32", input.name, input.datatype),
+                format!(
+                    "input `{}`: datatype {} is not supported; this model takes FP32",
+                    input.name, input.datatype
+                ),
             ));
         }
         let shape = input
@@ -402,7 +453,15 @@ fn infer(app: &App, request: &http::Request) -> std::result::Result<Reply, HttpE
             .iter()
             .map(|&d| usize::try_from(d))
             .collect::<std::result::Result<Vec<usize>, _>>()
-            .map_err(|_| err(400, format!("input `{}`: shape {:?} has a negative dimension", input.name, input.shape)))?;
+            .map_err(|_| {
+                err(
+                    400,
+                    format!(
+                        "input `{}`: shape {:?} has a negative dimension",
+                        input.name, input.shape
+                    ),
+                )
+            })?;
         let mut data = Vec::new();
         flatten_f32(&input.data, &mut data, &input.name).map_err(|m| err(400, m))?;
         tensors.push((input.name.as_str(), shape, data));
@@ -443,7 +502,11 @@ fn infer(app: &App, request: &http::Request) -> std::result::Result<Reply, HttpE
 }
 
 fn valid_stream_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 /// Collects a stream request's response, and stops the stream at the deadline or on shutdown.
@@ -468,14 +531,21 @@ impl StreamSink for StreamResponder<'_> {
                 start_us: w.start_us,
                 end_us: w.end_us,
                 num_events: w.num_events,
-                detections: w.detections.iter().map(|d| DetectionJson::new(d, classes)).collect(),
+                detections: w
+                    .detections
+                    .iter()
+                    .map(|d| DetectionJson::new(d, classes))
+                    .collect(),
             });
         }
         Ok(self.go_on())
     }
 
     fn gap(&mut self, gap: &Gap) -> Result<bool> {
-        self.response.gaps.push(GapJson { last_us: gap.last_us, next_us: gap.next_us });
+        self.response.gaps.push(GapJson {
+            last_us: gap.last_us,
+            next_us: gap.next_us,
+        });
         Ok(self.go_on())
     }
 }
@@ -498,18 +568,35 @@ impl StreamResponder<'_> {
     }
 }
 
-fn stream_events(app: &App, id: &str, query: &str, request: &http::Request, arrived: Instant) -> std::result::Result<Reply, HttpError> {
+fn stream_events(
+    app: &App,
+    id: &str,
+    query: &str,
+    request: &http::Request,
+    arrived: Instant,
+) -> std::result::Result<Reply, HttpError> {
     if app.engine.spec().task != Task::EventDetection {
-        return Err(err(400, format!("model `{}` is not an event-detection model; use /infer", app.name)));
+        return Err(err(
+            400,
+            format!(
+                "model `{}` is not an event-detection model; use /infer",
+                app.name
+            ),
+        ));
     }
     if !valid_stream_id(id) {
-        return Err(err(400, "stream ids are 1-128 characters of A-Z a-z 0-9 - _ ."));
+        return Err(err(
+            400,
+            "stream ids are 1-128 characters of A-Z a-z 0-9 - _ .",
+        ));
     }
     let binary = request
         .header("Content-Type")
         .is_some_and(|v| v.trim().starts_with("application/octet-stream"));
     let req: EventsRequest = if binary {
-        let finish = query.split('&').any(|kv| kv == "finish=true" || kv == "finish=1");
+        let finish = query
+            .split('&')
+            .any(|kv| kv == "finish=true" || kv == "finish=1");
         protocol::decode_binary_events(&request.body, finish).map_err(|m| err(400, m))?
     } else {
         parse(&request.body)?
@@ -520,17 +607,28 @@ fn stream_events(app: &App, id: &str, query: &str, request: &http::Request, arri
             Some(d) => (d.clone(), false),
             None => {
                 if streams.len() >= app.options.max_streams {
-                    return Err(err(429, format!("too many open streams (limit {})", app.options.max_streams)));
+                    return Err(err(
+                        429,
+                        format!("too many open streams (limit {})", app.options.max_streams),
+                    ));
                 }
-                let options = StreamOptions { max_gap_us: app.options.max_gap_us };
-                let d = Arc::new(Mutex::new(StreamDetector::with_options(app.engine.clone(), options)?));
+                let options = StreamOptions {
+                    max_gap_us: app.options.max_gap_us,
+                };
+                let d = Arc::new(Mutex::new(StreamDetector::with_options(
+                    app.engine.clone(),
+                    options,
+                )?));
                 streams.insert(id.to_string(), d.clone());
                 (d, true)
             }
         }
     };
     let forget = || {
-        app.streams.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        app.streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
     };
     let mut d = detector.lock().unwrap_or_else(|e| e.into_inner());
     // Refusals that leave the stream as it was: nothing of this request is used.
@@ -540,14 +638,19 @@ fn stream_events(app: &App, id: &str, query: &str, request: &http::Request, arri
         if created {
             forget();
         } else {
-            e.message.push_str("; nothing of this request was used, the stream goes on");
+            e.message
+                .push_str("; nothing of this request was used, the stream goes on");
         }
         return Err(e);
     }
     let mut sink = StreamResponder {
         app,
         deadline: arrived + app.options.deadline,
-        response: EventsResponse { windows: Vec::new(), empty_windows: 0, gaps: Vec::new() },
+        response: EventsResponse {
+            windows: Vec::new(),
+            empty_windows: 0,
+            gaps: Vec::new(),
+        },
         stopped: None,
     };
     let result = d
@@ -559,7 +662,9 @@ fn stream_events(app: &App, id: &str, query: &str, request: &http::Request, arri
     drop(d);
     if let Some(mut stopped) = sink.stopped {
         forget();
-        stopped.message.push_str("; the stream was dropped, start it again");
+        stopped
+            .message
+            .push_str("; the stream was dropped, start it again");
         return Err(stopped);
     }
     if result.is_err() || req.finish {
@@ -567,31 +672,37 @@ fn stream_events(app: &App, id: &str, query: &str, request: &http::Request, arri
     }
     if let Err(e) = result {
         let mut e = HttpError::from(e);
-        e.message.push_str(" (the stream was dropped; start it again)");
+        e.message
+            .push_str(" (the stream was dropped; start it again)");
         return Err(e);
     }
     let response = sink.response;
     let n: usize = response.windows.iter().map(|w| w.detections.len()).sum();
     let windows = response.windows.len() + response.empty_windows;
-    app.metrics.windows.fetch_add(windows as u64, Ordering::Relaxed);
-    app.metrics.detections.fetch_add(n as u64, Ordering::Relaxed);
+    app.metrics
+        .windows
+        .fetch_add(windows as u64, Ordering::Relaxed);
+    app.metrics
+        .detections
+        .fetch_add(n as u64, Ordering::Relaxed);
     Ok(Reply::json(200, &response))
 }
 
 /// Checks a stream request against the stream and the server's limits before any work.
 fn admit(app: &App, d: &StreamDetector, req: &EventsRequest) -> std::result::Result<(), HttpError> {
-    let events = prism_events::EventSlice::new(&req.t, &req.x, &req.y, &req.p).ok_or_else(|| {
-        err(
-            400,
-            format!(
-                "event arrays differ in length: t {}, x {}, y {}, p {}",
-                req.t.len(),
-                req.x.len(),
-                req.y.len(),
-                req.p.len()
-            ),
-        )
-    })?;
+    let events =
+        prism_events::EventSlice::new(&req.t, &req.x, &req.y, &req.p).ok_or_else(|| {
+            err(
+                400,
+                format!(
+                    "event arrays differ in length: t {}, x {}, y {}, p {}",
+                    req.t.len(),
+                    req.x.len(),
+                    req.y.len(),
+                    req.p.len()
+                ),
+            )
+        })?;
     d.check(events).map_err(|e| err(400, e.to_string()))?;
     let limit = app.options.max_windows_per_request;
     let due = d.windows_due(&req.t, req.finish);
@@ -615,7 +726,12 @@ fn admit(app: &App, d: &StreamDetector, req: &EventsRequest) -> std::result::Res
 }
 
 fn drop_stream(app: &App, id: &str) -> Reply {
-    let removed = app.streams.lock().unwrap_or_else(|e| e.into_inner()).remove(id).is_some();
+    let removed = app
+        .streams
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(id)
+        .is_some();
     if removed {
         Reply::empty(200)
     } else {

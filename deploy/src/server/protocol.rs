@@ -132,7 +132,10 @@ impl DetectionJson {
             y2: d.bbox.y2,
             score: d.score,
             class_id: d.class_id,
-            class: classes.get(d.class_id).cloned().unwrap_or_else(|| d.class_id.to_string()),
+            class: classes
+                .get(d.class_id)
+                .cloned()
+                .unwrap_or_else(|| d.class_id.to_string()),
         }
     }
 }
@@ -163,9 +166,12 @@ pub fn flatten_f32(data: &Value, out: &mut Vec<f32>, input: &str) -> Result<(), 
 /// Decodes the binary events body: `n` (u32), then `t` (n × i64), `x` (n × u16), `y` (n × u16),
 /// `p` (n × u8), all little-endian: `4 + 13 n` bytes.
 pub fn decode_binary_events(body: &[u8], finish: bool) -> Result<EventsRequest, String> {
-    let (head, rest) = body
-        .split_first_chunk::<4>()
-        .ok_or_else(|| format!("binary events: {} bytes, too short for the event count", body.len()))?;
+    let (head, rest) = body.split_first_chunk::<4>().ok_or_else(|| {
+        format!(
+            "binary events: {} bytes, too short for the event count",
+            body.len()
+        )
+    })?;
     let n = u32::from_le_bytes(*head) as usize;
     let want = n.checked_mul(13).ok_or("binary events: count overflows")?;
     if rest.len() != want {
@@ -178,7 +184,11 @@ pub fn decode_binary_events(body: &[u8], finish: bool) -> Result<EventsRequest, 
     let (t, rest) = rest.split_at(8 * n);
     let (x, rest) = rest.split_at(2 * n);
     let (y, p) = rest.split_at(2 * n);
-    let u16s = |b: &[u8]| b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    let u16s = |b: &[u8]| {
+        b.chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect()
+    };
     Ok(EventsRequest {
         t: t.chunks_exact(8)
             .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
@@ -194,9 +204,12 @@ pub fn decode_binary_events(body: &[u8], finish: bool) -> Result<EventsRequest, 
 pub fn encode_binary_events(t: &[i64], x: &[u16], y: &[u16], p: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + 13 * t.len());
     out.extend_from_slice(&(t.len() as u32).to_le_bytes());
-    t.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
-    x.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
-    y.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+    t.iter()
+        .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+    x.iter()
+        .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+    y.iter()
+        .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
     out.extend_from_slice(p);
     out
 }
@@ -210,8 +223,13 @@ mod tests {
         let body = encode_binary_events(&[1, -2], &[3, 4], &[5, 6], &[0, 1]);
         assert_eq!(body.len(), 4 + 26);
         let r = decode_binary_events(&body, true).map_err(|e| e.to_string());
-        let r = r.as_ref().map(|r| (r.t.clone(), r.x.clone(), r.y.clone(), r.p.clone(), r.finish));
-        assert_eq!(r, Ok((vec![1, -2], vec![3, 4], vec![5, 6], vec![0, 1], true)));
+        let r = r
+            .as_ref()
+            .map(|r| (r.t.clone(), r.x.clone(), r.y.clone(), r.p.clone(), r.finish));
+        assert_eq!(
+            r,
+            Ok((vec![1, -2], vec![3, 4], vec![5, 6], vec![0, 1], true))
+        );
         assert!(decode_binary_events(&body[..29], false).is_err());
         assert!(decode_binary_events(&[1, 0], false).is_err());
         assert!(decode_binary_events(&[255, 255, 255, 255], false).is_err());

@@ -34,7 +34,10 @@ pub fn fixtures(test: &str) -> Option<&'static Path> {
     let dir = DIR.get_or_init(|| {
         let python = prism_env().join("venv/bin/python");
         if !python.is_file() {
-            return Err(format!("{} not found (run `cargo xtask provision`)", python.display()));
+            return Err(format!(
+                "{} not found (run `cargo xtask provision`)",
+                python.display()
+            ));
         }
         let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
             "deploy-fixtures-{}",
@@ -81,9 +84,18 @@ pub fn cpu_backends(test: &str) -> Vec<prism_deploy::Backend> {
 /// The synthetic event stream the references were computed on.
 pub fn events(dir: &Path) -> EventChunk {
     let read = |name: &str| std::fs::read(dir.join(format!("events_{name}.bin"))).unwrap();
-    let t: Vec<i64> = read("t").chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect();
-    let x: Vec<u16> = read("x").chunks_exact(2).map(|b| u16::from_le_bytes(b.try_into().unwrap())).collect();
-    let y: Vec<u16> = read("y").chunks_exact(2).map(|b| u16::from_le_bytes(b.try_into().unwrap())).collect();
+    let t: Vec<i64> = read("t")
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let x: Vec<u16> = read("x")
+        .chunks_exact(2)
+        .map(|b| u16::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let y: Vec<u16> = read("y")
+        .chunks_exact(2)
+        .map(|b| u16::from_le_bytes(b.try_into().unwrap()))
+        .collect();
     let p: Vec<u8> = read("p");
     EventChunk { t, x, y, p }
 }
@@ -123,19 +135,39 @@ pub struct RefFrame {
 }
 
 pub fn frame_reference(dir: &Path) -> RefFrame {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("frame_expected.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(dir.join("frame_expected.json")).unwrap())
+        .unwrap()
 }
 
 /// Same classes in the same order, boxes within `tol` px, scores within 1e-4.
-pub fn assert_matches_reference(got: &[prism_core::Detection], want: &[RefDetection], tol: f64, what: &str) {
+pub fn assert_matches_reference(
+    got: &[prism_core::Detection],
+    want: &[RefDetection],
+    tol: f64,
+    what: &str,
+) {
     assert_eq!(got.len(), want.len(), "{what}: {got:?} vs {want:?}");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         assert_eq!(g.class_id, w.class_id, "{what}: detection {i} class");
-        let pairs = [(g.bbox.x1, w.x1), (g.bbox.y1, w.y1), (g.bbox.x2, w.x2), (g.bbox.y2, w.y2)];
+        let pairs = [
+            (g.bbox.x1, w.x1),
+            (g.bbox.y1, w.y1),
+            (g.bbox.x2, w.x2),
+            (g.bbox.y2, w.y2),
+        ];
         for (a, b) in pairs {
-            assert!((f64::from(a) - b).abs() <= tol, "{what}: detection {i} box {:?} vs {w:?}", g.bbox);
+            assert!(
+                (f64::from(a) - b).abs() <= tol,
+                "{what}: detection {i} box {:?} vs {w:?}",
+                g.bbox
+            );
         }
-        assert!((f64::from(g.score) - w.score).abs() <= 1e-4, "{what}: detection {i} score {} vs {}", g.score, w.score);
+        assert!(
+            (f64::from(g.score) - w.score).abs() <= 1e-4,
+            "{what}: detection {i} score {} vs {}",
+            g.score,
+            w.score
+        );
     }
 }
 
@@ -151,6 +183,9 @@ pub fn assert_same(a: &[prism_core::Detection], b: &[prism_core::Detection], tol
             x.bbox.y2 - y.bbox.y2,
             x.score - y.score,
         ];
-        assert!(d.iter().all(|v| v.abs() <= tol), "{what}: detection {i}: {x:?} vs {y:?}");
+        assert!(
+            d.iter().all(|v| v.abs() <= tol),
+            "{what}: detection {i}: {x:?} vs {y:?}"
+        );
     }
 }

@@ -17,8 +17,12 @@ fn committed_models_are_our_exports() {
     for name in MODELS {
         let r = reference(name).unwrap();
         let path = dir.join(format!("{name}.onnx"));
-        let committed = std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (regenerate the models, see README.md)", path.display()));
+        let committed = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (regenerate the models, see README.md)",
+                path.display()
+            )
+        });
         let fresh = r.onnx.to_bytes();
         assert!(
             committed == fresh,
@@ -31,8 +35,17 @@ fn committed_models_are_our_exports() {
         let output = prism_export::npy::read(&dir.join(format!("{name}.output.npy"))).unwrap();
         assert_eq!(input, r.input, "{name}: committed input");
         let err = compare("burn", name, &r.output, &output).unwrap();
-        assert!(err.max_rel <= TOL, "{name}: committed output differs from Burn's: {:.3e}", err.max_rel);
-        eprintln!("{name}: {} B, {} nodes {:?}", fresh.len(), r.onnx.stats().nodes, r.onnx.stats().op_counts);
+        assert!(
+            err.max_rel <= TOL,
+            "{name}: committed output differs from Burn's: {:.3e}",
+            err.max_rel
+        );
+        eprintln!(
+            "{name}: {} B, {} nodes {:?}",
+            fresh.len(),
+            r.onnx.stats().nodes,
+            r.onnx.stats().op_counts
+        );
     }
 }
 
@@ -48,16 +61,29 @@ fn export_is_deterministic() {
 
 /// The generated model (weights embedded from the .bpk ModelGen wrote) on the committed input.
 #[cfg_attr(missing_models, allow(dead_code))]
-fn check_generated<const D: usize, const O: usize>(name: &'static str, forward: impl Fn(Tensor<D>) -> Tensor<O>) {
+fn check_generated<const D: usize, const O: usize>(
+    name: &'static str,
+    forward: impl Fn(Tensor<D>) -> Tensor<O>,
+) {
     let dir = models_dir();
     let input = prism_export::npy::read(&dir.join(format!("{name}.input.npy"))).unwrap();
     let committed = prism_export::npy::read(&dir.join(format!("{name}.output.npy"))).unwrap();
     let burn = reference(name).unwrap().output;
     let out = forward(Tensor::<D>::from_data(input, &device())).to_data();
-    for (what, expected) in [("the Burn module", &burn), ("the committed output", &committed)] {
+    for (what, expected) in [
+        ("the Burn module", &burn),
+        ("the committed output", &committed),
+    ] {
         let err = compare("modelgen", name, expected, &out).unwrap();
-        eprintln!("{name}: ModelGen model vs {what}: max_abs {:.2e} max_rel {:.2e}", err.max_abs, err.max_rel);
-        assert!(err.max_rel <= TOL, "{name}: ModelGen model vs {what}: rel error {:.3e}", err.max_rel);
+        eprintln!(
+            "{name}: ModelGen model vs {what}: max_abs {:.2e} max_rel {:.2e}",
+            err.max_abs, err.max_rel
+        );
+        assert!(
+            err.max_rel <= TOL,
+            "{name}: ModelGen model vs {what}: rel error {:.3e}",
+            err.max_rel
+        );
     }
 }
 
@@ -88,7 +114,9 @@ mod generated {
 #[cfg(missing_models)]
 #[test]
 fn generated_models_are_built() {
-    panic!("models/ is incomplete, so no code was generated: regenerate the models (see README.md)");
+    panic!(
+        "models/ is incomplete, so no code was generated: regenerate the models (see README.md)"
+    );
 }
 
 /// Rewrite models/ from the modules (run after changing prism-export's output or a module):

@@ -15,7 +15,12 @@ impl Lowerer {
             A::LeakyRelu(s) => {
                 let x = self.input(&s.lhs)?;
                 let alpha = scalar_f64(s.rhs) as f32;
-                self.emit("LeakyRelu", vec![x], &s.out, vec![Attribute::float("alpha", alpha)]);
+                self.emit(
+                    "LeakyRelu",
+                    vec![x],
+                    &s.out,
+                    vec![Attribute::float("alpha", alpha)],
+                );
                 Ok(())
             }
             A::PRelu(b) => {
@@ -70,18 +75,33 @@ impl Lowerer {
             }
             A::Softmax(d) => {
                 let x = self.input(&d.input)?;
-                self.emit("Softmax", vec![x], &d.out, vec![Attribute::int("axis", d.axis as i64)]);
+                self.emit(
+                    "Softmax",
+                    vec![x],
+                    &d.out,
+                    vec![Attribute::int("axis", d.axis as i64)],
+                );
                 Ok(())
             }
             A::LogSoftmax(d) => {
                 let x = self.input(&d.input)?;
-                self.emit("LogSoftmax", vec![x], &d.out, vec![Attribute::int("axis", d.axis as i64)]);
+                self.emit(
+                    "LogSoftmax",
+                    vec![x],
+                    &d.out,
+                    vec![Attribute::int("axis", d.axis as i64)],
+                );
                 Ok(())
             }
             A::Softmin(d) => {
                 let x = self.input(&d.input)?;
                 let n = self.tmp("Neg", vec![x], vec![]);
-                self.emit("Softmax", vec![n], &d.out, vec![Attribute::int("axis", d.axis as i64)]);
+                self.emit(
+                    "Softmax",
+                    vec![n],
+                    &d.out,
+                    vec![Attribute::int("axis", d.axis as i64)],
+                );
                 Ok(())
             }
             _ => Err(self.unsupported("training-only (backward) operation")),

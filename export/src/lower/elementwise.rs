@@ -45,7 +45,11 @@ impl Lowerer {
     }
 
     /// Cast node producing `out`.
-    pub(super) fn cast_to(&mut self, input: &burn::backend::ir::TensorIr, out: &burn::backend::ir::TensorIr) -> Result<()> {
+    pub(super) fn cast_to(
+        &mut self,
+        input: &burn::backend::ir::TensorIr,
+        out: &burn::backend::ir::TensorIr,
+    ) -> Result<()> {
         let x = self.input(input)?;
         if onnx_type(input.dtype)? == onnx_type(out.dtype)? {
             self.alias(out, x);
@@ -102,7 +106,11 @@ impl Lowerer {
             N::Full(_) => Err(self.unsupported("full is always folded; this is a bug")),
             N::CumSum(d) => {
                 let x = self.input(&d.input)?;
-                let axis = self.g.const_scalar("axis", crate::proto::data_type::INT64, (d.axis as i64).to_le_bytes().to_vec());
+                let axis = self.g.const_scalar(
+                    "axis",
+                    crate::proto::data_type::INT64,
+                    (d.axis as i64).to_le_bytes().to_vec(),
+                );
                 self.emit("CumSum", vec![x, axis], &d.out, vec![]);
                 Ok(())
             }
@@ -153,7 +161,13 @@ impl Lowerer {
     }
 
     /// Burn's remainder takes the sign of the divisor: `x - floor(x / y) * y`.
-    fn remainder(&mut self, l: String, r: String, dtype: &DType, out: &burn::backend::ir::TensorIr) -> Result<()> {
+    fn remainder(
+        &mut self,
+        l: String,
+        r: String,
+        dtype: &DType,
+        out: &burn::backend::ir::TensorIr,
+    ) -> Result<()> {
         if dtype.is_float() {
             let q = self.tmp("Div", vec![l.clone(), r.clone()], vec![]);
             let f = self.tmp("Floor", vec![q], vec![]);
@@ -264,7 +278,9 @@ impl Lowerer {
             I::BitwiseAndScalar(s) if self.opset >= 18 => self.binary_scalar("BitwiseAnd", s),
             I::BitwiseOrScalar(s) if self.opset >= 18 => self.binary_scalar("BitwiseOr", s),
             I::BitwiseXorScalar(s) if self.opset >= 18 => self.binary_scalar("BitwiseXor", s),
-            _ => Err(self.unsupported("bitwise operations need opset >= 18; shifts are not lowered")),
+            _ => {
+                Err(self.unsupported("bitwise operations need opset >= 18; shifts are not lowered"))
+            }
         }
     }
 

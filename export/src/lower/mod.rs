@@ -23,7 +23,7 @@ use crate::dynamic::{SymDim, Symbolic};
 use crate::error::{ExportError, Result};
 use crate::graph::{onnx_type, GraphBuilder};
 use crate::optimize;
-use crate::proto::{data_type, Attribute, AttributeValue, TensorProto, RawData};
+use crate::proto::{data_type, Attribute, AttributeValue, RawData, TensorProto};
 
 /// Short readable label of an IR operation, e.g. `NumericFloat.Add`.
 pub(crate) fn op_label(op: &OperationIr) -> String {
@@ -45,8 +45,20 @@ pub(crate) fn op_label(op: &OperationIr) -> String {
 fn is_dtype_token(s: &str) -> bool {
     matches!(
         s,
-        "F64" | "F32" | "Flex32" | "F16" | "BF16" | "I64" | "I32" | "I16" | "I8" | "U64" | "U32"
-            | "U16" | "U8" | "Native"
+        "F64"
+            | "F32"
+            | "Flex32"
+            | "F16"
+            | "BF16"
+            | "I64"
+            | "I32"
+            | "I16"
+            | "I8"
+            | "U64"
+            | "U32"
+            | "U16"
+            | "U8"
+            | "Native"
     )
 }
 
@@ -103,7 +115,10 @@ impl Lowerer {
             output_names.insert(*id, name.clone());
         }
         let input_ids: HashSet<_> = inputs.iter().map(|(id, _)| *id).collect();
-        let consts = values.into_iter().filter(|(id, _)| !input_ids.contains(id)).collect();
+        let consts = values
+            .into_iter()
+            .filter(|(id, _)| !input_ids.contains(id))
+            .collect();
         let mut uses = HashMap::new();
         for op in operations {
             for t in op.inputs() {
@@ -137,12 +152,21 @@ impl Lowerer {
         for (index, op) in operations.iter().enumerate() {
             self.index = index;
             self.label = op_label(op);
-            let params: Vec<&str> =
-                op.inputs().filter_map(|t| self.param_names.get(&t.id).map(String::as_str)).collect();
-            self.context =
-                if params.is_empty() { String::new() } else { format!(" reading {}", params.join(", ")) };
+            let params: Vec<&str> = op
+                .inputs()
+                .filter_map(|t| self.param_names.get(&t.id).map(String::as_str))
+                .collect();
+            self.context = if params.is_empty() {
+                String::new()
+            } else {
+                format!(" reading {}", params.join(", "))
+            };
             let foldable = op.inputs().all(|t| self.consts.contains_key(&t.id));
-            let folded = if foldable { optimize::fold(op, &self.consts, self.opset) } else { None };
+            let folded = if foldable {
+                optimize::fold(op, &self.consts, self.opset)
+            } else {
+                None
+            };
             match folded {
                 Some(results) => {
                     for (id, data) in results {
@@ -171,7 +195,13 @@ impl Lowerer {
             let tensor = TensorIr::uninit(*id, burn::tensor::Shape::new([0usize; 0]), DType::F32);
             let current = self.input(&tensor)?;
             if &current != name {
-                self.g.node("Identity", vec![current], vec![name.clone()], vec![], "graph output");
+                self.g.node(
+                    "Identity",
+                    vec![current],
+                    vec![name.clone()],
+                    vec![],
+                    "graph output",
+                );
             }
         }
         Ok(())
@@ -189,7 +219,9 @@ impl Lowerer {
             OperationIr::Module(m) => self.module(m),
             OperationIr::Activation(a) => self.activation(a),
             OperationIr::Init(_) | OperationIr::Drop(_) => Ok(()),
-            OperationIr::Custom(c) => Err(self.unsupported(&format!("custom operation `{}`", c.id))),
+            OperationIr::Custom(c) => {
+                Err(self.unsupported(&format!("custom operation `{}`", c.id)))
+            }
             OperationIr::Distributed(_) => Err(self.unsupported("distributed operations")),
         }
     }
@@ -246,7 +278,10 @@ impl Lowerer {
                 "ConstantOfShape",
                 vec![shape],
                 vec![out.clone()],
-                vec![Attribute { name: "value".into(), value: AttributeValue::Tensor(Box::new(value)) }],
+                vec![Attribute {
+                    name: "value".into(),
+                    value: AttributeValue::Tensor(Box::new(value)),
+                }],
                 &self.label,
             );
             return Ok(out);
@@ -286,14 +321,26 @@ impl Lowerer {
             .shape
             .iter()
             .enumerate()
-            .map(|(i, d)| if sym.get(i).copied().flatten().is_some() { -1 } else { *d as i64 })
+            .map(|(i, d)| {
+                if sym.get(i).copied().flatten().is_some() {
+                    -1
+                } else {
+                    *d as i64
+                }
+            })
             .collect();
         self.g.shapes.insert(name.clone(), dims);
         name
     }
 
     /// Emit one node producing the IR tensor `out`.
-    pub fn emit(&mut self, op_type: &str, inputs: Vec<String>, out: &TensorIr, attrs: Vec<Attribute>) {
+    pub fn emit(
+        &mut self,
+        op_type: &str,
+        inputs: Vec<String>,
+        out: &TensorIr,
+        attrs: Vec<Attribute>,
+    ) {
         let name = self.out_name(out, &op_type.to_ascii_lowercase());
         let label = self.label.clone();
         self.g.node(op_type, inputs, vec![name], attrs, &label);
@@ -301,9 +348,12 @@ impl Lowerer {
 
     /// Emit one node producing a fresh intermediate value.
     pub fn tmp(&mut self, op_type: &str, inputs: Vec<String>, attrs: Vec<Attribute>) -> String {
-        let name = self.g.fresh(&format!("{}_tmp", op_type.to_ascii_lowercase()));
+        let name = self
+            .g
+            .fresh(&format!("{}_tmp", op_type.to_ascii_lowercase()));
         let label = self.label.clone();
-        self.g.node(op_type, inputs, vec![name.clone()], attrs, &label);
+        self.g
+            .node(op_type, inputs, vec![name.clone()], attrs, &label);
         name
     }
 
@@ -319,9 +369,8 @@ impl Lowerer {
 
     /// 0-d constant holding `value` in `dtype`.
     pub fn scalar(&mut self, value: ScalarIr, dtype: DType) -> Result<String> {
-        let (elem, bytes) = scalar_bytes(value, dtype).ok_or_else(|| {
-            self.unsupported(&format!("scalar constant of dtype {dtype:?}"))
-        })?;
+        let (elem, bytes) = scalar_bytes(value, dtype)
+            .ok_or_else(|| self.unsupported(&format!("scalar constant of dtype {dtype:?}")))?;
         Ok(self.g.const_scalar("scalar", elem, bytes))
     }
 
@@ -332,7 +381,10 @@ impl Lowerer {
 
     /// Symbolic axes of a tensor (`None` = static), empty when dynamic batch is off.
     pub fn sym_dims(&self, id: TensorId) -> Vec<Option<SymDim>> {
-        self.sym.as_ref().and_then(|s| s.dims.get(&id).cloned()).unwrap_or_default()
+        self.sym
+            .as_ref()
+            .and_then(|s| s.dims.get(&id).cloned())
+            .unwrap_or_default()
     }
 
     /// Whether any axis of `t` depends on the batch size.
@@ -382,12 +434,17 @@ impl Lowerer {
             }
         }
         let Some((input, axis)) = found else {
-            return Err(ExportError::Dynamic("no graph input carries the batch axis".into()));
+            return Err(ExportError::Dynamic(
+                "no graph input carries the batch axis".into(),
+            ));
         };
         let b = self.tmp(
             "Shape",
             vec![input],
-            vec![Attribute::int("start", axis), Attribute::int("end", axis + 1)],
+            vec![
+                Attribute::int("start", axis),
+                Attribute::int("end", axis + 1),
+            ],
         );
         self.batch_value = Some(b.clone());
         Ok(b)
@@ -398,7 +455,11 @@ impl Lowerer {
         if onnx_type(from)? == onnx_type(to)? {
             return Ok(value);
         }
-        Ok(self.tmp("Cast", vec![value], vec![Attribute::int("to", i64::from(onnx_type(to)?))]))
+        Ok(self.tmp(
+            "Cast",
+            vec![value],
+            vec![Attribute::int("to", i64::from(onnx_type(to)?))],
+        ))
     }
 
     /// ONNX element type of an IR tensor.

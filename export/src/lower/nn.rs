@@ -2,8 +2,8 @@
 //! embedding.
 
 use burn::backend::ir::{
-    AdaptiveAvgPool1dOpIr, AdaptiveAvgPool2dOpIr, AttentionOpIr, InterpolateModeIr, InterpolateOpIr,
-    ModuleOperationIr, ScalarIr, TensorIr,
+    AdaptiveAvgPool1dOpIr, AdaptiveAvgPool2dOpIr, AttentionOpIr, InterpolateModeIr,
+    InterpolateOpIr, ModuleOperationIr, ScalarIr, TensorIr,
 };
 
 use super::{scalar_f64, Lowerer};
@@ -60,7 +60,10 @@ impl Lowerer {
                 let p = o.padding;
                 let attrs = vec![
                     ints("strides", o.stride),
-                    Attribute::ints("pads", [p[0], p[1], p[2], p[0], p[1], p[2]].map(|v| v as i64)),
+                    Attribute::ints(
+                        "pads",
+                        [p[0], p[1], p[2], p[0], p[1], p[2]].map(|v| v as i64),
+                    ),
                     ints("dilations", o.dilation),
                     Attribute::int("group", o.groups as i64),
                 ];
@@ -76,7 +79,14 @@ impl Lowerer {
                     ints("dilations", o.dilation),
                     Attribute::int("group", o.groups as i64),
                 ];
-                self.conv("ConvTranspose", &c.x, &c.weight, c.bias.as_ref(), &c.out, attrs)
+                self.conv(
+                    "ConvTranspose",
+                    &c.x,
+                    &c.weight,
+                    c.bias.as_ref(),
+                    &c.out,
+                    attrs,
+                )
             }
             M::ConvTranspose2d(c) => {
                 let o = &c.options;
@@ -88,19 +98,36 @@ impl Lowerer {
                     ints("dilations", o.dilation),
                     Attribute::int("group", o.groups as i64),
                 ];
-                self.conv("ConvTranspose", &c.x, &c.weight, c.bias.as_ref(), &c.out, attrs)
+                self.conv(
+                    "ConvTranspose",
+                    &c.x,
+                    &c.weight,
+                    c.bias.as_ref(),
+                    &c.out,
+                    attrs,
+                )
             }
             M::ConvTranspose3d(c) => {
                 let o = &c.options;
                 let p = o.padding;
                 let attrs = vec![
                     ints("strides", o.stride),
-                    Attribute::ints("pads", [p[0], p[1], p[2], p[0], p[1], p[2]].map(|v| v as i64)),
+                    Attribute::ints(
+                        "pads",
+                        [p[0], p[1], p[2], p[0], p[1], p[2]].map(|v| v as i64),
+                    ),
                     ints("output_padding", o.padding_out),
                     ints("dilations", o.dilation),
                     Attribute::int("group", o.groups as i64),
                 ];
-                self.conv("ConvTranspose", &c.x, &c.weight, c.bias.as_ref(), &c.out, attrs)
+                self.conv(
+                    "ConvTranspose",
+                    &c.x,
+                    &c.weight,
+                    c.bias.as_ref(),
+                    &c.out,
+                    attrs,
+                )
             }
             M::AvgPool1d(p) => {
                 let attrs = vec![
@@ -163,7 +190,12 @@ impl Lowerer {
                     self.input(&b.variance)?,
                 ];
                 let eps = scalar_f64(b.epsilon) as f32;
-                self.emit("BatchNormalization", inputs, &b.out, vec![Attribute::float("epsilon", eps)]);
+                self.emit(
+                    "BatchNormalization",
+                    inputs,
+                    &b.out,
+                    vec![Attribute::float("epsilon", eps)],
+                );
                 Ok(())
             }
             M::LayerNorm(l) => {
@@ -187,14 +219,23 @@ impl Lowerer {
             M::Embedding(e) => {
                 let w = self.input(&e.weights)?;
                 let i = self.input(&e.indices)?;
-                self.emit("Gather", vec![w, i], &e.out, vec![Attribute::int("axis", 0)]);
+                self.emit(
+                    "Gather",
+                    vec![w, i],
+                    &e.out,
+                    vec![Attribute::int("axis", 0)],
+                );
                 Ok(())
             }
             M::MaxPool1dWithIndices(_) | M::MaxPool2dWithIndices(_) => {
                 Err(self.unsupported("max pooling with indices is not lowered yet"))
             }
-            M::AdaptiveAvgPool3d(_) => Err(self.unsupported("3-D adaptive pooling is not lowered yet")),
-            M::DeformableConv2d(_) => Err(self.unsupported("deformable convolution has no ONNX operator")),
+            M::AdaptiveAvgPool3d(_) => {
+                Err(self.unsupported("3-D adaptive pooling is not lowered yet"))
+            }
+            M::DeformableConv2d(_) => {
+                Err(self.unsupported("deformable convolution has no ONNX operator"))
+            }
             M::Unfold4d(_) => Err(self.unsupported("unfold4d is not lowered yet")),
             M::CtcLoss(_) => Err(self.unsupported("losses are not exported")),
             _ => Err(self.unsupported("training-only (backward) operation")),
@@ -214,7 +255,10 @@ impl Lowerer {
         if let Some(b) = b {
             inputs.push(self.input(b)?);
         }
-        attrs.push(Attribute::ints("kernel_shape", w.shape[2..].iter().map(|d| *d as i64)));
+        attrs.push(Attribute::ints(
+            "kernel_shape",
+            w.shape[2..].iter().map(|d| *d as i64),
+        ));
         self.emit(op_type, inputs, out, attrs);
         Ok(())
     }
@@ -260,7 +304,10 @@ impl Lowerer {
         }
         if h % oh == 0 && w % ow == 0 {
             let k = [(h / oh) as i64, (w / ow) as i64];
-            let attrs = vec![Attribute::ints("kernel_shape", k), Attribute::ints("strides", k)];
+            let attrs = vec![
+                Attribute::ints("kernel_shape", k),
+                Attribute::ints("strides", k),
+            ];
             self.emit("AveragePool", vec![x], &p.out, attrs);
             return Ok(());
         }
@@ -295,28 +342,48 @@ impl Lowerer {
         match i.options.mode {
             InterpolateModeIr::Nearest => {
                 attrs.push(Attribute::string("mode", "nearest"));
-                attrs.push(Attribute::string("coordinate_transformation_mode", "asymmetric"));
+                attrs.push(Attribute::string(
+                    "coordinate_transformation_mode",
+                    "asymmetric",
+                ));
                 attrs.push(Attribute::string("nearest_mode", "floor"));
             }
             InterpolateModeIr::NearestExact => {
                 attrs.push(Attribute::string("mode", "nearest"));
-                attrs.push(Attribute::string("coordinate_transformation_mode", "half_pixel"));
+                attrs.push(Attribute::string(
+                    "coordinate_transformation_mode",
+                    "half_pixel",
+                ));
                 attrs.push(Attribute::string("nearest_mode", "round_prefer_ceil"));
             }
             InterpolateModeIr::Bilinear | InterpolateModeIr::Bicubic => {
                 let cubic = matches!(i.options.mode, InterpolateModeIr::Bicubic);
-                attrs.push(Attribute::string("mode", if cubic { "cubic" } else { "linear" }));
-                let ctm = if i.options.align_corners { "align_corners" } else { "half_pixel" };
+                attrs.push(Attribute::string(
+                    "mode",
+                    if cubic { "cubic" } else { "linear" },
+                ));
+                let ctm = if i.options.align_corners {
+                    "align_corners"
+                } else {
+                    "half_pixel"
+                };
                 attrs.push(Attribute::string("coordinate_transformation_mode", ctm));
                 if cubic {
                     attrs.push(Attribute::float("cubic_coeff_a", -0.75));
                 }
             }
-            InterpolateModeIr::Lanczos3 => return Err(self.unsupported("lanczos3 has no ONNX mode")),
+            InterpolateModeIr::Lanczos3 => {
+                return Err(self.unsupported("lanczos3 has no ONNX mode"))
+            }
         }
         let sym = self.sym_dims(i.out.id);
         let sizes = self.shape_value(&i.out.shape, &sym)?;
-        self.emit("Resize", vec![x, String::new(), String::new(), sizes], &i.out, attrs);
+        self.emit(
+            "Resize",
+            vec![x, String::new(), String::new(), sizes],
+            &i.out,
+            attrs,
+        );
         Ok(())
     }
 
@@ -326,13 +393,21 @@ impl Lowerer {
         let q = self.input(&a.query)?;
         let k = self.input(&a.key)?;
         let v = self.input(&a.value)?;
-        let head_dim = *a.query.shape.last().ok_or_else(|| self.unsupported("rank-0 query"))?;
+        let head_dim = *a
+            .query
+            .shape
+            .last()
+            .ok_or_else(|| self.unsupported("rank-0 query"))?;
         let scale = a
             .options
             .scale
             .map(scalar_f64)
             .unwrap_or_else(|| 1.0 / (head_dim as f64).sqrt());
-        let kt = self.tmp("Transpose", vec![k], vec![Attribute::ints("perm", [0, 1, 3, 2])]);
+        let kt = self.tmp(
+            "Transpose",
+            vec![k],
+            vec![Attribute::ints("perm", [0, 1, 3, 2])],
+        );
         let qk = self.tmp("MatMul", vec![q, kt], vec![]);
         let s = self.scalar_f(scale, dtype)?;
         let mut scores = self.tmp("Mul", vec![qk, s], vec![]);
@@ -349,8 +424,17 @@ impl Lowerer {
         }
         if a.options.is_causal {
             let (sq, sk) = (a.query.shape[2], a.key.shape[2]);
-            if self.is_dynamic(&a.query) && self.sym_dims(a.query.id).get(2).copied().flatten().is_some() {
-                return Err(ExportError::Dynamic("causal attention over a batch-dependent axis".into()));
+            if self.is_dynamic(&a.query)
+                && self
+                    .sym_dims(a.query.id)
+                    .get(2)
+                    .copied()
+                    .flatten()
+                    .is_some()
+            {
+                return Err(ExportError::Dynamic(
+                    "causal attention over a batch-dependent axis".into(),
+                ));
             }
             let offset = sk as i64 - sq as i64;
             let bits: Vec<u8> = (0..sq as i64)

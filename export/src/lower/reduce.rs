@@ -35,7 +35,12 @@ impl Lowerer {
         self.reduce_all_from(op_type, x, &r.out)
     }
 
-    pub(super) fn reduce_all_from(&mut self, op_type: &str, x: String, out: &TensorIr) -> Result<()> {
+    pub(super) fn reduce_all_from(
+        &mut self,
+        op_type: &str,
+        x: String,
+        out: &TensorIr,
+    ) -> Result<()> {
         let y = self.reduce_node(op_type, x, None, false)?;
         let shape = self.ints(&super::dims_i64(out));
         self.emit("Reshape", vec![y, shape], out, vec![]);
@@ -60,7 +65,10 @@ impl Lowerer {
 
     pub(super) fn arg_reduce(&mut self, op_type: &str, r: &ReduceDimOpIr) -> Result<()> {
         let x = self.input(&r.input)?;
-        let attrs = vec![Attribute::int("axis", r.axis as i64), Attribute::int("keepdims", 1)];
+        let attrs = vec![
+            Attribute::int("axis", r.axis as i64),
+            Attribute::int("keepdims", 1),
+        ];
         let idx = self.tmp(op_type, vec![x], attrs);
         let idx = self.cast(idx, burn::tensor::DType::I64, r.out.dtype)?;
         self.alias(&r.out, idx);
@@ -77,7 +85,10 @@ impl Lowerer {
         let axes = [r.dim as i64];
         let v = self.reduce_node(reduce, x.clone(), Some(&axes), true)?;
         self.alias(&r.out, v);
-        let attrs = vec![Attribute::int("axis", r.dim as i64), Attribute::int("keepdims", 1)];
+        let attrs = vec![
+            Attribute::int("axis", r.dim as i64),
+            Attribute::int("keepdims", 1),
+        ];
         let idx = self.tmp(arg, vec![x], attrs);
         let idx = self.cast(idx, burn::tensor::DType::I64, r.out_indices.dtype)?;
         self.alias(&r.out_indices, idx);
@@ -96,7 +107,13 @@ impl Lowerer {
         let values = self.g.fresh("sorted");
         let idx = self.g.fresh("sorted_idx");
         let label = self.label.clone();
-        self.g.node("TopK", vec![x, k], vec![values.clone(), idx.clone()], attrs, &label);
+        self.g.node(
+            "TopK",
+            vec![x, k],
+            vec![values.clone(), idx.clone()],
+            attrs,
+            &label,
+        );
         if indices {
             let idx = self.cast(idx, burn::tensor::DType::I64, s.out.dtype)?;
             self.alias(&s.out, idx);

@@ -60,13 +60,23 @@ impl Lowerer {
             B::Select(s) => {
                 let x = self.input(&s.tensor)?;
                 let i = self.input(&s.indices)?;
-                self.emit("Gather", vec![x, i], &s.out, vec![Attribute::int("axis", s.dim as i64)]);
+                self.emit(
+                    "Gather",
+                    vec![x, i],
+                    &s.out,
+                    vec![Attribute::int("axis", s.dim as i64)],
+                );
                 Ok(())
             }
             B::Gather(g) => {
                 let x = self.input(&g.tensor)?;
                 let i = self.input(&g.indices)?;
-                self.emit("GatherElements", vec![x, i], &g.out, vec![Attribute::int("axis", g.dim as i64)]);
+                self.emit(
+                    "GatherElements",
+                    vec![x, i],
+                    &g.out,
+                    vec![Attribute::int("axis", g.dim as i64)],
+                );
                 Ok(())
             }
             B::Scatter(s) => {
@@ -109,12 +119,21 @@ impl Lowerer {
                 Ok(())
             }
             B::Cat(c) => {
-                let inputs = c.tensors.iter().map(|t| self.input(t)).collect::<Result<Vec<_>>>()?;
+                let inputs = c
+                    .tensors
+                    .iter()
+                    .map(|t| self.input(t))
+                    .collect::<Result<Vec<_>>>()?;
                 if inputs.len() == 1 {
                     self.alias(&c.out, inputs[0].clone());
                     return Ok(());
                 }
-                self.emit("Concat", inputs, &c.out, vec![Attribute::int("axis", c.dim as i64)]);
+                self.emit(
+                    "Concat",
+                    inputs,
+                    &c.out,
+                    vec![Attribute::int("axis", c.dim as i64)],
+                );
                 Ok(())
             }
             B::Cast(c) => self.cast_to(&c.input, &c.out),
@@ -125,7 +144,8 @@ impl Lowerer {
                 let all = matches!(op, B::All(_));
                 let x = self.input(&r.input)?;
                 let v = self.truthy(x, &r.input)?;
-                let y = self.reduce_node(if all { "ReduceMin" } else { "ReduceMax" }, v, None, false)?;
+                let y =
+                    self.reduce_node(if all { "ReduceMin" } else { "ReduceMax" }, v, None, false)?;
                 let y = self.tmp("Cast", vec![y], vec![Attribute::int("to", 9)]);
                 let shape = self.ints(&super::dims_i64(&r.out));
                 self.emit("Reshape", vec![y, shape], &r.out, vec![]);
@@ -174,7 +194,13 @@ impl Lowerer {
             let target: Vec<i64> = dims
                 .iter()
                 .enumerate()
-                .map(|(i, d)| if sym.get(i).copied().flatten().is_some() { -1 } else { *d })
+                .map(|(i, d)| {
+                    if sym.get(i).copied().flatten().is_some() {
+                        -1
+                    } else {
+                        *d
+                    }
+                })
                 .collect();
             self.ints(&target)
         } else {
@@ -188,13 +214,23 @@ impl Lowerer {
         Ok(())
     }
 
-    pub(super) fn transpose(&mut self, input: &TensorIr, out: &TensorIr, perm: &[usize]) -> Result<()> {
+    pub(super) fn transpose(
+        &mut self,
+        input: &TensorIr,
+        out: &TensorIr,
+        perm: &[usize],
+    ) -> Result<()> {
         let x = self.input(input)?;
         if perm.iter().enumerate().all(|(i, p)| i == *p) {
             self.alias(out, x);
             return Ok(());
         }
-        self.emit("Transpose", vec![x], out, vec![Attribute::ints("perm", perm.iter().map(|p| *p as i64))]);
+        self.emit(
+            "Transpose",
+            vec![x],
+            out,
+            vec![Attribute::ints("perm", perm.iter().map(|p| *p as i64))],
+        );
         Ok(())
     }
 
@@ -226,7 +262,12 @@ impl Lowerer {
         Ok(())
     }
 
-    pub(super) fn slice(&mut self, input: &TensorIr, ranges: &[Slice], out: &TensorIr) -> Result<()> {
+    pub(super) fn slice(
+        &mut self,
+        input: &TensorIr,
+        ranges: &[Slice],
+        out: &TensorIr,
+    ) -> Result<()> {
         let x = self.input(input)?;
         let sym = self.sym_dims(input.id);
         let (mut starts, mut ends, mut axes, mut steps) = (vec![], vec![], vec![], vec![]);

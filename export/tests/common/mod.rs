@@ -35,7 +35,13 @@ pub fn out_dir() -> PathBuf {
 }
 
 /// Export `forward` and compute Burn's outputs on random float inputs.
-pub fn case<M, I, O, F>(name: &str, module: &M, sample: I, forward: F, options: &ExportOptions) -> Case
+pub fn case<M, I, O, F>(
+    name: &str,
+    module: &M,
+    sample: I,
+    forward: F,
+    options: &ExportOptions,
+) -> Case
 where
     M: Module,
     I: TensorSet,
@@ -53,7 +59,15 @@ where
     let mut expected = Vec::new();
     forward(module, inputs).collect_data(&mut expected);
     let inputs = model.input_names().into_iter().zip(input_data).collect();
-    Case { name: name.into(), model, path, inputs, expected, timing_runs: 0, tolerance: TOL }
+    Case {
+        name: name.into(),
+        model,
+        path,
+        inputs,
+        expected,
+        timing_runs: 0,
+        tolerance: TOL,
+    }
 }
 
 /// Whether Python-based checks must run (else they are skipped with a message).
@@ -73,8 +87,12 @@ pub fn check(cases: &[Case]) -> Vec<Option<f64>> {
     }
     let mut timings = vec![None; cases.len()];
     match python_env() {
-        None if require_fixtures() => panic!("PRISM_REQUIRE_FIXTURES=1 but no Python env (PRISM_ENV)"),
-        None => eprintln!("SKIPPED: onnx checker / onnxruntime / reference evaluator (no Python env)"),
+        None if require_fixtures() => {
+            panic!("PRISM_REQUIRE_FIXTURES=1 but no Python env (PRISM_ENV)")
+        }
+        None => {
+            eprintln!("SKIPPED: onnx checker / onnxruntime / reference evaluator (no Python env)")
+        }
         Some(python) => {
             let jobs: Vec<PythonJob> = cases
                 .iter()
@@ -101,21 +119,37 @@ pub fn check(cases: &[Case]) -> Vec<Option<f64>> {
             }
         }
     }
-    assert!(failures.is_empty(), "{} failure(s):\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failure(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     timings
 }
 
 fn compare_all(c: &Case, rt: &str, outs: &[TensorData], failures: &mut Vec<String>) {
     if outs.len() != c.expected.len() {
-        failures.push(format!("{}: {rt} gave {} outputs, expected {}", c.name, outs.len(), c.expected.len()));
+        failures.push(format!(
+            "{}: {rt} gave {} outputs, expected {}",
+            c.name,
+            outs.len(),
+            c.expected.len()
+        ));
         return;
     }
     for (k, (e, a)) in c.expected.iter().zip(outs).enumerate() {
         match compare(rt, &format!("out{k}"), e, a) {
             Ok(err) => {
-                eprintln!("{:<28} {:>5} out{k}: max_abs {:.2e} max_rel {:.2e}", c.name, rt, err.max_abs, err.max_rel);
+                eprintln!(
+                    "{:<28} {:>5} out{k}: max_abs {:.2e} max_rel {:.2e}",
+                    c.name, rt, err.max_abs, err.max_rel
+                );
                 if err.max_rel.is_nan() || err.max_rel > c.tolerance {
-                    failures.push(format!("{}: {rt} out{k} rel error {:.3e} > {:e}", c.name, err.max_rel, c.tolerance));
+                    failures.push(format!(
+                        "{}: {rt} out{k} rel error {:.3e} > {:e}",
+                        c.name, err.max_rel, c.tolerance
+                    ));
                 }
             }
             Err(e) => failures.push(format!("{}: {e}", c.name)),
@@ -125,7 +159,13 @@ fn compare_all(c: &Case, rt: &str, outs: &[TensorData], failures: &mut Vec<Strin
 
 /// Histogram of ONNX op types.
 pub fn ops(model: &OnnxModel) -> Vec<String> {
-    model.proto().graph.node.iter().map(|n| n.op_type.clone()).collect()
+    model
+        .proto()
+        .graph
+        .node
+        .iter()
+        .map(|n| n.op_type.clone())
+        .collect()
 }
 
 /// Parameter-free module for op tests.
@@ -134,7 +174,11 @@ pub struct NoParams;
 
 /// Median ONNX Runtime latency (ms) of each model, timed in one Python process by
 /// `py/time_onnx.py`: warm-up, then `runs` rounds that run every model once in turn.
-pub fn ort_median_ms(python: &std::path::Path, models: &[(PathBuf, Vec<(String, TensorData)>)], runs: usize) -> Vec<f64> {
+pub fn ort_median_ms(
+    python: &std::path::Path,
+    models: &[(PathBuf, Vec<(String, TensorData)>)],
+    runs: usize,
+) -> Vec<f64> {
     let dir = out_dir().join(format!("timing-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut spec = Vec::new();
@@ -150,16 +194,32 @@ pub fn ort_median_ms(python: &std::path::Path, models: &[(PathBuf, Vec<(String, 
     let spec_path = dir.join("timing.json");
     let spec = serde_json::json!({"models": spec, "runs": runs, "warmup": 20, "threads": 1});
     std::fs::write(&spec_path, spec.to_string()).unwrap();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py").join("time_onnx.py");
-    let out = std::process::Command::new(python).arg(&script).arg(&spec_path).output().unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("py")
+        .join("time_onnx.py");
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .arg(&spec_path)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout
         .lines()
         .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("time_onnx.py failed: {}", String::from_utf8_lossy(&out.stderr)));
+        .unwrap_or_else(|| {
+            panic!(
+                "time_onnx.py failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-    v["models"].as_array().unwrap().iter().map(|m| m["median_ms"].as_f64().unwrap()).collect()
+    v["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["median_ms"].as_f64().unwrap())
+        .collect()
 }
 
 /// Whether Python-based checks are required (`PRISM_REQUIRE_FIXTURES=1`).

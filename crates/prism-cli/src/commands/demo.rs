@@ -34,7 +34,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let started = Instant::now();
 
-    println!("1/5 train rvt-tiny-synth for {} steps on synthetic scenes (160x128, cars and pedestrians)", args.steps);
+    println!(
+        "1/5 train rvt-tiny-synth for {} steps on synthetic scenes (160x128, cars and pedestrians)",
+        args.steps
+    );
     let mut config = prism_train::TrainConfig::resolve("rvt-tiny-synth")?;
     config.apply_overrides(&[
         format!("train.steps={}", args.steps),
@@ -56,7 +59,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let summary = prism_train::Trainer::new(config, opts, &train, &val)?.run(|e| {
         if let prism_train::Event::Step(r) = e {
             if r.step % 10 == 0 {
-                println!("    step {:>4}  loss {:.3}  {:.1} windows/s", r.step, r.loss, r.windows_per_s);
+                println!(
+                    "    step {:>4}  loss {:.3}  {:.1} windows/s",
+                    r.step, r.loss, r.windows_per_s
+                );
             }
         }
     })?;
@@ -65,14 +71,22 @@ pub fn run(args: DemoArgs) -> Result<()> {
         .as_ref()
         .map(|v| format!("validation mAP@.5 {:.3}, mAP@[.5:.95] {:.3}", v.ap50, v.map))
         .unwrap_or_else(|| "already trained".into());
-    println!("    {} in {:.0} s; curves {}", val_line, t.elapsed().as_secs_f64(), run_dir.join("curves.png").display());
+    println!(
+        "    {} in {:.0} s; curves {}",
+        val_line,
+        t.elapsed().as_secs_f64(),
+        run_dir.join("curves.png").display()
+    );
     let checkpoint = prism_train::trainer::last_checkpoint(&run_dir);
 
     println!("2/5 export to ONNX and verify Burn vs tract vs ONNX Runtime (when provisioned)");
     let model = out.join("rvt-tiny-synth.onnx");
     let verify = ort_available();
     export::export_onnx(&OnnxArgs {
-        source: ModelSource { model: None, checkpoint: Some(checkpoint.clone()) },
+        source: ModelSource {
+            model: None,
+            checkpoint: Some(checkpoint.clone()),
+        },
         out: model.clone(),
         dynamic_batch: false,
         opset: prism_export::DEFAULT_OPSET,
@@ -81,7 +95,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
     })?;
 
     println!("3/5 mAP on the validation scenes: Burn checkpoint and exported model in tract");
-    for (label, checkpoint, model) in [("Burn", Some(checkpoint.clone()), None), ("tract", None, Some(model.clone()))] {
+    for (label, checkpoint, model) in [
+        ("Burn", Some(checkpoint.clone()), None),
+        ("tract", None, Some(model.clone())),
+    ] {
         println!("    {label}:");
         eval::run(EvalArgs {
             checkpoint,
@@ -110,7 +127,11 @@ pub fn run(args: DemoArgs) -> Result<()> {
     };
     let files = synth::synthesize(&synth_args)?;
     let frames = out.join("frames");
-    let backends: Vec<Backend> = if verify { vec![Backend::Tract, Backend::OrtCpu] } else { vec![Backend::Tract] };
+    let backends: Vec<Backend> = if verify {
+        vec![Backend::Tract, Backend::OrtCpu]
+    } else {
+        vec![Backend::Tract]
+    };
     for backend in backends {
         let detections = out.join(format!("detections-{backend}.jsonl"));
         let t = Instant::now();
@@ -131,7 +152,12 @@ pub fn run(args: DemoArgs) -> Result<()> {
             sensor: None,
             max_gap_ms: 1000,
         })?;
-        println!("    {backend}: {} detections in {:.2} s -> {}", count_lines(&detections), t.elapsed().as_secs_f64(), detections.display());
+        println!(
+            "    {backend}: {} detections in {:.2} s -> {}",
+            count_lines(&detections),
+            t.elapsed().as_secs_f64(),
+            detections.display()
+        );
     }
 
     println!("5/5 summary ({:.0} s)", started.elapsed().as_secs_f64());
@@ -147,5 +173,7 @@ fn ort_available() -> bool {
 }
 
 fn count_lines(path: &Path) -> usize {
-    std::fs::read_to_string(path).map(|s| s.lines().count()).unwrap_or(0)
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
 }

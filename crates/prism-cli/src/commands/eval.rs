@@ -10,7 +10,9 @@ use anyhow::{bail, Context, Result};
 use burn::tensor::Device;
 use clap::Args;
 use prism_deploy::engine::{Backend, Engine, EngineOptions, TensorView};
-use prism_train::evaluate::{filter_by_name, predict_split_with_progress, BurnRunner, EvalOptions, SequenceRunner};
+use prism_train::evaluate::{
+    filter_by_name, predict_split_with_progress, BurnRunner, EvalOptions, SequenceRunner,
+};
 
 use super::progress::Meter;
 
@@ -58,42 +60,62 @@ pub fn run(args: EvalArgs) -> Result<()> {
         println!("{}", metrics.table(&[]));
         return write_out(&args, &metrics);
     }
-    let data = args.data.as_ref().context("give --data DIR (prepared sequences), or --coco-gt/--coco-dt")?;
+    let data = args
+        .data
+        .as_ref()
+        .context("give --data DIR (prepared sequences), or --coco-gt/--coco-dt")?;
     let split = prism_data::load_split(data, &args.split)
         .with_context(|| format!("loading {}/{}", data.display(), args.split))?;
-    let first = split.sequences.first().with_context(|| format!("{}/{} holds no sequence", data.display(), args.split))?;
+    let first = split
+        .sequences
+        .first()
+        .with_context(|| format!("{}/{} holds no sequence", data.display(), args.split))?;
     let meta = first.meta.clone();
     let filter_name = match args.filter.as_str() {
         "auto" => prism_train::evaluate::filter_for_sensor(meta.sensor),
         other => other,
     };
-    let filter = filter_by_name(filter_name).with_context(|| format!("unknown filter {:?} (gen1, gen4, none)", args.filter))?;
+    let filter = filter_by_name(filter_name)
+        .with_context(|| format!("unknown filter {:?} (gen1, gen4, none)", args.filter))?;
     let mut opts = EvalOptions::default();
-    let (classes, mut runner): (Vec<String>, Box<dyn SequenceRunner>) = match (&args.checkpoint, &args.model) {
-        (Some(dir), None) => {
-            let (card, model) = prism_models::checkpoint::load(dir, &Device::flex())
-                .with_context(|| format!("loading the checkpoint {}", dir.display()))?;
-            if card.model.input_size != meta.input_hw {
-                bail!("the checkpoint takes {:?} inputs, the data is {:?}", card.model.input_size, meta.input_hw);
+    let (classes, mut runner): (Vec<String>, Box<dyn SequenceRunner>) =
+        match (&args.checkpoint, &args.model) {
+            (Some(dir), None) => {
+                let (card, model) = prism_models::checkpoint::load(dir, &Device::flex())
+                    .with_context(|| format!("loading the checkpoint {}", dir.display()))?;
+                if card.model.input_size != meta.input_hw {
+                    bail!(
+                        "the checkpoint takes {:?} inputs, the data is {:?}",
+                        card.model.input_size,
+                        meta.input_hw
+                    );
+                }
+                let runner = BurnRunner::new(
+                    &model,
+                    card.rvt_config(),
+                    [meta.channels, meta.input_hw[0], meta.input_hw[1]],
+                );
+                (card.data.classes.clone(), Box::new(runner))
             }
-            let runner = BurnRunner::new(&model, card.rvt_config(), [meta.channels, meta.input_hw[0], meta.input_hw[1]]);
-            (card.data.classes.clone(), Box::new(runner))
-        }
-        (None, Some(file)) => {
-            let backend: Backend = args.backend.parse()?;
-            let mut engine_opts = EngineOptions::new(backend);
-            engine_opts.ort_library = args.ort_library.clone();
-            let engine = Engine::load(file, &engine_opts).with_context(|| format!("loading {}", file.display()))?;
-            let spec = engine.spec().clone();
-            opts.outputs_decoded = spec.output.decoded;
-            if spec.input.shape.first().copied().flatten().is_some() {
-                opts.lockstep = spec.input.shape[0].unwrap_or(1);
+            (None, Some(file)) => {
+                let backend: Backend = args.backend.parse()?;
+                let mut engine_opts = EngineOptions::new(backend);
+                engine_opts.ort_library = args.ort_library.clone();
+                let engine = Engine::load(file, &engine_opts)
+                    .with_context(|| format!("loading {}", file.display()))?;
+                let spec = engine.spec().clone();
+                opts.outputs_decoded = spec.output.decoded;
+                if spec.input.shape.first().copied().flatten().is_some() {
+                    opts.lockstep = spec.input.shape[0].unwrap_or(1);
+                }
+                let runner = EngineRunner::new(
+                    Arc::new(engine),
+                    [meta.channels, meta.input_hw[0], meta.input_hw[1]],
+                )?;
+                (spec.classes.clone(), Box::new(runner))
             }
-            let runner = EngineRunner::new(Arc::new(engine), [meta.channels, meta.input_hw[0], meta.input_hw[1]])?;
-            (spec.classes.clone(), Box::new(runner))
-        }
-        _ => bail!("give --checkpoint DIR or --model FILE.onnx"),
-    };
+            _ => bail!("give --checkpoint DIR or --model FILE.onnx"),
+        };
     let started = std::time::Instant::now();
     let total: usize = split.sequences.iter().map(|s| s.num_windows()).sum();
     let mut meter = Meter::new("eval", total as u64);
@@ -108,7 +130,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
     eprintln!(
         "scored {} sequences ({} windows) in {:.1} s",
         split.sequences.len(),
-        split.sequences.iter().map(|s| s.num_windows()).sum::<usize>(),
+        split
+            .sequences
+            .iter()
+            .map(|s| s.num_windows())
+            .sum::<usize>(),
         started.elapsed().as_secs_f64()
     );
     let names: Vec<&str> = classes.iter().map(String::as_str).collect();
@@ -137,9 +163,17 @@ struct EngineRunner {
 impl EngineRunner {
     fn new(engine: Arc<Engine>, input_shape: [usize; 3]) -> Result<Self> {
         if engine.spec().state.is_empty() {
-            bail!("{} has no recurrent state: not an RVT export", engine.path().display());
+            bail!(
+                "{} has no recurrent state: not an RVT export",
+                engine.path().display()
+            );
         }
-        Ok(Self { engine, input_shape, batch: 0, states: Vec::new() })
+        Ok(Self {
+            engine,
+            input_shape,
+            batch: 0,
+            states: Vec::new(),
+        })
     }
 }
 
@@ -168,7 +202,11 @@ impl SequenceRunner for EngineRunner {
         let shape = [batch, c, h, w];
         let spec = self.engine.spec();
         let mut views = vec![TensorView::new(&spec.input.name, &shape, input)];
-        views.extend(self.states.iter().map(|(name, _, shape, data)| TensorView::new(name, shape, data)));
+        views.extend(
+            self.states
+                .iter()
+                .map(|(name, _, shape, data)| TensorView::new(name, shape, data)),
+        );
         let outputs = self.engine.run(&views).map_err(|e| e.to_string())?;
         let mut raw = None;
         for out in outputs {

@@ -59,7 +59,8 @@ pub fn export_onnx(args: &OnnxArgs) -> Result<()> {
     let onnx = export_rvt(&model, &card, &settings, &device)
         .with_context(|| format!("exporting {}", card.name))?;
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
     let bytes = onnx
         .save(&args.out)
@@ -73,7 +74,11 @@ pub fn export_onnx(args: &OnnxArgs) -> Result<()> {
         bytes,
         stats.nodes,
         args.opset,
-        if args.dynamic_batch { ", dynamic batch" } else { "" }
+        if args.dynamic_batch {
+            ", dynamic batch"
+        } else {
+            ""
+        }
     );
     if args.verify {
         let runners: Vec<EngineRunner> = [Backend::Tract, Backend::OrtCpu]
@@ -97,7 +102,10 @@ pub fn export_onnx(args: &OnnxArgs) -> Result<()> {
         match report {
             Ok(report) => {
                 print!("{report}");
-                println!("verified: max relative error {:.2e} (limit 1e-4)", report.max_rel());
+                println!(
+                    "verified: max relative error {:.2e} (limit 1e-4)",
+                    report.max_rel()
+                );
             }
             Err(e) => bail!("verification failed: {e}"),
         }
@@ -116,15 +124,25 @@ impl OnnxRunner for EngineRunner {
         self.backend.name().to_string()
     }
 
-    fn run(&self, model: &Path, inputs: &[(String, TensorData)]) -> prism_export::Result<Vec<TensorData>> {
-        let err = |e: &dyn std::fmt::Display| ExportError::Verify(format!("{}: {e}", self.backend.name()));
+    fn run(
+        &self,
+        model: &Path,
+        inputs: &[(String, TensorData)],
+    ) -> prism_export::Result<Vec<TensorData>> {
+        let err = |e: &dyn std::fmt::Display| {
+            ExportError::Verify(format!("{}: {e}", self.backend.name()))
+        };
         let mut options = EngineOptions::new(self.backend);
         options.ort_library = self.ort_library.clone();
         let engine = Engine::load(model, &options).map_err(|e| err(&e))?;
         let owned: Vec<(String, Vec<usize>, Vec<f32>)> = inputs
             .iter()
             .map(|(name, data)| {
-                let values = data.clone().convert::<f32>().try_to_vec::<f32>().map_err(|e| err(&format!("{e:?}")))?;
+                let values = data
+                    .clone()
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()
+                    .map_err(|e| err(&format!("{e:?}")))?;
                 Ok((name.clone(), data.shape().to_vec(), values))
             })
             .collect::<prism_export::Result<_>>()?;

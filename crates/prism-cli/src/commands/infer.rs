@@ -15,7 +15,10 @@ use clap::Args;
 use prism_core::spec::Task;
 use prism_deploy::server::protocol::DetectionJson;
 use prism_deploy::stream::{Gap, StreamOptions, StreamSink};
-use prism_deploy::{Backend, Detection, Engine, EngineOptions, FrameDetector, StreamDetector, TensorRtOptions, WindowDetections};
+use prism_deploy::{
+    Backend, Detection, Engine, EngineOptions, FrameDetector, StreamDetector, TensorRtOptions,
+    WindowDetections,
+};
 use prism_events::viz::{histogram_to_rgb, RgbImage};
 use prism_events::{EventChunk, ReaderOptions, SensorSize};
 use serde::Serialize;
@@ -112,7 +115,9 @@ struct Line<'a> {
 pub fn run(args: InferArgs) -> Result<()> {
     let engine = args.engine.load()?;
     let mut out: Box<dyn Write> = match &args.out {
-        Some(p) => Box::new(BufWriter::new(File::create(p).with_context(|| format!("creating {}", p.display()))?)),
+        Some(p) => Box::new(BufWriter::new(
+            File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
         None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
     if let Some(dir) = &args.render {
@@ -162,11 +167,16 @@ pub fn run(args: InferArgs) -> Result<()> {
                         );
                     }
                     // Read again with the sensor, so that events outside it are decoding errors.
-                    let options = ReaderOptions { sensor_size: Some(model_sensor), ..ReaderOptions::default() };
+                    let options = ReaderOptions {
+                        sensor_size: Some(model_sensor),
+                        ..ReaderOptions::default()
+                    };
                     reader = prism_events::open_with(&args.input, options).with_context(opening)?;
                 }
             }
-            let stream = StreamOptions { max_gap_us: args.max_gap_ms as i64 * 1000 };
+            let stream = StreamOptions {
+                max_gap_us: args.max_gap_ms as i64 * 1000,
+            };
             let mut detector = StreamDetector::with_options(engine.clone(), stream)?;
             let (_, total) = reader.progress();
             let mut sink = InferSink {
@@ -184,12 +194,17 @@ pub fn run(args: InferArgs) -> Result<()> {
             let mut chunk = EventChunk::default();
             let mut events = 0u64;
             let mut stopped = false;
-            while reader.read_chunk(&mut chunk).with_context(|| format!("reading {}", args.input.display()))? {
+            while reader
+                .read_chunk(&mut chunk)
+                .with_context(|| format!("reading {}", args.input.display()))?
+            {
                 events += chunk.len() as u64;
                 stopped = detector.push_chunk(&chunk, &mut sink)?.stopped;
                 let (done, _) = reader.progress();
                 let (windows, detections) = (sink.windows, sink.detections);
-                sink.meter.set(done, || format!("{windows} windows, {detections} detections"));
+                sink.meter.set(done, || {
+                    format!("{windows} windows, {detections} detections")
+                });
                 if stopped {
                     break;
                 }
@@ -203,7 +218,10 @@ pub fn run(args: InferArgs) -> Result<()> {
             let gap_note = match gaps {
                 0 => String::new(),
                 1 => format!("; 1 gap longer than {} ms reset the state", args.max_gap_ms),
-                n => format!("; {n} gaps longer than {} ms reset the state", args.max_gap_ms),
+                n => format!(
+                    "; {n} gaps longer than {} ms reset the state",
+                    args.max_gap_ms
+                ),
             };
             eprintln!(
                 "{events} events, {windows} windows, {detections} detections in {secs:.2} s ({:.1} windows/s) on {}{gap_note}",
@@ -212,7 +230,8 @@ pub fn run(args: InferArgs) -> Result<()> {
             );
         }
         Task::FrameDetection => {
-            let bytes = std::fs::read(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
+            let bytes = std::fs::read(&args.input)
+                .with_context(|| format!("reading {}", args.input.display()))?;
             let shape: Vec<usize> = engine
                 .spec()
                 .input
@@ -236,7 +255,12 @@ pub fn run(args: InferArgs) -> Result<()> {
             let mut detector = FrameDetector::new(engine.clone())?;
             let dets = detector.detect(&image, &shape)?;
             write_detections(&mut *out, 0, 0, dets, &classes).context("writing detections")?;
-            eprintln!("{} detections in {:.3} s on {}", dets.len(), started.elapsed().as_secs_f64(), engine.backend());
+            eprintln!(
+                "{} detections in {:.3} s on {}",
+                dets.len(),
+                started.elapsed().as_secs_f64(),
+                engine.backend()
+            );
         }
     }
     match out.flush() {
@@ -246,10 +270,23 @@ pub fn run(args: InferArgs) -> Result<()> {
 }
 
 /// Writes one JSON line per detection.
-fn write_detections(out: &mut dyn Write, t_us: i64, window: u64, dets: &[Detection], classes: &[String]) -> std::io::Result<()> {
+fn write_detections(
+    out: &mut dyn Write,
+    t_us: i64,
+    window: u64,
+    dets: &[Detection],
+    classes: &[String],
+) -> std::io::Result<()> {
     for d in dets {
         let detection = DetectionJson::new(d, classes);
-        serde_json::to_writer(&mut *out, &Line { t_us, window, detection: &detection })?;
+        serde_json::to_writer(
+            &mut *out,
+            &Line {
+                t_us,
+                window,
+                detection: &detection,
+            },
+        )?;
         out.write_all(b"\n")?;
     }
     Ok(())
@@ -276,7 +313,13 @@ impl StreamSink for InferSink<'_> {
     fn window(&mut self, w: &WindowDetections<'_>) -> Result<bool> {
         self.windows += 1;
         self.detections += w.detections.len();
-        match write_detections(&mut *self.out, w.end_us, w.index, w.detections, self.classes) {
+        match write_detections(
+            &mut *self.out,
+            w.end_us,
+            w.index,
+            w.detections,
+            self.classes,
+        ) {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
                 self.pipe_closed = true;
                 return Ok(false);
@@ -302,7 +345,14 @@ impl StreamSink for InferSink<'_> {
 }
 
 /// Colours of classes 0, 1, … (cycled).
-const CLASS_COLOURS: [[u8; 3]; 6] = [[255, 255, 0], [0, 255, 120], [255, 0, 255], [0, 255, 255], [255, 140, 0], [255, 255, 255]];
+const CLASS_COLOURS: [[u8; 3]; 6] = [
+    [255, 255, 0],
+    [0, 255, 120],
+    [255, 0, 255],
+    [0, 255, 255],
+    [255, 140, 0],
+    [255, 255, 255],
+];
 
 /// Draws the window's histogram, scaled back up to sensor pixels when the model halves its
 /// input, with its boxes (sensor coordinates), to `dir/window_NNNNNN.png`.
@@ -321,5 +371,7 @@ fn render(dir: &std::path::Path, w: &WindowDetections<'_>, downsample: usize) ->
         image.draw_rect(b.x1, b.y1, b.x2 - b.x1, b.y2 - b.y1, colour, s as i64);
     }
     let path = dir.join(format!("window_{:06}.png", w.index));
-    image.write_png(&path).with_context(|| format!("writing {}", path.display()))
+    image
+        .write_png(&path)
+        .with_context(|| format!("writing {}", path.display()))
 }

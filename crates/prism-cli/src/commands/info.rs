@@ -56,10 +56,20 @@ pub fn run(args: InfoArgs) -> Result<()> {
         m(info.parameters.fpn),
         m(info.parameters.head)
     );
-    println!("compute      {:.2} GFLOPs per window", info.flops_per_window as f64 / 1e9);
-    println!("state        {} bytes ({:.2} MB, 8 tensors)", info.state_bytes, info.state_bytes as f64 / 1e6);
+    println!(
+        "compute      {:.2} GFLOPs per window",
+        info.flops_per_window as f64 / 1e9
+    );
+    println!(
+        "state        {} bytes ({:.2} MB, 8 tensors)",
+        info.state_bytes,
+        info.state_bytes as f64 / 1e6
+    );
     for (name, shape) in &info.inputs {
-        let dims: Vec<String> = shape.iter().map(|d| d.map_or("?".to_string(), |d| d.to_string())).collect();
+        let dims: Vec<String> = shape
+            .iter()
+            .map(|d| d.map_or("?".to_string(), |d| d.to_string()))
+            .collect();
         println!("input        {name} [{}]", dims.join(", "));
     }
     for (name, shape) in &info.outputs {
@@ -76,12 +86,27 @@ pub fn model_info(source: &ModelSource) -> Result<ModelInfo> {
     let onnx = export_rvt(&model, &card, &RvtExport::default(), &device)
         .with_context(|| format!("capturing {}", card.name))?;
     let flops = flops(&onnx.to_bytes())?;
-    let state_bytes = spec.state.iter().map(|s| s.shape.iter().product::<usize>() * 4).sum();
+    let state_bytes = spec
+        .state
+        .iter()
+        .map(|s| s.shape.iter().product::<usize>() * 4)
+        .sum();
     let anchors = spec.num_anchors().unwrap_or(0);
-    let mut outputs = vec![(spec.output.name.clone(), vec![1, anchors, 5 + spec.classes.len()])];
-    outputs.extend(spec.state.iter().map(|s| (s.output.clone(), s.shape.clone())));
+    let mut outputs = vec![(
+        spec.output.name.clone(),
+        vec![1, anchors, 5 + spec.classes.len()],
+    )];
+    outputs.extend(
+        spec.state
+            .iter()
+            .map(|s| (s.output.clone(), s.shape.clone())),
+    );
     let mut inputs = vec![(spec.input.name.clone(), spec.input.shape.clone())];
-    inputs.extend(spec.state.iter().map(|s| (s.input.clone(), s.shape.iter().map(|&d| Some(d)).collect())));
+    inputs.extend(
+        spec.state
+            .iter()
+            .map(|s| (s.input.clone(), s.shape.iter().map(|&d| Some(d)).collect())),
+    );
     Ok(ModelInfo {
         name: card.name.clone(),
         parameters: Parameters {
@@ -110,7 +135,10 @@ fn flops(onnx: &[u8]) -> Result<u64> {
         let inputs = model
             .node_input_facts(node.id)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        let costs = node.op.cost(&inputs).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let costs = node
+            .op
+            .cost(&inputs)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         for (cost, count) in costs {
             if matches!(cost, Cost::FMA(_)) {
                 fma += count.to_usize().map_err(|e| anyhow::anyhow!("{e:#}"))? as u64;

@@ -24,7 +24,9 @@ impl ModelSource {
     pub fn card(&self) -> Result<ModelCard> {
         match (&self.model, &self.checkpoint) {
             (Some(name), _) => Ok(ModelCard::resolve(name)?),
-            (None, Some(dir)) => Ok(ModelCard::from_file(&dir.join(prism_models::checkpoint::CARD_FILE))?),
+            (None, Some(dir)) => Ok(ModelCard::from_file(
+                &dir.join(prism_models::checkpoint::CARD_FILE),
+            )?),
             (None, None) => bail!("give --model NAME or --checkpoint DIR"),
         }
     }

@@ -32,7 +32,14 @@ impl Meter {
             bar
         });
         let now = Instant::now();
-        Self { what, bar, total, done: 0, started: now, last_line: now }
+        Self {
+            what,
+            bar,
+            total,
+            done: 0,
+            started: now,
+            last_line: now,
+        }
     }
 
     /// Sets the work done so far; `message` says what it is (windows, detections).
@@ -69,9 +76,21 @@ impl Meter {
     /// `42% after 12 s, about 16 s left`.
     fn fraction_and_eta(&self) -> String {
         let elapsed = self.started.elapsed().as_secs_f64();
-        let fraction = if self.total == 0 { 1.0 } else { self.done as f64 / self.total as f64 };
-        let left = if fraction > 0.0 { elapsed / fraction - elapsed } else { f64::NAN };
-        let eta = if left.is_finite() { format!("about {left:.0} s left") } else { "time left unknown".to_string() };
+        let fraction = if self.total == 0 {
+            1.0
+        } else {
+            self.done as f64 / self.total as f64
+        };
+        let left = if fraction > 0.0 {
+            elapsed / fraction - elapsed
+        } else {
+            f64::NAN
+        };
+        let eta = if left.is_finite() {
+            format!("about {left:.0} s left")
+        } else {
+            "time left unknown".to_string()
+        };
         format!("{:.0}% after {elapsed:.0} s, {eta},", 100.0 * fraction)
     }
 }

@@ -50,7 +50,10 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> Result<()> {
     if !(args.deadline_s > 0.0 && args.deadline_s <= 86_400.0) {
-        bail!("--deadline-s must be between 0 and 86400 seconds, got {}", args.deadline_s);
+        bail!(
+            "--deadline-s must be between 0 and 86400 seconds, got {}",
+            args.deadline_s
+        );
     }
     let engine = args.engine.load()?;
     let options = ServerOptions {
@@ -64,10 +67,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_gap_us: args.max_gap_ms as i64 * 1000,
         max_stream_events: usize::try_from(args.max_stream_events).unwrap_or(usize::MAX),
     };
-    let server = Server::start(engine, options).with_context(|| format!("starting the server on {}", args.addr))?;
+    let server = Server::start(engine, options)
+        .with_context(|| format!("starting the server on {}", args.addr))?;
     let stop = server.stop_flag();
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, stop.clone()).context("installing the signal handler")?;
+        signal_hook::flag::register(signal, stop.clone())
+            .context("installing the signal handler")?;
     }
     eprintln!("serving on http://{} (Ctrl-C to stop)", server.local_addr());
     server.wait();

@@ -44,7 +44,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut config = TrainConfig::resolve(&args.config)?;
     config.apply_overrides(&args.overrides)?;
     let name = config.card.name.clone();
-    let run_dir = args.run_dir.clone().unwrap_or_else(|| PathBuf::from("runs").join(&name));
+    let run_dir = args
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&name));
     let last = prism_train::trainer::last_checkpoint(&run_dir);
     if args.resume && prism_train::run_checkpoint::find(&last).is_none() {
         bail!(
@@ -54,14 +57,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     let (data_dir, filter) = match &config.dataset {
         DatasetSection::Synthetic { .. } => (
-            args.data.clone().unwrap_or_else(|| PathBuf::from("data").join(&name)),
+            args.data
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("data").join(&name)),
             "synthetic".to_string(),
         ),
         DatasetSection::Prepared { root, eval_filter } => (
-            args.data
-                .clone()
-                .or_else(|| root.clone())
-                .context("this card trains on prepared data: give --data DIR (see `prism data prepare`)")?,
+            args.data.clone().or_else(|| root.clone()).context(
+                "this card trains on prepared data: give --data DIR (see `prism data prepare`)",
+            )?,
             eval_filter.clone(),
         ),
     };
@@ -70,7 +74,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
     eprintln!(
         "{name}: {} train sequences ({} windows), {} val sequences; run folder {}",
         train.sequences.len(),
-        train.sequences.iter().map(|s| s.num_windows()).sum::<usize>(),
+        train
+            .sequences
+            .iter()
+            .map(|s| s.num_windows())
+            .sum::<usize>(),
         val.sequences.len(),
         run_dir.display()
     );
@@ -92,10 +100,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
         summary.run_dir.display()
     );
     if let Some(v) = &summary.last_val {
-        println!("validation at step {}: mAP {:.4}, AP50 {:.4}, AP75 {:.4}", v.step, v.map, v.ap50, v.ap75);
+        println!(
+            "validation at step {}: mAP {:.4}, AP50 {:.4}, AP75 {:.4}",
+            v.step, v.map, v.ap50, v.ap75
+        );
     }
     if let Some((ap50, step)) = summary.best_ap50 {
-        println!("best AP50 {ap50:.4} at step {step} -> {}", prism_train::trainer::best_checkpoint(&summary.run_dir).display());
+        println!(
+            "best AP50 {ap50:.4} at step {step} -> {}",
+            prism_train::trainer::best_checkpoint(&summary.run_dir).display()
+        );
     }
     println!("curves: {}", summary.run_dir.join("curves.png").display());
     Ok(())
@@ -111,8 +125,10 @@ impl Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(0);
             bar.set_style(
-                ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template(
+                    "{bar:30.cyan/blue} {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             bar
         });
@@ -128,7 +144,11 @@ impl Progress {
 
     fn on(&self, event: &Event) {
         match event {
-            Event::Started { start_step, total_steps, resumed } => {
+            Event::Started {
+                start_step,
+                total_steps,
+                resumed,
+            } => {
                 if let Some(bar) = &self.bar {
                     bar.set_length(*total_steps as u64);
                     bar.set_position(*start_step as u64);

@@ -22,7 +22,11 @@ impl Background {
                 let angle = rng.range(0.0, std::f64::consts::PI) as f32;
                 let period = rng.range(8.0, 40.0) as f32;
                 let k = std::f32::consts::TAU / period;
-                (k * angle.cos(), k * angle.sin(), rng.range(0.0, std::f64::consts::TAU) as f32)
+                (
+                    k * angle.cos(),
+                    k * angle.sin(),
+                    rng.range(0.0, std::f64::consts::TAU) as f32,
+                )
             })
             .collect();
         Self {
@@ -44,7 +48,15 @@ impl Background {
     /// Fills `linear` and `log` (`ln(I + log_eps)`) with the view whose top-left pixel sits at
     /// world position `(ox, oy)`.
     #[allow(clippy::too_many_arguments)]
-    pub fn render(&self, ox: f32, oy: f32, width: usize, log_eps: f32, linear: &mut [f32], log: &mut [f32]) {
+    pub fn render(
+        &self,
+        ox: f32,
+        oy: f32,
+        width: usize,
+        log_eps: f32,
+        linear: &mut [f32],
+        log: &mut [f32],
+    ) {
         for (i, (lin, lg)) in linear.iter_mut().zip(log.iter_mut()).enumerate() {
             let (x, y) = ((i % width) as f32, (i / width) as f32);
             *lin = self.value(x + ox, y + oy);

@@ -25,11 +25,11 @@ use crate::labels::{write_bbox_npy, BoxLabel};
 use crate::reader::SensorSize;
 use crate::write::{self, WriteFormat};
 
+use background::Background;
 pub use objects::ObjectClass;
 use objects::{SceneObject, SpawnLimits};
 use rng::SplitMix64;
 use sensor::{PixelArray, PixelParams};
-use background::Background;
 
 /// Everything that defines a synthetic scene. Plain data; [`Default`] gives a Gen1-like 160x128
 /// scene of 10 s with cars and pedestrians.
@@ -139,7 +139,10 @@ impl SceneConfig {
             ));
         }
         if self.num_objects > MAX_SCENE_OBJECTS {
-            return bad(&format!("at most {MAX_SCENE_OBJECTS} objects, got {}", self.num_objects));
+            return bad(&format!(
+                "at most {MAX_SCENE_OBJECTS} objects, got {}",
+                self.num_objects
+            ));
         }
         if self.duration_us <= 0 {
             return bad("duration_us must be positive");
@@ -147,7 +150,9 @@ impl SceneConfig {
         if !(self.render_fps.is_finite() && (1.0..=1e6).contains(&self.render_fps)) {
             return bad("render_fps must be in 1..=1e6");
         }
-        if !(self.min_render_fps.is_finite() && (1.0..=self.render_fps).contains(&self.min_render_fps)) {
+        if !(self.min_render_fps.is_finite()
+            && (1.0..=self.render_fps).contains(&self.min_render_fps))
+        {
             return bad("min_render_fps must be in 1..=render_fps");
         }
         if self.max_motion_px.is_nan() || self.max_motion_px <= 0.0 {
@@ -173,7 +178,11 @@ impl SceneConfig {
         if !(self.max_accel_px_s2.is_finite() && self.max_accel_px_s2 >= 0.0) {
             return bad("max_accel_px_s2 must be finite and not negative");
         }
-        if self.threshold_pos.is_nan() || self.threshold_neg.is_nan() || self.threshold_pos <= 0.0 || self.threshold_neg <= 0.0 {
+        if self.threshold_pos.is_nan()
+            || self.threshold_neg.is_nan()
+            || self.threshold_pos <= 0.0
+            || self.threshold_neg <= 0.0
+        {
             return bad("thresholds must be positive");
         }
         if self.log_eps.is_nan() || self.log_eps <= 0.0 {
@@ -229,11 +238,21 @@ impl SceneGenerator {
         let background = Background::new(config.seed, width, height, config.background_contrast);
         let mut background_linear = vec![0.0; width * height];
         let mut background_log = vec![0.0; width * height];
-        background.render(0.0, 0.0, width, config.log_eps, &mut background_linear, &mut background_log);
+        background.render(
+            0.0,
+            0.0,
+            width,
+            config.log_eps,
+            &mut background_linear,
+            &mut background_log,
+        );
         let limits = SpawnLimits {
             width: width as f32,
             height: height as f32,
-            height_px: (config.object_size.0 * height as f32, config.object_size.1 * height as f32),
+            height_px: (
+                config.object_size.0 * height as f32,
+                config.object_size.1 * height as f32,
+            ),
             speed: config.speed_px_s,
             max_accel: config.max_accel_px_s2,
             bounce_fraction: config.bounce_fraction,
@@ -242,7 +261,9 @@ impl SceneGenerator {
         let mut objects = Vec::with_capacity(config.num_objects);
         for id in 0..config.num_objects {
             let class = pick_class(&config.classes, &mut rng);
-            objects.push(SceneObject::spawn(id as u32, class, &limits, true, &mut rng));
+            objects.push(SceneObject::spawn(
+                id as u32, class, &limits, true, &mut rng,
+            ));
         }
         let params = PixelParams {
             threshold_pos: config.threshold_pos,
@@ -275,7 +296,8 @@ impl SceneGenerator {
             config,
         };
         generator.render(0);
-        generator.pixels = PixelArray::new(width, &generator.log, &params, generator.config.seed, 0);
+        generator.pixels =
+            PixelArray::new(width, &generator.log, &params, generator.config.seed, 0);
         Ok(generator)
     }
 
@@ -376,8 +398,14 @@ impl SceneGenerator {
             let (vx, vy) = self.config.camera_pan_px_s;
             let (ox, oy) = (vx * seconds, vy * seconds);
             let (width, eps) = (self.width, self.config.log_eps);
-            self.background
-                .render(ox, oy, width, eps, &mut self.background_linear, &mut self.background_log);
+            self.background.render(
+                ox,
+                oy,
+                width,
+                eps,
+                &mut self.background_linear,
+                &mut self.background_log,
+            );
         }
         self.linear.copy_from_slice(&self.background_linear);
         self.log.copy_from_slice(&self.background_log);
@@ -432,7 +460,10 @@ impl SceneGenerator {
 
 fn pick_class(classes: &[ObjectClass], rng: &mut SplitMix64) -> ObjectClass {
     let i = (rng.uniform() * classes.len() as f64) as usize;
-    classes.get(i.min(classes.len().saturating_sub(1))).copied().unwrap_or(ObjectClass::Car)
+    classes
+        .get(i.min(classes.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(ObjectClass::Car)
 }
 
 /// Generates a whole scene in memory.
@@ -462,7 +493,11 @@ const WRITE_CHUNK_EVENTS: usize = 1 << 16;
 
 /// Generates a scene straight into `<stem>_td.<ext>` (`format`) and `<stem>_bbox.npy`, in
 /// bounded memory. `stem` is a path prefix such as `out/scene_0001`.
-pub fn write_scene(config: &SceneConfig, stem: impl AsRef<Path>, format: WriteFormat) -> Result<SceneFiles> {
+pub fn write_scene(
+    config: &SceneConfig,
+    stem: impl AsRef<Path>,
+    format: WriteFormat,
+) -> Result<SceneFiles> {
     let stem = stem.as_ref();
     let with_suffix = |suffix: &str| {
         let mut name = stem.as_os_str().to_owned();

@@ -18,7 +18,11 @@ pub enum ObjectClass {
 }
 
 impl ObjectClass {
-    pub const ALL: [ObjectClass; 3] = [ObjectClass::Car, ObjectClass::Pedestrian, ObjectClass::TwoWheeler];
+    pub const ALL: [ObjectClass; 3] = [
+        ObjectClass::Car,
+        ObjectClass::Pedestrian,
+        ObjectClass::TwoWheeler,
+    ];
 
     pub fn class_id(self) -> u32 {
         match self {
@@ -97,30 +101,56 @@ pub struct SpawnLimits {
 
 impl SceneObject {
     /// A new object of `class`; inside the sensor when `inside`, else entering from an edge.
-    pub fn spawn(track_id: u32, class: ObjectClass, limits: &SpawnLimits, inside: bool, rng: &mut SplitMix64) -> Self {
+    pub fn spawn(
+        track_id: u32,
+        class: ObjectClass,
+        limits: &SpawnLimits,
+        inside: bool,
+        rng: &mut SplitMix64,
+    ) -> Self {
         let scale = rng.range(f64::from(limits.height_px.0), f64::from(limits.height_px.1)) as f32;
-        let h = (scale * class.height_scale()).min(limits.height * 0.9).max(4.0);
+        let h = (scale * class.height_scale())
+            .min(limits.height * 0.9)
+            .max(4.0);
         let w = (h * class.aspect()).min(limits.width * 0.9).max(3.0);
         let speed = rng.range(f64::from(limits.speed.0), f64::from(limits.speed.1)) as f32;
         let mut angle = rng.range(0.0, std::f64::consts::TAU) as f32;
         // Cars and two-wheelers mostly drive sideways, pedestrians walk anywhere.
         if class != ObjectClass::Pedestrian {
             let lean = rng.range(-0.35, 0.35) as f32;
-            angle = if rng.coin() { lean } else { std::f32::consts::PI + lean };
+            angle = if rng.coin() {
+                lean
+            } else {
+                std::f32::consts::PI + lean
+            };
         }
         let (mut cx, mut cy);
         if inside {
-            cx = rng.range(f64::from(w / 2.0), f64::from((limits.width - w / 2.0).max(w / 2.0))) as f32;
-            cy = rng.range(f64::from(h / 2.0), f64::from((limits.height - h / 2.0).max(h / 2.0))) as f32;
+            cx = rng.range(
+                f64::from(w / 2.0),
+                f64::from((limits.width - w / 2.0).max(w / 2.0)),
+            ) as f32;
+            cy = rng.range(
+                f64::from(h / 2.0),
+                f64::from((limits.height - h / 2.0).max(h / 2.0)),
+            ) as f32;
         } else {
             // Start just outside the border the object heads away from, at a random place along it.
             cx = rng.range(0.0, f64::from(limits.width)) as f32;
             cy = rng.range(0.0, f64::from(limits.height)) as f32;
             let (dx, dy) = (angle.cos(), angle.sin());
             if dx.abs() * limits.height > dy.abs() * limits.width {
-                cx = if dx > 0.0 { -w / 2.0 } else { limits.width + w / 2.0 };
+                cx = if dx > 0.0 {
+                    -w / 2.0
+                } else {
+                    limits.width + w / 2.0
+                };
             } else {
-                cy = if dy > 0.0 { -h / 2.0 } else { limits.height + h / 2.0 };
+                cy = if dy > 0.0 {
+                    -h / 2.0
+                } else {
+                    limits.height + h / 2.0
+                };
             }
         }
         let accel = rng.range(0.0, f64::from(limits.max_accel)) as f32;
@@ -214,7 +244,12 @@ impl SceneObject {
 
     /// Paints the object over `image` (linear intensity, row-major `width` wide). Returns the
     /// touched pixel rectangle `(x0, y0, x1, y1)`, exclusive ends, or none when off-sensor.
-    pub fn draw(&self, image: &mut [f32], width: usize, height: usize) -> Option<(usize, usize, usize, usize)> {
+    pub fn draw(
+        &self,
+        image: &mut [f32],
+        width: usize,
+        height: usize,
+    ) -> Option<(usize, usize, usize, usize)> {
         let (bx0, by0, bx1, by1) = self.bounds();
         let clamp_x = |v: f32| (v.max(0.0) as usize).min(width);
         let clamp_y = |v: f32| (v.max(0.0) as usize).min(height);
@@ -244,19 +279,53 @@ impl SceneObject {
             ObjectClass::Car => {
                 let r = 0.17 * h;
                 [
-                    (cover(sd_box(lx, ly - 0.12 * h, 0.5 * w, 0.2 * h)), Tone::Body),
-                    (cover(sd_box(lx + 0.03 * w, ly + 0.25 * h, 0.3 * w, 0.22 * h)), Tone::Body),
-                    (cover(sd_box(lx + 0.03 * w, ly + 0.24 * h, 0.24 * w, 0.13 * h)), Tone::Accent),
-                    (cover(sd_circle(lx - 0.3 * w, ly - 0.32 * h, r)), Tone::Wheel),
-                    (cover(sd_circle(lx + 0.3 * w, ly - 0.32 * h, r)), Tone::Wheel),
+                    (
+                        cover(sd_box(lx, ly - 0.12 * h, 0.5 * w, 0.2 * h)),
+                        Tone::Body,
+                    ),
+                    (
+                        cover(sd_box(lx + 0.03 * w, ly + 0.25 * h, 0.3 * w, 0.22 * h)),
+                        Tone::Body,
+                    ),
+                    (
+                        cover(sd_box(lx + 0.03 * w, ly + 0.24 * h, 0.24 * w, 0.13 * h)),
+                        Tone::Accent,
+                    ),
+                    (
+                        cover(sd_circle(lx - 0.3 * w, ly - 0.32 * h, r)),
+                        Tone::Wheel,
+                    ),
+                    (
+                        cover(sd_circle(lx + 0.3 * w, ly - 0.32 * h, r)),
+                        Tone::Wheel,
+                    ),
                 ]
             }
             ObjectClass::Pedestrian => {
                 let swing = 0.15 * w * self.gait_phase.sin();
                 [
-                    (cover(sd_box(lx - 0.18 * w - swing, ly - 0.3 * h, 0.12 * w, 0.2 * h)), Tone::Shaded),
-                    (cover(sd_box(lx + 0.18 * w + swing, ly - 0.3 * h, 0.12 * w, 0.2 * h)), Tone::Shaded),
-                    (cover(sd_ellipse(lx, ly + 0.05 * h, 0.5 * w, 0.25 * h)), Tone::Body),
+                    (
+                        cover(sd_box(
+                            lx - 0.18 * w - swing,
+                            ly - 0.3 * h,
+                            0.12 * w,
+                            0.2 * h,
+                        )),
+                        Tone::Shaded,
+                    ),
+                    (
+                        cover(sd_box(
+                            lx + 0.18 * w + swing,
+                            ly - 0.3 * h,
+                            0.12 * w,
+                            0.2 * h,
+                        )),
+                        Tone::Shaded,
+                    ),
+                    (
+                        cover(sd_ellipse(lx, ly + 0.05 * h, 0.5 * w, 0.25 * h)),
+                        Tone::Body,
+                    ),
                     (cover(sd_circle(lx, ly + 0.39 * h, 0.11 * h)), Tone::Accent),
                     (0.0, Tone::Body),
                 ]
@@ -264,11 +333,26 @@ impl SceneObject {
             ObjectClass::TwoWheeler => {
                 let (r, tyre) = (0.17 * h, 0.05 * h);
                 [
-                    (cover(sd_ring(lx - 0.3 * w, ly - 0.28 * h, r, tyre)), Tone::Wheel),
-                    (cover(sd_ring(lx + 0.3 * w, ly - 0.28 * h, r, tyre)), Tone::Wheel),
-                    (cover(sd_box(lx, ly - 0.2 * h, 0.3 * w, 0.03 * h)), Tone::Body),
-                    (cover(sd_ellipse(lx, ly + 0.15 * h, 0.12 * w, 0.2 * h)), Tone::Body),
-                    (cover(sd_circle(lx - 0.02 * w, ly + 0.42 * h, 0.08 * h)), Tone::Accent),
+                    (
+                        cover(sd_ring(lx - 0.3 * w, ly - 0.28 * h, r, tyre)),
+                        Tone::Wheel,
+                    ),
+                    (
+                        cover(sd_ring(lx + 0.3 * w, ly - 0.28 * h, r, tyre)),
+                        Tone::Wheel,
+                    ),
+                    (
+                        cover(sd_box(lx, ly - 0.2 * h, 0.3 * w, 0.03 * h)),
+                        Tone::Body,
+                    ),
+                    (
+                        cover(sd_ellipse(lx, ly + 0.15 * h, 0.12 * w, 0.2 * h)),
+                        Tone::Body,
+                    ),
+                    (
+                        cover(sd_circle(lx - 0.02 * w, ly + 0.42 * h, 0.08 * h)),
+                        Tone::Accent,
+                    ),
                 ]
             }
         };
@@ -281,7 +365,8 @@ impl SceneObject {
             }
             let mut body_tone = || {
                 *body.get_or_insert_with(|| {
-                    let tex = 0.6 + 0.8 * self.texture.sample(lx + w / 2.0 + 1.0, ly + h / 2.0 + 1.0);
+                    let tex =
+                        0.6 + 0.8 * self.texture.sample(lx + w / 2.0 + 1.0, ly + h / 2.0 + 1.0);
                     (self.brightness * tex).min(1.0)
                 })
             };

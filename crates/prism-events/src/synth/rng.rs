@@ -66,5 +66,7 @@ fn finalize(mut z: u64) -> u64 {
 /// Hashes two words into one; order matters.
 #[inline]
 pub fn mix(a: u64, b: u64) -> u64 {
-    finalize(a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ finalize(b.wrapping_add(0x632B_E59B_D9B4_E019)))
+    finalize(
+        a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ finalize(b.wrapping_add(0x632B_E59B_D9B4_E019)),
+    )
 }

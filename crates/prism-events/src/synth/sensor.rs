@@ -57,7 +57,12 @@ fn key(dt: i64, x: usize, y: usize, p: u8) -> u64 {
 /// Splits a key back into `(t - t0, x, y, p)`.
 #[inline]
 pub fn unkey(k: u64) -> (i64, u16, u16, u8) {
-    ((k >> 33) as i64, (k & 0xFFFF) as u16, ((k >> 17) & 0xFFFF) as u16, ((k >> 16) & 1) as u8)
+    (
+        (k >> 33) as i64,
+        (k & 0xFFFF) as u16,
+        ((k >> 17) & 0xFFFF) as u16,
+        ((k >> 16) & 1) as u8,
+    )
 }
 
 impl PixelArray {
@@ -85,11 +90,17 @@ impl PixelArray {
             let c_pos = c_pos.max(MIN_THRESHOLD);
             let jitter = (1.0 + 0.1 * rng.normal()).max(0.0) as f32;
             let hot = rng.uniform() < f64::from(params.hot_pixel_fraction);
-            let rate_hz = if hot { params.hot_pixel_hz } else { params.shot_noise_hz };
+            let rate_hz = if hot {
+                params.hot_pixel_hz
+            } else {
+                params.shot_noise_hz
+            };
             let rate = f64::from(rate_hz.max(0.0)) * 1e-6;
             array.c_pos.push(c_pos);
             array.c_neg.push(c_neg.max(MIN_THRESHOLD));
-            array.leak_per_us.push(params.leak_hz.max(0.0) * jitter * c_pos * 1e-6);
+            array
+                .leak_per_us
+                .push(params.leak_hz.max(0.0) * jitter * c_pos * 1e-6);
             array.noise_per_us.push(rate);
             array.next_noise_t.push(t0 as f64 + rng.exponential(rate));
             array.rng.push(rng);
@@ -115,7 +126,11 @@ impl PixelArray {
                 let mut level = reference + step;
                 // Crossings in order; stop at the frame's level.
                 while (polarity == 1 && level <= l1) || (polarity == 0 && level >= l1) {
-                    let frac = if slope != 0.0 { ((level - l0) / slope).clamp(0.0, 1.0) } else { 1.0 };
+                    let frac = if slope != 0.0 {
+                        ((level - l0) / slope).clamp(0.0, 1.0)
+                    } else {
+                        1.0
+                    };
                     let t_rel = (frac * dt).round() as i64;
                     if t0 + t_rel - self.last_event_t[i] >= self.refractory_us {
                         self.last_event_t[i] = t0 + t_rel;

@@ -71,7 +71,11 @@ impl Bitmap {
                 data.push(noise.sample(x as f32, y as f32));
             }
         }
-        Self { width, height, data }
+        Self {
+            width,
+            height,
+            data,
+        }
     }
 
     /// Bilinear sample at `(u, v)` pixels, clamped to the edges.

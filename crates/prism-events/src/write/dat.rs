@@ -56,9 +56,11 @@ impl<W: Write> EventWriter for DatWriter<W> {
         self.buf.clear();
         for i in 0..chunk.len() {
             self.check.check(chunk, i)?;
-            let word = u32::from(chunk.x[i]) | u32::from(chunk.y[i]) << 14 | u32::from(chunk.p[i]) << 28;
+            let word =
+                u32::from(chunk.x[i]) | u32::from(chunk.y[i]) << 14 | u32::from(chunk.p[i]) << 28;
             // `check` bounded t to 0..=u32::MAX.
-            self.buf.extend_from_slice(&(chunk.t[i] as u32).to_le_bytes());
+            self.buf
+                .extend_from_slice(&(chunk.t[i] as u32).to_le_bytes());
             self.buf.extend_from_slice(&word.to_le_bytes());
         }
         put(&mut self.out, &self.buf, &self.check)

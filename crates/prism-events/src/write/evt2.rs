@@ -36,7 +36,11 @@ impl<W: Write> Evt2Writer<W> {
     /// Writes the header to `out`; `name` labels errors.
     pub fn new(mut out: W, name: &Path, sensor: SensorSize) -> Result<Self> {
         let check = EventCheck::new(name.to_path_buf(), sensor, MAX_COORD, MAX_T)?;
-        put(&mut out, raw_header("2.0", "EVT2", sensor).as_bytes(), &check)?;
+        put(
+            &mut out,
+            raw_header("2.0", "EVT2", sensor).as_bytes(),
+            &check,
+        )?;
         Ok(Self {
             out,
             check,
@@ -65,7 +69,10 @@ impl<W: Write> EventWriter for Evt2Writer<W> {
                 self.buf.extend_from_slice(&word.to_le_bytes());
             }
             let kind = if chunk.p[i] == 1 { CD_ON } else { CD_OFF };
-            let word = kind << 28 | ((t & 63) as u32) << 22 | u32::from(chunk.x[i]) << 11 | u32::from(chunk.y[i]);
+            let word = kind << 28
+                | ((t & 63) as u32) << 22
+                | u32::from(chunk.x[i]) << 11
+                | u32::from(chunk.y[i]);
             self.buf.extend_from_slice(&word.to_le_bytes());
         }
         put(&mut self.out, &self.buf, &self.check)

@@ -58,7 +58,11 @@ impl<W: Write> Evt3Writer<W> {
     /// Writes the header to `out`; `name` labels errors.
     pub fn new(mut out: W, name: &Path, sensor: SensorSize) -> Result<Self> {
         let check = EventCheck::new(name.to_path_buf(), sensor, MAX_COORD, i64::MAX)?;
-        put(&mut out, raw_header("3.0", "EVT3", sensor).as_bytes(), &check)?;
+        put(
+            &mut out,
+            raw_header("3.0", "EVT3", sensor).as_bytes(),
+            &check,
+        )?;
         Ok(Self {
             out,
             check,
@@ -86,7 +90,8 @@ impl<W: Write> Evt3Writer<W> {
                 self.buf.extend_from_slice(&word(TIME_HIGH, 0xFFF));
                 self.buf.extend_from_slice(&word(TIME_HIGH, 0));
             }
-            self.buf.extend_from_slice(&word(TIME_HIGH, (high & 0xFFF) as u16));
+            self.buf
+                .extend_from_slice(&word(TIME_HIGH, (high & 0xFFF) as u16));
             self.time_high = Some(high);
             self.time_low = None;
         }
@@ -104,11 +109,13 @@ impl<W: Write> Evt3Writer<W> {
             let base = xs[k];
             let in_span = xs[k..].iter().take_while(|&&x| x < base + 12).count();
             if in_span < MIN_VECTOR_EVENTS {
-                self.buf.extend_from_slice(&word(ADDR_X, polarity << 11 | base));
+                self.buf
+                    .extend_from_slice(&word(ADDR_X, polarity << 11 | base));
                 k += 1;
                 continue;
             }
-            self.buf.extend_from_slice(&word(VECT_BASE_X, polarity << 11 | base));
+            self.buf
+                .extend_from_slice(&word(VECT_BASE_X, polarity << 11 | base));
             let mut block = base;
             // One VECT word per block while the next block still holds an event.
             while k < xs.len() && xs[k] < block + 12 {
@@ -140,7 +147,12 @@ impl<W: Write> EventWriter for Evt3Writer<W> {
             let (t, y, p) = (chunk.t[i], chunk.y[i], chunk.p[i]);
             // The run: following events at the same t, y, p with increasing x.
             let mut j = i + 1;
-            while j < chunk.len() && chunk.t[j] == t && chunk.y[j] == y && chunk.p[j] == p && chunk.x[j] > chunk.x[j - 1] {
+            while j < chunk.len()
+                && chunk.t[j] == t
+                && chunk.y[j] == y
+                && chunk.p[j] == p
+                && chunk.x[j] > chunk.x[j - 1]
+            {
                 self.check.check(chunk, j)?;
                 j += 1;
             }

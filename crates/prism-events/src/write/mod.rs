@@ -62,7 +62,11 @@ pub trait EventWriter {
 }
 
 /// Creates `path` and returns a writer of `format` for a `sensor`-sized recording.
-pub fn create(path: impl AsRef<Path>, format: WriteFormat, sensor: SensorSize) -> Result<Box<dyn EventWriter>> {
+pub fn create(
+    path: impl AsRef<Path>,
+    format: WriteFormat,
+    sensor: SensorSize,
+) -> Result<Box<dyn EventWriter>> {
     let path = path.as_ref();
     Ok(match format {
         WriteFormat::Dat => Box::new(DatWriter::create(path, sensor)?),

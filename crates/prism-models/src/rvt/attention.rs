@@ -312,7 +312,7 @@ mod tests {
 
     use burn::tensor::{Device, Distribution, Tensor};
 
-    use super::super::partition::{PartitionType, partition, reverse};
+    use super::super::partition::{partition, reverse, PartitionType};
     use super::SelfAttention;
 
     /// The export-friendly formulation computes what partition -> attention -> reverse does.

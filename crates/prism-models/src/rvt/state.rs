@@ -59,8 +59,9 @@ impl RvtState {
     pub fn reset_where(self, keep: &[bool]) -> Self {
         let device = self.h[0].device();
         let mask: Vec<f32> = keep.iter().map(|&k| if k { 1.0 } else { 0.0 }).collect();
-        let mask = Tensor::<1>::from_data(burn::tensor::TensorData::new(mask, [keep.len()]), &device)
-            .reshape([keep.len(), 1, 1, 1]);
+        let mask =
+            Tensor::<1>::from_data(burn::tensor::TensorData::new(mask, [keep.len()]), &device)
+                .reshape([keep.len(), 1, 1, 1]);
         Self {
             h: self.h.map(|t| t * mask.clone()),
             c: self.c.map(|t| t * mask.clone()),

@@ -72,8 +72,12 @@ pub fn summarize(file: &std::path::Path, sensor: Option<SensorSize>) -> Result<S
         let on = chunk.p.iter().filter(|&&p| p != 0).count() as u64;
         summary.on_events += on;
         summary.off_events += chunk.len() as u64 - on;
-        summary.max_x = summary.max_x.max(chunk.x.iter().copied().max().unwrap_or(0));
-        summary.max_y = summary.max_y.max(chunk.y.iter().copied().max().unwrap_or(0));
+        summary.max_x = summary
+            .max_x
+            .max(chunk.x.iter().copied().max().unwrap_or(0));
+        summary.max_y = summary
+            .max_y
+            .max(chunk.y.iter().copied().max().unwrap_or(0));
     }
     let stats = reader.stats();
     summary.events = stats.events;

@@ -34,8 +34,14 @@ pub fn parse_sensor_size(s: &str) -> Result<prism_events::SensorSize, String> {
     let (w, h) = s
         .split_once(['x', 'X'])
         .ok_or_else(|| format!("expected WIDTHxHEIGHT, got {s:?}"))?;
-    let width = w.trim().parse().map_err(|_| format!("bad width in {s:?}"))?;
-    let height = h.trim().parse().map_err(|_| format!("bad height in {s:?}"))?;
+    let width = w
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad width in {s:?}"))?;
+    let height = h
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad height in {s:?}"))?;
     if width == 0 || height == 0 {
         return Err(format!("sensor size must be positive, got {s:?}"));
     }

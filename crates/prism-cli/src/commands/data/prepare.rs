@@ -50,12 +50,18 @@ pub fn run(args: PrepareArgs) -> Result<()> {
     };
     let label_clock = match args.label_clock.as_str() {
         "auto" => auto_clock,
-        name => LabelClock::from_name(name)
-            .with_context(|| format!("unknown label clock {name:?} (gen1, gen4, every-frame, auto)"))?,
+        name => LabelClock::from_name(name).with_context(|| {
+            format!("unknown label clock {name:?} (gen1, gen4, every-frame, auto)")
+        })?,
     };
     let opts = prism_train::data::prepare_options(&card, filter, label_clock);
     let report = prepare_tree(&args.input, &args.out, &opts, |event| match event {
-        PrepareEvent::Start { split, name, index, total } => eprintln!("[{}/{total}] {split}/{name}", index + 1),
+        PrepareEvent::Start {
+            split,
+            name,
+            index,
+            total,
+        } => eprintln!("[{}/{total}] {split}/{name}", index + 1),
         PrepareEvent::Failed { entry, error } => eprintln!("FAILED {entry:?}: {error}"),
         _ => {}
     })?;

@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use prism_events::labels::{read_bbox_npy, BoxLabel};
 use prism_events::repr::{HistogramConfig, StackedHistogram};
 use prism_events::viz::histogram_to_rgb;
 use prism_events::window::{WindowConfig, WindowSlicer};
-use prism_events::labels::{read_bbox_npy, BoxLabel};
 use prism_events::{EventChunk, ReaderOptions, SensorSize};
 
 #[derive(Debug, Args)]
@@ -72,7 +72,10 @@ pub fn run(args: RenderArgs) -> Result<()> {
 /// Renders the first windows of `args.file`; returns the PNG paths written.
 pub fn render(args: &RenderArgs) -> Result<Vec<PathBuf>> {
     if !(args.window_ms > 0.0 && args.window_ms <= 3_600_000.0) {
-        bail!("--window-ms must be positive and at most one hour (3600000), got {}", args.window_ms);
+        bail!(
+            "--window-ms must be positive and at most one hour (3600000), got {}",
+            args.window_ms
+        );
     }
     let options = ReaderOptions {
         sensor_size: args.sensor,
@@ -96,11 +99,18 @@ pub fn render(args: &RenderArgs) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let labels = match args.labels.clone().or_else(|| labels_beside(&args.file)) {
-        Some(path) => read_bbox_npy(&path).with_context(|| format!("reading {}", path.display()))?,
+        Some(path) => {
+            read_bbox_npy(&path).with_context(|| format!("reading {}", path.display()))?
+        }
         None => Vec::new(),
     };
-    let scale = if args.scale > 0 { args.scale } else { 640usize.div_ceil(width).max(1) };
-    if width.saturating_mul(scale) > MAX_FRAME_SIDE || height.saturating_mul(scale) > MAX_FRAME_SIDE {
+    let scale = if args.scale > 0 {
+        args.scale
+    } else {
+        640usize.div_ceil(width).max(1)
+    };
+    if width.saturating_mul(scale) > MAX_FRAME_SIDE || height.saturating_mul(scale) > MAX_FRAME_SIDE
+    {
         bail!(
             "--scale {scale} makes {}x{} frames; at most {MAX_FRAME_SIDE} pixels a side (the largest scale here is {})",
             width.saturating_mul(scale),
@@ -126,8 +136,9 @@ pub fn render(args: &RenderArgs) -> Result<Vec<PathBuf>> {
                 break;
             };
             let hist = histogram.build(window.events)?;
-            let mut image = histogram_to_rgb(hist, usize::from(args.bins), height, width, args.saturation)?
-                .upscaled(scale);
+            let mut image =
+                histogram_to_rgb(hist, usize::from(args.bins), height, width, args.saturation)?
+                    .upscaled(scale);
             for label in labels_in_window(&labels, window.start_us, window.end_us) {
                 image.draw_rect(
                     label.x * box_scale,

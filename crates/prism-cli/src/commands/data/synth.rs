@@ -68,7 +68,8 @@ impl SynthArgs {
 
 pub fn run(args: SynthArgs) -> Result<()> {
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
     let files = synthesize(&args)?;
     println!(
