@@ -100,8 +100,7 @@ fn burn_windows(
 fn scores(raw: &[f32], classes: usize, spec: &prism_core::ModelSpec) -> Vec<f32> {
     let mut rows = raw.to_vec();
     let (h, w) = spec.input_hw().unwrap();
-    prism_core::detection::decode_yolox(&mut rows, 5 + classes, &spec.output.strides, h, w)
-        .unwrap();
+    prism_core::yolox::decode_rows(&mut rows, 5 + classes, &spec.output.strides, [h, w]).unwrap();
     rows.chunks_exact(5 + classes)
         .flat_map(|r| r[5..].iter().map(move |c| r[4] * c))
         .collect()

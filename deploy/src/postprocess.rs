@@ -4,8 +4,9 @@
 //!
 //! Buffers are reused, so steady-state post-processing allocates nothing.
 
-use prism_core::detection::{decode_yolox, postprocess};
+use prism_core::detection::postprocess;
 use prism_core::spec::ModelSpec;
+use prism_core::yolox::decode_rows;
 use prism_core::Detection;
 
 use crate::error::{DeployError, Result};
@@ -31,7 +32,7 @@ impl Postprocessor {
     /// Boxes come out in input-pixel coordinates × `factor`, clipped to `clip` (width, height).
     pub fn new(spec: &ModelSpec, factor: f32, clip: (f32, f32)) -> Result<Self> {
         let input_hw = spec.input_hw().ok_or_else(|| {
-            DeployError::Task("the spec's input height and width must be static".into())
+            DeployError::BadSpec("the spec's input height and width must be static".into())
         })?;
         let p = &spec.postprocess;
         Ok(Self {
@@ -57,7 +58,8 @@ impl Postprocessor {
         rows.extend_from_slice(output);
         if !self.decoded {
             let (h, w) = self.input_hw;
-            decode_yolox(rows, self.row_len, &self.strides, h, w).map_err(DeployError::Output)?;
+            decode_rows(rows, self.row_len, &self.strides, [h, w])
+                .map_err(|e| DeployError::Output(e.to_string()))?;
         } else if rows.len() % self.row_len != 0 {
             return Err(DeployError::Output(format!(
                 "{} values are not rows of 5 + {} classes",

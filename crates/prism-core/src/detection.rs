@@ -1,5 +1,5 @@
-//! Boxes, YOLOX output decoding and class-aware NMS, as the reference YOLOX post-processing does
-//! them (`yolox/utils/boxes.py::postprocess`: score = objectness × best class score, threshold,
+//! Boxes and class-aware NMS over decoded YOLOX rows ([`crate::yolox`]), as the reference YOLOX
+//! post-processing does them (`yolox/utils/boxes.py::postprocess`: score = objectness × best class score, threshold,
 //! then `torchvision.ops.batched_nms`).
 
 use serde::{Deserialize, Serialize};
@@ -66,49 +66,6 @@ pub struct Detection {
     /// objectness × class score, the quantity thresholded and ranked.
     pub score: f32,
     pub class_id: usize,
-}
-
-/// Decodes raw YOLOX head outputs in place, row by row: `[A, 5 + K]` with rows
-/// `(dx, dy, log w, log h, obj logit, class logits…)` become `(cx, cy, w, h, obj, class scores…)`,
-/// with `xy = (xy + grid) × stride`, `wh = exp(wh) × stride` and sigmoids on the scores.
-/// Anchors run level by level in `strides` order, row-major within a level.
-pub fn decode_yolox(
-    raw: &mut [f32],
-    row_len: usize,
-    strides: &[usize],
-    height: usize,
-    width: usize,
-) -> Result<(), String> {
-    let anchors: usize = strides.iter().map(|s| (height / s) * (width / s)).sum();
-    if row_len < 6 || raw.len() != anchors * row_len {
-        return Err(format!(
-            "raw output holds {} values; expected {anchors} anchors x {row_len}",
-            raw.len()
-        ));
-    }
-    let mut rows = raw.chunks_exact_mut(row_len);
-    for &stride in strides {
-        let s = stride as f32;
-        for gy in 0..height / stride {
-            for gx in 0..width / stride {
-                let Some(row) = rows.next() else {
-                    return Err("fewer rows than anchors".into());
-                };
-                row[0] = (row[0] + gx as f32) * s;
-                row[1] = (row[1] + gy as f32) * s;
-                row[2] = row[2].exp() * s;
-                row[3] = row[3].exp() * s;
-                for v in &mut row[4..] {
-                    *v = sigmoid(*v);
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
 }
 
 /// Turns decoded rows `(cx, cy, w, h, obj, class scores…)` into detections: best class per row,
@@ -221,17 +178,6 @@ mod tests {
         nms_in_place(&mut c, 0.45, 100, &mut out);
         let scores: Vec<f32> = out.iter().map(|d| d.score).collect();
         assert_eq!(scores, vec![0.9, 0.7, 0.6]);
-    }
-
-    #[test]
-    fn decode_matches_the_formula() {
-        // One 2x2 level of stride 8 on a 16x16 input, 1 class.
-        let mut raw = vec![0.0f32; 4 * 6];
-        raw[6..12].copy_from_slice(&[0.5, 0.25, 0.0, 1.0f32.ln(), 0.0, 0.0]); // anchor (gx=1, gy=0)
-        decode_yolox(&mut raw, 6, &[8], 16, 16).unwrap();
-        assert_eq!(&raw[6..10], &[12.0, 2.0, 8.0, 8.0]);
-        assert_eq!(raw[10], 0.5);
-        assert!(decode_yolox(&mut raw, 6, &[8], 32, 16).is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub const METADATA_KEY: &str = "prism";
 pub const SPEC_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SpecError {
     #[error("model spec is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -91,7 +92,7 @@ pub struct OutputSpec {
     /// YOLOX strides of the anchor-free grid levels, in output order.
     pub strides: Vec<usize>,
     /// True when the graph already decodes (grid + stride, exp sizes, sigmoid scores); false when
-    /// it emits raw head outputs that [`crate::detection::decode_yolox`] decodes.
+    /// it emits raw head outputs that [`crate::yolox::decode_rows`] decodes.
     pub decoded: bool,
 }
 
@@ -148,7 +149,7 @@ impl ModelSpec {
     /// Number of anchor points the output holds for the padded input size.
     pub fn num_anchors(&self) -> Option<usize> {
         let (h, w) = self.input_hw()?;
-        Some(self.output.strides.iter().map(|s| (h / s) * (w / s)).sum())
+        Some(crate::yolox::num_anchors([h, w], &self.output.strides))
     }
 
     /// Input height and width (static axes 2 and 3).

@@ -45,6 +45,7 @@ const BUILTIN: &[(&str, &str)] = &[
 ];
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ZooError {
     #[error("unknown model {name:?}; known models: {known}")]
     Unknown { name: String, known: String },
@@ -265,7 +266,7 @@ impl ModelCard {
             }),
             output: OutputSpec {
                 name: "detections".into(),
-                strides: vec![8, 16, 32],
+                strides: self.rvt_config().strides().to_vec(),
                 decoded: false,
             },
             state,

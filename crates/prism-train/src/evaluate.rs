@@ -7,19 +7,40 @@
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use prism_core::detection::{decode_yolox, postprocess, Detection};
+use prism_core::detection::{postprocess, Detection};
+use prism_core::yolox::{decode_rows, num_anchors};
 use prism_data::{PreparedSequence, PreparedSplit};
 use prism_eval::coco::CocoMetrics;
 use prism_eval::prophesee::{BoxFilter, PropheseeConfig, Sequence, TimedBox};
 use prism_models::rvt::{Rvt, RvtConfig, RvtState};
 
+/// What a [`SequenceRunner`] fails with: its backend's own error, kept as the cause.
+pub type RunnerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why an evaluation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EvalError {
+    /// The detector (Burn model or exported file) failed.
+    #[error("running the detector: {0}")]
+    Runner(RunnerError),
+    #[error("the detector was stepped before it was reset")]
+    NotReset,
+    #[error(transparent)]
+    Decode(#[from] prism_core::yolox::DecodeError),
+    #[error(transparent)]
+    Protocol(#[from] prism_eval::prophesee::PropheseeError),
+}
+
 /// A recurrent detector driven one window at a time.
 pub trait SequenceRunner {
     /// Starts `batch` new sequences (zero state).
-    fn reset(&mut self, batch: usize) -> Result<(), String>;
+    fn reset(&mut self, batch: usize) -> Result<(), RunnerError>;
     /// One window for each of the `batch` sequences: `input` is `[batch, C, H, W]` counts;
     /// returns the raw head output `[batch, A, 5 + K]`.
-    fn step(&mut self, input: &[f32], batch: usize) -> Result<Vec<f32>, String>;
+    fn step(&mut self, input: &[f32], batch: usize) -> Result<Vec<f32>, RunnerError>;
+    /// Strides of the head's levels, which fix its anchor grid.
+    fn strides(&self) -> Vec<usize>;
 }
 
 /// [`SequenceRunner`] for a Burn model (in inference mode, without autodiff).
@@ -52,15 +73,19 @@ impl BurnRunner {
 }
 
 impl SequenceRunner for BurnRunner {
-    fn reset(&mut self, batch: usize) -> Result<(), String> {
+    fn strides(&self) -> Vec<usize> {
+        self.config.strides().to_vec()
+    }
+
+    fn reset(&mut self, batch: usize) -> Result<(), RunnerError> {
         let [_, h, w] = self.input_shape;
         self.state = Some(RvtState::zeros(&self.config, batch, [h, w], &self.device));
         Ok(())
     }
 
-    fn step(&mut self, input: &[f32], batch: usize) -> Result<Vec<f32>, String> {
+    fn step(&mut self, input: &[f32], batch: usize) -> Result<Vec<f32>, RunnerError> {
         let [c, h, w] = self.input_shape;
-        let state = self.state.take().ok_or("step before reset")?;
+        let state = self.state.take().ok_or(EvalError::NotReset)?;
         let x = Tensor::<4>::from_data(
             TensorData::new(input.to_vec(), [batch, c, h, w]),
             &self.device,
@@ -70,7 +95,7 @@ impl SequenceRunner for BurnRunner {
         raw.into_data()
             .convert::<f32>()
             .try_into_vec::<f32>()
-            .map_err(|e| format!("{e:?}"))
+            .map_err(|e| format!("reading the head output: {e:?}").into())
     }
 }
 
@@ -138,7 +163,7 @@ pub fn predict_split(
     runner: &mut dyn SequenceRunner,
     split: &PreparedSplit,
     opts: &EvalOptions,
-) -> Result<Vec<SequencePredictions>, String> {
+) -> Result<Vec<SequencePredictions>, EvalError> {
     predict_split_with_progress(runner, split, opts, &mut |_| {})
 }
 
@@ -149,7 +174,7 @@ pub fn predict_split_with_progress(
     split: &PreparedSplit,
     opts: &EvalOptions,
     on_windows: &mut dyn FnMut(usize),
-) -> Result<Vec<SequencePredictions>, String> {
+) -> Result<Vec<SequencePredictions>, EvalError> {
     let mut out = Vec::with_capacity(split.sequences.len());
     for group in split.sequences.chunks(opts.lockstep.max(1)) {
         out.extend(predict_group(runner, group, opts, on_windows)?);
@@ -162,7 +187,7 @@ fn predict_group(
     group: &[PreparedSequence],
     opts: &EvalOptions,
     on_windows: &mut dyn FnMut(usize),
-) -> Result<Vec<SequencePredictions>, String> {
+) -> Result<Vec<SequencePredictions>, EvalError> {
     let batch = group.len();
     let meta = &group[0].meta;
     let [h, w] = meta.input_hw;
@@ -177,7 +202,8 @@ fn predict_group(
             dt: Vec::new(),
         })
         .collect();
-    runner.reset(batch)?;
+    runner.reset(batch).map_err(EvalError::Runner)?;
+    let strides = runner.strides();
     let mut input = vec![0.0f32; batch * plane];
     let (mut scratch, mut kept) = (Vec::new(), Vec::<Detection>::new());
     for t in 0..longest {
@@ -191,17 +217,17 @@ fn predict_group(
                 dst.fill(0.0);
             }
         }
-        let mut raw = runner.step(&input, batch)?;
+        let mut raw = runner.step(&input, batch).map_err(EvalError::Runner)?;
         on_windows(group.iter().filter(|seq| t < seq.num_windows()).count());
         let per_image = raw.len() / batch.max(1);
-        let row = per_image / anchors_of([h, w]).max(1);
+        let row = per_image / num_anchors([h, w], &strides).max(1);
         for (b, seq) in group.iter().enumerate() {
             let Some(labels) = (t < seq.num_windows()).then(|| seq.labels_at(t)).flatten() else {
                 continue;
             };
             let image = &mut raw[b * per_image..(b + 1) * per_image];
             if !opts.outputs_decoded {
-                decode_yolox(image, row, &[8, 16, 32], h, w)?;
+                decode_rows(image, row, &strides, [h, w])?;
             }
             postprocess(
                 image,
@@ -232,14 +258,6 @@ fn predict_group(
         }
     }
     Ok(results)
-}
-
-/// Anchors of RVT's head for a padded input size.
-pub fn anchors_of(input_hw: [usize; 2]) -> usize {
-    [8, 16, 32]
-        .iter()
-        .map(|s| (input_hw[0] / s) * (input_hw[1] / s))
-        .sum()
 }
 
 /// The evaluation label filter by name: `gen1`, `gen4` (1Mpx), `synthetic` (RVT's 0.5 s skip,
@@ -295,7 +313,7 @@ pub fn score(
     classes: &[String],
     sensor: [u32; 2],
     filter: &BoxFilter,
-) -> Result<CocoMetrics, crate::TrainError> {
+) -> Result<CocoMetrics, EvalError> {
     let config = PropheseeConfig {
         filter: *filter,
         time_tol_us: time_tolerance_us(preds),
@@ -310,6 +328,5 @@ pub fn score(
             dt: &p.dt,
         })
         .collect();
-    prism_eval::prophesee::evaluate(&sequences, &config)
-        .map_err(|e| crate::TrainError::Eval(e.to_string()))
+    Ok(prism_eval::prophesee::evaluate(&sequences, &config)?)
 }

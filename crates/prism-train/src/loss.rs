@@ -5,7 +5,10 @@
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::simota::{self, Anchor, GtBox, ImagePredictions};
+use prism_core::yolox::{anchor_grid, Anchor};
+use prism_models::rvt::decode_boxes;
+
+use crate::simota::{self, GtBox, ImagePredictions};
 
 /// Weight of the IoU term (`reg_weight` in the reference).
 pub const REG_WEIGHT: f32 = 5.0;
@@ -56,10 +59,10 @@ pub fn iou_loss(pred: Tensor<2>, target: Tensor<2>) -> Tensor<1> {
 }
 
 impl YoloxLoss {
-    /// Loss for padded input `input_hw` and RVT's strides 8, 16, 32.
-    pub fn new(input_hw: [usize; 2], num_classes: usize) -> Self {
+    /// Loss for padded input `input_hw` and a head with levels at `strides`.
+    pub fn new(input_hw: [usize; 2], strides: &[usize], num_classes: usize) -> Self {
         Self {
-            anchors: simota::anchors(input_hw, &[8, 16, 32]),
+            anchors: anchor_grid(input_hw, strides),
             num_classes,
         }
     }
@@ -70,18 +73,9 @@ impl YoloxLoss {
     }
 
     /// Decodes the box part of raw outputs `[N, A, 5 + K]` into `(cx, cy, w, h)` pixels
-    /// `[N, A, 4]`: `(xy + grid) * stride`, `exp(wh) * stride` (differentiable).
+    /// `[N, A, 4]` on the loss's grid ([`decode_boxes`], differentiable).
     pub fn decode_boxes(&self, raw: Tensor<3>) -> Tensor<3> {
-        let device: Device = raw.device();
-        let a = self.anchors.len();
-        let grid: Vec<f32> = self.anchors.iter().flat_map(|g| [g.x, g.y]).collect();
-        let stride: Vec<f32> = self.anchors.iter().map(|g| g.stride).collect();
-        let grid = Tensor::<2>::from_data(TensorData::new(grid, [a, 2]), &device).unsqueeze::<3>();
-        let stride =
-            Tensor::<2>::from_data(TensorData::new(stride, [a, 1]), &device).unsqueeze::<3>();
-        let xy = (raw.clone().narrow(2, 0, 2) + grid) * stride.clone();
-        let wh = raw.narrow(2, 2, 2).exp() * stride;
-        Tensor::cat(vec![xy, wh], 2)
+        decode_boxes(raw, &self.anchors)
     }
 
     /// Loss of raw head outputs `[N, A, 5 + K]` against the ground truth of each of the N
@@ -258,7 +252,7 @@ mod tests {
 
     #[test]
     fn a_batch_without_objects_only_pushes_objectness_down() {
-        let loss = YoloxLoss::new([32, 32], 2);
+        let loss = YoloxLoss::new([32, 32], &[8, 16, 32], 2);
         let a = loss.num_anchors();
         let raw = Tensor::<3>::zeros([2, a, 7], &Device::flex());
         let out = loss.forward(raw, &[vec![], vec![]]);
@@ -276,7 +270,7 @@ mod tests {
     #[test]
     fn gradients_flow_to_the_raw_outputs() {
         let device = Device::flex().autodiff();
-        let loss = YoloxLoss::new([32, 64], 2);
+        let loss = YoloxLoss::new([32, 64], &[8, 16, 32], 2);
         let a = loss.num_anchors();
         let raw = Tensor::<3>::zeros([1, a, 7], &device).require_grad();
         let gts = vec![vec![GtBox {

@@ -6,30 +6,7 @@
 //! and `k = max(1, floor(sum of its top-10 IoUs))`; an anchor claimed twice keeps its cheapest
 //! ground truth. It runs on plain `f32` slices: the reference computes it under `no_grad`.
 
-/// One anchor point of the head: grid cell `(x, y)` at `stride`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Anchor {
-    pub x: f32,
-    pub y: f32,
-    pub stride: f32,
-}
-
-/// All anchors of an input size, level by level and row-major, the order of the head output.
-pub fn anchors(input_hw: [usize; 2], strides: &[usize]) -> Vec<Anchor> {
-    let mut out = Vec::new();
-    for &s in strides {
-        for y in 0..input_hw[0] / s {
-            for x in 0..input_hw[1] / s {
-                out.push(Anchor {
-                    x: x as f32,
-                    y: y as f32,
-                    stride: s as f32,
-                });
-            }
-        }
-    }
-    out
-}
+pub use prism_core::yolox::Anchor;
 
 /// A ground-truth box in input pixels: centre, size, class.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -192,6 +169,7 @@ pub fn assign(anchors: &[Anchor], preds: &ImagePredictions<'_>, gts: &[GtBox]) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prism_core::yolox::anchor_grid;
 
     fn gt(cx: f32, cy: f32, w: f32, h: f32, class_id: usize) -> GtBox {
         GtBox {
@@ -201,36 +179,6 @@ mod tests {
             h,
             class_id,
         }
-    }
-
-    #[test]
-    fn anchors_follow_the_head_order() {
-        let a = anchors([64, 96], &[8, 16, 32]);
-        assert_eq!(a.len(), 8 * 12 + 4 * 6 + 2 * 3);
-        assert_eq!(
-            a[1],
-            Anchor {
-                x: 1.0,
-                y: 0.0,
-                stride: 8.0
-            }
-        );
-        assert_eq!(
-            a[12],
-            Anchor {
-                x: 0.0,
-                y: 1.0,
-                stride: 8.0
-            }
-        );
-        assert_eq!(
-            a[96],
-            Anchor {
-                x: 0.0,
-                y: 0.0,
-                stride: 16.0
-            }
-        );
     }
 
     #[test]
@@ -253,7 +201,7 @@ mod tests {
 
     #[test]
     fn perfect_prediction_is_assigned_to_its_object() {
-        let anchors = anchors([64, 64], &[8, 16, 32]);
+        let anchors = anchor_grid([64, 64], &[8, 16, 32]);
         let object = gt(20.0, 28.0, 16.0, 24.0, 1);
         // Every anchor predicts a far-away box except anchor (2, 3) at stride 8, which is exact.
         let mut boxes = vec![[200.0, 200.0, 4.0, 4.0]; anchors.len()];
@@ -280,7 +228,7 @@ mod tests {
 
     #[test]
     fn dynamic_k_grows_with_good_predictions_and_anchors_stay_in_the_centre_region() {
-        let anchors = anchors([64, 64], &[8, 16, 32]);
+        let anchors = anchor_grid([64, 64], &[8, 16, 32]);
         let object = gt(32.0, 32.0, 30.0, 30.0, 0);
         let boxes = vec![[32.0, 32.0, 30.0, 30.0]; anchors.len()];
         let (obj, cls) = preds_with(&boxes, 1);
@@ -303,7 +251,7 @@ mod tests {
 
     #[test]
     fn an_anchor_claimed_twice_keeps_the_cheaper_ground_truth() {
-        let anchors = anchors([32, 32], &[8, 16, 32]);
+        let anchors = anchor_grid([32, 32], &[8, 16, 32]);
         // Two objects with the same centre; every prediction matches the first one exactly.
         let a = gt(16.0, 16.0, 12.0, 12.0, 0);
         let b = gt(16.0, 16.0, 20.0, 6.0, 0);
@@ -322,7 +270,7 @@ mod tests {
 
     #[test]
     fn no_ground_truth_means_no_positives() {
-        let anchors = anchors([32, 32], &[8, 16, 32]);
+        let anchors = anchor_grid([32, 32], &[8, 16, 32]);
         let boxes = vec![[16.0, 16.0, 12.0, 12.0]; anchors.len()];
         let (obj, cls) = preds_with(&boxes, 1);
         let preds = ImagePredictions {

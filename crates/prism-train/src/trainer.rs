@@ -97,10 +97,10 @@ impl<'a> Trainer<'a> {
         let first = train
             .sequences
             .first()
-            .ok_or(TrainError::Data("the training split is empty".into()))?;
+            .ok_or(TrainError::Splits("the training split is empty".into()))?;
         let input_hw = config.card.model.input_size;
         if first.meta.input_hw != input_hw || first.meta.channels != 2 * config.card.data.bins {
-            return Err(TrainError::Data(format!(
+            return Err(TrainError::Splits(format!(
                 "prepared data is {}x{:?}, the model takes {}x{:?}: prepare it for this card",
                 first.meta.channels,
                 first.meta.input_hw,
@@ -111,7 +111,11 @@ impl<'a> Trainer<'a> {
         let mut schedule = OneCycle::rvt(config.train.lr, config.train.steps);
         schedule.pct_start = config.train.warmup_pct;
         Ok(Self {
-            loss: YoloxLoss::new(input_hw, config.card.model.num_classes),
+            loss: YoloxLoss::new(
+                input_hw,
+                &config.card.rvt_config().strides(),
+                config.card.model.num_classes,
+            ),
             device: opts.device.burn_autodiff()?,
             inference_device: opts.device.burn()?,
             schedule,
@@ -175,8 +179,7 @@ impl<'a> Trainer<'a> {
                         self.sampler_config(),
                         self.train,
                         r.trainer.sampler.clone(),
-                    )
-                    .map_err(|e| TrainError::Data(e.to_string()))?;
+                    )?;
                     (
                         r.model,
                         r.optimizer,
@@ -188,8 +191,7 @@ impl<'a> Trainer<'a> {
                     )
                 }
                 None => {
-                    let sampler = ClipSampler::new(self.sampler_config(), self.train)
-                        .map_err(|e| TrainError::Data(e.to_string()))?;
+                    let sampler = ClipSampler::new(self.sampler_config(), self.train)?;
                     (fresh, self.fresh_optimizer(), sampler, None, None, 0, 0.0)
                 }
             };
@@ -282,7 +284,7 @@ impl<'a> Trainer<'a> {
                 on_event(&Event::Checkpoint { step, dir });
             }
         }
-        crate::curves::draw(run_dir).map_err(TrainError::Plot)?;
+        crate::curves::draw(run_dir)?;
         Ok(TrainSummary {
             steps_done: step,
             total_steps: total,
@@ -353,7 +355,7 @@ impl<'a> Trainer<'a> {
             .val
             .sequences
             .first()
-            .ok_or(TrainError::Data("the validation split is empty".into()))?
+            .ok_or(TrainError::Splits("the validation split is empty".into()))?
             .meta;
         let mut runner = BurnRunner::on(
             model,
@@ -361,8 +363,7 @@ impl<'a> Trainer<'a> {
             [meta.channels, meta.input_hw[0], meta.input_hw[1]],
             self.inference_device.clone(),
         );
-        let preds = predict_split(&mut runner, self.val, &EvalOptions::default())
-            .map_err(TrainError::Eval)?;
+        let preds = predict_split(&mut runner, self.val, &EvalOptions::default())?;
         let metrics = crate::evaluate::score(
             &preds,
             &self.config.card.data.classes,

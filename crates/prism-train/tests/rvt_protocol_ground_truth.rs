@@ -1,16 +1,23 @@
 //! `prism eval` counts the ground truth RVT's protocol counts: on a 1 s 1Mpx clip with 30 Hz
 //! pedestrian labels, only the label frames RVT's preprocessing keeps (about 10 Hz), after the
 //! first 0.5 s. The reference is RVT's rule transcribed in `prism-data/tests/rvt_labels.py`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::needless_range_loop
+)]
 
 use std::path::Path;
 use std::process::Command;
 
+use prism_core::yolox::num_anchors;
 use prism_data::{prepare_tree, PrepareOptions};
 use prism_eval::prophesee::BoxFilter;
 use prism_events::repr::HistogramConfig;
 use prism_events::write::{create, WriteFormat};
 use prism_events::{write_bbox_npy, BoxLabel, EventChunk, SensorSize};
-use prism_train::evaluate::{anchors_of, predict_split, score, EvalOptions, SequenceRunner};
+use prism_train::evaluate::{predict_split, score, EvalOptions, RunnerError, SequenceRunner};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -21,11 +28,15 @@ struct Blind {
 }
 
 impl SequenceRunner for Blind {
-    fn reset(&mut self, _batch: usize) -> Result<(), String> {
+    fn reset(&mut self, _batch: usize) -> Result<(), RunnerError> {
         Ok(())
     }
 
-    fn step(&mut self, _input: &[f32], batch: usize) -> Result<Vec<f32>, String> {
+    fn strides(&self) -> Vec<usize> {
+        vec![8, 16, 32]
+    }
+
+    fn step(&mut self, _input: &[f32], batch: usize) -> Result<Vec<f32>, RunnerError> {
         let mut raw = vec![0.0; batch * self.rows * self.row];
         for r in raw.chunks_exact_mut(self.row) {
             r[4] = -30.0;
@@ -104,7 +115,7 @@ fn eval_counts_the_ground_truth_of_rvts_label_frames() -> TestResult {
     let split = prism_data::load_split(&out, "val")?;
     let meta = &split.sequences[0].meta;
     let mut blind = Blind {
-        rows: anchors_of(meta.input_hw),
+        rows: num_anchors(meta.input_hw, &[8, 16, 32]),
         row: 5 + meta.classes.len(),
     };
     let preds = predict_split(&mut blind, &split, &EvalOptions::default())?;

@@ -11,7 +11,8 @@ use burn::tensor::Device;
 use clap::Args;
 use prism_deploy::engine::{Backend, Engine, EngineOptions, TensorView};
 use prism_train::evaluate::{
-    filter_by_name, predict_split_with_progress, BurnRunner, EvalOptions, SequenceRunner,
+    filter_by_name, predict_split_with_progress, BurnRunner, EvalOptions, RunnerError,
+    SequenceRunner,
 };
 
 use super::progress::Meter;
@@ -57,7 +58,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         let detections = prism_eval::coco::load_detections(dt)?;
         let metrics = prism_eval::coco::evaluate(&ground_truth, &detections)
             .with_context(|| format!("scoring {} against {}", dt.display(), gt.display()))?;
-        println!("{}", metrics.table(&[]));
+        outln!("{}", metrics.table(&[]))?;
         return write_out(&args, &metrics);
     }
     let data = args
@@ -123,8 +124,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let preds = predict_split_with_progress(runner.as_mut(), &split, &opts, &mut |n| {
         done += n;
         meter.set(done as u64, || format!("{done} of {total} windows"));
-    })
-    .map_err(anyhow::Error::msg)?;
+    })?;
     meter.finish();
     let metrics = prism_train::evaluate::score(&preds, &classes, meta.sensor, &filter)?;
     eprintln!(
@@ -138,7 +138,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     let names: Vec<&str> = classes.iter().map(String::as_str).collect();
-    println!("{}", metrics.table(&names));
+    outln!("{}", metrics.table(&names))?;
     write_out(&args, &metrics)
 }
 
@@ -178,7 +178,11 @@ impl EngineRunner {
 }
 
 impl SequenceRunner for EngineRunner {
-    fn reset(&mut self, batch: usize) -> Result<(), String> {
+    fn strides(&self) -> Vec<usize> {
+        self.engine.spec().output.strides.clone()
+    }
+
+    fn reset(&mut self, batch: usize) -> Result<(), RunnerError> {
         self.batch = batch;
         self.states = self
             .engine
@@ -197,7 +201,7 @@ impl SequenceRunner for EngineRunner {
         Ok(())
     }
 
-    fn step(&mut self, input: &[f32], batch: usize) -> Result<Vec<f32>, String> {
+    fn step(&mut self, input: &[f32], batch: usize) -> Result<Vec<f32>, RunnerError> {
         let [c, h, w] = self.input_shape;
         let shape = [batch, c, h, w];
         let spec = self.engine.spec();
@@ -207,7 +211,7 @@ impl SequenceRunner for EngineRunner {
                 .iter()
                 .map(|(name, _, shape, data)| TensorView::new(name, shape, data)),
         );
-        let outputs = self.engine.run(&views).map_err(|e| e.to_string())?;
+        let outputs = self.engine.run(&views)?;
         let mut raw = None;
         for out in outputs {
             if out.name == spec.output.name {
@@ -216,6 +220,6 @@ impl SequenceRunner for EngineRunner {
                 slot.3 = out.data;
             }
         }
-        raw.ok_or_else(|| format!("the model has no output {:?}", spec.output.name))
+        raw.ok_or_else(|| format!("the model has no output {:?}", spec.output.name).into())
     }
 }

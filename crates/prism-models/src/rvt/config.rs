@@ -139,9 +139,6 @@ impl RvtConfig {
 
     /// Number of anchor points (A) for an input of size `[h, w]`.
     pub fn num_anchors(&self, input_hw: [usize; 2]) -> usize {
-        self.strides()
-            .iter()
-            .map(|s| (input_hw[0] / s) * (input_hw[1] / s))
-            .sum()
+        prism_core::yolox::num_anchors(input_hw, &self.strides())
     }
 }

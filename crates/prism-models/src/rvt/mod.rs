@@ -21,7 +21,7 @@ use burn::tensor::{Device, Tensor};
 
 pub use backbone::RvtBackbone;
 pub use config::{RvtConfig, RvtDataset, RvtSize, RVT_PRESETS};
-pub use decode::{decode_outputs, YoloxDecoder};
+pub use decode::{decode_boxes, decode_outputs};
 pub use import::{import_rvt_checkpoint, ImportError};
 pub use pafpn::YoloPafpn;
 pub use params::ParamBreakdown;
@@ -66,7 +66,8 @@ impl Rvt {
     pub fn forward_decoded(&self, histogram: Tensor<4>, state: RvtState) -> (Tensor<3>, RvtState) {
         let [_, _, h, w] = histogram.dims();
         let (raw, state) = self.forward(histogram, state);
-        (decode_outputs(raw, [h, w], &[8, 16, 32]), state)
+        let grid = prism_core::yolox::anchor_grid([h, w], &self.yolox_head.strides);
+        (decode_outputs(raw, &grid), state)
     }
 
     /// Runs a sequence of windows `[T, N, 20, H, W]` given as a list, carrying the state;

@@ -25,6 +25,10 @@ pub struct YoloxHead {
     pub obj_preds: Vec<Conv2d>,
     /// Number of classes K.
     pub num_classes: usize,
+    /// Stride of each level's feature map (the anchor grid of [`prism_core::yolox`]); from the
+    /// config, not stored in checkpoints.
+    #[module(skip)]
+    pub strides: Vec<usize>,
 }
 
 impl YoloxHead {
@@ -55,6 +59,7 @@ impl YoloxHead {
             reg_preds: (0..3).map(|_| pred(4)).collect(),
             obj_preds: (0..3).map(|_| pred(1)).collect(),
             num_classes: k,
+            strides: config.strides().to_vec(),
         }
     }
 
