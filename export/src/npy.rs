@@ -1,121 +1,87 @@
-//! Minimal `.npy` (format 1.0) reading and writing for handing tensors to Python runtimes.
+//! `.npy` reading and writing of tensors handed to and from the Python runtimes, through `npyz`.
 
-use std::io::Write;
+use std::io::{BufReader, BufWriter};
 use std::path::Path;
 
 use burn::tensor::{DType, TensorData};
+use npyz::WriterBuilder;
 
 use crate::error::{ExportError, Result};
 
-fn descr(dtype: DType) -> Option<&'static str> {
-    Some(match dtype {
-        DType::F32 | DType::Flex32 => "<f4",
-        DType::F64 => "<f8",
-        DType::I64 => "<i8",
-        DType::I32 => "<i4",
-        DType::I16 => "<i2",
-        DType::I8 => "|i1",
-        DType::U8 => "|u1",
-        DType::Bool(_) => "|b1",
-        _ => return None,
-    })
-}
-
 fn io(path: &Path) -> impl Fn(std::io::Error) -> ExportError + '_ {
     move |source| ExportError::Io {
-        path: path.display().to_string(),
+        path: path.to_path_buf(),
         source,
     }
 }
 
-/// Write `data` to `path` as `.npy`.
-pub fn write(path: &Path, data: &TensorData) -> Result<()> {
-    let d = descr(data.dtype())
-        .ok_or_else(|| ExportError::Verify(format!("no .npy type for {:?}", data.dtype())))?;
-    let shape = data.shape();
-    let dims = match shape.len() {
-        0 => "()".to_string(),
-        1 => format!("({},)", shape[0]),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    let mut header = format!("{{'descr': '{d}', 'fortran_order': False, 'shape': {dims}, }}");
-    let total = 10 + header.len() + 1;
-    header.push_str(&" ".repeat((64 - total % 64) % 64));
-    header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + data.as_bytes().len());
-    out.extend_from_slice(b"\x93NUMPY\x01\x00");
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    let bytes: Vec<u8> = match data.dtype() {
-        DType::Bool(_) if data.as_bytes().len() != data.num_elements() => data
-            .try_to_vec::<bool>()
-            .map_err(|e| ExportError::Verify(format!("{e:?}")))?
-            .into_iter()
-            .map(u8::from)
-            .collect(),
-        _ => data.as_bytes().to_vec(),
-    };
-    out.extend_from_slice(&bytes);
-    let mut f = std::fs::File::create(path).map_err(io(path))?;
-    f.write_all(&out).map_err(io(path))
+/// Writes `values` as a C-order array of `shape`.
+fn write_values<T: npyz::AutoSerialize>(
+    path: &Path,
+    shape: &[usize],
+    values: Vec<T>,
+) -> Result<()> {
+    let file = std::fs::File::create(path).map_err(io(path))?;
+    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let mut writer = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&shape)
+        .writer(BufWriter::new(file))
+        .begin_nd()
+        .map_err(io(path))?;
+    writer.extend(values).map_err(io(path))?;
+    writer.finish().map_err(io(path))
 }
 
-/// Read a `.npy` file written by numpy (C order, little-endian).
+/// Write `data` to `path` as `.npy`.
+pub fn write(path: &Path, data: &TensorData) -> Result<()> {
+    let shape = data.shape().to_vec();
+    let values = |what: &str| ExportError::Verify(format!("{}: {what}", path.display()));
+    macro_rules! write_as {
+        ($t:ty) => {
+            write_values(path, &shape, data.iter::<$t>().collect::<Vec<$t>>())
+        };
+    }
+    match data.dtype() {
+        DType::F32 | DType::Flex32 => write_as!(f32),
+        DType::F64 => write_as!(f64),
+        DType::I64 => write_as!(i64),
+        DType::I32 => write_as!(i32),
+        DType::I16 => write_as!(i16),
+        DType::I8 => write_as!(i8),
+        DType::U8 => write_as!(u8),
+        DType::Bool(_) => write_as!(bool),
+        other => Err(values(&format!("no .npy type for {other:?}"))),
+    }
+}
+
+/// Read a `.npy` file written by numpy (C order).
 pub fn read(path: &Path) -> Result<TensorData> {
-    let bytes = std::fs::read(path).map_err(io(path))?;
-    let bad = |why: &str| ExportError::Verify(format!("{}: {why}", path.display()));
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err(bad("not a .npy file"));
+    let file = std::fs::File::open(path).map_err(io(path))?;
+    let npy = npyz::NpyFile::new(BufReader::new(file)).map_err(io(path))?;
+    let bad = |why: String| ExportError::Verify(format!("{}: {why}", path.display()));
+    if npy.order() == npyz::Order::Fortran {
+        return Err(bad("fortran order".into()));
     }
-    let (hlen, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        _ => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let descr = match npy.dtype() {
+        npyz::DType::Plain(ty) => ty.to_string(),
+        other => return Err(bad(format!("dtype {}", other.descr()))),
     };
-    let header = std::str::from_utf8(&bytes[start..start + hlen]).map_err(|_| bad("header"))?;
-    if header.contains("'fortran_order': True") {
-        return Err(bad("fortran order"));
+    macro_rules! read_as {
+        ($t:ty) => {
+            TensorData::new(npy.into_vec::<$t>().map_err(io(path))?, shape)
+        };
     }
-    let field = |key: &str| -> Option<&str> {
-        let i = header.find(key)? + key.len();
-        Some(header[i..].trim_start_matches([':', ' ', '\'']))
-    };
-    let descr = field("'descr'")
-        .and_then(|s| s.split('\'').next())
-        .ok_or_else(|| bad("descr"))?;
-    let shape_s = field("'shape'").ok_or_else(|| bad("shape"))?;
-    let inner = shape_s.trim_start_matches('(');
-    let inner = &inner[..inner.find(')').ok_or_else(|| bad("shape"))?];
-    let shape: Vec<usize> = inner
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().map_err(|_| bad("dim")))
-        .collect::<Result<_>>()?;
-    let dtype = match descr {
-        "<f4" => DType::F32,
-        "<f8" => DType::F64,
-        "<i8" => DType::I64,
-        "<i4" => DType::I32,
-        "<i2" => DType::I16,
-        "|i1" => DType::I8,
-        "|u1" => DType::U8,
-        "|b1" => DType::Bool(burn::tensor::BoolStore::Native),
-        other => return Err(bad(&format!("dtype {other}"))),
-    };
-    let payload = bytes[start + hlen..].to_vec();
-    if matches!(dtype, DType::Bool(_)) {
-        let v: Vec<bool> = payload.iter().map(|b| *b != 0).collect();
-        return Ok(TensorData::new(v, shape));
-    }
-    Ok(TensorData::from_bytes_vec(payload, shape, dtype))
+    Ok(match descr.as_str() {
+        "<f4" => read_as!(f32),
+        "<f8" => read_as!(f64),
+        "<i8" => read_as!(i64),
+        "<i4" => read_as!(i32),
+        "<i2" => read_as!(i16),
+        "|i1" => read_as!(i8),
+        "|u1" => read_as!(u8),
+        "|b1" => read_as!(bool),
+        other => return Err(bad(format!("dtype {other}"))),
+    })
 }

@@ -5,9 +5,10 @@
 //! - 1Mpx / RVT `BBOX_DTYPE`: `t <i8, x y w h <f4, class_id <u4, track_id <u4, class_confidence <f4`
 //!   (40 bytes).
 //!
-//! The reader takes field names, types and offsets from the header's `descr`, so field order,
-//! padding and integer / float widths may vary. The parser is hand written (a small Python-literal
-//! reader) and never panics on malformed input.
+//! The header is parsed by `npyz`; the reader then takes field names, types and offsets from its
+//! structured dtype, so field order, padding and integer / float widths may vary (that mapping is
+//! prism's: npyz's record reading wants one fixed Rust type per layout). Malformed input is an
+//! error, never a panic.
 
 use std::path::Path;
 
@@ -29,6 +30,11 @@ pub struct BoxLabel {
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 
+/// RVT's `BBOX_DTYPE` with its trailing padding (itemsize 40), as NumPy writes it.
+const RVT_BBOX_DESCR: &str =
+    "[('t', '<i8'), ('x', '<f4'), ('y', '<f4'), ('w', '<f4'), ('h', '<f4'), \
+     ('class_id', '<u4'), ('track_id', '<u4'), ('class_confidence', '<f4'), ('', '|V4')]";
+
 /// Reads a Prophesee bbox `.npy` file in either dtype variant.
 pub fn read_bbox_npy(path: impl AsRef<Path>) -> Result<Vec<BoxLabel>> {
     let path = path.as_ref();
@@ -42,28 +48,19 @@ pub fn read_bbox_npy(path: impl AsRef<Path>) -> Result<Vec<BoxLabel>> {
 /// Writes `labels` as a `.npy` structured array with RVT's `BBOX_DTYPE` (itemsize 40).
 pub fn write_bbox_npy(path: impl AsRef<Path>, labels: &[BoxLabel]) -> Result<()> {
     let path = path.as_ref();
-    std::fs::write(path, encode_bbox_npy(labels)).map_err(|e| EventError::io(path, e))
+    let bytes = encode_bbox_npy(labels).map_err(|source| EventError::io(path, source))?;
+    std::fs::write(path, bytes).map_err(|e| EventError::io(path, e))
 }
 
-/// The bytes of a `.npy` file holding `labels` with RVT's `BBOX_DTYPE`.
-pub fn encode_bbox_npy(labels: &[BoxLabel]) -> Vec<u8> {
-    let dict = format!(
-        "{{'descr': [('t', '<i8'), ('x', '<f4'), ('y', '<f4'), ('w', '<f4'), ('h', '<f4'), \
-         ('class_id', '<u4'), ('track_id', '<u4'), ('class_confidence', '<f4'), ('', '|V4')], \
-         'fortran_order': False, 'shape': ({},), }}",
-        labels.len()
-    );
-    // Magic (6) + version (2) + length (2) + dict + padding + '\n', a multiple of 64 bytes.
-    let unpadded = MAGIC.len() + 2 + 2 + dict.len() + 1;
-    let header_len = dict.len() + 1 + (64 - unpadded % 64) % 64;
-    let mut out = Vec::with_capacity(10 + header_len + labels.len() * 40);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&[1, 0]);
-    // The dict is a few hundred bytes, far below u16::MAX.
-    out.extend_from_slice(&(header_len as u16).to_le_bytes());
-    out.extend_from_slice(dict.as_bytes());
-    out.resize(10 + header_len - 1, b' ');
-    out.push(b'\n');
+/// The bytes of a `.npy` file holding `labels` with RVT's `BBOX_DTYPE`; the header is npyz's.
+pub fn encode_bbox_npy(labels: &[BoxLabel]) -> std::io::Result<Vec<u8>> {
+    use npyz::WriterBuilder;
+    let dtype = npyz::DType::parse(RVT_BBOX_DESCR)?;
+    let mut out = npyz::WriteOptions::new_header_only()
+        .dtype(dtype)
+        .shape(&[labels.len() as u64])
+        .writer(Vec::with_capacity(128 + labels.len() * 40))
+        .write_header_only()?;
     for b in labels {
         out.extend_from_slice(&b.t.to_le_bytes());
         for v in [b.x, b.y, b.w, b.h] {
@@ -74,38 +71,32 @@ pub fn encode_bbox_npy(labels: &[BoxLabel]) -> Vec<u8> {
         out.extend_from_slice(&b.confidence.to_le_bytes());
         out.extend_from_slice(&[0; 4]); // trailing padding: RVT's dtype has itemsize 40
     }
-    out
+    Ok(out)
 }
 
 /// Decodes the bytes of a bbox `.npy` file; the error is a human-readable reason.
 pub fn parse_bbox_npy(bytes: &[u8]) -> Result<Vec<BoxLabel>, String> {
-    let (header, data) = split_header(bytes)?;
-    let dict = match parse_literal(header)? {
-        Literal::Dict(entries) => entries,
-        _ => return Err("header is not a dict".into()),
-    };
-    let get = |key: &str| dict.iter().find(|(k, _)| k == key).map(|(_, v)| v);
-    let descr = get("descr").ok_or("header has no 'descr'")?;
-    let fields = match descr {
-        Literal::List(items) => layout_fields(items)?,
-        Literal::Str(s) => {
-            return Err(format!("dtype '{s}' is not a structured array of boxes"));
+    if !bytes.starts_with(MAGIC) {
+        return Err("not a .npy file (no \\x93NUMPY magic)".into());
+    }
+    let file = npyz::NpyFile::new(bytes).map_err(|e| format!("not a readable .npy file: {e}"))?;
+    let header = file.header();
+    let fields = match header.dtype() {
+        npyz::DType::Record(fields) => layout_fields(&fields)?,
+        npyz::DType::Plain(ty) => {
+            return Err(format!("dtype '{ty}' is not a structured array of boxes"));
         }
-        _ => return Err("'descr' is neither a list nor a string".into()),
+        npyz::DType::Array(..) => return Err("the dtype is an array, not a record of boxes".into()),
     };
+    let count = header
+        .shape()
+        .iter()
+        .try_fold(1usize, |acc, &d| {
+            usize::try_from(d).ok().and_then(|d| acc.checked_mul(d))
+        })
+        .ok_or("shape is too large")?;
+    let data = file.into_inner();
     let itemsize = fields.iter().map(|f| f.offset + f.size).max().unwrap_or(0);
-    let count = match get("shape").ok_or("header has no 'shape'")? {
-        Literal::Tuple(dims) | Literal::List(dims) => {
-            dims.iter().try_fold(1usize, |acc, d| match d {
-                Literal::Int(n) if *n >= 0 => usize::try_from(*n)
-                    .ok()
-                    .and_then(|n| acc.checked_mul(n))
-                    .ok_or_else(|| "shape is too large".to_string()),
-                _ => Err("shape holds a non-integer or negative dimension".to_string()),
-            })?
-        }
-        _ => return Err("'shape' is not a tuple".into()),
-    };
     let needed = count
         .checked_mul(itemsize)
         .ok_or("shape times itemsize overflows")?;
@@ -150,33 +141,6 @@ pub fn parse_bbox_npy(bytes: &[u8]) -> Result<Vec<BoxLabel>, String> {
         });
     }
     Ok(labels)
-}
-
-/// Checks magic and version, returns the header dict text and the data after it.
-fn split_header(bytes: &[u8]) -> Result<(&str, &[u8]), String> {
-    if bytes.len() < 10 || !bytes.starts_with(MAGIC) {
-        return Err("not a .npy file (no \\x93NUMPY magic)".into());
-    }
-    let (len, start) = match bytes[6] {
-        1 => (
-            usize::from(u16::from_le_bytes([bytes[8], bytes[9]])),
-            10usize,
-        ),
-        2 | 3 if bytes.len() >= 12 => {
-            let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-            (
-                usize::try_from(len).map_err(|_| "header length too large")?,
-                12,
-            )
-        }
-        v => return Err(format!("unsupported .npy version {v}.{}", bytes[7])),
-    };
-    let end = start
-        .checked_add(len)
-        .filter(|&end| end <= bytes.len())
-        .ok_or("header runs past the end of the file")?;
-    let header = std::str::from_utf8(&bytes[start..end]).map_err(|_| "header is not UTF-8")?;
-    Ok((header, &bytes[end..]))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -266,54 +230,24 @@ impl Field {
     }
 }
 
-/// Lays out the fields of a structured `descr` list sequentially, as NumPy does.
-fn layout_fields(items: &[Literal]) -> Result<Vec<Field>, String> {
+/// Lays out the fields of a structured dtype sequentially, as NumPy does.
+fn layout_fields(items: &[npyz::Field]) -> Result<Vec<Field>, String> {
     let mut fields = Vec::with_capacity(items.len());
     let mut offset = 0usize;
     for item in items {
-        let Literal::Tuple(parts) = item else {
-            return Err("a 'descr' entry is not a tuple".into());
+        let name = item.name.clone();
+        let size = item
+            .dtype
+            .num_bytes()
+            .ok_or_else(|| format!("field '{name}' has no fixed size"))?;
+        let (scalar, unusable) = match &item.dtype {
+            npyz::DType::Plain(ty) => scalar_of(ty),
+            npyz::DType::Array(..) => (
+                Scalar::Other,
+                Some("sub-array fields are not supported".to_string()),
+            ),
+            npyz::DType::Record(_) => (Scalar::Other, Some("nested structured type".to_string())),
         };
-        let name = match parts.first() {
-            Some(Literal::Str(s)) => s.clone(),
-            // `(('title', 'name'), type)`: the second string is the field name.
-            Some(Literal::Tuple(t)) => match t.get(1) {
-                Some(Literal::Str(s)) => s.clone(),
-                _ => return Err("a titled field lacks its name".into()),
-            },
-            _ => return Err("a 'descr' entry lacks a field name".into()),
-        };
-        let (size, scalar, mut unusable) = match parts.get(1) {
-            Some(Literal::Str(ty)) => {
-                type_string(ty).map_err(|e| format!("field '{name}': {e}"))?
-            }
-            Some(Literal::List(sub)) => {
-                let sub = layout_fields(sub)?;
-                let size = sub.iter().map(|f| f.offset + f.size).max().unwrap_or(0);
-                (
-                    size,
-                    Scalar::Other,
-                    Some("nested structured type".to_string()),
-                )
-            }
-            _ => return Err(format!("field '{name}' has no type")),
-        };
-        let mut size = size;
-        if let Some(shape) = parts.get(2) {
-            let dims = match shape {
-                Literal::Tuple(d) | Literal::List(d) => d.clone(),
-                other => vec![other.clone()],
-            };
-            for d in dims {
-                match d {
-                    Literal::Int(n) if (0..=1 << 20).contains(&n) => {
-                        size = size.checked_mul(n as usize).ok_or("field size overflows")?;
-                    }
-                    _ => return Err(format!("field '{name}' has a bad sub-array shape")),
-                }
-            }
-            unusable.get_or_insert_with(|| "sub-array fields are not supported".into());
-        }
         fields.push(Field {
             name,
             offset,
@@ -326,204 +260,25 @@ fn layout_fields(items: &[Literal]) -> Result<Vec<Field>, String> {
     Ok(fields)
 }
 
-/// Size, scalar kind and (when not decodable) the reason, of a type string like `<f4`.
-fn type_string(ty: &str) -> Result<(usize, Scalar, Option<String>), String> {
-    let (order, rest) = match ty.chars().next() {
-        Some(c @ ('<' | '>' | '|' | '=')) => (c, &ty[1..]),
-        _ => ('|', ty),
-    };
-    let mut chars = rest.chars();
-    let kind = chars.next().ok_or_else(|| format!("empty type '{ty}'"))?;
-    let digits: String = chars
-        .as_str()
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    let n: usize = digits.parse().map_err(|_| format!("unknown type '{ty}'"))?;
-    if n > 1 << 20 {
-        return Err(format!("type '{ty}' is too large"));
-    }
-    let size = if kind == 'U' { n * 4 } else { n };
-    let scalar = match (kind, n) {
-        ('i', 1 | 2 | 4 | 8) => Scalar::Int {
-            signed: true,
-            size: n,
-        },
-        ('u' | 'b', 1 | 2 | 4 | 8) => Scalar::Int {
+/// The scalar kind of a type like `<f4` and, when it cannot be decoded as a number, why.
+fn scalar_of(ty: &npyz::TypeStr) -> (Scalar, Option<String>) {
+    use npyz::{Endianness, TypeChar};
+    let size = usize::try_from(ty.size_field()).unwrap_or(usize::MAX);
+    let scalar = match (ty.type_char(), size) {
+        (TypeChar::Int, 1 | 2 | 4 | 8) => Scalar::Int { signed: true, size },
+        (TypeChar::Uint | TypeChar::Bool, 1 | 2 | 4 | 8) => Scalar::Int {
             signed: false,
-            size: n,
+            size,
         },
-        ('f', 4 | 8) => Scalar::Float { size: n },
+        (TypeChar::Float, 4 | 8) => Scalar::Float { size },
         _ => Scalar::Other,
     };
     let unusable = match scalar {
         Scalar::Other => Some(format!("type '{ty}' is not an integer or float32/64")),
-        _ if order == '>' && n > 1 => Some(format!("big-endian type '{ty}' is not supported")),
+        _ if ty.endianness() == Endianness::Big && size > 1 => {
+            Some(format!("big-endian type '{ty}' is not supported"))
+        }
         _ => None,
     };
-    Ok((size, scalar, unusable))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Python literal reader for the header dict
-
-#[derive(Debug, Clone, PartialEq)]
-enum Literal {
-    Str(String),
-    Int(i64),
-    Bool,
-    None,
-    List(Vec<Literal>),
-    Tuple(Vec<Literal>),
-    Dict(Vec<(String, Literal)>),
-}
-
-/// Nesting deeper than this is rejected; real headers nest three levels.
-const MAX_DEPTH: usize = 16;
-
-fn parse_literal(text: &str) -> Result<Literal, String> {
-    let mut p = LiteralParser {
-        s: text.as_bytes(),
-        i: 0,
-    };
-    let value = p.value(0)?;
-    p.skip_ws();
-    if p.i != p.s.len() {
-        return Err(format!(
-            "unexpected text after the header dict at byte {}",
-            p.i
-        ));
-    }
-    Ok(value)
-}
-
-struct LiteralParser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl LiteralParser<'_> {
-    fn skip_ws(&mut self) {
-        while self.s.get(self.i).is_some_and(|c| c.is_ascii_whitespace()) {
-            self.i += 1;
-        }
-    }
-
-    fn peek(&mut self) -> Option<u8> {
-        self.skip_ws();
-        self.s.get(self.i).copied()
-    }
-
-    fn fail<T>(&self, what: &str) -> Result<T, String> {
-        Err(format!("header: {what} at byte {}", self.i))
-    }
-
-    fn value(&mut self, depth: usize) -> Result<Literal, String> {
-        if depth > MAX_DEPTH {
-            return self.fail("nesting too deep");
-        }
-        match self.peek() {
-            Some(b'{') => self.dict(depth),
-            Some(b'[') => Ok(Literal::List(self.sequence(b']', depth)?)),
-            Some(b'(') => Ok(Literal::Tuple(self.sequence(b')', depth)?)),
-            Some(q @ (b'\'' | b'"')) => self.string(q).map(Literal::Str),
-            Some(c) if c == b'-' || c == b'+' || c.is_ascii_digit() => self.int(),
-            Some(c) if c.is_ascii_alphabetic() => self.word(),
-            Some(_) => self.fail("unexpected character"),
-            None => self.fail("unexpected end"),
-        }
-    }
-
-    fn dict(&mut self, depth: usize) -> Result<Literal, String> {
-        self.i += 1;
-        let mut entries = Vec::new();
-        loop {
-            match self.peek() {
-                Some(b'}') => {
-                    self.i += 1;
-                    return Ok(Literal::Dict(entries));
-                }
-                Some(q @ (b'\'' | b'"')) => {
-                    let key = self.string(q)?;
-                    if self.peek() != Some(b':') {
-                        return self.fail("expected ':'");
-                    }
-                    self.i += 1;
-                    let value = self.value(depth + 1)?;
-                    entries.push((key, value));
-                    match self.peek() {
-                        Some(b',') => self.i += 1,
-                        Some(b'}') => {}
-                        _ => return self.fail("expected ',' or '}'"),
-                    }
-                }
-                _ => return self.fail("expected a string key"),
-            }
-        }
-    }
-
-    fn sequence(&mut self, close: u8, depth: usize) -> Result<Vec<Literal>, String> {
-        self.i += 1;
-        let mut items = Vec::new();
-        loop {
-            if self.peek() == Some(close) {
-                self.i += 1;
-                return Ok(items);
-            }
-            items.push(self.value(depth + 1)?);
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(c) if c == close => {}
-                _ => return self.fail("expected ',' or a closing bracket"),
-            }
-        }
-    }
-
-    fn string(&mut self, quote: u8) -> Result<String, String> {
-        self.i += 1;
-        let start = self.i;
-        while let Some(&c) = self.s.get(self.i) {
-            if c == quote {
-                let text = std::str::from_utf8(&self.s[start..self.i]).map_err(|_| "bad UTF-8")?;
-                self.i += 1;
-                return Ok(text.to_string());
-            }
-            if c == b'\\' {
-                return self.fail("escapes in strings are not supported");
-            }
-            self.i += 1;
-        }
-        self.fail("unterminated string")
-    }
-
-    fn int(&mut self) -> Result<Literal, String> {
-        let start = self.i;
-        if matches!(self.s.get(self.i), Some(b'-' | b'+')) {
-            self.i += 1;
-        }
-        while self.s.get(self.i).is_some_and(u8::is_ascii_digit) {
-            self.i += 1;
-        }
-        // Python 2 era headers may write `3L`.
-        let digits = std::str::from_utf8(&self.s[start..self.i]).map_err(|_| "bad UTF-8")?;
-        if self.s.get(self.i) == Some(&b'L') {
-            self.i += 1;
-        }
-        digits
-            .parse()
-            .map(Literal::Int)
-            .or_else(|_| self.fail("bad integer"))
-    }
-
-    fn word(&mut self) -> Result<Literal, String> {
-        let start = self.i;
-        while self.s.get(self.i).is_some_and(u8::is_ascii_alphanumeric) {
-            self.i += 1;
-        }
-        match &self.s[start..self.i] {
-            b"True" | b"False" => Ok(Literal::Bool),
-            b"None" => Ok(Literal::None),
-            _ => self.fail("unknown word"),
-        }
-    }
+    (scalar, unusable)
 }

@@ -147,10 +147,15 @@ fn numpy_reads_what_we_write_field_by_field() {
 #[test]
 fn round_trips_in_rust_including_empty_files() {
     let labels = sample_labels();
-    assert_labels_eq(&parse_bbox_npy(&encode_bbox_npy(&labels)).unwrap(), &labels);
-    assert!(parse_bbox_npy(&encode_bbox_npy(&[])).unwrap().is_empty());
+    assert_labels_eq(
+        &parse_bbox_npy(&encode_bbox_npy(&labels).unwrap()).unwrap(),
+        &labels,
+    );
+    assert!(parse_bbox_npy(&encode_bbox_npy(&[]).unwrap())
+        .unwrap()
+        .is_empty());
     // Header padded so the data starts on a 64-byte boundary, as NumPy does.
-    let bytes = encode_bbox_npy(&labels);
+    let bytes = encode_bbox_npy(&labels).unwrap();
     let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
     assert_eq!((10 + header_len) % 64, 0);
     assert_eq!(bytes.len(), 10 + header_len + 40 * labels.len());
@@ -220,7 +225,7 @@ proptest! {
         edits in proptest::collection::vec((0usize..400, any::<u8>()), 1..8),
         cut in 0usize..600,
     ) {
-        let mut bytes = encode_bbox_npy(&sample_labels()[..4]);
+        let mut bytes = encode_bbox_npy(&sample_labels()[..4]).unwrap();
         for (at, value) in edits {
             let i = at % bytes.len();
             bytes[i] = value;
