@@ -63,47 +63,35 @@ fn label(mode: &str) -> &'static str {
     }
 }
 
+/// StreamDetector against the bare `Session::run` and Python's `InferenceSession.run`.
+#[derive(Debug, clap::Parser)]
 struct Args {
+    /// Models to export and time, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "rvt-tiny-gen1,rvt-tiny-1mpx"
+    )]
     models: Vec<String>,
+    /// ONNX Runtime intra-op threads.
+    #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Windows per mode and round.
+    #[arg(long, default_value_t = 10)]
     windows: usize,
+    /// Interleaved rounds.
+    #[arg(long, default_value_t = 4)]
     rounds: usize,
+    /// Python ONNX Runtime graph optimisation level.
+    #[arg(long, default_value = "default")]
     python_level: String,
+    /// Pause between timed calls, in milliseconds.
+    #[arg(long, default_value_t = 20)]
     pause_ms: u64,
 }
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let a = Args {
-        models: value("--models")
-            .unwrap_or_else(|| "rvt-tiny-gen1,rvt-tiny-1mpx".into())
-            .split(',')
-            .map(String::from)
-            .collect(),
-        threads: value("--threads")
-            .map(|v| v.parse())
-            .transpose()?
-            .unwrap_or(2),
-        windows: value("--windows")
-            .map(|v| v.parse())
-            .transpose()?
-            .unwrap_or(10),
-        rounds: value("--rounds")
-            .map(|v| v.parse())
-            .transpose()?
-            .unwrap_or(4),
-        python_level: value("--python-level").unwrap_or_else(|| "default".into()),
-        pause_ms: value("--pause-ms")
-            .map(|v| v.parse())
-            .transpose()?
-            .unwrap_or(20),
-    };
+    let a = <Args as clap::Parser>::parse();
     let dir = tempfile::tempdir()?;
     let load_before = loadavg();
     let started = Instant::now();
@@ -545,7 +533,6 @@ fn bench_model(name: &str, a: &Args, dir: &Path) -> Result<Value> {
             );
         }
     }
-    drop(run_mode);
     let python_info = peer.as_ref().map(|p| p.info.clone());
 
     // prism's own work per window, measured alone (no model, so none of the model's noise): the

@@ -17,11 +17,40 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use prism_benchmarks::chart::{bar_chart, Group};
 use prism_events::repr::{HistogramConfig, StackedHistogram};
 use prism_events::window::{WindowConfig, WindowSlicer};
 use prism_events::{testdata, EventChunk};
+use prism_plot::{BarChart, PALETTE};
 use serde_json::{json, Value};
+
+/// Event decoding and RVT stacked histograms in prism and its peers, in one run.
+#[derive(Debug, clap::Parser)]
+struct Cli {
+    /// A DAT recording (default: faery's gen4.dat).
+    #[arg(long)]
+    dat: Option<PathBuf>,
+    /// An EVT3 recording (default: faery's evt3.raw).
+    #[arg(long)]
+    evt3: Option<PathBuf>,
+    /// Timed runs per task (the median is reported).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    runs: u64,
+    /// CPU to pin prism and the peers to.
+    #[arg(long, default_value_t = 1, conflicts_with = "no_pin")]
+    cpu: usize,
+    /// Run unpinned.
+    #[arg(long)]
+    no_pin: bool,
+    /// The Python with the peers (default: the provisioned one).
+    #[arg(long)]
+    python: Option<PathBuf>,
+    /// Folder for events.md, events.json and events.png.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Time prism only.
+    #[arg(long)]
+    no_peers: bool,
+}
 
 #[derive(Debug)]
 struct Args {
@@ -35,34 +64,20 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args> {
-    let mut a = Args {
-        dat: testdata::faery("gen4.dat").context("gen4.dat not provisioned")?,
-        evt3: testdata::faery("evt3.raw").context("evt3.raw not provisioned")?,
-        runs: 5,
-        cpu: Some(1),
-        python: None,
-        out: Path::new(env!("CARGO_MANIFEST_DIR")).join("results"),
-        peers: true,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--dat" => a.dat = val()?.into(),
-            "--evt3" => a.evt3 = val()?.into(),
-            "--runs" => a.runs = val()?.parse()?,
-            "--cpu" => a.cpu = Some(val()?.parse()?),
-            "--no-pin" => a.cpu = None,
-            "--python" => a.python = Some(val()?.into()),
-            "--out" => a.out = val()?.into(),
-            "--no-peers" => a.peers = false,
-            other => bail!("unknown argument {other} (see the doc comment of bench-events.rs)"),
-        }
-    }
-    if a.runs == 0 {
-        bail!("--runs must be at least 1");
-    }
-    Ok(a)
+    let cli = <Cli as clap::Parser>::parse();
+    let faery =
+        |name: &str| testdata::faery(name).with_context(|| format!("{name} not provisioned"));
+    Ok(Args {
+        dat: cli.dat.map_or_else(|| faery("gen4.dat"), Ok)?,
+        evt3: cli.evt3.map_or_else(|| faery("evt3.raw"), Ok)?,
+        runs: cli.runs as usize,
+        cpu: (!cli.no_pin).then_some(cli.cpu),
+        python: cli.python,
+        out: cli
+            .out
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("results")),
+        peers: !cli.no_peers,
+    })
 }
 
 /// Re-runs this process under `taskset -c cpu` once, so that prism and the peers share one core.
@@ -341,29 +356,29 @@ fn write_results(args: &Args, rows: &[Row], peers: &Value) -> Result<()> {
         args.out.join("events.json"),
         serde_json::to_string_pretty(&j)?,
     )?;
-    let groups: Vec<Group> = rows
-        .iter()
-        .filter(|r| !r.peers.is_empty())
-        .map(|r| Group {
-            title: match r.fastest_peer() {
-                Some(p) => format!(
-                    "{}: prism {:.1}x the fastest peer",
-                    r.task.replace('_', " "),
-                    r.ours / p.1
-                ),
-                None => r.task.replace('_', " "),
-            },
-            bars: std::iter::once(("prism".to_string(), r.ours, true))
-                .chain(r.peers.iter().map(|p| (p.0.clone(), p.1, false)))
-                .collect(),
-        })
-        .collect();
-    bar_chart(
-        &args.out.join("events.png"),
-        "Event layer, one core: million events per second",
-        "M ev/s",
-        &groups,
-    )?;
+    // One group per task; prism's bar in its own colour. Decoders and histograms differ by
+    // orders of magnitude, so the value axis is logarithmic.
+    let mut chart = BarChart::new("Event layer, one core: million events per second")
+        .x_label("M events/s")
+        .unit(" M ev/s")
+        .x_log(true)
+        .width(1200)
+        .color("prism", PALETTE[0]);
+    for r in rows.iter().filter(|r| !r.peers.is_empty()) {
+        let title = match r.fastest_peer() {
+            Some(p) => format!(
+                "{}: prism {:.1}x the fastest peer",
+                r.task.replace('_', " "),
+                r.ours / p.1
+            ),
+            None => r.task.replace('_', " "),
+        };
+        let bars: Vec<(String, f64)> = std::iter::once(("prism".to_string(), r.ours))
+            .chain(r.peers.iter().map(|p| (p.0.clone(), p.1)))
+            .collect();
+        chart = chart.group(&title, &bars);
+    }
+    chart.save_png(args.out.join("events.png"))?;
     print!("{md}");
     Ok(())
 }

@@ -59,26 +59,38 @@ struct Peer {
     nodes: usize,
 }
 
+/// RVT latency per window in Burn, tract and ONNX Runtime, with the torch.onnx peers.
+#[derive(Debug, clap::Parser)]
+struct Args {
+    /// Models to time, comma-separated.
+    #[arg(
+        long,
+        default_value = "rvt-tiny-gen1,rvt-base-gen1,rvt-tiny-1mpx,rvt-base-1mpx"
+    )]
+    models: String,
+    /// Windows timed per model in Rust.
+    #[arg(long, default_value_t = 20)]
+    runs: usize,
+    /// ONNX Runtime intra-op threads, and tract's pool.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Leave out the torch.onnx peers.
+    #[arg(long)]
+    no_peer: bool,
+    /// Another prism checkout's exporter to compare against.
+    #[arg(long)]
+    baseline: Option<std::path::PathBuf>,
+}
+
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let models = value("--models")
-        .unwrap_or_else(|| "rvt-tiny-gen1,rvt-base-gen1,rvt-tiny-1mpx,rvt-base-1mpx".into());
-    let runs: usize = value("--runs")
-        .map(|v| v.parse())
-        .transpose()?
-        .unwrap_or(20);
-    let threads: usize = value("--threads")
-        .map(|v| v.parse())
-        .transpose()?
-        .unwrap_or(2);
-    let with_peer = !args.iter().any(|a| a == "--no-peer");
-    let baseline = value("--baseline").map(std::path::PathBuf::from);
+    let Args {
+        models,
+        runs,
+        threads,
+        no_peer,
+        baseline,
+    } = <Args as clap::Parser>::parse();
+    let with_peer = !no_peer;
     // Python's windows are timed in rounds over all files, three per window timed in Rust.
     let python_rounds = 3 * runs;
     let dir = tempfile::tempdir()?;

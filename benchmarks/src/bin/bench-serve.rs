@@ -39,36 +39,48 @@ use serde_json::{json, Value};
 
 const MAX_BODY: usize = 64 << 20;
 
+/// What one client does per request on its connection.
+type ClientLoop = Box<dyn FnMut(&mut Conn) -> Result<()> + Send>;
+
+/// `prism serve`'s server under load from several clients, with malformed requests mixed in.
+#[derive(Debug, clap::Parser)]
+struct Args {
+    /// Models to serve in turn, comma-separated.
+    #[arg(long, default_value = "rvt-tiny-synth,rvt-tiny-gen1")]
+    models: String,
+    /// Backend of the server.
+    #[arg(long, default_value = "ort-cpu")]
+    backend: String,
+    /// Seconds of load per row.
+    #[arg(long, default_value_t = 8.0)]
+    seconds: f64,
+    /// Client counts, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+    clients: Vec<usize>,
+    /// Server workers.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// ONNX Runtime intra-op threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Internal: run the server in this process (MODEL BACKEND WORKERS THREADS NAME).
+    #[arg(long, num_args = 5, value_names = ["MODEL", "BACKEND", "WORKERS", "THREADS", "NAME"], hide = true)]
+    child: Option<Vec<String>>,
+}
+
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--child") {
-        return child(&args[2..]);
+    let Args {
+        models,
+        backend,
+        seconds,
+        clients,
+        workers,
+        threads,
+        child: server,
+    } = <Args as clap::Parser>::parse();
+    if let Some(args) = server {
+        return child(&args);
     }
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let models = value("--models").unwrap_or_else(|| "rvt-tiny-synth,rvt-tiny-gen1".into());
-    let backend = value("--backend").unwrap_or_else(|| "ort-cpu".into());
-    let seconds: f64 = value("--seconds")
-        .map(|v| v.parse())
-        .transpose()?
-        .unwrap_or(8.0);
-    let clients: Vec<usize> = value("--clients")
-        .unwrap_or_else(|| "1,4,16".into())
-        .split(',')
-        .map(str::parse)
-        .collect::<std::result::Result<_, _>>()?;
-    let workers: usize = value("--workers")
-        .map(|v| v.parse())
-        .transpose()?
-        .unwrap_or(4);
-    let threads: usize = value("--threads")
-        .map(|v| v.parse())
-        .transpose()?
-        .unwrap_or(2);
 
     let dir = tempfile::tempdir()?;
     let load_before = loadavg();
@@ -495,7 +507,7 @@ struct Phase {
 fn load_phase(
     clients: usize,
     seconds: f64,
-    make: &(dyn Fn(usize) -> Box<dyn FnMut(&mut Conn) -> Result<()> + Send> + Sync),
+    make: &(dyn Fn(usize) -> ClientLoop + Sync),
     addr: SocketAddr,
 ) -> Phase {
     let stop = Arc::new(AtomicBool::new(false));
@@ -679,7 +691,7 @@ fn bench_model(
             for &c in clients {
                 let body = infer_body.clone();
                 let p = infer_path.clone();
-                let make = move |_: usize| -> Box<dyn FnMut(&mut Conn) -> Result<()> + Send> {
+                let make = move |_: usize| -> ClientLoop {
                     let body = body.clone();
                     let p = p.clone();
                     Box::new(move |conn: &mut Conn| {
@@ -702,7 +714,7 @@ fn bench_model(
             for &c in clients {
                 let bodies = event_bodies.clone();
                 let model = name.to_string();
-                let make = move |client: usize| -> Box<dyn FnMut(&mut Conn) -> Result<()> + Send> {
+                let make = move |client: usize| -> ClientLoop {
                     let bodies = bodies.clone();
                     let mut k = 0usize;
                     let mut generation = 0usize;

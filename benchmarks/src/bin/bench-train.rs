@@ -22,41 +22,27 @@ use prism_train::clip::clip_global_norm;
 use prism_train::loss::YoloxLoss;
 use prism_train::simota::GtBox;
 
+/// Training throughput of rvt-tiny in Burn (PyTorch is timed beside it by the xtask).
+#[derive(Debug, clap::Parser)]
 struct Args {
+    /// Input height.
+    #[arg(long, default_value_t = 256)]
     height: usize,
+    /// Input width.
+    #[arg(long, default_value_t = 320)]
     width: usize,
+    /// Clips per batch.
+    #[arg(long, default_value_t = 2)]
     batch: usize,
+    /// Windows per clip.
+    #[arg(long, default_value_t = 5)]
     seq_len: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 5)]
     steps: usize,
+    /// Threads.
+    #[arg(long, default_value_t = 2)]
     threads: usize,
-}
-
-fn parse_args() -> Result<Args> {
-    let mut a = Args {
-        height: 256,
-        width: 320,
-        batch: 2,
-        seq_len: 5,
-        steps: 5,
-        threads: 2,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value: usize = it
-            .next()
-            .with_context(|| format!("{flag} needs a value"))?
-            .parse()?;
-        match flag.as_str() {
-            "--height" => a.height = value,
-            "--width" => a.width = value,
-            "--batch" => a.batch = value,
-            "--seq-len" => a.seq_len = value,
-            "--steps" => a.steps = value,
-            "--threads" => a.threads = value,
-            other => bail!("unknown flag {other}"),
-        }
-    }
-    Ok(a)
 }
 
 /// Deterministic pseudo-random numbers (SplitMix64) for inputs and boxes.
@@ -107,7 +93,7 @@ fn burn_windows_per_s(a: &Args) -> Result<(f64, Vec<f64>)> {
         0.33,
     );
     let mut model = config.init(&device);
-    let loss_fn = YoloxLoss::new([a.height, a.width], classes);
+    let loss_fn = YoloxLoss::new([a.height, a.width], &config.strides(), classes);
     let mut optim = AdamWConfig::new()
         .with_weight_decay(0.0)
         .with_epsilon(1e-8)
@@ -208,7 +194,7 @@ fn torch_windows_per_s(a: &Args) -> Result<Option<serde_json::Value>> {
 }
 
 fn main() -> Result<()> {
-    let a = parse_args()?;
+    let a = <Args as clap::Parser>::parse();
     // Burn's flex backend runs on the rayon pool: give it the same number of threads as PyTorch.
     rayon_threads(a.threads);
     let (burn, burn_times) = burn_windows_per_s(&a)?;
