@@ -7,6 +7,7 @@ use prism_core::SpecError;
 use prism_events::EventError;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DeployError {
     #[error("{path}: {source}")]
     Io {
@@ -54,9 +55,15 @@ pub enum DeployError {
     /// The model produced an output the spec does not describe.
     #[error("bad model output: {0}")]
     Output(String),
-    /// The model's task does not fit the detector asked for.
+    /// The model's task does not fit the detector asked for (a frame model given to
+    /// `StreamDetector`, say).
     #[error("{0}")]
     Task(String),
+    /// The model's spec and graph load but cannot be run as the spec says (a representation that
+    /// does not fit the input, state tensors that are not in the graph, ...): a problem of the
+    /// model file, found when a detector is made for it, never the fault of a request.
+    #[error("the model cannot be run as its spec says: {0}")]
+    BadSpec(String),
     #[error(transparent)]
     Events(#[from] EventError),
 }

@@ -32,7 +32,7 @@ impl FrameDetector {
             )));
         }
         let (h, w) = spec.input_hw().ok_or_else(|| {
-            DeployError::Task("the spec's input height and width must be static".into())
+            DeployError::BadSpec("the spec's input height and width must be static".into())
         })?;
         let post = Postprocessor::new(spec, 1.0, (w as f32, h as f32))?;
         let detections_index = engine
@@ -40,7 +40,7 @@ impl FrameDetector {
             .iter()
             .position(|o| o.name == spec.output.name)
             .ok_or_else(|| {
-                DeployError::Task(format!("the graph has no output `{}`", spec.output.name))
+                DeployError::BadSpec(format!("the graph has no output `{}`", spec.output.name))
             })?;
         Ok(Self {
             engine,

@@ -34,7 +34,7 @@ impl HistogramInput {
     pub fn new(rep: &Representation) -> Result<Self> {
         let RepresentationKind::StackedHistogram = rep.kind;
         if rep.downsample != 1 && rep.downsample != 2 {
-            return Err(DeployError::Task(format!(
+            return Err(DeployError::BadSpec(format!(
                 "downsample {} is not supported (RVT uses 1 or 2)",
                 rep.downsample
             )));
@@ -50,7 +50,7 @@ impl HistogramInput {
         let histogram = StackedHistogram::new(config)?;
         let content = histogram.shape();
         if content[1] > rep.padded_height || content[2] > rep.padded_width {
-            return Err(DeployError::Task(format!(
+            return Err(DeployError::BadSpec(format!(
                 "the {}x{} histogram does not fit the padded input {}x{}",
                 content[2], content[1], rep.padded_width, rep.padded_height
             )));
@@ -58,7 +58,7 @@ impl HistogramInput {
         let shape = [1, content[0], rep.padded_height, rep.padded_width];
         let cells = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
         if cells.is_none_or(|n| n > prism_events::repr::MAX_TENSOR_CELLS) {
-            return Err(DeployError::Task(format!(
+            return Err(DeployError::BadSpec(format!(
                 "the padded input {shape:?} is larger than {} cells",
                 prism_events::repr::MAX_TENSOR_CELLS
             )));

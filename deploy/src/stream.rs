@@ -193,7 +193,7 @@ impl StreamDetector {
             )));
         }
         let rep = spec.representation.as_ref().ok_or_else(|| {
-            DeployError::Task(format!(
+            DeployError::BadSpec(format!(
                 "{}: the spec has no event representation",
                 spec.model
             ))
@@ -206,7 +206,7 @@ impl StreamDetector {
         let sensor = (rep.sensor_width, rep.sensor_height);
         let model = Recurrent::new(engine)?;
         if model.input_shape() != input.shape() {
-            return Err(DeployError::Task(format!(
+            return Err(DeployError::BadSpec(format!(
                 "the representation gives a {:?} input; the model takes {:?}",
                 input.shape(),
                 model.input_shape()

@@ -662,6 +662,38 @@ fn health_answers_and_shutdown_is_quick_under_load() {
     }
 }
 
+/// A model whose spec cannot be run is refused when the server starts, naming the problem; it is
+/// never answered as a client's 400 on every request.
+#[test]
+fn a_broken_model_fails_at_start_not_as_a_client_error() {
+    let Some(dir) = fixtures("a_broken_model_fails_at_start_not_as_a_client_error") else {
+        return;
+    };
+    let engine = Arc::new(
+        Engine::load(
+            dir.join("odd_downsample.onnx"),
+            &EngineOptions::new(Backend::Tract),
+        )
+        .unwrap(),
+    );
+    let err = Server::start(
+        engine,
+        ServerOptions {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            ..ServerOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, prism_deploy::DeployError::BadSpec(_)),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("downsample 3 is not supported"),
+        "{err}"
+    );
+}
+
 /// A client that declares an enormous body and sends little of it gets 413 and the server lives
 /// on: neither the declared size nor the missing bytes are ever allocated or waited for.
 #[test]

@@ -4,6 +4,7 @@ use thiserror::Error;
 
 /// Everything that can go wrong while exporting or verifying a model.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum ExportError {
     /// burn-capture rejected the scope (bad boundaries, nested scope, ...).
     #[error("capture failed: {0}")]
@@ -31,10 +32,10 @@ pub enum ExportError {
     #[error("invalid options: {0}")]
     Options(String),
     /// Reading or writing a file failed.
-    #[error("I/O error on {path}: {source}")]
+    #[error("I/O error on {}: {source}", path.display())]
     Io {
         /// The file.
-        path: String,
+        path: std::path::PathBuf,
         /// The cause.
         source: std::io::Error,
     },

@@ -97,39 +97,45 @@ impl EncodedHistograms {
     }
 
     /// Decodes window `i` into `dst` (`cells` values, overwritten).
-    pub fn decode_window(&self, i: usize, dst: &mut [u8]) -> Result<(), String> {
+    pub fn decode_window(&self, i: usize, dst: &mut [u8]) -> Result<(), CodecError> {
         let (Some(&a), Some(&b)) = (self.offsets.get(i), self.offsets.get(i + 1)) else {
-            return Err(format!("window {i} of {}", self.num_windows()));
+            return Err(CodecError::NoWindow {
+                index: i,
+                windows: self.num_windows(),
+            });
         };
         let data = usize::try_from(a)
             .ok()
             .zip(usize::try_from(b).ok())
             .and_then(|(a, b)| self.payload.get(a..b))
-            .ok_or_else(|| format!("window {i}: offsets {a}..{b} outside the payload"))?;
+            .ok_or(CodecError::Offsets {
+                index: i,
+                start: a,
+                end: b,
+            })?;
         if dst.len() != self.cells {
-            return Err(format!(
-                "destination holds {} cells, windows {}",
-                dst.len(),
-                self.cells
-            ));
+            return Err(CodecError::Destination {
+                cells: dst.len(),
+                expected: self.cells,
+            });
         }
         match data.split_first() {
             Some((&MODE_RAW, raw)) if raw.len() == self.cells => {
                 dst.copy_from_slice(raw);
                 Ok(())
             }
-            Some((&MODE_RAW, raw)) => Err(format!(
-                "window {i}: raw window of {} bytes, expected {}",
-                raw.len(),
-                self.cells
-            )),
+            Some((&MODE_RAW, raw)) => Err(CodecError::RawSize {
+                index: i,
+                bytes: raw.len(),
+                expected: self.cells,
+            }),
             Some((&MODE_RUNS, runs)) => {
                 dst.fill(0);
-                decode_runs(runs, dst).map_err(|e| format!("window {i}: {e}"))
+                decode_runs(runs, dst).map_err(|source| CodecError::Runs { index: i, source })
             }
-            Some((&mode, _)) => Err(format!("window {i}: unknown mode {mode}")),
+            Some((&mode, _)) => Err(CodecError::Mode { index: i, mode }),
             None if self.cells == 0 => Ok(()),
-            None => Err(format!("window {i}: no data")),
+            None => Err(CodecError::NoData { index: i }),
         }
     }
 
@@ -148,15 +154,12 @@ impl EncodedHistograms {
     }
 
     /// Parses and checks a file: header, checksum, offsets. Windows are decoded on demand.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
-        let header = bytes.get(..HEADER_LEN).ok_or_else(|| {
-            format!(
-                "{} bytes, shorter than the {HEADER_LEN}-byte header",
-                bytes.len()
-            )
-        })?;
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CodecError> {
+        let header = bytes
+            .get(..HEADER_LEN)
+            .ok_or(CodecError::ShortHeader { bytes: bytes.len() })?;
         if &header[..8] != MAGIC {
-            return Err("not a prism histogram file (bad magic)".into());
+            return Err(CodecError::Magic);
         }
         let u64_at = |at: usize| {
             let mut b = [0u8; 8];
@@ -167,27 +170,26 @@ impl EncodedHistograms {
         v.copy_from_slice(&header[8..12]);
         let version = u32::from_le_bytes(v);
         if version != VERSION {
-            return Err(format!(
-                "format version {version}, this build reads {VERSION}"
-            ));
+            return Err(CodecError::Version { version });
         }
         let (windows, cells, sum) = (u64_at(12), u64_at(20), u64_at(28));
-        let cells = usize::try_from(cells).map_err(|_| "cell count too large")?;
+        let cells = usize::try_from(cells).map_err(|_| CodecError::TooLarge("cell count"))?;
         let table_len = usize::try_from(windows)
             .ok()
             .and_then(|w| w.checked_add(1))
             .and_then(|n| n.checked_mul(8))
-            .ok_or("window count too large")?;
+            .ok_or(CodecError::TooLarge("window count"))?;
         let rest = &bytes[HEADER_LEN..];
         if rest.len() < table_len {
-            return Err(format!(
-                "truncated: {windows} windows need a {table_len}-byte offset table, {} bytes left",
-                rest.len()
-            ));
+            return Err(CodecError::Truncated {
+                windows,
+                table_len,
+                left: rest.len(),
+            });
         }
         let (table, payload) = rest.split_at(table_len);
         if checksum(table, payload) != sum {
-            return Err("checksum mismatch (file truncated or damaged)".into());
+            return Err(CodecError::Checksum);
         }
         let offsets: Vec<u64> = table
             .chunks_exact(8)
@@ -201,7 +203,7 @@ impl EncodedHistograms {
             || offsets.windows(2).any(|w| w[0] > w[1])
             || offsets.last() != Some(&(payload.len() as u64))
         {
-            return Err("offset table is inconsistent with the payload".into());
+            return Err(CodecError::OffsetTable);
         }
         Ok(Self {
             cells,
@@ -209,6 +211,72 @@ impl EncodedHistograms {
             payload: payload.to_vec(),
         })
     }
+}
+
+/// A stored histogram file or window that cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    #[error("{bytes} bytes, shorter than the {HEADER_LEN}-byte header")]
+    ShortHeader { bytes: usize },
+    #[error("not a prism histogram file (bad magic)")]
+    Magic,
+    #[error("format version {version}, this build reads {VERSION}")]
+    Version { version: u32 },
+    #[error("{0} too large")]
+    TooLarge(&'static str),
+    #[error(
+        "truncated: {windows} windows need a {table_len}-byte offset table, {left} bytes left"
+    )]
+    Truncated {
+        windows: u64,
+        table_len: usize,
+        left: usize,
+    },
+    #[error("checksum mismatch (file truncated or damaged)")]
+    Checksum,
+    #[error("offset table is inconsistent with the payload")]
+    OffsetTable,
+    #[error("window {index} of {windows}")]
+    NoWindow { index: usize, windows: usize },
+    #[error("window {index}: offsets {start}..{end} outside the payload")]
+    Offsets { index: usize, start: u64, end: u64 },
+    #[error("destination holds {cells} cells, windows {expected}")]
+    Destination { cells: usize, expected: usize },
+    #[error("window {index}: raw window of {bytes} bytes, expected {expected}")]
+    RawSize {
+        index: usize,
+        bytes: usize,
+        expected: usize,
+    },
+    #[error("window {index}: {source}")]
+    Runs {
+        index: usize,
+        #[source]
+        source: RunError,
+    },
+    #[error("window {index}: unknown mode {mode}")]
+    Mode { index: usize, mode: u8 },
+    #[error("window {index}: no data")]
+    NoData { index: usize },
+}
+
+/// A run-length window that does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    #[error("zero run past the end of the window")]
+    PastEnd,
+    #[error("data ends inside a window")]
+    EndsInsideWindow,
+    #[error("zero value in a run list")]
+    ZeroValue,
+    #[error("{bytes} bytes left after the window")]
+    LeftOver { bytes: usize },
+    #[error("data ends inside a run length")]
+    EndsInsideLength,
+    #[error("run length longer than 64 bits")]
+    LengthTooLong,
 }
 
 /// Zero runs as in the module documentation; `out` gets the encoded bytes appended.
@@ -240,7 +308,7 @@ fn encode_runs(window: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Decodes zero runs into `dst` (already zeroed); every byte must be used.
-fn decode_runs(mut data: &[u8], dst: &mut [u8]) -> Result<(), String> {
+fn decode_runs(mut data: &[u8], dst: &mut [u8]) -> Result<(), RunError> {
     let mut pos = 0usize;
     while pos < dst.len() {
         let run = take_varint(&mut data)?;
@@ -248,20 +316,20 @@ fn decode_runs(mut data: &[u8], dst: &mut [u8]) -> Result<(), String> {
             .ok()
             .and_then(|r| pos.checked_add(r))
             .filter(|&p| p <= dst.len())
-            .ok_or("zero run past the end of the window")?;
+            .ok_or(RunError::PastEnd)?;
         if pos == dst.len() {
             break;
         }
-        let (&v, rest) = data.split_first().ok_or("data ends inside a window")?;
+        let (&v, rest) = data.split_first().ok_or(RunError::EndsInsideWindow)?;
         if v == 0 {
-            return Err("zero value in a run list".into());
+            return Err(RunError::ZeroValue);
         }
         dst[pos] = v;
         pos += 1;
         data = rest;
     }
     if !data.is_empty() {
-        return Err(format!("{} bytes left after the window", data.len()));
+        return Err(RunError::LeftOver { bytes: data.len() });
     }
     Ok(())
 }
@@ -274,17 +342,17 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn take_varint(data: &mut &[u8]) -> Result<u64, String> {
+fn take_varint(data: &mut &[u8]) -> Result<u64, RunError> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
-        let (&b, rest) = data.split_first().ok_or("data ends inside a run length")?;
+        let (&b, rest) = data.split_first().ok_or(RunError::EndsInsideLength)?;
         *data = rest;
         v |= u64::from(b & 0x7F) << shift;
         if b & 0x80 == 0 {
             return Ok(v);
         }
     }
-    Err("run length longer than 64 bits".into())
+    Err(RunError::LengthTooLong)
 }
 
 /// A fast 64-bit checksum (word-wise multiply-rotate hash): catches truncation and damage.
@@ -309,10 +377,10 @@ fn checksum(table: &[u8], payload: &[u8]) -> u64 {
 mod tests {
     use super::*;
 
-    fn roundtrip(windows: &[Vec<u8>], cells: usize) -> Result<(), String> {
+    fn roundtrip(windows: &[Vec<u8>], cells: usize) -> Result<(), crate::DataError> {
         let mut enc = EncodedHistograms::new(cells);
         for w in windows {
-            enc.push_window(w).map_err(|e| e.to_string())?;
+            enc.push_window(w)?;
         }
         let back = EncodedHistograms::from_bytes(&enc.to_bytes())?;
         assert_eq!(back, enc);
@@ -325,7 +393,7 @@ mod tests {
     }
 
     #[test]
-    fn sparse_dense_and_edge_windows() -> Result<(), String> {
+    fn sparse_dense_and_edge_windows() -> Result<(), crate::DataError> {
         let mut sparse = vec![0u8; 1000];
         sparse[0] = 3;
         sparse[517] = 10;

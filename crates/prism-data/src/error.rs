@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use prism_events::EventError;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DataError {
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
         #[source]
@@ -15,15 +16,24 @@ pub enum DataError {
     /// Decoding the recording, its labels or building a histogram failed.
     #[error(transparent)]
     Events(#[from] EventError),
-    #[error("{path}: invalid JSON: {source}")]
+    #[error("{}: invalid JSON: {source}", path.display())]
     Json {
         path: PathBuf,
         #[source]
         source: serde_json::Error,
     },
-    /// A prepared sequence on disk is truncated or inconsistent.
-    #[error("{path}: corrupt prepared sequence: {reason}")]
-    Corrupt { path: PathBuf, reason: String },
+    /// Compressed windows in memory that do not decode.
+    #[error("stored histograms: {0}")]
+    Codec(#[from] crate::codec::CodecError),
+    /// A prepared sequence on disk is truncated or inconsistent; `source` is the decoder's
+    /// error when its histograms do not decode.
+    #[error("{}: corrupt prepared sequence: {reason}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        reason: String,
+        #[source]
+        source: Option<crate::codec::CodecError>,
+    },
     #[error("invalid argument: {0}")]
     Invalid(String),
     /// A sampler state saved for another configuration or split.
@@ -43,6 +53,7 @@ impl DataError {
         Self::Corrupt {
             path: path.into(),
             reason: reason.into(),
+            source: None,
         }
     }
 }

@@ -109,7 +109,7 @@ impl PreparedSequence {
     /// Checks that the parts fit together: histogram size, label order and range, class ids,
     /// finite boxes.
     pub fn new(meta: SequenceMeta, labels: Vec<WindowLabels>, histograms: Vec<u8>) -> Result<Self> {
-        check_parts(&meta, &labels, histograms.len()).map_err(DataError::Invalid)?;
+        check_parts(&meta, &labels, histograms.len())?;
         Ok(Self {
             meta,
             labels,
@@ -139,12 +139,10 @@ impl PreparedSequence {
         let total = n
             .checked_mul(encoded.num_windows())
             .ok_or_else(|| DataError::Invalid("histogram size overflows".into()))?;
-        check_parts(&meta, &labels, total).map_err(DataError::Invalid)?;
+        check_parts(&meta, &labels, total)?;
         let mut scratch = vec![0u8; n];
         for i in 0..encoded.num_windows() {
-            encoded
-                .decode_window(i, &mut scratch)
-                .map_err(DataError::Invalid)?;
+            encoded.decode_window(i, &mut scratch)?;
         }
         Ok(Self {
             meta,
@@ -185,6 +183,10 @@ impl PreparedSequence {
 
     /// The `[C, H, W]` histogram of window `i` (borrowed when dense, decoded when compressed).
     /// Panics when `i >= num_windows()`, like slice indexing; [`Self::get_window`] does not.
+    #[allow(
+        clippy::panic,
+        reason = "documented like slice indexing; get_window does not panic"
+    )]
     pub fn window(&self, i: usize) -> Cow<'_, [u8]> {
         match self.get_window(i) {
             Some(w) => w,
@@ -246,68 +248,77 @@ pub(crate) fn window_len(meta: &SequenceMeta) -> usize {
         .saturating_mul(meta.input_hw[1])
 }
 
-/// The consistency rules of [`PreparedSequence::new`]; the error is a reason.
+fn invalid(reason: String) -> DataError {
+    DataError::Invalid(reason)
+}
+
+/// The consistency rules of [`PreparedSequence::new`].
 pub(crate) fn check_parts(
     meta: &SequenceMeta,
     labels: &[WindowLabels],
     histogram_len: usize,
-) -> Result<(), String> {
+) -> Result<()> {
     let [h, w] = meta.input_hw;
     let [ch, cw] = meta.content_hw;
     if ch > h || cw > w {
-        return Err(format!("content {ch}x{cw} larger than the input {h}x{w}"));
+        return Err(invalid(format!(
+            "content {ch}x{cw} larger than the input {h}x{w}"
+        )));
     }
     if meta.channels != 2 * meta.bins {
-        return Err(format!("{} channels for {} bins", meta.channels, meta.bins));
+        return Err(invalid(format!(
+            "{} channels for {} bins",
+            meta.channels, meta.bins
+        )));
     }
     if meta.window_us <= 0 {
-        return Err(format!("window length {} µs", meta.window_us));
+        return Err(invalid(format!("window length {} µs", meta.window_us)));
     }
     if meta.window_end_us.windows(2).any(|e| e[0] >= e[1]) {
-        return Err("window ends are not increasing".into());
+        return Err(invalid("window ends are not increasing".into()));
     }
     let expected = meta
         .channels
         .checked_mul(h)
         .and_then(|v| v.checked_mul(w))
         .and_then(|v| v.checked_mul(meta.window_end_us.len()))
-        .ok_or("histogram size overflows")?;
+        .ok_or_else(|| invalid("histogram size overflows".into()))?;
     if histogram_len != expected {
-        return Err(format!(
+        return Err(invalid(format!(
             "{histogram_len} histogram bytes, {} windows of {}x{}x{} need {expected}",
             meta.window_end_us.len(),
             meta.channels,
             h,
             w
-        ));
+        )));
     }
     let mut previous: Option<usize> = None;
     for l in labels {
         if l.window >= meta.window_end_us.len() {
-            return Err(format!(
+            return Err(invalid(format!(
                 "labels for window {} of {}",
                 l.window,
                 meta.window_end_us.len()
-            ));
+            )));
         }
         if previous.is_some_and(|p| p >= l.window) {
-            return Err(format!(
+            return Err(invalid(format!(
                 "labels not sorted by window at window {}",
                 l.window
-            ));
+            )));
         }
         previous = Some(l.window);
         for b in &l.boxes {
             if b.class_id as usize >= meta.classes.len() {
-                return Err(format!(
+                return Err(invalid(format!(
                     "window {}: class id {} but {} classes",
                     l.window,
                     b.class_id,
                     meta.classes.len()
-                ));
+                )));
             }
             if ![b.x, b.y, b.w, b.h].iter().all(|v| v.is_finite()) || b.w < 0.0 || b.h < 0.0 {
-                return Err(format!("window {}: bad box {b:?}", l.window));
+                return Err(invalid(format!("window {}: bad box {b:?}", l.window)));
             }
         }
     }

@@ -101,8 +101,11 @@ pub fn load(dir: &Path) -> Result<PreparedSequence> {
 
     let hist_path = dir.join(HISTOGRAMS_FILE);
     let bytes = fs::read(&hist_path).map_err(|e| DataError::io(&hist_path, e))?;
-    let encoded =
-        EncodedHistograms::from_bytes(&bytes).map_err(|r| DataError::corrupt(&hist_path, r))?;
+    let encoded = EncodedHistograms::from_bytes(&bytes).map_err(|e| DataError::Corrupt {
+        path: hist_path.clone(),
+        reason: e.to_string(),
+        source: Some(e),
+    })?;
     drop(bytes);
     // The windows stay compressed; `from_encoded` checks their count and size against the
     // metadata and decodes each once.

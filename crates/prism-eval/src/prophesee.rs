@@ -154,6 +154,7 @@ impl PropheseeConfig {
 
 /// Bad input to the Prophesee evaluation.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PropheseeError {
     /// Timestamps go backwards (RVT asserts sorted boxes).
     #[error("sequence {sequence}: {kind} box {index} has t = {t_us} µs, earlier than the box before it (boxes must be sorted by time)")]

@@ -15,6 +15,7 @@ pub const CARD_FILE: &str = "card.toml";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CheckpointError {
     #[error("{path}: {source}")]
     Io {

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 /// What can go wrong when turning a chart into a PNG file.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PlotError {
     /// The image size is zero or larger than [`crate::MAX_SIDE`] pixels on a side.
     #[error("invalid image size {width}x{height} (each side must be 1..={max})", max = crate::MAX_SIDE)]

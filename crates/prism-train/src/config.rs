@@ -110,6 +110,7 @@ pub struct TrainConfig {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
@@ -212,7 +213,7 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&t.warmup_pct) {
             return bad("warmup_pct must be in [0, 1)");
         }
-        if !(t.grad_clip > 0.0) {
+        if t.grad_clip.is_nan() || t.grad_clip <= 0.0 {
             return bad("grad_clip must be positive");
         }
         if t.random_weight < 0.0

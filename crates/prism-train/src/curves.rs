@@ -7,9 +7,24 @@ use prism_plot::Figure;
 
 use crate::metrics_log::{read, Record};
 
+/// Why the curves could not be drawn.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CurvesError {
+    #[error("reading {}: {source}", path.display())]
+    Log {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Plot(#[from] prism_plot::PlotError),
+}
+
 /// Draws `run_dir/curves.png` from `run_dir/metrics.jsonl`.
-pub fn draw(run_dir: &Path) -> Result<(), String> {
-    let records = read(&run_dir.join("metrics.jsonl")).map_err(|e| e.to_string())?;
+pub fn draw(run_dir: &Path) -> Result<(), CurvesError> {
+    let path = run_dir.join("metrics.jsonl");
+    let records = read(&path).map_err(|source| CurvesError::Log { path, source })?;
     let mut steps = Vec::new();
     let (mut total, mut iou, mut obj, mut cls, mut lr, mut speed) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
@@ -63,8 +78,7 @@ pub fn draw(run_dir: &Path) -> Result<(), String> {
         .x_label("step")
         .y_label("windows / s")
         .line("train", &steps, &smooth(&speed));
-    fig.save_png(run_dir.join("curves.png"))
-        .map_err(|e| e.to_string())
+    Ok(fig.save_png(run_dir.join("curves.png"))?)
 }
 
 /// Exponential moving average (0.9) so noisy per-step values read as a curve.

@@ -89,15 +89,14 @@ pub fn load_splits(
                 *train_sequences,
                 *val_sequences,
                 &opts,
-            )
-            .map_err(|e| TrainError::Data(e.to_string()))?;
+            )?;
         }
         DatasetSection::Prepared { .. } => {}
     }
-    let train = load_split(data_dir, "train").map_err(|e| TrainError::Data(e.to_string()))?;
-    let val = load_split(data_dir, "val").map_err(|e| TrainError::Data(e.to_string()))?;
+    let train = load_split(data_dir, "train")?;
+    let val = load_split(data_dir, "val")?;
     if train.sequences.is_empty() || val.sequences.is_empty() {
-        return Err(TrainError::Data(format!(
+        return Err(TrainError::Splits(format!(
             "{}: needs train/ and val/ sequences (prepare them with `prism data prepare`)",
             data_dir.display()
         )));

@@ -23,18 +23,23 @@ pub use device::TrainDevice;
 pub use trainer::{Event, RunOptions, TrainSummary, Trainer};
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TrainError {
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// Preparing, loading or sampling the training data failed.
     #[error("data: {0}")]
-    Data(String),
+    Data(#[from] prism_data::DataError),
+    /// The splits do not fit the model or each other.
+    #[error("data: {0}")]
+    Splits(String),
     #[error("evaluation: {0}")]
-    Eval(String),
+    Eval(#[from] evaluate::EvalError),
     #[error(transparent)]
     Checkpoint(#[from] prism_models::checkpoint::CheckpointError),
     #[error(transparent)]
@@ -42,7 +47,7 @@ pub enum TrainError {
     #[error("training diverged at step {step}: loss {loss} (lower the learning rate)")]
     Diverged { step: usize, loss: f32 },
     #[error("drawing curves: {0}")]
-    Plot(String),
+    Plot(#[from] curves::CurvesError),
     #[error("device: {0}")]
     Device(String),
 }

@@ -38,6 +38,7 @@ pub struct TrainerState {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RunCheckpointError {
     #[error("{path}: {source}")]
     Io {

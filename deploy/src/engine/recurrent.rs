@@ -158,7 +158,7 @@ fn with_batch_one(shape: &[Option<usize>]) -> Option<Vec<usize>> {
 /// The spec's tensors located in the graph; everything [`Engine::load`] checked is trusted here.
 fn layout(engine: &Engine) -> Result<Layout> {
     let spec = engine.spec();
-    let bad = |m: String| DeployError::Task(format!("{}: {m}", spec.model));
+    let bad = |m: String| DeployError::BadSpec(format!("{}: {m}", spec.model));
     let find = |list: &[TensorInfo], kind: &str, name: &str| {
         list.iter()
             .position(|t| t.name == name)

@@ -153,7 +153,7 @@ impl TractRunner {
         let mut produces = vec![None; self.plan.model().outputs.len()];
         for (k, (input, output, _)) in layout.states.iter().enumerate() {
             let range = || {
-                DeployError::Task(format!(
+                DeployError::BadSpec(format!(
                     "state {k}: graph input {input} / output {output} out of range"
                 ))
             };

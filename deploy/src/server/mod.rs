@@ -30,7 +30,7 @@
 //! happen, is caught and answered with 500.
 //!
 //! Why threads rather than an async stack: inference is CPU-bound and blocking (tract, ORT),
-//! requests are few and large. The HTTP layer ([`http`], on `std::net`) gives each connection a
+//! requests are few and large. The HTTP layer (module `http`, on `std::net`) gives each connection a
 //! thread and bounds what a client can make it allocate or wait for; at most
 //! [`ServerOptions::workers`] requests are handled at once, the others wait their turn (the
 //! queue depth metric counts both). The server binds loopback by default
@@ -197,6 +197,18 @@ impl Server {
     /// Binds `options.addr` and starts accepting connections.
     pub fn start(engine: Arc<Engine>, options: ServerOptions) -> Result<Self> {
         options.validate()?;
+        // A model whose spec cannot be run fails here, not as a client error on every request.
+        match engine.spec().task {
+            Task::EventDetection => {
+                let stream = StreamOptions {
+                    max_gap_us: options.max_gap_us,
+                };
+                StreamDetector::with_options(engine.clone(), stream)?;
+            }
+            Task::FrameDetection => {
+                crate::frame::FrameDetector::new(engine.clone())?;
+            }
+        }
         if !options.addr.ip().is_loopback() {
             tracing::warn!("serving on {}, reachable from other machines", options.addr);
         }

@@ -360,7 +360,7 @@ pub fn reference(name: &'static str) -> prism_export::Result<Reference> {
 pub fn regenerate() -> prism_export::Result<()> {
     let dir = models_dir();
     std::fs::create_dir_all(&dir).map_err(|source| prism_export::ExportError::Io {
-        path: dir.display().to_string(),
+        path: dir.clone(),
         source,
     })?;
     for name in MODELS {

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 /// Everything that can go wrong reading, checking or writing COCO data.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CocoError {
     /// The file could not be read or written.
     #[error("{path}: {source}")]

@@ -22,6 +22,7 @@ pub const LIGHTNING_PREFIX: &str = "mdl.";
 
 /// Errors of the checkpoint import.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ImportError {
     /// The file could not be read as a PyTorch checkpoint.
     #[error("cannot read checkpoint {path}: {message}")]
@@ -37,6 +38,18 @@ pub enum ImportError {
     /// Keys in the checkpoint that the mapping does not know.
     #[error("unexpected keys in checkpoint: {0:?}")]
     UnexpectedKeys(Vec<String>),
+    /// None of the checkpoint's keys has the Lightning module's prefix: not a checkpoint of
+    /// RVT's training code (a bare state dict, or another model).
+    #[error(
+        "no key starts with `{expected}` (the prefix of RVT's Lightning checkpoints); the {count} \
+         keys start like {examples:?}: a bare state dict or another model's checkpoint"
+    )]
+    Prefix {
+        expected: &'static str,
+        count: usize,
+        /// The first few keys.
+        examples: Vec<String>,
+    },
     /// A tensor has the wrong shape.
     #[error("shape mismatch for {key}: checkpoint has {found:?}, model expects {expected:?}")]
     ShapeMismatch {
@@ -319,6 +332,13 @@ pub fn import_rvt_checkpoint(
             }
             None => foreign.push(k),
         }
+    }
+    if stripped.is_empty() && !foreign.is_empty() {
+        return Err(ImportError::Prefix {
+            expected: LIGHTNING_PREFIX,
+            count: foreign.len(),
+            examples: foreign.iter().take(3).cloned().collect(),
+        });
     }
     if !foreign.is_empty() {
         return Err(ImportError::UnexpectedKeys(foreign));
