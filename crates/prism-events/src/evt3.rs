@@ -22,6 +22,44 @@ use crate::policy::{update_stats, Gate};
 use crate::reader::{EventReader, Format, ReaderOptions, ReaderStats, SensorSize};
 use crate::seek_index::SeekIndex;
 
+/// EVT 3.0 word types, the top 4 bits of each 16-bit word (Prophesee's EVT 3.0 documentation).
+mod word {
+    /// `EVT_ADDR_Y`: y (bits 0-10) of the events that follow.
+    pub const ADDR_Y: u16 = 0x0;
+    /// `EVT_ADDR_X`: one event at x (bits 0-10), polarity bit 11.
+    pub const ADDR_X: u16 = 0x2;
+    /// `VECT_BASE_X`: x of the next vector word, polarity bit 11.
+    pub const VECT_BASE_X: u16 = 0x3;
+    /// `VECT_12`: events at the set bits of a 12-pixel mask.
+    pub const VECT_12: u16 = 0x4;
+    /// `VECT_8`: events at the set bits of an 8-pixel mask.
+    pub const VECT_8: u16 = 0x5;
+    /// `EVT_TIME_LOW`: the low 12 bits of the time.
+    pub const TIME_LOW: u16 = 0x6;
+    /// `CONTINUED_4`: payload of an `OTHERS` word (skipped).
+    pub const CONTINUED_4: u16 = 0x7;
+    /// `EVT_TIME_HIGH`: the high 12 bits of the time base.
+    pub const TIME_HIGH: u16 = 0x8;
+    /// `EXT_TRIGGER`.
+    pub const EXT_TRIGGER: u16 = 0xA;
+    /// `OTHERS`: IMU and the like (skipped).
+    pub const OTHERS: u16 = 0xE;
+    /// `CONTINUED_12`: payload of an `OTHERS` word (skipped).
+    pub const CONTINUED_12: u16 = 0xF;
+
+    /// The type of `w`.
+    #[inline(always)]
+    pub const fn of(w: u16) -> u16 {
+        w >> 12
+    }
+
+    /// Types the format does not define (0x1, 0x9, 0xB, 0xC): skipped and counted, as openeb does.
+    #[inline]
+    pub const fn is_undefined(w: u16) -> bool {
+        matches!(of(w), 0x1 | 0x9 | 0xB | 0xC)
+    }
+}
+
 /// Largest time base a TIME_HIGH word can set: `((1 << 12) - 1) << 12` µs.
 const MAX_BASE: i64 = ((1 << 12) - 1) << 12;
 /// Duration of one time-base loop: 2^24 µs.
@@ -64,17 +102,17 @@ impl State {
     /// the events it carries (`(0, 0)` for words that carry none).
     #[inline(always)]
     fn apply(&mut self, w: u16) -> (u32, u16) {
-        match w >> 12 {
-            0x0 => self.y = w & 0x7FF,
-            0x2 => return (1, 0),
-            0x3 => {
+        match word::of(w) {
+            word::ADDR_Y => self.y = w & 0x7FF,
+            word::ADDR_X => return (1, 0),
+            word::VECT_BASE_X => {
                 self.base_x = w & 0x7FF;
                 self.pol = ((w >> 11) & 1) as u8;
             }
-            0x4 => return (u32::from(w & 0xFFF), 12),
-            0x5 => return (u32::from(w & 0xFF), 8),
-            0x6 => self.t = self.time_base + i64::from(w & 0xFFF),
-            0x8 => self.time_high(w),
+            word::VECT_12 => return (u32::from(w & 0xFFF), 12),
+            word::VECT_8 => return (u32::from(w & 0xFF), 8),
+            word::TIME_LOW => self.t = self.time_base + i64::from(w & 0xFFF),
+            word::TIME_HIGH => self.time_high(w),
             _ => {}
         }
         (0, 0)
@@ -299,7 +337,7 @@ impl Decoder {
         for word in bytes.chunks_exact(2) {
             let w = u16::from_le_bytes([word[0], word[1]]);
             if !self.state.has_time {
-                if w >> 12 != 0x8 {
+                if word::of(w) != word::TIME_HIGH {
                     used += 2;
                     continue;
                 }
@@ -313,13 +351,14 @@ impl Decoder {
                 self.gate.end_skip();
                 break;
             }
-            match w >> 12 {
-                0x4 => self.state.base_x = self.state.base_x.wrapping_add(12),
-                0x5 => self.state.base_x = self.state.base_x.wrapping_add(8),
-                0x8 => self
-                    .index
-                    .record(offset + used as u64, self.state.time_base, before),
-                0x1 | 0x9 | 0xB | 0xC => self.unknown_words += 1,
+            match word::of(w) {
+                word::VECT_12 => self.state.base_x = self.state.base_x.wrapping_add(12),
+                word::VECT_8 => self.state.base_x = self.state.base_x.wrapping_add(8),
+                word::TIME_HIGH => {
+                    self.index
+                        .record(offset + used as u64, self.state.time_base, before)
+                }
+                _ if word::is_undefined(w) => self.unknown_words += 1,
                 _ => {}
             }
             used += 2;
@@ -356,9 +395,9 @@ impl Decoder {
             let w = u16::from_le_bytes([bytes[2 * k], bytes[2 * k + 1]]);
             let at = offset + 2 * k as u64;
             k += 1;
-            match w >> 12 {
-                0x0 => st.y = w & 0x7FF,
-                0x2 => {
+            match word::of(w) {
+                word::ADDR_Y => st.y = w & 0x7FF,
+                word::ADDR_X => {
                     let x = w & 0x7FF;
                     let pol = ((w >> 11) & 1) as u8;
                     let unusual =
@@ -384,8 +423,8 @@ impl Decoder {
                     max_t = self.gate.running_max();
                     i = *n;
                 }
-                0x6 => st.t = st.time_base + i64::from(w & 0xFFF),
-                0x8 => {
+                word::TIME_LOW => st.t = st.time_base + i64::from(w & 0xFFF),
+                word::TIME_HIGH => {
                     let before = st;
                     st.time_high(w);
                     if at >= next_index {
@@ -393,7 +432,7 @@ impl Decoder {
                         next_index = self.index.next_offset();
                     }
                 }
-                0x7 | 0xE | 0xF => {}
+                word::CONTINUED_4 | word::OTHERS | word::CONTINUED_12 | word::EXT_TRIGGER => {}
                 _ => {
                     self.state = st;
                     self.gate.set_running_max(max_t);
@@ -431,7 +470,7 @@ impl Decoder {
             self.state.base_x = st.base_x.wrapping_add(width);
             return self.vector(mask, &st, at, slots, n, limit, path);
         }
-        if matches!(w >> 12, 0x1 | 0x9 | 0xB | 0xC) {
+        if word::is_undefined(w) {
             self.unknown_words += 1;
         }
         Ok(())

@@ -11,9 +11,10 @@ use clap::Args;
 use prism_deploy::engine::Backend;
 
 use super::data::synth;
+use super::engine_args::EngineArgs;
 use super::eval::{self, EvalArgs};
 use super::export::{self, OnnxArgs};
-use super::infer::{self, EngineArgs, InferArgs};
+use super::infer::{self, InferArgs};
 use super::model_source::ModelSource;
 
 #[derive(Debug, Args)]
@@ -34,10 +35,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let started = Instant::now();
 
-    println!(
+    outln!(
         "1/5 train rvt-tiny-synth for {} steps on synthetic scenes (160x128, cars and pedestrians)",
         args.steps
-    );
+    )?;
     let mut config = prism_train::TrainConfig::resolve("rvt-tiny-synth")?;
     config.apply_overrides(&[
         format!("train.steps={}", args.steps),
@@ -46,7 +47,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
         "dataset.val_sequences=2".into(),
     ])?;
     let data = out.join("data");
-    let (train, val) = prism_train::data::load_splits(&config, &data, |m| println!("    {m}"))?;
+    let (train, val) = prism_train::data::load_splits(&config, &data, |m| {
+        let _ = outln!("    {m}");
+    })?;
     let run_dir = out.join("run");
     let opts = prism_train::RunOptions {
         run_dir: run_dir.clone(),
@@ -59,9 +62,12 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let summary = prism_train::Trainer::new(config, opts, &train, &val)?.run(|e| {
         if let prism_train::Event::Step(r) = e {
             if r.step % 10 == 0 {
-                println!(
+                // Progress only: a closed pipe shows at the next step of the demo.
+                let _ = outln!(
                     "    step {:>4}  loss {:.3}  {:.1} windows/s",
-                    r.step, r.loss, r.windows_per_s
+                    r.step,
+                    r.loss,
+                    r.windows_per_s
                 );
             }
         }
@@ -71,15 +77,15 @@ pub fn run(args: DemoArgs) -> Result<()> {
         .as_ref()
         .map(|v| format!("validation mAP@.5 {:.3}, mAP@[.5:.95] {:.3}", v.ap50, v.map))
         .unwrap_or_else(|| "already trained".into());
-    println!(
+    outln!(
         "    {} in {:.0} s; curves {}",
         val_line,
         t.elapsed().as_secs_f64(),
         run_dir.join("curves.png").display()
-    );
+    )?;
     let checkpoint = prism_train::trainer::last_checkpoint(&run_dir);
 
-    println!("2/5 export to ONNX and verify Burn vs tract vs ONNX Runtime (when provisioned)");
+    outln!("2/5 export to ONNX and verify Burn vs tract vs ONNX Runtime (when provisioned)")?;
     let model = out.join("rvt-tiny-synth.onnx");
     let verify = ort_available();
     export::export_onnx(&OnnxArgs {
@@ -94,12 +100,12 @@ pub fn run(args: DemoArgs) -> Result<()> {
         ort_library: None,
     })?;
 
-    println!("3/5 mAP on the validation scenes: Burn checkpoint and exported model in tract");
+    outln!("3/5 mAP on the validation scenes: Burn checkpoint and exported model in tract")?;
     for (label, checkpoint, model) in [
         ("Burn", Some(checkpoint.clone()), None),
         ("tract", None, Some(model.clone())),
     ] {
-        println!("    {label}:");
+        outln!("    {label}:")?;
         eval::run(EvalArgs {
             checkpoint,
             model,
@@ -114,7 +120,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         })?;
     }
 
-    println!("4/5 stream a new 5 s recording (EVT3) through the exported model");
+    outln!("4/5 stream a new 5 s recording (EVT3) through the exported model")?;
     let synth_args = synth::SynthArgs {
         out: out.join("scene"),
         format: synth::SynthFormat::Evt3,
@@ -152,18 +158,18 @@ pub fn run(args: DemoArgs) -> Result<()> {
             sensor: None,
             max_gap_ms: 1000,
         })?;
-        println!(
+        outln!(
             "    {backend}: {} detections in {:.2} s -> {}",
             count_lines(&detections),
             t.elapsed().as_secs_f64(),
             detections.display()
-        );
+        )?;
     }
 
-    println!("5/5 summary ({:.0} s)", started.elapsed().as_secs_f64());
-    println!("    curves      {}", run_dir.join("curves.png").display());
-    println!("    model       {}", model.display());
-    println!("    frames      {} (detections drawn)", frames.display());
+    outln!("5/5 summary ({:.0} s)", started.elapsed().as_secs_f64())?;
+    outln!("    curves      {}", run_dir.join("curves.png").display())?;
+    outln!("    model       {}", model.display())?;
+    outln!("    frames      {} (detections drawn)", frames.display())?;
     Ok(())
 }
 

@@ -7,77 +7,19 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use prism_core::spec::Task;
-use prism_deploy::server::protocol::DetectionJson;
 use prism_deploy::stream::{Gap, StreamOptions, StreamSink};
-use prism_deploy::{
-    Backend, Detection, Engine, EngineOptions, FrameDetector, StreamDetector, TensorRtOptions,
-    WindowDetections,
-};
+use prism_deploy::{Detection, FrameDetector, StreamDetector, WindowDetections};
 use prism_events::viz::{histogram_to_rgb, RgbImage};
 use prism_events::{EventChunk, ReaderOptions, SensorSize};
 use serde::Serialize;
 
+use super::engine_args::EngineArgs;
 use super::progress::Meter;
-
-/// Which model, on which backend, with which runtime settings (shared by `infer` and `serve`).
-#[derive(Debug, Clone, Args)]
-pub struct EngineArgs {
-    /// The exported ONNX model (with its `prism` metadata).
-    #[arg(long)]
-    pub model: PathBuf,
-    /// tract | ort-cpu | ort-cuda | ort-tensorrt.
-    #[arg(long, default_value = "tract")]
-    pub backend: Backend,
-    /// Threads within one operator: ONNX Runtime's intra-op threads (default: one per core);
-    /// tract: a pool of this many threads for convolutions and matrix products (default: none,
-    /// the calling thread).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// libonnxruntime to load (default: $ORT_DYLIB_PATH, else the `cargo xtask` wheel).
-    #[arg(long)]
-    pub ort_library: Option<PathBuf>,
-    /// CUDA device for ort-cuda / ort-tensorrt.
-    #[arg(long, default_value_t = 0)]
-    pub device: i32,
-    /// TensorRT: allow fp16 kernels.
-    #[arg(long)]
-    pub trt_fp16: bool,
-    /// TensorRT: int8 (use a QDQ model).
-    #[arg(long)]
-    pub trt_int8: bool,
-    /// TensorRT: engine and timing cache directory (strongly advised: engine builds are slow).
-    #[arg(long)]
-    pub trt_cache: Option<PathBuf>,
-}
-
-impl EngineArgs {
-    pub fn options(&self) -> EngineOptions {
-        EngineOptions {
-            backend: self.backend,
-            intra_threads: self.threads,
-            inter_threads: None,
-            ort_library: self.ort_library.clone(),
-            device_id: self.device,
-            tensorrt: TensorRtOptions {
-                fp16: self.trt_fp16,
-                int8: self.trt_int8,
-                cache_dir: self.trt_cache.clone(),
-            },
-        }
-    }
-
-    pub fn load(&self) -> Result<Arc<Engine>> {
-        let engine = Engine::load(&self.model, &self.options())
-            .with_context(|| format!("loading {} on {}", self.model.display(), self.backend))?;
-        Ok(Arc::new(engine))
-    }
-}
 
 #[derive(Debug, Args)]
 pub struct InferArgs {
@@ -102,14 +44,20 @@ pub struct InferArgs {
     pub max_gap_ms: u64,
 }
 
-/// One line of output.
+/// One line of `infer`'s output: a detection of one window, in sensor pixels.
 #[derive(Debug, Serialize)]
 struct Line<'a> {
     /// End of the window (µs) for event models; 0 for frames.
     t_us: i64,
     window: u64,
-    #[serde(flatten)]
-    detection: &'a DetectionJson,
+    x1: f32,
+    y1: f32,
+    x2: f32,
+    y2: f32,
+    score: f32,
+    class_id: usize,
+    /// The class name from the model's spec (the id when the spec has none for it).
+    class: &'a str,
 }
 
 pub fn run(args: InferArgs) -> Result<()> {
@@ -278,15 +226,19 @@ fn write_detections(
     classes: &[String],
 ) -> std::io::Result<()> {
     for d in dets {
-        let detection = DetectionJson::new(d, classes);
-        serde_json::to_writer(
-            &mut *out,
-            &Line {
-                t_us,
-                window,
-                detection: &detection,
-            },
-        )?;
+        let id = d.class_id.to_string();
+        let line = Line {
+            t_us,
+            window,
+            x1: d.bbox.x1,
+            y1: d.bbox.y1,
+            x2: d.bbox.x2,
+            y2: d.bbox.y2,
+            score: d.score,
+            class_id: d.class_id,
+            class: classes.get(d.class_id).map_or(id.as_str(), String::as_str),
+        };
+        serde_json::to_writer(&mut *out, &line)?;
         out.write_all(b"\n")?;
     }
     Ok(())
@@ -354,12 +306,21 @@ const CLASS_COLOURS: [[u8; 3]; 6] = [
     [255, 255, 255],
 ];
 
-/// Draws the window's histogram, scaled back up to sensor pixels when the model halves its
-/// input, with its boxes (sensor coordinates), to `dir/window_NNNNNN.png`.
+/// Smallest width a rendered frame is scaled up to (a 160x128 sensor is too small to look at).
+const MIN_FRAME_WIDTH: usize = 640;
+
+/// Draws the window's histogram, scaled up to sensor pixels when the model halves its input and
+/// further for small sensors (at least [`MIN_FRAME_WIDTH`] wide), with its boxes, to
+/// `dir/window_NNNNNN.png`.
 fn render(dir: &std::path::Path, w: &WindowDetections<'_>, downsample: usize) -> Result<()> {
     let [channels, h, width] = w.histogram_shape;
     let small: RgbImage = histogram_to_rgb(w.histogram, channels / 2, h, width, 4)?;
-    let s = downsample.max(1);
+    // Histogram pixels per image pixel, and image pixels per sensor pixel (boxes are in sensor
+    // pixels).
+    let s = downsample
+        .max(1)
+        .max(MIN_FRAME_WIDTH.div_ceil(width.max(1)));
+    let per_sensor_pixel = s as f32 / downsample.max(1) as f32;
     let mut image = RgbImage::new(width * s, h * s, [0, 0, 0]);
     for (i, pixel) in image.pixels.iter_mut().enumerate() {
         let (x, y) = (i % (width * s) / s, i / (width * s) / s);
@@ -368,7 +329,15 @@ fn render(dir: &std::path::Path, w: &WindowDetections<'_>, downsample: usize) ->
     for d in w.detections {
         let b = d.bbox;
         let colour = CLASS_COLOURS[d.class_id % CLASS_COLOURS.len()];
-        image.draw_rect(b.x1, b.y1, b.x2 - b.x1, b.y2 - b.y1, colour, s as i64);
+        let k = per_sensor_pixel;
+        image.draw_rect(
+            b.x1 * k,
+            b.y1 * k,
+            (b.x2 - b.x1) * k,
+            (b.y2 - b.y1) * k,
+            colour,
+            s.min(3) as i64,
+        );
     }
     let path = dir.join(format!("window_{:06}.png", w.index));
     image

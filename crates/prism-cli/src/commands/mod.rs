@@ -2,6 +2,7 @@
 
 pub mod data;
 pub mod demo;
+pub mod engine_args;
 pub mod eval;
 pub mod export;
 pub mod import;

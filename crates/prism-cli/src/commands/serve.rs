@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use prism_deploy::server::{Server, ServerOptions};
 
-use super::infer::EngineArgs;
+use super::engine_args::EngineArgs;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {

@@ -37,40 +37,17 @@ impl SelfAttention {
         }
     }
 
-    /// `[B', N, C]` -> `[B', N, C]`.
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [b, n, c] = x.dims();
-        let qkv = self
-            .qkv
-            .forward(x)
-            .reshape([b, n, self.num_heads, 3 * self.dim_head])
-            .swap_dims(1, 2);
-        let mut parts = qkv.chunk(3, 3).into_iter();
-        let (q, k, v) = match (parts.next(), parts.next(), parts.next()) {
-            (Some(q), Some(k), Some(v)) => (q, k, v),
-            _ => unreachable!("chunk(3) returns 3 parts"),
-        };
-        let scale = (self.dim_head as f64).powf(-0.5);
-        let attn = softmax(q.matmul(k.swap_dims(2, 3)).mul_scalar(scale), 3);
-        let out = attn.matmul(v).swap_dims(1, 2).reshape([b, n, c]);
-        self.proj.forward(out)
-    }
-
     /// Attention inside the window or grid partitions of a channels-last map, `[B, H, W, C]` ->
-    /// `[B, H, W, C]`: the same numbers as
-    /// `reverse(self.forward(partition(x, kind, p)), kind, p, b, h, w)`.
-    pub fn forward_partitioned(
-        &self,
-        x: Tensor<4>,
-        kind: PartitionType,
-        p: [usize; 2],
-    ) -> Tensor<4> {
+    /// `[B, H, W, C]`: the same numbers as partitioning the map, running the paper's multi-head
+    /// attention on each group of tokens and reversing the partition (the test's reference),
+    /// computed as [`Self::forward_tokens`] does it.
+    pub fn forward(&self, x: Tensor<4>, kind: PartitionType, p: [usize; 2]) -> Tensor<4> {
         let [b, h, w, c] = x.dims();
         self.forward_tokens(x.reshape([b * h * w, c]), [b, h, w], kind, p)
             .reshape([b, h, w, c])
     }
 
-    /// [`Self::forward_partitioned`] on the map's tokens in row-major order, `[B * H * W, C]`
+    /// [`Self::forward`] on the map's tokens in row-major order, `[B * H * W, C]`
     /// for a map of size `[b, h, w]`.
     ///
     /// Written for export. The projections act on each token alone, so they run on the
@@ -78,7 +55,7 @@ impl SelfAttention {
     /// separately with the matching columns of the qkv weight (laid out head by head as
     /// (q, k, v, d), as timm's `AttentionCl` views them); each then needs a single transpose
     /// that does the partition and the head split at once, and one transpose does the head
-    /// merge and the reverse partition. [`Self::forward`] on partitioned tokens needs a
+    /// merge and the reverse partition. The paper's form on partitioned tokens needs a
     /// transpose for the partition, one for the heads, three strided slices and one for the
     /// reverse, each a pass over the activations.
     pub fn forward_tokens(
@@ -312,8 +289,30 @@ mod tests {
 
     use burn::tensor::{Device, Distribution, Tensor};
 
+    use burn::tensor::activation::softmax;
+
     use super::super::partition::{partition, reverse, PartitionType};
     use super::SelfAttention;
+
+    /// The paper's multi-head attention over token groups, `[B', N, C]` -> `[B', N, C]`: the
+    /// reference the model's formulation is checked against.
+    fn paper_attention(layer: &SelfAttention, x: Tensor<3>) -> Tensor<3> {
+        let [b, n, c] = x.dims();
+        let qkv = layer
+            .qkv
+            .forward(x)
+            .reshape([b, n, layer.num_heads, 3 * layer.dim_head])
+            .swap_dims(1, 2);
+        let mut parts = qkv.chunk(3, 3).into_iter();
+        let (q, k, v) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(q), Some(k), Some(v)) => (q, k, v),
+            _ => unreachable!("chunk(3) returns 3 parts"),
+        };
+        let scale = (layer.dim_head as f64).powf(-0.5);
+        let weights = softmax(q.matmul(k.swap_dims(2, 3)).mul_scalar(scale), 3);
+        let out = weights.matmul(v).swap_dims(1, 2).reshape([b, n, c]);
+        layer.proj.forward(out)
+    }
 
     /// The export-friendly formulation computes what partition -> attention -> reverse does.
     #[test]
@@ -328,14 +327,14 @@ mod tests {
             let x = Tensor::<4>::random([2, h, w, dim], Distribution::Normal(0.0, 1.0), &device);
             for kind in [PartitionType::Window, PartitionType::Grid] {
                 let want = reverse(
-                    attn.forward(partition(x.clone(), kind, p)),
+                    paper_attention(&attn, partition(x.clone(), kind, p)),
                     kind,
                     p,
                     2,
                     h,
                     w,
                 );
-                let got = attn.forward_partitioned(x.clone(), kind, p);
+                let got = attn.forward(x.clone(), kind, p);
                 let (want, got) = (
                     want.into_data().try_to_vec::<f32>().unwrap(),
                     got.into_data().try_to_vec::<f32>().unwrap(),

@@ -7,7 +7,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::attention::{AttentionPair, AttentionSettings};
 use super::config::RvtConfig;
-use super::lstm::ConvLstm;
+use super::lstm::{ConvLstm, ConvLstmConfig};
 
 /// Overlapping strided conv (no bias), NCHW -> NHWC, then LayerNorm (`ConvDownsampling_Cf2Cl`).
 #[derive(Module, Debug)]
@@ -96,13 +96,11 @@ impl RvtBackbone {
                     ),
                     // The downsampling output is normed, so the first window block skips norm1.
                     att_blocks: vec![AttentionPair::new(settings, true, device)],
-                    lstm: ConvLstm::new(
-                        dim,
-                        config.lstm_dws_conv,
-                        config.lstm_dws_conv_only_hidden,
-                        config.lstm_dws_conv_kernel_size,
-                        device,
-                    ),
+                    lstm: ConvLstmConfig::new(dim)
+                        .with_dws_conv(config.lstm_dws_conv)
+                        .with_dws_only_hidden(config.lstm_dws_conv_only_hidden)
+                        .with_kernel(config.lstm_dws_conv_kernel_size)
+                        .init(device),
                 };
                 dim_in = dim;
                 stage

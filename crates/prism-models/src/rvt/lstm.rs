@@ -1,5 +1,6 @@
 //! Per-pixel convolutional LSTM cell (RVT's `DWSConvLSTM2d`).
 
+use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::PaddingConfig2d;
@@ -20,17 +21,29 @@ pub struct ConvLstm {
     pub dim: usize,
 }
 
-impl ConvLstm {
-    /// New cell for `dim` channels.
-    pub fn new(
-        dim: usize,
-        dws_conv: bool,
-        dws_only_hidden: bool,
-        kernel: usize,
-        device: &Device,
-    ) -> Self {
-        let dws_dim = if dws_only_hidden { dim } else { 2 * dim };
-        let conv3x3_dws = dws_conv.then(|| {
+/// Settings of a [`ConvLstm`] cell; [`ConvLstmConfig::init`] builds it.
+#[derive(Config, Debug)]
+pub struct ConvLstmConfig {
+    /// Channels C of the input and of the state.
+    pub dim: usize,
+    /// A depthwise convolution before the 1x1 (the "DWS-Conv LSTM"; RVT's released configs
+    /// leave it out: a plain per-pixel LSTM).
+    #[config(default = false)]
+    pub dws_conv: bool,
+    /// Apply the depthwise convolution to h only, not to `cat(x, h)`.
+    #[config(default = true)]
+    pub dws_only_hidden: bool,
+    /// Kernel of the depthwise convolution.
+    #[config(default = 3)]
+    pub kernel: usize,
+}
+
+impl ConvLstmConfig {
+    /// Builds the cell on `device`.
+    pub fn init(&self, device: &Device) -> ConvLstm {
+        let (dim, kernel) = (self.dim, self.kernel);
+        let dws_dim = if self.dws_only_hidden { dim } else { 2 * dim };
+        let conv3x3_dws = self.dws_conv.then(|| {
             Conv2dConfig::new([dws_dim, dws_dim], [kernel, kernel])
                 .with_padding(PaddingConfig2d::Explicit(
                     kernel / 2,
@@ -41,14 +54,16 @@ impl ConvLstm {
                 .with_groups(dws_dim)
                 .init(device)
         });
-        Self {
+        ConvLstm {
             conv3x3_dws,
             conv1x1: Conv2dConfig::new([2 * dim, 4 * dim], [1, 1]).init(device),
-            dws_only_hidden,
+            dws_only_hidden: self.dws_only_hidden,
             dim,
         }
     }
+}
 
+impl ConvLstm {
     /// One step: `x, h, c: [N, C, H, W]` -> `(h', c')`.
     pub fn forward(&self, x: Tensor<4>, h: Tensor<4>, c: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
         let h = match (&self.conv3x3_dws, self.dws_only_hidden) {
