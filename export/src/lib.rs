@@ -27,6 +27,8 @@ mod lower;
 pub mod npy;
 mod optimize;
 pub mod proto;
+#[cfg(feature = "python")]
+pub mod python;
 pub mod verify;
 
 use std::collections::{BTreeMap, HashMap};
@@ -64,9 +66,13 @@ pub struct ExportOptions {
     pub graph_name: String,
     /// Rewrite the lowered graph for faster inference (on by default): batch norms folded into
     /// convolutions, 2-D linear weights, channel scales folded into linear layers, nearest
-    /// upsampling as `Resize`, and graph-input convolutions split for blocked kernels. Every
-    /// rewrite is exact up to float rounding.
+    /// upsampling as `Resize`. Every rewrite is exact up to float rounding.
     pub fuse: bool,
+    /// With `fuse`, also split strided convolutions of graph inputs whose channel count is above
+    /// 16 and not a multiple of 16 (event histograms: 20) into 16k channels plus a space-to-depth
+    /// rest, which ONNX Runtime's blocked kernels and tract both run faster (off by default: a
+    /// choice measured for event histograms; the RVT export turns it on).
+    pub split_input_conv: bool,
 }
 
 impl Default for ExportOptions {
@@ -79,6 +85,7 @@ impl Default for ExportOptions {
             metadata_json: None,
             graph_name: "prism".into(),
             fuse: true,
+            split_input_conv: false,
         }
     }
 }
@@ -117,6 +124,11 @@ impl ExportOptions {
     /// Enable or disable the inference rewrites (see [`ExportOptions::fuse`]).
     pub fn fuse(mut self, on: bool) -> Self {
         self.fuse = on;
+        self
+    }
+    /// Enable or disable the input-convolution split (see [`ExportOptions::split_input_conv`]).
+    pub fn split_input_conv(mut self, on: bool) -> Self {
+        self.split_input_conv = on;
         self
     }
 }
@@ -184,7 +196,7 @@ impl OnnxModel {
     pub fn save(&self, path: impl AsRef<Path>) -> Result<u64> {
         let path = path.as_ref();
         let io = |source| ExportError::Io {
-            path: path.display().to_string(),
+            path: path.to_path_buf(),
             source,
         };
         let file = std::fs::File::create(path).map_err(io)?;
@@ -409,7 +421,7 @@ fn lower_captured(
     if options.fuse {
         // Rewrites read node outputs by producer; tidy first so renames are settled.
         optimize::tidy(&mut graph_proto);
-        let f = fuse::fuse(&mut graph_proto, &mut shapes);
+        let f = fuse::fuse(&mut graph_proto, &mut shapes, options.split_input_conv);
         for (name, n) in [
             ("batch_norm_into_conv", f.batch_norms),
             ("constant_to_2d", f.squeezed),

@@ -211,7 +211,7 @@ fn a_graph_input_convolution_with_20_channels_is_split_16_plus_4_space_to_depth(
             &m,
             Tensor::<4>::zeros([2, 20, 32, 40], &d),
             f,
-            &ExportOptions::default(),
+            &ExportOptions::default().split_input_conv(true),
         );
         let g = &c.model.proto().graph;
         let o = ops(&c.model);
@@ -237,6 +237,20 @@ fn a_graph_input_convolution_with_20_channels_is_split_16_plus_4_space_to_depth(
         );
         cases.push(c);
     }
+    // Off by default: a generic module keeps its convolution whole.
+    let whole = case(
+        "fuse_split_stem_off",
+        &Stem {
+            conv: Conv2dConfig::new([20, 32], [7, 7])
+                .with_stride([4, 4])
+                .with_padding(PaddingConfig2d::Explicit(3, 3, 3, 3))
+                .init(&d),
+        },
+        Tensor::<4>::zeros([1, 20, 32, 40], &d),
+        f,
+        &ExportOptions::default(),
+    );
+    assert_eq!(ops(&whole.model), ["Conv"]);
     // 32 input channels are already a multiple of the block: untouched.
     let m32 = Stem {
         conv: Conv2dConfig::new([32, 8], [3, 3]).init(&d),
@@ -246,7 +260,7 @@ fn a_graph_input_convolution_with_20_channels_is_split_16_plus_4_space_to_depth(
         &m32,
         Tensor::<4>::zeros([1, 32, 8, 8], &d),
         f,
-        &ExportOptions::default(),
+        &ExportOptions::default().split_input_conv(true),
     );
     assert_eq!(ops(&c32.model), ["Conv"]);
     // Stride 1: no space-to-depth form, left alone.
@@ -258,7 +272,7 @@ fn a_graph_input_convolution_with_20_channels_is_split_16_plus_4_space_to_depth(
         &m1,
         Tensor::<4>::zeros([1, 20, 8, 8], &d),
         f,
-        &ExportOptions::default(),
+        &ExportOptions::default().split_input_conv(true),
     );
     assert_eq!(ops(&c1.model), ["Conv"]);
     cases.extend([c32, c1]);

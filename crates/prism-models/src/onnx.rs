@@ -87,6 +87,8 @@ pub fn export_rvt(
         .inputs(input_names())
         .outputs(output_names())
         .metadata(card.model_spec(batch).to_json())
-        .graph_name(card.name.clone());
+        .graph_name(card.name.clone())
+        // The 20-channel histogram stem, split for ONNX Runtime's blocked kernels and tract.
+        .split_input_conv(true);
     prism_export::export(model, sample_inputs(card, device), step, &options)
 }
