@@ -22,6 +22,7 @@ pub mod header;
 mod policy;
 mod seek_index;
 #[doc(hidden)]
+#[cfg(feature = "test-support")]
 pub mod testdata;
 pub mod viz;
 

@@ -1,5 +1,6 @@
 //! Where tests find what `cargo xtask provision` put in place (real recordings, the Python
-//! environment with the reference validators).
+//! environment with the reference validators). Test support (feature `test-support`): it falls
+//! back to the build tree, which a shipped binary must not know.
 //!
 //! `cargo xtask test` sets `PRISM_ENV` and `PRISM_REQUIRE_FIXTURES=1`: a missing fixture is then a
 //! test failure. A plain `cargo test` on a machine that was never provisioned skips those tests
@@ -19,6 +20,10 @@ fn required() -> bool {
     std::env::var_os("PRISM_REQUIRE_FIXTURES").is_some_and(|v| v == "1")
 }
 
+#[allow(
+    clippy::panic,
+    reason = "test support: a required fixture that is missing fails the test"
+)]
 fn found_or_skip(path: PathBuf, what: &str) -> Option<PathBuf> {
     if path.exists() {
         return Some(path);

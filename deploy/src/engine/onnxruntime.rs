@@ -5,8 +5,11 @@
 //! process; `ort` enforces it). Which file, first match wins:
 //! 1. [`EngineOptions::ort_library`],
 //! 2. the `ORT_DYLIB_PATH` environment variable,
-//! 3. the wheel `cargo xtask` provisions: `$PRISM_ENV` (else `<workspace>/target/prism-env`) /
-//!    `venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1`.
+//! 3. the wheel `cargo xtask` provisions in the environment `$PRISM_ENV` names:
+//!    `venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1`. A shipped
+//!    binary looks nowhere else (no path of the build machine is compiled in); inside the
+//!    workspace, `.cargo/config.toml` points `PRISM_ENV` at `target/prism-env` for `cargo run` and
+//!    `cargo test`.
 //!
 //! Execution providers are registered with `error_on_failure()`: asking for CUDA or TensorRT on
 //! a machine or a wheel without them is an error naming what is missing, never a silent CPU
@@ -43,11 +46,14 @@ pub fn library_path(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         return existing(Path::new(&p), "ORT_DYLIB_PATH");
     }
-    let env_dir = std::env::var_os("PRISM_ENV")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/prism-env"));
-    let lib_dir = env_dir.join("venv/lib");
+    let Some(env_dir) = std::env::var_os("PRISM_ENV").filter(|p| !p.is_empty()) else {
+        return Err(DeployError::Runtime(
+            "libonnxruntime not found: pass its path (--ort-library), set ORT_DYLIB_PATH, or set \
+             PRISM_ENV to an environment `cargo xtask provision` made"
+                .into(),
+        ));
+    };
+    let lib_dir = PathBuf::from(env_dir).join("venv/lib");
     let found = std::fs::read_dir(&lib_dir).ok().and_then(|entries| {
         entries
             .flatten()
@@ -295,14 +301,14 @@ impl OrtRunner {
         let mut slots = vec![None; inputs.len()];
         for (k, (input, _, _)) in layout.states.iter().enumerate() {
             *slots.get_mut(*input).ok_or_else(|| {
-                DeployError::Task(format!("state {k}: graph input {input} out of range"))
+                DeployError::BadSpec(format!("state {k}: graph input {input} out of range"))
             })? = Some(k);
         }
         let name = |i: usize| {
             outputs
                 .get(i)
                 .map(|o| o.name.clone())
-                .ok_or_else(|| DeployError::Task(format!("graph output {i} out of range")))
+                .ok_or_else(|| DeployError::BadSpec(format!("graph output {i} out of range")))
         };
         let state_outputs = layout
             .states
