@@ -4,7 +4,9 @@
 //!   h5py, onnx, onnxruntime, pycocotools, evlib), the ONNX Runtime shared library from the
 //!   `onnxruntime` wheel, and real event recordings from the faery 0.7.1 source package. All of it
 //!   goes under `target/prism-env` (or `$PRISM_ENV`), checked by sha256 where it is data.
-//! - `test`: provision, then run every test of the workspace with the fixtures required.
+//! - `test`: the gates (`cargo fmt --check`, `cargo clippy` and `cargo doc` with warnings
+//!   denied), then provision and run every test of the workspace with the fixtures required.
+//! - `lint`: the gates alone.
 //! - `bench`: provision, then run the benchmarks that compare prism with its peers.
 //! - `provision-torch [--cuda]` (opt-in): a PyTorch venv under `$PRISM_ENV/torch-venv` for the
 //!   training-throughput peer; CPU-only and lean by default (see `torch_env`).
@@ -25,9 +27,11 @@ fn main() -> Result<()> {
         Some("provision") => env.provision(),
         Some("provision-torch") => torch_env::provision(&env, &args[1..]).map(|_| ()),
         Some("test") => {
+            run_gates(&env)?;
             env.provision()?;
             run_tests(&env, &args[1..])
         }
+        Some("lint") => run_gates(&env),
         Some("bench") => {
             env.provision()?;
             run_benches(&env, &args[1..])
@@ -41,7 +45,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <provision | provision-torch [--cuda] | test [cargo test args] | bench [names] | env>"
+                "usage: cargo xtask <provision | provision-torch [--cuda] | test [cargo test args] | lint | bench [names] | env>"
             );
             bail!("unknown or missing xtask command")
         }
@@ -59,6 +63,41 @@ fn workspace_root() -> Result<PathBuf> {
         .parent()
         .map(PathBuf::from)
         .context("xtask has no parent directory")
+}
+
+/// Formatting, lints and documentation, each with warnings as errors: a change that breaks one
+/// fails the test command before any test runs.
+fn run_gates(env: &provision::Env) -> Result<()> {
+    let gates: [(&[&str], &str); 3] = [
+        (
+            &["fmt", "--all", "--check"],
+            "cargo fmt --check (run `cargo fmt --all`)",
+        ),
+        (
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            "cargo clippy -D warnings",
+        ),
+        (
+            &["doc", "--workspace", "--no-deps", "--lib"],
+            "cargo doc with warnings denied",
+        ),
+    ];
+    for (args, what) in gates {
+        let mut cmd = Command::new(cargo());
+        cmd.current_dir(&env.root).args(args);
+        if args[0] == "doc" {
+            cmd.env("RUSTDOCFLAGS", "-D warnings");
+        }
+        run(&mut cmd, what)?;
+    }
+    Ok(())
 }
 
 /// `cargo test --workspace` with the provisioned environment, fixtures required.

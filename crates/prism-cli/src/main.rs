@@ -1,5 +1,22 @@
 //! `prism`: train, export, deploy and inspect event-camera detectors. One verb per job.
 
+/// `println!` that returns the write's error instead of panicking: on a closed pipe
+/// (`prism info --json | head`) the command then ends quietly (see [`main`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// `print!` as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 mod commands;
 
 use std::io::IsTerminal;
@@ -52,6 +69,8 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`prism … | head`): nothing more to say.
+        Err(e) if closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{}", report(&e));
             ExitCode::FAILURE
@@ -71,6 +90,15 @@ fn run(command: Command) -> Result<()> {
         Command::Serve(args) => commands::serve::run(args),
         Command::Demo(args) => commands::demo::run(args),
     }
+}
+
+/// Whether `error` is a write to a pipe whose reader has gone.
+fn closed_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// The error and its causes, one per line. A cause is left out when the message before it

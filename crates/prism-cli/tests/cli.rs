@@ -1,4 +1,10 @@
 //! The `prism` binary as a user runs it: synthesize, inspect, render, and bad input.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::needless_range_loop
+)]
 
 use std::path::Path;
 use std::process::{Command, Output};

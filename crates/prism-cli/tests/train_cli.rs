@@ -1,6 +1,12 @@
 //! `prism train` / `prism eval` as a user runs them: a training process killed mid-way resumes
 //! from its last checkpoint without losing or repeating a step, and the trained model scores the
 //! same mAP in Burn and, exported, in tract.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::needless_range_loop
+)]
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

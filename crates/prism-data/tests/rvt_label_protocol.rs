@@ -2,6 +2,12 @@
 //! (`tests/rvt_labels.py`, a transcription of RVT's `labels_and_ev_repr_timestamps` run with
 //! numpy), for Gen1- and 1Mpx-style label clocks: exact, jittered by ±1 µs and by ±500 µs, with
 //! frames missing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::needless_range_loop
+)]
 
 mod common;
 

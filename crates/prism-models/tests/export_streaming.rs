@@ -1,6 +1,12 @@
 //! An exported RVT streams like the Burn model: ten windows step by step with the state carried
 //! by each runtime itself give the same detections and states in Burn, tract and ONNX Runtime.
 //! Also: the exported file carries a valid model spec, and a saved checkpoint reloads exactly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::needless_range_loop
+)]
 
 use std::path::Path;
 use std::process::Command;

@@ -1,6 +1,12 @@
 //! A run interrupted after a checkpoint and resumed continues exactly where it stopped: the same
 //! steps, the same batches, the same carried state, the same optimizer moments, so its loss
 //! curve follows the uninterrupted run's and no step is lost or repeated.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::needless_range_loop
+)]
 
 mod common;
 

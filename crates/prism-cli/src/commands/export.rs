@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use burn::tensor::{Device, TensorData};
 use clap::{Args, Subcommand};
 use prism_deploy::engine::{Backend, Engine, EngineOptions, TensorView};
@@ -66,7 +66,7 @@ pub fn export_onnx(args: &OnnxArgs) -> Result<()> {
         .save(&args.out)
         .with_context(|| format!("writing {}", args.out.display()))?;
     let stats = onnx.stats();
-    println!(
+    outln!(
         "exported {} to {} in {:.2} s: {} bytes, {} nodes, opset {}{}",
         card.name,
         args.out.display(),
@@ -79,9 +79,16 @@ pub fn export_onnx(args: &OnnxArgs) -> Result<()> {
         } else {
             ""
         }
-    );
+    )?;
     if args.verify {
-        let runners: Vec<EngineRunner> = [Backend::Tract, Backend::OrtCpu]
+        // tract always; ONNX Runtime where its library is found where the user's environment
+        // says (--ort-library, ORT_DYLIB_PATH, PRISM_ENV), else skipped with how to get it.
+        let mut backends = vec![Backend::Tract];
+        match prism_deploy::engine::onnxruntime::library_path(args.ort_library.as_deref()) {
+            Ok(_) => backends.push(Backend::OrtCpu),
+            Err(e) => outln!("ONNX Runtime skipped: {e}")?,
+        }
+        let runners: Vec<EngineRunner> = backends
             .into_iter()
             .map(|backend| EngineRunner {
                 backend,
@@ -98,17 +105,18 @@ pub fn export_onnx(args: &OnnxArgs) -> Result<()> {
             &output_names(),
             &runners,
             &VerifyOptions::default(),
-        );
-        match report {
-            Ok(report) => {
-                print!("{report}");
-                println!(
-                    "verified: max relative error {:.2e} (limit 1e-4)",
-                    report.max_rel()
-                );
-            }
-            Err(e) => bail!("verification failed: {e}"),
-        }
+        )
+        .context("verifying the export")?;
+        out!("{report}")?;
+        outln!(
+            "verified: max relative error {:.2e} (limit 1e-4) in {}",
+            report.max_rel(),
+            runners
+                .iter()
+                .map(|r| r.name())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        )?;
     }
     Ok(())
 }

@@ -36,12 +36,12 @@ pub fn run(cmd: ImportCommand) -> Result<()> {
                 .with_context(|| format!("importing {} as {}", args.file.display(), card.name))?;
             prism_models::checkpoint::save(&model, &card, &args.out)?;
             let parts = model.param_breakdown();
-            println!(
+            outln!(
                 "imported {} ({} parameters) into {}",
                 card.name,
                 parts.total,
                 args.out.display()
-            );
+            )?;
             Ok(())
         }
     }

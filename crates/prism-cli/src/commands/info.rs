@@ -43,37 +43,37 @@ pub struct Parameters {
 pub fn run(args: InfoArgs) -> Result<()> {
     let info = model_info(&args.source)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&info)?);
+        outln!("{}", serde_json::to_string_pretty(&info)?)?;
         return Ok(());
     }
     let m = |n: usize| n as f64 / 1e6;
-    println!("model        {}", info.name);
-    println!("classes      {}", info.classes.join(", "));
-    println!(
+    outln!("model        {}", info.name)?;
+    outln!("classes      {}", info.classes.join(", "))?;
+    outln!(
         "parameters   {:.3} M  (backbone {:.3} M, FPN {:.3} M, head {:.3} M)",
         m(info.parameters.total),
         m(info.parameters.backbone),
         m(info.parameters.fpn),
         m(info.parameters.head)
-    );
-    println!(
+    )?;
+    outln!(
         "compute      {:.2} GFLOPs per window",
         info.flops_per_window as f64 / 1e9
-    );
-    println!(
+    )?;
+    outln!(
         "state        {} bytes ({:.2} MB, 8 tensors)",
         info.state_bytes,
         info.state_bytes as f64 / 1e6
-    );
+    )?;
     for (name, shape) in &info.inputs {
         let dims: Vec<String> = shape
             .iter()
             .map(|d| d.map_or("?".to_string(), |d| d.to_string()))
             .collect();
-        println!("input        {name} [{}]", dims.join(", "));
+        outln!("input        {name} [{}]", dims.join(", "))?;
     }
     for (name, shape) in &info.outputs {
-        println!("output       {name} {shape:?}");
+        outln!("output       {name} {shape:?}")?;
     }
     Ok(())
 }

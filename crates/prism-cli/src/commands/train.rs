@@ -93,25 +93,28 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let progress = Progress::new();
     let summary = trainer.run(|event| progress.on(event))?;
     progress.finish();
-    println!(
+    outln!(
         "trained {} / {} steps in {}",
         summary.steps_done,
         summary.total_steps,
         summary.run_dir.display()
-    );
+    )?;
     if let Some(v) = &summary.last_val {
-        println!(
+        outln!(
             "validation at step {}: mAP {:.4}, AP50 {:.4}, AP75 {:.4}",
-            v.step, v.map, v.ap50, v.ap75
-        );
+            v.step,
+            v.map,
+            v.ap50,
+            v.ap75
+        )?;
     }
     if let Some((ap50, step)) = summary.best_ap50 {
-        println!(
+        outln!(
             "best AP50 {ap50:.4} at step {step} -> {}",
             prism_train::trainer::best_checkpoint(&summary.run_dir).display()
-        );
+        )?;
     }
-    println!("curves: {}", summary.run_dir.join("curves.png").display());
+    outln!("curves: {}", summary.run_dir.join("curves.png").display())?;
     Ok(())
 }
 

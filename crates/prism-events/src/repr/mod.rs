@@ -4,7 +4,7 @@
 //! Each builder owns its output buffer and reuses it from window to window: after the first
 //! window nothing is allocated. Event data is sparse (a 50 ms window of a 1280x720 recording
 //! touches a few thousand of the 18.4 million cells of a histogram), so instead of clearing the
-//! whole buffer each builder remembers which cells it wrote ([`DirtyBuffer`]) and zeroes only
+//! whole buffer each builder remembers which cells it wrote (a `DirtyBuffer`) and zeroes only
 //! those before the next window, falling back to one `memset` when most of it was written.
 //!
 //! Input rules shared by all builders (see [`validate`]): events sorted by time, `x < width`,

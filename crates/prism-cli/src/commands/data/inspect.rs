@@ -44,9 +44,9 @@ pub struct Summary {
 pub fn run(args: InspectArgs) -> Result<()> {
     let summary = summarize(&args.file, args.sensor)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?)?;
     } else {
-        print_summary(&summary);
+        print_summary(&summary)?;
     }
     Ok(())
 }
@@ -94,7 +94,7 @@ pub fn summarize(file: &std::path::Path, sensor: Option<SensorSize>) -> Result<S
     Ok(summary)
 }
 
-fn print_summary(s: &Summary) {
+fn print_summary(s: &Summary) -> std::io::Result<()> {
     let percent = |n: u64| {
         if s.events == 0 {
             0.0
@@ -102,36 +102,38 @@ fn print_summary(s: &Summary) {
             100.0 * n as f64 / s.events as f64
         }
     };
-    println!("file         {}", s.file);
-    println!("format       {}", s.format);
+    outln!("file         {}", s.file)?;
+    outln!("format       {}", s.format)?;
     match s.sensor {
-        Some((w, h)) => println!("sensor       {w}x{h}"),
-        None => println!(
+        Some((w, h)) => outln!("sensor       {w}x{h}")?,
+        None => outln!(
             "sensor       not declared (largest coordinates seen: x={}, y={})",
-            s.max_x, s.max_y
-        ),
+            s.max_x,
+            s.max_y
+        )?,
     }
-    println!("events       {}", s.events);
+    outln!("events       {}", s.events)?;
     match (s.first_t_us, s.last_t_us) {
         (Some(first), Some(last)) => {
-            println!("time         {first} .. {last} µs ({:.3} s)", s.duration_s);
-            println!("event rate   {:.3} Mev/s", s.events_per_s * 1e-6);
+            outln!("time         {first} .. {last} µs ({:.3} s)", s.duration_s)?;
+            outln!("event rate   {:.3} Mev/s", s.events_per_s * 1e-6)?;
         }
-        _ => println!("time         (no events)"),
+        _ => outln!("time         (no events)")?,
     }
-    println!(
+    outln!(
         "polarity     ON {} ({:.1} %), OFF {} ({:.1} %)",
         s.on_events,
         percent(s.on_events),
         s.off_events,
         percent(s.off_events)
-    );
+    )?;
     if s.time_repairs == 0 && s.out_of_bounds == 0 {
-        println!("problems     none (timestamps non-decreasing, all events inside the sensor)");
+        outln!("problems     none (timestamps non-decreasing, all events inside the sensor)")?;
     } else {
-        println!(
+        outln!(
             "problems     {} timestamps went backwards (clamped to the running maximum, as RVT does); {} events outside the sensor (dropped)",
             s.time_repairs, s.out_of_bounds
-        );
+        )?;
     }
+    Ok(())
 }

@@ -65,14 +65,14 @@ pub fn run(args: PrepareArgs) -> Result<()> {
         PrepareEvent::Failed { entry, error } => eprintln!("FAILED {entry:?}: {error}"),
         _ => {}
     })?;
-    println!(
+    outln!(
         "prepared {} sequences, {} already there, {} without labels after filtering, {} failed -> {}",
         report.prepared.len(),
         report.resumed.len(),
         report.no_labels.len(),
         report.failed.len(),
         args.out.display()
-    );
+    )?;
     if !report.failed.is_empty() {
         bail!("{} sequences failed (listed above)", report.failed.len());
     }

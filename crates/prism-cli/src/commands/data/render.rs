@@ -60,12 +60,12 @@ fn labels_beside(recording: &Path) -> Option<PathBuf> {
 
 pub fn run(args: RenderArgs) -> Result<()> {
     let written = render(&args)?;
-    println!(
+    outln!(
         "wrote {} frames of {} ms to {}",
         written.len(),
         args.window_ms,
         args.out.display()
-    );
+    )?;
     Ok(())
 }
 

@@ -72,13 +72,13 @@ pub fn run(args: SynthArgs) -> Result<()> {
             .with_context(|| format!("creating {}", parent.display()))?;
     }
     let files = synthesize(&args)?;
-    println!(
+    outln!(
         "wrote {} events to {} and {} boxes to {}",
         files.events,
         files.events_path.display(),
         files.labels,
         files.labels_path.display()
-    );
+    )?;
     Ok(())
 }
 
