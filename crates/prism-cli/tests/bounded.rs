@@ -497,3 +497,58 @@ fn serve_stays_responsive_under_gap_requests_and_stops_on_sigterm() {
         "colour escapes in a log that is not a terminal: {log:?}"
     );
 }
+
+/// A reader that goes away (`prism info --json | head`) ends the command quietly.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prism"))
+        .args(["info", "--model", "rvt-tiny-synth", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end before the command writes (it exports the model first).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+}
+
+/// Without ONNX Runtime, --verify verifies in tract and says how to add ONNX Runtime.
+#[test]
+fn export_verify_without_onnx_runtime_uses_tract_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.onnx");
+    let o = Command::new(env!("CARGO_BIN_EXE_prism"))
+        .args([
+            "export",
+            "onnx",
+            "--model",
+            "rvt-tiny-synth",
+            "--out",
+            out.to_str().unwrap(),
+            "--verify",
+        ])
+        .env("PRISM_ENV", dir.path())
+        .env_remove("ORT_DYLIB_PATH")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("ONNX Runtime skipped: libonnxruntime not found"),
+        "{text}"
+    );
+    assert!(
+        text.contains("verified: max relative error") && text.ends_with("in tract\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("verification failed: verification failed"),
+        "{text}"
+    );
+}

@@ -86,6 +86,7 @@ pub fn export_onnx(args: &OnnxArgs) -> Result<()> {
         let mut backends = vec![Backend::Tract];
         match prism_deploy::engine::onnxruntime::library_path(args.ort_library.as_deref()) {
             Ok(_) => backends.push(Backend::OrtCpu),
+            Err(prism_deploy::DeployError::Runtime(why)) => outln!("ONNX Runtime skipped: {why}")?,
             Err(e) => outln!("ONNX Runtime skipped: {e}")?,
         }
         let runners: Vec<EngineRunner> = backends
