@@ -80,6 +80,38 @@ fn reads_the_gen1_dtype_as_numpy_packs_it() {
     assert_labels_eq(&read_bbox_npy(&path).unwrap(), &labels);
 }
 
+/// The Gen1 dtype as NumPy lays it out with alignment (padding after `class_id`) reads in, and
+/// what prism writes back from it reads in NumPy with every field equal.
+#[test]
+fn the_padded_gen1_layout_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gen1, ours) = (dir.path().join("gen1.npy"), dir.path().join("ours.npy"));
+    let labels = sample_labels();
+    let write = format!(
+        "import numpy as np\n\
+         dt = np.dtype([('ts','<u8'),('x','<f4'),('y','<f4'),('w','<f4'),('h','<f4'),('class_id','u1'),('confidence','<f4'),('track_id','<u4')], align=True)\n\
+         assert dt.itemsize == 40 and dt.fields['confidence'][1] == 28\n\
+         np.save({:?}, np.array({}, dtype=dt))\n",
+        gen1.to_str().unwrap(),
+        python_rows(&labels, true)
+    );
+    let Some(_) = run_python(&write) else { return };
+    let read = read_bbox_npy(&gen1).unwrap();
+    assert_labels_eq(&read, &labels);
+    write_bbox_npy(&ours, &read).unwrap();
+    let compare = format!(
+        "import numpy as np\n\
+         a, b = np.load({:?}), np.load({:?})\n\
+         assert len(a) == len(b) == {}\n\
+         for x, y in [('ts','t'),('x','x'),('y','y'),('w','w'),('h','h'),('class_id','class_id'),('track_id','track_id'),('confidence','class_confidence')]:\n\
+         \x20   assert (a[x].astype(np.float64) == b[y].astype(np.float64)).all(), x\n",
+        gen1.to_str().unwrap(),
+        ours.to_str().unwrap(),
+        labels.len()
+    );
+    run_python(&compare).unwrap();
+}
+
 #[test]
 fn reads_the_rvt_dtype_and_layout_variants() {
     let dir = tempfile::tempdir().unwrap();
