@@ -1,5 +1,6 @@
 //! MaxViT-style attention blocks (channels-last), as in RVT's `PartitionAttentionCl`.
 
+use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, softmax};
@@ -22,21 +23,34 @@ pub struct SelfAttention {
     pub dim_head: usize,
 }
 
-impl SelfAttention {
-    /// New attention layer for `dim` channels.
-    pub fn new(dim: usize, dim_head: usize, device: &Device) -> Self {
+/// Settings of a [`SelfAttention`] layer; [`SelfAttentionConfig::init`] builds it.
+#[derive(Config, Debug)]
+pub struct SelfAttentionConfig {
+    /// Channels C (a multiple of `dim_head`).
+    pub dim: usize,
+    /// Channels per head.
+    pub dim_head: usize,
+}
+
+impl SelfAttentionConfig {
+    /// Builds the layer on `device`. Panics when `dim` is not a multiple of `dim_head` (a
+    /// configuration RVT's presets never make).
+    pub fn init(&self, device: &Device) -> SelfAttention {
+        let (dim, dim_head) = (self.dim, self.dim_head);
         assert!(
             dim % dim_head == 0,
             "dim {dim} is not a multiple of dim_head {dim_head}"
         );
-        Self {
+        SelfAttention {
             qkv: LinearConfig::new(dim, 3 * dim).init(device),
             proj: LinearConfig::new(dim, dim).init(device),
             num_heads: dim / dim_head,
             dim_head,
         }
     }
+}
 
+impl SelfAttention {
     /// Attention inside the window or grid partitions of a channels-last map, `[B, H, W, C]` ->
     /// `[B, H, W, C]`: the same numbers as partitioning the map, running the paper's multi-head
     /// attention on each group of tokens and reversing the partition (the test's reference),
@@ -118,14 +132,26 @@ pub struct LayerScale {
     pub gamma: Param<Tensor<1>>,
 }
 
-impl LayerScale {
-    /// New LayerScale with every gamma equal to `init_value`.
-    pub fn new(dim: usize, init_value: f64, device: &Device) -> Self {
-        Self {
-            gamma: Param::from_tensor(Tensor::ones([dim], device).mul_scalar(init_value)),
+/// Settings of a [`LayerScale`]; [`LayerScaleConfig::init`] builds it.
+#[derive(Config, Debug)]
+pub struct LayerScaleConfig {
+    /// Channels.
+    pub dim: usize,
+    /// Every gamma's initial value (RVT: 1e-5).
+    #[config(default = 1e-5)]
+    pub init_value: f64,
+}
+
+impl LayerScaleConfig {
+    /// Builds the layer on `device`.
+    pub fn init(&self, device: &Device) -> LayerScale {
+        LayerScale {
+            gamma: Param::from_tensor(Tensor::ones([self.dim], device).mul_scalar(self.init_value)),
         }
     }
+}
 
+impl LayerScale {
     /// `x * gamma` broadcast over the last axis.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         x * self.gamma.val().unsqueeze::<D>()
@@ -141,15 +167,28 @@ pub struct Mlp {
     pub fc2: Linear,
 }
 
-impl Mlp {
-    /// New MLP with hidden width `dim * ratio`.
-    pub fn new(dim: usize, ratio: usize, device: &Device) -> Self {
-        Self {
-            fc1: LinearConfig::new(dim, dim * ratio).init(device),
-            fc2: LinearConfig::new(dim * ratio, dim).init(device),
+/// Settings of an [`Mlp`]; [`MlpConfig::init`] builds it.
+#[derive(Config, Debug)]
+pub struct MlpConfig {
+    /// Channels in and out.
+    pub dim: usize,
+    /// Hidden width over `dim` (RVT: 4).
+    #[config(default = 4)]
+    pub ratio: usize,
+}
+
+impl MlpConfig {
+    /// Builds the MLP on `device`.
+    pub fn init(&self, device: &Device) -> Mlp {
+        let hidden = self.dim * self.ratio;
+        Mlp {
+            fc1: LinearConfig::new(self.dim, hidden).init(device),
+            fc2: LinearConfig::new(hidden, self.dim).init(device),
         }
     }
+}
 
+impl Mlp {
     /// Channels-last forward.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         self.fc2.forward(gelu(self.fc1.forward(x)))
@@ -179,48 +218,65 @@ pub struct PartitionAttention {
     pub partition_size: [usize; 2],
 }
 
-/// Settings shared by the attention blocks of one stage.
-#[derive(Debug, Clone, Copy)]
-pub struct AttentionSettings {
+/// Settings of one stage's attention: a window block and a grid block ([`AttentionPair`]);
+/// [`AttentionConfig::init`] builds the pair, [`AttentionConfig::init_block`] one block.
+#[derive(Config, Debug)]
+pub struct AttentionConfig {
     /// Channels.
     pub dim: usize,
     /// Channels per head.
     pub dim_head: usize,
-    /// MLP ratio.
+    /// Token groups: the window (or grid) size.
+    pub partition_size: [usize; 2],
+    /// MLP hidden width over `dim`.
+    #[config(default = 4)]
     pub mlp_ratio: usize,
-    /// LayerScale init.
+    /// LayerScale initial value.
+    #[config(default = 1e-5)]
     pub ls_init_value: f64,
     /// LayerNorm epsilon.
+    #[config(default = 1e-5)]
     pub norm_eps: f64,
-    /// Partition size.
-    pub partition_size: [usize; 2],
+    /// Leave out the window block's first LayerNorm: its input is already normed (the first pair
+    /// after the downsampling layer).
+    #[config(default = false)]
+    pub skip_first_norm: bool,
 }
 
-impl PartitionAttention {
-    /// New block of the given partition type.
-    pub fn new(
-        s: AttentionSettings,
-        kind: PartitionType,
-        skip_first_norm: bool,
-        device: &Device,
-    ) -> Self {
-        let ln = || {
-            LayerNormConfig::new(s.dim)
-                .with_epsilon(s.norm_eps)
-                .init(device)
-        };
-        Self {
-            norm1: if skip_first_norm { None } else { Some(ln()) },
-            self_attn: SelfAttention::new(s.dim, s.dim_head, device),
-            ls1: LayerScale::new(s.dim, s.ls_init_value, device),
-            norm2: ln(),
-            mlp: Mlp::new(s.dim, s.mlp_ratio, device),
-            ls2: LayerScale::new(s.dim, s.ls_init_value, device),
-            grid: kind == PartitionType::Grid,
-            partition_size: s.partition_size,
+impl AttentionConfig {
+    /// The window block followed by the grid block.
+    pub fn init(&self, device: &Device) -> AttentionPair {
+        AttentionPair {
+            att_window: self.init_block(PartitionType::Window, device),
+            att_grid: self.init_block(PartitionType::Grid, device),
         }
     }
 
+    /// One block of the given partition type (only a window block skips its first norm).
+    pub fn init_block(&self, kind: PartitionType, device: &Device) -> PartitionAttention {
+        let ln = || {
+            LayerNormConfig::new(self.dim)
+                .with_epsilon(self.norm_eps)
+                .init(device)
+        };
+        let skip_norm = self.skip_first_norm && kind == PartitionType::Window;
+        let layer_scale = LayerScaleConfig::new(self.dim).with_init_value(self.ls_init_value);
+        PartitionAttention {
+            norm1: if skip_norm { None } else { Some(ln()) },
+            self_attn: SelfAttentionConfig::new(self.dim, self.dim_head).init(device),
+            ls1: layer_scale.init(device),
+            norm2: ln(),
+            mlp: MlpConfig::new(self.dim)
+                .with_ratio(self.mlp_ratio)
+                .init(device),
+            ls2: layer_scale.init(device),
+            grid: kind == PartitionType::Grid,
+            partition_size: self.partition_size,
+        }
+    }
+}
+
+impl PartitionAttention {
     fn kind(&self) -> PartitionType {
         if self.grid {
             PartitionType::Grid
@@ -264,14 +320,6 @@ pub struct AttentionPair {
 }
 
 impl AttentionPair {
-    /// New pair; `skip_first_norm` drops the window block's first LayerNorm.
-    pub fn new(s: AttentionSettings, skip_first_norm: bool, device: &Device) -> Self {
-        Self {
-            att_window: PartitionAttention::new(s, PartitionType::Window, skip_first_norm, device),
-            att_grid: PartitionAttention::new(s, PartitionType::Grid, false, device),
-        }
-    }
-
     /// `[B, H, W, C]` -> `[B, H, W, C]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, h, w, c] = x.dims();
@@ -292,7 +340,7 @@ mod tests {
     use burn::tensor::activation::softmax;
 
     use super::super::partition::{partition, reverse, PartitionType};
-    use super::SelfAttention;
+    use super::{SelfAttention, SelfAttentionConfig};
 
     /// The paper's multi-head attention over token groups, `[B', N, C]` -> `[B', N, C]`: the
     /// reference the model's formulation is checked against.
@@ -323,7 +371,7 @@ mod tests {
             (32, 32, [6, 4], [3, 2]),
             (48, 16, [4, 4], [4, 4]),
         ] {
-            let attn = SelfAttention::new(dim, dim_head, &device);
+            let attn = SelfAttentionConfig::new(dim, dim_head).init(&device);
             let x = Tensor::<4>::random([2, h, w, dim], Distribution::Normal(0.0, 1.0), &device);
             for kind in [PartitionType::Window, PartitionType::Grid] {
                 let want = reverse(

@@ -1,11 +1,12 @@
 //! RVT recurrent MaxViT backbone: 4 stages of downsample -> window/grid attention -> LSTM.
 
+use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{LayerNorm, LayerNormConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
-use super::attention::{AttentionPair, AttentionSettings};
+use super::attention::{AttentionConfig, AttentionPair};
 use super::config::RvtConfig;
 use super::lstm::{ConvLstm, ConvLstmConfig};
 
@@ -18,21 +19,40 @@ pub struct ConvDownsampling {
     pub norm: LayerNorm,
 }
 
-impl ConvDownsampling {
-    /// New downsampling layer by `factor` (4 for stage 1, 2 otherwise).
-    pub fn new(dim_in: usize, dim_out: usize, factor: usize, eps: f64, device: &Device) -> Self {
+/// Settings of a [`ConvDownsampling`] layer; [`ConvDownsamplingConfig::init`] builds it.
+#[derive(Config, Debug)]
+pub struct ConvDownsamplingConfig {
+    /// Channels in.
+    pub dim_in: usize,
+    /// Channels out.
+    pub dim_out: usize,
+    /// Downsampling factor (RVT: 4 for stage 1, 2 otherwise).
+    pub factor: usize,
+    /// LayerNorm epsilon.
+    #[config(default = 1e-5)]
+    pub norm_eps: f64,
+}
+
+impl ConvDownsamplingConfig {
+    /// Builds the layer on `device`.
+    pub fn init(&self, device: &Device) -> ConvDownsampling {
+        let factor = self.factor;
         let k = (factor - 1) * 2 + 1;
         let p = k / 2;
-        Self {
-            conv: Conv2dConfig::new([dim_in, dim_out], [k, k])
+        ConvDownsampling {
+            conv: Conv2dConfig::new([self.dim_in, self.dim_out], [k, k])
                 .with_stride([factor, factor])
                 .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
                 .with_bias(false)
                 .init(device),
-            norm: LayerNormConfig::new(dim_out).with_epsilon(eps).init(device),
+            norm: LayerNormConfig::new(self.dim_out)
+                .with_epsilon(self.norm_eps)
+                .init(device),
         }
     }
+}
 
+impl ConvDownsampling {
     /// `[N, C_in, H, W]` -> `[N, H/f, W/f, C_out]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.norm
@@ -78,24 +98,17 @@ impl RvtBackbone {
             .map(|s| {
                 let dim = dims[s];
                 let factor = if s == 0 { 4 } else { 2 };
-                let settings = AttentionSettings {
-                    dim,
-                    dim_head: config.dim_head,
-                    mlp_ratio: config.mlp_ratio,
-                    ls_init_value: config.ls_init_value,
-                    norm_eps: config.norm_eps,
-                    partition_size: config.partition_size,
-                };
+                let attention = AttentionConfig::new(dim, config.dim_head, config.partition_size)
+                    .with_mlp_ratio(config.mlp_ratio)
+                    .with_ls_init_value(config.ls_init_value)
+                    .with_norm_eps(config.norm_eps)
+                    // The downsampling output is normed: the first window block skips norm1.
+                    .with_skip_first_norm(true);
                 let stage = RvtStage {
-                    downsample_cf2cl: ConvDownsampling::new(
-                        dim_in,
-                        dim,
-                        factor,
-                        config.norm_eps,
-                        device,
-                    ),
-                    // The downsampling output is normed, so the first window block skips norm1.
-                    att_blocks: vec![AttentionPair::new(settings, true, device)],
+                    downsample_cf2cl: ConvDownsamplingConfig::new(dim_in, dim, factor)
+                        .with_norm_eps(config.norm_eps)
+                        .init(device),
+                    att_blocks: vec![attention.init(device)],
                     lstm: ConvLstmConfig::new(dim)
                         .with_dws_conv(config.lstm_dws_conv)
                         .with_dws_only_hidden(config.lstm_dws_conv_only_hidden)

@@ -1,5 +1,6 @@
 //! YOLOX PAFPN (RVT's `yolox_extension/models/yolo_pafpn.py`) and its building blocks.
 
+use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
@@ -9,7 +10,7 @@ use burn::tensor::{Device, Tensor};
 use super::config::RvtConfig;
 
 /// BatchNorm settings of the YOLOX blocks.
-#[derive(Debug, Clone, Copy)]
+#[derive(Config, Debug, Copy)]
 pub struct BnSettings {
     /// Epsilon.
     pub eps: f64,
@@ -26,30 +27,42 @@ pub struct BaseConv {
     pub bn: BatchNorm,
 }
 
-impl BaseConv {
-    /// New block with kernel `k` and stride `s`.
-    pub fn new(
-        c_in: usize,
-        c_out: usize,
-        k: usize,
-        s: usize,
-        bn: BnSettings,
-        device: &Device,
-    ) -> Self {
+/// Settings of a [`BaseConv`]; [`BaseConvConfig::init`] builds it.
+#[derive(Config, Debug)]
+pub struct BaseConvConfig {
+    /// Channels in.
+    pub c_in: usize,
+    /// Channels out.
+    pub c_out: usize,
+    /// Square kernel; the padding keeps the size at stride 1.
+    pub kernel: usize,
+    /// Batch norm settings.
+    pub bn: BnSettings,
+    /// Stride.
+    #[config(default = 1)]
+    pub stride: usize,
+}
+
+impl BaseConvConfig {
+    /// Builds the block on `device`.
+    pub fn init(&self, device: &Device) -> BaseConv {
+        let (k, s) = (self.kernel, self.stride);
         let p = (k - 1) / 2;
-        Self {
-            conv: Conv2dConfig::new([c_in, c_out], [k, k])
+        BaseConv {
+            conv: Conv2dConfig::new([self.c_in, self.c_out], [k, k])
                 .with_stride([s, s])
                 .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
                 .with_bias(false)
                 .init(device),
-            bn: BatchNormConfig::new(c_out)
-                .with_epsilon(bn.eps)
-                .with_momentum(bn.momentum)
+            bn: BatchNormConfig::new(self.c_out)
+                .with_epsilon(self.bn.eps)
+                .with_momentum(self.bn.momentum)
                 .init(device),
         }
     }
+}
 
+impl BaseConv {
     /// `[N, C_in, H, W]` -> `[N, C_out, H/s, W/s]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         silu(self.bn.forward(self.conv.forward(x)))
@@ -92,31 +105,45 @@ pub struct CspLayer {
     pub m: Vec<Bottleneck>,
 }
 
-impl CspLayer {
-    /// New CSP layer with `n` bottlenecks.
-    pub fn new(
-        c_in: usize,
-        c_out: usize,
-        n: usize,
-        shortcut: bool,
-        bn: BnSettings,
-        device: &Device,
-    ) -> Self {
-        let hidden = c_out / 2;
-        Self {
-            conv1: BaseConv::new(c_in, hidden, 1, 1, bn, device),
-            conv2: BaseConv::new(c_in, hidden, 1, 1, bn, device),
-            conv3: BaseConv::new(2 * hidden, c_out, 1, 1, bn, device),
-            m: (0..n)
+/// Settings of a [`CspLayer`]; [`CspLayerConfig::init`] builds it.
+#[derive(Config, Debug)]
+pub struct CspLayerConfig {
+    /// Channels in.
+    pub c_in: usize,
+    /// Channels out (the hidden width is half of it).
+    pub c_out: usize,
+    /// Bottlenecks of the main branch.
+    pub depth: usize,
+    /// Batch norm settings.
+    pub bn: BnSettings,
+    /// Residual connections in the bottlenecks (the PAFPN has none).
+    #[config(default = false)]
+    pub shortcut: bool,
+}
+
+impl CspLayerConfig {
+    /// Builds the layer on `device`.
+    pub fn init(&self, device: &Device) -> CspLayer {
+        let hidden = self.c_out / 2;
+        let conv = |c_in: usize, c_out: usize, k: usize| {
+            BaseConvConfig::new(c_in, c_out, k, self.bn).init(device)
+        };
+        CspLayer {
+            conv1: conv(self.c_in, hidden, 1),
+            conv2: conv(self.c_in, hidden, 1),
+            conv3: conv(2 * hidden, self.c_out, 1),
+            m: (0..self.depth)
                 .map(|_| Bottleneck {
-                    conv1: BaseConv::new(hidden, hidden, 1, 1, bn, device),
-                    conv2: BaseConv::new(hidden, hidden, 3, 1, bn, device),
-                    shortcut,
+                    conv1: conv(hidden, hidden, 1),
+                    conv2: conv(hidden, hidden, 3),
+                    shortcut: self.shortcut,
                 })
                 .collect(),
         }
     }
+}
 
+impl CspLayer {
     /// Forward.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let mut x1 = self.conv1.forward(x.clone());
@@ -155,19 +182,22 @@ impl YoloPafpn {
         let d = config.stage_dims();
         let (c0, c1, c2) = (d[1], d[2], d[3]);
         let n = config.csp_depth();
-        let bn = BnSettings {
-            eps: config.bn_eps,
-            momentum: config.bn_momentum,
+        let bn = BnSettings::new(config.bn_eps, config.bn_momentum);
+        let conv = |c_in, c_out, k, stride| {
+            BaseConvConfig::new(c_in, c_out, k, bn)
+                .with_stride(stride)
+                .init(device)
         };
+        let csp = |c_in, c_out| CspLayerConfig::new(c_in, c_out, n, bn).init(device);
         Self {
-            lateral_conv0: BaseConv::new(c2, c1, 1, 1, bn, device),
-            c3_p4: CspLayer::new(2 * c1, c1, n, false, bn, device),
-            reduce_conv1: BaseConv::new(c1, c0, 1, 1, bn, device),
-            c3_p3: CspLayer::new(2 * c0, c0, n, false, bn, device),
-            bu_conv2: BaseConv::new(c0, c0, 3, 2, bn, device),
-            c3_n3: CspLayer::new(2 * c0, c1, n, false, bn, device),
-            bu_conv1: BaseConv::new(c1, c1, 3, 2, bn, device),
-            c3_n4: CspLayer::new(2 * c1, c2, n, false, bn, device),
+            lateral_conv0: conv(c2, c1, 1, 1),
+            c3_p4: csp(2 * c1, c1),
+            reduce_conv1: conv(c1, c0, 1, 1),
+            c3_p3: csp(2 * c0, c0),
+            bu_conv2: conv(c0, c0, 3, 2),
+            c3_n3: csp(2 * c0, c1),
+            bu_conv1: conv(c1, c1, 3, 2),
+            c3_n4: csp(2 * c1, c2),
         }
     }
 

@@ -5,7 +5,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::{Device, Tensor};
 
 use super::config::RvtConfig;
-use super::pafpn::{BaseConv, BnSettings};
+use super::pafpn::{BaseConv, BaseConvConfig, BnSettings};
 
 /// Decoupled head: per level a 1x1 stem, 2 3x3 convs for classification and 2 for regression,
 /// then 1x1 predictors for classes (K), box (4) and objectness (1).
@@ -36,23 +36,13 @@ impl YoloxHead {
     pub fn new(config: &RvtConfig, device: &Device) -> Self {
         let d = config.stage_dims();
         let hidden = config.head_hidden();
-        let bn = BnSettings {
-            eps: config.bn_eps,
-            momentum: config.bn_momentum,
-        };
+        let bn = BnSettings::new(config.bn_eps, config.bn_momentum);
+        let conv = |c_in, k| BaseConvConfig::new(c_in, hidden, k, bn).init(device);
         let k = config.num_classes;
         let pred = |c_out: usize| Conv2dConfig::new([hidden, c_out], [1, 1]).init(device);
-        let tower = || {
-            vec![
-                BaseConv::new(hidden, hidden, 3, 1, bn, device),
-                BaseConv::new(hidden, hidden, 3, 1, bn, device),
-            ]
-        };
+        let tower = || vec![conv(hidden, 3), conv(hidden, 3)];
         Self {
-            stems: [d[1], d[2], d[3]]
-                .iter()
-                .map(|&c| BaseConv::new(c, hidden, 1, 1, bn, device))
-                .collect(),
+            stems: [d[1], d[2], d[3]].iter().map(|&c| conv(c, 1)).collect(),
             cls_convs: (0..3).map(|_| tower()).collect(),
             reg_convs: (0..3).map(|_| tower()).collect(),
             cls_preds: (0..3).map(|_| pred(k)).collect(),
