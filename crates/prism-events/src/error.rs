@@ -43,8 +43,12 @@ pub enum EventError {
     },
     #[error("{path}: HDF5: {reason}")]
     Hdf5 { path: PathBuf, reason: String },
-    #[error("{path}: labels: {reason}")]
-    Labels { path: PathBuf, reason: String },
+    #[error("{}: labels: {source}", path.display())]
+    Labels {
+        path: PathBuf,
+        #[source]
+        source: crate::labels::LabelsError,
+    },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     /// An event handed to a representation lies outside its configured frame.

@@ -30,6 +30,59 @@ pub struct BoxLabel {
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 
+/// A bbox `.npy` file that cannot be read as boxes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LabelsError {
+    #[error("not a .npy file (no \\x93NUMPY magic)")]
+    NoMagic,
+    #[error("not a readable .npy file: {0}")]
+    Npy(std::io::Error),
+    #[error("dtype '{0}' is not a structured array of boxes")]
+    NotRecords(String),
+    #[error("{0} is too large")]
+    TooLarge(&'static str),
+    #[error("data holds {bytes} bytes, shape needs {count} x {itemsize} = {needed}")]
+    Truncated {
+        bytes: usize,
+        count: usize,
+        itemsize: usize,
+        needed: usize,
+    },
+    /// A field the boxes need is absent (the names it may have, `' or '`-joined).
+    #[error("missing field '{0}'")]
+    MissingField(String),
+    #[error("field '{field}': {problem}")]
+    Field {
+        field: String,
+        problem: FieldProblem,
+    },
+}
+
+/// Why one field of the records cannot be read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FieldProblem {
+    #[error("type '{0}' is not an integer or float32/64")]
+    NotNumeric(String),
+    #[error("big-endian type '{0}' is not supported")]
+    BigEndian(String),
+    #[error("sub-array fields are not supported")]
+    SubArray,
+    #[error("nested structured type")]
+    Nested,
+    #[error("has no fixed size")]
+    NoSize,
+    #[error("lies outside the record")]
+    OutsideRecord,
+    #[error("value {0} does not fit the field's type")]
+    OutOfRange(String),
+    #[error("value {0} is not a finite time")]
+    NotATime(f64),
+    #[error("value {0} is not an integer")]
+    NotAnInteger(f64),
+}
+
 /// RVT's `BBOX_DTYPE` with its trailing padding (itemsize 40), as NumPy writes it.
 const RVT_BBOX_DESCR: &str =
     "[('t', '<i8'), ('x', '<f4'), ('y', '<f4'), ('w', '<f4'), ('h', '<f4'), \
@@ -39,9 +92,9 @@ const RVT_BBOX_DESCR: &str =
 pub fn read_bbox_npy(path: impl AsRef<Path>) -> Result<Vec<BoxLabel>> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| EventError::io(path, e))?;
-    parse_bbox_npy(&bytes).map_err(|reason| EventError::Labels {
+    parse_bbox_npy(&bytes).map_err(|source| EventError::Labels {
         path: path.to_path_buf(),
-        reason,
+        source,
     })
 }
 
@@ -75,18 +128,16 @@ pub fn encode_bbox_npy(labels: &[BoxLabel]) -> std::io::Result<Vec<u8>> {
 }
 
 /// Decodes the bytes of a bbox `.npy` file; the error is a human-readable reason.
-pub fn parse_bbox_npy(bytes: &[u8]) -> Result<Vec<BoxLabel>, String> {
+pub fn parse_bbox_npy(bytes: &[u8]) -> Result<Vec<BoxLabel>, LabelsError> {
     if !bytes.starts_with(MAGIC) {
-        return Err("not a .npy file (no \\x93NUMPY magic)".into());
+        return Err(LabelsError::NoMagic);
     }
-    let file = npyz::NpyFile::new(bytes).map_err(|e| format!("not a readable .npy file: {e}"))?;
+    let file = npyz::NpyFile::new(bytes).map_err(LabelsError::Npy)?;
     let header = file.header();
     let fields = match header.dtype() {
         npyz::DType::Record(fields) => layout_fields(&fields)?,
-        npyz::DType::Plain(ty) => {
-            return Err(format!("dtype '{ty}' is not a structured array of boxes"));
-        }
-        npyz::DType::Array(..) => return Err("the dtype is an array, not a record of boxes".into()),
+        npyz::DType::Plain(ty) => return Err(LabelsError::NotRecords(ty.to_string())),
+        other @ npyz::DType::Array(..) => return Err(LabelsError::NotRecords(other.descr())),
     };
     let count = header
         .shape()
@@ -94,22 +145,23 @@ pub fn parse_bbox_npy(bytes: &[u8]) -> Result<Vec<BoxLabel>, String> {
         .try_fold(1usize, |acc, &d| {
             usize::try_from(d).ok().and_then(|d| acc.checked_mul(d))
         })
-        .ok_or("shape is too large")?;
+        .ok_or(LabelsError::TooLarge("the shape"))?;
     let data = file.into_inner();
     let itemsize = fields.iter().map(|f| f.offset + f.size).max().unwrap_or(0);
     let needed = count
         .checked_mul(itemsize)
-        .ok_or("shape times itemsize overflows")?;
+        .ok_or(LabelsError::TooLarge("the shape times the itemsize"))?;
     if data.len() < needed {
-        return Err(format!(
-            "data holds {} bytes, shape needs {count} x {itemsize} = {needed}",
-            data.len()
-        ));
+        return Err(LabelsError::Truncated {
+            bytes: data.len(),
+            count,
+            itemsize,
+            needed,
+        });
     }
     let pick = |names: &[&str]| fields.iter().find(|f| names.contains(&f.name.as_str()));
-    let require = |names: &[&str]| {
-        pick(names).ok_or_else(|| format!("missing field '{}'", names.join("' or '")))
-    };
+    let require =
+        |names: &[&str]| pick(names).ok_or_else(|| LabelsError::MissingField(names.join("' or '")));
     let t = require(&["t", "ts"])?;
     let [x, y, w, h] = [
         require(&["x"])?,
@@ -124,14 +176,14 @@ pub fn parse_bbox_npy(bytes: &[u8]) -> Result<Vec<BoxLabel>, String> {
     let mut labels = Vec::with_capacity(count);
     for record in data.chunks_exact(itemsize.max(1)).take(count) {
         labels.push(BoxLabel {
-            t: t.read(record)?.as_i64(&t.name)?,
+            t: t.read_with(record, Value::as_i64)?,
             x: x.read(record)?.as_f32(),
             y: y.read(record)?.as_f32(),
             w: w.read(record)?.as_f32(),
             h: h.read(record)?.as_f32(),
-            class_id: class_id.read(record)?.as_u32(&class_id.name)?,
+            class_id: class_id.read_with(record, Value::as_u32)?,
             track_id: match track_id {
-                Some(f) => f.read(record)?.as_u32(&f.name)?,
+                Some(f) => f.read_with(record, Value::as_u32)?,
                 None => 0,
             },
             confidence: match confidence {
@@ -168,7 +220,7 @@ struct Field {
     size: usize,
     scalar: Scalar,
     /// Why this field cannot be decoded as a number (big-endian, sub-array, ...), if so.
-    unusable: Option<String>,
+    unusable: Option<FieldProblem>,
 }
 
 /// A decoded field value before conversion to the [`BoxLabel`] type.
@@ -186,34 +238,48 @@ impl Value {
         }
     }
 
-    fn as_i64(self, name: &str) -> Result<i64, String> {
+    fn as_i64(self) -> Result<i64, FieldProblem> {
         match self {
-            Value::I(v) => {
-                i64::try_from(v).map_err(|_| format!("field '{name}' value {v} does not fit i64"))
-            }
+            Value::I(v) => i64::try_from(v).map_err(|_| FieldProblem::OutOfRange(v.to_string())),
             Value::F(v) if v.is_finite() && v.abs() < 9.2e18 => Ok(v.round() as i64),
-            Value::F(v) => Err(format!("field '{name}' value {v} is not a finite time")),
+            Value::F(v) => Err(FieldProblem::NotATime(v)),
         }
     }
 
-    fn as_u32(self, name: &str) -> Result<u32, String> {
+    fn as_u32(self) -> Result<u32, FieldProblem> {
         let v = match self {
             Value::I(v) => v,
             Value::F(v) if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e12 => v as i128,
-            Value::F(v) => return Err(format!("field '{name}' value {v} is not an integer")),
+            Value::F(v) => return Err(FieldProblem::NotAnInteger(v)),
         };
-        u32::try_from(v).map_err(|_| format!("field '{name}' value {v} does not fit u32"))
+        u32::try_from(v).map_err(|_| FieldProblem::OutOfRange(v.to_string()))
     }
 }
 
 impl Field {
-    fn read(&self, record: &[u8]) -> Result<Value, String> {
+    /// The field's value converted by `convert`; its problems name the field.
+    fn read_with<T>(
+        &self,
+        record: &[u8],
+        convert: fn(Value) -> Result<T, FieldProblem>,
+    ) -> Result<T, LabelsError> {
+        convert(self.read(record)?).map_err(|problem| LabelsError::Field {
+            field: self.name.clone(),
+            problem,
+        })
+    }
+
+    fn read(&self, record: &[u8]) -> Result<Value, LabelsError> {
+        let problem = |problem: FieldProblem| LabelsError::Field {
+            field: self.name.clone(),
+            problem,
+        };
         if let Some(why) = &self.unusable {
-            return Err(format!("field '{}': {why}", self.name));
+            return Err(problem(why.clone()));
         }
         let bytes = record
             .get(self.offset..self.offset + self.size)
-            .ok_or_else(|| format!("field '{}' lies outside the record", self.name))?;
+            .ok_or_else(|| problem(FieldProblem::OutsideRecord))?;
         let mut buf = [0u8; 8];
         buf[..bytes.len().min(8)].copy_from_slice(&bytes[..bytes.len().min(8)]);
         let raw = u64::from_le_bytes(buf);
@@ -225,28 +291,25 @@ impl Field {
             }
             Scalar::Float { size: 4 } => Value::F(f64::from(f32::from_bits(raw as u32))),
             Scalar::Float { .. } => Value::F(f64::from_bits(raw)),
-            Scalar::Other => return Err(format!("field '{}' is not a number", self.name)),
+            Scalar::Other => return Err(problem(FieldProblem::NotNumeric(self.name.clone()))),
         })
     }
 }
 
 /// Lays out the fields of a structured dtype sequentially, as NumPy does.
-fn layout_fields(items: &[npyz::Field]) -> Result<Vec<Field>, String> {
+fn layout_fields(items: &[npyz::Field]) -> Result<Vec<Field>, LabelsError> {
     let mut fields = Vec::with_capacity(items.len());
     let mut offset = 0usize;
     for item in items {
         let name = item.name.clone();
-        let size = item
-            .dtype
-            .num_bytes()
-            .ok_or_else(|| format!("field '{name}' has no fixed size"))?;
+        let size = item.dtype.num_bytes().ok_or_else(|| LabelsError::Field {
+            field: name.clone(),
+            problem: FieldProblem::NoSize,
+        })?;
         let (scalar, unusable) = match &item.dtype {
             npyz::DType::Plain(ty) => scalar_of(ty),
-            npyz::DType::Array(..) => (
-                Scalar::Other,
-                Some("sub-array fields are not supported".to_string()),
-            ),
-            npyz::DType::Record(_) => (Scalar::Other, Some("nested structured type".to_string())),
+            npyz::DType::Array(..) => (Scalar::Other, Some(FieldProblem::SubArray)),
+            npyz::DType::Record(_) => (Scalar::Other, Some(FieldProblem::Nested)),
         };
         fields.push(Field {
             name,
@@ -255,13 +318,15 @@ fn layout_fields(items: &[npyz::Field]) -> Result<Vec<Field>, String> {
             scalar,
             unusable,
         });
-        offset = offset.checked_add(size).ok_or("record size overflows")?;
+        offset = offset
+            .checked_add(size)
+            .ok_or(LabelsError::TooLarge("the record"))?;
     }
     Ok(fields)
 }
 
 /// The scalar kind of a type like `<f4` and, when it cannot be decoded as a number, why.
-fn scalar_of(ty: &npyz::TypeStr) -> (Scalar, Option<String>) {
+fn scalar_of(ty: &npyz::TypeStr) -> (Scalar, Option<FieldProblem>) {
     use npyz::{Endianness, TypeChar};
     let size = usize::try_from(ty.size_field()).unwrap_or(usize::MAX);
     let scalar = match (ty.type_char(), size) {
@@ -274,9 +339,9 @@ fn scalar_of(ty: &npyz::TypeStr) -> (Scalar, Option<String>) {
         _ => Scalar::Other,
     };
     let unusable = match scalar {
-        Scalar::Other => Some(format!("type '{ty}' is not an integer or float32/64")),
+        Scalar::Other => Some(FieldProblem::NotNumeric(ty.to_string())),
         _ if ty.endianness() == Endianness::Big && size > 1 => {
-            Some(format!("big-endian type '{ty}' is not supported"))
+            Some(FieldProblem::BigEndian(ty.to_string()))
         }
         _ => None,
     };

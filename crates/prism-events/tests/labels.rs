@@ -203,7 +203,7 @@ fn header_with(descr: &str, shape: &str) -> Vec<u8> {
 
 #[test]
 fn bad_files_give_errors_that_name_the_problem() {
-    let reason = |bytes: &[u8]| parse_bbox_npy(bytes).unwrap_err();
+    let reason = |bytes: &[u8]| parse_bbox_npy(bytes).unwrap_err().to_string();
     let big_endian = header_with("[('t', '>i8'), ('x', '<f4'), ('y', '<f4'), ('w', '<f4'), ('h', '<f4'), ('class_id', '<u4')]", "(1,)");
     let mut with_data = big_endian.clone();
     with_data.extend_from_slice(&[0; 28]);
@@ -229,9 +229,9 @@ fn bad_files_give_errors_that_name_the_problem() {
     let path = dir.path().join("bad_bbox.npy");
     std::fs::write(&path, &with_data).unwrap();
     match read_bbox_npy(&path) {
-        Err(EventError::Labels { path: p, reason }) => {
+        Err(EventError::Labels { path: p, source }) => {
             assert_eq!(p, path);
-            assert!(reason.contains("big-endian"));
+            assert!(source.to_string().contains("big-endian"));
         }
         other => panic!("expected a labels error, got {other:?}"),
     }

@@ -475,7 +475,7 @@ fn infer(app: &App, request: &http::Request) -> std::result::Result<Reply, HttpE
                 )
             })?;
         let mut data = Vec::new();
-        flatten_f32(&input.data, &mut data, &input.name).map_err(|m| err(400, m))?;
+        flatten_f32(&input.data, &mut data, &input.name).map_err(|e| err(400, e.to_string()))?;
         tensors.push((input.name.as_str(), shape, data));
     }
     let views: Vec<TensorView<'_>> = tensors
@@ -609,7 +609,8 @@ fn stream_events(
         let finish = query
             .split('&')
             .any(|kv| kv == "finish=true" || kv == "finish=1");
-        protocol::decode_binary_events(&request.body, finish).map_err(|m| err(400, m))?
+        protocol::decode_binary_events(&request.body, finish)
+            .map_err(|e| err(400, e.to_string()))?
     } else {
         parse(&request.body)?
     };

@@ -140,46 +140,62 @@ impl DetectionJson {
     }
 }
 
+/// A request body that does not follow the protocol; the server answers it 400.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    #[error("input `{input}`: {value} is not a number")]
+    NotANumber { input: String, value: String },
+    #[error("input `{input}`: datatype FP32 needs numbers, found {found}")]
+    NotNumbers { input: String, found: &'static str },
+    #[error("binary events: {bytes} bytes, too short for the event count")]
+    NoCount { bytes: usize },
+    #[error("binary events: {events} events need 4 + 13 x {events} = {need} bytes, the body has {bytes}")]
+    Length {
+        events: usize,
+        need: u128,
+        bytes: usize,
+    },
+}
+
 /// Flattens `data` (numbers, possibly nested arrays) into `out`; errors name the first bad value.
-pub fn flatten_f32(data: &Value, out: &mut Vec<f32>, input: &str) -> Result<(), String> {
+pub fn flatten_f32(data: &Value, out: &mut Vec<f32>, input: &str) -> Result<(), ProtocolError> {
     match data {
         Value::Number(n) => {
-            let v = n
-                .as_f64()
-                .ok_or_else(|| format!("input `{input}`: {n} is not a number"))?;
+            let v = n.as_f64().ok_or_else(|| ProtocolError::NotANumber {
+                input: input.to_string(),
+                value: n.to_string(),
+            })?;
             out.push(v as f32);
             Ok(())
         }
         Value::Array(items) => items.iter().try_for_each(|v| flatten_f32(v, out, input)),
-        other => Err(format!(
-            "input `{input}`: datatype FP32 needs numbers, found {}",
-            match other {
+        other => Err(ProtocolError::NotNumbers {
+            input: input.to_string(),
+            found: match other {
                 Value::Null => "null",
                 Value::Bool(_) => "a boolean",
                 Value::String(_) => "a string",
                 _ => "an object",
-            }
-        )),
+            },
+        }),
     }
 }
 
 /// Decodes the binary events body: `n` (u32), then `t` (n × i64), `x` (n × u16), `y` (n × u16),
 /// `p` (n × u8), all little-endian: `4 + 13 n` bytes.
-pub fn decode_binary_events(body: &[u8], finish: bool) -> Result<EventsRequest, String> {
-    let (head, rest) = body.split_first_chunk::<4>().ok_or_else(|| {
-        format!(
-            "binary events: {} bytes, too short for the event count",
-            body.len()
-        )
-    })?;
+pub fn decode_binary_events(body: &[u8], finish: bool) -> Result<EventsRequest, ProtocolError> {
+    let (head, rest) = body
+        .split_first_chunk::<4>()
+        .ok_or(ProtocolError::NoCount { bytes: body.len() })?;
     let n = u32::from_le_bytes(*head) as usize;
-    let want = n.checked_mul(13).ok_or("binary events: count overflows")?;
-    if rest.len() != want {
-        return Err(format!(
-            "binary events: {n} events need 4 + 13 x {n} = {} bytes, the body has {}",
-            want + 4,
-            body.len()
-        ));
+    let need = 4 + 13 * n as u128;
+    if rest.len() as u128 + 4 != need {
+        return Err(ProtocolError::Length {
+            events: n,
+            need,
+            bytes: body.len(),
+        });
     }
     let (t, rest) = rest.split_at(8 * n);
     let (x, rest) = rest.split_at(2 * n);
