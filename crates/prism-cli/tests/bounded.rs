@@ -8,31 +8,19 @@
     clippy::needless_range_loop
 )]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::{prism, stderr, stdout};
 use prism_events::write::{create, WriteFormat};
 use prism_events::{EventChunk, SensorSize};
 use serde_json::{json, Value};
-
-fn prism(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prism"))
-        .args(args)
-        .output()
-        .expect("the prism binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 /// rvt-tiny-synth (random weights) exported once for this test binary: 160x128, 50 ms windows.
 fn model() -> &'static Path {

@@ -6,23 +6,10 @@
     clippy::needless_range_loop
 )]
 
+mod common;
+
+use common::{prism, stderr, stdout};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn prism(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prism"))
-        .args(args)
-        .output()
-        .expect("the prism binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 #[test]
 fn synth_inspect_render_round_trip() {

@@ -8,16 +8,12 @@
     clippy::needless_range_loop
 )]
 
+mod common;
+
+use common::prism;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn prism(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prism"))
-        .args(args)
-        .output()
-        .expect("the prism binary runs")
-}
 
 fn text(o: &Output) -> String {
     format!(

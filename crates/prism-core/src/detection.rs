@@ -59,6 +59,14 @@ impl BoxXyxy {
     }
 }
 
+/// The name of class `id` in `classes`, or the id itself where the list has none.
+pub fn class_name(classes: &[String], id: usize) -> std::borrow::Cow<'_, str> {
+    match classes.get(id) {
+        Some(name) => std::borrow::Cow::Borrowed(name),
+        None => std::borrow::Cow::Owned(id.to_string()),
+    }
+}
+
 /// One detected object.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Detection {

@@ -132,10 +132,7 @@ impl DetectionJson {
             y2: d.bbox.y2,
             score: d.score,
             class_id: d.class_id,
-            class: classes
-                .get(d.class_id)
-                .cloned()
-                .unwrap_or_else(|| d.class_id.to_string()),
+            class: prism_core::detection::class_name(classes, d.class_id).into_owned(),
         }
     }
 }

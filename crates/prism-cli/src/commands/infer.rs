@@ -226,7 +226,7 @@ fn write_detections(
     classes: &[String],
 ) -> std::io::Result<()> {
     for d in dets {
-        let id = d.class_id.to_string();
+        let class = prism_core::detection::class_name(classes, d.class_id);
         let line = Line {
             t_us,
             window,
@@ -236,7 +236,7 @@ fn write_detections(
             y2: d.bbox.y2,
             score: d.score,
             class_id: d.class_id,
-            class: classes.get(d.class_id).map_or(id.as_str(), String::as_str),
+            class: &class,
         };
         serde_json::to_writer(&mut *out, &line)?;
         out.write_all(b"\n")?;
