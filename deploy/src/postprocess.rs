@@ -116,6 +116,8 @@ mod tests {
                 nms_iou: 0.5,
                 max_detections: 10,
             },
+            precision: Default::default(),
+            quantization: None,
         }
     }
 

@@ -77,6 +77,8 @@ fn spec() -> ModelSpec {
             nms_iou: 0.5,
             max_detections: 50,
         },
+        precision: Default::default(),
+        quantization: None,
     }
 }
 

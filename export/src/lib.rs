@@ -29,6 +29,8 @@ mod optimize;
 pub mod proto;
 #[cfg(feature = "python")]
 pub mod python;
+#[cfg(feature = "quantize")]
+pub mod quantize;
 pub mod verify;
 
 use std::collections::{BTreeMap, HashMap};

@@ -54,6 +54,8 @@ enum Command {
     /// Import weights from other frameworks (official RVT checkpoints).
     #[command(subcommand)]
     Import(commands::import::ImportCommand),
+    /// INT8 post-training quantization (QDQ) of an exported model, calibrated on real windows.
+    Quantize(commands::quantize::QuantizeArgs),
     /// Parameters per part, FLOPs per window, state size, input and output shapes.
     Info(commands::info::InfoArgs),
     /// Run an exported model over a recording: detections as JSON lines, frames as PNG.
@@ -85,6 +87,7 @@ fn run(command: Command) -> Result<()> {
         Command::Eval(args) => commands::eval::run(args),
         Command::Export(cmd) => commands::export::run(cmd),
         Command::Import(cmd) => commands::import::run(cmd),
+        Command::Quantize(args) => commands::quantize::run(args),
         Command::Info(args) => commands::info::run(args),
         Command::Infer(args) => commands::infer::run(args),
         Command::Serve(args) => commands::serve::run(args),

@@ -43,6 +43,68 @@ pub struct ModelSpec {
     #[serde(default)]
     pub state: Vec<StateSpec>,
     pub postprocess: Postprocess,
+    /// Numeric precision of the graph's weights and arithmetic (fp32 unless the file says so).
+    #[serde(default, skip_serializing_if = "Precision::is_fp32")]
+    pub precision: Precision,
+    /// How an int8 file was quantized (`prism quantize`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<Quantization>,
+}
+
+/// Numeric precision of an exported graph.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// float32 throughout.
+    #[default]
+    Fp32,
+    /// float16 weights and arithmetic, float32 inputs and outputs.
+    Fp16,
+    /// int8 QDQ (QuantizeLinear / DequantizeLinear) around the weighted layers.
+    Int8,
+}
+
+impl Precision {
+    pub fn is_fp32(&self) -> bool {
+        *self == Self::Fp32
+    }
+
+    /// `fp32`, `fp16` or `int8`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fp32 => "fp32",
+            Self::Fp16 => "fp16",
+            Self::Int8 => "int8",
+        }
+    }
+}
+
+/// How a model was quantized, as `prism quantize` records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quantization {
+    /// `qdq`.
+    pub format: String,
+    /// e.g. `int8 symmetric per-channel`.
+    pub weights: String,
+    /// e.g. `int8 symmetric`.
+    pub activations: String,
+    /// Calibration method, e.g. `entropy`.
+    pub method: String,
+    /// Windows (or images) the ranges were calibrated on.
+    pub calibration_windows: usize,
+    /// Weighted nodes quantized.
+    pub quantized_nodes: usize,
+    /// Weighted nodes left in float, and why.
+    #[serde(default)]
+    pub float_nodes: Vec<FloatNode>,
+}
+
+/// A weighted node a quantized model keeps in float.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FloatNode {
+    pub name: String,
+    pub op: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -248,6 +310,8 @@ mod tests {
                 shape: vec![1, 32, 64, 80],
             }],
             postprocess: Postprocess::default(),
+            precision: Precision::Fp32,
+            quantization: None,
         }
     }
 

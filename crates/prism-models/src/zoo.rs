@@ -271,6 +271,8 @@ impl ModelCard {
             },
             state,
             postprocess: Postprocess::default(),
+            precision: prism_core::spec::Precision::Fp32,
+            quantization: None,
         }
     }
 }

@@ -1,4 +1,6 @@
-//! `prism info --model NAME`: what a model costs before anyone trains it.
+//! `prism info --model NAME`: what a model costs before anyone trains it; `prism info --model
+//! FILE.onnx`: what an exported file holds (its metadata: classes, inputs, state, precision and
+//! how it was quantized).
 
 use anyhow::{Context, Result};
 use burn::tensor::Device;
@@ -41,6 +43,15 @@ pub struct Parameters {
 }
 
 pub fn run(args: InfoArgs) -> Result<()> {
+    if let Some(file) = args
+        .source
+        .model
+        .as_deref()
+        .map(std::path::Path::new)
+        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+    {
+        return onnx_info(file, args.json);
+    }
     let info = model_info(&args.source)?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&info)?)?;
@@ -146,4 +157,78 @@ fn flops(onnx: &[u8]) -> Result<u64> {
         }
     }
     Ok(2 * fma)
+}
+
+/// Prints what an exported file's `prism` metadata says, and its size.
+fn onnx_info(path: &std::path::Path, json: bool) -> Result<()> {
+    use prost::Message as _;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let proto = tract_onnx::pb::ModelProto::decode(bytes.as_slice())
+        .map_err(|e| anyhow::anyhow!("{} is not an ONNX model: {e}", path.display()))?;
+    let entry = proto
+        .metadata_props
+        .iter()
+        .find(|p| p.key == "prism")
+        .with_context(|| {
+            format!(
+                "{} has no `prism` metadata; it was not written by `prism export onnx`",
+                path.display()
+            )
+        })?;
+    let spec = prism_core::ModelSpec::from_json(&entry.value)
+        .with_context(|| format!("{}: the prism metadata", path.display()))?;
+    let nodes = proto.graph.as_ref().map_or(0, |g| g.node.len());
+    if json {
+        let value = serde_json::json!({
+            "file": path.display().to_string(),
+            "bytes": bytes.len(),
+            "nodes": nodes,
+            "spec": spec,
+        });
+        outln!("{}", serde_json::to_string_pretty(&value)?)?;
+        return Ok(());
+    }
+    outln!(
+        "file         {} ({:.1} MB, {nodes} nodes)",
+        path.display(),
+        bytes.len() as f64 / 1e6
+    )?;
+    outln!("model        {}", spec.model)?;
+    outln!("classes      {}", spec.classes.join(", "))?;
+    outln!("precision    {}", spec.precision.name())?;
+    if let Some(q) = &spec.quantization {
+        outln!(
+            "quantized    {} nodes, {} ({}); weights {}, activations {}; {} calibration windows",
+            q.quantized_nodes,
+            q.format.to_uppercase(),
+            q.method,
+            q.weights,
+            q.activations,
+            q.calibration_windows
+        )?;
+        for node in &q.float_nodes {
+            outln!("  float      {} ({}): {}", node.name, node.op, node.reason)?;
+        }
+    }
+    let dims = |shape: &[Option<usize>]| {
+        shape
+            .iter()
+            .map(|d| d.map_or("?".to_string(), |d| d.to_string()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    outln!(
+        "input        {} [{}]",
+        spec.input.name,
+        dims(&spec.input.shape)
+    )?;
+    for s in &spec.state {
+        outln!("state        {} -> {} {:?}", s.input, s.output, s.shape)?;
+    }
+    outln!(
+        "output       {} (strides {:?})",
+        spec.output.name,
+        spec.output.strides
+    )?;
+    Ok(())
 }

@@ -10,5 +10,6 @@ pub mod infer;
 pub mod info;
 pub mod model_source;
 pub mod progress;
+pub mod quantize;
 pub mod serve;
 pub mod train;

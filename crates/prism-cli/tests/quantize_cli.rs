@@ -1,0 +1,126 @@
+//! `prism quantize` as a user runs it: export rvt-tiny-synth, calibrate on a synthetic EVT 3.0
+//! recording with the state carried, check `prism info` reads what was done, infer with the
+//! int8 file, and refuse bad input without writing anything.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{prism, stderr, stdout};
+
+#[test]
+fn quantize_a_recurrent_export_on_a_recording_then_inspect_and_infer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let float = path("tiny.onnx");
+    let o = prism(&[
+        "export",
+        "onnx",
+        "--model",
+        "rvt-tiny-synth",
+        "--out",
+        &float,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stem = path("scene");
+    let o = prism(&[
+        "data",
+        "synth",
+        "--out",
+        &stem,
+        "--format",
+        "evt3",
+        "--duration-s",
+        "1",
+        "--seed",
+        "5",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let raw = format!("{stem}_td.raw");
+
+    let int8 = path("tiny.int8.onnx");
+    let o = prism(&[
+        "quantize",
+        "--model",
+        &float,
+        "--calib",
+        &raw,
+        "--out",
+        &int8,
+        "--calib-windows",
+        "8",
+        "--report",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("quantized 90 nodes (8 calibration windows"),
+        "{text}"
+    );
+    assert!(
+        text.contains("recurrent state") && text.contains("output head"),
+        "{text}"
+    );
+    assert!(text.contains("SQNR per quantized node"), "{text}");
+    let float_size = std::fs::metadata(&float).unwrap().len();
+    let int8_size = std::fs::metadata(&int8).unwrap().len();
+    assert!(int8_size * 2 < float_size, "{int8_size} vs {float_size}");
+
+    let o = prism(&["info", "--model", &int8, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let info: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(info["spec"]["precision"], "int8");
+    assert_eq!(info["spec"]["quantization"]["calibration_windows"], 8);
+    assert_eq!(info["spec"]["quantization"]["method"], "percentile-99.999");
+    assert_eq!(info["spec"]["state"].as_array().unwrap().len(), 8);
+    let o = prism(&["info", "--model", &int8]);
+    assert!(stdout(&o).contains("precision    int8"), "{}", stdout(&o));
+
+    // The int8 file streams like the float one.
+    let o = prism(&["infer", "--model", &int8, "--input", &raw]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for line in stdout(&o).lines() {
+        let detection: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(detection["t_us"].as_i64().unwrap() <= 1_100_000, "{line}");
+    }
+
+    // Bad input: a clear error, exit 1, nothing written.
+    let refused = |args: &[&str], expect: &str| {
+        let out = path("refused.onnx");
+        let mut full = vec!["quantize", "--out", &out];
+        full.extend_from_slice(args);
+        let o = prism(&full);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(expect), "{args:?}: {}", stderr(&o));
+        assert!(
+            !std::path::Path::new(&out).exists(),
+            "{args:?} wrote a file"
+        );
+        assert!(!std::path::Path::new(&format!("{out}.partial")).exists());
+    };
+    refused(&["--model", &int8, "--calib", &raw], "already quantized");
+    let empty = path("empty.raw");
+    std::fs::write(&empty, b"").unwrap();
+    refused(&["--model", &float, "--calib", &empty], "empty.raw");
+    refused(
+        &["--model", &float, "--calib", &path("missing.dat")],
+        "missing.dat",
+    );
+    refused(
+        &[
+            "--model",
+            &float,
+            "--calib",
+            &raw,
+            "--exclude",
+            "NoSuchNode*",
+        ],
+        "matches no quantizable node",
+    );
+    let junk = path("junk.onnx");
+    std::fs::write(&junk, b"\x08\x01garbage").unwrap();
+    refused(&["--model", &junk, "--calib", &raw], "junk.onnx");
+    refused(
+        &["--model", &float, "--calib", dir.path().to_str().unwrap()],
+        "train",
+    );
+}
