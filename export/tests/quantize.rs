@@ -68,7 +68,14 @@ const STATE: [usize; 4] = [1, 8, 8, 8];
 /// Exports the network with prism-style metadata and returns the file's path.
 fn exported(name: &str, metadata: Option<&str>) -> std::path::PathBuf {
     let d = device();
-    let net = Net::new();
+    // The same weights in every test and run: seed and initialise under one lock, since tests
+    // run on parallel threads and share the device's generator.
+    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let net = {
+        let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+        d.seed(42);
+        Net::new()
+    };
     let mut options = ExportOptions::default()
         .inputs(["x", "h"])
         .outputs(["y", "h_out"]);

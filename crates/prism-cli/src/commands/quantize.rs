@@ -76,6 +76,11 @@ pub struct QuantizeArgs {
     /// Split of a prepared dataset to calibrate on.
     #[arg(long, default_value = "train")]
     pub calib_split: String,
+    /// Also write the calibration windows to this folder (`windows.npy`, one model input per
+    /// window, and `starts.npy`, 1 where a sequence starts), so that another quantizer can be
+    /// calibrated on exactly the same data.
+    #[arg(long)]
+    pub save_calib: Option<PathBuf>,
     /// Print each quantized node's SQNR against the float model, worst first.
     #[arg(long)]
     pub report: bool,
@@ -114,6 +119,10 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
             args.calib.display(),
             quantize::QuantizeError::NoCalibrationData
         );
+    }
+
+    if let Some(dir) = &args.save_calib {
+        save_calibration(data.as_mut(), &feeds.input_shape, dir)?;
     }
 
     let options = QuantizeOptions {
@@ -162,6 +171,31 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     outln!("{}", quantized.report.table().trim_end())?;
+    Ok(())
+}
+
+/// Writes every calibration window and where sequences start as `.npy` files in `dir`.
+fn save_calibration(data: &mut dyn CalibrationData, shape: &[usize], dir: &Path) -> Result<()> {
+    let mut values = Vec::new();
+    let mut starts = Vec::new();
+    for (i, window) in data.windows().enumerate() {
+        let window = window.map_err(|e| anyhow::anyhow!("calibration window {i}: {e}"))?;
+        values.extend_from_slice(&window.input);
+        starts.push(u8::from(window.new_sequence));
+    }
+    let mut dims = vec![starts.len()];
+    dims.extend_from_slice(&shape[1..]);
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let n = starts.len();
+    prism_export::npy::write(
+        &dir.join("windows.npy"),
+        &burn::tensor::TensorData::new(values, dims),
+    )?;
+    prism_export::npy::write(
+        &dir.join("starts.npy"),
+        &burn::tensor::TensorData::new(starts, [n]),
+    )?;
+    eprintln!("saved {n} calibration windows in {}", dir.display());
     Ok(())
 }
 
