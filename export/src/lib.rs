@@ -21,6 +21,8 @@
 mod capture;
 mod dynamic;
 mod error;
+#[cfg(feature = "quantize")]
+pub mod fp16;
 mod fuse;
 mod graph;
 mod lower;

@@ -478,3 +478,152 @@ fn excluded_nodes_stay_float() {
         .iter()
         .any(|(n, r)| n.op == "MatMul" && *r == KeepReason::Excluded("MatMul".into())));
 }
+
+// ---------------------------------------------------------------------------------------------
+// float16
+
+/// fp16 keeps 11 significant bits; through six layers a scale-relative error of 1e-2 is ample.
+const FP16_TOLERANCE: f32 = 1e-2;
+
+fn to_fp16(path: &std::path::Path, keep: &[&str], name: &str) -> std::path::PathBuf {
+    let proto = quantize::read_model(&std::fs::read(path).unwrap()).unwrap();
+    let keep = keep.iter().map(|s| s.to_string()).collect();
+    let half = prism_export::fp16::to_fp16(&proto, &keep).unwrap();
+    let out = out_dir().join(format!("{name}.onnx"));
+    std::fs::write(&out, prost::Message::encode_to_vec(&half)).unwrap();
+    out
+}
+
+#[test]
+fn fp16_files_agree_with_fp32_in_tract_and_onnx_runtime() {
+    let path = exported("fp16_float", Some(META));
+    let half = to_fp16(&path, &[], "fp16_all");
+    // The gate convolution kept in float32: an island with casts on both sides.
+    let island = to_fp16(&path, &["Conv_5"], "fp16_island");
+
+    let proto = quantize::read_model(&std::fs::read(&half).unwrap()).unwrap();
+    let graph = proto.graph.as_ref().unwrap();
+    assert!(graph
+        .initializer
+        .iter()
+        .filter(|t| t.dims.len() == 4)
+        .all(|t| t.data_type == 10));
+    for v in graph.input.iter().chain(&graph.output) {
+        let Some(tract_onnx::pb::type_proto::Value::TensorType(t)) =
+            v.r#type.as_ref().and_then(|t| t.value.as_ref())
+        else {
+            panic!("{} has no tensor type", v.name);
+        };
+        assert_eq!(t.elem_type, 1, "{} must stay float32", v.name);
+    }
+    let meta = &proto
+        .metadata_props
+        .iter()
+        .find(|p| p.key == "prism")
+        .unwrap()
+        .value;
+    assert!(meta.contains("\"precision\":\"fp16\""), "{meta}");
+    let island_proto = quantize::read_model(&std::fs::read(&island).unwrap()).unwrap();
+    let casts = |p: &tract_onnx::pb::ModelProto| {
+        p.graph
+            .as_ref()
+            .unwrap()
+            .node
+            .iter()
+            .filter(|n| n.op_type == "Cast")
+            .count()
+    };
+    assert!(
+        casts(&island_proto) > casts(&proto),
+        "the island adds casts"
+    );
+    let kept_weight = island_proto
+        .graph
+        .as_ref()
+        .unwrap()
+        .initializer
+        .iter()
+        .find(|t| t.name == "gate.weight")
+        .unwrap();
+    assert_eq!(
+        kept_weight.data_type, 1,
+        "the kept node's weight stays float32"
+    );
+
+    let inputs = inputs_for(2);
+    let float = TractRunner.run(&path, &inputs).unwrap();
+    let mut jobs = Vec::new();
+    for file in [&half, &island] {
+        let got = TractRunner.run(file, &inputs).unwrap();
+        for (f, g) in float.iter().zip(&got) {
+            let err = relative_error(&values(f), &values(g));
+            assert!(
+                err < FP16_TOLERANCE,
+                "{}: tract fp16 vs fp32 {err}",
+                file.display()
+            );
+        }
+        jobs.push(PythonJob {
+            model: file.clone(),
+            inputs: inputs.clone(),
+            runtimes: vec!["ort".into()],
+            check: true,
+            timing_runs: 0,
+        });
+    }
+    let Some(python) = python_env() else {
+        assert!(
+            !python_required(),
+            "PRISM_REQUIRE_FIXTURES=1 but no Python environment"
+        );
+        return;
+    };
+    for (job, result) in jobs.iter().zip(run_python_jobs(&python, &jobs).unwrap()) {
+        assert_eq!(
+            result.check.as_deref(),
+            Some("ok"),
+            "{}",
+            job.model.display()
+        );
+        let ort = result.outputs[0].1.as_ref().unwrap();
+        for (f, o) in float.iter().zip(ort) {
+            let err = relative_error(&values(f), &values(o));
+            assert!(
+                err < FP16_TOLERANCE,
+                "{}: ORT fp16 vs fp32 {err}",
+                job.model.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn nodes_that_overflow_fp16_on_the_data_are_found() {
+    let path = exported("fp16_overflow", Some(META));
+    let proto = quantize::read_model(&std::fs::read(&path).unwrap()).unwrap();
+    let limit = prism_export::fp16::FP16_MAX / 4.0;
+    let normal =
+        prism_export::fp16::overflowing_nodes(&proto, &feeds(), &mut data(), limit).unwrap();
+    assert!(normal.is_empty(), "{normal:?}");
+
+    /// The same windows times 10^6: the first convolution's outputs leave the fp16 range.
+    struct Loud(Windows);
+    impl CalibrationData for Loud {
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn windows(
+            &mut self,
+        ) -> Box<dyn Iterator<Item = Result<CalibrationWindow, SourceError>> + '_> {
+            Box::new(self.0.windows().map(|w| {
+                w.map(|mut w| {
+                    w.input.iter_mut().for_each(|v| *v *= 1e6);
+                    w
+                })
+            }))
+        }
+    }
+    let loud =
+        prism_export::fp16::overflowing_nodes(&proto, &feeds(), &mut Loud(data()), limit).unwrap();
+    assert!(loud.iter().any(|n| n == "Conv_0"), "{loud:?}");
+}

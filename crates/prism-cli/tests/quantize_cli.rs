@@ -124,3 +124,46 @@ fn quantize_a_recurrent_export_on_a_recording_then_inspect_and_infer() {
         "train",
     );
 }
+
+#[test]
+fn fp16_export_verifies_carries_its_precision_and_is_not_quantized_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let half = dir.path().join("tiny.fp16.onnx");
+    let half = half.to_str().unwrap();
+    let o = prism(&[
+        "export",
+        "onnx",
+        "--model",
+        "rvt-tiny-synth",
+        "--out",
+        half,
+        "--precision",
+        "fp16",
+        "--verify",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("(limit 2e-2)"), "{text}");
+    let size = std::fs::metadata(half).unwrap().len();
+    assert!(size < 10_000_000, "fp16 weights: {size} bytes");
+    let o = prism(&["info", "--model", half]);
+    assert!(stdout(&o).contains("precision    fp16"), "{}", stdout(&o));
+
+    let stem = dir.path().join("scene");
+    let stem = stem.to_str().unwrap();
+    let o = prism(&["data", "synth", "--out", stem, "--duration-s", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = dir.path().join("q.onnx");
+    let o = prism(&[
+        "quantize",
+        "--model",
+        half,
+        "--calib",
+        &format!("{stem}_td.dat"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("precision fp16"), "{}", stderr(&o));
+    assert!(!out.exists());
+}

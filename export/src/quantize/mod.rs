@@ -29,6 +29,7 @@ use thiserror::Error;
 use tract_onnx::pb;
 
 pub use calibrate::Method;
+pub(crate) use observe::Observer;
 pub use plan::KeepReason;
 pub use report::{NodeSqnr, QuantReport};
 

@@ -97,6 +97,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
         dynamic_batch: false,
         opset: prism_export::DEFAULT_OPSET,
         verify,
+        precision: export::PrecisionArg::Fp32,
+        calib: None,
         ort_library: None,
     })?;
 

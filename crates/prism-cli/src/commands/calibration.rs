@@ -1,0 +1,223 @@
+//! Calibration windows for `prism quantize` and `prism export onnx --precision fp16`: a
+//! prepared dataset (the first windows of each sequence) or an event recording (its first
+//! windows), each window the model's input with sequence starts marked for the state.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use prism_core::ModelSpec;
+use prism_deploy::preprocess::HistogramInput;
+use prism_events::{EventChunk, ReaderOptions, WindowConfig, WindowSlicer};
+use prism_export::quantize::{CalibrationData, CalibrationWindow, Feeds, SourceError, StateLink};
+
+/// The data input and the recurrent state, from the model's metadata.
+pub fn feeds(spec: &ModelSpec) -> Feeds {
+    Feeds {
+        input: spec.input.name.clone(),
+        input_shape: spec.input.shape.iter().map(|d| d.unwrap_or(1)).collect(),
+        state: spec
+            .state
+            .iter()
+            .map(|s| StateLink {
+                input: s.input.clone(),
+                output: s.output.clone(),
+                shape: s
+                    .shape
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &d)| if i == 0 { 1 } else { d })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// Calibration windows from `path`: a prepared dataset folder (its `split`) or an event
+/// recording; at most `limit` windows.
+pub fn source(
+    path: &Path,
+    split: &str,
+    spec: &ModelSpec,
+    feeds: &Feeds,
+    limit: usize,
+) -> Result<Box<dyn CalibrationData>> {
+    let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
+    if meta.is_dir() {
+        Ok(Box::new(PreparedWindows::new(
+            path,
+            split,
+            &feeds.input_shape,
+            limit,
+        )?))
+    } else {
+        Ok(Box::new(RecordingWindows::read(
+            path,
+            spec,
+            &feeds.input_shape,
+            limit,
+        )?))
+    }
+}
+
+/// The first windows of every sequence of a prepared split, as many from each as spreads
+/// `limit` over them.
+struct PreparedWindows {
+    split: prism_data::PreparedSplit,
+    per_sequence: usize,
+    limit: usize,
+}
+
+impl PreparedWindows {
+    fn new(dir: &Path, split: &str, input_shape: &[usize], limit: usize) -> Result<Self> {
+        let split = prism_data::load_split(dir, split)
+            .with_context(|| format!("loading {}/{split}", dir.display()))?;
+        let Some(first) = split.sequences.first() else {
+            bail!(
+                "{}: the split holds no sequence, so no calibration window",
+                dir.display()
+            );
+        };
+        let want = [
+            first.meta.channels,
+            first.meta.input_hw[0],
+            first.meta.input_hw[1],
+        ];
+        if input_shape.len() != 4 || input_shape[1..] != want {
+            bail!(
+                "{}: windows are {want:?}, the model takes {:?}",
+                dir.display(),
+                input_shape
+            );
+        }
+        let per_sequence = limit.div_ceil(split.sequences.len()).max(1);
+        Ok(Self {
+            split,
+            per_sequence,
+            limit,
+        })
+    }
+}
+
+impl CalibrationData for PreparedWindows {
+    fn len(&self) -> usize {
+        let n: usize = self
+            .split
+            .sequences
+            .iter()
+            .map(|s| s.num_windows().min(self.per_sequence))
+            .sum();
+        n.min(self.limit)
+    }
+
+    fn windows(&mut self) -> Box<dyn Iterator<Item = Result<CalibrationWindow, SourceError>> + '_> {
+        let per = self.per_sequence;
+        Box::new(
+            self.split
+                .sequences
+                .iter()
+                .flat_map(move |seq| {
+                    (0..seq.num_windows().min(per)).map(move |i| {
+                        let window = seq.get_window(i).ok_or_else(|| -> SourceError {
+                            format!("{}: window {i} is unreadable", seq.meta.name).into()
+                        })?;
+                        Ok(CalibrationWindow {
+                            input: window.iter().map(|&v| f32::from(v)).collect(),
+                            new_sequence: i == 0,
+                        })
+                    })
+                })
+                .take(self.limit),
+        )
+    }
+}
+
+/// The first windows of a recording, kept as 8-bit histograms and padded on the way out.
+struct RecordingWindows {
+    histograms: Vec<Vec<u8>>,
+    content: [usize; 3],
+    input_shape: Vec<usize>,
+}
+
+impl RecordingWindows {
+    fn read(path: &Path, spec: &ModelSpec, input_shape: &[usize], limit: usize) -> Result<Self> {
+        let rep = spec
+            .representation
+            .as_ref()
+            .context("the model has no event representation in its metadata")?;
+        let mut input = HistogramInput::new(rep)?;
+        let sensor = prism_events::SensorSize {
+            width: u16::try_from(rep.sensor_width).context("sensor width")?,
+            height: u16::try_from(rep.sensor_height).context("sensor height")?,
+        };
+        let options = ReaderOptions {
+            sensor_size: Some(sensor),
+            ..ReaderOptions::default()
+        };
+        let mut reader = prism_events::open_with(path, options)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let mut slicer = WindowSlicer::new(WindowConfig::new(rep.window_us))?;
+        let mut chunk = EventChunk::default();
+        let mut histograms = Vec::new();
+        let mut content = [0; 3];
+        let mut take = |slicer: &mut WindowSlicer, histograms: &mut Vec<Vec<u8>>| -> Result<()> {
+            while histograms.len() < limit {
+                let Some(window) = slicer.next_window() else {
+                    break;
+                };
+                input.build(window.events)?;
+                let (hist, shape) = input.histogram();
+                content = shape;
+                histograms.push(hist.to_vec());
+            }
+            Ok(())
+        };
+        while histograms.len() < limit
+            && reader
+                .read_chunk(&mut chunk)
+                .with_context(|| format!("reading {}", path.display()))?
+        {
+            slicer.push(chunk.as_slice())?;
+            take(&mut slicer, &mut histograms)?;
+        }
+        slicer.finish();
+        take(&mut slicer, &mut histograms)?;
+        if histograms.is_empty() {
+            bail!(
+                "{} holds no event, so no calibration window",
+                path.display()
+            );
+        }
+        Ok(Self {
+            histograms,
+            content,
+            input_shape: input_shape.to_vec(),
+        })
+    }
+}
+
+impl CalibrationData for RecordingWindows {
+    fn len(&self) -> usize {
+        self.histograms.len()
+    }
+
+    fn windows(&mut self) -> Box<dyn Iterator<Item = Result<CalibrationWindow, SourceError>> + '_> {
+        let [c, h, w] = self.content;
+        let (ph, pw) = (self.input_shape[2], self.input_shape[3]);
+        Box::new(self.histograms.iter().enumerate().map(move |(i, hist)| {
+            let mut input = vec![0f32; c * ph * pw];
+            for ch in 0..c {
+                for y in 0..h {
+                    let src = &hist[(ch * h + y) * w..][..w];
+                    let dst = &mut input[(ch * ph + y) * pw..][..w];
+                    for (d, &s) in dst.iter_mut().zip(src) {
+                        *d = f32::from(s);
+                    }
+                }
+            }
+            Ok(CalibrationWindow {
+                input,
+                new_sequence: i == 0,
+            })
+        }))
+    }
+}
