@@ -56,6 +56,8 @@ enum Command {
     Import(commands::import::ImportCommand),
     /// INT8 post-training quantization (QDQ) of an exported model, calibrated on real windows.
     Quantize(commands::quantize::QuantizeArgs),
+    /// Latency, throughput, memory and mAP of a model on every backend x precision.
+    Bench(commands::bench::BenchArgs),
     /// Parameters per part, FLOPs per window, state size, input and output shapes.
     Info(commands::info::InfoArgs),
     /// Run an exported model over a recording: detections as JSON lines, frames as PNG.
@@ -88,6 +90,7 @@ fn run(command: Command) -> Result<()> {
         Command::Export(cmd) => commands::export::run(cmd),
         Command::Import(cmd) => commands::import::run(cmd),
         Command::Quantize(args) => commands::quantize::run(args),
+        Command::Bench(args) => commands::bench::run(args),
         Command::Info(args) => commands::info::run(args),
         Command::Infer(args) => commands::infer::run(args),
         Command::Serve(args) => commands::serve::run(args),

@@ -1,5 +1,6 @@
 //! One module per verb.
 
+pub mod bench;
 pub mod calibration;
 pub mod data;
 pub mod demo;
