@@ -121,6 +121,7 @@ fn run_benches(env: &provision::Env, names: &[String]) -> Result<()> {
         "bench-deploy",
         "bench-serve",
         "bench-train",
+        "bench-matrix",
     ];
     let selected: Vec<&str> = if names.is_empty() {
         all.to_vec()
@@ -131,9 +132,17 @@ fn run_benches(env: &provision::Env, names: &[String]) -> Result<()> {
         if !all.contains(&name) {
             bail!("unknown benchmark {name:?}; known: {}", all.join(", "));
         }
-        if name == "bench-train" {
-            // Its peer is PyTorch, kept out of the test environment (see `torch_env`).
+        if name == "bench-train" || name == "bench-rvt" {
+            // Their peer is PyTorch (see `torch_env`).
             torch_env::provision(env, &[])?;
+        }
+        if name == "bench-matrix" {
+            // It runs the `prism` binary, as a user would.
+            let mut build = Command::new(cargo());
+            build
+                .current_dir(&env.root)
+                .args(["build", "--release", "-p", "prism-cli"]);
+            run(&mut build, "cargo build --release -p prism-cli")?;
         }
         let mut cmd = Command::new(cargo());
         cmd.current_dir(&env.root).args([
