@@ -23,4 +23,5 @@
 pub mod checkpoint;
 pub mod onnx;
 pub mod rvt;
+pub mod yolox;
 pub mod zoo;

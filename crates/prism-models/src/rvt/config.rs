@@ -2,6 +2,8 @@
 
 use burn::config::Config;
 
+use crate::yolox::{BnSettings, YoloPafpnConfig, YoloxHeadConfig};
+
 /// Hyper-parameters of RVT (backbone, PAFPN and YOLOX head), mirroring the official
 /// `config/model/maxvit_yolox/default.yaml` plus the size/dataset experiment overrides.
 #[derive(Config, Debug)]
@@ -135,6 +137,28 @@ impl RvtConfig {
     /// Strides of the FPN levels fed to the head.
     pub fn strides(&self) -> [usize; 3] {
         [8, 16, 32]
+    }
+
+    /// The PAFPN over stages 2, 3 and 4.
+    pub fn pafpn_config(&self) -> YoloPafpnConfig {
+        let d = self.stage_dims();
+        YoloPafpnConfig::new([d[1], d[2], d[3]], self.csp_depth(), self.bn_settings())
+    }
+
+    /// The YOLOX head on the PAFPN's levels.
+    pub fn head_config(&self) -> YoloxHeadConfig {
+        let d = self.stage_dims();
+        YoloxHeadConfig::new(
+            [d[1], d[2], d[3]],
+            self.head_hidden(),
+            self.num_classes,
+            self.bn_settings(),
+        )
+        .with_strides(self.strides())
+    }
+
+    fn bn_settings(&self) -> BnSettings {
+        BnSettings::new(self.bn_eps, self.bn_momentum)
     }
 
     /// Number of anchor points (A) for an input of size `[h, w]`.

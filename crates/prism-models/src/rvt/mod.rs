@@ -10,23 +10,23 @@ pub mod config;
 pub mod decode;
 pub mod import;
 pub mod lstm;
-pub mod pafpn;
 pub mod params;
 pub mod partition;
 pub mod state;
-pub mod yolox_head;
+
+/// The YOLOX neck and head, shared with the multimodal detector ([`crate::yolox`]).
+pub use crate::yolox::{head as yolox_head, pafpn};
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
+pub use crate::yolox::{YoloPafpn, YoloxHead};
 pub use backbone::RvtBackbone;
 pub use config::{RvtConfig, RvtDataset, RvtSize, RVT_PRESETS};
 pub use decode::{decode_boxes, decode_outputs};
 pub use import::{import_rvt_checkpoint, ImportError};
-pub use pafpn::YoloPafpn;
 pub use params::ParamBreakdown;
 pub use state::RvtState;
-pub use yolox_head::YoloxHead;
 
 /// The full detector: recurrent backbone, PAFPN and YOLOX head.
 #[derive(Module, Debug)]
@@ -44,8 +44,8 @@ impl RvtConfig {
     pub fn init(&self, device: &Device) -> Rvt {
         Rvt {
             backbone: RvtBackbone::new(self, device),
-            fpn: YoloPafpn::new(self, device),
-            yolox_head: YoloxHead::new(self, device),
+            fpn: self.pafpn_config().init(device),
+            yolox_head: self.head_config().init(device),
         }
     }
 }

@@ -7,8 +7,6 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 
-use super::config::RvtConfig;
-
 /// BatchNorm settings of the YOLOX blocks.
 #[derive(Config, Debug, Copy)]
 pub struct BnSettings {
@@ -176,20 +174,29 @@ pub struct YoloPafpn {
     pub c3_n4: CspLayer,
 }
 
-impl YoloPafpn {
-    /// Builds the PAFPN of `config`.
-    pub fn new(config: &RvtConfig, device: &Device) -> Self {
-        let d = config.stage_dims();
-        let (c0, c1, c2) = (d[1], d[2], d[3]);
-        let n = config.csp_depth();
-        let bn = BnSettings::new(config.bn_eps, config.bn_momentum);
+/// Settings of a [`YoloPafpn`]: the backbone's channels at strides 8, 16 and 32.
+#[derive(Config, Debug)]
+pub struct YoloPafpnConfig {
+    /// Channels of the three input levels (strides 8, 16, 32); the outputs have the same.
+    pub in_channels: [usize; 3],
+    /// Bottlenecks per CSP layer.
+    pub csp_depth: usize,
+    /// BatchNorm settings.
+    pub bn: BnSettings,
+}
+
+impl YoloPafpnConfig {
+    /// Builds the PAFPN on `device`.
+    pub fn init(&self, device: &Device) -> YoloPafpn {
+        let [c0, c1, c2] = self.in_channels;
+        let (n, bn) = (self.csp_depth, self.bn);
         let conv = |c_in, c_out, k, stride| {
             BaseConvConfig::new(c_in, c_out, k, bn)
                 .with_stride(stride)
                 .init(device)
         };
         let csp = |c_in, c_out| CspLayerConfig::new(c_in, c_out, n, bn).init(device);
-        Self {
+        YoloPafpn {
             lateral_conv0: conv(c2, c1, 1, 1),
             c3_p4: csp(2 * c1, c1),
             reduce_conv1: conv(c1, c0, 1, 1),
@@ -200,7 +207,9 @@ impl YoloPafpn {
             c3_n4: csp(2 * c1, c2),
         }
     }
+}
 
+impl YoloPafpn {
     /// `(x2, x1, x0)` = stage 2, 3, 4 features -> `(P3, P4, P5)`.
     pub fn forward(&self, x2: Tensor<4>, x1: Tensor<4>, x0: Tensor<4>) -> [Tensor<4>; 3] {
         let fpn_out0 = self.lateral_conv0.forward(x0);

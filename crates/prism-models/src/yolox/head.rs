@@ -4,7 +4,8 @@ use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::{Device, Tensor};
 
-use super::config::RvtConfig;
+use burn::config::Config;
+
 use super::pafpn::{BaseConv, BaseConvConfig, BnSettings};
 
 /// Decoupled head: per level a 1x1 stem, 2 3x3 convs for classification and 2 for regression,
@@ -31,28 +32,43 @@ pub struct YoloxHead {
     pub strides: Vec<usize>,
 }
 
-impl YoloxHead {
-    /// Builds the head of `config` (input channels = FPN outputs = stage 2, 3, 4 widths).
-    pub fn new(config: &RvtConfig, device: &Device) -> Self {
-        let d = config.stage_dims();
-        let hidden = config.head_hidden();
-        let bn = BnSettings::new(config.bn_eps, config.bn_momentum);
+/// Settings of a [`YoloxHead`].
+#[derive(Config, Debug)]
+pub struct YoloxHeadConfig {
+    /// Channels of the three FPN levels (strides 8, 16, 32).
+    pub in_channels: [usize; 3],
+    /// Channels of the stems and towers (YOLOX: 256 x width).
+    pub hidden: usize,
+    /// Number of classes K.
+    pub num_classes: usize,
+    /// Stride of each level.
+    #[config(default = "[8, 16, 32]")]
+    pub strides: [usize; 3],
+    /// BatchNorm settings.
+    pub bn: BnSettings,
+}
+
+impl YoloxHeadConfig {
+    /// Builds the head on `device`.
+    pub fn init(&self, device: &Device) -> YoloxHead {
+        let (hidden, bn, k) = (self.hidden, self.bn, self.num_classes);
         let conv = |c_in, k| BaseConvConfig::new(c_in, hidden, k, bn).init(device);
-        let k = config.num_classes;
         let pred = |c_out: usize| Conv2dConfig::new([hidden, c_out], [1, 1]).init(device);
         let tower = || vec![conv(hidden, 3), conv(hidden, 3)];
-        Self {
-            stems: [d[1], d[2], d[3]].iter().map(|&c| conv(c, 1)).collect(),
+        YoloxHead {
+            stems: self.in_channels.iter().map(|&c| conv(c, 1)).collect(),
             cls_convs: (0..3).map(|_| tower()).collect(),
             reg_convs: (0..3).map(|_| tower()).collect(),
             cls_preds: (0..3).map(|_| pred(k)).collect(),
             reg_preds: (0..3).map(|_| pred(4)).collect(),
             obj_preds: (0..3).map(|_| pred(1)).collect(),
             num_classes: k,
-            strides: config.strides().to_vec(),
+            strides: self.strides.to_vec(),
         }
     }
+}
 
+impl YoloxHead {
     /// Sets the class and objectness biases to `-ln((1 - p) / p)` so every anchor starts at
     /// probability `prior` (the reference calls this with 0.01 when it builds the head); without
     /// it the objectness loss of thousands of negative anchors swamps the first steps.
