@@ -8,8 +8,9 @@
 //!   denied), then provision and run every test of the workspace with the fixtures required.
 //! - `lint`: the gates alone.
 //! - `bench`: provision, then run the benchmarks that compare prism with its peers.
-//! - `provision-torch [--cuda]` (opt-in): a PyTorch venv under `$PRISM_ENV/torch-venv` for the
-//!   training-throughput peer; CPU-only and lean by default (see `torch_env`).
+//! - `provision-torch [--cuda]`: a PyTorch + transformers venv under `$PRISM_ENV/torch-venv` for
+//!   the benchmarks' PyTorch peers and the MiT import-parity test (`test` provisions it);
+//!   CPU-only and lean by default (see `torch_env`).
 
 mod provision;
 mod torch_env;
@@ -29,6 +30,8 @@ fn main() -> Result<()> {
         Some("test") => {
             run_gates(&env)?;
             env.provision()?;
+            // The MiT import-parity test's reference is PyTorch + transformers.
+            torch_env::provision(&env, &[])?;
             run_tests(&env, &args[1..])
         }
         Some("lint") => run_gates(&env),

@@ -1,5 +1,6 @@
-//! `cargo xtask provision-torch [--cuda]`: a CPU PyTorch for the training-throughput peer
-//! (`benchmarks/python/train_throughput_torch.py`), in its own venv `$PRISM_ENV/torch-venv`.
+//! `cargo xtask provision-torch [--cuda]`: a CPU PyTorch in its own venv `$PRISM_ENV/torch-venv`,
+//! for the benchmarks' peers (`benchmarks/python/`) and, with `transformers`, for the MiT
+//! import-parity test; `cargo xtask test` provisions it too.
 //!
 //! The PyPI Linux x86_64 `torch` wheel is built with CUDA and depends on about 4 GB of
 //! `nvidia-*`, `cuda-*` and `triton` wheels. By default this installs the wheel with `--no-deps`
@@ -35,8 +36,42 @@ const PURE_REQUIREMENTS: &[&str] = &[
     "fsspec==2026.9.0",
 ];
 
+/// The `transformers` package (the reference `SegformerModel` of the MiT import-parity test,
+/// `crates/prism-models/tests/mit_import.rs`) and its dependencies, pinned.
+const TRANSFORMERS_REQUIREMENTS: &[&str] = &[
+    "annotated-doc==0.0.7",
+    "annotated-types==0.8.0",
+    "anyio==4.16.0",
+    "click==8.5.1",
+    "h11==0.16.0",
+    "hf-xet==1.8.0",
+    "httpcore2==2.16.2",
+    "httpx2==2.16.2",
+    "huggingface_hub==2.4.0",
+    "idna==3.20",
+    "kernels==0.19.1",
+    "markdown-it-py==4.3.0",
+    "mdurl==0.1.2",
+    "packaging==26.4",
+    "pydantic==2.14.4",
+    "pydantic_core==2.50.5",
+    "Pygments==2.21.0",
+    "PyYAML==6.0.4",
+    "regex==2026.11.19",
+    "rich==15.0.0",
+    "safetensors==0.8.0",
+    "shellingham==1.5.4",
+    "tokenizers==0.23.3",
+    "tomlkit==0.15.3",
+    "tqdm==4.70.1",
+    "transformers==5.25.0",
+    "truststore==0.10.5",
+    "typer==0.29.2",
+    "typing-inspection==0.4.5",
+];
+
 /// Bumped when the way the venv is built changes.
-const RECIPE: &str = "torch-env v1";
+const RECIPE: &str = "torch-env v2";
 
 /// A one-step training check on the CPU: conv, BatchNorm, GELU, backward, AdamW.
 const SMOKE_TEST: &str = "import torch\n\
@@ -64,8 +99,9 @@ pub fn provision(env: &Env, args: &[String]) -> Result<PathBuf> {
     let stamp = venv.join(".prism-torch");
     let mode = if cuda { "cuda" } else { "cpu-stubs" };
     let wanted = format!(
-        "{RECIPE}\n{mode}\n{TORCH}\n{}",
-        PURE_REQUIREMENTS.join("\n")
+        "{RECIPE}\n{mode}\n{TORCH}\n{}\n{}",
+        PURE_REQUIREMENTS.join("\n"),
+        TRANSFORMERS_REQUIREMENTS.join("\n")
     );
     if fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) && python.exists() {
         eprintln!("xtask: torch venv up to date: {}", venv.display());
@@ -125,6 +161,10 @@ pub fn provision(env: &Env, args: &[String]) -> Result<PathBuf> {
             "writing the CUDA stand-ins (torch_cpu_stubs.py)",
         )?;
     }
+    crate::run(
+        &mut pip(TRANSFORMERS_REQUIREMENTS),
+        "pip install transformers",
+    )?;
     crate::run(
         Command::new(&python).arg("-c").arg(SMOKE_TEST),
         "torch smoke test",

@@ -21,7 +21,9 @@
 //! ```
 
 pub mod checkpoint;
+pub mod mit;
 pub mod onnx;
 pub mod rvt;
+pub mod torch_weights;
 pub mod yolox;
 pub mod zoo;
