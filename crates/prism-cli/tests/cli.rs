@@ -200,6 +200,69 @@ fn info_reports_the_reference_parameter_counts() {
     assert!((2.0..4.0).contains(&gflops), "{gflops} GFLOPs");
 }
 
+/// MiT-b1 at 640x512 by hand: about 13.7 G multiply-accumulates (stage 1: 3.8, 2: 3.1,
+/// 3: 4.0, 4: 2.7), so 27.4 GFLOPs; tract's cost model may count elementwise work differently.
+const GFLOPS_B1_640X512: (f64, f64) = (24.0, 31.0);
+
+#[test]
+fn info_on_a_mit_backbone_gives_the_published_count_per_stage() {
+    let o = prism(&["info", "--model", "mit-b1", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let info: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let total = info["total_parameters"].as_f64().unwrap();
+    // 13.15 M published (backbone only, 3-channel stem), within 0.5 %.
+    assert!((total / 13.15e6 - 1.0).abs() < 0.005, "{total}");
+    let stages: f64 = (0..4)
+        .map(|i| info["stage_parameters"][i].as_f64().unwrap())
+        .sum();
+    assert_eq!(stages, total);
+    assert_eq!(info["channels"], serde_json::json!([64, 128, 320, 512]));
+    let gflops = info["flops_640x512"].as_f64().unwrap() / 1e9;
+    assert!(
+        (GFLOPS_B1_640X512.0..GFLOPS_B1_640X512.1).contains(&gflops),
+        "{gflops} GFLOPs"
+    );
+}
+
+#[test]
+fn info_on_a_fused_model_shows_the_fusion_overhead_per_stage() {
+    let json = |name: &str| -> serde_json::Value {
+        let o = prism(&["info", "--model", name, "--json"]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        serde_json::from_str(&stdout(&o)).unwrap()
+    };
+    // The reference formulas (fusion.md, section 6): GAFF at mit-b1's 128 and 320 channels
+    // (SE 4C^2/r + inter 4C^2 + merge 2C^2 + BN 2C), CSSA 2 x k = 6 per fusion point.
+    let gaff = json("mm-mit-b1-gaff-s23");
+    assert_eq!(
+        gaff["fusion_per_stage"],
+        serde_json::json!([0, 114_944, 717_440, 0])
+    );
+    let cssa = json("mm-mit-b1-cssa-s3");
+    assert_eq!(cssa["fusion_per_stage"], serde_json::json!([0, 0, 6, 0]));
+    // Two streams: the thermal + event stem has 2 input channels, one fewer than RGB's.
+    let n = |v: &serde_json::Value, k: &str| v[k].as_i64().unwrap();
+    assert_eq!(n(&cssa, "rgb_stream") - n(&cssa, "aux_stream"), 64 * 49);
+    let rgb = json("mm-mit-b1-rgb");
+    assert_eq!(n(&rgb, "aux_stream"), 0);
+    assert_eq!(
+        n(&cssa, "total") - n(&rgb, "total"),
+        n(&cssa, "aux_stream") + 6
+    );
+    // The human-readable form names the block per stage.
+    let o = prism(&["info", "--model", "mm-mit-b0-gaff-s23"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("fusion s2") && text.contains("GAFF"),
+        "{text}"
+    );
+    // An unknown variant is an error that says what names look like.
+    let o = prism(&["info", "--model", "mm-mit-b0-sum-s1"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("mm-mit-bN-cssa-sS"), "{}", stderr(&o));
+}
+
 #[test]
 fn unknown_models_get_a_list_of_known_ones() {
     let o = prism(&["info", "--model", "rvt-huge-gen1"]);

@@ -21,7 +21,9 @@
 //! ```
 
 pub mod checkpoint;
+pub mod fusion;
 pub mod mit;
+pub mod mm;
 pub mod onnx;
 pub mod rvt;
 pub mod torch_weights;

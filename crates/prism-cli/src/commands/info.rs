@@ -5,6 +5,7 @@
 use anyhow::{Context, Result};
 use burn::tensor::Device;
 use clap::Args;
+use prism_models::mit::{Mit, MitConfig};
 use prism_models::onnx::{export_rvt, RvtExport};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::{Cost, DimLike};
@@ -51,6 +52,21 @@ pub fn run(args: InfoArgs) -> Result<()> {
         .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
     {
         return onnx_info(file, args.json);
+    }
+    if let Some(name) = args
+        .source
+        .model
+        .as_deref()
+        .filter(|n| n.starts_with("mm-"))
+    {
+        return mm_info(name, args.json);
+    }
+    if let Some(config) = args.source.model.as_deref().and_then(MitConfig::preset) {
+        return mit_info(
+            args.source.model.as_deref().unwrap_or_default(),
+            &config,
+            args.json,
+        );
     }
     let info = model_info(&args.source)?;
     if args.json {
@@ -132,6 +148,189 @@ pub fn model_info(source: &ModelSource) -> Result<ModelInfo> {
         outputs,
         classes: card.data.classes.clone(),
     })
+}
+
+/// The input size MiT's compute is reported at (width x height of the seed's 640x512 images).
+const MIT_INFO_HW: [usize; 2] = [512, 640];
+
+/// What `info` reports for a MiT backbone (`mit-b0` … `mit-b5`, 3-channel RGB stem).
+#[derive(Debug, serde::Serialize)]
+pub struct MitInfo {
+    pub name: String,
+    /// Parameters of each stage: patch embedding, blocks and the stage's norm.
+    pub stage_parameters: [usize; 4],
+    pub total_parameters: usize,
+    pub channels: [usize; 4],
+    pub depths: [usize; 4],
+    pub strides: [usize; 4],
+    /// Floating-point operations of one 640x512 image (tract's cost model of the export).
+    pub flops_640x512: u64,
+}
+
+fn mit_info(name: &str, config: &MitConfig, json: bool) -> Result<()> {
+    let device = Device::flex();
+    let model = config.init(&device);
+    let mut stage_parameters = [0usize; 4];
+    for p in prism_models::rvt::params::list_tensors(&model) {
+        let n: usize = p.shape.iter().product();
+        let stage = ["patch_embed", "block", "norm"].iter().find_map(|prefix| {
+            p.path
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.chars().next())
+                .and_then(|c| c.to_digit(10))
+        });
+        match stage {
+            Some(s @ 1..=4) => stage_parameters[s as usize - 1] += n,
+            _ => anyhow::bail!("{}: a parameter outside the four stages", p.path),
+        }
+    }
+    let [h, w] = MIT_INFO_HW;
+    let sample = burn::tensor::Tensor::<4>::zeros([1, config.in_channels, h, w], &device);
+    let stages = |m: &Mit, x| -> Vec<burn::tensor::Tensor<4>> { m.forward(x).into() };
+    let onnx = prism_export::export(
+        &model,
+        sample,
+        stages,
+        &prism_export::ExportOptions::default(),
+    )
+    .with_context(|| format!("capturing {name}"))?;
+    let info = MitInfo {
+        name: name.to_string(),
+        stage_parameters,
+        total_parameters: stage_parameters.iter().sum(),
+        channels: config.embed_dims,
+        depths: config.depths,
+        strides: config.strides(),
+        flops_640x512: flops(&onnx.to_bytes())?,
+    };
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&info)?)?;
+        return Ok(());
+    }
+    let m = |n: usize| n as f64 / 1e6;
+    outln!(
+        "model        {} (MiT backbone, {}-channel stem)",
+        info.name,
+        config.in_channels
+    )?;
+    outln!("parameters   {:.3} M", m(info.total_parameters))?;
+    for i in 0..4 {
+        outln!(
+            "stage {}      {:.3} M  ({} channels, {} blocks, stride {}, {} heads, reduction {})",
+            i + 1,
+            m(info.stage_parameters[i]),
+            info.channels[i],
+            info.depths[i],
+            info.strides[i],
+            config.num_heads[i],
+            config.sr_ratios[i]
+        )?;
+    }
+    outln!(
+        "compute      {:.2} GFLOPs per 640x512 image",
+        info.flops_640x512 as f64 / 1e9
+    )?;
+    Ok(())
+}
+
+/// What `info` reports for an RGB + thermal + event detector (`mm-mit-b1-cssa-s3` …).
+#[derive(Debug, serde::Serialize)]
+pub struct MmInfo {
+    pub name: String,
+    /// The RGB stream (or the single stream of `-rgb` and `-early`).
+    pub rgb_stream: usize,
+    /// The thermal + event stream (0 for one stream).
+    pub aux_stream: usize,
+    /// The fusion blocks per stage (0 where a stage does not fuse).
+    pub fusion_per_stage: [usize; 4],
+    pub neck: usize,
+    /// The head, sized for `classes` classes.
+    pub head: usize,
+    pub classes: usize,
+    pub total: usize,
+    /// Floating-point operations of one 640x512 image (tract's cost model of the export).
+    pub flops_640x512: u64,
+}
+
+/// Classes the head is sized for in `info` (each further class adds `hidden + 1` parameters).
+const MM_INFO_CLASSES: usize = 1;
+
+fn mm_info(name: &str, json: bool) -> Result<()> {
+    use prism_models::mm::{MmDetector, MmDetectorConfig};
+    use prism_models::rvt::params::count_params;
+    let device = Device::flex();
+    let config = MmDetectorConfig::from_name(name, MM_INFO_CLASSES)?;
+    let model = config.init(&device)?;
+    let enc = &model.encoder;
+    let [h, w] = MIT_INFO_HW;
+    let sample = burn::tensor::Tensor::<4>::zeros([1, 5, h, w], &device);
+    let forward = |m: &MmDetector, x| vec![m.forward(x)];
+    let onnx = prism_export::export(
+        &model,
+        sample,
+        forward,
+        &prism_export::ExportOptions::default(),
+    )
+    .with_context(|| format!("capturing {name}"))?;
+    let info = MmInfo {
+        name: name.to_string(),
+        rgb_stream: count_params(&enc.rgb),
+        aux_stream: enc.aux.as_ref().map_or(0, count_params),
+        fusion_per_stage: enc.fusion_params(),
+        neck: count_params(&model.fpn),
+        head: count_params(&model.yolox_head),
+        classes: MM_INFO_CLASSES,
+        total: count_params(&model),
+        flops_640x512: flops(&onnx.to_bytes())?,
+    };
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&info)?)?;
+        return Ok(());
+    }
+    let m = |n: usize| n as f64 / 1e6;
+    outln!(
+        "model        {} (RGB + thermal + event detector)",
+        info.name
+    )?;
+    outln!("parameters   {:.3} M", m(info.total))?;
+    outln!("rgb stream   {:.3} M", m(info.rgb_stream))?;
+    if info.aux_stream > 0 {
+        outln!(
+            "aux stream   {:.3} M  (thermal + event, 2-channel stem)",
+            m(info.aux_stream)
+        )?;
+    }
+    let channels = config.encoder.mit()?.embed_dims;
+    for (i, n) in info.fusion_per_stage.iter().enumerate() {
+        if *n > 0 || !config.encoder.fusion_stages.is_empty() {
+            let what = match (*n, &config.encoder.fusion) {
+                (0, _) if !config.encoder.fusion_stages.contains(&(i + 1)) => {
+                    "mean of the streams".to_string()
+                }
+                (_, Some(f)) => f.kind().to_uppercase(),
+                _ => String::new(),
+            };
+            outln!(
+                "fusion s{}    {n} parameters  ({what}, {} channels)",
+                i + 1,
+                channels[i]
+            )?;
+        }
+    }
+    outln!(
+        "neck         {:.3} M  (YOLOX PAFPN on stages 2-4)",
+        m(info.neck)
+    )?;
+    outln!(
+        "head         {:.3} M  (YOLOX, {} class)",
+        m(info.head),
+        info.classes
+    )?;
+    outln!(
+        "compute      {:.2} GFLOPs per 640x512 image",
+        info.flops_640x512 as f64 / 1e9
+    )?;
+    Ok(())
 }
 
 /// 2 × the multiply-accumulates tract's cost model counts over every node of the graph.
