@@ -40,6 +40,50 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
 
 /// Writes `model` and its card to the folder `dir` (replacing an older checkpoint there).
 pub fn save(model: &Rvt, card: &ModelCard, dir: &Path) -> Result<(), CheckpointError> {
+    replace_folder(dir, |staging| {
+        std::fs::write(staging.join(CARD_FILE), card.to_toml()).map_err(io(staging))?;
+        save_weights(model, &staging.join(WEIGHTS_FILE))
+    })
+}
+
+/// Writes `module`'s weights (BatchNorm running statistics included) as safetensors.
+pub fn save_weights<M: ModuleSnapshot>(module: &M, path: &Path) -> Result<(), CheckpointError> {
+    let mut store = SafetensorsStore::from_file(path).overwrite(true);
+    module
+        .save_into(&mut store)
+        .map_err(|e| CheckpointError::Weights {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+}
+
+/// Loads weights written by [`save_weights`] into `module`; every tensor must match.
+pub fn load_weights<M: ModuleSnapshot>(module: &mut M, path: &Path) -> Result<(), CheckpointError> {
+    let mut store = SafetensorsStore::from_file(path);
+    let result = module
+        .load_from(&mut store)
+        .map_err(|e| CheckpointError::Weights {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    if !result.missing.is_empty() || !result.unused.is_empty() || !result.errors.is_empty() {
+        return Err(CheckpointError::Weights {
+            path: path.to_path_buf(),
+            message: format!(
+                "missing {:?}, unexpected {:?}, errors {:?}",
+                result.missing, result.unused, result.errors
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Fills a fresh staging folder beside `dir` with `fill`, then swaps it in for `dir`: a killed
+/// process leaves either the old folder or the new one, never half of one.
+pub fn replace_folder(
+    dir: &Path,
+    fill: impl FnOnce(&Path) -> Result<(), CheckpointError>,
+) -> Result<(), CheckpointError> {
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -54,16 +98,11 @@ pub fn save(model: &Rvt, card: &ModelCard, dir: &Path) -> Result<(), CheckpointE
         std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
     }
     std::fs::create_dir_all(&staging).map_err(io(&staging))?;
-    std::fs::write(staging.join(CARD_FILE), card.to_toml()).map_err(io(&staging))?;
-    let weights = staging.join(WEIGHTS_FILE);
-    let mut store = SafetensorsStore::from_file(&weights).overwrite(true);
-    model
-        .save_into(&mut store)
-        .map_err(|e| CheckpointError::Weights {
-            path: weights.clone(),
-            message: e.to_string(),
-        })?;
-    // Swap in: the old checkpoint (if any) is moved aside first, then removed.
+    if let Err(e) = fill(&staging) {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    // Swap in: the old folder (if any) is moved aside first, then removed.
     let old = parent.join(format!(".{name}.old-{}", std::process::id()));
     if dir.exists() {
         std::fs::rename(dir, &old).map_err(io(dir))?;
@@ -86,21 +125,6 @@ pub fn load(dir: &Path, device: &Device) -> Result<(ModelCard, Rvt), CheckpointE
     }
     let card = ModelCard::from_file(&card_path)?;
     let mut model = card.rvt_config().init(device);
-    let mut store = SafetensorsStore::from_file(&weights);
-    let result = model
-        .load_from(&mut store)
-        .map_err(|e| CheckpointError::Weights {
-            path: weights.clone(),
-            message: e.to_string(),
-        })?;
-    if !result.missing.is_empty() || !result.unused.is_empty() || !result.errors.is_empty() {
-        return Err(CheckpointError::Weights {
-            path: weights,
-            message: format!(
-                "missing {:?}, unexpected {:?}, errors {:?}",
-                result.missing, result.unused, result.errors
-            ),
-        });
-    }
+    load_weights(&mut model, &weights)?;
     Ok((card, model))
 }

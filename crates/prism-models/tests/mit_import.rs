@@ -146,3 +146,74 @@ fn a_two_channel_stem_is_made_from_the_rgb_stem() {
     let diff: f32 = (a - b).abs().max().into_scalar();
     assert!(diff < 1e-4, "{diff}");
 }
+
+#[test]
+fn a_backbone_checkpoint_round_trips_and_starts_every_multimodal_layout() {
+    use prism_models::mit::{load_backbone, save_backbone, BackboneCard};
+    use prism_models::mm::MmDetectorConfig;
+    let Some(python) = torch_python() else { return };
+    let dir = reference(&python, "b0");
+    let device = Device::flex();
+    let config = MitConfig::preset("mit-b0").unwrap();
+    let file = dir.path().join("hf/model.safetensors");
+    let imported = import_mit_checkpoint(&file, &config, &device).unwrap();
+    let card = BackboneCard {
+        model: "mit-b0".into(),
+        in_channels: 3,
+        source: file.display().to_string(),
+    };
+    let out = dir.path().join("backbone");
+    save_backbone(&imported, &card, &out).unwrap();
+    let (read_card, backbone) = load_backbone(&out, &device).unwrap();
+    assert_eq!(read_card, card);
+    let (shape, x) = npz(dir.path(), "x");
+    let x = Tensor::<4>::from_data(TensorData::new(x, shape), &device);
+    let (shape, s1) = npz(dir.path(), "s1");
+    let want = Tensor::<4>::from_data(TensorData::new(s1, shape), &device);
+    let close = |got: Tensor<4>, want: Tensor<4>| {
+        let scale: f32 = want.clone().abs().max().into_scalar();
+        let diff: f32 = (got - want).abs().max().into_scalar();
+        diff / scale
+    };
+    let e = close(backbone.forward_stage(0, x.clone()), want.clone());
+    assert!(e < 1e-4, "reloaded backbone: {e}");
+    // Every layout starts from it: the RGB stream is the backbone; the thermal + event and
+    // early-fusion stems answer a grey image as the RGB stem does.
+    let grey = Tensor::<4>::random(
+        [1, 1, 64, 96],
+        burn::tensor::Distribution::Uniform(0.0, 1.0),
+        &device,
+    );
+    let rgb_grey = backbone.forward_stage(0, grey.clone().repeat_dim(1, 3));
+    for name in ["mm-mit-b0-rgb", "mm-mit-b0-early", "mm-mit-b0-gaff-s3"] {
+        let det = MmDetectorConfig::from_name(name, 2)
+            .unwrap()
+            .init_pretrained(backbone.clone(), &device)
+            .unwrap();
+        let enc = &det.encoder;
+        let single = enc.rgb.in_channels();
+        let e = close(
+            enc.rgb.forward_stage(0, grey.clone().repeat_dim(1, single)),
+            rgb_grey.clone(),
+        );
+        assert!(e < 1e-4, "{name} main stream on grey: {e}");
+        if single == 3 {
+            let e = close(enc.rgb.forward_stage(0, x.clone()), want.clone());
+            assert!(e < 1e-4, "{name} RGB stream: {e}");
+        }
+        if let Some(aux) = &enc.aux {
+            let e = close(
+                aux.forward_stage(0, grey.clone().repeat_dim(1, 2)),
+                rgb_grey.clone(),
+            );
+            assert!(e < 1e-4, "{name} aux stream on grey: {e}");
+        }
+    }
+    // A backbone of another size is refused, naming what it found.
+    let b1 = MitConfig::preset("mit-b1").unwrap().init(&device);
+    let err = MmDetectorConfig::from_name("mm-mit-b0-rgb", 2)
+        .unwrap()
+        .init_pretrained(b1, &device)
+        .unwrap_err();
+    assert!(err.to_string().contains("[64, 128, 320, 512]"), "{err}");
+}

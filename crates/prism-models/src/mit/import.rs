@@ -205,7 +205,7 @@ pub fn import_mit_checkpoint(
 }
 
 /// Rewrites the 3-channel stem `patch_embed1.proj.weight` for `channels` inputs: each channel
-/// gets the sum of the RGB kernels divided by `channels`.
+/// gets the sum of the RGB kernels divided by `channels` (as [`Mit::with_stem_channels`]).
 fn adapt_stem(
     tensors: &mut BTreeMap<String, RefTensor>,
     channels: usize,

@@ -7,6 +7,7 @@
 
 mod attention;
 mod block;
+pub mod checkpoint;
 mod config;
 pub mod import;
 mod mix_ffn;
@@ -14,6 +15,7 @@ mod patch_embed;
 
 pub use attention::{EfficientAttention, EfficientAttentionConfig};
 pub use block::MitBlock;
+pub use checkpoint::{load_backbone, save_backbone, BackboneCard};
 pub use config::{MitConfig, MIT_PRESETS};
 pub use import::import_mit_checkpoint;
 pub use mix_ffn::{DwConv, MixFfn, MixFfnConfig};

@@ -7,6 +7,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 use super::{MmConfigError, MmEncoder, MmEncoderConfig};
+use crate::mit::Mit;
 use crate::rvt::decode_outputs;
 use crate::yolox::{BnSettings, YoloPafpn, YoloPafpnConfig, YoloxHead, YoloxHeadConfig};
 
@@ -53,12 +54,26 @@ impl MmDetectorConfig {
 
     /// Builds the detector on `device`.
     pub fn init(&self, device: &Device) -> Result<MmDetector, MmConfigError> {
+        self.build(self.encoder.init(device)?, device)
+    }
+
+    /// Builds the detector with its encoder's streams started from `backbone`
+    /// ([`MmEncoderConfig::init_pretrained`]); neck, head and fusion start fresh.
+    pub fn init_pretrained(
+        &self,
+        backbone: Mit,
+        device: &Device,
+    ) -> Result<MmDetector, MmConfigError> {
+        self.build(self.encoder.init_pretrained(backbone, device)?, device)
+    }
+
+    fn build(&self, encoder: MmEncoder, device: &Device) -> Result<MmDetector, MmConfigError> {
         let channels = self.neck_channels()?;
         let bn = BnSettings::new(self.bn_eps, self.bn_momentum);
         // The head's width follows RVT's rule, 256 x C4 / 1024 (64 for b0, 128 for b1-b5).
         let hidden = 256 * channels[2] / 1024;
         Ok(MmDetector {
-            encoder: self.encoder.init(device)?,
+            encoder,
             fpn: YoloPafpnConfig::new(channels, self.csp_depth, bn).init(device),
             yolox_head: YoloxHeadConfig::new(channels, hidden, self.num_classes, bn)
                 .init(device)

@@ -77,6 +77,12 @@ pub enum MmConfigError {
     UnknownName(String),
     #[error("unknown MiT backbone {0:?}: expected mit-b0 … mit-b5")]
     UnknownBackbone(String),
+    #[error("the pretrained backbone is not {expected}: its stages have {found:?} channels and {depths:?} blocks")]
+    BackboneMismatch {
+        expected: String,
+        found: [usize; 4],
+        depths: [usize; 4],
+    },
     #[error("fusion stage {0} is not a stage: MiT has stages 1 to 4")]
     BadStage(usize),
     #[error("a two-stream encoder needs a fusion block and at least one fusion stage")]
@@ -192,6 +198,55 @@ impl MmEncoderConfig {
             fuse4: fuse(4),
             single_channels,
         })
+    }
+}
+
+impl MmEncoderConfig {
+    /// Builds the encoder with its streams started from `backbone` (3-channel ImageNet weights,
+    /// e.g. from `prism import mit-checkpoint`): the RGB stream is a copy, the thermal + event
+    /// stream and the early-fusion stream get a stem made from the RGB one
+    /// ([`Mit::with_stem_channels`]); fusion blocks start fresh.
+    pub fn init_pretrained(
+        &self,
+        backbone: Mit,
+        device: &Device,
+    ) -> Result<MmEncoder, MmConfigError> {
+        let mit = self.mit()?;
+        let found = [
+            &backbone.patch_embed1,
+            &backbone.patch_embed2,
+            &backbone.patch_embed3,
+            &backbone.patch_embed4,
+        ]
+        .map(|e| e.proj.weight.dims()[0]);
+        let depths = [
+            backbone.block1.len(),
+            backbone.block2.len(),
+            backbone.block3.len(),
+            backbone.block4.len(),
+        ];
+        if found != mit.embed_dims || depths != mit.depths {
+            return Err(MmConfigError::BackboneMismatch {
+                expected: self.backbone.clone(),
+                found,
+                depths,
+            });
+        }
+        let mut encoder = self.init(device)?;
+        let backbone = backbone.with_stem_channels(RGB_CHANNELS);
+        match self.input {
+            MmInput::Rgb => encoder.rgb = backbone,
+            MmInput::Early => encoder.rgb = backbone.with_stem_channels(MM_CHANNELS),
+            MmInput::Dual => {
+                encoder.aux = Some(
+                    backbone
+                        .clone()
+                        .with_stem_channels(MM_CHANNELS - RGB_CHANNELS),
+                );
+                encoder.rgb = backbone;
+            }
+        }
+        Ok(encoder)
     }
 }
 
