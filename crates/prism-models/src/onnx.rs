@@ -92,3 +92,57 @@ pub fn export_rvt(
         .split_input_conv(true);
     prism_export::export(model, sample_inputs(card, device), step, &options)
 }
+
+/// The model spec of an RGB + thermal + event detector at input size `[h, w]` (multiples of
+/// 32): a stateless frame detector, `image [1, 5, H, W]` (RGB, thermal, event in [0, 1]) in,
+/// raw YOLOX outputs `detections [1, A, 5 + K]` out.
+pub fn mm_model_spec(
+    name: &str,
+    classes: &[String],
+    [h, w]: [usize; 2],
+    batch: Option<usize>,
+) -> prism_core::spec::ModelSpec {
+    use prism_core::spec::{ModelSpec, OutputSpec, Postprocess, Task, TensorSpec, SPEC_VERSION};
+    ModelSpec {
+        spec_version: SPEC_VERSION,
+        model: name.to_string(),
+        task: Task::FrameDetection,
+        classes: classes.to_vec(),
+        input: TensorSpec {
+            name: "image".into(),
+            shape: vec![batch, Some(crate::mm::MM_CHANNELS), Some(h), Some(w)],
+        },
+        representation: None,
+        output: OutputSpec {
+            name: "detections".into(),
+            strides: vec![8, 16, 32],
+            decoded: false,
+        },
+        state: Vec::new(),
+        postprocess: Postprocess::default(),
+        precision: Default::default(),
+        quantization: None,
+    }
+}
+
+/// Exports an RGB + thermal + event detector for input size `[h, w]` with its model spec.
+pub fn export_mm(
+    model: &crate::mm::MmDetector,
+    name: &str,
+    classes: &[String],
+    [h, w]: [usize; 2],
+    device: &Device,
+) -> prism_export::Result<OnnxModel> {
+    let options = ExportOptions::default()
+        .inputs(["image"])
+        .outputs(["detections"])
+        .metadata(mm_model_spec(name, classes, [h, w], Some(1)).to_json())
+        .graph_name(name.to_string());
+    let sample = Tensor::<4>::zeros([1, crate::mm::MM_CHANNELS, h, w], device);
+    prism_export::export(
+        model,
+        sample,
+        |m: &crate::mm::MmDetector, x| m.forward(x),
+        &options,
+    )
+}

@@ -1,0 +1,78 @@
+//! The RGB + thermal + event detector across crates: built in Burn (prism-models), exported with
+//! its frame-detection spec, then run by prism-deploy's `FrameDetector` in tract and ONNX
+//! Runtime: the same raw outputs as Burn within 1e-4, and the same detections after the shared
+//! post-processing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use burn::tensor::{Device, Distribution, Tensor};
+use prism_core::Detection;
+use prism_deploy::engine::onnxruntime;
+use prism_deploy::postprocess::Postprocessor;
+use prism_deploy::{Backend, Engine, EngineOptions, FrameDetector};
+use prism_models::mm::MmDetectorConfig;
+use prism_models::onnx::{export_mm, mm_model_spec};
+
+const SIZE: [usize; 2] = [96, 128];
+
+fn same(a: &[Detection], b: &[Detection]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.class_id == y.class_id
+                && (x.score - y.score).abs() < 1e-4
+                && (x.bbox.x1 - y.bbox.x1).abs() < 1e-2
+                && (x.bbox.y2 - y.bbox.y2).abs() < 1e-2
+        })
+}
+
+#[test]
+fn fused_detectors_run_in_frame_detector_on_tract_and_onnx_runtime() {
+    let device = Device::flex();
+    let classes = vec!["person".to_string(), "car".to_string()];
+    let ort = onnxruntime::library_path(None).is_ok();
+    if !ort && std::env::var_os("PRISM_REQUIRE_FIXTURES").is_some_and(|v| v == "1") {
+        panic!("ONNX Runtime is missing (cargo xtask provision)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["mm-mit-b0-cssa-s3", "mm-mit-b0-gaff-s23", "mm-mit-b0-early"] {
+        // Biases at 0.5 rather than YOLOX's 0.01, so untrained weights give detections to compare.
+        let config = MmDetectorConfig::from_name(name, classes.len())
+            .unwrap()
+            .with_prior(0.5);
+        let model = config.init(&device).unwrap();
+        let file = dir.path().join(format!("{name}.onnx"));
+        export_mm(&model, name, &classes, SIZE, &device)
+            .unwrap()
+            .save(&file)
+            .unwrap();
+        let [h, w] = SIZE;
+        let image = Tensor::<4>::random([1, 5, h, w], Distribution::Uniform(0.0, 1.0), &device);
+        let pixels: Vec<f32> = image.clone().into_data().try_into_vec::<f32>().unwrap();
+        let raw: Vec<f32> = model
+            .forward(image)
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        let spec = mm_model_spec(name, &classes, SIZE, Some(1));
+        let mut post = Postprocessor::new(&spec, 1.0, (w as f32, h as f32)).unwrap();
+        let want = post.run(&raw).unwrap().to_vec();
+        assert!(!want.is_empty(), "{name}: no detections to compare");
+        let mut backends = vec![Backend::Tract];
+        if ort {
+            backends.push(Backend::OrtCpu);
+        }
+        for backend in backends {
+            let engine = Arc::new(Engine::load(&file, &EngineOptions::new(backend)).unwrap());
+            assert_eq!(engine.spec().classes, classes);
+            let mut detector = FrameDetector::new(engine).unwrap();
+            let got = detector.detect(&pixels, &[1, 5, h, w]).unwrap();
+            assert!(
+                same(&want, got),
+                "{name} {backend:?}: {} detections against Burn's {}",
+                got.len(),
+                want.len()
+            );
+        }
+    }
+}
