@@ -125,6 +125,7 @@ fn run_benches(env: &provision::Env, names: &[String]) -> Result<()> {
         "bench-serve",
         "bench-train",
         "bench-matrix",
+        "bench-mit",
     ];
     let selected: Vec<&str> = if names.is_empty() {
         all.to_vec()
@@ -135,7 +136,7 @@ fn run_benches(env: &provision::Env, names: &[String]) -> Result<()> {
         if !all.contains(&name) {
             bail!("unknown benchmark {name:?}; known: {}", all.join(", "));
         }
-        if name == "bench-train" || name == "bench-rvt" {
+        if name == "bench-train" || name == "bench-rvt" || name == "bench-mit" {
             // Their peer is PyTorch (see `torch_env`).
             torch_env::provision(env, &[])?;
         }

@@ -37,12 +37,15 @@ const PURE_REQUIREMENTS: &[&str] = &[
 ];
 
 /// The `transformers` package (the reference `SegformerModel` of the MiT import-parity test,
-/// `crates/prism-models/tests/mit_import.rs`) and its dependencies, pinned.
-const TRANSFORMERS_REQUIREMENTS: &[&str] = &[
+/// `crates/prism-models/tests/mit_import.rs`, and the latency peer of `bench-mit`) and
+/// `onnxruntime` (the same release as the test venv's, so that `bench-mit` times prism's file
+/// and the PyTorch peer interleaved in one process), with their dependencies, pinned.
+const PEER_REQUIREMENTS: &[&str] = &[
     "annotated-doc==0.0.7",
     "annotated-types==0.8.0",
     "anyio==4.16.0",
     "click==8.5.1",
+    "flatbuffers==25.12.19",
     "h11==0.16.0",
     "hf-xet==1.8.0",
     "httpcore2==2.16.2",
@@ -52,7 +55,9 @@ const TRANSFORMERS_REQUIREMENTS: &[&str] = &[
     "kernels==0.19.1",
     "markdown-it-py==4.3.0",
     "mdurl==0.1.2",
+    "onnxruntime==1.31.1",
     "packaging==26.4",
+    "protobuf==7.36.2",
     "pydantic==2.14.4",
     "pydantic_core==2.50.5",
     "Pygments==2.21.0",
@@ -71,7 +76,7 @@ const TRANSFORMERS_REQUIREMENTS: &[&str] = &[
 ];
 
 /// Bumped when the way the venv is built changes.
-const RECIPE: &str = "torch-env v2";
+const RECIPE: &str = "torch-env v3";
 
 /// A one-step training check on the CPU: conv, BatchNorm, GELU, backward, AdamW.
 const SMOKE_TEST: &str = "import torch\n\
@@ -101,7 +106,7 @@ pub fn provision(env: &Env, args: &[String]) -> Result<PathBuf> {
     let wanted = format!(
         "{RECIPE}\n{mode}\n{TORCH}\n{}\n{}",
         PURE_REQUIREMENTS.join("\n"),
-        TRANSFORMERS_REQUIREMENTS.join("\n")
+        PEER_REQUIREMENTS.join("\n")
     );
     if fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) && python.exists() {
         eprintln!("xtask: torch venv up to date: {}", venv.display());
@@ -162,8 +167,8 @@ pub fn provision(env: &Env, args: &[String]) -> Result<PathBuf> {
         )?;
     }
     crate::run(
-        &mut pip(TRANSFORMERS_REQUIREMENTS),
-        "pip install transformers",
+        &mut pip(PEER_REQUIREMENTS),
+        "pip install transformers and onnxruntime",
     )?;
     crate::run(
         Command::new(&python).arg("-c").arg(SMOKE_TEST),
