@@ -264,6 +264,45 @@ fn info_on_a_fused_model_shows_the_fusion_overhead_per_stage() {
 }
 
 #[test]
+fn data_synth_mm_writes_the_multimodal_layout_and_refuses_bad_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mm");
+    let o = prism(&[
+        "data",
+        "synth-mm",
+        "--out",
+        out.to_str().unwrap(),
+        "--images",
+        "6",
+        "--size",
+        "96x64",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("images     6 images") && text.contains("nighttest"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("classes.txt")).unwrap(),
+        "person\ncar\n"
+    );
+    let count = |d: &str| std::fs::read_dir(out.join(d)).unwrap().count();
+    assert_eq!((count("images"), count("labels")), (6, 6));
+    assert_eq!(count("nighttest/images"), 1);
+    let o = prism(&[
+        "data",
+        "synth-mm",
+        "--out",
+        out.to_str().unwrap(),
+        "--size",
+        "8x8",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("outside 32..=4096"), "{}", stderr(&o));
+}
+
+#[test]
 fn unknown_models_get_a_list_of_known_ones() {
     let o = prism(&["info", "--model", "rvt-huge-gen1"]);
     assert!(!o.status.success());

@@ -1,4 +1,5 @@
-//! Training data for prism's RVT detectors.
+//! Training data for prism's RVT detectors, and the RGB + thermal + event images of the
+//! multimodal detector ([`multimodal`]).
 //!
 //! - [`prepare`]: a recording (or a synthetic scene) becomes a [`PreparedSequence`]: one RVT
 //!   stacked histogram per 50 ms window plus the cleaned labels attached to their windows.
@@ -13,6 +14,7 @@ pub mod batch;
 pub mod codec;
 pub mod error;
 pub mod filter;
+pub mod multimodal;
 pub mod prepare;
 pub mod prepared;
 pub mod sampler;

@@ -1,9 +1,10 @@
-//! `prism data …`: look at, make and draw event recordings.
+//! `prism data …`: look at, make and draw event recordings, and make multimodal images.
 
 pub mod inspect;
 pub mod prepare;
 pub mod render;
 pub mod synth;
+pub mod synth_mm;
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -16,6 +17,8 @@ pub enum DataCommand {
     Prepare(prepare::PrepareArgs),
     /// Write a synthetic event scene (`<stem>_td.dat|.raw` plus `<stem>_bbox.npy`).
     Synth(synth::SynthArgs),
+    /// Write synthetic RGB + thermal + event images with YOLO labels (the multimodal layout).
+    SynthMm(synth_mm::SynthMmArgs),
     /// Draw stacked histograms of consecutive windows as PNG frames (OFF red, ON blue).
     Render(render::RenderArgs),
 }
@@ -25,6 +28,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
         DataCommand::Inspect(args) => inspect::run(args),
         DataCommand::Prepare(args) => prepare::run(args),
         DataCommand::Synth(args) => synth::run(args),
+        DataCommand::SynthMm(args) => synth_mm::run(args),
         DataCommand::Render(args) => render::run(args),
     }
 }
