@@ -39,7 +39,9 @@ use serde_json::{json, Value};
 const SIZE: [usize; 2] = [512, 640];
 
 #[derive(Parser)]
-#[command(about = "MiT backbone and multimodal detector latency against transformers' SegformerModel")]
+#[command(
+    about = "MiT backbone and multimodal detector latency against transformers' SegformerModel"
+)]
 struct Args {
     #[arg(long, value_delimiter = ',', default_value = "mit-b0,mit-b1")]
     models: Vec<String>,
@@ -83,7 +85,10 @@ fn main() -> Result<()> {
         let mit = import_mit_checkpoint(dir.join("model.safetensors"), &config, &device)?;
         let onnx_path = args.out.join(format!("{name}.onnx"));
         export_backbone(&mit, &onnx_path, &device)?;
-        eprintln!("bench-mit: {name}: PyTorch eager against onnxruntime, {} rounds", args.rounds);
+        eprintln!(
+            "bench-mit: {name}: PyTorch eager against onnxruntime, {} rounds",
+            args.rounds
+        );
         let [h, w] = SIZE;
         let peer = run(Command::new(&python)
             .arg(&script)
@@ -125,11 +130,15 @@ fn main() -> Result<()> {
         "backbones": backbones,
         "detectors": detectors,
     });
-    let results = args.results.clone().unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("results")
-    });
+    let results = args
+        .results
+        .clone()
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("results"));
     std::fs::create_dir_all(&results)?;
-    std::fs::write(results.join("mit.json"), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(
+        results.join("mit.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
     let md = markdown(&report)?;
     std::fs::write(results.join("mit.md"), &md)?;
     println!("{md}");
@@ -163,7 +172,9 @@ fn frame_latency(path: &Path, backend: Backend, threads: usize, runs: usize) -> 
     let mut detector = FrameDetector::new(Arc::new(Engine::load(path, &options)?))?;
     let [h, w] = SIZE;
     let shape = [1, 5, h, w];
-    let image: Vec<f32> = (0..5 * h * w).map(|i| ((i * 7919) % 256) as f32 / 255.0).collect();
+    let image: Vec<f32> = (0..5 * h * w)
+        .map(|i| ((i * 7919) % 256) as f32 / 255.0)
+        .collect();
     let mut times = Vec::with_capacity(runs);
     for i in 0..runs + 2 {
         let start = Instant::now();
@@ -182,16 +193,35 @@ fn machine() -> String {
         .find_map(|l| l.strip_prefix("model name"))
         .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
         .unwrap_or_else(|| "unknown CPU".into());
-    let flags = cpuinfo.lines().find(|l| l.starts_with("flags")).unwrap_or("");
+    let flags = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .unwrap_or("");
     let has = |f: &str| flags.split_whitespace().any(|x| x == f);
-    let isa = if has("avx512f") { "AVX-512" } else if has("avx2") { "AVX2" } else { "SSE" };
-    let vnni = if has("avx512_vnni") || has("avx_vnni") { "VNNI" } else { "no VNNI" };
-    format!("{model}, {} cores, {isa}, {vnni}", std::thread::available_parallelism().map_or(0, |n| n.get()))
+    let isa = if has("avx512f") {
+        "AVX-512"
+    } else if has("avx2") {
+        "AVX2"
+    } else {
+        "SSE"
+    };
+    let vnni = if has("avx512_vnni") || has("avx_vnni") {
+        "VNNI"
+    } else {
+        "no VNNI"
+    };
+    format!(
+        "{model}, {} cores, {isa}, {vnni}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    )
 }
 
 fn markdown(r: &Value) -> Result<String> {
     let mut s = String::new();
-    writeln!(s, "# MiT and the RGB + thermal + event detector at 640x512, batch 1\n")?;
+    writeln!(
+        s,
+        "# MiT and the RGB + thermal + event detector at 640x512, batch 1\n"
+    )?;
     writeln!(
         s,
         "{}; {} threads; {} (load before: {}). `cargo run {}-p prism-benchmarks --bin bench-mit`{}.\n",
@@ -242,7 +272,10 @@ fn markdown(r: &Value) -> Result<String> {
         )?;
     }
     writeln!(s, "\n{versions}.\n")?;
-    writeln!(s, "## Detectors through `FrameDetector` (inference, decode, NMS), median ms per image\n")?;
+    writeln!(
+        s,
+        "## Detectors through `FrameDetector` (inference, decode, NMS), median ms per image\n"
+    )?;
     writeln!(s, "| model | parameters (M) | tract | ort-cpu |")?;
     writeln!(s, "|---|---|---|---|")?;
     for d in r["detectors"].as_array().into_iter().flatten() {
@@ -255,6 +288,9 @@ fn markdown(r: &Value) -> Result<String> {
             d["ort-cpu"].as_f64().unwrap_or(f64::NAN)
         )?;
     }
-    writeln!(s, "\nThe GPU backends (ort-cuda, ort-tensorrt) did not run: this machine has no GPU.")?;
+    writeln!(
+        s,
+        "\nThe GPU backends (ort-cuda, ort-tensorrt) did not run: this machine has no GPU."
+    )?;
     Ok(s)
 }
