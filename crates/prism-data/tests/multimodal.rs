@@ -291,3 +291,118 @@ proptest! {
         let _ = image_from_bytes(&bytes, &path);
     }
 }
+
+mod letterboxing {
+    use super::*;
+    use prism_data::multimodal::{flip_horizontal, letterbox, Letterbox, MmAugment, YoloBox};
+    use prism_events::synth::rng::SplitMix64;
+
+    /// A cold image with one hot rectangle in thermal, and its label.
+    fn hot_box(w: usize, h: usize, r: [usize; 4]) -> (MmImage, YoloBox) {
+        let mut image = MmImage::zeros(h, w);
+        let plane = image.plane_mut(3);
+        for y in r[1]..r[3] {
+            for x in r[0]..r[2] {
+                plane[y * w + x] = 255;
+            }
+        }
+        let label = YoloBox {
+            class: 1,
+            x_center: (r[0] + r[2]) as f32 / 2.0 / w as f32,
+            y_center: (r[1] + r[3]) as f32 / 2.0 / h as f32,
+            width: (r[2] - r[0]) as f32 / w as f32,
+            height: (r[3] - r[1]) as f32 / h as f32,
+        };
+        (image, label)
+    }
+
+    /// Mean thermal value inside a box shrunk by 1.5 pixels, and outside it grown by 1.5.
+    fn inside_outside(image: &MmImage, b: [f32; 4]) -> (f64, f64) {
+        let (w, h) = (image.width, image.height);
+        let (mut i, mut ni, mut o, mut no) = (0.0, 0.0, 0.0, 0.0);
+        for y in 0..h {
+            for x in 0..w {
+                let (px, py) = (x as f32 + 0.5, y as f32 + 0.5);
+                let v = f64::from(image.plane(3)[y * w + x]);
+                if px > b[0] + 1.5 && px < b[2] - 1.5 && py > b[1] + 1.5 && py < b[3] - 1.5 {
+                    i += v;
+                    ni += 1.0;
+                } else if px < b[0] - 1.5 || px > b[2] + 1.5 || py < b[1] - 1.5 || py > b[3] + 1.5 {
+                    o += v;
+                    no += 1.0;
+                }
+            }
+        }
+        (i / ni, o / no)
+    }
+
+    #[test]
+    fn fitting_scales_once_and_centres() {
+        let l = Letterbox::fit(160, 128, [320, 256], 1.0, [0.0, 0.0]);
+        assert_eq!((l.scale, l.offset), (2.0, [0.0, 0.0]));
+        let l = Letterbox::fit(160, 128, [640, 640], 1.0, [0.0, 0.0]);
+        assert_eq!((l.scale, l.offset), (4.0, [0.0, 64.0]));
+        let l = Letterbox::fit(160, 128, [640, 640], 1.0, [-1.0, 1.0]);
+        assert_eq!(l.offset, [0.0, 128.0]);
+    }
+
+    #[test]
+    fn boxes_follow_the_pixels_through_letterbox_zoom_and_flip() {
+        let (image, label) = hot_box(160, 128, [40, 30, 70, 90]);
+        let mut rng = SplitMix64::new(5);
+        for round in 0..12 {
+            let (out, boxes) = if round < 4 {
+                let zoom = [1.0, 0.7, 1.3, 0.5][round];
+                let placement = Letterbox::fit(160, 128, [224, 224], zoom, [0.3, -0.6]);
+                letterbox(&image, &[label], &placement)
+            } else {
+                MmAugment::default().apply(&image, &[label], [224, 192], &mut rng)
+            };
+            assert_eq!(boxes.len(), 1, "round {round}");
+            assert_eq!(boxes[0].class, 1);
+            let (inside, outside) = inside_outside(&out, boxes[0].corners);
+            assert!(
+                inside > 250.0 && outside < 2.0,
+                "round {round}: {inside} / {outside}"
+            );
+        }
+    }
+
+    #[test]
+    fn boxes_cropped_away_by_a_zoom_are_dropped() {
+        let (image, label) = hot_box(160, 128, [0, 0, 20, 20]);
+        // Zoomed in 3x and shifted so the top-left corner is out of the frame.
+        let placement = Letterbox::fit(160, 128, [160, 128], 3.0, [1.0, 1.0]);
+        let (_, boxes) = letterbox(&image, &[label], &placement);
+        assert!(boxes.is_empty(), "{boxes:?}");
+    }
+
+    #[test]
+    fn flipping_twice_is_the_identity() {
+        let (image, label) = hot_box(64, 48, [5, 6, 20, 30]);
+        let placement = Letterbox::fit(64, 48, [64, 48], 1.0, [0.0, 0.0]);
+        let (mut out, mut boxes) = letterbox(&image, &[label], &placement);
+        let (before, before_boxes) = (out.clone(), boxes.clone());
+        flip_horizontal(&mut out, &mut boxes);
+        assert_ne!(out, before);
+        assert_eq!(boxes[0].corners, [44.0, 6.0, 59.0, 30.0]);
+        flip_horizontal(&mut out, &mut boxes);
+        assert_eq!((out, boxes), (before, before_boxes));
+    }
+
+    proptest! {
+        #[test]
+        fn boxes_map_to_the_model_and_back(
+            w in 32usize..2000, h in 32usize..2000, mw in 32usize..1000, mh in 32usize..1000,
+            zoom in 0.5f32..2.0, sx in -1.0f32..1.0, sy in -1.0f32..1.0,
+            x1 in 0.0f32..1.0, y1 in 0.0f32..1.0, bw in 0.0f32..1.0, bh in 0.0f32..1.0,
+        ) {
+            let l = Letterbox::fit(w, h, [mw, mh], zoom, [sx, sy]);
+            let b = [x1 * w as f32, y1 * h as f32, (x1 + bw) * w as f32, (y1 + bh) * h as f32];
+            let back = l.to_image(l.to_model(b));
+            for k in 0..4 {
+                prop_assert!((back[k] - b[k]).abs() <= 1e-3 * (w.max(h) as f32), "{b:?} -> {back:?}");
+            }
+        }
+    }
+}

@@ -9,6 +9,7 @@ pub mod curves;
 pub mod data;
 pub mod device;
 pub mod evaluate;
+pub mod frame;
 pub mod loss;
 pub mod metrics_log;
 pub mod run_checkpoint;

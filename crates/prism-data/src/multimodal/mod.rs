@@ -16,16 +16,19 @@
 //! - [`image`]: reading and writing the `.npy` images.
 //! - [`labels`]: the YOLO label files.
 //! - [`folder`]: a dataset folder, its split and its test folders.
+//! - [`letterbox`](mod@letterbox): resizing to the model's input with boxes mapped both ways; flip and zoom.
 //! - [`synth`]: `prism data synth-mm`, synthetic scenes in exactly this layout.
 
 pub mod folder;
 pub mod image;
 pub mod labels;
+pub mod letterbox;
 pub mod synth;
 
 pub use folder::{MmFolder, MmSample, MmSplit};
 pub use image::{read_image, write_image, ChannelOrder, MmImage, MM_CHANNELS};
 pub use labels::{parse_labels, read_labels, write_labels, YoloBox};
+pub use letterbox::{flip_horizontal, letterbox, Letterbox, MmAugment, PixelBox};
 pub use synth::{synth_mm, SynthMmOptions, SynthMmReport, MM_SYNTH_CLASSES};
 
 use std::path::PathBuf;
