@@ -30,9 +30,9 @@ use burn::tensor::Device;
 use clap::Parser;
 use prism_benchmarks::stats::{loadavg, median, prism_env};
 use prism_deploy::{Backend, Engine, EngineOptions, FrameDetector};
-use prism_models::mit::{import_mit_checkpoint, Mit, MitConfig};
+use prism_models::mit::{import_mit_checkpoint, MitConfig};
 use prism_models::mm::MmDetectorConfig;
-use prism_models::onnx::export_mm;
+use prism_models::onnx::{export_mit, export_mm};
 use serde_json::{json, Value};
 
 /// Height and width of the seed's images.
@@ -84,7 +84,7 @@ fn main() -> Result<()> {
             .arg(&dir))?;
         let mit = import_mit_checkpoint(dir.join("model.safetensors"), &config, &device)?;
         let onnx_path = args.out.join(format!("{name}.onnx"));
-        export_backbone(&mit, &onnx_path, &device)?;
+        export_mit(&mit, SIZE, &device)?.save(&onnx_path)?;
         eprintln!(
             "bench-mit: {name}: PyTorch eager against onnxruntime, {} rounds",
             args.rounds
@@ -152,17 +152,6 @@ fn run(cmd: &mut Command) -> Result<String> {
         bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn export_backbone(mit: &Mit, path: &Path, device: &Device) -> Result<()> {
-    let [h, w] = SIZE;
-    let sample = burn::tensor::Tensor::<4>::zeros([1, 3, h, w], device);
-    let options = prism_export::ExportOptions::default()
-        .inputs(["image"])
-        .outputs(["s1", "s2", "s3", "s4"]);
-    let stages = |m: &Mit, x| -> Vec<burn::tensor::Tensor<4>> { m.forward(x).into() };
-    prism_export::export(mit, sample, stages, &options)?.save(path)?;
-    Ok(())
 }
 
 /// Median ms per image through `FrameDetector` (inference, decode, NMS).

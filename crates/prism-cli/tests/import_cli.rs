@@ -5,28 +5,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::{prism, stderr, stdout};
-
-fn torch_python() -> Option<PathBuf> {
-    let env = std::env::var_os("PRISM_ENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/prism-env"));
-    let python = env.join("torch-venv/bin/python");
-    if python.exists() {
-        return Some(python);
-    }
-    if std::env::var_os("PRISM_REQUIRE_FIXTURES").is_some_and(|v| v == "1") {
-        panic!(
-            "{} is missing (cargo xtask provision-torch)",
-            python.display()
-        );
-    }
-    eprintln!("SKIPPED: no PyTorch environment at {}", python.display());
-    None
-}
+use prism_events::testdata::torch_python;
 
 #[test]
 fn mit_checkpoints_import_from_both_layouts_and_bad_ones_write_nothing() {

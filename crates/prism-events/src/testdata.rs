@@ -20,22 +20,23 @@ fn required() -> bool {
     std::env::var_os("PRISM_REQUIRE_FIXTURES").is_some_and(|v| v == "1")
 }
 
+fn found_or_skip(path: PathBuf, what: &str) -> Option<PathBuf> {
+    found_or_skip_with(path, what, "cargo xtask provision")
+}
+
 #[allow(
     clippy::panic,
     reason = "test support: a required fixture that is missing fails the test"
 )]
-fn found_or_skip(path: PathBuf, what: &str) -> Option<PathBuf> {
+fn found_or_skip_with(path: PathBuf, what: &str, provision: &str) -> Option<PathBuf> {
     if path.exists() {
         return Some(path);
     }
     if required() {
-        panic!(
-            "{what} missing at {} (run `cargo xtask provision`)",
-            path.display()
-        );
+        panic!("{what} missing at {} (run `{provision}`)", path.display());
     }
     eprintln!(
-        "SKIPPED: {what} not provisioned at {} (run `cargo xtask provision`)",
+        "SKIPPED: {what} not provisioned at {} (run `{provision}`)",
         path.display()
     );
     None
@@ -55,5 +56,15 @@ pub fn python() -> Option<PathBuf> {
     found_or_skip(
         env_dir().join("venv/bin/python"),
         "the prism Python environment",
+    )
+}
+
+/// The Python interpreter of the PyTorch environment (torch, transformers, onnxruntime), which
+/// `cargo xtask test` provisions through `cargo xtask provision-torch`.
+pub fn torch_python() -> Option<PathBuf> {
+    found_or_skip_with(
+        env_dir().join("torch-venv/bin/python"),
+        "the PyTorch environment",
+        "cargo xtask provision-torch",
     )
 }

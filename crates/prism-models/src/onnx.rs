@@ -146,3 +146,18 @@ pub fn export_mm(
         &options,
     )
 }
+
+/// Exports a MiT backbone for input size `[h, w]`: `image [1, C, H, W]` in, the four stage maps
+/// `s1` … `s4` out (no model spec: a backbone is not a detector).
+pub fn export_mit(
+    mit: &crate::mit::Mit,
+    [h, w]: [usize; 2],
+    device: &Device,
+) -> prism_export::Result<OnnxModel> {
+    let options = ExportOptions::default()
+        .inputs(["image"])
+        .outputs(["s1", "s2", "s3", "s4"]);
+    let sample = Tensor::<4>::zeros([1, mit.in_channels(), h, w], device);
+    let stages = |m: &crate::mit::Mit, x| -> Vec<Tensor<4>> { m.forward(x).into() };
+    prism_export::export(mit, sample, stages, &options)
+}

@@ -6,31 +6,13 @@
 //! `cargo xtask test` provisions).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use burn::tensor::{Device, Tensor, TensorData};
+use prism_events::testdata::torch_python;
 use prism_models::mit::{import_mit_checkpoint, MitConfig};
 use prism_models::torch_weights::ImportError;
-
-/// The PyTorch environment's Python, or `None` (skip) when absent and not required.
-fn torch_python() -> Option<PathBuf> {
-    let env = std::env::var_os("PRISM_ENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/prism-env"));
-    let python = env.join("torch-venv/bin/python");
-    if python.exists() {
-        return Some(python);
-    }
-    if std::env::var_os("PRISM_REQUIRE_FIXTURES").is_some_and(|v| v == "1") {
-        panic!(
-            "{} is missing (cargo xtask provision-torch)",
-            python.display()
-        );
-    }
-    eprintln!("SKIPPED: no PyTorch environment at {}", python.display());
-    None
-}
 
 /// Runs the reference script for `variant` into a fresh folder.
 fn reference(python: &Path, variant: &str) -> tempfile::TempDir {

@@ -5,8 +5,8 @@
 use anyhow::{Context, Result};
 use burn::tensor::Device;
 use clap::Args;
-use prism_models::mit::{Mit, MitConfig};
-use prism_models::onnx::{export_rvt, RvtExport};
+use prism_models::mit::MitConfig;
+use prism_models::onnx::{export_mit, export_rvt, RvtExport};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::{Cost, DimLike};
 
@@ -184,16 +184,8 @@ fn mit_info(name: &str, config: &MitConfig, json: bool) -> Result<()> {
             _ => anyhow::bail!("{}: a parameter outside the four stages", p.path),
         }
     }
-    let [h, w] = MIT_INFO_HW;
-    let sample = burn::tensor::Tensor::<4>::zeros([1, config.in_channels, h, w], &device);
-    let stages = |m: &Mit, x| -> Vec<burn::tensor::Tensor<4>> { m.forward(x).into() };
-    let onnx = prism_export::export(
-        &model,
-        sample,
-        stages,
-        &prism_export::ExportOptions::default(),
-    )
-    .with_context(|| format!("capturing {name}"))?;
+    let onnx =
+        export_mit(&model, MIT_INFO_HW, &device).with_context(|| format!("capturing {name}"))?;
     let info = MitInfo {
         name: name.to_string(),
         stage_parameters,
