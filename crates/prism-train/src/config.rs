@@ -175,29 +175,7 @@ impl TrainConfig {
 
     /// Applies `key=value` overrides such as `train.lr=1e-3` or `train.steps=200`.
     pub fn apply_overrides(&mut self, overrides: &[String]) -> Result<(), ConfigError> {
-        for item in overrides {
-            let (key, value) = item
-                .split_once('=')
-                .ok_or_else(|| ConfigError::Override(item.clone(), "expected key=value".into()))?;
-            // Round-trip through TOML so every field (and its type check) works the same way.
-            let mut doc: toml::Value = toml::Value::try_from(&*self)
-                .map_err(|e| ConfigError::Override(item.clone(), e.to_string()))?;
-            let mut slot = &mut doc;
-            for part in key.trim().split('.') {
-                slot = slot.get_mut(part).ok_or_else(|| {
-                    ConfigError::Override(item.clone(), format!("no field {part:?}"))
-                })?;
-            }
-            let parsed: toml::Value =
-                toml::from_str::<toml::Table>(&format!("v = {}", value.trim()))
-                    .ok()
-                    .and_then(|mut t| t.remove("v"))
-                    .unwrap_or_else(|| toml::Value::String(value.trim().to_string()));
-            *slot = parsed;
-            *self = doc
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Override(item.clone(), e.to_string()))?;
-        }
+        apply_overrides(self, overrides)?;
         self.validate()
     }
 
@@ -234,4 +212,52 @@ impl TrainConfig {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
     }
+}
+
+/// Applies `key=value` overrides (`train.lr=1e-3`) to any config: each goes through TOML, so
+/// every field, and its type check, works the same way.
+pub(crate) fn apply_overrides<T>(config: &mut T, overrides: &[String]) -> Result<(), ConfigError>
+where
+    T: Serialize + serde::de::DeserializeOwned,
+{
+    for item in overrides {
+        let (key, value) = item
+            .split_once('=')
+            .ok_or_else(|| ConfigError::Override(item.clone(), "expected key=value".into()))?;
+        let mut doc: toml::Value = toml::Value::try_from(&*config)
+            .map_err(|e| ConfigError::Override(item.clone(), e.to_string()))?;
+        let mut slot = &mut doc;
+        for part in key.trim().split('.') {
+            // Optional fields left out of the TOML can still be set.
+            let table = slot.as_table_mut().ok_or_else(|| {
+                ConfigError::Override(item.clone(), format!("{part:?} is not in a table"))
+            })?;
+            slot = table
+                .entry(part.to_string())
+                .or_insert(toml::Value::String(String::new()));
+        }
+        let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {}", value.trim()))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.trim().to_string()));
+        *slot = parsed;
+        let updated: T = doc
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Override(item.clone(), e.to_string()))?;
+        // A key the config does not know is dropped by deserialising: refuse it by name.
+        let back = toml::Value::try_from(&updated)
+            .map_err(|e| ConfigError::Override(item.clone(), e.to_string()))?;
+        let mut probe = Some(&back);
+        for part in key.trim().split('.') {
+            probe = probe.and_then(|v| v.get(part));
+        }
+        if probe.is_none() {
+            return Err(ConfigError::Override(
+                item.clone(),
+                format!("no field {:?}", key.trim()),
+            ));
+        }
+        *config = updated;
+    }
+    Ok(())
 }

@@ -10,8 +10,11 @@ pub mod data;
 pub mod device;
 pub mod evaluate;
 pub mod frame;
+pub mod frame_eval;
+pub mod frame_run;
 pub mod loss;
 pub mod metrics_log;
+pub mod mm_config;
 pub mod run_checkpoint;
 pub mod schedule;
 pub mod simota;
@@ -39,6 +42,9 @@ pub enum TrainError {
     /// The splits do not fit the model or each other.
     #[error("data: {0}")]
     Splits(String),
+    /// A multimodal image or label file is unreadable or wrong.
+    #[error("data: {0}")]
+    MmData(#[from] prism_data::multimodal::MmDataError),
     #[error("evaluation: {0}")]
     Eval(#[from] evaluate::EvalError),
     #[error(transparent)]

@@ -11,8 +11,10 @@
 //! Names: `mm-mit-b0-rgb`, `mm-mit-b0-early`, `mm-mit-b1-cssa-s3`, `mm-mit-b0-gaff-s23` (the
 //! digits after `s` are the fusion stages, 1 to 4).
 
+pub mod card;
 mod detector;
 
+pub use card::{MmCard, MmCardError};
 pub use detector::{MmDetector, MmDetectorConfig};
 
 use burn::config::Config;

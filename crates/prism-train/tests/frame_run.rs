@@ -1,0 +1,134 @@
+//! The multimodal training run: with gradient accumulation, a run stopped after a checkpoint
+//! and resumed follows the uninterrupted one step for step (same batches, same weights, same
+//! optimizer moments), validates with COCO mAP, and leaves checkpoints that load.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use prism_data::multimodal::{synth_mm, MmFolder, SynthMmOptions};
+use prism_train::frame_run::{FrameRun, FrameRunOptions};
+use prism_train::metrics_log::{read, Record};
+use prism_train::mm_config::MmTrainConfig;
+use prism_train::{Event, TrainDevice};
+
+fn config() -> MmTrainConfig {
+    let mut c = MmTrainConfig::resolve("mm-mit-b0-cssa-s3").unwrap();
+    c.apply_overrides(&[
+        "model.input_size=[64, 64]".into(),
+        "train.batch_size=2".into(),
+        "train.accumulate=2".into(),
+        "train.steps=5".into(),
+        "train.val_every=5".into(),
+        "train.checkpoint_every=100".into(),
+    ])
+    .unwrap();
+    c
+}
+
+fn losses(run_dir: &std::path::Path) -> (Vec<(usize, f32)>, usize) {
+    let records = read(&run_dir.join("metrics.jsonl")).unwrap();
+    let vals = records
+        .iter()
+        .filter(|r| matches!(r, Record::Val(_)))
+        .count();
+    let train = records
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Train(s) => Some((s.step, s.loss)),
+            Record::Val(_) => None,
+        })
+        .collect();
+    (train, vals)
+}
+
+#[test]
+fn a_resumed_accumulating_run_follows_the_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synth_mm(
+        &data,
+        &SynthMmOptions {
+            images: 10,
+            seed: 5,
+            size: [80, 60],
+        },
+    )
+    .unwrap();
+    let folder = MmFolder::open(&data).unwrap();
+    let opts = |name: &str, resume: bool, stop_after: Option<usize>| FrameRunOptions {
+        run_dir: dir.path().join(name),
+        resume,
+        stop_after,
+        device: TrainDevice::Flex,
+    };
+    let run = |name, resume, stop_after| {
+        let mut events = Vec::new();
+        let summary = FrameRun::new(config(), opts(name, resume, stop_after), folder.clone())
+            .unwrap()
+            .run(|e| events.push(e.clone()))
+            .unwrap();
+        (summary, events)
+    };
+    let (whole, _) = run("whole", false, None);
+    assert_eq!(whole.steps_done, 5);
+    let val = whole.last_val.expect("validated at the last step");
+    assert!((0.0..=1.0).contains(&val.map), "{val:?}");
+    run("split", false, Some(2));
+    let (_, events) = run("split", true, None);
+    assert!(
+        matches!(
+            events.first(),
+            Some(Event::Started {
+                start_step: 2,
+                resumed: true,
+                ..
+            })
+        ),
+        "{:?}",
+        events.first()
+    );
+    let (a, vals_a) = losses(&dir.path().join("whole"));
+    let (b, vals_b) = losses(&dir.path().join("split"));
+    assert_eq!(a.len(), 5);
+    assert_eq!(
+        a.iter().map(|s| s.0).collect::<Vec<_>>(),
+        b.iter().map(|s| s.0).collect::<Vec<_>>()
+    );
+    for ((step, x), (_, y)) in a.iter().zip(&b) {
+        assert!((x - y).abs() <= 1e-4 * x.abs().max(1.0), "step {step}: {x} vs {y}");
+    }
+    assert_eq!((vals_a, vals_b), (1, 1));
+    assert!(dir.path().join("whole/curves.png").is_file());
+
+    // The best checkpoint is a normal multimodal checkpoint.
+    let best = prism_train::trainer::best_checkpoint(&dir.path().join("whole"));
+    assert!(prism_models::mm::card::is_mm_checkpoint(&best));
+    let (card, _) =
+        prism_models::mm::card::load_checkpoint(&best, &burn::tensor::Device::flex()).unwrap();
+    assert_eq!(card.model.input_size, [64, 64]);
+}
+
+#[test]
+fn classes_that_differ_from_the_model_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    synth_mm(
+        dir.path(),
+        &SynthMmOptions {
+            images: 4,
+            seed: 1,
+            size: [64, 64],
+        },
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("classes.txt"), "cat\ndog\n").unwrap();
+    let err = FrameRun::new(
+        config(),
+        FrameRunOptions {
+            run_dir: dir.path().join("run"),
+            resume: false,
+            stop_after: None,
+            device: TrainDevice::Flex,
+        },
+        MmFolder::open(dir.path()).unwrap(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("classes"), "{err}");
+}
