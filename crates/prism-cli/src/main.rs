@@ -46,6 +46,9 @@ enum Command {
     Data(commands::data::DataCommand),
     /// Train a model card's recipe (`[train]`, `[dataset]`) with resumable checkpoints.
     Train(commands::train::TrainArgs),
+    /// Run an experiment matrix of multimodal detectors (phase 1 stage sets, phase 2 the grid on
+    /// the best) and write one results table (Markdown, JSON, PNG).
+    Ablate(commands::ablate::AblateArgs),
     /// COCO mAP with RVT's protocol for a checkpoint or an ONNX model, or of COCO JSON files.
     Eval(commands::eval::EvalArgs),
     /// Export a model to ONNX (with its metadata), optionally verified in tract and ONNX Runtime.
@@ -86,6 +89,7 @@ fn run(command: Command) -> Result<()> {
     match command {
         Command::Data(cmd) => commands::data::run(cmd),
         Command::Train(args) => commands::train::run(args),
+        Command::Ablate(args) => commands::ablate::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Export(cmd) => commands::export::run(cmd),
         Command::Import(cmd) => commands::import::run(cmd),

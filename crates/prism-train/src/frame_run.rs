@@ -470,3 +470,55 @@ fn load_run_checkpoint(
 pub fn find_checkpoint(dir: &Path) -> Option<PathBuf> {
     dir.join(TRAINER_FILE).is_file().then(|| dir.to_path_buf())
 }
+
+/// The dataset folder of `config`: the folder itself for `kind = "folder"`; for synthetic
+/// scenes, `data_dir` after generating them there once (into a staging folder renamed into
+/// place, so an interrupted generation is redone, never half-read).
+pub fn open_dataset(
+    config: &MmTrainConfig,
+    data_dir: &Path,
+    mut on_note: impl FnMut(&str),
+) -> Result<MmFolder, TrainError> {
+    use crate::mm_config::MmDatasetSection;
+    if let MmDatasetSection::Synthetic {
+        images, size, seed, ..
+    } = &config.dataset
+    {
+        if !data_dir.join("classes.txt").is_file() {
+            on_note(&format!(
+                "generating {images} synthetic scenes ({}x{}, seed {seed}) into {}",
+                size[0],
+                size[1],
+                data_dir.display()
+            ));
+            let options = prism_data::multimodal::SynthMmOptions {
+                images: *images,
+                seed: *seed,
+                size: *size,
+            };
+            replace_folder(data_dir, |staging| {
+                prism_data::multimodal::synth_mm(staging, &options).map(|_| ()).map_err(|e| {
+                    prism_models::checkpoint::CheckpointError::Weights {
+                        path: staging.to_path_buf(),
+                        message: e.to_string(),
+                    }
+                })
+            })?;
+        }
+    }
+    Ok(MmFolder::open(data_dir)?)
+}
+
+/// Where synthetic scenes of `config` go by default: one folder per generator setting, so
+/// cards that train on the same scenes share them.
+pub fn default_synthetic_dir(config: &MmTrainConfig) -> Option<PathBuf> {
+    match &config.dataset {
+        crate::mm_config::MmDatasetSection::Synthetic {
+            images, size, seed, ..
+        } => Some(PathBuf::from("data").join(format!(
+            "synth-mm-{}x{}-{images}-seed{seed}",
+            size[0], size[1]
+        ))),
+        crate::mm_config::MmDatasetSection::Folder { root, .. } => root.clone(),
+    }
+}

@@ -31,9 +31,16 @@ pub struct EvalArgs {
     /// Prepared data folder (`prism data prepare`, or the synthetic data `prism train` made).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Split to score.
-    #[arg(long, default_value = "val")]
-    pub split: String,
+    /// Split to score (default `val`). Multimodal datasets: `val`, a test folder (`nighttest`)
+    /// or `all` (the default there: validation and every test folder, scored apart).
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Multimodal datasets: seed of the 80 / 20 train / validation split the model trained on.
+    #[arg(long, default_value_t = 42)]
+    pub split_seed: u64,
+    /// Multimodal datasets: the validation share of that split.
+    #[arg(long, default_value_t = 0.2)]
+    pub val_fraction: f64,
     /// Label filter of the protocol: gen1, gen4 (1Mpx), synthetic (0.5 s skip only), none, or
     /// auto (by the sensor size of the data).
     #[arg(long, default_value = "auto")]
@@ -65,12 +72,16 @@ pub fn run(args: EvalArgs) -> Result<()> {
         .data
         .as_ref()
         .context("give --data DIR (prepared sequences), or --coco-gt/--coco-dt")?;
-    let split = prism_data::load_split(data, &args.split)
-        .with_context(|| format!("loading {}/{}", data.display(), args.split))?;
+    if super::eval_mm::applies(args.checkpoint.as_deref(), Some(data)) {
+        return eval_multimodal(&args, data);
+    }
+    let split_name = args.split.as_deref().unwrap_or("val");
+    let split = prism_data::load_split(data, split_name)
+        .with_context(|| format!("loading {}/{split_name}", data.display()))?;
     let first = split
         .sequences
         .first()
-        .with_context(|| format!("{}/{} holds no sequence", data.display(), args.split))?;
+        .with_context(|| format!("{}/{split_name} holds no sequence", data.display()))?;
     let meta = first.meta.clone();
     let filter_name = match args.filter.as_str() {
         "auto" => prism_train::evaluate::filter_for_sensor(meta.sensor),
@@ -140,6 +151,26 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let names: Vec<&str> = classes.iter().map(String::as_str).collect();
     outln!("{}", metrics.table(&names))?;
     write_out(&args, &metrics)
+}
+
+/// `prism eval` on a multimodal dataset folder.
+fn eval_multimodal(args: &EvalArgs, data: &std::path::Path) -> Result<()> {
+    let model = match &args.model {
+        Some(file) => Some((file, args.backend.parse::<Backend>()?, args.ort_library.clone())),
+        None => None,
+    };
+    let request = super::eval_mm::MmEvalRequest {
+        data,
+        split: args.split.as_deref().unwrap_or("all"),
+        split_seed: args.split_seed,
+        val_fraction: args.val_fraction,
+    };
+    let rows = super::eval_mm::run(args.checkpoint.as_ref(), model, &request)?;
+    if let Some(path) = &args.out {
+        let json = serde_json::to_string_pretty(&rows)?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn write_out(args: &EvalArgs, metrics: &prism_eval::coco::CocoMetrics) -> Result<()> {

@@ -68,6 +68,9 @@ pub fn run(cmd: ExportCommand) -> Result<()> {
 
 pub fn export_onnx(args: &OnnxArgs) -> Result<()> {
     let device = Device::flex();
+    if args.source.is_multimodal() {
+        return export_multimodal(args, &device);
+    }
     let (card, model) = args.source.load(&device)?;
     let started = Instant::now();
     let settings = RvtExport {
@@ -102,21 +105,7 @@ pub fn export_onnx(args: &OnnxArgs) -> Result<()> {
         }
     )?;
     if args.verify {
-        // tract always; ONNX Runtime where its library is found where the user's environment
-        // says (--ort-library, ORT_DYLIB_PATH, PRISM_ENV), else skipped with how to get it.
-        let mut backends = vec![Backend::Tract];
-        match prism_deploy::engine::onnxruntime::library_path(args.ort_library.as_deref()) {
-            Ok(_) => backends.push(Backend::OrtCpu),
-            Err(prism_deploy::DeployError::Runtime(why)) => outln!("ONNX Runtime skipped: {why}")?,
-            Err(e) => outln!("ONNX Runtime skipped: {e}")?,
-        }
-        let runners: Vec<EngineRunner> = backends
-            .into_iter()
-            .map(|backend| EngineRunner {
-                backend,
-                ort_library: args.ort_library.clone(),
-            })
-            .collect();
+        let runners = verify_runners(args)?;
         let runners: Vec<&dyn OnnxRunner> = runners.iter().map(|r| r as &dyn OnnxRunner).collect();
         let options = VerifyOptions {
             tolerance: match args.precision {
@@ -149,6 +138,97 @@ pub fn export_onnx(args: &OnnxArgs) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// `prism export onnx` of an RGB + thermal + event detector: `image [1, 5, H, W]` in,
+/// raw `detections [1, A, 5 + K]` out, its spec (classes, input size) in the metadata.
+fn export_multimodal(args: &OnnxArgs, device: &Device) -> Result<()> {
+    if args.dynamic_batch {
+        anyhow::bail!("--dynamic-batch is not built for multimodal detectors (batch 1)");
+    }
+    let (card, model) = args.source.load_multimodal(device)?;
+    let started = Instant::now();
+    let onnx = prism_models::onnx::export_mm(
+        &model,
+        &card.name,
+        &card.data.classes,
+        card.model.input_size,
+        device,
+    )
+    .with_context(|| format!("exporting {}", card.name))?;
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let bytes = match args.precision {
+        PrecisionArg::Fp32 => onnx
+            .save(&args.out)
+            .with_context(|| format!("writing {}", args.out.display()))?,
+        PrecisionArg::Fp16 => write_fp16(&onnx.to_bytes(), args)?,
+    };
+    outln!(
+        "exported {} to {} in {:.2} s: {} bytes, {} nodes",
+        card.name,
+        args.out.display(),
+        started.elapsed().as_secs_f64(),
+        bytes,
+        onnx.stats().nodes,
+    )?;
+    if args.verify {
+        let runners = verify_runners(args)?;
+        let runners: Vec<&dyn OnnxRunner> = runners.iter().map(|r| r as &dyn OnnxRunner).collect();
+        let [h, w] = card.model.input_size;
+        let sample =
+            burn::tensor::Tensor::<4>::zeros([1, prism_models::mm::MM_CHANNELS, h, w], device);
+        let options = VerifyOptions {
+            tolerance: match args.precision {
+                PrecisionArg::Fp32 => VerifyOptions::default().tolerance,
+                PrecisionArg::Fp16 => FP16_TOLERANCE,
+            },
+            ..VerifyOptions::default()
+        };
+        let report = verify(
+            &model,
+            &sample,
+            |m: &prism_models::mm::MmDetector, x| m.forward(x),
+            &args.out,
+            &["image".to_string()],
+            &["detections".to_string()],
+            &runners,
+            &options,
+        )
+        .context("verifying the export")?;
+        out!("{report}")?;
+        outln!(
+            "verified: max relative error {:.2e} (limit {:.0e}) in {}",
+            report.max_rel(),
+            options.tolerance,
+            runners
+                .iter()
+                .map(|r| r.name())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        )?;
+    }
+    Ok(())
+}
+
+/// tract always; ONNX Runtime where its library is found where the user's environment says
+/// (--ort-library, ORT_DYLIB_PATH, PRISM_ENV), else skipped with how to get it.
+fn verify_runners(args: &OnnxArgs) -> Result<Vec<EngineRunner>> {
+    let mut backends = vec![Backend::Tract];
+    match prism_deploy::engine::onnxruntime::library_path(args.ort_library.as_deref()) {
+        Ok(_) => backends.push(Backend::OrtCpu),
+        Err(prism_deploy::DeployError::Runtime(why)) => outln!("ONNX Runtime skipped: {why}")?,
+        Err(e) => outln!("ONNX Runtime skipped: {e}")?,
+    }
+    Ok(backends
+        .into_iter()
+        .map(|backend| EngineRunner {
+            backend,
+            ort_library: args.ort_library.clone(),
+        })
+        .collect())
 }
 
 /// Converts the float32 export to float16 (keeping in float32 what overflows on `--calib`

@@ -25,13 +25,15 @@ use super::progress::Meter;
 pub struct InferArgs {
     #[command(flatten)]
     pub engine: EngineArgs,
-    /// The recording (.dat, EVT2/EVT3 .raw, .h5) or, for frame models, a raw f32 tensor file.
+    /// The recording (.dat, EVT2/EVT3 .raw, .h5); for frame models a 5-channel `.npy` image, a
+    /// folder of them, or a raw f32 tensor file of the input's shape.
     #[arg(long)]
     pub input: PathBuf,
     /// Write detections here as JSON lines (default: standard output).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Draw every window with its boxes as PNG into this directory.
+    /// Draw every window (frame models: every image, RGB and thermal side by side) with its
+    /// boxes as PNG into this directory.
     #[arg(long)]
     pub render: Option<PathBuf>,
     /// Sensor size of a recording that does not declare it (e.g. `304x240`); it must be the
@@ -174,6 +176,23 @@ pub fn run(args: InferArgs) -> Result<()> {
             eprintln!(
                 "{events} events, {windows} windows, {detections} detections in {secs:.2} s ({:.1} windows/s) on {}{gap_note}",
                 windows as f64 / secs.max(1e-9),
+                engine.backend()
+            );
+        }
+        Task::FrameDetection
+            if args.input.is_dir() || args.input.extension().is_some_and(|e| e == "npy") =>
+        {
+            let (images, detections) = super::infer_frames::run(
+                engine.clone(),
+                &args.input,
+                args.render.as_deref(),
+                |index, name, dets| {
+                    super::infer_frames::write_lines(&mut *out, index, name, dets, &classes)
+                },
+            )?;
+            eprintln!(
+                "{images} images, {detections} detections in {:.2} s on {}",
+                started.elapsed().as_secs_f64(),
                 engine.backend()
             );
         }

@@ -1,14 +1,17 @@
 //! One module per verb.
 
+pub mod ablate;
 pub mod bench;
 pub mod calibration;
 pub mod data;
 pub mod demo;
 pub mod engine_args;
 pub mod eval;
+pub mod eval_mm;
 pub mod export;
 pub mod import;
 pub mod infer;
+pub mod infer_frames;
 pub mod info;
 pub mod model_source;
 pub mod progress;

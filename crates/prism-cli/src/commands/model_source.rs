@@ -10,8 +10,8 @@ use prism_models::zoo::ModelCard;
 
 #[derive(Debug, Args)]
 pub struct ModelSource {
-    /// A zoo model (`rvt-tiny-gen1`, …, `rvt-tiny-synth`) or a model card TOML file; the
-    /// weights are freshly initialised.
+    /// A zoo model (`rvt-tiny-gen1`, …, `rvt-tiny-synth`, `mm-mit-b0-cssa-s3`, …) or a model
+    /// card TOML file; the weights are freshly initialised.
     #[arg(long, conflicts_with = "checkpoint")]
     pub model: Option<String>,
     /// A checkpoint folder written by `prism train` or `prism import` (card + weights).
@@ -20,6 +20,32 @@ pub struct ModelSource {
 }
 
 impl ModelSource {
+    /// Whether the source is an RGB + thermal + event detector (an `mm-*` card or checkpoint).
+    pub fn is_multimodal(&self) -> bool {
+        match (&self.model, &self.checkpoint) {
+            (Some(name), _) => super::train::names_a_multimodal_card(name),
+            (None, Some(dir)) => prism_models::mm::card::is_mm_checkpoint(dir),
+            (None, None) => false,
+        }
+    }
+
+    /// The multimodal card and detector with its weights (fresh for a card).
+    pub fn load_multimodal(
+        &self,
+        device: &Device,
+    ) -> Result<(prism_models::mm::MmCard, prism_models::mm::MmDetector)> {
+        match (&self.model, &self.checkpoint) {
+            (Some(name), _) => {
+                let card = prism_models::mm::MmCard::resolve(name)?;
+                let model = card.detector_config()?.init(device)?;
+                Ok((card, model))
+            }
+            (None, Some(dir)) => prism_models::mm::card::load_checkpoint(dir, device)
+                .with_context(|| format!("loading the checkpoint {}", dir.display())),
+            (None, None) => bail!("give --model NAME or --checkpoint DIR"),
+        }
+    }
+
     /// The card only (no weights), cheap.
     pub fn card(&self) -> Result<ModelCard> {
         match (&self.model, &self.checkpoint) {

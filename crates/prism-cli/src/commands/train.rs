@@ -41,6 +41,9 @@ pub struct TrainArgs {
 pub fn run(args: TrainArgs) -> Result<()> {
     // Refuse a device this build cannot use before any data is generated or loaded.
     args.device.burn()?;
+    if names_a_multimodal_card(&args.config) {
+        return run_multimodal(args);
+    }
     let mut config = TrainConfig::resolve(&args.config)?;
     config.apply_overrides(&args.overrides)?;
     let name = config.card.name.clone();
@@ -162,7 +165,7 @@ impl Progress {
             }
             Event::Step(r) => {
                 let msg = format!(
-                    "loss {:.3} (iou {:.3} obj {:.3} cls {:.3}) lr {:.2e} {:.1} win/s",
+                    "loss {:.3} (iou {:.3} obj {:.3} cls {:.3}) lr {:.2e} {:.1} samples/s",
                     r.loss, r.iou, r.obj, r.cls, r.lr, r.windows_per_s
                 );
                 match &self.bar {
@@ -187,4 +190,73 @@ impl Progress {
             bar.finish();
         }
     }
+}
+
+/// Whether `--config` is a multimodal card (`mm-*` name, or a file whose card says so).
+pub fn names_a_multimodal_card(arg: &str) -> bool {
+    if prism_models::zoo::looks_like_a_path(arg) {
+        std::fs::read_to_string(arg)
+            .is_ok_and(|text| prism_models::mm::card::is_mm_card_text(&text))
+    } else {
+        arg.starts_with("mm-")
+    }
+}
+
+/// `prism train` of an RGB + thermal + event detector.
+fn run_multimodal(args: TrainArgs) -> Result<()> {
+    use prism_train::frame_run::{default_synthetic_dir, open_dataset, FrameRun, FrameRunOptions};
+    let mut config = prism_train::mm_config::MmTrainConfig::resolve(&args.config)?;
+    config.apply_overrides(&args.overrides)?;
+    let name = config.card.name.clone();
+    let run_dir = args
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&name));
+    let last = prism_train::trainer::last_checkpoint(&run_dir);
+    if args.resume && prism_train::frame_run::find_checkpoint(&last).is_none() {
+        bail!(
+            "--resume: no checkpoint in {} to resume from (leave out --resume to start a new run there)",
+            last.display()
+        );
+    }
+    let data_dir = args
+        .data
+        .clone()
+        .or_else(|| default_synthetic_dir(&config))
+        .context("this card trains on a dataset folder: give --data DIR or dataset.root")?;
+    let folder = open_dataset(&config, &data_dir, |m| eprintln!("{m}"))?;
+    let opts = FrameRunOptions {
+        run_dir: run_dir.clone(),
+        resume: args.resume,
+        stop_after: args.stop_after,
+        device: args.device,
+    };
+    let run = FrameRun::new(config, opts, folder)?;
+    eprintln!("{name}: {run:?}; run folder {}", run_dir.display());
+    let progress = Progress::new();
+    let summary = run.run(|event| progress.on(event))?;
+    progress.finish();
+    outln!(
+        "trained {} / {} steps in {}",
+        summary.steps_done,
+        summary.total_steps,
+        summary.run_dir.display()
+    )?;
+    if let Some(v) = &summary.last_val {
+        outln!(
+            "validation at step {}: mAP {:.4}, AP50 {:.4}, AP75 {:.4}",
+            v.step,
+            v.map,
+            v.ap50,
+            v.ap75
+        )?;
+    }
+    if let Some((map, step)) = summary.best_ap50 {
+        outln!(
+            "best mAP {map:.4} at step {step} -> {}",
+            prism_train::trainer::best_checkpoint(&summary.run_dir).display()
+        )?;
+    }
+    outln!("curves: {}", summary.run_dir.join("curves.png").display())?;
+    Ok(())
 }

@@ -1,0 +1,149 @@
+//! `prism ablate --matrix models/mm-ablation.toml [--out DIR]`: runs an experiment matrix of
+//! RGB + thermal + event detectors (backbones x fusion x stages x hyperparameters) and writes
+//! one results table as Markdown, JSON and PNG.
+//!
+//! Phase 1 trains the baselines and every fusion stage set; phase 2 trains the hyperparameter
+//! grid on the best phase-1 configurations, ranked by the matrix's split and metric. Resumable:
+//! a finished experiment (its `result.json`) is never rerun, a killed one resumes from its last
+//! checkpoint. The experiments run one after another on this machine.
+
+pub mod experiment;
+pub mod matrix;
+pub mod report;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use prism_train::frame_run::open_dataset;
+use prism_train::mm_config::MmDatasetSection;
+use prism_train::{Event, TrainDevice};
+
+use experiment::ExperimentResult;
+use matrix::{Experiment, Matrix, Variant};
+
+#[derive(Debug, Args)]
+pub struct AblateArgs {
+    /// The experiment matrix (see models/mm-ablation.toml).
+    #[arg(long)]
+    pub matrix: PathBuf,
+    /// Output folder: runs/<experiment>/ and results.{md,json,png}. Default:
+    /// runs/ablate-<matrix name>.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Dataset folder (default: the base card's; synthetic scenes are generated into
+    /// <out>/data once).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Where to train: `flex` (CPU) or `cuda` / `cuda:N` (a prism built with `--features cuda`).
+    #[arg(long, default_value = "flex")]
+    pub device: TrainDevice,
+}
+
+pub fn run(args: AblateArgs) -> Result<()> {
+    args.device.burn()?;
+    let matrix = Matrix::read(&args.matrix)?;
+    let stem = args
+        .matrix
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "matrix".into());
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("ablate-{stem}")));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let phase1 = matrix.phase1_experiments();
+    let base = matrix.config(&phase1[0])?;
+    let data_dir = match (&args.data, &base.dataset) {
+        (Some(d), _) => d.clone(),
+        (None, MmDatasetSection::Synthetic { .. }) => out.join("data"),
+        (None, MmDatasetSection::Folder { root, .. }) => root
+            .clone()
+            .context("the base card trains on a dataset folder: give --data DIR")?,
+    };
+    let folder = open_dataset(&base, &data_dir, |m| eprintln!("{m}"))?;
+
+    let mut results = execute(&matrix, &phase1, &folder, &out, args.device, &stem)?;
+    let best = rank_phase1(&matrix, &results);
+    let phase2 = matrix.phase2_experiments(&best);
+    if !phase2.is_empty() {
+        eprintln!(
+            "phase 2: {} runs on {}",
+            phase2.len(),
+            best.iter()
+                .filter(|v| phase2.iter().any(|e| e.variant.stages == v.stages && e.variant.kind == v.kind))
+                .map(Variant::name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        results.extend(execute(&matrix, &phase2, &folder, &out, args.device, &stem)?);
+    }
+    let md = report::write(&out, &stem, &results)?;
+    outln!("{md}")?;
+    outln!(
+        "results: {} (.json, .png)",
+        out.join("results.md").display()
+    )?;
+    Ok(())
+}
+
+/// Runs `experiments` one after another (finished ones are read back), updating the report
+/// after each.
+fn execute(
+    matrix: &Matrix,
+    experiments: &[Experiment],
+    folder: &prism_data::multimodal::MmFolder,
+    out: &std::path::Path,
+    device: TrainDevice,
+    title: &str,
+) -> Result<Vec<ExperimentResult>> {
+    let mut results: Vec<ExperimentResult> = experiments
+        .iter()
+        .filter_map(|e| experiment::finished(out, e))
+        .collect();
+    for (i, e) in experiments.iter().enumerate() {
+        if experiment::finished(out, e).is_some() {
+            continue;
+        }
+        eprintln!("[{}/{}] {}", i + 1, experiments.len(), e.id());
+        let started = Instant::now();
+        let result = experiment::run(matrix, e, folder, out, device, |event| {
+            if let Event::Validated(v) = event {
+                eprintln!("  step {}: validation mAP {:.4} AP50 {:.4}", v.step, v.map, v.ap50);
+            }
+        })
+        .with_context(|| format!("experiment {}", e.id()))?;
+        eprintln!(
+            "  done in {:.0} s: val mAP {:.4}",
+            started.elapsed().as_secs_f64(),
+            result.score("val", "map").unwrap_or(f64::NAN)
+        );
+        results.push(result);
+        report::write(out, title, &results)?;
+    }
+    // Keep the matrix order.
+    results.sort_by_key(|r| {
+        experiments
+            .iter()
+            .position(|e| e.id() == r.id)
+            .unwrap_or(usize::MAX)
+    });
+    Ok(results)
+}
+
+/// Phase-1 fused configurations, best first by the matrix's split and metric (mean over
+/// seeds).
+fn rank_phase1(matrix: &Matrix, results: &[ExperimentResult]) -> Vec<Variant> {
+    let mut rows: Vec<report::Row> = report::rows(results)
+        .into_iter()
+        .filter(|r| r.variant.phase == 1 && ["cssa", "gaff"].contains(&r.variant.kind.as_str()))
+        .collect();
+    let key = |r: &report::Row| {
+        r.score(&matrix.rank_split, &matrix.rank_metric)
+            .unwrap_or(f64::NEG_INFINITY)
+    };
+    rows.sort_by(|a, b| key(b).total_cmp(&key(a)));
+    rows.into_iter().map(|r| r.variant).collect()
+}

@@ -1,0 +1,146 @@
+//! The RGB + thermal + event detector through the whole pipeline as a user runs it:
+//! `prism train` on synthetic scenes, `prism eval` per split in Burn and, exported, in tract
+//! (the same scores), `prism export onnx --verify`, `prism infer --render`, and `prism ablate`
+//! end to end: phase 2 chosen from phase 1, one results table, and a rerun that trains nothing
+//! finished while a lost result is redone.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{prism, stderr, stdout};
+use std::path::Path;
+
+/// mm-mit-b0-cssa-s3 at 64x64 on twelve 64x48 scenes: a few steps fit in a test.
+const CARD: &str = r#"
+name = "mm-mit-b0-cssa-s3"
+[model]
+num_classes = 2
+input_size = [64, 64]
+[data]
+classes = ["person", "car"]
+[train]
+batch_size = 2
+accumulate = 2
+lr = 2e-3
+steps = 3
+val_every = 0
+checkpoint_every = 2
+seed = 1
+[dataset]
+kind = "synthetic"
+images = 12
+size = [64, 48]
+seed = 3
+"#;
+
+fn ok(o: &std::process::Output) -> String {
+    let text = format!("{}{}", stdout(o), stderr(o));
+    assert!(o.status.success(), "{text}");
+    text
+}
+
+fn split_map(json: &Path, split: &str) -> f64 {
+    let rows: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["split"] == split)
+        .map(|r| r["metrics"]["stats"][0].as_f64().unwrap())
+        .unwrap()
+}
+
+#[test]
+fn train_eval_export_infer_and_ablate_a_multimodal_detector() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    std::fs::write(p("card.toml"), CARD).unwrap();
+
+    let out = ok(&prism(&[
+        "train", "--config", &p("card.toml"), "--run-dir", &p("run"), "--data", &p("data"),
+    ]));
+    assert!(out.contains("trained 3 / 3 steps"), "{out}");
+    let ckpt = p("run/checkpoints/last");
+
+    let out = ok(&prism(&[
+        "eval", "--checkpoint", &ckpt, "--data", &p("data"), "--out", &p("burn.json"),
+    ]));
+    for split in ["val", "daytest", "nighttest"] {
+        assert!(out.lines().any(|l| l.starts_with(split)), "{split}: {out}");
+    }
+
+    let out = ok(&prism(&[
+        "export", "onnx", "--checkpoint", &ckpt, "--out", &p("mm.onnx"), "--verify",
+    ]));
+    assert!(out.contains("verified"), "{out}");
+    ok(&prism(&[
+        "eval", "--model", &p("mm.onnx"), "--backend", "tract", "--data", &p("data"),
+        "--split", "nighttest", "--out", &p("tract.json"),
+    ]));
+    let (burn, tract) = (
+        split_map(&dir.path().join("burn.json"), "nighttest"),
+        split_map(&dir.path().join("tract.json"), "nighttest"),
+    );
+    assert!((burn - tract).abs() < 1e-3, "Burn {burn} vs tract {tract}");
+
+    let out = ok(&prism(&[
+        "infer", "--model", &p("mm.onnx"), "--input", &p("data/nighttest"), "--render",
+        &p("frames"), "--out", &p("dets.jsonl"),
+    ]));
+    let images = std::fs::read_dir(dir.path().join("data/nighttest/images")).unwrap().count();
+    let frames = std::fs::read_dir(dir.path().join("frames")).unwrap().count();
+    assert_eq!(frames, images, "{out}");
+    for line in std::fs::read_to_string(p("dets.jsonl")).unwrap().lines() {
+        let d: serde_json::Value = serde_json::from_str(line).unwrap();
+        let (x2, y2) = (d["x2"].as_f64().unwrap(), d["y2"].as_f64().unwrap());
+        assert!(x2 <= 64.0 && y2 <= 48.0, "boxes are in image pixels: {line}");
+    }
+
+    // A wrong dataset is refused by name.
+    std::fs::write(dir.path().join("data/classes.txt"), "cat\ndog\n").unwrap();
+    let o = prism(&["eval", "--checkpoint", &ckpt, "--data", &p("data")]);
+    assert!(!o.status.success() && stderr(&o).contains("classes.txt"), "{}", stderr(&o));
+
+    // The ablation: a baseline and one CSSA stage set, then phase 2 on the best.
+    let matrix = format!(
+        r#"
+base = "{}"
+backbones = ["mit-b0"]
+seeds = [0]
+set = ["train.steps=2", "train.accumulate=1"]
+baselines = ["rgb"]
+[phase1]
+cssa = ["3"]
+[phase2]
+cssa_top_k = 1
+cssa_threshold = [0.3]
+"#,
+        p("card.toml")
+    );
+    std::fs::write(p("matrix.toml"), matrix).unwrap();
+    let ablate = || prism(&["ablate", "--matrix", &p("matrix.toml"), "--out", &p("ablate")]);
+    let out = ok(&ablate());
+    let table = std::fs::read_to_string(p("ablate/results.md")).unwrap();
+    for name in ["mm-mit-b0-rgb", "mm-mit-b0-cssa-s3 ", "mm-mit-b0-cssa-s3-t0.3"] {
+        assert!(table.contains(name), "{name}: {table}\n{out}");
+    }
+    assert!(dir.path().join("ablate/results.png").is_file());
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p("ablate/results.json")).unwrap()).unwrap();
+    assert_eq!(json["runs"].as_array().unwrap().len(), 3);
+    assert!(json["rows"][1]["fusion_params"].as_u64().unwrap() > 0);
+    assert_eq!(json["rows"][0]["fusion_params"].as_u64().unwrap(), 0);
+
+    // A rerun trains nothing; a lost result is redone from the run's last checkpoint.
+    let started = |o: &std::process::Output| -> Vec<String> {
+        stderr(o).lines().filter(|l| l.starts_with('[')).map(String::from).collect()
+    };
+    let o = ablate();
+    ok(&o);
+    assert!(started(&o).is_empty(), "{:?}", started(&o));
+    std::fs::remove_file(p("ablate/runs/mm-mit-b0-rgb-seed0/result.json")).unwrap();
+    let o = ablate();
+    ok(&o);
+    assert_eq!(started(&o), vec!["[1/2] mm-mit-b0-rgb-seed0".to_string()]);
+    assert!(dir.path().join("ablate/runs/mm-mit-b0-rgb-seed0/result.json").is_file());
+}
