@@ -11,8 +11,11 @@
 //! - `provision-torch [--cuda]`: a PyTorch + transformers venv under `$PRISM_ENV/torch-venv` for
 //!   the benchmarks' PyTorch peers and the MiT import-parity test (`test` provisions it);
 //!   CPU-only and lean by default (see `torch_env`).
+//! - `provision-slurm`: a one-node Slurm cluster (Debian's packages, config and state under
+//!   `$PRISM_ENV/slurm`) for the `prism ablate --executor slurm` test (`test` provisions it).
 
 mod provision;
+mod slurm;
 mod torch_env;
 
 use std::path::PathBuf;
@@ -27,11 +30,16 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("provision") => env.provision(),
         Some("provision-torch") => torch_env::provision(&env, &args[1..]).map(|_| ()),
+        Some("provision-slurm") => slurm::provision(&env.dir).map(|conf| {
+            println!("export SLURM_CONF={}", conf.display());
+        }),
         Some("test") => {
             run_gates(&env)?;
             env.provision()?;
             // The MiT import-parity test's reference is PyTorch + transformers.
             torch_env::provision(&env, &[])?;
+            // `prism ablate --executor slurm` is tested against a real one-node Slurm.
+            slurm::provision(&env.dir)?;
             run_tests(&env, &args[1..])
         }
         Some("lint") => run_gates(&env),
@@ -48,7 +56,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <provision | provision-torch [--cuda] | test [cargo test args] | lint | bench [names] | env>"
+                "usage: cargo xtask <provision | provision-torch [--cuda] | provision-slurm | test [cargo test args] | lint | bench [names] | env>"
             );
             bail!("unknown or missing xtask command")
         }

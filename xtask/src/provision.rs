@@ -75,6 +75,10 @@ impl Env {
         if let Some(lib) = self.ort_library()? {
             vars.push(("ORT_DYLIB_PATH", lib));
         }
+        let slurm = crate::slurm::conf_path(&self.dir);
+        if slurm.is_file() {
+            vars.push(("SLURM_CONF", slurm));
+        }
         Ok(vars)
     }
 

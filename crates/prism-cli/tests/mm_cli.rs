@@ -144,3 +144,74 @@ cssa_threshold = [0.3]
     assert_eq!(started(&o), vec!["[1/2] mm-mit-b0-rgb-seed0".to_string()]);
     assert!(dir.path().join("ablate/runs/mm-mit-b0-rgb-seed0/result.json").is_file());
 }
+
+/// `--executor slurm` against the one-node Slurm that `cargo xtask test` provisions
+/// (`SLURM_CONF`): each phase goes in as a job array, the tasks train into the shared run folder
+/// and the report equals the local executor's, run for run.
+#[test]
+fn ablate_over_slurm_gives_the_local_results() {
+    let Some(conf) = std::env::var_os("SLURM_CONF") else {
+        assert!(
+            std::env::var_os("PRISM_REQUIRE_FIXTURES").is_none(),
+            "SLURM_CONF is not set: run `cargo xtask provision-slurm` (cargo xtask test does)"
+        );
+        eprintln!("skipped: no SLURM_CONF (cargo xtask provision-slurm)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    std::fs::write(p("card.toml"), CARD).unwrap();
+    let matrix = format!(
+        r#"
+base = "{}"
+backbones = ["mit-b0"]
+seeds = [0]
+set = ["train.steps=2", "train.accumulate=1"]
+baselines = ["rgb"]
+[phase1]
+cssa = ["3"]
+gaff = ["3"]
+[phase2]
+cssa_top_k = 1
+cssa_threshold = [0.7]
+"#,
+        p("card.toml")
+    );
+    std::fs::write(p("matrix.toml"), matrix).unwrap();
+    let ablate = |out: &str, executor: &str| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_prism"))
+            .args(["ablate", "--matrix", &p("matrix.toml"), "--out", &p(out), "--data", &p("data")])
+            .args(["--executor", executor, "--poll-s", "0.5"])
+            .env("SLURM_CONF", &conf)
+            .output()
+            .unwrap();
+        ok(&o)
+    };
+    ablate("local", "local");
+    let out = ablate("slurm", "slurm");
+    assert!(out.contains("phase 1: submitted job array"), "{out}");
+    assert!(out.contains("phase 2: submitted job array"), "{out}");
+    let runs = |out: &str| -> Vec<(String, f64)> {
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join(out).join("results.json")).unwrap())
+                .unwrap();
+        json["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["id"].as_str().unwrap().to_string(), r["splits"][0]["map"].as_f64().unwrap()))
+            .collect()
+    };
+    let (local, slurm) = (runs("local"), runs("slurm"));
+    assert_eq!(local.len(), 4, "{local:?}");
+    assert_eq!(
+        local.iter().map(|r| &r.0).collect::<Vec<_>>(),
+        slurm.iter().map(|r| &r.0).collect::<Vec<_>>()
+    );
+    for ((id, a), (_, b)) in local.iter().zip(&slurm) {
+        assert!((a - b).abs() < 1e-3, "{id}: local {a} vs slurm {b}");
+    }
+    // Each task wrote its log beside the run folder.
+    let logs = std::fs::read_dir(dir.path().join("slurm/slurm")).unwrap().count();
+    assert!(logs >= 4 + 2, "{logs} files in the slurm folder");
+}

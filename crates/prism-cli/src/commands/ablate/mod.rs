@@ -5,11 +5,13 @@
 //! Phase 1 trains the baselines and every fusion stage set; phase 2 trains the hyperparameter
 //! grid on the best phase-1 configurations, ranked by the matrix's split and metric. Resumable:
 //! a finished experiment (its `result.json`) is never rerun, a killed one resumes from its last
-//! checkpoint. The experiments run one after another on this machine.
+//! checkpoint. The `local` executor runs the experiments one after another on this machine;
+//! `slurm` submits each phase to a Slurm scheduler as a job array ([`slurm`]).
 
 pub mod experiment;
 pub mod matrix;
 pub mod report;
+pub mod slurm;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -39,6 +41,25 @@ pub struct AblateArgs {
     /// Where to train: `flex` (CPU) or `cuda` / `cuda:N` (a prism built with `--features cuda`).
     #[arg(long, default_value = "flex")]
     pub device: TrainDevice,
+    /// `local` (one experiment after another here) or `slurm` (each phase a job array).
+    #[arg(long, value_enum, default_value = "local")]
+    pub executor: Executor,
+    /// Extra `sbatch` options for `--executor slurm`, e.g. `--sbatch-arg=--gres=gpu:1`.
+    #[arg(long = "sbatch-arg", value_name = "OPTION", allow_hyphen_values = true)]
+    pub sbatch_args: Vec<String>,
+    /// Seconds between queue checks of `--executor slurm`.
+    #[arg(long, default_value_t = 10.0)]
+    pub poll_s: f64,
+    /// Run experiment INDEX of phase PHASE's plan and exit (what each Slurm task runs).
+    #[arg(long, value_name = "PHASE:INDEX", hide = true)]
+    pub task: Option<String>,
+}
+
+/// Where the experiments run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Executor {
+    Local,
+    Slurm,
 }
 
 pub fn run(args: AblateArgs) -> Result<()> {
@@ -64,8 +85,38 @@ pub fn run(args: AblateArgs) -> Result<()> {
             .context("the base card trains on a dataset folder: give --data DIR")?,
     };
     let folder = open_dataset(&base, &data_dir, |m| eprintln!("{m}"))?;
+    if let Some(task) = &args.task {
+        return run_task(&matrix, task, &folder, &out, args.device);
+    }
+    let slurm = (args.executor == Executor::Slurm).then(|| -> Result<slurm::SlurmOptions> {
+        Ok(slurm::SlurmOptions {
+            exe: std::env::current_exe().context("locating the prism binary")?,
+            cwd: std::env::current_dir().context("the working directory")?,
+            matrix: args.matrix.clone(),
+            data: data_dir.clone(),
+            device: args.device.to_string(),
+            sbatch_args: args.sbatch_args.clone(),
+            poll: std::time::Duration::from_secs_f64(args.poll_s.clamp(0.1, 3600.0)),
+        })
+    });
+    let slurm = slurm.transpose()?;
+    let run_phase = |phase: u8, experiments: &[Experiment]| -> Result<Vec<ExperimentResult>> {
+        match &slurm {
+            Some(opts) => {
+                slurm::execute(experiments, phase, &out, opts)?;
+                experiments
+                    .iter()
+                    .map(|e| {
+                        experiment::finished(&out, e)
+                            .with_context(|| format!("{}: no result", e.id()))
+                    })
+                    .collect()
+            }
+            None => execute(&matrix, experiments, &folder, &out, args.device, &stem),
+        }
+    };
 
-    let mut results = execute(&matrix, &phase1, &folder, &out, args.device, &stem)?;
+    let mut results = run_phase(1, &phase1)?;
     let best = rank_phase1(&matrix, &results);
     let phase2 = matrix.phase2_experiments(&best);
     if !phase2.is_empty() {
@@ -78,13 +129,42 @@ pub fn run(args: AblateArgs) -> Result<()> {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        results.extend(execute(&matrix, &phase2, &folder, &out, args.device, &stem)?);
+        results.extend(run_phase(2, &phase2)?);
     }
     let md = report::write(&out, &stem, &results)?;
     outln!("{md}")?;
     outln!(
         "results: {} (.json, .png)",
         out.join("results.md").display()
+    )?;
+    Ok(())
+}
+
+/// One experiment of a phase's plan (a Slurm task).
+fn run_task(
+    matrix: &Matrix,
+    task: &str,
+    folder: &prism_data::multimodal::MmFolder,
+    out: &std::path::Path,
+    device: TrainDevice,
+) -> Result<()> {
+    let (phase, index) = task
+        .split_once(':')
+        .and_then(|(p, i)| Some((p.parse::<u8>().ok()?, i.parse::<usize>().ok()?)))
+        .with_context(|| format!("--task {task:?}: expected PHASE:INDEX"))?;
+    let e = slurm::planned(out, phase, index)?;
+    eprintln!("task {task}: {}", e.id());
+    let result = experiment::run(matrix, &e, folder, out, device, |event| {
+        if let Event::Step(s) = event {
+            if s.step % 25 == 0 {
+                eprintln!("  step {} loss {:.3}", s.step, s.loss);
+            }
+        }
+    })?;
+    outln!(
+        "{}: val mAP {:.4}",
+        result.id,
+        result.score("val", "map").unwrap_or(f64::NAN)
     )?;
     Ok(())
 }
