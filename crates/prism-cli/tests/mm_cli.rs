@@ -96,6 +96,27 @@ fn train_eval_export_infer_and_ablate_a_multimodal_detector() {
         assert!(x2 <= 64.0 && y2 <= 48.0, "boxes are in image pixels: {line}");
     }
 
+    // INT8 calibrated on the dataset's training images, scored like the float model; and
+    // `prism bench` over both precisions with mAP.
+    let out = ok(&prism(&[
+        "quantize", "--model", &p("mm.onnx"), "--calib", &p("data"), "--out", &p("mm.int8.onnx"),
+    ]));
+    assert!(out.contains("quantized"), "{out}");
+    ok(&prism(&[
+        "eval", "--model", &p("mm.int8.onnx"), "--data", &p("data"), "--split", "val",
+    ]));
+    ok(&prism(&[
+        "bench", "--model", &p("mm.onnx"), "--backends", "tract", "--precision", "fp32,int8",
+        "--duration-s", "0.3", "--warmup-s", "0.1", "--data", &p("data"), "--out", &p("bench"),
+    ]));
+    let bench: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p("bench/bench.json")).unwrap()).unwrap();
+    let rows = bench["rows"].as_array().expect("bench.json rows");
+    assert_eq!(rows.len(), 2, "{bench}");
+    for row in rows {
+        assert!(row["map"].as_f64().is_some(), "{row}");
+    }
+
     // A wrong dataset is refused by name.
     std::fs::write(dir.path().join("data/classes.txt"), "cat\ndog\n").unwrap();
     let o = prism(&["eval", "--checkpoint", &ckpt, "--data", &p("data")]);

@@ -250,8 +250,24 @@ fn make_int8(
     Ok(path)
 }
 
-/// A 4-second synthetic scene at the model's sensor size, for calibration without data.
+/// A 4-second synthetic scene at the model's sensor size, for calibration without data (for a
+/// frame model, synthetic RGB + thermal + event images at its input size).
 fn synthetic_scene(spec: &prism_core::ModelSpec, dir: &Path) -> Result<PathBuf> {
+    if spec.task == prism_core::spec::Task::FrameDetection {
+        let (h, w) = spec
+            .input_hw()
+            .context("the model's input height and width must be static")?;
+        let out = dir.join("calibration-images");
+        prism_data::multimodal::synth_mm(
+            &out,
+            &prism_data::multimodal::SynthMmOptions {
+                images: 80,
+                seed: 0,
+                size: [w, h],
+            },
+        )?;
+        return Ok(out);
+    }
     let rep = spec
         .representation
         .as_ref()
@@ -423,7 +439,16 @@ fn score(
         out: Some(out.clone()),
         ort_library: args.ort_library.clone(),
     })?;
-    let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out)?)?;
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out)?)?;
+    // A multimodal dataset's eval writes one row per split; the validation row is the score.
+    let metrics = match written.as_array() {
+        Some(rows) => rows
+            .iter()
+            .find(|r| r["split"] == "val")
+            .map(|r| r["metrics"].clone())
+            .unwrap_or_default(),
+        None => written,
+    };
     let stat = |k: usize| metrics["stats"].get(k).and_then(serde_json::Value::as_f64);
     Ok((stat(0), stat(1)))
 }

@@ -1,6 +1,8 @@
 //! Calibration windows for `prism quantize` and `prism export onnx --precision fp16`: a
-//! prepared dataset (the first windows of each sequence) or an event recording (its first
-//! windows), each window the model's input with sequence starts marked for the state.
+//! prepared dataset (the first windows of each sequence), an event recording (its first
+//! windows), each window the model's input with sequence starts marked for the state; or, for
+//! frame models, a multimodal dataset folder (images of its training split, letterboxed as
+//! `prism eval` feeds them).
 
 use std::path::Path;
 
@@ -42,7 +44,9 @@ pub fn source(
     limit: usize,
 ) -> Result<Box<dyn CalibrationData>> {
     let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
-    if meta.is_dir() {
+    if meta.is_dir() && path.join("classes.txt").is_file() {
+        Ok(Box::new(ImageWindows::new(path, &feeds.input_shape, limit)?))
+    } else if meta.is_dir() {
         Ok(Box::new(PreparedWindows::new(
             path,
             split,
@@ -128,6 +132,54 @@ impl CalibrationData for PreparedWindows {
                 })
                 .take(self.limit),
         )
+    }
+}
+
+/// Images of a multimodal dataset's training split (the seeded 80 / 20 split, seed 42), spread
+/// over the split, letterboxed into the model's input.
+struct ImageWindows {
+    samples: Vec<prism_data::multimodal::MmSample>,
+    input_hw: [usize; 2],
+}
+
+impl ImageWindows {
+    fn new(dir: &Path, input_shape: &[usize], limit: usize) -> Result<Self> {
+        let folder = prism_data::multimodal::MmFolder::open(dir)
+            .with_context(|| format!("opening {}", dir.display()))?;
+        if input_shape.len() != 4 || input_shape[1] != prism_data::multimodal::MM_CHANNELS {
+            bail!(
+                "{} holds 5-channel images; the model takes {input_shape:?}",
+                dir.display()
+            );
+        }
+        let (train, _) = folder.split(42, 0.2);
+        let step = train.len().div_ceil(limit.max(1)).max(1);
+        let samples: Vec<_> = train.into_iter().step_by(step).take(limit).collect();
+        if samples.is_empty() {
+            bail!("{}: no training image to calibrate on", dir.display());
+        }
+        Ok(Self {
+            samples,
+            input_hw: [input_shape[2], input_shape[3]],
+        })
+    }
+}
+
+impl CalibrationData for ImageWindows {
+    fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    fn windows(&mut self) -> Box<dyn Iterator<Item = Result<CalibrationWindow, SourceError>> + '_> {
+        Box::new(self.samples.iter().map(|sample| {
+            let image = prism_data::multimodal::read_image(&sample.image)
+                .map_err(|e| -> SourceError { e.to_string().into() })?;
+            let (input, _) = prism_train::frame_eval::frame_input(&image, self.input_hw);
+            Ok(CalibrationWindow {
+                input,
+                new_sequence: true,
+            })
+        }))
     }
 }
 
