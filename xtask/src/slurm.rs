@@ -135,7 +135,10 @@ fn start_munge() -> Result<()> {
     }
     let key = Path::new("/etc/munge/munge.key");
     if !key.is_file() {
-        crate::run(Command::new(resolve("mungekey")).arg("--create"), "mungekey --create")?;
+        crate::run(
+            Command::new(resolve("mungekey")).arg("--create"),
+            "mungekey --create",
+        )?;
     }
     fs::create_dir_all("/run/munge").context("creating /run/munge")?;
     crate::run(Command::new(resolve("munged")).arg("--force"), "munged")?;

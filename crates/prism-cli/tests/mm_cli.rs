@@ -40,8 +40,7 @@ fn ok(o: &std::process::Output) -> String {
 }
 
 fn split_map(json: &Path, split: &str) -> f64 {
-    let rows: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
     rows.as_array()
         .unwrap()
         .iter()
@@ -57,25 +56,52 @@ fn train_eval_export_infer_and_ablate_a_multimodal_detector() {
     std::fs::write(p("card.toml"), CARD).unwrap();
 
     let out = ok(&prism(&[
-        "train", "--config", &p("card.toml"), "--run-dir", &p("run"), "--data", &p("data"),
+        "train",
+        "--config",
+        &p("card.toml"),
+        "--run-dir",
+        &p("run"),
+        "--data",
+        &p("data"),
     ]));
     assert!(out.contains("trained 3 / 3 steps"), "{out}");
     let ckpt = p("run/checkpoints/last");
 
     let out = ok(&prism(&[
-        "eval", "--checkpoint", &ckpt, "--data", &p("data"), "--out", &p("burn.json"),
+        "eval",
+        "--checkpoint",
+        &ckpt,
+        "--data",
+        &p("data"),
+        "--out",
+        &p("burn.json"),
     ]));
     for split in ["val", "daytest", "nighttest"] {
         assert!(out.lines().any(|l| l.starts_with(split)), "{split}: {out}");
     }
 
     let out = ok(&prism(&[
-        "export", "onnx", "--checkpoint", &ckpt, "--out", &p("mm.onnx"), "--verify",
+        "export",
+        "onnx",
+        "--checkpoint",
+        &ckpt,
+        "--out",
+        &p("mm.onnx"),
+        "--verify",
     ]));
     assert!(out.contains("verified"), "{out}");
     ok(&prism(&[
-        "eval", "--model", &p("mm.onnx"), "--backend", "tract", "--data", &p("data"),
-        "--split", "nighttest", "--out", &p("tract.json"),
+        "eval",
+        "--model",
+        &p("mm.onnx"),
+        "--backend",
+        "tract",
+        "--data",
+        &p("data"),
+        "--split",
+        "nighttest",
+        "--out",
+        &p("tract.json"),
     ]));
     let (burn, tract) = (
         split_map(&dir.path().join("burn.json"), "nighttest"),
@@ -84,30 +110,69 @@ fn train_eval_export_infer_and_ablate_a_multimodal_detector() {
     assert!((burn - tract).abs() < 1e-3, "Burn {burn} vs tract {tract}");
 
     let out = ok(&prism(&[
-        "infer", "--model", &p("mm.onnx"), "--input", &p("data/nighttest"), "--render",
-        &p("frames"), "--out", &p("dets.jsonl"),
+        "infer",
+        "--model",
+        &p("mm.onnx"),
+        "--input",
+        &p("data/nighttest"),
+        "--render",
+        &p("frames"),
+        "--out",
+        &p("dets.jsonl"),
     ]));
-    let images = std::fs::read_dir(dir.path().join("data/nighttest/images")).unwrap().count();
-    let frames = std::fs::read_dir(dir.path().join("frames")).unwrap().count();
+    let images = std::fs::read_dir(dir.path().join("data/nighttest/images"))
+        .unwrap()
+        .count();
+    let frames = std::fs::read_dir(dir.path().join("frames"))
+        .unwrap()
+        .count();
     assert_eq!(frames, images, "{out}");
     for line in std::fs::read_to_string(p("dets.jsonl")).unwrap().lines() {
         let d: serde_json::Value = serde_json::from_str(line).unwrap();
         let (x2, y2) = (d["x2"].as_f64().unwrap(), d["y2"].as_f64().unwrap());
-        assert!(x2 <= 64.0 && y2 <= 48.0, "boxes are in image pixels: {line}");
+        assert!(
+            x2 <= 64.0 && y2 <= 48.0,
+            "boxes are in image pixels: {line}"
+        );
     }
 
     // INT8 calibrated on the dataset's training images, scored like the float model; and
     // `prism bench` over both precisions with mAP.
     let out = ok(&prism(&[
-        "quantize", "--model", &p("mm.onnx"), "--calib", &p("data"), "--out", &p("mm.int8.onnx"),
+        "quantize",
+        "--model",
+        &p("mm.onnx"),
+        "--calib",
+        &p("data"),
+        "--out",
+        &p("mm.int8.onnx"),
     ]));
     assert!(out.contains("quantized"), "{out}");
     ok(&prism(&[
-        "eval", "--model", &p("mm.int8.onnx"), "--data", &p("data"), "--split", "val",
+        "eval",
+        "--model",
+        &p("mm.int8.onnx"),
+        "--data",
+        &p("data"),
+        "--split",
+        "val",
     ]));
     ok(&prism(&[
-        "bench", "--model", &p("mm.onnx"), "--backends", "tract", "--precision", "fp32,int8",
-        "--duration-s", "0.3", "--warmup-s", "0.1", "--data", &p("data"), "--out", &p("bench"),
+        "bench",
+        "--model",
+        &p("mm.onnx"),
+        "--backends",
+        "tract",
+        "--precision",
+        "fp32,int8",
+        "--duration-s",
+        "0.3",
+        "--warmup-s",
+        "0.1",
+        "--data",
+        &p("data"),
+        "--out",
+        &p("bench"),
     ]));
     let bench: serde_json::Value =
         serde_json::from_slice(&std::fs::read(p("bench/bench.json")).unwrap()).unwrap();
@@ -120,7 +185,11 @@ fn train_eval_export_infer_and_ablate_a_multimodal_detector() {
     // A wrong dataset is refused by name.
     std::fs::write(dir.path().join("data/classes.txt"), "cat\ndog\n").unwrap();
     let o = prism(&["eval", "--checkpoint", &ckpt, "--data", &p("data")]);
-    assert!(!o.status.success() && stderr(&o).contains("classes.txt"), "{}", stderr(&o));
+    assert!(
+        !o.status.success() && stderr(&o).contains("classes.txt"),
+        "{}",
+        stderr(&o)
+    );
 
     // The ablation: a baseline and one CSSA stage set, then phase 2 on the best.
     let matrix = format!(
@@ -139,10 +208,22 @@ cssa_threshold = [0.3]
         p("card.toml")
     );
     std::fs::write(p("matrix.toml"), matrix).unwrap();
-    let ablate = || prism(&["ablate", "--matrix", &p("matrix.toml"), "--out", &p("ablate")]);
+    let ablate = || {
+        prism(&[
+            "ablate",
+            "--matrix",
+            &p("matrix.toml"),
+            "--out",
+            &p("ablate"),
+        ])
+    };
     let out = ok(&ablate());
     let table = std::fs::read_to_string(p("ablate/results.md")).unwrap();
-    for name in ["mm-mit-b0-rgb", "mm-mit-b0-cssa-s3 ", "mm-mit-b0-cssa-s3-t0.3"] {
+    for name in [
+        "mm-mit-b0-rgb",
+        "mm-mit-b0-cssa-s3 ",
+        "mm-mit-b0-cssa-s3-t0.3",
+    ] {
         assert!(table.contains(name), "{name}: {table}\n{out}");
     }
     assert!(dir.path().join("ablate/results.png").is_file());
@@ -154,7 +235,11 @@ cssa_threshold = [0.3]
 
     // A rerun trains nothing; a lost result is redone from the run's last checkpoint.
     let started = |o: &std::process::Output| -> Vec<String> {
-        stderr(o).lines().filter(|l| l.starts_with('[')).map(String::from).collect()
+        stderr(o)
+            .lines()
+            .filter(|l| l.starts_with('['))
+            .map(String::from)
+            .collect()
     };
     let o = ablate();
     ok(&o);
@@ -163,7 +248,10 @@ cssa_threshold = [0.3]
     let o = ablate();
     ok(&o);
     assert_eq!(started(&o), vec!["[1/2] mm-mit-b0-rgb-seed0".to_string()]);
-    assert!(dir.path().join("ablate/runs/mm-mit-b0-rgb-seed0/result.json").is_file());
+    assert!(dir
+        .path()
+        .join("ablate/runs/mm-mit-b0-rgb-seed0/result.json")
+        .is_file());
 }
 
 /// `--executor slurm` against the one-node Slurm that `cargo xtask test` provisions
@@ -201,7 +289,15 @@ cssa_threshold = [0.7]
     std::fs::write(p("matrix.toml"), matrix).unwrap();
     let ablate = |out: &str, executor: &str| {
         let o = std::process::Command::new(env!("CARGO_BIN_EXE_prism"))
-            .args(["ablate", "--matrix", &p("matrix.toml"), "--out", &p(out), "--data", &p("data")])
+            .args([
+                "ablate",
+                "--matrix",
+                &p("matrix.toml"),
+                "--out",
+                &p(out),
+                "--data",
+                &p("data"),
+            ])
             .args(["--executor", executor, "--poll-s", "0.5"])
             .env("SLURM_CONF", &conf)
             .output()
@@ -213,14 +309,20 @@ cssa_threshold = [0.7]
     assert!(out.contains("phase 1: submitted job array"), "{out}");
     assert!(out.contains("phase 2: submitted job array"), "{out}");
     let runs = |out: &str| -> Vec<(String, f64)> {
-        let json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.path().join(out).join("results.json")).unwrap())
-                .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join(out).join("results.json")).unwrap(),
+        )
+        .unwrap();
         json["runs"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| (r["id"].as_str().unwrap().to_string(), r["splits"][0]["map"].as_f64().unwrap()))
+            .map(|r| {
+                (
+                    r["id"].as_str().unwrap().to_string(),
+                    r["splits"][0]["map"].as_f64().unwrap(),
+                )
+            })
             .collect()
     };
     let (local, slurm) = (runs("local"), runs("slurm"));
@@ -233,6 +335,8 @@ cssa_threshold = [0.7]
         assert!((a - b).abs() < 1e-3, "{id}: local {a} vs slurm {b}");
     }
     // Each task wrote its log beside the run folder.
-    let logs = std::fs::read_dir(dir.path().join("slurm/slurm")).unwrap().count();
+    let logs = std::fs::read_dir(dir.path().join("slurm/slurm"))
+        .unwrap()
+        .count();
     assert!(logs >= 4 + 2, "{logs} files in the slurm folder");
 }

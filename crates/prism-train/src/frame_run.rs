@@ -337,12 +337,11 @@ impl FrameRun {
     ) -> Result<(), TrainError> {
         let card = &self.config.card;
         replace_folder(dir, |staging| {
-            let weights_err = |path: &Path, message: String| {
-                prism_models::checkpoint::CheckpointError::Weights {
+            let weights_err =
+                |path: &Path, message: String| prism_models::checkpoint::CheckpointError::Weights {
                     path: path.to_path_buf(),
                     message,
-                }
-            };
+                };
             let card_path = staging.join(prism_models::checkpoint::CARD_FILE);
             std::fs::write(&card_path, card.to_toml())
                 .map_err(|e| weights_err(&card_path, e.to_string()))?;
@@ -383,7 +382,10 @@ pub fn evaluate_burn(
         &FrameEvalOptions::default(),
         |input, n| {
             let x = burn::tensor::Tensor::<4>::from_data(
-                burn::tensor::TensorData::new(input, [n, prism_data::multimodal::MM_CHANNELS, h, w]),
+                burn::tensor::TensorData::new(
+                    input,
+                    [n, prism_data::multimodal::MM_CHANNELS, h, w],
+                ),
                 device,
             );
             model
@@ -497,12 +499,12 @@ pub fn open_dataset(
                 size: *size,
             };
             replace_folder(data_dir, |staging| {
-                prism_data::multimodal::synth_mm(staging, &options).map(|_| ()).map_err(|e| {
-                    prism_models::checkpoint::CheckpointError::Weights {
+                prism_data::multimodal::synth_mm(staging, &options)
+                    .map(|_| ())
+                    .map_err(|e| prism_models::checkpoint::CheckpointError::Weights {
                         path: staging.to_path_buf(),
                         message: e.to_string(),
-                    }
-                })
+                    })
             })?;
         }
     }

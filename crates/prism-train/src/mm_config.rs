@@ -199,7 +199,10 @@ impl MmTrainConfig {
             return bad("grad_clip must be positive".into());
         }
         if !(t.zoom[0] > 0.0 && t.zoom[0] <= t.zoom[1] && t.zoom[1].is_finite()) {
-            return bad(format!("zoom {:?} is not a range of positive scales", t.zoom));
+            return bad(format!(
+                "zoom {:?} is not a range of positive scales",
+                t.zoom
+            ));
         }
         match &self.dataset {
             MmDatasetSection::Synthetic { images, .. } if *images < 2 => {

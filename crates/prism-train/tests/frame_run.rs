@@ -93,7 +93,10 @@ fn a_resumed_accumulating_run_follows_the_uninterrupted_one() {
         b.iter().map(|s| s.0).collect::<Vec<_>>()
     );
     for ((step, x), (_, y)) in a.iter().zip(&b) {
-        assert!((x - y).abs() <= 1e-4 * x.abs().max(1.0), "step {step}: {x} vs {y}");
+        assert!(
+            (x - y).abs() <= 1e-4 * x.abs().max(1.0),
+            "step {step}: {x} vs {y}"
+        );
     }
     assert_eq!((vals_a, vals_b), (1, 1));
     assert!(dir.path().join("whole/curves.png").is_file());

@@ -45,7 +45,11 @@ pub fn source(
 ) -> Result<Box<dyn CalibrationData>> {
     let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
     if meta.is_dir() && path.join("classes.txt").is_file() {
-        Ok(Box::new(ImageWindows::new(path, &feeds.input_shape, limit)?))
+        Ok(Box::new(ImageWindows::new(
+            path,
+            &feeds.input_shape,
+            limit,
+        )?))
     } else if meta.is_dir() {
         Ok(Box::new(PreparedWindows::new(
             path,

@@ -156,7 +156,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
 /// `prism eval` on a multimodal dataset folder.
 fn eval_multimodal(args: &EvalArgs, data: &std::path::Path) -> Result<()> {
     let model = match &args.model {
-        Some(file) => Some((file, args.backend.parse::<Backend>()?, args.ort_library.clone())),
+        Some(file) => Some((
+            file,
+            args.backend.parse::<Backend>()?,
+            args.ort_library.clone(),
+        )),
         None => None,
     };
     let request = super::eval_mm::MmEvalRequest {

@@ -37,7 +37,7 @@ pub struct SplitScore {
 /// The model being scored.
 enum Scorer {
     Burn(Box<prism_models::mm::MmDetector>, Device),
-    Engine(Engine),
+    Engine(Box<Engine>),
 }
 
 /// Whether `prism eval` should take this path: a multimodal checkpoint, or a dataset folder in
@@ -70,8 +70,8 @@ pub fn run(
         (None, Some((file, backend, library))) => {
             let mut opts = EngineOptions::new(backend);
             opts.ort_library = library;
-            let engine = Engine::load(file, &opts)
-                .with_context(|| format!("loading {}", file.display()))?;
+            let engine =
+                Engine::load(file, &opts).with_context(|| format!("loading {}", file.display()))?;
             let spec = engine.spec().clone();
             if spec.task != prism_core::spec::Task::FrameDetection {
                 bail!(
@@ -81,13 +81,25 @@ pub fn run(
                 );
             }
             if spec.output.decoded {
-                bail!("{}: decoded outputs; prism's multimodal exports are raw", file.display());
+                bail!(
+                    "{}: decoded outputs; prism's multimodal exports are raw",
+                    file.display()
+                );
             }
             let dims: Vec<usize> = spec.input.shape.iter().map(|d| d.unwrap_or(0)).collect();
             let [_, _, h, w] = dims[..] else {
-                bail!("{}: input {:?} is not [N, 5, H, W]", file.display(), spec.input.shape);
+                bail!(
+                    "{}: input {:?} is not [N, 5, H, W]",
+                    file.display(),
+                    spec.input.shape
+                );
             };
-            (spec.model.clone(), spec.classes.clone(), [h, w], Scorer::Engine(engine))
+            (
+                spec.model.clone(),
+                spec.classes.clone(),
+                [h, w],
+                Scorer::Engine(Box::new(engine)),
+            )
         }
         _ => bail!("give --checkpoint DIR or --model FILE.onnx"),
     };
@@ -163,7 +175,12 @@ fn score(
 ) -> Result<CocoMetrics> {
     let metrics = match scorer {
         Scorer::Burn(model, device) => prism_train::frame_run::evaluate_burn(
-            model, folder, samples, [h, w], device, on_images,
+            model,
+            folder,
+            samples,
+            [h, w],
+            device,
+            on_images,
         )?,
         Scorer::Engine(engine) => {
             let spec = engine.spec();

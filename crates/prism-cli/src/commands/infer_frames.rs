@@ -93,7 +93,9 @@ pub fn run(
                 .with_context(|| format!("writing {}", path.display()))?;
         }
         total += detections.len();
-        meter.set(i as u64 + 1, || format!("{} images, {total} detections", i + 1));
+        meter.set(i as u64 + 1, || {
+            format!("{} images, {total} detections", i + 1)
+        });
     }
     meter.finish();
     Ok((files.len(), total))
@@ -118,7 +120,12 @@ pub fn side_by_side(image: &MmImage, detections: &[Detection]) -> RgbImage {
     let s = MIN_PANEL_WIDTH.div_ceil(w.max(1)).max(1);
     let gap = 4 * s;
     let mut out = RgbImage::new(2 * w * s + gap, h * s, [0, 0, 0]);
-    let (r, g, b, t) = (image.plane(0), image.plane(1), image.plane(2), image.plane(3));
+    let (r, g, b, t) = (
+        image.plane(0),
+        image.plane(1),
+        image.plane(2),
+        image.plane(3),
+    );
     for y in 0..h * s {
         for x in 0..w * s {
             let i = (y / s) * w + x / s;

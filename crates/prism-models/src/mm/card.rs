@@ -130,7 +130,8 @@ impl MmCard {
         let card: Self = toml::from_str::<CardTables>(text)
             .map_err(|e| parse_error(e.to_string()))?
             .into();
-        card.detector_config().map_err(|e| parse_error(e.to_string()))?;
+        card.detector_config()
+            .map_err(|e| parse_error(e.to_string()))?;
         Ok(card)
     }
 
@@ -160,9 +161,8 @@ impl MmCard {
             )));
         }
         let mut config = MmDetectorConfig::from_name(self.architecture(), m.num_classes)?;
-        let cssa_set = m.cssa_threshold.is_some()
-            || m.cssa_switch.is_some()
-            || m.cssa_temperature.is_some();
+        let cssa_set =
+            m.cssa_threshold.is_some() || m.cssa_switch.is_some() || m.cssa_temperature.is_some();
         let gaff_set =
             m.gaff_se_reduction.is_some() || m.gaff_shared.is_some() || m.gaff_bottleneck.is_some();
         match &mut config.encoder.fusion {
@@ -218,12 +218,7 @@ impl MmCard {
 
     /// The model's contract as written into its ONNX file.
     pub fn spec(&self, batch: Option<usize>) -> prism_core::spec::ModelSpec {
-        crate::onnx::mm_model_spec(
-            &self.name,
-            &self.data.classes,
-            self.model.input_size,
-            batch,
-        )
+        crate::onnx::mm_model_spec(&self.name, &self.data.classes, self.model.input_size, batch)
     }
 }
 
@@ -290,7 +285,11 @@ pub fn is_mm_checkpoint(dir: &Path) -> bool {
 }
 
 /// Writes `model` and its card to the folder `dir` atomically.
-pub fn save_checkpoint(model: &MmDetector, card: &MmCard, dir: &Path) -> Result<(), CheckpointError> {
+pub fn save_checkpoint(
+    model: &MmDetector,
+    card: &MmCard,
+    dir: &Path,
+) -> Result<(), CheckpointError> {
     checkpoint::replace_folder(dir, |staging| {
         let card_path = staging.join(CARD_FILE);
         std::fs::write(&card_path, card.to_toml()).map_err(|source| CheckpointError::Io {
@@ -302,7 +301,10 @@ pub fn save_checkpoint(model: &MmDetector, card: &MmCard, dir: &Path) -> Result<
 }
 
 /// Reads a multimodal checkpoint folder: its card and the detector with its weights.
-pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<(MmCard, MmDetector), CheckpointError> {
+pub fn load_checkpoint(
+    dir: &Path,
+    device: &Device,
+) -> Result<(MmCard, MmDetector), CheckpointError> {
     let card_path = dir.join(CARD_FILE);
     let weights = dir.join(WEIGHTS_FILE);
     if !card_path.is_file() || !weights.is_file() {
@@ -315,10 +317,12 @@ pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<(MmCard, MmDetecto
         source,
     })?;
     let card = MmCard::parse(&text, &card_path.display().to_string())?;
-    let config = card.detector_config().map_err(|e| CheckpointError::Weights {
-        path: card_path.clone(),
-        message: e.to_string(),
-    })?;
+    let config = card
+        .detector_config()
+        .map_err(|e| CheckpointError::Weights {
+            path: card_path.clone(),
+            message: e.to_string(),
+        })?;
     let mut model = config.init(device).map_err(|e| CheckpointError::Weights {
         path: card_path,
         message: e.to_string(),
@@ -361,7 +365,10 @@ mod tests {
         gaff.model.gaff_bottleneck = Some(true);
         match gaff.detector_config().unwrap().encoder.fusion {
             Some(FusionConfig::Gaff(g)) => {
-                assert_eq!((g.se_reduction, g.merge_bottleneck, g.inter_shared), (8, true, false));
+                assert_eq!(
+                    (g.se_reduction, g.merge_bottleneck, g.inter_shared),
+                    (8, true, false)
+                );
             }
             other => panic!("{other:?}"),
         }

@@ -100,10 +100,22 @@ pub fn run(
         .context("reading the final weights")?;
     let (_, val) = folder.split(split_seed, val_fraction);
     let mut sets: Vec<(String, Vec<MmSample>)> = vec![("val".into(), val)];
-    sets.extend(folder.tests.iter().map(|t| (t.name.clone(), t.samples.clone())));
+    sets.extend(
+        folder
+            .tests
+            .iter()
+            .map(|t| (t.name.clone(), t.samples.clone())),
+    );
     let mut splits = Vec::new();
     for (split, samples) in sets {
-        let m = evaluate_burn(&model, folder, &samples, card.model.input_size, &inference, |_| {})?;
+        let m = evaluate_burn(
+            &model,
+            folder,
+            &samples,
+            card.model.input_size,
+            &inference,
+            |_| {},
+        )?;
         splits.push(SplitResult {
             split,
             images: samples.len(),

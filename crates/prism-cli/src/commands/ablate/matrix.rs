@@ -338,7 +338,8 @@ mod tests {
         assert_eq!(cssa / seeds, 4);
         assert_eq!(gaff, p.gaff_top_k * 7 * seeds);
         assert_eq!(gaff / seeds + p.gaff_top_k, 24);
-        let ids: std::collections::HashSet<String> = p1.iter().chain(&p2).map(Experiment::id).collect();
+        let ids: std::collections::HashSet<String> =
+            p1.iter().chain(&p2).map(Experiment::id).collect();
         assert_eq!(ids.len(), p1.len() + p2.len(), "experiment ids are unique");
     }
 }

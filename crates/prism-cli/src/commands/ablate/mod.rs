@@ -124,7 +124,9 @@ pub fn run(args: AblateArgs) -> Result<()> {
             "phase 2: {} runs on {}",
             phase2.len(),
             best.iter()
-                .filter(|v| phase2.iter().any(|e| e.variant.stages == v.stages && e.variant.kind == v.kind))
+                .filter(|v| phase2
+                    .iter()
+                    .any(|e| e.variant.stages == v.stages && e.variant.kind == v.kind))
                 .map(Variant::name)
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -191,7 +193,10 @@ fn execute(
         let started = Instant::now();
         let result = experiment::run(matrix, e, folder, out, device, |event| {
             if let Event::Validated(v) = event {
-                eprintln!("  step {}: validation mAP {:.4} AP50 {:.4}", v.step, v.map, v.ap50);
+                eprintln!(
+                    "  step {}: validation mAP {:.4} AP50 {:.4}",
+                    v.step, v.map, v.ap50
+                );
             }
         })
         .with_context(|| format!("experiment {}", e.id()))?;

@@ -51,7 +51,8 @@ pub fn rows(results: &[ExperimentResult]) -> Vec<Row> {
             let group = groups.remove(&name)?;
             let first = group.first()?;
             let n = group.len() as f64;
-            let mean = |f: &dyn Fn(&ExperimentResult) -> f64| group.iter().map(|r| f(r)).sum::<f64>() / n;
+            let mean =
+                |f: &dyn Fn(&ExperimentResult) -> f64| group.iter().map(|r| f(r)).sum::<f64>() / n;
             let splits = first
                 .splits
                 .iter()
@@ -113,7 +114,12 @@ pub fn write(out: &Path, title: &str, results: &[ExperimentResult]) -> Result<St
             if r.variant.stages.is_empty() {
                 "-".to_string()
             } else {
-                r.variant.stages.chars().map(String::from).collect::<Vec<_>>().join(",")
+                r.variant
+                    .stages
+                    .chars()
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+                    .join(",")
             },
             r.variant.settings(),
             r.seeds.len()
@@ -136,10 +142,14 @@ pub fn write(out: &Path, title: &str, results: &[ExperimentResult]) -> Result<St
     }
     write_atomically(&out.join("results.md"), md.as_bytes())?;
     let json = serde_json::json!({ "title": title, "rows": rows, "runs": results });
-    write_atomically(&out.join("results.json"), &serde_json::to_vec_pretty(&json)?)?;
+    write_atomically(
+        &out.join("results.json"),
+        &serde_json::to_vec_pretty(&json)?,
+    )?;
     if !rows.is_empty() {
-        let mut chart = prism_plot::BarChart::new(&format!("{title}: mAP per split (higher is better)"))
-            .x_label("COCO mAP@[.5:.95]");
+        let mut chart =
+            prism_plot::BarChart::new(&format!("{title}: mAP per split (higher is better)"))
+                .x_label("COCO mAP@[.5:.95]");
         for r in &rows {
             let bars: Vec<(String, f64)> = r.splits.iter().map(|s| (s.0.clone(), s.1)).collect();
             chart = chart.group(&r.name, &bars);
