@@ -57,7 +57,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
         .source
         .model
         .as_deref()
-        .filter(|n| n.starts_with("mm-"))
+        .filter(|n| super::train::names_a_multimodal_card(n))
     {
         return mm_info(name, args.json);
     }
@@ -251,7 +251,17 @@ fn mm_info(name: &str, json: bool) -> Result<()> {
     use prism_models::mm::{MmDetector, MmDetectorConfig};
     use prism_models::rvt::params::count_params;
     let device = Device::flex();
-    let config = MmDetectorConfig::from_name(name, MM_INFO_CLASSES)?;
+    // A card (shipped or a file) brings its classes and fusion settings; any other `mm-*` name
+    // is read as an architecture with default settings.
+    let (name, config) = match prism_models::mm::MmCard::resolve(name) {
+        Ok(card) => (card.name.clone(), card.detector_config()?),
+        Err(_) if !prism_models::zoo::looks_like_a_path(name) => (
+            name.to_string(),
+            MmDetectorConfig::from_name(name, MM_INFO_CLASSES)?,
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    let name = name.as_str();
     let model = config.init(&device)?;
     let enc = &model.encoder;
     let [h, w] = MIT_INFO_HW;
@@ -271,7 +281,7 @@ fn mm_info(name: &str, json: bool) -> Result<()> {
         fusion_per_stage: enc.fusion_params(),
         neck: count_params(&model.fpn),
         head: count_params(&model.yolox_head),
-        classes: MM_INFO_CLASSES,
+        classes: config.num_classes,
         total: count_params(&model),
         flops_640x512: flops(&onnx.to_bytes())?,
     };
