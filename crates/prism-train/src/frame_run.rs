@@ -134,7 +134,7 @@ impl FrameRun {
             .config
             .card
             .detector_config()
-            .map_err(|e| TrainError::Device(e.to_string()))?;
+            .map_err(|e| TrainError::Model(e.to_string()))?;
         self.device.seed(self.config.train.seed);
         let model = match &self.config.train.pretrained {
             Some(dir) => {
@@ -144,7 +144,7 @@ impl FrameRun {
             }
             None => config.init(&self.device),
         };
-        model.map_err(|e| TrainError::Splits(e.to_string()))
+        model.map_err(|e| TrainError::Model(e.to_string()))
     }
 
     /// Trains until the schedule ends (or `stop_after` steps), calling `on_event` as it goes.

@@ -57,6 +57,10 @@ pub enum TrainError {
     Plot(#[from] curves::CurvesError),
     #[error("device: {0}")]
     Device(String),
+    /// The model cannot be built as configured (a card, or a pretrained backbone that does not
+    /// fit it).
+    #[error("model: {0}")]
+    Model(String),
 }
 
 impl TrainError {

@@ -135,3 +135,52 @@ fn classes_that_differ_from_the_model_are_refused() {
     .unwrap_err();
     assert!(err.to_string().contains("classes"), "{err}");
 }
+
+#[test]
+fn a_run_starts_from_a_pretrained_backbone_that_fits_and_refuses_one_that_does_not() {
+    use prism_models::mit::checkpoint::{save_backbone, BackboneCard};
+    use prism_models::mit::MitConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synth_mm(
+        &data,
+        &SynthMmOptions {
+            images: 6,
+            seed: 2,
+            size: [64, 64],
+        },
+    )
+    .unwrap();
+    let folder = MmFolder::open(&data).unwrap();
+    let device = burn::tensor::Device::flex();
+    for preset in ["mit-b0", "mit-b1"] {
+        let mit = MitConfig::preset(preset).unwrap().init(&device);
+        let card = BackboneCard {
+            model: preset.into(),
+            in_channels: 3,
+            source: "test".into(),
+        };
+        save_backbone(&mit, &card, &dir.path().join(preset)).unwrap();
+    }
+    let run = |backbone: &str| {
+        let mut c = config();
+        c.train.pretrained = Some(dir.path().join(backbone));
+        c.train.steps = 1;
+        c.train.val_every = 0;
+        FrameRun::new(
+            c,
+            FrameRunOptions {
+                run_dir: dir.path().join(format!("run-{backbone}")),
+                resume: false,
+                stop_after: None,
+                device: TrainDevice::Flex,
+            },
+            folder.clone(),
+        )
+        .unwrap()
+        .run(|_| {})
+    };
+    assert_eq!(run("mit-b0").unwrap().steps_done, 1);
+    let err = run("mit-b1").unwrap_err().to_string();
+    assert!(err.contains("not mit-b0"), "{err}");
+}

@@ -84,7 +84,8 @@ impl Mit {
         }
         let weight = self.patch_embed1.proj.weight.val();
         let summed = weight.sum_dim(1) / channels as f64;
-        let adapted = summed.repeat_dim(1, channels);
+        // Detached, so that on an autodiff device the new weight is a leaf that can train.
+        let adapted = summed.repeat_dim(1, channels).detach();
         self.patch_embed1.proj.weight = Param::from_tensor(adapted);
         self
     }
