@@ -136,6 +136,11 @@ fn train_eval_export_infer_and_ablate_a_multimodal_detector() {
         );
     }
 
+    served_output_equals_tract(
+        &dir.path().join("mm.onnx"),
+        &dir.path().join("data/nighttest"),
+    );
+
     // INT8 calibrated on the dataset's training images, scored like the float model; and
     // `prism bench` over both precisions with mAP.
     let out = ok(&prism(&[
@@ -339,4 +344,78 @@ cssa_threshold = [0.7]
         .unwrap()
         .count();
     assert!(logs >= 4 + 2, "{logs} files in the slurm folder");
+}
+
+/// `prism serve` on the export answers a KServe v2 request for one letterboxed night image with
+/// the tensor tract computes for it.
+fn served_output_equals_tract(model: &Path, images: &Path) {
+    use prism_deploy::engine::{Backend, Engine, EngineOptions, TensorView};
+    use std::io::{BufRead, BufReader, Read, Write};
+    let first = std::fs::read_dir(images.join("images"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    let image = prism_data::multimodal::read_image(&first).unwrap();
+    let (input, _) = prism_train::frame_eval::frame_input(&image, [64, 64]);
+    let shape = [1usize, 5, 64, 64];
+    let engine = Engine::load(model, &EngineOptions::new(Backend::Tract)).unwrap();
+    let expected = engine
+        .run(&[TensorView::new("image", &shape, &input)])
+        .unwrap()
+        .remove(0)
+        .data;
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_prism"))
+        .args([
+            "serve",
+            "--model",
+            model.to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the server says where it listens")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("serving on http://") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let body = serde_json::json!({"inputs": [{
+        "name": "image", "shape": shape, "datatype": "FP32", "data": input,
+    }]})
+    .to_string();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        s,
+        "POST /v2/models/mm-mit-b0-cssa-s3/infer HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (head, json) = raw.split_once("\r\n\r\n").unwrap();
+    assert!(head.contains(" 200 "), "{raw}");
+    let reply: serde_json::Value = serde_json::from_str(json).unwrap();
+    let got: Vec<f64> = reply["outputs"][0]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(got.len(), expected.len());
+    for (a, b) in got.iter().zip(&expected) {
+        assert!(
+            (a - f64::from(*b)).abs() <= 1e-5 * a.abs().max(1.0),
+            "{a} vs {b}"
+        );
+    }
 }
