@@ -21,8 +21,32 @@ pub enum CurvesError {
     Plot(#[from] prism_plot::PlotError),
 }
 
-/// Draws `run_dir/curves.png` from `run_dir/metrics.jsonl`.
+/// What a run's validation and throughput panels say.
+#[derive(Debug, Clone, Copy)]
+pub struct CurveLabels {
+    pub validation: &'static str,
+    pub throughput: &'static str,
+}
+
+/// RVT runs: the Prophesee protocol, windows per second.
+pub const EVENT_RUN: CurveLabels = CurveLabels {
+    validation: "validation (Prophesee protocol)",
+    throughput: "windows / s",
+};
+
+/// Frame-detector runs: COCO on the validation images, images per second.
+pub const FRAME_RUN: CurveLabels = CurveLabels {
+    validation: "validation (COCO, letterboxed images)",
+    throughput: "images / s",
+};
+
+/// Draws `run_dir/curves.png` from `run_dir/metrics.jsonl` (an RVT run).
 pub fn draw(run_dir: &Path) -> Result<(), CurvesError> {
+    draw_labelled(run_dir, EVENT_RUN)
+}
+
+/// Draws `run_dir/curves.png` with the given panel labels.
+pub fn draw_labelled(run_dir: &Path, labels: CurveLabels) -> Result<(), CurvesError> {
     let path = run_dir.join("metrics.jsonl");
     let records = read(&path).map_err(|source| CurvesError::Log { path, source })?;
     let mut steps = Vec::new();
@@ -68,7 +92,7 @@ pub fn draw(run_dir: &Path) -> Result<(), CurvesError> {
         .y_log(true)
         .line("lr", &steps, &lr);
     fig.panel(2)
-        .title("validation (Prophesee protocol)")
+        .title(labels.validation)
         .x_label("step")
         .y_range(0.0, 1.0)
         .line_markers("mAP@.5", &val_steps, &ap50)
@@ -76,7 +100,7 @@ pub fn draw(run_dir: &Path) -> Result<(), CurvesError> {
     fig.panel(3)
         .title("throughput")
         .x_label("step")
-        .y_label("windows / s")
+        .y_label(labels.throughput)
         .line("train", &steps, &smooth(&speed));
     Ok(fig.save_png(run_dir.join("curves.png"))?)
 }

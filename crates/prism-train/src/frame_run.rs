@@ -281,7 +281,7 @@ impl FrameRun {
                 on_event(&Event::Checkpoint { step, dir });
             }
         }
-        crate::curves::draw(run_dir)?;
+        crate::curves::draw_labelled(run_dir, crate::curves::FRAME_RUN)?;
         Ok(TrainSummary {
             steps_done: step,
             total_steps: t.steps,
