@@ -9,6 +9,15 @@ use prism_train::metrics_log::{read, Record};
 use prism_train::mm_config::MmTrainConfig;
 use prism_train::{Event, TrainDevice};
 
+/// Burn draws initial weights from the device's global generator, which a run seeds: tests of
+/// this file that build models run one at a time, so no other test draws between a run's seed
+/// and its initialisation.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn config() -> MmTrainConfig {
     let mut c = MmTrainConfig::resolve("mm-mit-b0-cssa-s3").unwrap();
     c.apply_overrides(&[
@@ -41,6 +50,7 @@ fn losses(run_dir: &std::path::Path) -> (Vec<(usize, f32)>, usize) {
 
 #[test]
 fn a_resumed_accumulating_run_follows_the_uninterrupted_one() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     synth_mm(
@@ -138,6 +148,7 @@ fn classes_that_differ_from_the_model_are_refused() {
 
 #[test]
 fn a_run_starts_from_a_pretrained_backbone_that_fits_and_refuses_one_that_does_not() {
+    let _serial = serial();
     use prism_models::mit::checkpoint::{save_backbone, BackboneCard};
     use prism_models::mit::MitConfig;
     let dir = tempfile::tempdir().unwrap();
