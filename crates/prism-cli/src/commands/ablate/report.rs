@@ -95,8 +95,9 @@ pub fn write(out: &Path, title: &str, results: &[ExperimentResult]) -> Result<St
         .unwrap_or_default();
     let mut md = format!("# {title}\n\n");
     md.push_str(
-        "mAP is COCO mAP@[.5:.95] (mean over seeds, ± half the seed-to-seed range); latency is \
-         the exported model in tract, batch 1, median ms per image on the machine that ran it.\n\n",
+        "mAP is COCO mAP@[.5:.95] (the mean over seeds, ± half the seed-to-seed range where \
+         there are several); latency is the exported model in tract, batch 1, median ms per \
+         image on the machine that ran it.\n\n",
     );
     md.push_str("| configuration | phase | fusion | stages | settings | seeds |");
     for s in &splits {
@@ -126,9 +127,10 @@ pub fn write(out: &Path, title: &str, results: &[ExperimentResult]) -> Result<St
         ));
         for s in &splits {
             match r.splits.iter().find(|x| &x.0 == s) {
-                Some((_, map, spread, ap50)) => {
+                Some((_, map, spread, ap50)) if r.seeds.len() > 1 => {
                     md.push_str(&format!(" {map:.3} ± {:.3} | {ap50:.3} |", spread / 2.0))
                 }
+                Some((_, map, _, ap50)) => md.push_str(&format!(" {map:.3} | {ap50:.3} |")),
                 None => md.push_str(" - | - |"),
             }
         }
