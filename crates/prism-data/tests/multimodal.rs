@@ -16,6 +16,7 @@ fn small(images: usize, seed: u64) -> SynthMmOptions {
         images,
         seed,
         size: [96, 64],
+        clutter: true,
     }
 }
 
@@ -64,6 +65,37 @@ fn synthetic_scenes_are_deterministic_and_in_the_dataset_layout() {
         .map(|s| folder.load(s).unwrap().1.len())
         .sum();
     assert_eq!(objects, report.splits[0].2);
+}
+
+/// Without clutter the scenes keep their objects, labels and noise: the labels are the same
+/// bytes and the images differ only where clutter was painted.
+#[test]
+fn scenes_without_clutter_are_the_same_scenes_less_the_clutter() {
+    let with = tempfile::tempdir().unwrap();
+    let without = tempfile::tempdir().unwrap();
+    synth_mm(with.path(), &small(12, 9)).unwrap();
+    let mut options = small(12, 9);
+    options.clutter = false;
+    synth_mm(without.path(), &options).unwrap();
+    let (a, b) = (
+        MmFolder::open(with.path()).unwrap(),
+        MmFolder::open(without.path()).unwrap(),
+    );
+    let mut changed = 0;
+    for (sa, sb) in a.pool.samples.iter().zip(&b.pool.samples) {
+        let (ia, la) = a.load(sa).unwrap();
+        let (ib, lb) = b.load(sb).unwrap();
+        assert_eq!(la, lb, "{}", sa.stem);
+        let differ = ia.chw.iter().zip(&ib.chw).filter(|(x, y)| x != y).count();
+        // Clutter covers a small part of an image.
+        assert!(
+            differ * 4 < ia.chw.len(),
+            "{}: {differ} bytes differ",
+            sa.stem
+        );
+        changed += usize::from(differ > 0);
+    }
+    assert!(changed > 0, "no image had clutter to leave out");
 }
 
 fn mean(values: impl Iterator<Item = u8>) -> f64 {

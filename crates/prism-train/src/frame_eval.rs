@@ -181,6 +181,7 @@ mod tests {
                 images: 6,
                 seed: 3,
                 size: [100, 70],
+                clutter: true,
             },
         )
         .unwrap();

@@ -497,6 +497,7 @@ pub fn open_dataset(
                 images: *images,
                 seed: *seed,
                 size: *size,
+                clutter: true,
             };
             replace_folder(data_dir, |staging| {
                 prism_data::multimodal::synth_mm(staging, &options)

@@ -28,6 +28,7 @@ fn a_fused_detector_overfits_four_synthetic_images() {
             images: 4,
             seed: 11,
             size: SIZE,
+            clutter: true,
         },
     )
     .unwrap();

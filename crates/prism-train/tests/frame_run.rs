@@ -59,6 +59,7 @@ fn a_resumed_accumulating_run_follows_the_uninterrupted_one() {
             images: 10,
             seed: 5,
             size: [80, 60],
+            clutter: true,
         },
     )
     .unwrap();
@@ -128,6 +129,7 @@ fn classes_that_differ_from_the_model_are_refused() {
             images: 4,
             seed: 1,
             size: [64, 64],
+            clutter: true,
         },
     )
     .unwrap();
@@ -159,6 +161,7 @@ fn a_run_starts_from_a_pretrained_backbone_that_fits_and_refuses_one_that_does_n
             images: 6,
             seed: 2,
             size: [64, 64],
+            clutter: true,
         },
     )
     .unwrap();

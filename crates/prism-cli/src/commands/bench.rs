@@ -264,6 +264,7 @@ fn synthetic_scene(spec: &prism_core::ModelSpec, dir: &Path) -> Result<PathBuf> 
                 images: 80,
                 seed: 0,
                 size: [w, h],
+                clutter: true,
             },
         )?;
         return Ok(out);

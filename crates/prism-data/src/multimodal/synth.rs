@@ -32,6 +32,9 @@ pub struct SynthMmOptions {
     pub seed: u64,
     /// Image width and height in pixels.
     pub size: [usize; 2],
+    /// Draw the single-modality clutter. Without it the scenes are otherwise identical (the
+    /// same objects, labels and noise): the random draws are made and the clutter left unpainted.
+    pub clutter: bool,
 }
 
 impl Default for SynthMmOptions {
@@ -40,6 +43,7 @@ impl Default for SynthMmOptions {
             images: 200,
             seed: 0,
             size: [160, 128],
+            clutter: true,
         }
     }
 }
@@ -85,7 +89,7 @@ pub fn synth_mm(out: &Path, options: &SynthMmOptions) -> MmResult<SynthMmReport>
         for i in 0..count {
             let mut rng = SplitMix64::stream(options.seed, purpose as u64 + 1, i as u64);
             let night = night.unwrap_or(i % 2 == 1);
-            let (image, boxes) = scene(&mut rng, w, h, night);
+            let (image, boxes) = scene(&mut rng, w, h, night, options.clutter);
             let stem = format!("{}_{i:05}", if night { "night" } else { "day" });
             write_image(
                 &images.join(format!("{stem}.npy")),
@@ -139,7 +143,13 @@ fn clamp(v: f64) -> u8 {
 }
 
 /// One image and its objects.
-fn scene(rng: &mut SplitMix64, w: usize, h: usize, night: bool) -> (MmImage, Vec<YoloBox>) {
+fn scene(
+    rng: &mut SplitMix64,
+    w: usize,
+    h: usize,
+    night: bool,
+    paint_clutter: bool,
+) -> (MmImage, Vec<YoloBox>) {
     let mut image = MmImage::zeros(h, w);
     // Backgrounds: a textured RGB scene, a cool thermal gradient, sparse event noise.
     let tint = [
@@ -233,12 +243,17 @@ fn scene(rng: &mut SplitMix64, w: usize, h: usize, night: bool) -> (MmImage, Vec
                 // A painted box: object-shaped and coloured in RGB, cold, still.
                 for c in 0..3 {
                     let v = rng.range(0.0, 255.0);
-                    fill(&mut image, R + c, &r, |_, _| clamp(v));
+                    if paint_clutter {
+                        fill(&mut image, R + c, &r, |_, _| clamp(v));
+                    }
                 }
             }
             1 => {
                 // A warm blob: an ellipse in thermal only.
                 let heat = rng.range(170.0, 230.0);
+                if !paint_clutter {
+                    continue;
+                }
                 let (cx, cy) = ((r[0] + r[2]) as f64 / 2.0, (r[1] + r[3]) as f64 / 2.0);
                 let (rx, ry) = ((r[2] - r[0]) as f64 / 2.0, (r[3] - r[1]) as f64 / 2.0);
                 let plane = image.plane_mut(THERMAL);
@@ -251,6 +266,7 @@ fn scene(rng: &mut SplitMix64, w: usize, h: usize, night: bool) -> (MmImage, Vec
                     }
                 }
             }
+            _ if !paint_clutter => {}
             _ => {
                 // Flicker: a horizontal streak of events.
                 let y = (r[1] + r[3]) / 2;

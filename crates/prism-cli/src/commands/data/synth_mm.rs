@@ -20,6 +20,10 @@ pub struct SynthMmArgs {
     /// Image size WIDTHxHEIGHT (32 to 4096 a side).
     #[arg(long, default_value = "160x128", value_parser = super::parse_sensor_size)]
     pub size: prism_events::SensorSize,
+    /// Leave out the single-modality clutter (painted boxes, warm blobs, event streaks); the
+    /// scenes are otherwise the same as with it, for studying what the clutter does.
+    #[arg(long)]
+    pub no_clutter: bool,
 }
 
 pub fn run(args: SynthMmArgs) -> Result<()> {
@@ -27,6 +31,7 @@ pub fn run(args: SynthMmArgs) -> Result<()> {
         images: args.images,
         seed: args.seed,
         size: [usize::from(args.size.width), usize::from(args.size.height)],
+        clutter: !args.no_clutter,
     };
     let report = synth_mm(&args.out, &options)
         .with_context(|| format!("writing synthetic scenes into {}", args.out.display()))?;
