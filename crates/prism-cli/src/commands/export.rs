@@ -107,13 +107,7 @@ pub fn export_onnx(args: &OnnxArgs) -> Result<()> {
     if args.verify {
         let runners = verify_runners(args)?;
         let runners: Vec<&dyn OnnxRunner> = runners.iter().map(|r| r as &dyn OnnxRunner).collect();
-        let options = VerifyOptions {
-            tolerance: match args.precision {
-                PrecisionArg::Fp32 => VerifyOptions::default().tolerance,
-                PrecisionArg::Fp16 => FP16_TOLERANCE,
-            },
-            ..VerifyOptions::default()
-        };
+        let options = verify_options(args.precision);
         let report = verify(
             &model,
             &sample_inputs(&card, &device),
@@ -125,17 +119,7 @@ pub fn export_onnx(args: &OnnxArgs) -> Result<()> {
             &options,
         )
         .context("verifying the export")?;
-        out!("{report}")?;
-        outln!(
-            "verified: max relative error {:.2e} (limit {:.0e}) in {}",
-            report.max_rel(),
-            options.tolerance,
-            runners
-                .iter()
-                .map(|r| r.name())
-                .collect::<Vec<_>>()
-                .join(" and ")
-        )?;
+        print_verified(&report, &options, &runners)?;
     }
     Ok(())
 }
@@ -180,13 +164,7 @@ fn export_multimodal(args: &OnnxArgs, device: &Device) -> Result<()> {
         let [h, w] = card.model.input_size;
         let sample =
             burn::tensor::Tensor::<4>::zeros([1, prism_models::mm::MM_CHANNELS, h, w], device);
-        let options = VerifyOptions {
-            tolerance: match args.precision {
-                PrecisionArg::Fp32 => VerifyOptions::default().tolerance,
-                PrecisionArg::Fp16 => FP16_TOLERANCE,
-            },
-            ..VerifyOptions::default()
-        };
+        let options = verify_options(args.precision);
         let report = verify(
             &model,
             &sample,
@@ -198,18 +176,39 @@ fn export_multimodal(args: &OnnxArgs, device: &Device) -> Result<()> {
             &options,
         )
         .context("verifying the export")?;
-        out!("{report}")?;
-        outln!(
-            "verified: max relative error {:.2e} (limit {:.0e}) in {}",
-            report.max_rel(),
-            options.tolerance,
-            runners
-                .iter()
-                .map(|r| r.name())
-                .collect::<Vec<_>>()
-                .join(" and ")
-        )?;
+        print_verified(&report, &options, &runners)?;
     }
+    Ok(())
+}
+
+/// The tolerance `--verify` applies for the file's precision.
+fn verify_options(precision: PrecisionArg) -> VerifyOptions {
+    VerifyOptions {
+        tolerance: match precision {
+            PrecisionArg::Fp32 => VerifyOptions::default().tolerance,
+            PrecisionArg::Fp16 => FP16_TOLERANCE,
+        },
+        ..VerifyOptions::default()
+    }
+}
+
+/// Prints `--verify`'s report and its one-line verdict.
+fn print_verified(
+    report: &prism_export::verify::VerifyReport,
+    options: &VerifyOptions,
+    runners: &[&dyn OnnxRunner],
+) -> Result<()> {
+    out!("{report}")?;
+    outln!(
+        "verified: max relative error {:.2e} (limit {:.0e}) in {}",
+        report.max_rel(),
+        options.tolerance,
+        runners
+            .iter()
+            .map(|r| r.name())
+            .collect::<Vec<_>>()
+            .join(" and ")
+    )?;
     Ok(())
 }
 

@@ -96,29 +96,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let progress = Progress::new();
     let summary = trainer.run(|event| progress.on(event))?;
     progress.finish();
-    outln!(
-        "trained {} / {} steps in {}",
-        summary.steps_done,
-        summary.total_steps,
-        summary.run_dir.display()
-    )?;
-    if let Some(v) = &summary.last_val {
-        outln!(
-            "validation at step {}: mAP {:.4}, AP50 {:.4}, AP75 {:.4}",
-            v.step,
-            v.map,
-            v.ap50,
-            v.ap75
-        )?;
-    }
-    if let Some((ap50, step)) = summary.best_ap50 {
-        outln!(
-            "best AP50 {ap50:.4} at step {step} -> {}",
-            prism_train::trainer::best_checkpoint(&summary.run_dir).display()
-        )?;
-    }
-    outln!("curves: {}", summary.run_dir.join("curves.png").display())?;
-    Ok(())
+    print_summary(&summary, "AP50")
 }
 
 /// A progress bar on a terminal; plain lines every 25 steps otherwise (logs, CI).
@@ -236,6 +214,13 @@ fn run_multimodal(args: TrainArgs) -> Result<()> {
     let progress = Progress::new();
     let summary = run.run(|event| progress.on(event))?;
     progress.finish();
+    // The multimodal run keeps its best checkpoint by mAP (in the summary's best slot).
+    print_summary(&summary, "mAP")
+}
+
+/// The end of a run: steps, the last validation, the best checkpoint (by `best_metric`), the
+/// curves.
+fn print_summary(summary: &prism_train::TrainSummary, best_metric: &str) -> Result<()> {
     outln!(
         "trained {} / {} steps in {}",
         summary.steps_done,
@@ -251,9 +236,9 @@ fn run_multimodal(args: TrainArgs) -> Result<()> {
             v.ap75
         )?;
     }
-    if let Some((map, step)) = summary.best_ap50 {
+    if let Some((value, step)) = summary.best_ap50 {
         outln!(
-            "best mAP {map:.4} at step {step} -> {}",
+            "best {best_metric} {value:.4} at step {step} -> {}",
             prism_train::trainer::best_checkpoint(&summary.run_dir).display()
         )?;
     }
