@@ -243,7 +243,9 @@ fn stream_detector_on_a_real_rvt_export_matches_burn_on_tract_and_onnx_runtime()
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .unwrap();
     let threshold = (all[gap_at] + all[gap_at + 1]) / 2.0;
-    spec.postprocess.score_threshold = threshold;
+    spec.postprocess
+        .get_or_insert_with(Default::default)
+        .score_threshold = threshold;
     eprintln!(
         "{} windows, {} events; highest repeated score {plateau:.4e}, {above} distinct scores above it; threshold {threshold:.6e} keeps {} of {} candidate scores, margin ±{:.2e} ({:.1e} relative)",
         reference.len(),

@@ -34,7 +34,7 @@ impl Postprocessor {
         let input_hw = spec.input_hw().ok_or_else(|| {
             DeployError::BadSpec("the spec's input height and width must be static".into())
         })?;
-        let p = &spec.postprocess;
+        let p = spec.postprocess();
         Ok(Self {
             row_len: 5 + spec.classes.len(),
             strides: spec.output.strides.clone(),
@@ -111,11 +111,12 @@ mod tests {
                 decoded,
             },
             state: vec![],
-            postprocess: Postprocess {
+            postprocess: Some(Postprocess {
                 score_threshold: 0.1,
                 nms_iou: 0.5,
                 max_detections: 10,
-            },
+            }),
+            sequence: None,
             precision: Default::default(),
             quantization: None,
         }

@@ -72,11 +72,12 @@ fn spec() -> ModelSpec {
             decoded: false,
         },
         state: vec![],
-        postprocess: Postprocess {
+        postprocess: Some(Postprocess {
             score_threshold: 0.2,
             nms_iou: 0.5,
             max_detections: 50,
-        },
+        }),
+        sequence: None,
         precision: Default::default(),
         quantization: None,
     }

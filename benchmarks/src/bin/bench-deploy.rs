@@ -785,7 +785,7 @@ fn report(
 /// spec's threshold.
 fn candidates_above_threshold(raw: &[f32], spec: &prism_core::ModelSpec) -> Result<usize> {
     let row_len = 5 + spec.classes.len();
-    let threshold = spec.postprocess.score_threshold;
+    let threshold = spec.postprocess().score_threshold;
     let sigmoid = |x: f32| {
         if spec.output.decoded {
             x

@@ -2,7 +2,9 @@
 //!
 //! It says what the model is (task, classes), how to build its input (event representation, sensor
 //! and padded sizes), how to read its output (layout, strides, score threshold, NMS) and which
-//! tensors carry recurrent state from one window to the next.
+//! tensors carry recurrent state from one window to the next. A next-vector sequence model
+//! ([`Task::NextVector`]) carries none of the detector fields: no classes, strides or
+//! post-processing, only its [`SequenceSpec`].
 
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +33,8 @@ pub struct ModelSpec {
     /// Name of the model, e.g. `rvt-tiny-gen1`.
     pub model: String,
     pub task: Task,
-    /// Class names in class-index order.
+    /// Class names in class-index order (detectors only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub classes: Vec<String>,
     /// The tensor the representation feeds, always NCHW float32.
     pub input: TensorSpec,
@@ -42,7 +45,12 @@ pub struct ModelSpec {
     /// Recurrent state tensors, carried from one window to the next and zeroed at sequence start.
     #[serde(default)]
     pub state: Vec<StateSpec>,
-    pub postprocess: Postprocess,
+    /// Score threshold and NMS of the decoded detections (detectors only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postprocess: Option<Postprocess>,
+    /// Context length and vector width of a next-vector sequence model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<SequenceSpec>,
     /// Numeric precision of the graph's weights and arithmetic (fp32 unless the file says so).
     #[serde(default, skip_serializing_if = "Precision::is_fp32")]
     pub precision: Precision,
@@ -114,6 +122,29 @@ pub enum Task {
     EventDetection,
     /// A single-tensor detector (one frame in, detections out).
     FrameDetection,
+    /// A sequence model: a context of vectors `[N, context, dim]` in, the predicted next vector
+    /// `[N, dim]` (unit length) out.
+    NextVector,
+}
+
+impl Task {
+    /// Whether the model's output is YOLOX detections (classes, strides, NMS apply).
+    pub fn is_detection(self) -> bool {
+        matches!(self, Self::EventDetection | Self::FrameDetection)
+    }
+}
+
+/// What a next-vector model reads and writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SequenceSpec {
+    /// Vectors of context the model reads (the input's axis 1).
+    pub context: usize,
+    /// Width of every vector, in and out (the input's axis 2).
+    pub dim: usize,
+    /// The architecture, e.g. `mlp`, `lstm`, `transformer`.
+    pub architecture: String,
+    /// True when the output is L2-normalised (compare it by cosine or dot product).
+    pub normalized: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -151,10 +182,12 @@ pub enum RepresentationKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutputSpec {
     pub name: String,
-    /// YOLOX strides of the anchor-free grid levels, in output order.
+    /// YOLOX strides of the anchor-free grid levels, in output order (detectors only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub strides: Vec<usize>,
     /// True when the graph already decodes (grid + stride, exp sizes, sigmoid scores); false when
     /// it emits raw head outputs that [`crate::yolox::decode_rows`] decodes.
+    #[serde(default)]
     pub decoded: bool,
 }
 
@@ -222,8 +255,55 @@ impl ModelSpec {
         }
     }
 
+    /// The post-processing of a detector (the defaults when the file has none).
+    pub fn postprocess(&self) -> Postprocess {
+        self.postprocess.clone().unwrap_or_default()
+    }
+
     pub fn validate(&self) -> Result<(), SpecError> {
+        match self.task {
+            Task::NextVector => self.validate_sequence(),
+            Task::EventDetection | Task::FrameDetection => self.validate_detector(),
+        }
+    }
+
+    /// A next-vector model: `[N, context, dim]` in, `[N, dim]` out, nothing a detector has.
+    fn validate_sequence(&self) -> Result<(), SpecError> {
         let invalid = |m: String| Err(SpecError::Invalid(m));
+        let Some(seq) = &self.sequence else {
+            return invalid("a next-vector model needs a sequence section".into());
+        };
+        if seq.context == 0 || seq.dim == 0 {
+            return invalid("sequence context and dim must be positive".into());
+        }
+        match self.input.shape.as_slice() {
+            [_, Some(c), Some(d)] if *c == seq.context && *d == seq.dim => {}
+            shape => {
+                return invalid(format!(
+                    "input {} has shape {shape:?}, the sequence section says [N, {}, {}]",
+                    self.input.name, seq.context, seq.dim
+                ))
+            }
+        }
+        if !self.classes.is_empty()
+            || !self.output.strides.is_empty()
+            || self.postprocess.is_some()
+            || self.representation.is_some()
+            || !self.state.is_empty()
+        {
+            return invalid(
+                "a next-vector model has no classes, strides, post-processing, representation or state"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    fn validate_detector(&self) -> Result<(), SpecError> {
+        let invalid = |m: String| Err(SpecError::Invalid(m));
+        if self.sequence.is_some() {
+            return invalid("a detector has no sequence section".into());
+        }
         if self.classes.is_empty() {
             return invalid("no classes".into());
         }
@@ -309,7 +389,8 @@ mod tests {
                 output: "h1_out".into(),
                 shape: vec![1, 32, 64, 80],
             }],
-            postprocess: Postprocess::default(),
+            postprocess: Some(Postprocess::default()),
+            sequence: None,
             precision: Precision::Fp32,
             quantization: None,
         }
@@ -347,5 +428,62 @@ mod tests {
             r.sensor_width = 400;
         }
         assert!(ModelSpec::from_json(&spec.to_json()).is_err());
+    }
+
+    fn seq_mlp() -> ModelSpec {
+        ModelSpec {
+            spec_version: SPEC_VERSION,
+            model: "seq-mlp".into(),
+            task: Task::NextVector,
+            classes: Vec::new(),
+            input: TensorSpec {
+                name: "context".into(),
+                shape: vec![None, Some(5), Some(384)],
+            },
+            representation: None,
+            output: OutputSpec {
+                name: "next".into(),
+                strides: Vec::new(),
+                decoded: false,
+            },
+            state: Vec::new(),
+            postprocess: None,
+            sequence: Some(SequenceSpec {
+                context: 5,
+                dim: 384,
+                architecture: "mlp".into(),
+                normalized: true,
+            }),
+            precision: Precision::Fp32,
+            quantization: None,
+        }
+    }
+
+    #[test]
+    fn next_vector_spec_has_no_detector_fields() {
+        let spec = seq_mlp();
+        let json = spec.to_json();
+        for field in ["classes", "strides", "postprocess", "representation"] {
+            assert!(!json.contains(field), "{field} in {json}");
+        }
+        assert!(json.contains("\"task\":\"next-vector\""), "{json}");
+        assert_eq!(ModelSpec::from_json(&json).unwrap(), spec);
+    }
+
+    #[test]
+    fn next_vector_spec_must_agree_with_its_input() {
+        let mut spec = seq_mlp();
+        spec.input.shape = vec![None, Some(4), Some(384)];
+        assert!(ModelSpec::from_json(&spec.to_json()).is_err());
+        let mut spec = seq_mlp();
+        spec.classes = vec!["car".into()];
+        assert!(ModelSpec::from_json(&spec.to_json()).is_err());
+        let mut spec = seq_mlp();
+        spec.sequence = None;
+        assert!(ModelSpec::from_json(&spec.to_json()).is_err());
+        // A detector's spec still needs its classes and post-processing fields to be valid.
+        let mut detector = rvt_tiny_gen1();
+        detector.sequence = seq_mlp().sequence;
+        assert!(ModelSpec::from_json(&detector.to_json()).is_err());
     }
 }

@@ -7,6 +7,8 @@
 //! - [`prepared`], [`store`], [`codec`]: the prepared sequence in memory and on disk.
 //! - [`sampler`], [`augment`], [`batch`]: RVT's mixed random / streaming clip sampling, its
 //!   flip and zoom augmentation, and the batch tensors the trainer feeds the network.
+//! - [`sequence`]: sentence-embedding corpora for the next-vector sequence models, their
+//!   document split, samples and batches, and a synthetic corpus.
 
 pub mod align;
 pub mod augment;
@@ -18,6 +20,7 @@ pub mod multimodal;
 pub mod prepare;
 pub mod prepared;
 pub mod sampler;
+pub mod sequence;
 pub mod store;
 pub mod synthetic;
 pub mod tree;

@@ -26,6 +26,7 @@ pub mod mit;
 pub mod mm;
 pub mod onnx;
 pub mod rvt;
+pub mod seq;
 pub mod torch_weights;
 pub mod yolox;
 pub mod zoo;

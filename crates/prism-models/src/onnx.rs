@@ -119,7 +119,8 @@ pub fn mm_model_spec(
             decoded: false,
         },
         state: Vec::new(),
-        postprocess: Postprocess::default(),
+        postprocess: Some(Postprocess::default()),
+        sequence: None,
         precision: Default::default(),
         quantization: None,
     }
@@ -160,4 +161,39 @@ pub fn export_mit(
     let sample = Tensor::<4>::zeros([1, mit.in_channels(), h, w], device);
     let stages = |m: &crate::mit::Mit, x| -> Vec<Tensor<4>> { m.forward(x).into() };
     prism_export::export(mit, sample, stages, &options)
+}
+
+/// Sample input of a next-vector model: `batch` contexts `[batch, C, D]`.
+pub fn seq_sample_input(card: &crate::seq::SeqCard, batch: usize, device: &Device) -> Tensor<3> {
+    Tensor::zeros([batch, card.model.context, card.model.dim], device)
+}
+
+/// Exports a next-vector sequence model: `context [N, C, D]` in, `next [N, D]` out (unit
+/// vectors), its card as a `next-vector` spec in the metadata. `dynamic_batch` leaves N free,
+/// for servers that batch requests.
+pub fn export_seq(
+    model: &crate::seq::SeqModel,
+    card: &crate::seq::SeqCard,
+    opset: i64,
+    dynamic_batch: bool,
+    device: &Device,
+) -> prism_export::Result<OnnxModel> {
+    use crate::seq::card::{INPUT_NAME, OUTPUT_NAME};
+    let batch = if dynamic_batch { None } else { Some(1) };
+    let options = ExportOptions::default()
+        .opset(opset)
+        .dynamic_batch(dynamic_batch)
+        .inputs([INPUT_NAME])
+        .outputs([OUTPUT_NAME])
+        .metadata(card.spec(batch).to_json())
+        .graph_name(card.name.clone());
+    // A dynamic batch is traced at batches 2 and 3: at batch 1 Burn skips some layout
+    // operations (a swap of a unit axis is free), so the two traces would not line up.
+    let sample_batch = if dynamic_batch { 2 } else { 1 };
+    prism_export::export(
+        model,
+        seq_sample_input(card, sample_batch, device),
+        |m: &crate::seq::SeqModel, x| m.forward(x),
+        &options,
+    )
 }

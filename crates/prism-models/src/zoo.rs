@@ -270,7 +270,8 @@ impl ModelCard {
                 decoded: false,
             },
             state,
-            postprocess: Postprocess::default(),
+            postprocess: Some(Postprocess::default()),
+            sequence: None,
             precision: prism_core::spec::Precision::Fp32,
             quantization: None,
         }

@@ -404,6 +404,21 @@ fn check_spec(
         ));
     }
     let output = find(outputs, &spec.output.name, "output")?;
+    if let Some(seq) = &spec.sequence {
+        // A next-vector model: `[N, dim]` out.
+        let fits = output.shape.len() == 2 && output.shape[1].is_none_or(|d| d == seq.dim);
+        return if fits {
+            Ok(())
+        } else {
+            Err(format!(
+                "output `{}` is {}; a next-vector model of width {} gives [N, {}]",
+                output.name,
+                shape_str(&output.shape),
+                seq.dim,
+                seq.dim
+            ))
+        };
+    }
     if output.shape.len() != 3 {
         return Err(format!(
             "output `{}` is {}; detections must be [N, anchors, 5 + classes]",

@@ -208,6 +208,25 @@ impl Server {
             Task::FrameDetection => {
                 crate::frame::FrameDetector::new(engine.clone())?;
             }
+            // A next-vector model is served through the plain tensor endpoint: one input, one
+            // output, as its spec says.
+            Task::NextVector => {
+                let spec = engine.spec();
+                let (ins, outs) = (engine.inputs(), engine.outputs());
+                if ins.len() != 1
+                    || outs.len() != 1
+                    || ins[0].name != spec.input.name
+                    || outs[0].name != spec.output.name
+                {
+                    return Err(DeployError::BadSpec(format!(
+                        "a next-vector model has one input `{}` and one output `{}`; the graph has {} inputs and {} outputs",
+                        spec.input.name,
+                        spec.output.name,
+                        ins.len(),
+                        outs.len()
+                    )));
+                }
+            }
         }
         if !options.addr.ip().is_loopback() {
             tracing::warn!("serving on {}, reachable from other machines", options.addr);
@@ -438,7 +457,7 @@ fn model_metadata(app: &App) -> Reply {
             "platform": platform,
             "inputs": inputs,
             "outputs": outputs,
-            "parameters": { "backend": e.backend().name(), "task": e.spec().task, "classes": e.spec().classes },
+            "parameters": { "backend": e.backend().name(), "task": e.spec().task, "classes": e.spec().classes, "sequence": e.spec().sequence },
         }),
     )
 }

@@ -71,6 +71,9 @@ pub fn export_onnx(args: &OnnxArgs) -> Result<()> {
     if args.source.is_multimodal() {
         return export_multimodal(args, &device);
     }
+    if args.source.is_sequence() {
+        return export_sequence(args, &device);
+    }
     let (card, model) = args.source.load(&device)?;
     let started = Instant::now();
     let settings = RvtExport {
@@ -172,6 +175,61 @@ fn export_multimodal(args: &OnnxArgs, device: &Device) -> Result<()> {
             &args.out,
             &["image".to_string()],
             &["detections".to_string()],
+            &runners,
+            &options,
+        )
+        .context("verifying the export")?;
+        print_verified(&report, &options, &runners)?;
+    }
+    Ok(())
+}
+
+/// `prism export onnx` of a next-vector sequence model: `context [N, C, D]` in, `next [N, D]`
+/// out, a `next-vector` spec (context, width, architecture) in the metadata.
+fn export_sequence(args: &OnnxArgs, device: &Device) -> Result<()> {
+    let (card, model) = args.source.load_sequence(device)?;
+    let started = Instant::now();
+    let onnx =
+        prism_models::onnx::export_seq(&model, &card, args.opset, args.dynamic_batch, device)
+            .with_context(|| format!("exporting {}", card.name))?;
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let bytes = match args.precision {
+        PrecisionArg::Fp32 => onnx
+            .save(&args.out)
+            .with_context(|| format!("writing {}", args.out.display()))?,
+        PrecisionArg::Fp16 => write_fp16(&onnx.to_bytes(), args)?,
+    };
+    outln!(
+        "exported {} to {} in {:.2} s: {} bytes, {} nodes{}",
+        card.name,
+        args.out.display(),
+        started.elapsed().as_secs_f64(),
+        bytes,
+        onnx.stats().nodes,
+        if args.dynamic_batch {
+            ", dynamic batch"
+        } else {
+            ""
+        }
+    )?;
+    if args.verify {
+        let runners = verify_runners(args)?;
+        let runners: Vec<&dyn OnnxRunner> = runners.iter().map(|r| r as &dyn OnnxRunner).collect();
+        let options = verify_options(args.precision);
+        let report = verify(
+            &model,
+            &prism_models::onnx::seq_sample_input(
+                &card,
+                if args.dynamic_batch { 2 } else { 1 },
+                device,
+            ),
+            |m: &prism_models::seq::SeqModel, x| m.forward(x),
+            &args.out,
+            &[prism_models::seq::card::INPUT_NAME.to_string()],
+            &[prism_models::seq::card::OUTPUT_NAME.to_string()],
             &runners,
             &options,
         )

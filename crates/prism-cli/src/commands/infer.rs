@@ -2,7 +2,8 @@
 //! optionally drawing every window with its boxes as PNG.
 //!
 //! Event-detection models (RVT) read any recording prism-events decodes; frame-detection models
-//! read a raw little-endian `f32` file holding one input tensor of the spec's shape.
+//! read a raw little-endian `f32` file holding one input tensor of the spec's shape;
+//! next-vector models read a `.npy` of contexts and write the predicted vectors.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -76,6 +77,14 @@ pub fn run(args: InferArgs) -> Result<()> {
     let classes = engine.spec().classes.clone();
     let started = Instant::now();
     match engine.spec().task {
+        Task::NextVector => {
+            let count = super::infer_sequence::run(&engine, &args.input, &mut *out)?;
+            eprintln!(
+                "{count} contexts in {:.2} s on {}",
+                started.elapsed().as_secs_f64(),
+                engine.backend()
+            );
+        }
         Task::EventDetection => {
             let rep = engine
                 .spec()

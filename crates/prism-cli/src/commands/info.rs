@@ -61,6 +61,9 @@ pub fn run(args: InfoArgs) -> Result<()> {
     {
         return mm_info(name, args.json);
     }
+    if args.source.is_sequence() {
+        return seq_info(&args.source, args.json);
+    }
     if let Some(config) = args.source.model.as_deref().and_then(MitConfig::preset) {
         return mit_info(
             args.source.model.as_deref().unwrap_or_default(),
@@ -395,7 +398,16 @@ fn onnx_info(path: &std::path::Path, json: bool) -> Result<()> {
         bytes.len() as f64 / 1e6
     )?;
     outln!("model        {}", spec.model)?;
-    outln!("classes      {}", spec.classes.join(", "))?;
+    if let Some(seq) = &spec.sequence {
+        outln!(
+            "task         next-vector ({}, {} context vectors of width {}, unit-length output)",
+            seq.architecture,
+            seq.context,
+            seq.dim
+        )?;
+    } else {
+        outln!("classes      {}", spec.classes.join(", "))?;
+    }
     outln!("precision    {}", spec.precision.name())?;
     if let Some(q) = &spec.quantization {
         outln!(
@@ -426,10 +438,59 @@ fn onnx_info(path: &std::path::Path, json: bool) -> Result<()> {
     for s in &spec.state {
         outln!("state        {} -> {} {:?}", s.input, s.output, s.shape)?;
     }
+    if spec.task.is_detection() {
+        outln!(
+            "output       {} (strides {:?})",
+            spec.output.name,
+            spec.output.strides
+        )?;
+    } else {
+        outln!("output       {}", spec.output.name)?;
+    }
+    Ok(())
+}
+
+/// What `info` reports for a next-vector sequence model (`seq-mlp` …).
+#[derive(Debug, serde::Serialize)]
+pub struct SeqInfo {
+    pub name: String,
+    pub architecture: String,
+    pub context: usize,
+    pub dim: usize,
+    pub parameters: usize,
+    /// Floating-point operations of one context (tract's cost model of the export).
+    pub flops_per_context: u64,
+}
+
+fn seq_info(source: &ModelSource, json: bool) -> Result<()> {
+    let device = Device::flex();
+    let (card, model) = source.load_sequence(&device)?;
+    let onnx =
+        prism_models::onnx::export_seq(&model, &card, prism_export::DEFAULT_OPSET, false, &device)
+            .with_context(|| format!("capturing {}", card.name))?;
+    let info = SeqInfo {
+        name: card.name.clone(),
+        architecture: card.model.architecture.name().to_string(),
+        context: card.model.context,
+        dim: card.model.dim,
+        parameters: prism_models::seq::parameter_count(&model),
+        flops_per_context: flops(&onnx.to_bytes())?,
+    };
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&info)?)?;
+        return Ok(());
+    }
+    outln!("model        {} (next-vector sequence model)", info.name)?;
     outln!(
-        "output       {} (strides {:?})",
-        spec.output.name,
-        spec.output.strides
+        "network      {}: {} context vectors of width {} -> the next vector",
+        info.architecture,
+        info.context,
+        info.dim
+    )?;
+    outln!("parameters   {:.3} M", info.parameters as f64 / 1e6)?;
+    outln!(
+        "compute      {:.2} MFLOPs per context",
+        info.flops_per_context as f64 / 1e6
     )?;
     Ok(())
 }

@@ -12,6 +12,7 @@ pub mod export;
 pub mod import;
 pub mod infer;
 pub mod infer_frames;
+pub mod infer_sequence;
 pub mod info;
 pub mod model_source;
 pub mod progress;

@@ -29,6 +29,32 @@ impl ModelSource {
         }
     }
 
+    /// Whether the source is a next-vector sequence model (a `seq-*` card or checkpoint).
+    pub fn is_sequence(&self) -> bool {
+        match (&self.model, &self.checkpoint) {
+            (Some(name), _) => prism_models::seq::card::is_seq_card(name),
+            (None, Some(dir)) => prism_models::seq::card::is_seq_checkpoint(dir),
+            (None, None) => false,
+        }
+    }
+
+    /// The sequence card and model with its weights (fresh for a card).
+    pub fn load_sequence(
+        &self,
+        device: &Device,
+    ) -> Result<(prism_models::seq::SeqCard, prism_models::seq::SeqModel)> {
+        match (&self.model, &self.checkpoint) {
+            (Some(name), _) => {
+                let card = prism_models::seq::SeqCard::resolve(name)?;
+                let model = card.init(device)?;
+                Ok((card, model))
+            }
+            (None, Some(dir)) => prism_models::seq::card::load_checkpoint(dir, device)
+                .with_context(|| format!("loading the checkpoint {}", dir.display())),
+            (None, None) => bail!("give --model NAME or --checkpoint DIR"),
+        }
+    }
+
     /// The multimodal card and detector with its weights (fresh for a card).
     pub fn load_multimodal(
         &self,
