@@ -1,7 +1,8 @@
 //! Training and evaluation of RVT in Burn, the way the reference trains it: mixed random and
 //! streaming clips with truncated BPTT, the YOLOX loss with SimOTA assignment, AdamW with
 //! global-norm clipping and a one-cycle schedule; resumable checkpoints, a metrics log, PNG
-//! curves, and COCO mAP with the Prophesee protocol.
+//! curves, and COCO mAP with the Prophesee protocol. The RGB + thermal + event detector trains
+//! in [`frame_run`]; the next-vector sequence models in [`seq_run`] (scored by [`seq_eval`]).
 
 pub mod clip;
 pub mod config;
@@ -17,6 +18,9 @@ pub mod metrics_log;
 pub mod mm_config;
 pub mod run_checkpoint;
 pub mod schedule;
+pub mod seq_config;
+pub mod seq_eval;
+pub mod seq_run;
 pub mod simota;
 pub mod trainer;
 

@@ -35,12 +35,14 @@ pub struct EvalArgs {
     /// or `all` (the default there: validation and every test folder, scored apart).
     #[arg(long)]
     pub split: Option<String>,
-    /// Multimodal datasets: seed of the 80 / 20 train / validation split the model trained on.
-    #[arg(long, default_value_t = 42)]
-    pub split_seed: u64,
-    /// Multimodal datasets: the validation share of that split.
-    #[arg(long, default_value_t = 0.2)]
-    pub val_fraction: f64,
+    /// Seed of the train / validation split the model trained on (multimodal datasets: 42 by
+    /// default; sequence corpora: the run's `config.toml`, else 0).
+    #[arg(long)]
+    pub split_seed: Option<u64>,
+    /// The validation share of that split (multimodal: 0.2; sequence corpora: the run's, else
+    /// 0.1).
+    #[arg(long)]
+    pub val_fraction: Option<f64>,
     /// Label filter of the protocol: gen1, gen4 (1Mpx), synthetic (0.5 s skip only), none, or
     /// auto (by the sensor size of the data).
     #[arg(long, default_value = "auto")]
@@ -72,6 +74,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
         .data
         .as_ref()
         .context("give --data DIR (prepared sequences), or --coco-gt/--coco-dt")?;
+    if super::eval_seq::applies(args.checkpoint.as_deref(), data) {
+        return super::eval_seq::run(&args, data);
+    }
     if super::eval_mm::applies(args.checkpoint.as_deref(), Some(data)) {
         return eval_multimodal(&args, data);
     }
@@ -166,8 +171,8 @@ fn eval_multimodal(args: &EvalArgs, data: &std::path::Path) -> Result<()> {
     let request = super::eval_mm::MmEvalRequest {
         data,
         split: args.split.as_deref().unwrap_or("all"),
-        split_seed: args.split_seed,
-        val_fraction: args.val_fraction,
+        split_seed: args.split_seed.unwrap_or(42),
+        val_fraction: args.val_fraction.unwrap_or(0.2),
     };
     let rows = super::eval_mm::run(args.checkpoint.as_ref(), model, &request)?;
     if let Some(path) = &args.out {

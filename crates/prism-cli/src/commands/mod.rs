@@ -8,6 +8,7 @@ pub mod demo;
 pub mod engine_args;
 pub mod eval;
 pub mod eval_mm;
+pub mod eval_seq;
 pub mod export;
 pub mod import;
 pub mod infer;

@@ -29,7 +29,8 @@ pub struct TrainArgs {
     /// Config overrides, e.g. `--set train.steps=200 --set train.lr=1e-3`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
-    /// Stop after this many steps in this session (a checkpoint is written; `--resume` goes on).
+    /// Stop after this many steps (sequence models: epochs) in this session (a checkpoint is
+    /// written; `--resume` goes on).
     #[arg(long)]
     pub stop_after: Option<usize>,
     /// Where to train: `flex` (Burn's CPU backend) or `cuda` / `cuda:N` (Burn's CUDA backend;
@@ -43,6 +44,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     args.device.burn()?;
     if names_a_multimodal_card(&args.config) {
         return run_multimodal(args);
+    }
+    if prism_models::seq::card::is_seq_card(&args.config) {
+        return run_sequence(args);
     }
     let mut config = TrainConfig::resolve(&args.config)?;
     config.apply_overrides(&args.overrides)?;
@@ -216,6 +220,107 @@ fn run_multimodal(args: TrainArgs) -> Result<()> {
     progress.finish();
     // The multimodal run keeps its best checkpoint by mAP (in the summary's best slot).
     print_summary(&summary, "mAP")
+}
+
+/// `prism train` of a next-vector sequence model on a vector corpus (`--data DIR`, from
+/// `cargo xtask seq-data` or `prism data synth-seq`).
+fn run_sequence(args: TrainArgs) -> Result<()> {
+    use prism_train::seq_config::SeqTrainConfig;
+    use prism_train::seq_run::{find_checkpoint, SeqEvent, SeqRun, SeqRunOptions};
+    let mut config = SeqTrainConfig::resolve(&args.config)?;
+    config.apply_overrides(&args.overrides)?;
+    let name = config.name.clone();
+    let run_dir = args
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&name));
+    let last = prism_train::trainer::last_checkpoint(&run_dir);
+    if args.resume && find_checkpoint(&last).is_none() {
+        bail!(
+            "--resume: no checkpoint in {} to resume from (leave out --resume to start a new run there)",
+            last.display()
+        );
+    }
+    let data = args
+        .data
+        .clone()
+        .or_else(|| config.dataset.root.clone())
+        .context(
+            "this card trains on a vector corpus: give --data DIR (`cargo xtask seq-data` writes the real one, `prism data synth-seq` a synthetic one)",
+        )?;
+    let corpus = prism_data::sequence::VectorCorpus::load(&data)
+        .with_context(|| format!("loading the corpus {}", data.display()))?;
+    let opts = SeqRunOptions {
+        run_dir: run_dir.clone(),
+        resume: args.resume,
+        stop_after: args.stop_after,
+        device: args.device,
+    };
+    let loss = config.train.loss.name();
+    let run = SeqRun::new(config, opts, corpus)?;
+    eprintln!(
+        "{name} ({loss} loss): {run:?}; run folder {}",
+        run_dir.display()
+    );
+    let bar = Progress::new();
+    let mut batches = 0u64;
+    let summary = run.run(|event| match event {
+        SeqEvent::Started {
+            start_epoch,
+            epochs,
+            batches_per_epoch,
+            resumed,
+        } => {
+            batches = *batches_per_epoch as u64;
+            if let Some(b) = &bar.bar {
+                b.set_length((*epochs as u64) * batches);
+                b.set_position(*start_epoch as u64 * batches);
+            }
+            if *resumed {
+                bar.line(format!("resumed after epoch {start_epoch} of {epochs}"));
+            }
+        }
+        SeqEvent::Batch { epoch, batch, loss } => {
+            if let Some(b) = &bar.bar {
+                b.set_position((*epoch as u64 - 1) * batches + *batch as u64);
+                b.set_message(format!("epoch {epoch} loss {loss:.4}"));
+            }
+        }
+        SeqEvent::Epoch { record: r, best } => bar.line(format!(
+            "epoch {:>3}: train loss {:.4} cosine {:.4} | val loss {:.4} cosine {:.4}{} | {:.0} samples/s",
+            r.epoch,
+            r.train_loss,
+            r.train_cosine,
+            r.val_loss,
+            r.val_cosine,
+            if *best { " (best)" } else { "" },
+            r.samples_per_s
+        )),
+        SeqEvent::EarlyStop { epoch, best_epoch } => bar.line(format!(
+            "stopped early after epoch {epoch}: no better validation cosine since epoch {best_epoch}"
+        )),
+    })?;
+    bar.finish();
+    outln!(
+        "trained {} / {} epochs in {:.0} s{} -> {}",
+        summary.epochs_done,
+        summary.epochs,
+        summary.elapsed_s,
+        if summary.stopped_early {
+            " (early stop)"
+        } else {
+            ""
+        },
+        summary.run_dir.display()
+    )?;
+    if let Some((cosine, epoch)) = summary.best {
+        outln!(
+            "best validation cosine {cosine:.4} at epoch {epoch} -> {}",
+            prism_train::trainer::best_checkpoint(&summary.run_dir).display()
+        )?;
+    }
+    outln!("curves: {}", summary.run_dir.join("curves.png").display())?;
+    Ok(())
 }
 
 /// The end of a run: steps, the last validation, the best checkpoint (by `best_metric`), the

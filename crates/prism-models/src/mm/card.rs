@@ -263,11 +263,15 @@ pub fn builtin_names() -> impl Iterator<Item = &'static str> {
 }
 
 /// Whether card text describes a multimodal detector rather than RVT: its name starts with
-/// `mm-` or its `[model]` table names an `architecture`.
+/// `mm-` or its `[model]` table names an `architecture`, and it is not a sequence model's card
+/// (`task = "next-vector"`, which names an architecture too).
 pub fn is_mm_card_text(text: &str) -> bool {
     let Ok(value) = toml::from_str::<toml::Table>(text) else {
         return false;
     };
+    if value.contains_key("task") {
+        return false;
+    }
     let named_mm = value
         .get("name")
         .and_then(|n| n.as_str())

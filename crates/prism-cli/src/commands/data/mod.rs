@@ -1,10 +1,12 @@
-//! `prism data …`: look at, make and draw event recordings, and make multimodal images.
+//! `prism data …`: look at, make and draw event recordings, and make multimodal images and
+//! synthetic vector corpora.
 
 pub mod inspect;
 pub mod prepare;
 pub mod render;
 pub mod synth;
 pub mod synth_mm;
+pub mod synth_seq;
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -19,6 +21,8 @@ pub enum DataCommand {
     Synth(synth::SynthArgs),
     /// Write synthetic RGB + thermal + event images with YOLO labels (the multimodal layout).
     SynthMm(synth_mm::SynthMmArgs),
+    /// Write a synthetic vector corpus for the next-vector sequence models.
+    SynthSeq(synth_seq::SynthSeqArgs),
     /// Draw stacked histograms of consecutive windows as PNG frames (OFF red, ON blue).
     Render(render::RenderArgs),
 }
@@ -29,6 +33,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
         DataCommand::Prepare(args) => prepare::run(args),
         DataCommand::Synth(args) => synth::run(args),
         DataCommand::SynthMm(args) => synth_mm::run(args),
+        DataCommand::SynthSeq(args) => synth_seq::run(args),
         DataCommand::Render(args) => render::run(args),
     }
 }
