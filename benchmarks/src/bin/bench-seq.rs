@@ -2,8 +2,8 @@
 //! the MLP, the LSTM and the Transformer with cosine loss, and the Transformer with InfoNCE, each
 //! trained with the recipe of its card (`models/seq-*.toml`) on the same split by document; then
 //! the table the seed has (parameters, best validation cosine, best epoch, CPU training time) and
-//! the retrieval check of `prism_train::seq_eval` on the best checkpoints, beside the baseline
-//! that predicts the last context vector.
+//! the retrieval check of `prism_train::seq_eval` on the best checkpoints, beside the baselines
+//! that predict the last context vector and the mean training vector.
 //!
 //! usage: bench-seq [--data DIR] [--out benchmarks/results/seq] [--runs DIR] [--epochs N]
 //! The data defaults to `$PRISM_ENV/data/seq-shakespeare-minilm` (`cargo xtask seq-data`).
@@ -17,7 +17,9 @@ use burn::tensor::Device;
 use clap::Parser;
 use prism_data::sequence::VectorCorpus;
 use prism_train::seq_config::SeqTrainConfig;
-use prism_train::seq_eval::{last_vector_predictions, retrieval, Retrieval};
+use prism_train::seq_eval::{
+    last_vector_predictions, mean_vector_predictions, retrieval, Retrieval,
+};
 use prism_train::seq_run::{predict, read_epochs, EpochRecord, SeqEvent, SeqRun, SeqRunOptions};
 use prism_train::trainer::best_checkpoint;
 
@@ -105,7 +107,7 @@ fn main() -> Result<()> {
     );
     let device = Device::flex();
     let mut rows = Vec::new();
-    let mut baseline = None;
+    let mut baselines = None;
     for (i, study) in STUDIES.iter().enumerate() {
         let mut config = SeqTrainConfig::resolve(study.card)?;
         let mut overrides: Vec<String> = study.overrides.iter().map(|s| s.to_string()).collect();
@@ -155,9 +157,14 @@ fn main() -> Result<()> {
         let candidates = corpus.rows(&split.val);
         let predictions = predict(&model, &corpus, &targets, context, &device);
         let r = retrieval(&corpus, &predictions, &targets, &candidates, context);
-        if baseline.is_none() {
+        if baselines.is_none() {
             let copy = last_vector_predictions(&corpus, &targets);
-            baseline = Some(retrieval(&corpus, &copy, &targets, &candidates, context));
+            let centroid =
+                mean_vector_predictions(&corpus, &corpus.rows(&split.train), targets.len());
+            baselines = Some((
+                retrieval(&corpus, &copy, &targets, &candidates, context),
+                retrieval(&corpus, &centroid, &targets, &candidates, context),
+            ));
         }
         rows.push(Row {
             label: study.label.into(),
@@ -172,8 +179,8 @@ fn main() -> Result<()> {
             epochs,
         });
     }
-    let baseline = baseline.context("no study ran")?;
-    write_results(&args.out, &data, &corpus, &rows, &baseline)
+    let (last, mean) = baselines.context("no study ran")?;
+    write_results(&args.out, &data, &corpus, &rows, &last, &mean)
 }
 
 fn write_results(
@@ -182,6 +189,7 @@ fn write_results(
     corpus: &VectorCorpus,
     rows: &[Row],
     baseline: &Retrieval,
+    mean: &Retrieval,
 ) -> Result<()> {
     let mut md = String::new();
     md.push_str(&format!(
@@ -213,8 +221,16 @@ fn write_results(
         "| last context vector (baseline) | – | 0 | {:.4} | – | – | – | {:.0} | {:.3} | {:.3} |\n",
         baseline.mean_cosine, baseline.median_rank, baseline.recall_at_10, baseline.mrr
     ));
+    md.push_str(&format!(
+        "| mean training vector (baseline) | – | 0 | {:.4} | – | – | – | {:.0} | {:.3} | {:.3} |\n",
+        mean.mean_cosine, mean.median_rank, mean.recall_at_10, mean.mrr
+    ));
     std::fs::write(out.join("results.md"), &md)?;
-    let json = serde_json::json!({ "rows": rows, "last_vector_baseline": baseline });
+    let json = serde_json::json!({
+        "rows": rows,
+        "last_vector_baseline": baseline,
+        "mean_vector_baseline": mean,
+    });
     std::fs::write(
         out.join("results.json"),
         serde_json::to_string_pretty(&json)?,

@@ -251,8 +251,20 @@ fn make_int8(
 }
 
 /// A 4-second synthetic scene at the model's sensor size, for calibration without data (for a
-/// frame model, synthetic RGB + thermal + event images at its input size).
+/// frame model, synthetic RGB + thermal + event images at its input size; for a next-vector
+/// model, a synthetic vector corpus at its width).
 fn synthetic_scene(spec: &prism_core::ModelSpec, dir: &Path) -> Result<PathBuf> {
+    if let Some(seq) = &spec.sequence {
+        // A next-vector model: a synthetic vector corpus at its width.
+        let out = dir.join("calibration-corpus");
+        let corpus =
+            prism_data::sequence::synthetic_corpus(&prism_data::sequence::SyntheticSequences {
+                dim: seq.dim,
+                ..Default::default()
+            })?;
+        corpus.save(&out)?;
+        return Ok(out);
+    }
     if spec.task == prism_core::spec::Task::FrameDetection {
         let (h, w) = spec
             .input_hw()

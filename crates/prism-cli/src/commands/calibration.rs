@@ -2,7 +2,8 @@
 //! prepared dataset (the first windows of each sequence), an event recording (its first
 //! windows), each window the model's input with sequence starts marked for the state; or, for
 //! frame models, a multimodal dataset folder (images of its training split, letterboxed as
-//! `prism eval` feeds them).
+//! `prism eval` feeds them); for next-vector models, a vector corpus (contexts from its training
+//! documents).
 
 use std::path::Path;
 
@@ -44,7 +45,9 @@ pub fn source(
     limit: usize,
 ) -> Result<Box<dyn CalibrationData>> {
     let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
-    if meta.is_dir() && path.join("classes.txt").is_file() {
+    if let Some(seq) = &spec.sequence {
+        Ok(Box::new(ContextWindows::new(path, seq, limit)?))
+    } else if meta.is_dir() && path.join("classes.txt").is_file() {
         Ok(Box::new(ImageWindows::new(
             path,
             &feeds.input_shape,
@@ -181,6 +184,59 @@ impl CalibrationData for ImageWindows {
             let (input, _) = prism_train::frame_eval::frame_input(&image, self.input_hw);
             Ok(CalibrationWindow {
                 input,
+                new_sequence: true,
+            })
+        }))
+    }
+}
+
+/// Contexts of a vector corpus's training documents (the cards' split: 10 % of the documents
+/// validate, seed 0), spread over them, one per calibration window.
+struct ContextWindows {
+    contexts: Vec<Vec<f32>>,
+}
+
+impl ContextWindows {
+    fn new(dir: &Path, seq: &prism_core::spec::SequenceSpec, limit: usize) -> Result<Self> {
+        let corpus = prism_data::sequence::VectorCorpus::load(dir).with_context(|| {
+            format!(
+                "{}: a next-vector model calibrates on a vector corpus",
+                dir.display()
+            )
+        })?;
+        if corpus.dim != seq.dim {
+            bail!(
+                "{} holds {}-wide vectors; the model reads {}",
+                dir.display(),
+                corpus.dim,
+                seq.dim
+            );
+        }
+        let split = corpus.split(0.1, 0)?;
+        let targets = corpus.targets(&split.train, seq.context);
+        let step = targets.len().div_ceil(limit.max(1)).max(1);
+        let contexts: Vec<Vec<f32>> = targets
+            .iter()
+            .step_by(step)
+            .take(limit)
+            .map(|&t| corpus.batch(&[t], seq.context).contexts)
+            .collect();
+        if contexts.is_empty() {
+            bail!("{}: no training context to calibrate on", dir.display());
+        }
+        Ok(Self { contexts })
+    }
+}
+
+impl CalibrationData for ContextWindows {
+    fn len(&self) -> usize {
+        self.contexts.len()
+    }
+
+    fn windows(&mut self) -> Box<dyn Iterator<Item = Result<CalibrationWindow, SourceError>> + '_> {
+        Box::new(self.contexts.iter().map(|c| {
+            Ok(CalibrationWindow {
+                input: c.clone(),
                 new_sequence: true,
             })
         }))

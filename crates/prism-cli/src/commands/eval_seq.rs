@@ -1,7 +1,7 @@
 //! `prism eval` of a next-vector sequence model on a vector corpus: the mean cosine to the true
 //! next vector on the validation documents, and the retrieval check of [`prism_train::seq_eval`]
-//! (rank of the true next vector among every validation vector), beside the baseline that
-//! predicts the last context vector. A Burn checkpoint or an exported ONNX file on any backend.
+//! (rank of the true next vector among every validation vector), beside the baselines that
+//! predict the last context vector and the mean training vector. A Burn checkpoint or an exported ONNX file on any backend.
 
 use std::path::Path;
 
@@ -9,7 +9,9 @@ use anyhow::{bail, Context, Result};
 use burn::tensor::Device;
 use prism_data::sequence::{VectorCorpus, DOCUMENTS_FILE, EMBEDDINGS_FILE};
 use prism_deploy::engine::{Backend, Engine, EngineOptions, TensorView};
-use prism_train::seq_eval::{last_vector_predictions, retrieval, Retrieval};
+use prism_train::seq_eval::{
+    last_vector_predictions, mean_vector_predictions, retrieval, Retrieval,
+};
 
 use super::eval::EvalArgs;
 use super::progress::Meter;
@@ -78,6 +80,8 @@ pub fn run(args: &EvalArgs, data: &Path) -> Result<()> {
     let model = retrieval(&corpus, &predictions, &targets, &candidates, context);
     let copy = last_vector_predictions(&corpus, &targets);
     let baseline = retrieval(&corpus, &copy, &targets, &candidates, context);
+    let centroid = mean_vector_predictions(&corpus, &corpus.rows(&split.train), targets.len());
+    let mean_baseline = retrieval(&corpus, &centroid, &targets, &candidates, context);
     outln!(
         "{name} on {}: {} validation documents, {} contexts, {} candidates each",
         data.display(),
@@ -94,7 +98,11 @@ pub fn run(args: &EvalArgs, data: &Path) -> Result<()> {
         "recall@10",
         "MRR"
     )?;
-    for (label, r) in [(name.as_str(), &model), ("last context vector", &baseline)] {
+    for (label, r) in [
+        (name.as_str(), &model),
+        ("last context vector", &baseline),
+        ("mean training vector", &mean_baseline),
+    ] {
         outln!(
             "{:<22} {:>11.4} {:>11.1} {:>9.4} {:>10.4} {:>7.4}",
             label,
@@ -114,6 +122,7 @@ pub fn run(args: &EvalArgs, data: &Path) -> Result<()> {
             validation_documents: usize,
             retrieval: &'a Retrieval,
             last_vector_baseline: &'a Retrieval,
+            mean_vector_baseline: &'a Retrieval,
         }
         let report = Report {
             model: &name,
@@ -122,6 +131,7 @@ pub fn run(args: &EvalArgs, data: &Path) -> Result<()> {
             validation_documents: split.val.len(),
             retrieval: &model,
             last_vector_baseline: &baseline,
+            mean_vector_baseline: &mean_baseline,
         };
         std::fs::write(out, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", out.display()))?;
