@@ -409,7 +409,7 @@ pub struct Scores {
 }
 
 /// Scores `model` (no autodiff, no dropout) on the samples whose targets are `targets`, in
-/// batches of [`EVAL_BATCH`]; InfoNCE is averaged per batch, as in training.
+/// batches of 512; InfoNCE is averaged per batch, as in training.
 pub fn score(
     model: &SeqModel,
     corpus: &VectorCorpus,
