@@ -40,10 +40,40 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
 
 /// Writes `model` and its card to the folder `dir` (replacing an older checkpoint there).
 pub fn save(model: &Rvt, card: &ModelCard, dir: &Path) -> Result<(), CheckpointError> {
+    save_with_card(model, &card.to_toml(), dir)
+}
+
+/// Writes `card_toml` and `model`'s weights to the folder `dir` atomically: the checkpoint
+/// layout of every model family, told apart by its card.
+pub fn save_with_card<M: ModuleSnapshot>(
+    model: &M,
+    card_toml: &str,
+    dir: &Path,
+) -> Result<(), CheckpointError> {
     replace_folder(dir, |staging| {
-        std::fs::write(staging.join(CARD_FILE), card.to_toml()).map_err(io(staging))?;
+        write_card(staging, card_toml)?;
         save_weights(model, &staging.join(WEIGHTS_FILE))
     })
+}
+
+/// Writes `card_toml` as `folder/card.toml`.
+pub fn write_card(folder: &Path, card_toml: &str) -> Result<(), CheckpointError> {
+    let path = folder.join(CARD_FILE);
+    std::fs::write(&path, card_toml).map_err(io(&path))
+}
+
+/// The card file of the checkpoint folder `dir`, its text and the weights file; an error when
+/// either file is missing.
+pub fn read_card(dir: &Path) -> Result<(PathBuf, String, PathBuf), CheckpointError> {
+    let card_path = dir.join(CARD_FILE);
+    let weights = dir.join(WEIGHTS_FILE);
+    if !card_path.is_file() || !weights.is_file() {
+        return Err(CheckpointError::NotACheckpoint {
+            path: dir.to_path_buf(),
+        });
+    }
+    let text = std::fs::read_to_string(&card_path).map_err(io(&card_path))?;
+    Ok((card_path, text, weights))
 }
 
 /// Writes `module`'s weights (BatchNorm running statistics included) as safetensors.
@@ -116,14 +146,8 @@ pub fn replace_folder(
 
 /// Reads a checkpoint folder: its card and the model with its weights.
 pub fn load(dir: &Path, device: &Device) -> Result<(ModelCard, Rvt), CheckpointError> {
-    let card_path = dir.join(CARD_FILE);
-    let weights = dir.join(WEIGHTS_FILE);
-    if !card_path.is_file() || !weights.is_file() {
-        return Err(CheckpointError::NotACheckpoint {
-            path: dir.to_path_buf(),
-        });
-    }
-    let card = ModelCard::from_file(&card_path)?;
+    let (card_path, text, weights) = read_card(dir)?;
+    let card = ModelCard::parse(&text, &card_path.display().to_string())?;
     let mut model = card.rvt_config().init(device);
     load_weights(&mut model, &weights)?;
     Ok((card, model))

@@ -9,7 +9,7 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use super::{MmConfigError, MmDetector, MmDetectorConfig};
-use crate::checkpoint::{self, CheckpointError, CARD_FILE, WEIGHTS_FILE};
+use crate::checkpoint::{self, CheckpointError, CARD_FILE};
 use crate::fusion::{FusionConfig, SwitchMode};
 use crate::zoo::ZooError;
 
@@ -294,14 +294,7 @@ pub fn save_checkpoint(
     card: &MmCard,
     dir: &Path,
 ) -> Result<(), CheckpointError> {
-    checkpoint::replace_folder(dir, |staging| {
-        let card_path = staging.join(CARD_FILE);
-        std::fs::write(&card_path, card.to_toml()).map_err(|source| CheckpointError::Io {
-            path: card_path.clone(),
-            source,
-        })?;
-        checkpoint::save_weights(model, &staging.join(WEIGHTS_FILE))
-    })
+    checkpoint::save_with_card(model, &card.to_toml(), dir)
 }
 
 /// Reads a multimodal checkpoint folder: its card and the detector with its weights.
@@ -309,17 +302,7 @@ pub fn load_checkpoint(
     dir: &Path,
     device: &Device,
 ) -> Result<(MmCard, MmDetector), CheckpointError> {
-    let card_path = dir.join(CARD_FILE);
-    let weights = dir.join(WEIGHTS_FILE);
-    if !card_path.is_file() || !weights.is_file() {
-        return Err(CheckpointError::NotACheckpoint {
-            path: dir.to_path_buf(),
-        });
-    }
-    let text = std::fs::read_to_string(&card_path).map_err(|source| CheckpointError::Io {
-        path: card_path.clone(),
-        source,
-    })?;
+    let (card_path, text, weights) = checkpoint::read_card(dir)?;
     let card = MmCard::parse(&text, &card_path.display().to_string())?;
     let config = card
         .detector_config()

@@ -9,7 +9,7 @@ use prism_core::spec::{ModelSpec, OutputSpec, SequenceSpec, Task, TensorSpec, SP
 use serde::{Deserialize, Serialize};
 
 use super::{SeqArchitecture, SeqModel, SeqModelConfig};
-use crate::checkpoint::{self, CheckpointError, CARD_FILE, WEIGHTS_FILE};
+use crate::checkpoint::{self, CheckpointError, CARD_FILE};
 use crate::zoo::ZooError;
 
 /// The cards shipped in `models/`, by name.
@@ -224,14 +224,7 @@ pub fn save_checkpoint(
     card: &SeqCard,
     dir: &Path,
 ) -> Result<(), CheckpointError> {
-    checkpoint::replace_folder(dir, |staging| {
-        let card_path = staging.join(CARD_FILE);
-        std::fs::write(&card_path, card.to_toml()).map_err(|source| CheckpointError::Io {
-            path: card_path.clone(),
-            source,
-        })?;
-        checkpoint::save_weights(model, &staging.join(WEIGHTS_FILE))
-    })
+    checkpoint::save_with_card(model, &card.to_toml(), dir)
 }
 
 /// Reads a sequence-model checkpoint folder: its card and the model with its weights.
@@ -239,17 +232,7 @@ pub fn load_checkpoint(
     dir: &Path,
     device: &Device,
 ) -> Result<(SeqCard, SeqModel), CheckpointError> {
-    let card_path = dir.join(CARD_FILE);
-    let weights = dir.join(WEIGHTS_FILE);
-    if !card_path.is_file() || !weights.is_file() {
-        return Err(CheckpointError::NotACheckpoint {
-            path: dir.to_path_buf(),
-        });
-    }
-    let text = std::fs::read_to_string(&card_path).map_err(|source| CheckpointError::Io {
-        path: card_path.clone(),
-        source,
-    })?;
+    let (card_path, text, weights) = checkpoint::read_card(dir)?;
     let card = SeqCard::parse(&text, &card_path.display().to_string())?;
     let mut model = card.init(device).map_err(|e| CheckpointError::Weights {
         path: card_path,
