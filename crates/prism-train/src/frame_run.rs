@@ -12,7 +12,6 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
-use burn_store::{BurnpackStore, ModuleSnapshot};
 use prism_data::multimodal::{MmAugment, MmFolder, MmImage, MmSample, YoloBox};
 use prism_events::synth::rng::{mix, SplitMix64};
 use prism_models::checkpoint::replace_folder;
@@ -26,13 +25,11 @@ use crate::frame_eval::{evaluate_samples, FrameEvalOptions};
 use crate::loss::YoloxLoss;
 use crate::metrics_log::{MetricsLog, Record, StepRecord, ValRecord};
 use crate::mm_config::MmTrainConfig;
+use crate::resumable;
 use crate::schedule::OneCycle;
 use crate::trainer::{best_checkpoint, last_checkpoint, Event, TrainSummary};
 use crate::{TrainDevice, TrainError};
 
-const TRAINER_FILE: &str = "trainer.json";
-const MODEL_PACK: &str = "train-model.bpk";
-const OPTIMIZER_PACK: &str = "optimizer.bpk";
 /// Images kept in memory between epochs (beyond that they are read from disk each time).
 const CACHE_BYTES: usize = 1 << 30;
 
@@ -160,7 +157,7 @@ impl FrameRun {
             None
         };
         let (mut model, mut optim, state) = match &resume_from {
-            Some(dir) => load_run_checkpoint(dir, fresh, self.fresh_optimizer())?,
+            Some(dir) => resumable::load(dir, fresh, self.fresh_optimizer())?,
             None => (
                 fresh,
                 self.fresh_optimizer(),
@@ -277,7 +274,7 @@ impl FrameRun {
                     best_map: best,
                     elapsed_s: elapsed0 + session.elapsed().as_secs_f64(),
                 };
-                self.save_run_checkpoint(&dir, &model, &optim, &state)?;
+                resumable::save(&dir, &self.config.card.to_toml(), &model, &optim, &state)?;
                 on_event(&Event::Checkpoint { step, dir });
             }
         }
@@ -326,43 +323,6 @@ impl FrameRun {
             ap75: metrics.ap75(),
             elapsed_s,
         })
-    }
-
-    fn save_run_checkpoint(
-        &self,
-        dir: &Path,
-        model: &MmDetector,
-        optim: &ModuleOptimizer,
-        state: &FrameTrainerState,
-    ) -> Result<(), TrainError> {
-        let card = &self.config.card;
-        replace_folder(dir, |staging| {
-            let weights_err =
-                |path: &Path, message: String| prism_models::checkpoint::CheckpointError::Weights {
-                    path: path.to_path_buf(),
-                    message,
-                };
-            let card_path = staging.join(prism_models::checkpoint::CARD_FILE);
-            std::fs::write(&card_path, card.to_toml())
-                .map_err(|e| weights_err(&card_path, e.to_string()))?;
-            prism_models::checkpoint::save_weights(
-                &model.valid(),
-                &staging.join(prism_models::checkpoint::WEIGHTS_FILE),
-            )?;
-            let pack = staging.join(MODEL_PACK);
-            let mut store = BurnpackStore::from_file(&pack).overwrite(true);
-            model
-                .save_into(&mut store)
-                .map_err(|e| weights_err(&pack, e.to_string()))?;
-            let opt = staging.join(OPTIMIZER_PACK);
-            optim
-                .save(&opt)
-                .map_err(|e| weights_err(&opt, format!("{e:?}")))?;
-            let t = staging.join(TRAINER_FILE);
-            let json = serde_json::to_vec_pretty(state).unwrap_or_default();
-            std::fs::write(&t, json).map_err(|e| weights_err(&t, e.to_string()))
-        })?;
-        Ok(())
     }
 }
 
@@ -434,44 +394,8 @@ impl ImageCache {
     }
 }
 
-/// Model, optimizer and position from a resumable checkpoint.
-fn load_run_checkpoint(
-    dir: &Path,
-    mut model: MmDetector,
-    optimizer: ModuleOptimizer,
-) -> Result<(MmDetector, ModuleOptimizer, FrameTrainerState), TrainError> {
-    let format = |path: &Path, message: String| {
-        TrainError::Checkpoint(prism_models::checkpoint::CheckpointError::Weights {
-            path: path.to_path_buf(),
-            message,
-        })
-    };
-    let t = dir.join(TRAINER_FILE);
-    let bytes = std::fs::read(&t).map_err(|e| TrainError::io(&t, e))?;
-    let state: FrameTrainerState =
-        serde_json::from_slice(&bytes).map_err(|e| format(&t, e.to_string()))?;
-    let pack = dir.join(MODEL_PACK);
-    let mut store = BurnpackStore::from_file(&pack);
-    let result = model
-        .load_from(&mut store)
-        .map_err(|e| format(&pack, e.to_string()))?;
-    if !result.missing.is_empty() || !result.errors.is_empty() {
-        return Err(format(
-            &pack,
-            format!("missing {:?}, errors {:?}", result.missing, result.errors),
-        ));
-    }
-    let opt = dir.join(OPTIMIZER_PACK);
-    let optimizer = optimizer
-        .load(&opt)
-        .map_err(|e| format(&opt, format!("{e:?}")))?;
-    Ok((model, optimizer, state))
-}
-
 /// The checkpoint folder to resume from, if there is one.
-pub fn find_checkpoint(dir: &Path) -> Option<PathBuf> {
-    dir.join(TRAINER_FILE).is_file().then(|| dir.to_path_buf())
-}
+pub use crate::resumable::find as find_checkpoint;
 
 /// The dataset folder of `config`: the folder itself for `kind = "folder"`; for synthetic
 /// scenes, `data_dir` after generating them there once (into a staging folder renamed into

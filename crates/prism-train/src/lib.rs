@@ -16,6 +16,7 @@ pub mod frame_run;
 pub mod loss;
 pub mod metrics_log;
 pub mod mm_config;
+pub mod resumable;
 pub mod run_checkpoint;
 pub mod schedule;
 pub mod seq_config;

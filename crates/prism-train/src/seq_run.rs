@@ -16,21 +16,17 @@ use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
-use burn_store::{BurnpackStore, ModuleSnapshot};
 use prism_data::sequence::{DocumentSplit, SequenceBatch, VectorCorpus};
 use prism_events::synth::rng::{mix, SplitMix64};
-use prism_models::checkpoint::{replace_folder, CheckpointError, CARD_FILE, WEIGHTS_FILE};
 use prism_models::seq::card::save_checkpoint;
 use prism_models::seq::{l2_normalize, SeqModel};
 use serde::{Deserialize, Serialize};
 
+use crate::resumable;
 use crate::seq_config::{SeqLoss, SeqTrainConfig};
 use crate::trainer::{best_checkpoint, last_checkpoint};
 use crate::{TrainDevice, TrainError};
 
-const TRAINER_FILE: &str = "trainer.json";
-const MODEL_PACK: &str = "train-model.bpk";
-const OPTIMIZER_PACK: &str = "optimizer.bpk";
 /// Samples per forward pass when scoring (no gradients, so larger than a training batch).
 const EVAL_BATCH: usize = 512;
 
@@ -197,7 +193,7 @@ impl SeqRun {
             None
         };
         let (mut model, mut optim, mut state) = match &resume_from {
-            Some(dir) => load_run_checkpoint(dir, fresh, self.fresh_optimizer())?,
+            Some(dir) => resumable::load(dir, fresh, self.fresh_optimizer())?,
             None => (
                 fresh,
                 self.fresh_optimizer(),
@@ -293,7 +289,8 @@ impl SeqRun {
                 state.stale += 1;
             }
             on_event(&SeqEvent::Epoch { record, best });
-            self.save_run_checkpoint(&last_checkpoint(run_dir), &model, &optim, &state)?;
+            let card = self.config.card().to_toml();
+            resumable::save(&last_checkpoint(run_dir), &card, &model, &optim, &state)?;
             if done(&state) {
                 stopped_early = true;
                 on_event(&SeqEvent::EarlyStop {
@@ -311,39 +308,6 @@ impl SeqRun {
             elapsed_s: state.elapsed_s,
             run_dir: run_dir.clone(),
         })
-    }
-
-    fn save_run_checkpoint(
-        &self,
-        dir: &Path,
-        model: &SeqModel,
-        optim: &ModuleOptimizer,
-        state: &SeqTrainerState,
-    ) -> Result<(), TrainError> {
-        let card = self.config.card();
-        replace_folder(dir, |staging| {
-            let weights_err = |path: &Path, message: String| CheckpointError::Weights {
-                path: path.to_path_buf(),
-                message,
-            };
-            let card_path = staging.join(CARD_FILE);
-            std::fs::write(&card_path, card.to_toml())
-                .map_err(|e| weights_err(&card_path, e.to_string()))?;
-            prism_models::checkpoint::save_weights(&model.valid(), &staging.join(WEIGHTS_FILE))?;
-            let pack = staging.join(MODEL_PACK);
-            let mut store = BurnpackStore::from_file(&pack).overwrite(true);
-            model
-                .save_into(&mut store)
-                .map_err(|e| weights_err(&pack, e.to_string()))?;
-            let opt = staging.join(OPTIMIZER_PACK);
-            optim
-                .save(&opt)
-                .map_err(|e| weights_err(&opt, format!("{e:?}")))?;
-            let t = staging.join(TRAINER_FILE);
-            let json = serde_json::to_vec_pretty(state).unwrap_or_default();
-            std::fs::write(&t, json).map_err(|e| weights_err(&t, e.to_string()))
-        })?;
-        Ok(())
     }
 }
 
@@ -533,44 +497,8 @@ pub fn draw_curves(run_dir: &Path) -> Result<(), TrainError> {
         .map_err(|e| TrainError::Plot(crate::curves::CurvesError::Plot(e)))
 }
 
-/// Model, optimizer and position from a resumable checkpoint.
-fn load_run_checkpoint(
-    dir: &Path,
-    mut model: SeqModel,
-    optimizer: ModuleOptimizer,
-) -> Result<(SeqModel, ModuleOptimizer, SeqTrainerState), TrainError> {
-    let format = |path: &Path, message: String| {
-        TrainError::Checkpoint(CheckpointError::Weights {
-            path: path.to_path_buf(),
-            message,
-        })
-    };
-    let t = dir.join(TRAINER_FILE);
-    let bytes = std::fs::read(&t).map_err(|e| TrainError::io(&t, e))?;
-    let state: SeqTrainerState =
-        serde_json::from_slice(&bytes).map_err(|e| format(&t, e.to_string()))?;
-    let pack = dir.join(MODEL_PACK);
-    let mut store = BurnpackStore::from_file(&pack);
-    let result = model
-        .load_from(&mut store)
-        .map_err(|e| format(&pack, e.to_string()))?;
-    if !result.missing.is_empty() || !result.errors.is_empty() {
-        return Err(format(
-            &pack,
-            format!("missing {:?}, errors {:?}", result.missing, result.errors),
-        ));
-    }
-    let opt = dir.join(OPTIMIZER_PACK);
-    let optimizer = optimizer
-        .load(&opt)
-        .map_err(|e| format(&opt, format!("{e:?}")))?;
-    Ok((model, optimizer, state))
-}
-
 /// The resumable checkpoint folder, if there is one.
-pub fn find_checkpoint(dir: &Path) -> Option<PathBuf> {
-    dir.join(TRAINER_FILE).is_file().then(|| dir.to_path_buf())
-}
+pub use crate::resumable::find as find_checkpoint;
 
 #[cfg(test)]
 mod tests {
