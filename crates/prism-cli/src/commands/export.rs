@@ -82,16 +82,7 @@ pub fn export_onnx(args: &OnnxArgs) -> Result<()> {
     };
     let onnx = export_rvt(&model, &card, &settings, &device)
         .with_context(|| format!("exporting {}", card.name))?;
-    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    let bytes = match args.precision {
-        PrecisionArg::Fp32 => onnx
-            .save(&args.out)
-            .with_context(|| format!("writing {}", args.out.display()))?,
-        PrecisionArg::Fp16 => write_fp16(&onnx.to_bytes(), args)?,
-    };
+    let bytes = write_file(&onnx, args)?;
     let stats = onnx.stats();
     outln!(
         "exported {} to {} in {:.2} s: {} bytes, {} nodes, opset {}{}",
@@ -143,16 +134,7 @@ fn export_multimodal(args: &OnnxArgs, device: &Device) -> Result<()> {
         device,
     )
     .with_context(|| format!("exporting {}", card.name))?;
-    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    let bytes = match args.precision {
-        PrecisionArg::Fp32 => onnx
-            .save(&args.out)
-            .with_context(|| format!("writing {}", args.out.display()))?,
-        PrecisionArg::Fp16 => write_fp16(&onnx.to_bytes(), args)?,
-    };
+    let bytes = write_file(&onnx, args)?;
     outln!(
         "exported {} to {} in {:.2} s: {} bytes, {} nodes",
         card.name,
@@ -192,16 +174,7 @@ fn export_sequence(args: &OnnxArgs, device: &Device) -> Result<()> {
     let onnx =
         prism_models::onnx::export_seq(&model, &card, args.opset, args.dynamic_batch, device)
             .with_context(|| format!("exporting {}", card.name))?;
-    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    let bytes = match args.precision {
-        PrecisionArg::Fp32 => onnx
-            .save(&args.out)
-            .with_context(|| format!("writing {}", args.out.display()))?,
-        PrecisionArg::Fp16 => write_fp16(&onnx.to_bytes(), args)?,
-    };
+    let bytes = write_file(&onnx, args)?;
     outln!(
         "exported {} to {} in {:.2} s: {} bytes, {} nodes{}",
         card.name,
@@ -237,6 +210,21 @@ fn export_sequence(args: &OnnxArgs, device: &Device) -> Result<()> {
         print_verified(&report, &options, &runners)?;
     }
     Ok(())
+}
+
+/// Writes the export to `--out` (its folder created) in the precision asked for; returns the
+/// file's size.
+fn write_file(onnx: &prism_export::OnnxModel, args: &OnnxArgs) -> Result<u64> {
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    Ok(match args.precision {
+        PrecisionArg::Fp32 => onnx
+            .save(&args.out)
+            .with_context(|| format!("writing {}", args.out.display()))?,
+        PrecisionArg::Fp16 => write_fp16(&onnx.to_bytes(), args)?,
+    })
 }
 
 /// The tolerance `--verify` applies for the file's precision.
