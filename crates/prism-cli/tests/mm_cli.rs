@@ -350,7 +350,6 @@ cssa_threshold = [0.7]
 /// the tensor tract computes for it.
 fn served_output_equals_tract(model: &Path, images: &Path) {
     use prism_deploy::engine::{Backend, Engine, EngineOptions, TensorView};
-    use std::io::{BufRead, BufReader, Read, Write};
     let first = std::fs::read_dir(images.join("images"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -366,40 +365,17 @@ fn served_output_equals_tract(model: &Path, images: &Path) {
         .remove(0)
         .data;
 
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_prism"))
-        .args([
-            "serve",
-            "--model",
-            model.to_str().unwrap(),
-            "--addr",
-            "127.0.0.1:0",
-        ])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the server says where it listens")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("serving on http://") {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
+    let (mut child, addr) = common::serve(model);
     let body = serde_json::json!({"inputs": [{
         "name": "image", "shape": shape, "datatype": "FP32", "data": input,
     }]})
     .to_string();
-    let mut s = std::net::TcpStream::connect(&addr).unwrap();
-    write!(
-        s,
-        "POST /v2/models/mm-mit-b0-cssa-s3/infer HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
+    let raw = common::http(
+        &addr,
+        "POST",
+        "/v2/models/mm-mit-b0-cssa-s3/infer",
+        Some(&body),
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     let (head, json) = raw.split_once("\r\n\r\n").unwrap();

@@ -212,7 +212,6 @@ fn an_interrupted_run_resumes_to_the_same_epochs() {
 /// `prism serve` answers a KServe v2 request for two contexts with the vectors `prism infer`
 /// writes for them.
 fn served_vectors_equal_infer(dir: &Path, model: &Path, card: &str) {
-    use std::io::{BufRead, BufReader, Read, Write};
     let corpus = prism_data::sequence::VectorCorpus::load(&dir.join("corpus")).unwrap();
     let batch = corpus.batch(&[5, 9], 5);
     let contexts = dir.join(format!("{card}-contexts.npy"));
@@ -243,48 +242,18 @@ fn served_vectors_equal_infer(dir: &Path, model: &Path, card: &str) {
         .collect();
     assert_eq!(expected.len(), 2 * corpus.dim, "{out}");
 
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_prism"))
-        .args([
-            "serve",
-            "--model",
-            model.to_str().unwrap(),
-            "--addr",
-            "127.0.0.1:0",
-        ])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the server says where it listens")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("serving on http://") {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
+    let (mut child, addr) = common::serve(model);
     let body = serde_json::json!({"inputs": [{
         "name": "context", "shape": [2, 5, corpus.dim], "datatype": "FP32", "data": batch.contexts,
     }]})
     .to_string();
-    let mut s = std::net::TcpStream::connect(&addr).unwrap();
-    write!(
-        s,
-        "POST /v2/models/{card}/infer HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let mut meta = std::net::TcpStream::connect(&addr).unwrap();
-    write!(
-        meta,
-        "GET /v2/models/{card} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut meta_raw = String::new();
-    meta.read_to_string(&mut meta_raw).unwrap();
+    let raw = common::http(
+        &addr,
+        "POST",
+        &format!("/v2/models/{card}/infer"),
+        Some(&body),
+    );
+    let meta_raw = common::http(&addr, "GET", &format!("/v2/models/{card}"), None);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(meta_raw.contains("\"next-vector\""), "{meta_raw}");

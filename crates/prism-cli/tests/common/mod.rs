@@ -18,3 +18,53 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// `prism serve --model MODEL --addr 127.0.0.1:0` in its own process, and the address it says
+/// it listens on. Kill the child when done.
+pub fn serve(model: &std::path::Path) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prism"))
+        .args([
+            "serve",
+            "--model",
+            model.to_str().expect("a UTF-8 path"),
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("prism serve starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the server says where it listens")
+            .expect("readable stderr");
+        if let Some(rest) = line.strip_prefix("serving on http://") {
+            break rest
+                .split_whitespace()
+                .next()
+                .expect("an address")
+                .to_string();
+        }
+    };
+    (child, addr)
+}
+
+/// Sends `method path` (with a JSON `body` when given) to `addr` over one connection and
+/// returns the whole raw response.
+pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("the server accepts");
+    let head = match body {
+        Some(b) => format!(
+            "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
+            b.len()
+        ),
+        None => format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+    };
+    s.write_all(head.as_bytes()).expect("the request is sent");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("a response");
+    raw
+}
