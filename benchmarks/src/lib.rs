@@ -1,3 +1,4 @@
 //! Shared pieces of prism's benchmark binaries.
 
+pub mod op_profile;
 pub mod stats;

@@ -11,6 +11,8 @@
 //! - `provision-torch [--cuda]`: a PyTorch + transformers venv under `$PRISM_ENV/torch-venv` for
 //!   the benchmarks' PyTorch peers and the MiT import-parity test (`test` provisions it);
 //!   CPU-only and lean by default (see `torch_env`).
+//! - `build-tch [--cuda] [--debug]`: `prism` with Burn's LibTorch backend (`--device tch-cpu`,
+//!   `tch-cuda`), built against the torch venv's libtorch (see `tch_build`).
 //! - `provision-slurm`: a one-node Slurm cluster (Debian's packages, config and state under
 //!   `$PRISM_ENV/slurm`) for the `prism ablate --executor slurm` test (`test` provisions it).
 //! - `seq-data`: a dataset of real sentence-embedding sequences for next-vector prediction
@@ -22,6 +24,7 @@
 mod provision;
 mod seq_data;
 mod slurm;
+mod tch_build;
 mod torch_env;
 
 use std::path::PathBuf;
@@ -36,6 +39,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("provision") => env.provision(),
         Some("provision-torch") => torch_env::provision(&env, &args[1..]).map(|_| ()),
+        Some("build-tch") => tch_build::build(&env, &args[1..]),
         Some("provision-slurm") => slurm::provision(&env.dir).map(|conf| {
             println!("export SLURM_CONF={}", conf.display());
         }),
@@ -49,7 +53,8 @@ fn main() -> Result<()> {
             torch_env::provision(&env, &[])?;
             // `prism ablate --executor slurm` is tested against a real one-node Slurm.
             slurm::provision(&env.dir)?;
-            run_tests(&env, &args[1..])
+            run_tests(&env, &args[1..])?;
+            run_libtorch_tests(&env)
         }
         Some("lint") => run_gates(&env),
         Some("bench") => {
@@ -65,7 +70,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <provision | provision-torch [--cuda] | provision-slurm | seq-data | test [cargo test args] | lint | bench [names] | env>"
+                "usage: cargo xtask <provision | provision-torch [--cuda] | build-tch [--cuda] [--debug] | provision-slurm | seq-data | test [cargo test args] | lint | bench [names] | env>"
             );
             bail!("unknown or missing xtask command")
         }
@@ -133,6 +138,31 @@ fn run_tests(env: &provision::Env, extra: &[String]) -> Result<()> {
     run(&mut cmd, "cargo test")
 }
 
+/// The tests that need Burn's LibTorch backend, built with `--features tch` against the torch
+/// venv's libtorch: training on flex and on LibTorch gives the same losses and each resumes the
+/// other's checkpoints (`crates/prism-train/tests/backends.rs`).
+fn run_libtorch_tests(env: &provision::Env) -> Result<()> {
+    let python = torch_env::provision(env, &[])?;
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(&env.root).args([
+        "test",
+        "-p",
+        "prism-train",
+        "--features",
+        "tch",
+        "--test",
+        "backends",
+    ]);
+    for (key, value) in env.variables()? {
+        cmd.env(key, value);
+    }
+    for (key, value) in tch_build::variables(&python)? {
+        cmd.env(key, value);
+    }
+    cmd.env("PRISM_REQUIRE_FIXTURES", "1");
+    run(&mut cmd, "cargo test -p prism-train --features tch")
+}
+
 /// The benchmarks, in release mode: each prints its table and writes `benchmarks/results/`.
 fn run_benches(env: &provision::Env, names: &[String]) -> Result<()> {
     let all = [
@@ -181,6 +211,13 @@ fn run_benches(env: &provision::Env, names: &[String]) -> Result<()> {
         ]);
         for (key, value) in env.variables()? {
             cmd.env(key, value);
+        }
+        if name == "bench-train" {
+            // Burn's LibTorch backend is timed too, on the venv's libtorch.
+            cmd.args(["--features", "tch"]);
+            for (key, value) in tch_build::variables(&torch_env::provision(env, &[])?)? {
+                cmd.env(key, value);
+            }
         }
         run(&mut cmd, name)?;
     }

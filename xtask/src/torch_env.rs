@@ -1,6 +1,6 @@
 //! `cargo xtask provision-torch [--cuda]`: a CPU PyTorch in its own venv `$PRISM_ENV/torch-venv`,
-//! for the benchmarks' peers (`benchmarks/python/`) and, with `transformers`, for the MiT
-//! import-parity test; `cargo xtask test` provisions it too.
+//! for the benchmarks' peers (`benchmarks/python/`), for Burn's LibTorch backend (`tch_build`)
+//! and, with `transformers`, for the MiT import-parity test; `cargo xtask test` provisions it too.
 //!
 //! The PyPI Linux x86_64 `torch` wheel is built with CUDA and depends on about 4 GB of
 //! `nvidia-*`, `cuda-*` and `triton` wheels. By default this installs the wheel with `--no-deps`
@@ -20,8 +20,9 @@ use anyhow::{bail, Context, Result};
 
 use crate::provision::Env;
 
-/// The PyTorch release the peer is measured with.
-const TORCH: &str = "torch==2.15.0";
+/// The PyTorch release: the benchmarks' peer, and the libtorch that Burn's LibTorch backend links
+/// (`tch_build`). torch-sys 0.22, which Burn 0.22's `tch` feature uses, checks for exactly 2.9.0.
+pub const TORCH: &str = "torch==2.9.0";
 
 /// torch's runtime dependencies that are plain Python (and numpy for the benchmark), pinned.
 const PURE_REQUIREMENTS: &[&str] = &[
@@ -76,7 +77,7 @@ const PEER_REQUIREMENTS: &[&str] = &[
 ];
 
 /// Bumped when the way the venv is built changes.
-const RECIPE: &str = "torch-env v3";
+const RECIPE: &str = "torch-env v4";
 
 /// A one-step training check on the CPU: conv, BatchNorm, GELU, backward, AdamW.
 const SMOKE_TEST: &str = "import torch\n\

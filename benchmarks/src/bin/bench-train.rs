@@ -1,5 +1,7 @@
-//! Training throughput of RVT in Burn (flex, CPU) against PyTorch (CPU) training the same network
-//! and loss on the same machine, in one run: windows per second at batch 2, sequence length 5.
+//! Training throughput of RVT in Burn on every CPU backend this build has (flex; LibTorch's
+//! `tch-cpu` when built with the `tch` feature, which `cargo xtask bench bench-train` does) against
+//! PyTorch (CPU) training the same network and loss on the same machine, in one run: windows per
+//! second at batch 2, sequence length 5.
 //!
 //! One step = truncated BPTT over L windows of B sequences (state carried in, detached between
 //! steps), the YOLOX loss (SimOTA) on every window against fixed random boxes, backward,
@@ -7,6 +9,7 @@
 //! `benchmarks/python/train_throughput_torch.py` does in PyTorch.
 //!
 //! usage: bench-train [--height 256 --width 320] [--batch 2] [--seq-len 5] [--steps 5] [--threads 2]
+//!        [--devices flex,tch-cpu]
 //! The PyTorch side needs `cargo xtask provision-torch` (a venv under $PRISM_ENV/torch-venv).
 
 use std::path::PathBuf;
@@ -16,11 +19,13 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
+use prism_benchmarks::op_profile::{self, OpTime};
 use prism_benchmarks::stats::{median, prism_env};
 use prism_models::rvt::{RvtConfig, RvtState};
 use prism_train::clip::clip_global_norm;
 use prism_train::loss::YoloxLoss;
 use prism_train::simota::GtBox;
+use prism_train::TrainDevice;
 
 /// Training throughput of rvt-tiny in Burn (PyTorch is timed beside it by the xtask).
 #[derive(Debug, clap::Parser)]
@@ -43,6 +48,19 @@ struct Args {
     /// Threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Burn training devices to time (default: every CPU backend this build has).
+    #[arg(long, value_delimiter = ',')]
+    devices: Vec<TrainDevice>,
+    /// Repetitions per operation of the per-operation profile (0: no profile).
+    #[arg(long, default_value_t = 5)]
+    profile_reps: usize,
+}
+
+/// One Burn backend's figures.
+struct BurnRow {
+    device: TrainDevice,
+    windows_per_s: f64,
+    step_s: Vec<f64>,
 }
 
 /// Deterministic pseudo-random numbers (SplitMix64) for inputs and boxes.
@@ -80,9 +98,10 @@ fn random_boxes(rng: &mut Rng, h: usize, w: usize, classes: usize) -> Vec<GtBox>
         .collect()
 }
 
-fn burn_windows_per_s(a: &Args) -> Result<(f64, Vec<f64>)> {
-    let device = Device::flex().autodiff();
-    device.seed(0);
+fn burn_windows_per_s(a: &Args, train_device: TrainDevice) -> Result<BurnRow> {
+    let device: Device = train_device.burn_autodiff()?;
+    let init_device = TrainDevice::init_device(&device);
+    init_device.seed(0);
     let classes = 2;
     let config = RvtConfig::new(
         32,
@@ -92,7 +111,8 @@ fn burn_windows_per_s(a: &Args) -> Result<(f64, Vec<f64>)> {
         [a.height, a.width],
         0.33,
     );
-    let mut model = config.init(&device);
+    // The same initial weights on every backend.
+    let mut model = prism_train::device::fork_initialised(config.init(&init_device), &device);
     let loss_fn = YoloxLoss::new([a.height, a.width], &config.strides(), classes);
     let mut optim = AdamWConfig::new()
         .with_weight_decay(0.0)
@@ -131,7 +151,7 @@ fn burn_windows_per_s(a: &Args) -> Result<(f64, Vec<f64>)> {
         let dt = t0.elapsed().as_secs_f64();
         // Where a step goes (flex runs eagerly, so each phase is its own work).
         eprintln!(
-            "burn step {step}: {dt:.2} s (forward {t_forward:.2}, loss + assignment {:.2}, backward {:.2}, clip + AdamW {:.2}), loss {:.3}",
+            "burn {train_device} step {step}: {dt:.2} s (forward {t_forward:.2}, loss + assignment {:.2}, backward {:.2}, clip + AdamW {:.2}), loss {:.3}",
             t_loss - t_forward,
             t_backward - t_loss,
             dt - t_backward,
@@ -142,7 +162,11 @@ fn burn_windows_per_s(a: &Args) -> Result<(f64, Vec<f64>)> {
         }
     }
     let median = median(&times);
-    Ok(((a.batch * a.seq_len) as f64 / median, times))
+    Ok(BurnRow {
+        device: train_device,
+        windows_per_s: (a.batch * a.seq_len) as f64 / median,
+        step_s: times,
+    })
 }
 
 fn torch_windows_per_s(a: &Args) -> Result<Option<serde_json::Value>> {
@@ -194,44 +218,135 @@ fn torch_windows_per_s(a: &Args) -> Result<Option<serde_json::Value>> {
 }
 
 fn main() -> Result<()> {
-    let a = <Args as clap::Parser>::parse();
-    // Burn's flex backend runs on the rayon pool: give it the same number of threads as PyTorch.
+    let mut a = <Args as clap::Parser>::parse();
+    if a.devices.is_empty() {
+        a.devices.push(TrainDevice::Flex);
+        if cfg!(feature = "tch") {
+            a.devices.push(TrainDevice::TchCpu);
+        }
+    }
+    // Burn's flex backend runs on the rayon pool, LibTorch on its own (intra-op) threads: give
+    // each the same number of threads as PyTorch.
     rayon_threads(a.threads);
-    let (burn, burn_times) = burn_windows_per_s(&a)?;
+    prism_train::device::set_libtorch_threads(a.threads);
+    let burn = a
+        .devices
+        .iter()
+        .map(|&d| burn_windows_per_s(&a, d))
+        .collect::<Result<Vec<_>>>()?;
     let torch = torch_windows_per_s(&a)?;
     let torch_wps = torch.as_ref().and_then(|t| t["windows_per_s"].as_f64());
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let step = |wps: f64| (a.batch * a.seq_len) as f64 / wps;
+    let ratio = |wps: f64| torch_wps.map_or("-".to_string(), |t| format!("{:.2}x", wps / t));
     let mut md = format!(
         "# Training throughput: rvt-tiny, batch {}, sequence length {}, input {}x{}, {} threads\n\n\
-         | framework | windows / s | median step |\n|---|---|---|\n| Burn flex (prism-train) | {:.2} | {:.2} s |\n",
-        a.batch, a.seq_len, a.height, a.width, a.threads, burn, (a.batch * a.seq_len) as f64 / burn
+         | framework | windows / s | median step | / PyTorch |\n|---|---|---|---|\n",
+        a.batch, a.seq_len, a.height, a.width, a.threads
     );
+    for row in &burn {
+        md += &format!(
+            "| Burn `{}` (prism-train) | {:.2} | {:.2} s | {} |\n",
+            row.device,
+            row.windows_per_s,
+            step(row.windows_per_s),
+            ratio(row.windows_per_s)
+        );
+    }
     if let Some(t) = torch_wps {
         md += &format!(
-            "| PyTorch {} CPU | {:.2} | {:.2} s |\n\nBurn / PyTorch: **{:.2}x**\n",
+            "| PyTorch {} CPU | {:.2} | {:.2} s | 1.00x |\n",
             torch.as_ref().map_or(String::new(), |j| j["version"]
                 .as_str()
                 .unwrap_or("")
                 .to_string()),
             t,
-            (a.batch * a.seq_len) as f64 / t,
-            burn / t
+            step(t),
         );
     } else {
         md += "\nPyTorch peer not provisioned in this run.\n";
     }
+    let profile = op_profile_table(&a)?;
+    md += &profile;
     md += &format!("\nload average at the end: {}\n", load.trim());
     println!("{md}");
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results");
     std::fs::create_dir_all(&dir)?;
     let name = format!("train-{}x{}", a.height, a.width);
     std::fs::write(dir.join(format!("{name}.md")), &md)?;
-    let json = serde_json::json!({"burn_windows_per_s": burn, "burn_step_s": burn_times, "torch": torch, "batch": a.batch, "seq_len": a.seq_len, "height": a.height, "width": a.width, "threads": a.threads, "loadavg": load.trim()});
+    let backends: Vec<_> = burn
+        .iter()
+        .map(|r| serde_json::json!({"device": r.device.to_string(), "windows_per_s": r.windows_per_s, "step_s": r.step_s}))
+        .collect();
+    let json = serde_json::json!({"burn": backends, "torch": torch, "batch": a.batch, "seq_len": a.seq_len, "height": a.height, "width": a.width, "threads": a.threads, "loadavg": load.trim()});
     std::fs::write(
         dir.join(format!("{name}.json")),
         serde_json::to_string_pretty(&json)?,
     )?;
     Ok(())
+}
+
+/// The per-operation profile (`prism_benchmarks::op_profile`) on every timed device, as a
+/// markdown section; empty with `--profile-reps 0`.
+fn op_profile_table(a: &Args) -> Result<String> {
+    if a.profile_reps == 0 {
+        return Ok(String::new());
+    }
+    let ops = op_profile::rvt_tiny_ops(a.batch);
+    let mut times = Vec::new();
+    for &device in &a.devices {
+        let burn_device = device.burn_autodiff()?;
+        let row: Vec<OpTime> = ops
+            .iter()
+            .map(|op| {
+                let t = op_profile::time_op(op, &burn_device, a.profile_reps);
+                eprintln!(
+                    "{device} {}: forward {:.2} ms, backward {:.2} ms",
+                    op.name, t.forward_ms, t.backward_ms
+                );
+                t
+            })
+            .collect();
+        times.push(row);
+    }
+    let mut md = format!(
+        "\n## Per operation: forward / backward in ms, median of {} (rvt-tiny's shapes, batch {})\n\n| operation |",
+        a.profile_reps, a.batch
+    );
+    for device in &a.devices {
+        md += &format!(" `{device}` forward | `{device}` backward |");
+    }
+    let first = a.devices.first().copied().unwrap_or_default();
+    let ratio_columns: Vec<_> = a.devices.iter().skip(1).collect();
+    for device in &ratio_columns {
+        md += &format!(" `{first}` / `{device}` (both passes) |");
+    }
+    md += &format!(
+        "\n|---|{}\n",
+        "---|".repeat(2 * a.devices.len() + ratio_columns.len())
+    );
+    let mut totals = vec![0.0f64; a.devices.len()];
+    for (i, op) in ops.iter().enumerate() {
+        md += &format!("| {} |", op.name);
+        for (d, row) in times.iter().enumerate() {
+            md += &format!(" {:.2} | {:.2} |", row[i].forward_ms, row[i].backward_ms);
+            totals[d] += row[i].forward_ms + row[i].backward_ms;
+        }
+        let both = |d: usize| times[d][i].forward_ms + times[d][i].backward_ms;
+        for d in 1..a.devices.len() {
+            md += &format!(" {:.2}x |", both(0) / both(d));
+        }
+        md += "\n";
+    }
+    md += "| **sum** |";
+    for total in &totals {
+        md += &format!(" {total:.1} (both) | |");
+    }
+    for total in totals.iter().skip(1) {
+        md += &format!(" {:.2}x |", totals[0] / total);
+    }
+    md += "\n";
+    Ok(md)
 }
 
 fn rayon_threads(n: usize) {

@@ -42,6 +42,10 @@ pub struct TrainSection {
     pub augment: bool,
     #[serde(default)]
     pub seed: u64,
+    /// Recompute memory-bound activations in the backward pass (Burn's balanced gradient
+    /// checkpointing) to lower a step's peak memory; the gradients are the same.
+    #[serde(default)]
+    pub gradient_checkpointing: bool,
 }
 
 /// Where the training data comes from.

@@ -23,6 +23,7 @@ use crate::clip::clip_global_norm;
 use crate::frame::frame_batch;
 use crate::frame_eval::{evaluate_samples, FrameEvalOptions};
 use crate::loss::YoloxLoss;
+use crate::memory::StepPeak;
 use crate::metrics_log::{MetricsLog, Record, StepRecord, ValRecord};
 use crate::mm_config::MmTrainConfig;
 use crate::resumable;
@@ -103,7 +104,9 @@ impl FrameRun {
         let mut schedule = OneCycle::rvt(config.train.lr, config.train.steps);
         schedule.pct_start = config.train.warmup_pct;
         Ok(Self {
-            device: opts.device.burn_autodiff()?,
+            device: opts
+                .device
+                .burn_training(config.train.gradient_checkpointing)?,
             inference_device: opts.device.burn()?,
             schedule,
             config,
@@ -132,16 +135,21 @@ impl FrameRun {
             .card
             .detector_config()
             .map_err(|e| TrainError::Model(e.to_string()))?;
+        // Drawn on flex and moved: the same initial weights on every backend.
+        let init_device = TrainDevice::init_device(&self.device);
+        init_device.seed(self.config.train.seed);
         self.device.seed(self.config.train.seed);
         let model = match &self.config.train.pretrained {
             Some(dir) => {
                 let (_, backbone) =
-                    prism_models::mit::checkpoint::load_backbone(dir, &self.device)?;
-                config.init_pretrained(backbone, &self.device)
+                    prism_models::mit::checkpoint::load_backbone(dir, &init_device)?;
+                config.init_pretrained(backbone, &init_device)
             }
-            None => config.init(&self.device),
+            None => config.init(&init_device),
         };
-        model.map_err(|e| TrainError::Model(e.to_string()))
+        model
+            .map(|m| crate::device::fork_initialised(m, &self.device))
+            .map_err(|e| TrainError::Model(e.to_string()))
     }
 
     /// Trains until the schedule ends (or `stop_after` steps), calling `on_event` as it goes.
@@ -199,6 +207,8 @@ impl FrameRun {
             .map_or(t.steps, |n| (start + n).min(t.steps));
         while step < stop_at {
             let t0 = Instant::now();
+            // A GPU step's memory is on the device, not in the resident set.
+            let peak = self.opts.device.is_cpu().then(StepPeak::start);
             let lr = self.schedule.lr(step);
             let mut accumulator = GradientsAccumulator::<MmDetector>::new();
             let (mut loss, mut iou, mut obj, mut cls) = (0.0, 0.0, 0.0, 0.0);
@@ -241,6 +251,7 @@ impl FrameRun {
                 num_gt,
                 windows_per_s: (t.batch_size * t.accumulate) as f64 / dt.max(1e-9),
                 elapsed_s: elapsed0 + session.elapsed().as_secs_f64(),
+                peak_rss_mib: peak.and_then(StepPeak::peak_mib),
             };
             if !record.loss.is_finite() {
                 return Err(TrainError::Diverged {

@@ -14,6 +14,7 @@ pub mod frame;
 pub mod frame_eval;
 pub mod frame_run;
 pub mod loss;
+pub mod memory;
 pub mod metrics_log;
 pub mod mm_config;
 pub mod resumable;

@@ -22,6 +22,9 @@ pub struct StepRecord {
     pub num_gt: usize,
     pub windows_per_s: f64,
     pub elapsed_s: f64,
+    /// The step's peak resident memory in MiB (CPU training on Linux; see [`crate::memory`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mib: Option<f64>,
 }
 
 /// One validation pass.
@@ -135,6 +138,7 @@ mod tests {
             num_gt: 1,
             windows_per_s: 10.0,
             elapsed_s: step as f64,
+            peak_rss_mib: None,
         })
     }
 

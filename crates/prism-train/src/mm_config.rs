@@ -46,6 +46,11 @@ pub struct MmTrainSection {
     /// Seed of the initial weights and of the batch order.
     #[serde(default)]
     pub seed: u64,
+    /// Recompute memory-bound activations in the backward pass (Burn's balanced gradient
+    /// checkpointing) to lower a step's peak memory, for the large backbones; the gradients
+    /// are the same.
+    #[serde(default)]
+    pub gradient_checkpointing: bool,
     /// A backbone checkpoint (`prism import mit-checkpoint`) to start the streams from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pretrained: Option<PathBuf>,

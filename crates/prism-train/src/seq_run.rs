@@ -173,10 +173,13 @@ impl SeqRun {
     }
 
     fn fresh_model(&self) -> Result<SeqModel, TrainError> {
-        self.device.seed(self.config.train.seed);
+        // Drawn on flex and moved: the same initial weights on every backend.
+        let init_device = TrainDevice::init_device(&self.device);
+        init_device.seed(self.config.train.seed);
         self.config
             .card()
-            .init(&self.device)
+            .init(&init_device)
+            .map(|m| crate::device::fork_initialised(m, &self.device))
             .map_err(|e| TrainError::Model(e.to_string()))
     }
 

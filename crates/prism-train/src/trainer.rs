@@ -17,6 +17,7 @@ use crate::config::TrainConfig;
 use crate::device::TrainDevice;
 use crate::evaluate::{predict_split, BurnRunner, EvalOptions};
 use crate::loss::YoloxLoss;
+use crate::memory::StepPeak;
 use crate::metrics_log::{MetricsLog, Record, StepRecord, ValRecord};
 use crate::run_checkpoint::{self, Snapshot, TrainerState};
 use crate::schedule::OneCycle;
@@ -116,7 +117,9 @@ impl<'a> Trainer<'a> {
                 &config.card.rvt_config().strides(),
                 config.card.model.num_classes,
             ),
-            device: opts.device.burn_autodiff()?,
+            device: opts
+                .device
+                .burn_training(config.train.gradient_checkpointing)?,
             inference_device: opts.device.burn()?,
             schedule,
             config,
@@ -158,9 +161,11 @@ impl<'a> Trainer<'a> {
         std::fs::write(run_dir.join("config.toml"), self.config.to_toml())
             .map_err(|e| TrainError::io(run_dir, e))?;
         let rvt_config = self.config.card.rvt_config();
-        // Same seed, same initial weights: runs are reproducible.
+        // Same seed, same initial weights, on every backend: runs are reproducible.
+        let init_device = TrainDevice::init_device(&self.device);
+        init_device.seed(self.config.train.seed);
         self.device.seed(self.config.train.seed);
-        let fresh = rvt_config.init(&self.device);
+        let fresh = crate::device::fork_initialised(rvt_config.init(&init_device), &self.device);
         let fresh = Rvt {
             yolox_head: fresh.yolox_head.with_prior_biases(0.01),
             ..fresh
@@ -213,6 +218,8 @@ impl<'a> Trainer<'a> {
             .map_or(total, |n| (start + n).min(total));
         while step < stop_at {
             let t0 = Instant::now();
+            // A GPU step's memory is on the device, not in the resident set.
+            let peak = self.opts.device.is_cpu().then(StepPeak::start);
             let batch = assemble(&sampler.next_batch(self.train), self.train);
             let lr = self.schedule.lr(step);
             let (loss, new_state) = self.forward_batch(&model, &batch, carried.take())?;
@@ -238,6 +245,7 @@ impl<'a> Trainer<'a> {
                 num_gt: loss.as_ref().map_or(0, |l| l.num_gt),
                 windows_per_s: (batch.batch * batch.seq_len) as f64 / dt.max(1e-9),
                 elapsed_s: elapsed0 + session.elapsed().as_secs_f64(),
+                peak_rss_mib: peak.and_then(StepPeak::peak_mib),
             };
             if !record.loss.is_finite() {
                 return Err(TrainError::Diverged {

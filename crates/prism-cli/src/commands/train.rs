@@ -33,8 +33,9 @@ pub struct TrainArgs {
     /// written; `--resume` goes on).
     #[arg(long)]
     pub stop_after: Option<usize>,
-    /// Where to train: `flex` (Burn's CPU backend) or `cuda` / `cuda:N` (Burn's CUDA backend;
-    /// needs a prism built with `--features cuda`).
+    /// Where to train: `flex` (Burn's CPU backend), `tch-cpu` / `tch-cuda[:N]` (Burn's LibTorch
+    /// backend; a prism built by `cargo xtask build-tch`) or `cuda[:N]` (Burn's CUDA backend; a
+    /// prism built with `--features cuda`).
     #[arg(long, default_value = "flex")]
     pub device: TrainDevice,
 }

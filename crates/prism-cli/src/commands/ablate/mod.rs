@@ -38,7 +38,8 @@ pub struct AblateArgs {
     /// <out>/data once).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Where to train: `flex` (CPU) or `cuda` / `cuda:N` (a prism built with `--features cuda`).
+    /// Where to train: `flex` (CPU), `tch-cpu` / `tch-cuda[:N]` (a prism built by `cargo xtask
+    /// build-tch`) or `cuda[:N]` (a prism built with `--features cuda`).
     #[arg(long, default_value = "flex")]
     pub device: TrainDevice,
     /// `local` (one experiment after another here) or `slurm` (each phase a job array).
