@@ -286,14 +286,15 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// The per-operation profile (`prism_benchmarks::op_profile`) on every timed device, as a
-/// markdown section; empty with `--profile-reps 0`.
+/// The per-operation profile (`prism_benchmarks::op_profile`) on every timed device and, when
+/// the torch venv is there, in PyTorch (`benchmarks/python/op_profile_torch.py`), as a markdown
+/// section; empty with `--profile-reps 0`.
 fn op_profile_table(a: &Args) -> Result<String> {
     if a.profile_reps == 0 {
         return Ok(String::new());
     }
     let ops = op_profile::rvt_tiny_ops(a.batch);
-    let mut times = Vec::new();
+    let mut columns: Vec<(String, Vec<OpTime>)> = Vec::new();
     for &device in &a.devices {
         let burn_device = device.burn_autodiff()?;
         let row: Vec<OpTime> = ops
@@ -307,46 +308,101 @@ fn op_profile_table(a: &Args) -> Result<String> {
                 t
             })
             .collect();
-        times.push(row);
+        columns.push((format!("`{device}`"), row));
     }
+    let torch = torch_op_profile(a, &ops)?;
+    let burn_columns = columns.len();
+    if let Some((version, row)) = torch {
+        columns.push((format!("PyTorch {version}"), row));
+    }
+    // Speed against the last column (PyTorch when it ran): its time over each Burn backend's.
+    let reference = columns.len() - 1;
+    let compared: Vec<usize> = (0..burn_columns).filter(|&c| c != reference).collect();
     let mut md = format!(
         "\n## Per operation: forward / backward in ms, median of {} (rvt-tiny's shapes, batch {})\n\n| operation |",
         a.profile_reps, a.batch
     );
-    for device in &a.devices {
-        md += &format!(" `{device}` forward | `{device}` backward |");
+    for (name, _) in &columns {
+        md += &format!(" {name} forward | {name} backward |");
     }
-    let first = a.devices.first().copied().unwrap_or_default();
-    let ratio_columns: Vec<_> = a.devices.iter().skip(1).collect();
-    for device in &ratio_columns {
-        md += &format!(" `{first}` / `{device}` (both passes) |");
+    for &c in &compared {
+        md += &format!(" {} speed / {} |", columns[c].0, columns[reference].0);
     }
     md += &format!(
         "\n|---|{}\n",
-        "---|".repeat(2 * a.devices.len() + ratio_columns.len())
+        "---|".repeat(2 * columns.len() + compared.len())
     );
-    let mut totals = vec![0.0f64; a.devices.len()];
+    let both = |t: &OpTime| t.forward_ms + t.backward_ms;
     for (i, op) in ops.iter().enumerate() {
         md += &format!("| {} |", op.name);
-        for (d, row) in times.iter().enumerate() {
+        for (_, row) in &columns {
             md += &format!(" {:.2} | {:.2} |", row[i].forward_ms, row[i].backward_ms);
-            totals[d] += row[i].forward_ms + row[i].backward_ms;
         }
-        let both = |d: usize| times[d][i].forward_ms + times[d][i].backward_ms;
-        for d in 1..a.devices.len() {
-            md += &format!(" {:.2}x |", both(0) / both(d));
+        for &c in &compared {
+            md += &format!(
+                " {:.2}x |",
+                both(&columns[reference].1[i]) / both(&columns[c].1[i])
+            );
         }
         md += "\n";
     }
-    md += "| **sum** |";
-    for total in &totals {
-        md += &format!(" {total:.1} (both) | |");
+    let total = |c: usize| columns[c].1.iter().map(both).sum::<f64>();
+    md += "| **sum of both passes** |";
+    for c in 0..columns.len() {
+        md += &format!(" {:.1} | |", total(c));
     }
-    for total in totals.iter().skip(1) {
-        md += &format!(" {:.2}x |", totals[0] / total);
+    for &c in &compared {
+        md += &format!(" {:.2}x |", total(reference) / total(c));
     }
     md += "\n";
     Ok(md)
+}
+
+/// PyTorch's times for the same operations, or `None` without the torch venv.
+fn torch_op_profile(a: &Args, ops: &[op_profile::Op]) -> Result<Option<(String, Vec<OpTime>)>> {
+    let python = prism_env().join("torch-venv/bin/python");
+    if !python.exists() {
+        return Ok(None);
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/op_profile_torch.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .args(["--batch", &a.batch.to_string()])
+        .args(["--reps", &a.profile_reps.to_string()])
+        .args(["--threads", &a.threads.to_string()])
+        .output()
+        .context("running the PyTorch operation profile")?;
+    if !out.status.success() {
+        bail!(
+            "PyTorch operation profile failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let rows = json["ops"].as_array().context("no ops from the peer")?;
+    if rows.len() != ops.len() {
+        bail!(
+            "the PyTorch profile has {} operations, prism's {}",
+            rows.len(),
+            ops.len()
+        );
+    }
+    let mut times = Vec::new();
+    for (row, op) in rows.iter().zip(ops) {
+        if row["name"].as_str() != Some(op.name.as_str()) {
+            bail!(
+                "the PyTorch profile's {} is not prism's {}",
+                row["name"],
+                op.name
+            );
+        }
+        times.push(OpTime {
+            forward_ms: row["forward_ms"].as_f64().context("forward_ms")?,
+            backward_ms: row["backward_ms"].as_f64().context("backward_ms")?,
+        });
+    }
+    let version = json["version"].as_str().unwrap_or("").to_string();
+    Ok(Some((version, times)))
 }
 
 fn rayon_threads(n: usize) {
