@@ -46,6 +46,10 @@ pub struct TrainSection {
     /// checkpointing) to lower a step's peak memory; the gradients are the same.
     #[serde(default)]
     pub gradient_checkpointing: bool,
+    /// `fp32`, or `bf16`: the step computes in bfloat16 on float32 master weights (see
+    /// [`crate::precision`]).
+    #[serde(default)]
+    pub precision: crate::precision::Precision,
 }
 
 /// Where the training data comes from.

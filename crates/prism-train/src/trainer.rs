@@ -231,6 +231,7 @@ impl<'a> Trainer<'a> {
                 grad_norm = clip_global_norm(&model, &mut grads, self.config.train.grad_clip);
                 model = optim.step(lr, model, grads);
             }
+            model = self.config.train.precision.restore_buffers(model);
             step += 1;
             let dt = t0.elapsed().as_secs_f64();
             let record = StepRecord {
@@ -314,9 +315,17 @@ impl<'a> Trainer<'a> {
         let (b, c) = (batch.batch, batch.channels);
         let rvt_config = self.config.card.rvt_config();
         let keep: Vec<bool> = batch.reset.iter().map(|r| !r).collect();
-        let mut state = match carried {
+        let state = match carried {
             Some(s) if s.h[0].dims()[0] == b => s.reset_where(&keep),
             _ => RvtState::zeros(&rvt_config, b, [h, w], &self.device),
+        };
+        // bf16: the network runs on a bfloat16 copy of the weights, inputs and state.
+        let precision = self.config.train.precision;
+        let compute_model = precision.compute_copy(model);
+        let model = &compute_model;
+        let mut state = RvtState {
+            h: state.h.map(|t| precision.to_compute(t)),
+            c: state.c.map(|t| precision.to_compute(t)),
         };
         let mut raws = Vec::new();
         let mut targets: Vec<Vec<GtBox>> = Vec::new();
@@ -325,7 +334,8 @@ impl<'a> Trainer<'a> {
                 TensorData::new(batch.windows[t].clone(), [b, c, h, w]),
                 &self.device,
             );
-            let (raw, next) = model.forward(x, state);
+            let (raw, next) = model.forward(precision.to_compute(x), state);
+            let raw = precision.to_f32(raw);
             state = next;
             let labelled: Vec<usize> = (0..b)
                 .filter(|&i| batch.valid[t][i] && batch.labels[t][i].is_some())
@@ -354,7 +364,15 @@ impl<'a> Trainer<'a> {
             }
         }
         let loss = (!raws.is_empty()).then(|| self.loss.forward(Tensor::cat(raws, 0), &targets));
-        Ok((loss, state.detach()))
+        // The carried state (and a checkpoint of it) stays float32.
+        let state = state.detach();
+        Ok((
+            loss,
+            RvtState {
+                h: state.h.map(|t| precision.to_f32(t)),
+                c: state.c.map(|t| precision.to_f32(t)),
+            },
+        ))
     }
 
     /// mAP on the validation split with the current weights.
