@@ -222,7 +222,12 @@ impl FrameRun {
                     samples.push(augment.apply(&image, &boxes, [w, h], &mut rng));
                 }
                 let batch = frame_batch(&samples, &self.device);
-                let raw = model.forward(batch.images);
+                // bf16: this micro-batch runs on its own bfloat16 copy of the weights (each
+                // backward consumes the copy's casts).
+                let compute = t.precision.compute_copy(&model);
+                let raw = t
+                    .precision
+                    .to_f32(compute.forward(t.precision.to_compute(batch.images)));
                 let out = loss_fn.forward(raw, &batch.targets);
                 let scale = 1.0 / t.accumulate as f32;
                 loss += (out.iou + out.obj + out.cls) * scale;
@@ -237,6 +242,7 @@ impl FrameRun {
             let mut grads = accumulator.grads();
             let grad_norm = clip_global_norm(&model, &mut grads, t.grad_clip);
             model = optim.step(lr, model, grads);
+            model = t.precision.restore_buffers(model);
             step += 1;
             let dt = t0.elapsed().as_secs_f64();
             let record = StepRecord {

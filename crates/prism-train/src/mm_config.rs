@@ -51,6 +51,10 @@ pub struct MmTrainSection {
     /// are the same.
     #[serde(default)]
     pub gradient_checkpointing: bool,
+    /// `fp32`, or `bf16`: the step computes in bfloat16 on float32 master weights (see
+    /// [`crate::precision`]).
+    #[serde(default)]
+    pub precision: crate::precision::Precision,
     /// A backbone checkpoint (`prism import mit-checkpoint`) to start the streams from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pretrained: Option<PathBuf>,

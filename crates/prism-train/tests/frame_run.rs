@@ -112,6 +112,25 @@ fn a_resumed_accumulating_run_follows_the_uninterrupted_one() {
     assert_eq!((vals_a, vals_b), (1, 1));
     assert!(dir.path().join("whole/curves.png").is_file());
 
+    // The same run in bf16 (train.precision): the same weights and batches, so each step's loss
+    // is the float32 one within bfloat16's precision, and it validates (BatchNorm's running
+    // statistics are back in float32 for the float32 evaluation).
+    let mut bf16 = config();
+    bf16.apply_overrides(&["train.precision=bf16".into()])
+        .unwrap();
+    let summary = FrameRun::new(bf16, opts("bf16", false, None), folder.clone())
+        .unwrap()
+        .run(|_| {})
+        .unwrap();
+    assert!(summary.last_val.is_some());
+    let (c, _) = losses(&dir.path().join("bf16"));
+    eprintln!("float32 {a:?}\nbf16 {c:?}");
+    let (x, y) = (a[0].1, c[0].1);
+    assert!(
+        (x - y).abs() <= 2e-2 * x.abs() && x != y,
+        "step 1: float32 {x}, bf16 {y}"
+    );
+
     // The best checkpoint is a normal multimodal checkpoint.
     let best = prism_train::trainer::best_checkpoint(&dir.path().join("whole"));
     assert!(prism_models::mm::card::is_mm_checkpoint(&best));
