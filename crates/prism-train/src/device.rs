@@ -116,9 +116,9 @@ fn libtorch(cuda: Option<usize>) -> Result<Device, TrainError> {
 #[cfg(not(feature = "tch"))]
 fn libtorch(_cuda: Option<usize>) -> Result<Device, TrainError> {
     Err(TrainError::Device(
-        "this prism was built without the LibTorch backend: run `cargo xtask provision-torch` \
-         (add `--cuda` for GPUs), then `cargo xtask build-tch`, which builds prism with \
-         `--features tch` against that venv's libtorch"
+        "this prism was built without the LibTorch backend: build it with `cargo xtask build-tch` \
+         (`--cuda` for GPUs), which provisions the torch venv and builds prism with \
+         `--features tch` against its libtorch"
             .into(),
     ))
 }
