@@ -5,7 +5,8 @@
 //!   `onnxruntime` wheel, and real event recordings from the faery 0.7.1 source package. All of it
 //!   goes under `target/prism-env` (or `$PRISM_ENV`), checked by sha256 where it is data.
 //! - `test`: the gates (`cargo fmt --check`, `cargo clippy` and `cargo doc` with warnings
-//!   denied), then provision and run every test of the workspace with the fixtures required.
+//!   denied), then provision and run every test of the workspace with the fixtures required,
+//!   and the LibTorch-backend tests (`prism-train --features tch`, against the torch venv).
 //! - `lint`: the gates alone.
 //! - `bench`: provision, then run the benchmarks that compare prism with its peers.
 //! - `provision-torch [--cuda]`: a PyTorch + transformers venv under `$PRISM_ENV/torch-venv` for
