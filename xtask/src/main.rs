@@ -126,16 +126,21 @@ fn run_gates(env: &provision::Env) -> Result<()> {
     Ok(())
 }
 
-/// `cargo test --workspace` with the provisioned environment, fixtures required.
-fn run_tests(env: &provision::Env, extra: &[String]) -> Result<()> {
+/// `cargo test ARGS` with the provisioned environment, fixtures required.
+fn test_command(env: &provision::Env, args: &[&str]) -> Result<Command> {
     let mut cmd = Command::new(cargo());
-    cmd.current_dir(&env.root)
-        .args(["test", "--workspace", "--no-fail-fast"])
-        .args(extra);
+    cmd.current_dir(&env.root).arg("test").args(args);
     for (key, value) in env.variables()? {
         cmd.env(key, value);
     }
     cmd.env("PRISM_REQUIRE_FIXTURES", "1");
+    Ok(cmd)
+}
+
+/// `cargo test --workspace` with the provisioned environment, fixtures required.
+fn run_tests(env: &provision::Env, extra: &[String]) -> Result<()> {
+    let mut cmd = test_command(env, &["--workspace", "--no-fail-fast"])?;
+    cmd.args(extra);
     run(&mut cmd, "cargo test")
 }
 
@@ -144,23 +149,20 @@ fn run_tests(env: &provision::Env, extra: &[String]) -> Result<()> {
 /// other's checkpoints (`crates/prism-train/tests/backends.rs`).
 fn run_libtorch_tests(env: &provision::Env) -> Result<()> {
     let python = torch_env::provision(env, &[])?;
-    let mut cmd = Command::new(cargo());
-    cmd.current_dir(&env.root).args([
-        "test",
-        "-p",
-        "prism-train",
-        "--features",
-        "tch",
-        "--test",
-        "backends",
-    ]);
-    for (key, value) in env.variables()? {
-        cmd.env(key, value);
-    }
+    let mut cmd = test_command(
+        env,
+        &[
+            "-p",
+            "prism-train",
+            "--features",
+            "tch",
+            "--test",
+            "backends",
+        ],
+    )?;
     for (key, value) in tch_build::variables(&python)? {
         cmd.env(key, value);
     }
-    cmd.env("PRISM_REQUIRE_FIXTURES", "1");
     run(&mut cmd, "cargo test -p prism-train --features tch")
 }
 

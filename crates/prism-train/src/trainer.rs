@@ -323,10 +323,7 @@ impl<'a> Trainer<'a> {
         let precision = self.config.train.precision;
         let compute_model = precision.compute_copy(model);
         let model = &compute_model;
-        let mut state = RvtState {
-            h: state.h.map(|t| precision.to_compute(t)),
-            c: state.c.map(|t| precision.to_compute(t)),
-        };
+        let mut state = state.map(|t| precision.to_compute(t));
         let mut raws = Vec::new();
         let mut targets: Vec<Vec<GtBox>> = Vec::new();
         for t in 0..batch.seq_len {
@@ -365,14 +362,7 @@ impl<'a> Trainer<'a> {
         }
         let loss = (!raws.is_empty()).then(|| self.loss.forward(Tensor::cat(raws, 0), &targets));
         // The carried state (and a checkpoint of it) stays float32.
-        let state = state.detach();
-        Ok((
-            loss,
-            RvtState {
-                h: state.h.map(|t| precision.to_f32(t)),
-                c: state.c.map(|t| precision.to_f32(t)),
-            },
-        ))
+        Ok((loss, state.detach().map(|t| precision.to_f32(t))))
     }
 
     /// mAP on the validation split with the current weights.

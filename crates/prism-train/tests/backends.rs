@@ -22,19 +22,6 @@ use prism_train::{RunOptions, TrainDevice, Trainer};
 const TOLERANCE: f32 = 1e-4;
 
 #[cfg(feature = "tch")]
-fn losses(run_dir: &std::path::Path) -> Vec<(usize, f32)> {
-    use prism_train::metrics_log::{read, Record};
-    read(&run_dir.join("metrics.jsonl"))
-        .unwrap()
-        .into_iter()
-        .filter_map(|r| match r {
-            Record::Train(s) => Some((s.step, s.loss)),
-            Record::Val(_) => None,
-        })
-        .collect()
-}
-
-#[cfg(feature = "tch")]
 fn assert_same_curve(a: &[(usize, f32)], b: &[(usize, f32)], what: &str) {
     assert_eq!(
         a.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
@@ -85,25 +72,28 @@ fn flex_and_libtorch_follow_the_same_loss_curve_and_resume_each_others_checkpoin
 
     run("flex", TrainDevice::Flex, false, None);
     run("tch", TrainDevice::TchCpu, false, None);
-    let flex = losses(&dir.path().join("flex"));
+    let flex = common::train_losses(&dir.path().join("flex"));
     assert_eq!(flex.len(), 20);
-    assert_same_curve(&flex, &losses(&dir.path().join("tch")), "flex vs tch-cpu");
+    assert_same_curve(
+        &flex,
+        &common::train_losses(&dir.path().join("tch")),
+        "flex vs tch-cpu",
+    );
 
-    // 10 steps on LibTorch, the rest on flex from its checkpoint, and the other way round.
-    run("tch-then-flex", TrainDevice::TchCpu, false, Some(10));
-    run("tch-then-flex", TrainDevice::Flex, true, None);
-    assert_same_curve(
-        &flex,
-        &losses(&dir.path().join("tch-then-flex")),
-        "uninterrupted flex vs tch-cpu resumed on flex",
-    );
-    run("flex-then-tch", TrainDevice::Flex, false, Some(10));
-    run("flex-then-tch", TrainDevice::TchCpu, true, None);
-    assert_same_curve(
-        &flex,
-        &losses(&dir.path().join("flex-then-tch")),
-        "uninterrupted flex vs flex resumed on tch-cpu",
-    );
+    // 10 steps on one backend, the rest on the other from its checkpoint, both ways round.
+    for (first, then) in [
+        (TrainDevice::TchCpu, TrainDevice::Flex),
+        (TrainDevice::Flex, TrainDevice::TchCpu),
+    ] {
+        let name = format!("{first}-then-{then}");
+        run(&name, first, false, Some(10));
+        run(&name, then, true, None);
+        assert_same_curve(
+            &flex,
+            &common::train_losses(&dir.path().join(&name)),
+            &format!("uninterrupted flex vs {first} resumed on {then}"),
+        );
+    }
 }
 
 #[cfg(not(feature = "tch"))]

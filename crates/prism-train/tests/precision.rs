@@ -6,7 +6,6 @@ mod common;
 
 use burn::tensor::{Device, TensorData};
 use prism_models::rvt::RvtState;
-use prism_train::metrics_log::{read, Record};
 use prism_train::precision::Precision;
 use prism_train::{RunOptions, TrainDevice, Trainer};
 
@@ -19,11 +18,7 @@ fn the_bf16_forward_pass_matches_float32_within_bf16_precision() {
     let x: Vec<f32> = (0..4 * 64 * 64).map(|i| ((i * 31) % 5) as f32).collect();
     let x = burn::tensor::Tensor::<4>::from_data(TensorData::new(x, [1, 4, 64, 64]), &device);
     let run = |precision: Precision| {
-        let state = RvtState::zeros(&config, 1, [64, 64], &device);
-        let state = RvtState {
-            h: state.h.map(|t| precision.to_compute(t)),
-            c: state.c.map(|t| precision.to_compute(t)),
-        };
+        let state = RvtState::zeros(&config, 1, [64, 64], &device).map(|t| precision.to_compute(t));
         let (out, _) = precision
             .compute_copy(&model)
             .forward(precision.to_compute(x.clone()), state);
@@ -41,17 +36,6 @@ fn the_bf16_forward_pass_matches_float32_within_bf16_precision() {
     // bfloat16 has an 8-bit mantissa (relative step 2^-8 = 3.9e-3); a few roundings deep.
     assert!(worst <= 2e-2 * scale, "{worst} on a scale of {scale}");
     assert!(worst > 0.0, "the bf16 pass ran in float32");
-}
-
-fn losses(run_dir: &std::path::Path) -> Vec<f32> {
-    read(&run_dir.join("metrics.jsonl"))
-        .unwrap()
-        .into_iter()
-        .filter_map(|r| match r {
-            Record::Train(s) => Some(s.loss),
-            Record::Val(_) => None,
-        })
-        .collect()
 }
 
 #[test]
@@ -74,7 +58,8 @@ fn a_short_bf16_run_learns_like_the_float32_run() {
             .unwrap()
             .run(|_| {})
             .unwrap();
-        curves.push(losses(&dir.path().join(format!("{precision:?}"))));
+        let curve = common::train_losses(&dir.path().join(format!("{precision:?}")));
+        curves.push(curve.into_iter().map(|(_, loss)| loss).collect::<Vec<_>>());
     }
     let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
     let (full, half) = (&curves[0], &curves[1]);

@@ -10,19 +10,7 @@
 
 mod common;
 
-use prism_train::metrics_log::{read, Record};
 use prism_train::{RunOptions, Trainer};
-
-fn losses(run_dir: &std::path::Path) -> Vec<(usize, f32)> {
-    read(&run_dir.join("metrics.jsonl"))
-        .unwrap()
-        .into_iter()
-        .filter_map(|r| match r {
-            Record::Train(s) => Some((s.step, s.loss)),
-            Record::Val(_) => None,
-        })
-        .collect()
-}
 
 #[test]
 fn a_resumed_run_follows_the_uninterrupted_one() {
@@ -63,8 +51,8 @@ fn a_resumed_run_follows_the_uninterrupted_one() {
         .unwrap();
     assert_eq!(starts, vec![(3, true)]);
 
-    let whole = losses(&dir.path().join("whole"));
-    let split = losses(&dir.path().join("split"));
+    let whole = common::train_losses(&dir.path().join("whole"));
+    let split = common::train_losses(&dir.path().join("split"));
     let steps: Vec<usize> = split.iter().map(|(s, _)| *s).collect();
     assert_eq!(
         steps,

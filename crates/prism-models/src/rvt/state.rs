@@ -70,9 +70,14 @@ impl RvtState {
 
     /// Detached copy (stops gradients at a truncated-BPTT boundary).
     pub fn detach(self) -> Self {
+        self.map(Tensor::detach)
+    }
+
+    /// Every state tensor passed through `f` (a cast, a detach).
+    pub fn map(self, mut f: impl FnMut(Tensor<4>) -> Tensor<4>) -> Self {
         Self {
-            h: self.h.map(|t| t.detach()),
-            c: self.c.map(|t| t.detach()),
+            h: self.h.map(&mut f),
+            c: self.c.map(&mut f),
         }
     }
 }

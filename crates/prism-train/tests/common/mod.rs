@@ -50,3 +50,16 @@ seed = 3
 pub fn splits(config: &TrainConfig, dir: &std::path::Path) -> (PreparedSplit, PreparedSplit) {
     prism_train::data::load_splits(config, dir, |_| {}).expect("synthetic splits")
 }
+
+/// `(step, loss)` of every training step in a run's `metrics.jsonl`.
+pub fn train_losses(run_dir: &std::path::Path) -> Vec<(usize, f32)> {
+    use prism_train::metrics_log::{read, Record};
+    read(&run_dir.join("metrics.jsonl"))
+        .expect("metrics.jsonl")
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Train(s) => Some((s.step, s.loss)),
+            Record::Val(_) => None,
+        })
+        .collect()
+}
