@@ -9,8 +9,17 @@ use prism_models::rvt::RvtState;
 use prism_train::precision::Precision;
 use prism_train::{RunOptions, TrainDevice, Trainer};
 
+/// Both tests draw initial weights from flex's global generator after seeding it: run one at a
+/// time, so that neither draws between the other's seed and its initialisation.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn the_bf16_forward_pass_matches_float32_within_bf16_precision() {
+    let _serial = serial();
     let config = common::small_config(1, "").card.rvt_config();
     let device = Device::flex();
     device.seed(1);
@@ -40,6 +49,7 @@ fn the_bf16_forward_pass_matches_float32_within_bf16_precision() {
 
 #[test]
 fn a_short_bf16_run_learns_like_the_float32_run() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let steps = 30;
     let mut config = common::small_config(steps, "");
