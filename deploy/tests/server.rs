@@ -793,30 +793,35 @@ fn http_layer_handles_chunked_keep_alive_and_malformed_requests() {
     );
     assert!(second.contains("\"windows\":[]"), "{second}");
 
-    // Malformed or ambiguous HTTP: 4xx with a message, connection closed.
-    let cases: [(&[u8], &str, &str); 7] = [
-        (b"GARBAGE\r\n\r\n", "400", "malformed request line"),
-        (b"GET /v2/health/live HTTP/2.0\r\n\r\n", "505", "is not supported"),
-        (b"GET /v2/health/live HTTP/1.1\r\nno colon here\r\n\r\n", "400", "malformed header line"),
-        (b"POST /v2/models/rvt/infer HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n", "400", "not both"),
-        (b"POST /v2/models/rvt/infer HTTP/1.1\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n", "400", "not both or several"),
-        (b"POST /v2/models/rvt/infer HTTP/1.1\r\nContent-Length: lots\r\n\r\n", "400", "is not a number"),
-        (b"POST /v2/models/rvt/infer HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", "400", "is not supported"),
+    // Malformed HTTP: hyper answers 400 and closes the connection.
+    let cases: [&[u8]; 6] = [
+        b"GARBAGE\r\n\r\n",
+        b"GET /v2/health/live HTTP/2.0\r\n\r\n",
+        b"GET /v2/health/live HTTP/1.1\r\nno colon here\r\n\r\n",
+        b"POST /v2/models/rvt/infer HTTP/1.1\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n",
+        b"POST /v2/models/rvt/infer HTTP/1.1\r\nContent-Length: lots\r\n\r\n",
+        b"POST /v2/models/rvt/infer HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
     ];
-    for (bytes, status, needle) in cases {
+    for bytes in cases {
+        // raw_exchange returns when the server closes the connection.
         let text = raw_exchange(addr, bytes);
         assert!(
-            text.starts_with(&format!("HTTP/1.1 {status}")),
+            text.starts_with("HTTP/1.1 400"),
             "{:?}: {text}",
             String::from_utf8_lossy(bytes)
         );
-        assert!(
-            text.contains(needle),
-            "{:?}: {text}",
-            String::from_utf8_lossy(bytes)
-        );
-        assert!(text.contains("Connection: close"), "{text}");
+        assert_eq!(statuses(text.as_bytes()).len(), 1, "{text}");
     }
+    // Content-Length with chunked coding: read as chunked, and the connection closes after the
+    // answer, so the request smuggled behind it is never run.
+    let smuggled = raw_exchange(
+        addr,
+        b"POST /v2/models/rvt/infer HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /v2/health/live HTTP/1.1\r\n\r\n",
+    );
+    assert!(smuggled.starts_with("HTTP/1.1 400"), "{smuggled}");
+    assert!(smuggled.contains("malformed request JSON"), "{smuggled}");
+    assert!(smuggled.contains("Connection: close"), "{smuggled}");
+    assert_eq!(statuses(smuggled.as_bytes()), vec![400], "{smuggled}");
     // A head larger than 16 KiB, and a chunked body over the limit.
     let mut big_head = Vec::from(&b"GET /v2/health/live HTTP/1.1\r\nX-Big: "[..]);
     big_head.extend(std::iter::repeat_n(b'a', 20 << 10));
@@ -877,7 +882,9 @@ fn send_raw(addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
 /// Statuses at the start of each response in `raw` (pipelined requests get several).
 fn statuses(raw: &[u8]) -> Vec<u16> {
     let text = String::from_utf8_lossy(raw);
-    text.match_indices("HTTP/1.1 ")
+    // HTTP/1.0 requests are answered in HTTP/1.0.
+    text.match_indices("HTTP/1.")
+        .filter(|(i, _)| matches!(text.get(i + 7..i + 9), Some("1 " | "0 ")))
         .filter_map(|(i, _)| text[i + 9..].get(..3).and_then(|c| c.parse().ok()))
         .collect()
 }
@@ -969,11 +976,242 @@ proptest! {
         prop_assert!(raw.is_some(), "the server neither answered nor closed");
         let raw = raw.unwrap_or_default();
         if !raw.is_empty() {
-            prop_assert!(raw.starts_with(b"HTTP/1.1 "), "not an HTTP response: {:?}", String::from_utf8_lossy(&raw));
+            prop_assert!(raw.starts_with(b"HTTP/1.1 ") || raw.starts_with(b"HTTP/1.0 "), "not an HTTP response: {:?}", String::from_utf8_lossy(&raw));
         }
         for status in statuses(&raw) {
             prop_assert!((200..500).contains(&status) || status == 501 || status == 505, "status {} for {:?}", status, String::from_utf8_lossy(&bytes));
         }
         prop_assert_eq!(request(addr, "GET", "/v2/health/live", b"").0, 200);
     }
+}
+
+/// Sends a binary tensor data request (JSON header, then raw tensors) and returns the status,
+/// the `Inference-Header-Content-Length` of the answer (if any) and the answer's body bytes.
+fn binary_infer(
+    addr: SocketAddr,
+    json: &Value,
+    tensors: &[&[f32]],
+) -> (u16, Option<usize>, Vec<u8>) {
+    let header = json.to_string();
+    let mut body = header.clone().into_bytes();
+    for t in tensors {
+        t.iter()
+            .for_each(|v| body.extend_from_slice(&v.to_le_bytes()));
+    }
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let head = format!(
+        "POST /v2/models/rvt/infer HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\nInference-Header-Content-Length: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        header.len(),
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&body).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let json_len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Inference-Header-Content-Length: "))
+        .map(|v| v.trim().parse().unwrap());
+    (status, json_len, raw[split..].to_vec())
+}
+
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// Triton's binary tensor data extension in and out gives the engine's numbers bit for bit, and
+/// a sequence carries the recurrent state the way feeding the state outputs back by hand does.
+#[test]
+fn binary_tensors_and_sequences_match_the_engine() {
+    let Some(dir) = fixtures("binary_tensors_and_sequences_match_the_engine") else {
+        return;
+    };
+    let (server, engine) = start(dir, 2 << 20);
+    let addr = server.local_addr();
+    let (status, body) = request(addr, "GET", "/v2", b"");
+    assert_eq!(status, 200);
+    assert!(json_of(&body)["extensions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("binary_tensor_data")));
+
+    let windows: Vec<Vec<f32>> = (0..3)
+        .map(|w| {
+            (0..20 * 64 * 64)
+                .map(|i| ((i * 7 + w * 13) % 5) as f32)
+                .collect()
+        })
+        .collect();
+    let (h1, h2) = (vec![0.1f32; 256], vec![-0.2f32; 64]);
+
+    // Stateless, all binary: every output after the JSON, in order.
+    let request_json = json!({
+        "inputs": [
+            {"name": "histogram", "shape": [1, 20, 64, 64], "datatype": "FP32", "parameters": {"binary_data_size": 4 * windows[0].len()}},
+            {"name": "h1", "shape": [1, 4, 8, 8], "datatype": "FP32", "parameters": {"binary_data_size": 4 * 256}},
+            {"name": "h2", "shape": [1, 4, 4, 4], "datatype": "FP32", "data": h2},
+        ],
+        "parameters": {"binary_data_output": true},
+    });
+    let (status, json_len, body) = binary_infer(addr, &request_json, &[&windows[0], &h1]);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let json_len = json_len.expect("a binary answer names its JSON length");
+    let answer = json_of(std::str::from_utf8(&body[..json_len]).unwrap());
+    let direct = engine
+        .run(&[
+            TensorView::new("histogram", &[1, 20, 64, 64], &windows[0]),
+            TensorView::new("h1", &[1, 4, 8, 8], &h1),
+            TensorView::new("h2", &[1, 4, 4, 4], &h2),
+        ])
+        .unwrap();
+    let mut offset = json_len;
+    for (out, expected) in answer["outputs"].as_array().unwrap().iter().zip(&direct) {
+        assert_eq!(out["name"], expected.name.as_str());
+        assert!(out.get("data").is_none(), "{out}");
+        let size = out["parameters"]["binary_data_size"].as_u64().unwrap() as usize;
+        assert_eq!(
+            f32s(&body[offset..offset + size]),
+            expected.data,
+            "{}",
+            expected.name
+        );
+        offset += size;
+    }
+    assert_eq!(offset, body.len());
+    assert_eq!(answer["outputs"].as_array().unwrap().len(), direct.len());
+
+    // Bad binary requests: 400 with a reason.
+    let short = json!({"inputs": [{"name": "histogram", "shape": [1, 20, 64, 64], "datatype": "FP32", "parameters": {"binary_data_size": 4 * windows[0].len() + 4}}]});
+    let (status, _, body) = binary_infer(addr, &short, &[&windows[0]]);
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("bytes of binary data are left"));
+    let odd = json!({"inputs": [{"name": "histogram", "shape": [1, 20, 64, 64], "datatype": "FP32", "parameters": {"binary_data_size": 6}}]});
+    let (status, _, body) = binary_infer(addr, &odd, &[&windows[0]]);
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("not a whole number of FP32"));
+
+    // A sequence over three windows, JSON answers, state carried by the server...
+    let step = |window: &[f32], start: bool, end: bool| {
+        let req = json!({
+            "inputs": [{"name": "histogram", "shape": [1, 20, 64, 64], "datatype": "FP32", "parameters": {"binary_data_size": 4 * window.len()}}],
+            "parameters": {"sequence_id": 7, "sequence_start": start, "sequence_end": end},
+        });
+        let (status, json_len, body) = binary_infer(addr, &req, &[window]);
+        assert_eq!(json_len, None, "JSON was asked for");
+        (status, json_of(&String::from_utf8_lossy(&body)))
+    };
+    // ...and by hand: each window gets the previous window's state outputs.
+    let mut state = (vec![0.0f32; 256], vec![0.0f32; 64]);
+    for (i, window) in windows.iter().enumerate() {
+        let (status, answer) = step(window, i == 0, i == windows.len() - 1);
+        assert_eq!(status, 200, "{answer}");
+        let outputs = answer["outputs"].as_array().unwrap();
+        assert_eq!(
+            outputs.len(),
+            1,
+            "state outputs stay with the server: {answer}"
+        );
+        let by_hand = engine
+            .run(&[
+                TensorView::new("histogram", &[1, 20, 64, 64], window),
+                TensorView::new("h1", &[1, 4, 8, 8], &state.0),
+                TensorView::new("h2", &[1, 4, 4, 4], &state.1),
+            ])
+            .unwrap();
+        let served: Vec<f32> = outputs[0]["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(outputs[0]["name"], by_hand[0].name.as_str());
+        assert_eq!(served, by_hand[0].data, "window {i}");
+        let state_of = |name: &str| {
+            by_hand
+                .iter()
+                .find(|t| t.name == name)
+                .unwrap()
+                .data
+                .clone()
+        };
+        state = (state_of("h1_out"), state_of("h2_out"));
+    }
+    // The carried state matters: window 2 after a restart (zero state) and again after itself.
+    let (_, restarted) = step(&windows[2], true, false);
+    let (_, continued) = step(&windows[2], false, false);
+    assert_ne!(
+        restarted["outputs"][0]["data"],
+        continued["outputs"][0]["data"]
+    );
+    // Ended sequences, unknown ones and state given by hand are refused.
+    let (status, answer) = step(&windows[0], false, true);
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = step(&windows[0], false, false);
+    assert_eq!(status, 400);
+    assert!(
+        answer["error"].as_str().unwrap().contains("is not open"),
+        "{answer}"
+    );
+    let with_state = json!({
+        "inputs": [{"name": "h1", "shape": [1, 4, 8, 8], "datatype": "FP32", "data": h1}],
+        "parameters": {"sequence_id": "s", "sequence_start": true},
+    });
+    let (status, body) = request(
+        addr,
+        "POST",
+        "/v2/models/rvt/infer",
+        with_state.to_string().as_bytes(),
+    );
+    assert_eq!(status, 400);
+    assert!(body.contains("recurrent state"), "{body}");
+    server.shutdown();
+}
+
+/// An abandoned sequence is freed after the idle timeout.
+#[test]
+fn idle_sequences_are_freed() {
+    let Some(dir) = fixtures("idle_sequences_are_freed") else {
+        return;
+    };
+    let server = start_with(
+        dir,
+        ServerOptions {
+            sequence_idle: std::time::Duration::from_millis(300),
+            ..ServerOptions::default()
+        },
+    );
+    let addr = server.local_addr();
+    let window = vec![1.0f32; 20 * 64 * 64];
+    let req = |start: bool| {
+        json!({
+            "inputs": [{"name": "histogram", "shape": [1, 20, 64, 64], "datatype": "FP32", "data": window}],
+            "parameters": {"sequence_id": 3, "sequence_start": start},
+        })
+        .to_string()
+    };
+    assert_eq!(
+        request(addr, "POST", "/v2/models/rvt/infer", req(true).as_bytes()).0,
+        200
+    );
+    assert_eq!(
+        request(addr, "POST", "/v2/models/rvt/infer", req(false).as_bytes()).0,
+        200
+    );
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let (status, body) = request(addr, "POST", "/v2/models/rvt/infer", req(false).as_bytes());
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("is not open"), "{body}");
+    server.shutdown();
 }

@@ -1,29 +1,40 @@
-//! A small HTTP/1.1 server on `std::net`: one thread per connection (keep-alive, pipelining),
-//! bounded everywhere a client could make it grow or wait.
+//! The HTTP/1.1 layer: hyper's server on a small tokio runtime, with the limits a public
+//! inference endpoint needs on top of it. The application behind it ([`Handler`]) is blocking
+//! (inference is CPU-bound) and runs on tokio's blocking pool, one call per request.
 //!
-//! It replaced tiny_http 0.12, whose body reader, dropped with unread bytes left, drains them into
-//! a buffer of the size the client *declared*: one request declaring a 1 TiB `Content-Length`
-//! made the allocation fail and aborted the whole server process (the test
-//! `an_enormous_declared_body_is_refused_and_the_server_keeps_serving` reproduces it), and a
-//! client that declared a large body and never sent it held a worker forever. Here:
+//! hyper parses the requests (it replaced a hand-written parser: the wire format is a security
+//! surface hyper has covered for years). What this module adds:
 //! - a declared body over the limit is answered 413 from its headers and the connection closed,
-//!   nothing read or allocated; chunked bodies are counted as they arrive and cut at the limit;
-//! - request heads are at most 16 KiB and must arrive within 30 s; a body that stops arriving
-//!   for 30 s is answered 408; idle keep-alive connections close after 60 s;
+//!   nothing read or allocated (the test
+//!   `an_enormous_declared_body_is_refused_and_the_server_keeps_serving` declares 1 TiB);
+//!   chunked bodies are counted as they arrive and cut at the limit;
+//! - a body that stops arriving for [`Limits::body_read_timeout`] is answered 408;
 //! - at most [`Limits::max_connections`] connections at once (more get 503 and are closed);
-//! - `Content-Length` together with `Transfer-Encoding`, several `Content-Length`s, or an
-//!   unknown transfer coding are refused (400), so requests cannot be smuggled past the limits;
-//! - `Expect: 100-continue` is answered, so curl's large uploads do not stall.
+//! - when the server stops, connections finish the request in progress and close; an upload
+//!   still arriving is cut off, so stopping takes about a second under any load.
 //!
-//! Stopping: the accept loop polls the stop flag; connections finish the request in progress,
-//! then close (an idle one notices within a quarter of a second).
+//! From hyper, configured here: request heads of at most 16 KiB (431 past that) that must arrive
+//! within [`Limits::head_timeout`] (the connection is closed otherwise); malformed request lines
+//! and headers, several differing `Content-Length`s and a transfer coding other than chunked get
+//! 400; `Expect: 100-continue` is answered when the body is first read. A request carrying both
+//! `Content-Length` and `Transfer-Encoding: chunked` is read as chunked and its connection closed
+//! after the answer (RFC 9112 §6.3), so nothing can be smuggled after it. hyper answers its own
+//! refusals with an empty body; they are reported to the handler (as [`Refused`]) for the metrics.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::convert::Infallible;
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, SERVER};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
 
 /// A parsed request with its whole body.
 #[derive(Debug)]
@@ -57,6 +68,8 @@ pub(crate) struct Refused {
 pub(crate) struct Response {
     pub status: u16,
     pub content_type: &'static str,
+    /// Headers beyond `Content-Type`, `Content-Length` and `Server`.
+    pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
 }
 
@@ -66,8 +79,9 @@ pub(crate) struct Limits {
     pub max_head: usize,
     pub head_timeout: Duration,
     pub body_read_timeout: Duration,
-    pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// How long a stopping server waits for its connections before closing them.
+    pub stop_grace: Duration,
 }
 
 impl Limits {
@@ -77,477 +91,306 @@ impl Limits {
             max_head: 16 << 10,
             head_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(60),
             max_connections: 512,
+            stop_grace: Duration::from_secs(2),
         }
     }
 }
 
 pub(crate) type Handler = dyn Fn(std::result::Result<Request, Refused>) -> Response + Send + Sync;
 
-/// Accepts connections on `listener` until `stop` is set, then waits for every connection
-/// thread to finish. Run it on its own thread.
+/// How often the accept loop looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
+/// Accepts connections on `listener` until `stop` is set, then lets every connection finish
+/// (within [`Limits::stop_grace`]). Blocks; run it on its own thread.
 pub(crate) fn serve(
     listener: TcpListener,
     limits: Limits,
     stop: Arc<AtomicBool>,
     handler: Arc<Handler>,
 ) {
-    if let Err(e) = listener.set_nonblocking(true) {
-        tracing::error!("cannot poll the listener: {e}");
-        return;
-    }
-    let live = Arc::new(AtomicUsize::new(0));
-    let mut threads: Vec<JoinHandle<()>> = Vec::new();
-    while !stop.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                threads.retain(|t| !t.is_finished());
-                if live.load(Ordering::SeqCst) >= limits.max_connections {
-                    tracing::warn!(
-                        "refusing {peer}: {} connections open",
-                        limits.max_connections
-                    );
-                    let _ = stream.set_nonblocking(false);
-                    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-                    let mut stream = stream;
-                    let busy = Response {
-                        status: 503,
-                        content_type: "application/json",
-                        body: br#"{"error":"too many connections; retry later"}"#.to_vec(),
-                    };
-                    let _ = write_response(&mut stream, &busy, false);
-                    let _ = stream.shutdown(Shutdown::Both);
-                    continue;
-                }
-                live.fetch_add(1, Ordering::SeqCst);
-                let (limits, stop, handler, live2) =
-                    (limits.clone(), stop.clone(), handler.clone(), live.clone());
-                let spawned =
-                    std::thread::Builder::new()
-                        .name("prism-http".into())
-                        .spawn(move || {
-                            connection(stream, &limits, &stop, handler.as_ref());
-                            live2.fetch_sub(1, Ordering::SeqCst);
-                        });
-                match spawned {
-                    Ok(t) => threads.push(t),
-                    Err(e) => {
-                        live.fetch_sub(1, Ordering::SeqCst);
-                        tracing::warn!("cannot start a connection thread: {e}");
-                    }
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                std::thread::sleep(Duration::from_millis(10));
-            }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        // Every request in progress holds one blocking thread (the handler), and the
+        // connection cap bounds requests in progress.
+        .max_blocking_threads(limits.max_connections + 8)
+        .thread_name("prism-http")
+        .enable_all()
+        .build();
+    let runtime = match runtime {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("cannot start the HTTP runtime: {e}");
+            return;
         }
-    }
-    for t in threads {
-        let _ = t.join();
-    }
+    };
+    runtime.block_on(accept_loop(listener, limits, stop, handler));
+    // A handler still running has seen the stop flag and ends after its current window.
+    runtime.shutdown_timeout(Duration::from_secs(1));
 }
 
-/// Why a connection stops.
-enum End {
-    /// Closed by the client, idle too long, or the server is stopping: close quietly.
-    Quiet,
-    /// A request the client got wrong: answer, then close.
-    Refuse(Refused),
-}
-
-fn refuse(status: u16, message: impl Into<String>) -> End {
-    End::Refuse(Refused {
-        status,
-        message: message.into(),
-    })
-}
-
-/// Serves the requests of one connection.
-fn connection(mut stream: TcpStream, limits: &Limits, stop: &AtomicBool, handler: &Handler) {
-    if stream.set_nonblocking(false).is_err() {
-        return;
-    }
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(60)));
-    // Bytes received beyond the last request (pipelining).
-    let mut pending: Vec<u8> = Vec::new();
-    let mut chunk = vec![0u8; 64 << 10];
+async fn accept_loop(
+    listener: TcpListener,
+    limits: Limits,
+    stop: Arc<AtomicBool>,
+    handler: Arc<Handler>,
+) {
+    let listener = match listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::TcpListener::from_std(listener))
+    {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("cannot poll the listener: {e}");
+            return;
+        }
+    };
+    let (stopping_tx, stopping) = watch::channel(false);
+    let live = Arc::new(AtomicUsize::new(0));
+    let mut connections = tokio::task::JoinSet::new();
+    let mut poll = tokio::time::interval(STOP_POLL);
     loop {
-        match read_request(&mut stream, &mut pending, &mut chunk, limits, stop) {
-            Ok(request) => {
-                let close = wants_close(&request) || stop.load(Ordering::SeqCst);
-                let response = handler(Ok(request));
-                if write_response(&mut stream, &response, !close).is_err() || close {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    if live.load(Ordering::SeqCst) >= limits.max_connections {
+                        tracing::warn!("refusing {peer}: {} connections open", limits.max_connections);
+                        connections.spawn(refuse_busy(stream));
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    live.fetch_add(1, Ordering::SeqCst);
+                    let (limits, handler, stopping, live) =
+                        (limits.clone(), handler.clone(), stopping.clone(), live.clone());
+                    connections.spawn(async move {
+                        connection(stream, limits, handler, stopping).await;
+                        live.fetch_sub(1, Ordering::SeqCst);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            _ = poll.tick() => {
+                if stop.load(Ordering::SeqCst) {
                     break;
                 }
-            }
-            Err(End::Quiet) => break,
-            Err(End::Refuse(refused)) => {
-                let response = handler(Err(refused));
-                let _ = write_response(&mut stream, &response, false);
-                break;
+                while connections.try_join_next().is_some() {}
             }
         }
     }
-    let _ = stream.shutdown(Shutdown::Both);
-}
-
-fn wants_close(r: &Request) -> bool {
-    let connection = r.header("Connection").unwrap_or("").to_ascii_lowercase();
-    if connection.split(',').any(|t| t.trim() == "close") {
-        return true;
+    drop(listener);
+    let _ = stopping_tx.send(true);
+    let drained = tokio::time::timeout(limits.stop_grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            "closing {} connections still open after {:?}",
+            connections.len(),
+            limits.stop_grace
+        );
+        connections.abort_all();
     }
-    // HTTP/1.0 closes unless asked to keep alive.
-    r.headers
-        .iter()
-        .any(|(k, v)| k == ":version" && v == "HTTP/1.0")
-        && !connection.contains("keep-alive")
 }
 
-/// One read from the socket, appended to `pending`; the count read (0 at EOF).
-fn fill(
-    stream: &mut TcpStream,
-    pending: &mut Vec<u8>,
-    chunk: &mut [u8],
-) -> std::result::Result<usize, std::io::Error> {
-    let n = stream.read(chunk)?;
-    pending.extend_from_slice(&chunk[..n]);
-    Ok(n)
+/// Answers a connection over the cap with 503 and closes it.
+async fn refuse_busy(mut stream: tokio::net::TcpStream) {
+    let body = br#"{"error":"too many connections; retry later"}"#;
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nServer: prism\r\n\r\n",
+        body.len()
+    );
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
 }
 
-fn read_request(
-    stream: &mut TcpStream,
-    pending: &mut Vec<u8>,
-    chunk: &mut [u8],
+/// Serves one connection's requests until it closes, or the server stops.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    limits: Limits,
+    handler: Arc<Handler>,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.head_timeout)
+        .max_header_size(limits.max_head)
+        .title_case_headers(true)
+        .keep_alive(true);
+    let service = {
+        let (limits, handler, stopping) = (limits.clone(), handler.clone(), stopping.clone());
+        service_fn(move |request| {
+            let (limits, handler, stopping) = (limits.clone(), handler.clone(), stopping.clone());
+            async move { Ok::<_, Infallible>(respond(request, &limits, handler, stopping).await) }
+        })
+    };
+    let conn = http.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let finished = tokio::select! {
+        result = conn.as_mut() => Some(result),
+        _ = stopping.wait_for(|s| *s) => None,
+    };
+    let result = match finished {
+        Some(result) => result,
+        // The request in progress is answered, then the connection closes.
+        None => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        // hyper answered a malformed request itself (400 / 431); the metrics count it.
+        let status = if e.is_parse_too_large() {
+            Some(431)
+        } else if e.is_parse() {
+            Some(400)
+        } else {
+            None
+        };
+        if let Some(status) = status {
+            let refused = Refused {
+                status,
+                message: format!("malformed HTTP: {e}"),
+            };
+            // Only counted: no model work, nothing that blocks.
+            let _ = handler(Err(refused));
+        }
+    }
+}
+
+/// Reads a request's body within the limits, hands the request to the application and turns
+/// its answer into hyper's.
+async fn respond(
+    request: hyper::Request<Incoming>,
     limits: &Limits,
-    stop: &AtomicBool,
-) -> std::result::Result<Request, End> {
-    // Wait for the first byte, waking up to notice a stop, closing idle connections.
-    let idle_since = Instant::now();
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(250)));
-    while pending.is_empty() {
-        if stop.load(Ordering::SeqCst) || idle_since.elapsed() > limits.idle_timeout {
-            return Err(End::Quiet);
-        }
-        match fill(stream, pending, chunk) {
-            Ok(0) => return Err(End::Quiet),
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) => {}
-            Err(_) => return Err(End::Quiet),
-        }
-    }
-    // The head, within its size and time limits.
-    let started = Instant::now();
-    let head_end = loop {
-        if let Some(i) = find(pending, b"\r\n\r\n") {
-            break i + 4;
-        }
-        if pending.len() > limits.max_head {
-            return Err(refuse(
-                431,
-                format!("request head is larger than {} bytes", limits.max_head),
-            ));
-        }
-        let left = limits.head_timeout.saturating_sub(started.elapsed());
-        if left.is_zero() {
-            return Err(refuse(408, "the request head did not arrive in time"));
-        }
-        let _ = stream.set_read_timeout(Some(left.min(Duration::from_millis(250))));
-        match fill(stream, pending, chunk) {
-            Ok(0) => return Err(End::Quiet),
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) =>
-            {
-                if stop.load(Ordering::SeqCst) {
-                    return Err(End::Quiet);
-                }
-            }
-            Err(_) => return Err(End::Quiet),
-        }
-    };
-    if head_end > limits.max_head {
-        return Err(refuse(
-            431,
-            format!("request head is larger than {} bytes", limits.max_head),
-        ));
-    }
-    let head = std::str::from_utf8(&pending[..head_end])
-        .map_err(|_| refuse(400, "the request head is not UTF-8"))?;
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next().unwrap_or("");
-    let mut parts = request_line.split(' ');
-    let (method, target, version) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(m), Some(t), Some(v), None) if !m.is_empty() && t.starts_with('/') => {
-            (m.to_string(), t.to_string(), v)
-        }
-        _ => {
-            return Err(refuse(
-                400,
-                format!("malformed request line {request_line:?}"),
-            ))
-        }
-    };
-    if version != "HTTP/1.1" && version != "HTTP/1.0" {
-        return Err(refuse(
-            505,
-            format!("{version} is not supported (HTTP/1.1 is)"),
-        ));
-    }
-    let mut headers = Vec::new();
-    for line in lines.filter(|l| !l.is_empty()) {
-        let (k, v) = line
-            .split_once(':')
-            .ok_or_else(|| refuse(400, format!("malformed header line {line:?}")))?;
-        if k.is_empty() || k.contains(' ') {
-            return Err(refuse(400, format!("malformed header name {k:?}")));
-        }
-        headers.push((k.to_string(), v.trim().to_string()));
-    }
-    headers.push((":version".into(), version.to_string()));
-    pending.drain(..head_end);
+    handler: Arc<Handler>,
+    stopping: watch::Receiver<bool>,
+) -> hyper::Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    let keep_alive = !wants_close(&parts.headers);
+    let request = read_body(body, &parts.headers, limits, stopping)
+        .await
+        .map(|body| Request {
+            method: parts.method.as_str().to_string(),
+            target: parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string()),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body,
+        });
+    // A refused body leaves unread bytes on the connection: it cannot carry another request.
+    let keep_alive = keep_alive && request.is_ok();
+    let answer = tokio::task::spawn_blocking(move || handler(request))
+        .await
+        .unwrap_or_else(|_| Response {
+            status: 500,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: br#"{"error":"internal error"}"#.to_vec(),
+        });
+    to_hyper(answer, keep_alive)
+}
 
-    let lengths: Vec<&str> = headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
-        .map(|(_, v)| v.as_str())
-        .collect();
-    let coding = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("Transfer-Encoding"))
-        .map(|(_, v)| v.to_ascii_lowercase());
-    let expects_continue = headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("Expect") && v.eq_ignore_ascii_case("100-continue"));
-    let body = match (lengths.as_slice(), coding) {
-        ([], None) => Vec::new(),
-        ([length], None) => {
-            let length: u64 = length
-                .parse()
-                .map_err(|_| refuse(400, format!("Content-Length {length:?} is not a number")))?;
-            if length > limits.max_body as u64 {
-                return Err(refuse(
-                    413,
-                    format!(
-                        "request body is larger than the {}-byte limit (Content-Length {length})",
-                        limits.max_body
-                    ),
-                ));
-            }
-            if expects_continue {
-                let _ = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
-            }
-            read_exact_body(stream, pending, length as usize, limits, stop, chunk)?
-        }
-        ([], Some(coding)) if coding == "chunked" => {
-            if expects_continue {
-                let _ = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
-            }
-            read_chunked_body(stream, pending, limits, stop, chunk)?
-        }
-        ([], Some(coding)) => {
-            return Err(refuse(
-                400,
-                format!("transfer coding {coding:?} is not supported (chunked is)"),
-            ))
-        }
-        _ => {
-            return Err(refuse(
-                400,
-                "a request may carry one Content-Length or chunked coding, not both or several",
-            ))
-        }
-    };
-    Ok(Request {
-        method,
-        target,
-        headers,
-        body,
+fn wants_close(headers: &hyper::HeaderMap) -> bool {
+    headers.get_all(CONNECTION).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
     })
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+fn refused(status: u16, message: impl Into<String>) -> Refused {
+    Refused {
+        status,
+        message: message.into(),
+    }
 }
 
-/// One read of body bytes into `buf`: waits at most `body_read_timeout` for them, giving up early
-/// (quietly) when the server stops.
-fn read_body_part(
-    stream: &mut TcpStream,
-    buf: &mut [u8],
+/// The whole body, refusing it from its declared length when that is over the limit and
+/// otherwise as soon as what arrived passes the limit.
+async fn read_body(
+    mut body: Incoming,
+    headers: &hyper::HeaderMap,
     limits: &Limits,
-    stop: &AtomicBool,
-) -> std::result::Result<usize, End> {
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(250)));
-    let started = Instant::now();
+    mut stopping: watch::Receiver<bool>,
+) -> std::result::Result<Vec<u8>, Refused> {
+    let over = |declared: String| {
+        refused(
+            413,
+            format!(
+                "request body is larger than the {}-byte limit{declared}",
+                limits.max_body
+            ),
+        )
+    };
+    // hyper has checked that a Content-Length is one number (several that differ are a 400).
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(length) = declared {
+        if length > limits.max_body as u64 {
+            return Err(over(format!(" (Content-Length {length})")));
+        }
+    }
+    let mut data = Vec::with_capacity(declared.unwrap_or(0) as usize);
     loop {
-        match stream.read(buf) {
-            Ok(0) => return Err(End::Quiet),
-            Ok(n) => return Ok(n),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) =>
-            {
-                if stop.load(Ordering::SeqCst) {
-                    return Err(End::Quiet);
-                }
-                if started.elapsed() > limits.body_read_timeout {
-                    return Err(refuse(408, "the request body stopped arriving"));
+        let frame = tokio::select! {
+            frame = tokio::time::timeout(limits.body_read_timeout, body.frame()) => frame,
+            _ = stopping.wait_for(|s| *s) => {
+                return Err(refused(503, "the server is shutting down"));
+            }
+        };
+        match frame {
+            Err(_) => return Err(refused(408, "the request body stopped arriving")),
+            Ok(None) => return Ok(data),
+            Ok(Some(Err(e))) => return Err(refused(400, format!("malformed request body: {e}"))),
+            Ok(Some(Ok(frame))) => {
+                if let Some(chunk) = frame.data_ref() {
+                    if data.len().saturating_add(chunk.len()) > limits.max_body {
+                        return Err(over(String::new()));
+                    }
+                    data.extend_from_slice(chunk);
                 }
             }
-            Err(_) => return Err(End::Quiet),
         }
     }
 }
 
-/// Waits for more bytes of a body into `pending`.
-fn more(
-    stream: &mut TcpStream,
-    pending: &mut Vec<u8>,
-    limits: &Limits,
-    stop: &AtomicBool,
-    chunk: &mut [u8],
-) -> std::result::Result<(), End> {
-    let n = read_body_part(stream, chunk, limits, stop)?;
-    pending.extend_from_slice(&chunk[..n]);
-    Ok(())
-}
-
-fn read_exact_body(
-    stream: &mut TcpStream,
-    pending: &mut Vec<u8>,
-    length: usize,
-    limits: &Limits,
-    stop: &AtomicBool,
-    chunk: &mut [u8],
-) -> std::result::Result<Vec<u8>, End> {
-    if pending.len() >= length {
-        let rest = pending.split_off(length);
-        return Ok(std::mem::replace(pending, rest));
+fn to_hyper(answer: Response, keep_alive: bool) -> hyper::Response<Full<Bytes>> {
+    let mut response = hyper::Response::new(Full::new(Bytes::from(answer.body)));
+    *response.status_mut() = hyper::StatusCode::from_u16(answer.status)
+        .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(answer.content_type));
+    headers.insert(SERVER, HeaderValue::from_static("prism"));
+    for (name, value) in answer.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            headers.append(name, value);
+        }
     }
-    let mut body = Vec::with_capacity(length);
-    body.append(pending);
-    while body.len() < length {
-        let want = (length - body.len()).min(chunk.len());
-        let n = read_body_part(stream, &mut chunk[..want], limits, stop)?;
-        body.extend_from_slice(&chunk[..n]);
+    if !keep_alive {
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
     }
-    Ok(body)
-}
-
-/// One line (without CRLF) from `pending`, reading more as needed; lines are at most 4 KiB.
-fn line(
-    stream: &mut TcpStream,
-    pending: &mut Vec<u8>,
-    limits: &Limits,
-    stop: &AtomicBool,
-    chunk: &mut [u8],
-) -> std::result::Result<String, End> {
-    loop {
-        if let Some(i) = find(pending, b"\r\n") {
-            let text = String::from_utf8(pending[..i].to_vec())
-                .map_err(|_| refuse(400, "chunk header is not UTF-8"))?;
-            pending.drain(..i + 2);
-            return Ok(text);
-        }
-        if pending.len() > 4096 {
-            return Err(refuse(400, "chunk header line too long"));
-        }
-        more(stream, pending, limits, stop, chunk)?;
-    }
-}
-
-fn read_chunked_body(
-    stream: &mut TcpStream,
-    pending: &mut Vec<u8>,
-    limits: &Limits,
-    stop: &AtomicBool,
-    chunk: &mut [u8],
-) -> std::result::Result<Vec<u8>, End> {
-    let mut body = Vec::new();
-    loop {
-        let header = line(stream, pending, limits, stop, chunk)?;
-        let size_text = header.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| refuse(400, format!("bad chunk size {size_text:?}")))?;
-        if size == 0 {
-            // Trailers, up to the empty line.
-            while !line(stream, pending, limits, stop, chunk)?.is_empty() {}
-            return Ok(body);
-        }
-        if body.len().saturating_add(size) > limits.max_body {
-            return Err(refuse(
-                413,
-                format!(
-                    "request body is larger than the {}-byte limit",
-                    limits.max_body
-                ),
-            ));
-        }
-        while pending.len() < size + 2 {
-            more(stream, pending, limits, stop, chunk)?;
-        }
-        body.extend_from_slice(&pending[..size]);
-        if &pending[size..size + 2] != b"\r\n" {
-            return Err(refuse(400, "chunk data is not followed by CRLF"));
-        }
-        pending.drain(..size + 2);
-    }
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        413 => "Content Too Large",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        505 => "HTTP Version Not Supported",
-        _ => "",
-    }
-}
-
-fn write_response(stream: &mut TcpStream, r: &Response, keep_alive: bool) -> std::io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nServer: prism\r\n{}\r\n",
-        r.status,
-        reason(r.status),
-        r.content_type,
-        r.body.len(),
-        if keep_alive {
-            ""
-        } else {
-            "Connection: close\r\n"
-        }
-    );
-    if r.body.len() <= 64 << 10 {
-        // One write (one segment on the wire) for the usual small answer.
-        let mut all = Vec::with_capacity(head.len() + r.body.len());
-        all.extend_from_slice(head.as_bytes());
-        all.extend_from_slice(&r.body);
-        stream.write_all(&all)?;
-    } else {
-        stream.write_all(head.as_bytes())?;
-        stream.write_all(&r.body)?;
-    }
-    stream.flush()
+    response
 }

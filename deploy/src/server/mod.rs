@@ -4,7 +4,10 @@
 //! Routes (model name: [`ServerOptions::model_name`], else the spec's model name; version `1`):
 //! - `GET /v2/health/live`, `GET /v2/health/ready`, `GET /v2`
 //! - `GET /v2/models/{name}[/versions/1]`, `GET /v2/models/{name}[/versions/1]/ready`
-//! - `POST /v2/models/{name}[/versions/1]/infer`: KServe v2 JSON tensors (`FP32` only)
+//! - `POST /v2/models/{name}[/versions/1]/infer`: KServe v2 tensors (`FP32` only), as JSON or
+//!   with Triton's binary tensor data extension; with the `sequence_id`, `sequence_start` and
+//!   `sequence_end` parameters a recurrent model's state is carried between a client's requests
+//!   (modules `infer` and `sequences`)
 //! - `POST /v2/models/{name}/streams/{id}/events` with `{"t": [...], "x": [...], "y": [...],
 //!   "p": [...], "finish": false}`: pushes one chunk of client stream `id`'s events and returns the
 //!   windows it completed with their detections (each stream has its own [`StreamDetector`] and
@@ -29,17 +32,19 @@
 //! streams → 429, malformed HTTP → 400 / 408 / 431 / 505). A handler panic, which should not
 //! happen, is caught and answered with 500.
 //!
-//! Why threads rather than an async stack: inference is CPU-bound and blocking (tract, ORT),
-//! requests are few and large. The HTTP layer (module `http`, on `std::net`) gives each connection a
-//! thread and bounds what a client can make it allocate or wait for; at most
+//! The HTTP layer (module `http`) is hyper on a small tokio runtime; it bounds what a client can
+//! make the server allocate or wait for. The application is blocking, since inference is
+//! CPU-bound (tract, ORT): each request runs on tokio's blocking pool, and at most
 //! [`ServerOptions::workers`] requests are handled at once, the others wait their turn (the
 //! queue depth metric counts both). The server binds loopback by default
 //! ([`ServerOptions::default`]); binding elsewhere is the caller's explicit choice and is logged
 //! as a warning.
 
 mod http;
+mod infer;
 mod metrics;
 pub mod protocol;
+mod sequences;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -53,12 +58,9 @@ use prism_core::spec::Task;
 use serde_json::json;
 
 pub use metrics::Metrics;
-use protocol::{
-    flatten_f32, DetectionJson, EventsRequest, EventsResponse, GapJson, InferRequest,
-    InferResponse, OutputTensor, TensorMetadata, WindowJson,
-};
+use protocol::{DetectionJson, EventsRequest, EventsResponse, GapJson, TensorMetadata, WindowJson};
 
-use crate::engine::{Engine, TensorView};
+use crate::engine::Engine;
 use crate::error::{DeployError, Result};
 use crate::stream::{Gap, StreamDetector, StreamOptions, StreamSink, WindowDetections};
 
@@ -89,6 +91,9 @@ pub struct ServerOptions {
     /// Most events a stream may hold between requests (events of windows not yet complete);
     /// a request that would exceed it gets 413.
     pub max_stream_events: usize,
+    /// A sequence (`sequence_id` on the infer call) with no request for this long is freed.
+    /// Also the most sequences open at once is [`ServerOptions::max_streams`].
+    pub sequence_idle: Duration,
 }
 
 impl Default for ServerOptions {
@@ -103,6 +108,7 @@ impl Default for ServerOptions {
             max_windows_per_request: 100,
             max_gap_us: StreamOptions::default().max_gap_us,
             max_stream_events: 4 << 20,
+            sequence_idle: Duration::from_secs(60),
         }
     }
 }
@@ -124,6 +130,9 @@ impl ServerOptions {
         if self.deadline.is_zero() {
             return bad("the deadline must be positive");
         }
+        if self.sequence_idle.is_zero() {
+            return bad("the sequence idle timeout must be positive");
+        }
         if self.max_gap_us <= 0 {
             return bad("the longest gap must be positive");
         }
@@ -144,6 +153,7 @@ struct App {
     name: String,
     metrics: Metrics,
     streams: Mutex<HashMap<String, Arc<Mutex<StreamDetector>>>>,
+    sequences: sequences::Sequences,
     options: ServerOptions,
     /// Set when the server stops.
     stop: Arc<AtomicBool>,
@@ -246,6 +256,7 @@ impl Server {
             name,
             metrics: Metrics::default(),
             streams: Mutex::new(HashMap::new()),
+            sequences: sequences::Sequences::new(options.sequence_idle, options.max_streams),
             slots: Mutex::new(options.workers),
             slot_freed: Condvar::new(),
             stop: stop.clone(),
@@ -292,24 +303,28 @@ impl Server {
 /// A response before it is written.
 struct Reply {
     status: u16,
-    body: String,
+    body: Vec<u8>,
     content_type: &'static str,
+    headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
     fn json(status: u16, value: &impl serde::Serialize) -> Self {
         Self {
             status,
-            body: serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")),
+            body: serde_json::to_vec(value)
+                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}").into_bytes()),
             content_type: "application/json",
+            headers: Vec::new(),
         }
     }
 
     fn empty(status: u16) -> Self {
         Self {
             status,
-            body: String::new(),
+            body: Vec::new(),
             content_type: "text/plain",
+            headers: Vec::new(),
         }
     }
 }
@@ -350,7 +365,8 @@ fn handle(app: &App, request: std::result::Result<http::Request, http::Refused>)
     http::Response {
         status: reply.status,
         content_type: reply.content_type,
-        body: reply.body.into_bytes(),
+        headers: reply.headers,
+        body: reply.body,
     }
 }
 
@@ -391,15 +407,21 @@ fn dispatch(app: &App, request: &http::Request, arrived: Instant) -> Handled {
             "server",
             Ok(Reply::json(
                 200,
-                &json!({ "name": "prism", "version": env!("CARGO_PKG_VERSION"), "extensions": [] }),
+                &json!({ "name": "prism", "version": env!("CARGO_PKG_VERSION"), "extensions": ["binary_tensor_data", "parameters", "sequence"] }),
             )),
         ),
         (["metrics"], "GET") => (
             "metrics",
             Ok(Reply {
                 status: 200,
-                body: app.metrics.render(),
+                body: format!(
+                    "{}# HELP prism_sequences_open Sequences whose recurrent state the server holds.\n# TYPE prism_sequences_open gauge\nprism_sequences_open {}\n",
+                    app.metrics.render(),
+                    app.sequences.len()
+                )
+                .into_bytes(),
                 content_type: "text/plain; version=0.0.4",
+                headers: Vec::new(),
             }),
         ),
         (["v2", "models", name, rest @ ..], _) => {
@@ -417,7 +439,8 @@ fn dispatch(app: &App, request: &http::Request, arrived: Instant) -> Handled {
                 (["ready"], "GET") => ("ready", Ok(Reply::empty(200))),
                 (["infer"], "POST") => (
                     "infer",
-                    app.slot(arrived).and_then(|_slot| infer(app, request)),
+                    app.slot(arrived)
+                        .and_then(|_slot| infer::infer(app, request)),
                 ),
                 (["streams", id, "events"], "POST") => (
                     "stream",
@@ -464,72 +487,6 @@ fn model_metadata(app: &App) -> Reply {
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Result<T, HttpError> {
     serde_json::from_slice(body).map_err(|e| err(400, format!("malformed request JSON: {e}")))
-}
-
-fn infer(app: &App, request: &http::Request) -> std::result::Result<Reply, HttpError> {
-    let req: InferRequest = parse(&request.body)?;
-    let mut tensors = Vec::with_capacity(req.inputs.len());
-    for input in &req.inputs {
-        if input.datatype != "FP32" {
-            return Err(err(
-                400,
-                format!(
-                    "input `{}`: datatype {} is not supported; this model takes FP32",
-                    input.name, input.datatype
-                ),
-            ));
-        }
-        let shape = input
-            .shape
-            .iter()
-            .map(|&d| usize::try_from(d))
-            .collect::<std::result::Result<Vec<usize>, _>>()
-            .map_err(|_| {
-                err(
-                    400,
-                    format!(
-                        "input `{}`: shape {:?} has a negative dimension",
-                        input.name, input.shape
-                    ),
-                )
-            })?;
-        let mut data = Vec::new();
-        flatten_f32(&input.data, &mut data, &input.name).map_err(|e| err(400, e.to_string()))?;
-        tensors.push((input.name.as_str(), shape, data));
-    }
-    let views: Vec<TensorView<'_>> = tensors
-        .iter()
-        .map(|(name, shape, data)| TensorView::new(name, shape, data))
-        .collect();
-    let outputs = app.engine.run(&views)?;
-    let wanted: Option<Vec<&str>> = req
-        .outputs
-        .as_ref()
-        .map(|o| o.iter().map(|r| r.name.as_str()).collect());
-    if let Some(w) = &wanted {
-        if let Some(missing) = w.iter().find(|n| !outputs.iter().any(|o| o.name == **n)) {
-            return Err(err(400, format!("the model has no output `{missing}`")));
-        }
-    }
-    let out = outputs
-        .iter()
-        .filter(|o| wanted.as_ref().is_none_or(|w| w.contains(&o.name.as_str())))
-        .map(|o| OutputTensor {
-            name: &o.name,
-            shape: &o.shape,
-            datatype: "FP32",
-            data: &o.data,
-        })
-        .collect();
-    Ok(Reply::json(
-        200,
-        &InferResponse {
-            model_name: &app.name,
-            model_version: VERSION,
-            id: req.id.clone(),
-            outputs: out,
-        },
-    ))
 }
 
 fn valid_stream_id(id: &str) -> bool {

@@ -1,7 +1,11 @@
-//! KServe v2 / Triton HTTP JSON messages, and prism's streaming-events message.
+//! KServe v2 / Triton HTTP messages (JSON, and the binary tensor data extension), and prism's
+//! streaming-events message.
 //!
 //! Only `FP32` tensors are accepted: prism models take and give float32. `data` may be flat or
-//! nested row-major, as the protocol allows.
+//! nested row-major, as the protocol allows. With the binary tensor data extension a request is
+//! its JSON (`Inference-Header-Content-Length` bytes) followed by the raw little-endian tensors
+//! of the inputs that give `binary_data_size`, in order; a response is built the same way for
+//! the outputs asked for as binary.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -16,6 +20,50 @@ pub struct InferRequest {
     /// Outputs to return (all when absent).
     #[serde(default)]
     pub outputs: Option<Vec<RequestedOutput>>,
+    #[serde(default)]
+    pub parameters: RequestParameters,
+}
+
+/// The request parameters prism reads; others are ignored, as the protocol allows.
+#[derive(Debug, Default, Deserialize)]
+pub struct RequestParameters {
+    /// Every output as binary data after the JSON (the binary tensor data extension).
+    #[serde(default)]
+    pub binary_data_output: bool,
+    /// The sequence (one client's stream of windows) whose recurrent state this request
+    /// continues, as Triton's sequence batcher takes it: a number or a string; 0 or "" is none.
+    #[serde(default)]
+    pub sequence_id: Option<SequenceId>,
+    /// Start the sequence: its state begins at zero (an existing one is restarted).
+    #[serde(default)]
+    pub sequence_start: bool,
+    /// End the sequence after this request: its state is freed.
+    #[serde(default)]
+    pub sequence_end: bool,
+}
+
+/// A sequence id: Triton takes unsigned integers and strings.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(untagged)]
+pub enum SequenceId {
+    Number(u64),
+    Text(String),
+}
+
+impl SequenceId {
+    /// 0 and "" mean "no sequence" in the protocol.
+    pub fn is_none(&self) -> bool {
+        matches!(self, Self::Number(0)) || matches!(self, Self::Text(t) if t.is_empty())
+    }
+}
+
+impl std::fmt::Display for SequenceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Number(n) => write!(f, "{n}"),
+            Self::Text(t) => write!(f, "{t:?}"),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -23,12 +71,33 @@ pub struct InferInput {
     pub name: String,
     pub shape: Vec<i64>,
     pub datatype: String,
-    pub data: Value,
+    /// Absent when the tensor comes as binary data after the JSON.
+    #[serde(default)]
+    pub data: Option<Value>,
+    #[serde(default)]
+    pub parameters: InputParameters,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct InputParameters {
+    /// Bytes of this input in the binary data after the JSON (binary tensor data extension).
+    #[serde(default)]
+    pub binary_data_size: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct RequestedOutput {
     pub name: String,
+    #[serde(default)]
+    pub parameters: OutputParameters,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct OutputParameters {
+    /// This output as binary data after the JSON; absent: as the request's
+    /// `binary_data_output` says.
+    #[serde(default)]
+    pub binary_data: Option<bool>,
 }
 
 #[derive(Debug, Serialize)]
@@ -45,7 +114,17 @@ pub struct OutputTensor<'a> {
     pub name: &'a str,
     pub shape: &'a [usize],
     pub datatype: &'static str,
-    pub data: &'a [f32],
+    /// Absent when the tensor follows the JSON as binary data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<&'a [f32]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<BinaryDataSize>,
+}
+
+/// `{"binary_data_size": n}`: the tensor's bytes in the binary data after the JSON.
+#[derive(Debug, Serialize)]
+pub struct BinaryDataSize {
+    pub binary_data_size: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -145,6 +224,8 @@ pub enum ProtocolError {
     NotANumber { input: String, value: String },
     #[error("input `{input}`: datatype FP32 needs numbers, found {found}")]
     NotNumbers { input: String, found: &'static str },
+    #[error("input `{input}`: {bytes} bytes of binary data is not a whole number of FP32 values")]
+    BinaryNotF32 { input: String, bytes: u64 },
     #[error("binary events: {bytes} bytes, too short for the event count")]
     NoCount { bytes: usize },
     #[error("binary events: {events} events need 4 + 13 x {events} = {need} bytes, the body has {bytes}")]
@@ -177,6 +258,28 @@ pub fn flatten_f32(data: &Value, out: &mut Vec<f32>, input: &str) -> Result<(), 
             },
         }),
     }
+}
+
+/// Reads little-endian float32 values (an FP32 tensor of the binary tensor data extension).
+pub fn f32_from_le_bytes(bytes: &[u8], input: &str) -> Result<Vec<f32>, ProtocolError> {
+    if bytes.len() % 4 != 0 {
+        return Err(ProtocolError::BinaryNotF32 {
+            input: input.to_string(),
+            bytes: bytes.len() as u64,
+        });
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+/// Appends `values` as little-endian float32 bytes.
+pub fn f32_to_le_bytes(values: &[f32], out: &mut Vec<u8>) {
+    out.reserve(4 * values.len());
+    values
+        .iter()
+        .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
 }
 
 /// Decodes the binary events body: `n` (u32), then `t` (n × i64), `x` (n × u16), `y` (n × u16),

@@ -21,7 +21,7 @@ pub fn skip<T>(test: &str, why: &str) -> Option<T> {
     None
 }
 
-fn prism_env() -> PathBuf {
+pub fn prism_env() -> PathBuf {
     std::env::var_os("PRISM_ENV")
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)

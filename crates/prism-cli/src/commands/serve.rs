@@ -28,7 +28,8 @@ pub struct ServeArgs {
     /// Largest request body, in MiB.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_body_mib: u32,
-    /// Most concurrent event streams.
+    /// Most concurrent event streams, and most concurrent sequences (`sequence_id` on the
+    /// infer call).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_streams: u32,
     /// Seconds from a request's arrival to its answer; a stream request still running then stops
@@ -46,6 +47,10 @@ pub struct ServeArgs {
     /// Most events one stream may hold for windows not yet complete.
     #[arg(long, default_value_t = 4 << 20, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_stream_events: u64,
+    /// A sequence (`sequence_id` on the infer call) with no request for this many seconds is
+    /// freed with its recurrent state.
+    #[arg(long, default_value_t = 60.0)]
+    pub sequence_idle_s: f64,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -53,6 +58,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
         bail!(
             "--deadline-s must be between 0 and 86400 seconds, got {}",
             args.deadline_s
+        );
+    }
+    if !(args.sequence_idle_s > 0.0 && args.sequence_idle_s <= 86_400.0) {
+        bail!(
+            "--sequence-idle-s must be between 0 and 86400 seconds, got {}",
+            args.sequence_idle_s
         );
     }
     let engine = args.engine.load()?;
@@ -66,6 +77,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_windows_per_request: args.max_windows_per_request,
         max_gap_us: args.max_gap_ms as i64 * 1000,
         max_stream_events: usize::try_from(args.max_stream_events).unwrap_or(usize::MAX),
+        sequence_idle: Duration::from_secs_f64(args.sequence_idle_s),
     };
     let server = Server::start(engine, options)
         .with_context(|| format!("starting the server on {}", args.addr))?;

@@ -1,0 +1,223 @@
+//! `POST /v2/models/{name}/infer`: KServe v2 / Triton inference on plain tensors, as JSON or with
+//! the binary tensor data extension, stateless or as a step of a sequence
+//! ([`super::sequences`]).
+
+use super::http;
+use super::protocol::{
+    f32_from_le_bytes, f32_to_le_bytes, flatten_f32, BinaryDataSize, InferRequest, InferResponse,
+    OutputTensor,
+};
+use super::sequences::{Input, SequenceFlags};
+use super::{err, parse, App, HttpError, Reply, VERSION};
+use crate::engine::{Tensor, TensorView};
+
+/// The header that marks a binary tensor data request or response: the JSON's length in bytes.
+const HEADER_LENGTH: &str = "Inference-Header-Content-Length";
+
+pub(super) fn infer(app: &App, request: &http::Request) -> Result<Reply, HttpError> {
+    let (json, mut binary) = split_binary(request)?;
+    let req: InferRequest = parse(json)?;
+    let inputs = req
+        .inputs
+        .iter()
+        .map(|input| decode_input(input, &mut binary))
+        .collect::<Result<Vec<Input>, HttpError>>()?;
+    if !binary.is_empty() {
+        return Err(err(
+            400,
+            format!(
+                "{} bytes of binary data follow the last input's binary_data_size",
+                binary.len()
+            ),
+        ));
+    }
+    let sequence = req
+        .parameters
+        .sequence_id
+        .clone()
+        .filter(|id| !id.is_none())
+        .map(|id| SequenceFlags {
+            id,
+            start: req.parameters.sequence_start,
+            end: req.parameters.sequence_end,
+        });
+    if sequence.is_none() && (req.parameters.sequence_start || req.parameters.sequence_end) {
+        return Err(err(
+            400,
+            "sequence_start and sequence_end need a sequence_id",
+        ));
+    }
+    let outputs = match &sequence {
+        Some(flags) => app.sequences.run(&app.engine, flags, &inputs)?,
+        None => {
+            let views: Vec<TensorView<'_>> = inputs
+                .iter()
+                .map(|(name, shape, data)| TensorView::new(name, shape, data))
+                .collect();
+            app.engine.run(&views)?
+        }
+    };
+    respond(app, &req, &outputs, sequence.is_some())
+}
+
+/// The JSON part of the body and the binary data after it (empty for a JSON-only request).
+fn split_binary(request: &http::Request) -> Result<(&[u8], &[u8]), HttpError> {
+    let Some(length) = request.header(HEADER_LENGTH) else {
+        return Ok((&request.body, &[]));
+    };
+    let length: usize = length.trim().parse().map_err(|_| {
+        err(
+            400,
+            format!("{HEADER_LENGTH} {length:?} is not a number of bytes"),
+        )
+    })?;
+    if length > request.body.len() {
+        return Err(err(
+            400,
+            format!(
+                "{HEADER_LENGTH} is {length} but the body has {} bytes",
+                request.body.len()
+            ),
+        ));
+    }
+    Ok(request.body.split_at(length))
+}
+
+/// One input's name, shape and values, from its JSON `data` or from the front of `binary`.
+fn decode_input(
+    input: &super::protocol::InferInput,
+    binary: &mut &[u8],
+) -> Result<Input, HttpError> {
+    if input.datatype != "FP32" {
+        return Err(err(
+            400,
+            format!(
+                "input `{}`: datatype {} is not supported; this model takes FP32",
+                input.name, input.datatype
+            ),
+        ));
+    }
+    let shape = input
+        .shape
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<Result<Vec<usize>, _>>()
+        .map_err(|_| {
+            err(
+                400,
+                format!(
+                    "input `{}`: shape {:?} has a negative dimension",
+                    input.name, input.shape
+                ),
+            )
+        })?;
+    let data = match (&input.data, input.parameters.binary_data_size) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                400,
+                format!(
+                    "input `{}` has both data and binary_data_size; give one",
+                    input.name
+                ),
+            ))
+        }
+        (Some(data), None) => {
+            let mut values = Vec::new();
+            flatten_f32(data, &mut values, &input.name).map_err(|e| err(400, e.to_string()))?;
+            values
+        }
+        (None, Some(size)) => {
+            let size = usize::try_from(size)
+                .ok()
+                .filter(|&s| s <= binary.len())
+                .ok_or_else(|| {
+                    err(
+                        400,
+                        format!(
+                            "input `{}`: binary_data_size {size} but {} bytes of binary data are left",
+                            input.name,
+                            binary.len()
+                        ),
+                    )
+                })?;
+            let (mine, rest) = binary.split_at(size);
+            *binary = rest;
+            f32_from_le_bytes(mine, &input.name).map_err(|e| err(400, e.to_string()))?
+        }
+        (None, None) => {
+            return Err(err(
+                400,
+                format!("input `{}` has no data (nor binary_data_size)", input.name),
+            ))
+        }
+    };
+    Ok((input.name.clone(), shape, data))
+}
+
+/// The answer: the outputs asked for (all but the recurrent state when none are named in a
+/// sequence), each as JSON or binary as asked.
+fn respond(
+    app: &App,
+    req: &InferRequest,
+    outputs: &[Tensor],
+    in_sequence: bool,
+) -> Result<Reply, HttpError> {
+    let states = &app.engine.spec().state;
+    // (tensor, as binary)
+    let chosen: Vec<(&Tensor, bool)> = match &req.outputs {
+        Some(wanted) => wanted
+            .iter()
+            .map(|w| {
+                let tensor = outputs
+                    .iter()
+                    .find(|o| o.name == w.name)
+                    .ok_or_else(|| err(400, format!("the model has no output `{}`", w.name)))?;
+                let binary = w
+                    .parameters
+                    .binary_data
+                    .unwrap_or(req.parameters.binary_data_output);
+                Ok((tensor, binary))
+            })
+            .collect::<Result<_, HttpError>>()?,
+        None => outputs
+            .iter()
+            .filter(|o| !in_sequence || !states.iter().any(|s| s.output == o.name))
+            .map(|o| (o, req.parameters.binary_data_output))
+            .collect(),
+    };
+    let mut binary = Vec::new();
+    let tensors = chosen
+        .iter()
+        .map(|&(o, as_binary)| {
+            if as_binary {
+                f32_to_le_bytes(&o.data, &mut binary);
+            }
+            OutputTensor {
+                name: &o.name,
+                shape: &o.shape,
+                datatype: "FP32",
+                data: (!as_binary).then_some(o.data.as_slice()),
+                parameters: as_binary.then(|| BinaryDataSize {
+                    binary_data_size: 4 * o.data.len(),
+                }),
+            }
+        })
+        .collect();
+    let mut reply = Reply::json(
+        200,
+        &InferResponse {
+            model_name: &app.name,
+            model_version: VERSION,
+            id: req.id.clone(),
+            outputs: tensors,
+        },
+    );
+    if chosen.iter().any(|&(_, b)| b) {
+        reply
+            .headers
+            .push((HEADER_LENGTH, reply.body.len().to_string()));
+        reply.body.extend_from_slice(&binary);
+        reply.content_type = "application/octet-stream";
+    }
+    Ok(reply)
+}

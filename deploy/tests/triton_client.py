@@ -1,0 +1,107 @@
+"""Drives `prism serve` with Triton's own Python client (tritonclient, from PyPI) and checks every
+answer against ONNX Runtime running the same ONNX file in this process.
+
+Usage: triton_client.py HOST:PORT MODEL_NAME MODEL.onnx
+
+Checks: health, server and model metadata, model readiness; infer with JSON tensors, with binary
+tensors (both directions) and mixed; an RVT sequence (sequence_id / sequence_start /
+sequence_end) whose detections equal ONNX Runtime's with the state fed back by hand; errors
+come back as InferenceServerException with the server's message. Prints one line per check and
+exits non-zero on the first failure.
+"""
+
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+
+def check(condition, what):
+    if not condition:
+        raise AssertionError(what)
+    print(f"ok: {what}", flush=True)
+
+
+def main():
+    url, model, onnx_path = sys.argv[1:4]
+    session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    client = httpclient.InferenceServerClient(url=url)
+
+    check(client.is_server_live(), "server live")
+    check(client.is_server_ready(), "server ready")
+    check(client.is_model_ready(model), "model ready")
+    server = client.get_server_metadata()
+    check("binary_tensor_data" in server["extensions"], f"server metadata {server}")
+    meta = client.get_model_metadata(model)
+    names = [i["name"] for i in meta["inputs"]]
+    check(names == [i.name for i in session.get_inputs()], f"model inputs {names}")
+
+    rng = np.random.default_rng(7)
+    feeds = {
+        i.name: rng.integers(0, 5, size=i.shape).astype(np.float32) for i in session.get_inputs()
+    }
+    expected = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+
+    for binary_in, binary_out in [(False, False), (True, True), (True, False), (False, True)]:
+        inputs = []
+        for name, value in feeds.items():
+            tensor = httpclient.InferInput(name, list(value.shape), "FP32")
+            tensor.set_data_from_numpy(value, binary_data=binary_in)
+            inputs.append(tensor)
+        outputs = [httpclient.InferRequestedOutput(n, binary_data=binary_out) for n in expected]
+        result = client.infer(model, inputs, outputs=outputs, request_id="r1")
+        for name, want in expected.items():
+            got = result.as_numpy(name)
+            check(
+                got is not None and got.shape == want.shape and np.allclose(got, want, rtol=1e-4, atol=1e-5),
+                f"infer {name} (binary in {binary_in}, out {binary_out}) equals onnxruntime",
+            )
+    # No outputs named: the client asks for all of them as binary.
+    result = client.infer(model, inputs)
+    check(
+        all(result.as_numpy(n) is not None for n in expected),
+        "infer with every output, binary by default",
+    )
+
+    # A sequence: the server carries the recurrent state between requests.
+    # The fixture's state inputs follow the histogram; each has an output named `<input>_out`.
+    first, state_inputs = names[0], names[1:]
+    carried = {n: np.zeros(feeds[n].shape, np.float32) for n in state_inputs}
+    output_names = [o.name for o in session.get_outputs()]
+    windows = [rng.integers(0, 5, size=feeds[first].shape).astype(np.float32) for _ in range(4)]
+    for k, window in enumerate(windows):
+        tensor = httpclient.InferInput(first, list(window.shape), "FP32")
+        tensor.set_data_from_numpy(window, binary_data=True)
+        result = client.infer(
+            model,
+            [tensor],
+            sequence_id=1234,
+            sequence_start=k == 0,
+            sequence_end=k == len(windows) - 1,
+        )
+        by_hand = dict(zip(output_names, session.run(None, {first: window, **carried})))
+        detections = output_names[0]
+        check(
+            np.allclose(result.as_numpy(detections), by_hand[detections], rtol=1e-4, atol=1e-5),
+            f"sequence window {k}: {detections} equals onnxruntime with the state fed back",
+        )
+        carried = {n: by_hand[n + "_out"] for n in state_inputs}
+
+    # Errors: the server's message reaches the client.
+    try:
+        client.infer(model, [tensor], sequence_id=99)
+        check(False, "a sequence that was never started is refused")
+    except InferenceServerException as e:
+        check("is not open" in str(e), f"unknown sequence refused: {e}")
+    try:
+        client.infer("no-such-model", [tensor])
+        check(False, "an unknown model is refused")
+    except InferenceServerException as e:
+        check("unknown model" in str(e), f"unknown model refused: {e}")
+    print("all checks passed")
+
+
+if __name__ == "__main__":
+    main()

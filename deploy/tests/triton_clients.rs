@@ -1,0 +1,65 @@
+//! Triton's own Python client (`tritonclient[http]`, provisioned by `cargo xtask`) against the
+//! server on each CPU backend: health, metadata, JSON and binary tensors, an RVT sequence, errors.
+//! `triton_client.py` checks every answer against ONNX Runtime running the same file.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+
+use common::*;
+use prism_deploy::server::{Server, ServerOptions};
+use prism_deploy::{Engine, EngineOptions};
+
+#[test]
+fn tritonclient_http_gets_the_same_numbers_as_onnxruntime() {
+    let test = "tritonclient_http_gets_the_same_numbers_as_onnxruntime";
+    let Some(dir) = fixtures(test) else {
+        return;
+    };
+    let python = prism_env().join("venv/bin/python");
+    let importable = Command::new(&python)
+        .args(["-c", "import tritonclient.http"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !importable {
+        skip::<()>(
+            test,
+            "tritonclient is not installed (run `cargo xtask provision`)",
+        );
+        return;
+    }
+    let model = dir.join("rvt_tiny.onnx");
+    for backend in cpu_backends(test) {
+        let engine = Arc::new(Engine::load(&model, &EngineOptions::new(backend)).unwrap());
+        let server = Server::start(
+            engine,
+            ServerOptions {
+                addr: "127.0.0.1:0".parse().unwrap(),
+                model_name: Some("rvt".into()),
+                ..ServerOptions::default()
+            },
+        )
+        .unwrap();
+        let out = Command::new(&python)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/triton_client.py"
+            ))
+            .arg(server.local_addr().to_string())
+            .arg("rvt")
+            .arg(&model)
+            .output()
+            .unwrap();
+        server.shutdown();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.contains("all checks passed"),
+            "{backend:?}: tritonclient checks failed\n{stdout}\n{stderr}"
+        );
+        let passed = stdout.lines().filter(|l| l.starts_with("ok:")).count();
+        eprintln!("{backend:?}: {passed} tritonclient checks passed");
+    }
+}
