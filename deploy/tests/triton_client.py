@@ -1,10 +1,11 @@
 """Drives `prism serve` with Triton's own Python client (tritonclient, from PyPI) and checks every
 answer against ONNX Runtime running the same ONNX file in this process.
 
-Usage: triton_client.py HOST:PORT MODEL_NAME MODEL.onnx
+Usage: triton_client.py http|grpc HOST:PORT MODEL_NAME MODEL.onnx
 
-Checks: health, server and model metadata, model readiness; infer with JSON tensors, with binary
-tensors (both directions) and mixed; an RVT sequence (sequence_id / sequence_start /
+Checks, over HTTP (tritonclient.http) or gRPC (tritonclient.grpc): health, server and model
+metadata, model readiness; infer (over HTTP with JSON tensors, with binary tensors in both
+directions and mixed; over gRPC with raw tensor contents); an RVT sequence (sequence_id / sequence_start /
 sequence_end) whose detections equal ONNX Runtime's with the state fed back by hand; errors
 come back as InferenceServerException with the server's message. Prints one line per check and
 exits non-zero on the first failure.
@@ -14,6 +15,7 @@ import sys
 
 import numpy as np
 import onnxruntime as ort
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
@@ -25,16 +27,31 @@ def check(condition, what):
 
 
 def main():
-    url, model, onnx_path = sys.argv[1:4]
+    protocol, url, model, onnx_path = sys.argv[1:5]
+    grpc = protocol == "grpc"
+    api = grpcclient if grpc else httpclient
     session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
-    client = httpclient.InferenceServerClient(url=url)
+    client = api.InferenceServerClient(url=url)
+    # gRPC answers protobuf messages unless asked for JSON-like dicts.
+    as_json = {"as_json": True} if grpc else {}
+
+    def tensor(name, value, binary):
+        t = api.InferInput(name, list(value.shape), "FP32")
+        if grpc:
+            t.set_data_from_numpy(value)
+        else:
+            t.set_data_from_numpy(value, binary_data=binary)
+        return t
+
+    def requested(name, binary):
+        return api.InferRequestedOutput(name) if grpc else api.InferRequestedOutput(name, binary_data=binary)
 
     check(client.is_server_live(), "server live")
     check(client.is_server_ready(), "server ready")
     check(client.is_model_ready(model), "model ready")
-    server = client.get_server_metadata()
+    server = client.get_server_metadata(**as_json)
     check("binary_tensor_data" in server["extensions"], f"server metadata {server}")
-    meta = client.get_model_metadata(model)
+    meta = client.get_model_metadata(model, **as_json)
     names = [i["name"] for i in meta["inputs"]]
     check(names == [i.name for i in session.get_inputs()], f"model inputs {names}")
 
@@ -44,13 +61,10 @@ def main():
     }
     expected = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
 
-    for binary_in, binary_out in [(False, False), (True, True), (True, False), (False, True)]:
-        inputs = []
-        for name, value in feeds.items():
-            tensor = httpclient.InferInput(name, list(value.shape), "FP32")
-            tensor.set_data_from_numpy(value, binary_data=binary_in)
-            inputs.append(tensor)
-        outputs = [httpclient.InferRequestedOutput(n, binary_data=binary_out) for n in expected]
+    modes = [(True, True)] if grpc else [(False, False), (True, True), (True, False), (False, True)]
+    for binary_in, binary_out in modes:
+        inputs = [tensor(name, value, binary_in) for name, value in feeds.items()]
+        outputs = [requested(n, binary_out) for n in expected]
         result = client.infer(model, inputs, outputs=outputs, request_id="r1")
         for name, want in expected.items():
             got = result.as_numpy(name)
@@ -58,7 +72,7 @@ def main():
                 got is not None and got.shape == want.shape and np.allclose(got, want, rtol=1e-4, atol=1e-5),
                 f"infer {name} (binary in {binary_in}, out {binary_out}) equals onnxruntime",
             )
-    # No outputs named: the client asks for all of them as binary.
+    # No outputs named: every output (over HTTP the client asks for them as binary).
     result = client.infer(model, inputs)
     check(
         all(result.as_numpy(n) is not None for n in expected),
@@ -72,11 +86,9 @@ def main():
     output_names = [o.name for o in session.get_outputs()]
     windows = [rng.integers(0, 5, size=feeds[first].shape).astype(np.float32) for _ in range(4)]
     for k, window in enumerate(windows):
-        tensor = httpclient.InferInput(first, list(window.shape), "FP32")
-        tensor.set_data_from_numpy(window, binary_data=True)
         result = client.infer(
             model,
-            [tensor],
+            [tensor(first, window, True)],
             sequence_id=1234,
             sequence_start=k == 0,
             sequence_end=k == len(windows) - 1,
@@ -91,15 +103,30 @@ def main():
 
     # Errors: the server's message reaches the client.
     try:
-        client.infer(model, [tensor], sequence_id=99)
+        client.infer(model, [tensor(first, window, True)], sequence_id=99)
         check(False, "a sequence that was never started is refused")
     except InferenceServerException as e:
         check("is not open" in str(e), f"unknown sequence refused: {e}")
     try:
-        client.infer("no-such-model", [tensor])
+        client.infer("no-such-model", [tensor(first, window, True)])
         check(False, "an unknown model is refused")
     except InferenceServerException as e:
         check("unknown model" in str(e), f"unknown model refused: {e}")
+    try:
+        client.infer(model, [tensor(first, window, True)], sequence_id=5, sequence_start=True, outputs=[requested("nope", True)])
+        check(False, "an unknown output is refused")
+    except InferenceServerException as e:
+        check("no output `nope`" in str(e), f"unknown output refused: {e}")
+    if grpc:
+        # The status codes a gRPC client branches on.
+        try:
+            client.infer("no-such-model", [tensor(first, window, True)])
+        except InferenceServerException as e:
+            check(e.status() == "StatusCode.NOT_FOUND", f"unknown model is NOT_FOUND ({e.status()})")
+        try:
+            client.infer(model, [tensor(first, window, True)], sequence_id=98)
+        except InferenceServerException as e:
+            check(e.status() == "StatusCode.INVALID_ARGUMENT", f"bad request is INVALID_ARGUMENT ({e.status()})")
     print("all checks passed")
 
 

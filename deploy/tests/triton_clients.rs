@@ -1,5 +1,6 @@
-//! Triton's own Python client (`tritonclient[http]`, provisioned by `cargo xtask`) against the
-//! server on each CPU backend: health, metadata, JSON and binary tensors, an RVT sequence, errors.
+//! Triton's own Python clients (`tritonclient[http,grpc]`, provisioned by `cargo xtask`) against
+//! the server on each CPU backend, over HTTP and gRPC: health, metadata, JSON, binary and raw
+//! tensors, an RVT sequence, errors.
 //! `triton_client.py` checks every answer against ONNX Runtime running the same file.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -13,14 +14,14 @@ use prism_deploy::server::{Server, ServerOptions};
 use prism_deploy::{Engine, EngineOptions};
 
 #[test]
-fn tritonclient_http_gets_the_same_numbers_as_onnxruntime() {
-    let test = "tritonclient_http_gets_the_same_numbers_as_onnxruntime";
+fn tritonclient_http_and_grpc_get_the_same_numbers_as_onnxruntime() {
+    let test = "tritonclient_http_and_grpc_get_the_same_numbers_as_onnxruntime";
     let Some(dir) = fixtures(test) else {
         return;
     };
     let python = prism_env().join("venv/bin/python");
     let importable = Command::new(&python)
-        .args(["-c", "import tritonclient.http"])
+        .args(["-c", "import tritonclient.http, tritonclient.grpc"])
         .status()
         .is_ok_and(|s| s.success());
     if !importable {
@@ -38,28 +39,35 @@ fn tritonclient_http_gets_the_same_numbers_as_onnxruntime() {
             ServerOptions {
                 addr: "127.0.0.1:0".parse().unwrap(),
                 model_name: Some("rvt".into()),
+                grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
                 ..ServerOptions::default()
             },
         )
         .unwrap();
-        let out = Command::new(&python)
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/triton_client.py"
-            ))
-            .arg(server.local_addr().to_string())
-            .arg("rvt")
-            .arg(&model)
-            .output()
-            .unwrap();
+        for (protocol, addr) in [
+            ("http", server.local_addr()),
+            ("grpc", server.grpc_addr().unwrap()),
+        ] {
+            let out = Command::new(&python)
+                .arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/triton_client.py"
+                ))
+                .arg(protocol)
+                .arg(addr.to_string())
+                .arg("rvt")
+                .arg(&model)
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success() && stdout.contains("all checks passed"),
+                "{backend:?} over {protocol}: tritonclient checks failed\n{stdout}\n{stderr}"
+            );
+            let passed = stdout.lines().filter(|l| l.starts_with("ok:")).count();
+            eprintln!("{backend:?} over {protocol}: {passed} tritonclient checks passed");
+        }
         server.shutdown();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && stdout.contains("all checks passed"),
-            "{backend:?}: tritonclient checks failed\n{stdout}\n{stderr}"
-        );
-        let passed = stdout.lines().filter(|l| l.starts_with("ok:")).count();
-        eprintln!("{backend:?}: {passed} tritonclient checks passed");
     }
 }

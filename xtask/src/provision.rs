@@ -17,8 +17,8 @@ const PYTHON_REQUIREMENTS: &[&str] = &[
     "onnxruntime==1.31.1",
     "pycocotools==2.0.11",
     "evlib==0.13.2",
-    // Triton's Python client, run against `prism serve` in the server tests.
-    "tritonclient[http]==2.73.0",
+    // Triton's Python clients, run against `prism serve` in the server tests.
+    "tritonclient[http,grpc]==2.73.0",
 ];
 
 /// The ONNX Runtime version the `ort` crate is built against (`api-31`).

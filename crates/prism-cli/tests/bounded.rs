@@ -333,6 +333,8 @@ fn serve_stays_responsive_under_gap_requests_and_stops_on_sigterm() {
             model().to_str().unwrap(),
             "--addr",
             "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
             "--workers",
             "4",
         ])

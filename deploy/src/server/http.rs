@@ -102,35 +102,21 @@ pub(crate) type Handler = dyn Fn(std::result::Result<Request, Refused>) -> Respo
 /// How often the accept loop looks at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(50);
 
-/// Accepts connections on `listener` until `stop` is set, then lets every connection finish
-/// (within [`Limits::stop_grace`]). Blocks; run it on its own thread.
-pub(crate) fn serve(
-    listener: TcpListener,
-    limits: Limits,
-    stop: Arc<AtomicBool>,
-    handler: Arc<Handler>,
-) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// The runtime the HTTP and gRPC endpoints run on: two async workers, and a blocking pool with
+/// a thread for every request in progress (the application is blocking; the connection cap
+/// bounds requests in progress).
+pub(crate) fn runtime(limits: &Limits) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        // Every request in progress holds one blocking thread (the handler), and the
-        // connection cap bounds requests in progress.
-        .max_blocking_threads(limits.max_connections + 8)
+        .max_blocking_threads(2 * limits.max_connections + 8)
         .thread_name("prism-http")
         .enable_all()
-        .build();
-    let runtime = match runtime {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!("cannot start the HTTP runtime: {e}");
-            return;
-        }
-    };
-    runtime.block_on(accept_loop(listener, limits, stop, handler));
-    // A handler still running has seen the stop flag and ends after its current window.
-    runtime.shutdown_timeout(Duration::from_secs(1));
+        .build()
 }
 
-async fn accept_loop(
+/// Accepts connections on `listener` until `stop` is set, then lets every connection finish
+/// (within [`Limits::stop_grace`]).
+pub(crate) async fn accept_loop(
     listener: TcpListener,
     limits: Limits,
     stop: Arc<AtomicBool>,

@@ -5,7 +5,7 @@
 use super::http;
 use super::protocol::{
     f32_from_le_bytes, f32_to_le_bytes, flatten_f32, BinaryDataSize, InferRequest, InferResponse,
-    OutputTensor,
+    OutputTensor, SequenceId,
 };
 use super::sequences::{Input, SequenceFlags};
 use super::{err, parse, App, HttpError, Reply, VERSION};
@@ -31,33 +31,82 @@ pub(super) fn infer(app: &App, request: &http::Request) -> Result<Reply, HttpErr
             ),
         ));
     }
-    let sequence = req
-        .parameters
-        .sequence_id
-        .clone()
-        .filter(|id| !id.is_none())
-        .map(|id| SequenceFlags {
-            id,
-            start: req.parameters.sequence_start,
-            end: req.parameters.sequence_end,
-        });
-    if sequence.is_none() && (req.parameters.sequence_start || req.parameters.sequence_end) {
-        return Err(err(
+    let sequence = sequence_flags(
+        req.parameters.sequence_id.clone(),
+        req.parameters.sequence_start,
+        req.parameters.sequence_end,
+    )?;
+    let in_sequence = sequence.is_some();
+    let outputs = run(app, &Call { inputs, sequence })?;
+    respond(app, &req, &outputs, in_sequence)
+}
+
+/// A request's inputs, decoded, and the sequence it continues, if any: what the HTTP and the
+/// gRPC endpoints hand to [`run`].
+pub(super) struct Call {
+    pub inputs: Vec<Input>,
+    pub sequence: Option<SequenceFlags>,
+}
+
+/// The sequence flags of a request; the sequence parameters without an id are refused.
+pub(super) fn sequence_flags(
+    id: Option<SequenceId>,
+    start: bool,
+    end: bool,
+) -> Result<Option<SequenceFlags>, HttpError> {
+    match id.filter(|id| !id.is_none()) {
+        Some(id) => Ok(Some(SequenceFlags { id, start, end })),
+        None if start || end => Err(err(
             400,
             "sequence_start and sequence_end need a sequence_id",
-        ));
+        )),
+        None => Ok(None),
     }
-    let outputs = match &sequence {
-        Some(flags) => app.sequences.run(&app.engine, flags, &inputs)?,
+}
+
+/// Runs the model on a call's inputs, as a step of its sequence or on its own.
+pub(super) fn run(app: &App, call: &Call) -> Result<Vec<Tensor>, HttpError> {
+    match &call.sequence {
+        Some(flags) => app.sequences.run(&app.engine, flags, &call.inputs),
         None => {
-            let views: Vec<TensorView<'_>> = inputs
+            let views: Vec<TensorView<'_>> = call
+                .inputs
                 .iter()
                 .map(|(name, shape, data)| TensorView::new(name, shape, data))
                 .collect();
-            app.engine.run(&views)?
+            Ok(app.engine.run(&views)?)
         }
-    };
-    respond(app, &req, &outputs, sequence.is_some())
+    }
+}
+
+/// The outputs to answer with, each with what the request says about it: the named ones in
+/// the order named, else every output (in a sequence, all but the recurrent state) with
+/// `default`.
+pub(super) fn choose_outputs<'a, T: Copy>(
+    app: &App,
+    outputs: &'a [Tensor],
+    named: Option<Vec<(&str, T)>>,
+    default: T,
+    in_sequence: bool,
+) -> Result<Vec<(&'a Tensor, T)>, HttpError> {
+    let states = &app.engine.spec().state;
+    match named {
+        Some(named) => named
+            .into_iter()
+            .map(|(name, how)| {
+                outputs
+                    .iter()
+                    .find(|o| o.name == name)
+                    .map(|o| (o, how))
+                    .ok_or_else(|| err(400, format!("the model has no output `{name}`")))
+            })
+            .collect(),
+        None => Ok(outputs
+            .iter()
+            .filter(|o| !in_sequence || !states.iter().any(|s| s.output == o.name))
+            .map(|o| (o, default))
+            .collect()),
+    }
 }
 
 /// The JSON part of the body and the binary data after it (empty for a JSON-only request).
@@ -162,29 +211,25 @@ fn respond(
     outputs: &[Tensor],
     in_sequence: bool,
 ) -> Result<Reply, HttpError> {
-    let states = &app.engine.spec().state;
-    // (tensor, as binary)
-    let chosen: Vec<(&Tensor, bool)> = match &req.outputs {
-        Some(wanted) => wanted
+    let named = req.outputs.as_ref().map(|wanted| {
+        wanted
             .iter()
             .map(|w| {
-                let tensor = outputs
-                    .iter()
-                    .find(|o| o.name == w.name)
-                    .ok_or_else(|| err(400, format!("the model has no output `{}`", w.name)))?;
                 let binary = w
                     .parameters
                     .binary_data
                     .unwrap_or(req.parameters.binary_data_output);
-                Ok((tensor, binary))
+                (w.name.as_str(), binary)
             })
-            .collect::<Result<_, HttpError>>()?,
-        None => outputs
-            .iter()
-            .filter(|o| !in_sequence || !states.iter().any(|s| s.output == o.name))
-            .map(|o| (o, req.parameters.binary_data_output))
-            .collect(),
-    };
+            .collect()
+    });
+    let chosen = choose_outputs(
+        app,
+        outputs,
+        named,
+        req.parameters.binary_data_output,
+        in_sequence,
+    )?;
     let mut binary = Vec::new();
     let tensors = chosen
         .iter()

@@ -40,6 +40,7 @@
 //! ([`ServerOptions::default`]); binding elsewhere is the caller's explicit choice and is logged
 //! as a warning.
 
+pub mod grpc;
 mod http;
 mod infer;
 mod metrics;
@@ -91,6 +92,9 @@ pub struct ServerOptions {
     /// Most events a stream may hold between requests (events of windows not yet complete);
     /// a request that would exceed it gets 413.
     pub max_stream_events: usize,
+    /// Where the KServe v2 gRPC endpoint listens; `None`: no gRPC. Port 0 picks a free one
+    /// ([`Server::grpc_addr`] tells which).
+    pub grpc_addr: Option<SocketAddr>,
     /// A sequence (`sequence_id` on the infer call) with no request for this long is freed.
     /// Also the most sequences open at once is [`ServerOptions::max_streams`].
     pub sequence_idle: Duration,
@@ -109,6 +113,7 @@ impl Default for ServerOptions {
             max_gap_us: StreamOptions::default().max_gap_us,
             max_stream_events: 4 << 20,
             sequence_idle: Duration::from_secs(60),
+            grpc_addr: None,
         }
     }
 }
@@ -144,6 +149,7 @@ impl ServerOptions {
 #[derive(Debug)]
 pub struct Server {
     addr: SocketAddr,
+    grpc_addr: Option<SocketAddr>,
     stop: Arc<AtomicBool>,
     acceptor: JoinHandle<()>,
 }
@@ -241,11 +247,20 @@ impl Server {
         if !options.addr.ip().is_loopback() {
             tracing::warn!("serving on {}, reachable from other machines", options.addr);
         }
-        let listener = std::net::TcpListener::bind(options.addr)
-            .map_err(|e| DeployError::io(options.addr.to_string(), e))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| DeployError::io(options.addr.to_string(), e))?;
+        let bind = |addr: SocketAddr| {
+            let listener = std::net::TcpListener::bind(addr)
+                .map_err(|e| DeployError::io(addr.to_string(), e))?;
+            let local = listener
+                .local_addr()
+                .map_err(|e| DeployError::io(addr.to_string(), e))?;
+            Ok::<_, DeployError>((listener, local))
+        };
+        let (listener, addr) = bind(options.addr)?;
+        let grpc = options.grpc_addr.map(bind).transpose()?;
+        let grpc_addr = grpc.as_ref().map(|(_, a)| *a);
+        if let Some(a) = options.grpc_addr.filter(|a| !a.ip().is_loopback()) {
+            tracing::warn!("serving gRPC on {a}, reachable from other machines");
+        }
         let name = options
             .model_name
             .clone()
@@ -265,14 +280,39 @@ impl Server {
         let limits = http::Limits::new(options.max_body_bytes);
         let served = app.clone();
         let handler: Arc<http::Handler> = Arc::new(move |request| handle(&served, request));
-        let flag = stop.clone();
+        let (flag, grpc_app) = (stop.clone(), app.clone());
         let acceptor = std::thread::Builder::new()
             .name("prism-serve".into())
-            .spawn(move || http::serve(listener, limits, flag, handler))
+            .spawn(move || {
+                let runtime = match http::runtime(&limits) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!("cannot start the server's runtime: {e}");
+                        return;
+                    }
+                };
+                let grace = limits.stop_grace;
+                runtime.block_on(async move {
+                    let http = http::accept_loop(listener, limits, flag.clone(), handler);
+                    match grpc {
+                        Some((listener, _)) => {
+                            tokio::join!(http, grpc::serve(listener, grpc_app, flag, grace));
+                        }
+                        None => http.await,
+                    }
+                });
+                // A handler still running has seen the stop flag and ends after its current
+                // window.
+                runtime.shutdown_timeout(Duration::from_secs(1));
+            })
             .map_err(|e| DeployError::io("server thread", e))?;
         tracing::info!("serving {} on http://{addr}", app.name);
+        if let Some(a) = grpc_addr {
+            tracing::info!("serving {} over gRPC on {a}", app.name);
+        }
         Ok(Self {
             addr,
+            grpc_addr,
             stop,
             acceptor,
         })
@@ -280,6 +320,11 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the gRPC endpoint listens, if [`ServerOptions::grpc_addr`] asked for one.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc_addr
     }
 
     /// The flag that stops the server: set it (from a signal handler, say) and the server stops
@@ -407,7 +452,7 @@ fn dispatch(app: &App, request: &http::Request, arrived: Instant) -> Handled {
             "server",
             Ok(Reply::json(
                 200,
-                &json!({ "name": "prism", "version": env!("CARGO_PKG_VERSION"), "extensions": ["binary_tensor_data", "parameters", "sequence"] }),
+                &json!({ "name": "prism", "version": env!("CARGO_PKG_VERSION"), "extensions": EXTENSIONS }),
             )),
         ),
         (["metrics"], "GET") => (
@@ -463,21 +508,45 @@ fn dispatch(app: &App, request: &http::Request, arrived: Instant) -> Handled {
     }
 }
 
+/// The platform name the protocol's model metadata gives.
+fn platform(engine: &Engine) -> &'static str {
+    if engine.backend().is_ort() {
+        "onnxruntime_onnx"
+    } else {
+        "tract_onnx"
+    }
+}
+
+/// The protocol extensions both endpoints support.
+const EXTENSIONS: [&str; 3] = ["binary_tensor_data", "parameters", "sequence"];
+
+/// Checks a model name and version a request gives (404 otherwise).
+fn check_model(app: &App, name: &str, version: &str) -> std::result::Result<(), HttpError> {
+    if name != app.name {
+        return Err(err(
+            404,
+            format!("unknown model `{name}` (this server has `{}`)", app.name),
+        ));
+    }
+    if !version.is_empty() && version != VERSION {
+        return Err(err(
+            404,
+            format!("model `{name}` has no version `{version}` (only {VERSION})"),
+        ));
+    }
+    Ok(())
+}
+
 fn model_metadata(app: &App) -> Reply {
     let e = &app.engine;
     let inputs: Vec<TensorMetadata<'_>> = e.inputs().iter().map(Into::into).collect();
     let outputs: Vec<TensorMetadata<'_>> = e.outputs().iter().map(Into::into).collect();
-    let platform = if e.backend().is_ort() {
-        "onnxruntime_onnx"
-    } else {
-        "tract_onnx"
-    };
     Reply::json(
         200,
         &json!({
             "name": app.name,
             "versions": [VERSION],
-            "platform": platform,
+            "platform": platform(e),
             "inputs": inputs,
             "outputs": outputs,
             "parameters": { "backend": e.backend().name(), "task": e.spec().task, "classes": e.spec().classes, "sequence": e.spec().sequence },

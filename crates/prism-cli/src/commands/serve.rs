@@ -1,5 +1,6 @@
-//! `prism serve`: the KServe v2 / Triton-style HTTP server of prism-deploy for one model, with a
-//! streaming endpoint for event cameras and Prometheus metrics. Loopback by default; SIGINT or
+//! `prism serve`: the KServe v2 / Triton-style server of prism-deploy for one model, over HTTP
+//! (JSON and binary tensors) and gRPC, with a streaming endpoint for event cameras and
+//! Prometheus metrics. Loopback by default; SIGINT or
 //! SIGTERM stop it within about a second: waiting requests get 503, running stream requests stop
 //! after their current window.
 
@@ -19,6 +20,13 @@ pub struct ServeArgs {
     /// Address to listen on. Anything but loopback exposes the model to the network.
     #[arg(long, default_value = "127.0.0.1:8000")]
     pub addr: SocketAddr,
+    /// Address of the KServe v2 gRPC endpoint (`inference.GRPCInferenceService`). Anything but
+    /// loopback exposes the model to the network.
+    #[arg(long, default_value = "127.0.0.1:8001")]
+    pub grpc_addr: SocketAddr,
+    /// Serve HTTP only.
+    #[arg(long)]
+    pub no_grpc: bool,
     /// Model name in the URLs (default: the name in the model's spec).
     #[arg(long)]
     pub name: Option<String>,
@@ -78,6 +86,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_gap_us: args.max_gap_ms as i64 * 1000,
         max_stream_events: usize::try_from(args.max_stream_events).unwrap_or(usize::MAX),
         sequence_idle: Duration::from_secs_f64(args.sequence_idle_s),
+        grpc_addr: (!args.no_grpc).then_some(args.grpc_addr),
     };
     let server = Server::start(engine, options)
         .with_context(|| format!("starting the server on {}", args.addr))?;
@@ -87,6 +96,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .context("installing the signal handler")?;
     }
     eprintln!("serving on http://{} (Ctrl-C to stop)", server.local_addr());
+    if let Some(grpc) = server.grpc_addr() {
+        eprintln!("serving gRPC on {grpc}");
+    }
     server.wait();
     eprintln!("stopped");
     Ok(())

@@ -30,6 +30,8 @@ pub fn serve(model: &std::path::Path) -> (std::process::Child, String) {
             model.to_str().expect("a UTF-8 path"),
             "--addr",
             "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
         ])
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -1,0 +1,12 @@
+//! Generates the gRPC server code from `proto/kserve_v2.proto`. protox parses the proto in Rust,
+//! so building needs no `protoc`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto = "proto/kserve_v2.proto";
+    println!("cargo:rerun-if-changed={proto}");
+    let descriptors = protox::compile([proto], ["proto"])?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .compile_fds(descriptors)?;
+    Ok(())
+}
