@@ -1176,6 +1176,26 @@ fn binary_tensors_and_sequences_match_the_engine() {
     );
     assert_eq!(status, 400);
     assert!(body.contains("recurrent state"), "{body}");
+
+    // Every model run above is in the per-model queue and compute histograms.
+    let (_, metrics) = request(addr, "GET", "/metrics", b"");
+    let count = |series: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{series}{{model=\"rvt\"}} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in {metrics}"))
+    };
+    let runs = count("prism_compute_duration_seconds_count");
+    assert!(runs >= 7, "{runs} runs counted\n{metrics}");
+    assert!(
+        count("prism_queue_duration_seconds_count") >= runs,
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("prism_sequences_open 0"),
+        "every sequence ended\n{metrics}"
+    );
     server.shutdown();
 }
 

@@ -24,6 +24,7 @@
 
 mod provision;
 mod seq_data;
+mod serve_peer;
 mod slurm;
 mod tch_build;
 mod torch_env;
@@ -190,6 +191,10 @@ fn run_benches(env: &provision::Env, names: &[String]) -> Result<()> {
         if name == "bench-train" || name == "bench-rvt" || name == "bench-mit" {
             // Their peer is PyTorch (see `torch_env`).
             torch_env::provision(env, &[])?;
+        }
+        if name == "bench-serve" {
+            // Its peer: KServe's model server, in its own venv.
+            serve_peer::provision(env)?;
         }
         if name == "bench-seq" {
             // Its data: real sentence embeddings, made once in the torch venv.

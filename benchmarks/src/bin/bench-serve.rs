@@ -5,8 +5,14 @@
 //! drives it from here with 1, 4 and 16 concurrent clients for a bounded time each:
 //! - KServe v2 `POST /v2/models/{name}/infer` with JSON tensors (the histogram and the eight
 //!   states in, every output back), one keep-alive connection per client;
+//! - the same request with Triton's binary tensor data extension (raw tensors after the JSON);
 //! - prism's streaming endpoint: each client its own event stream, one 50 ms window of events per
 //!   request in the binary layout, detections back.
+//!
+//! The bare model (`Engine::run` in this process, same settings) is timed first, and the peer
+//! after prism's server has exited: KServe's Python model server (`benchmarks/python/
+//! kserve_peer.py`, the PyPI `kserve` package in the venv `cargo xtask bench bench-serve`
+//! provisions) serving the same file through ONNX Runtime, under the same JSON and binary load.
 //!
 //! Throughout every load phase a further client sends malformed and wrong requests (malformed
 //! JSON, wrong shapes, wrong datatypes, wrong value counts, unknown inputs, oversized bodies,
@@ -203,8 +209,23 @@ impl Conn {
         declared: usize,
         close: bool,
     ) -> Result<(u16, Vec<u8>)> {
+        self.send_full(method, path, content_type, "", body, declared, close)
+    }
+
+    /// As [`Self::send_declared`], with `extra` header lines (each ending in CRLF).
+    #[allow(clippy::too_many_arguments)]
+    fn send_full(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        extra: &str,
+        body: &[u8],
+        declared: usize,
+        close: bool,
+    ) -> Result<(u16, Vec<u8>)> {
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: {content_type}\r\nContent-Length: {declared}\r\n{}\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: {content_type}\r\nContent-Length: {declared}\r\n{extra}{}\r\n",
             if close { "Connection: close\r\n" } else { "" }
         );
         self.stream.write_all(head.as_bytes())?;
@@ -567,8 +588,9 @@ fn load_phase(
     }
 }
 
-fn summary(p: &Phase, clients: usize, kind: &str) -> Value {
+fn summary(p: &Phase, clients: usize, kind: &str, server: &str) -> Value {
     json!({
+        "server": server,
         "endpoint": kind,
         "clients": clients,
         "requests": p.latencies_ms.len(),
@@ -658,6 +680,11 @@ fn bench_model(
     let good = json!({ "id": "bench", "inputs": inputs });
     let infer_body = Arc::new(good.to_string().into_bytes());
     let infer_path = format!("/v2/models/{name}/infer");
+    let binary = Arc::new(binary_request(&good)?);
+
+    // The bare model: the same engine settings, called in this process, one call at a time.
+    let bare = bare_model(&path, backend, threads, &good, seconds)?;
+    eprintln!("{name} bare model: {bare}");
 
     // Event windows for the streaming endpoint: a synthetic scene at the model's sensor size,
     // one binary body per 50 ms window.
@@ -707,8 +734,15 @@ fn bench_model(
                     })
                 };
                 let phase = load_phase(c, seconds, &make, addr);
-                let row = summary(&phase, c, "infer");
+                let row = summary(&phase, c, "infer", "prism");
                 eprintln!("{name} infer, {c} clients: {row}");
+                phases.push(row);
+            }
+            for &c in clients {
+                let make = infer_client(binary.clone(), infer_path.clone());
+                let phase = load_phase(c, seconds, &make, addr);
+                let row = summary(&phase, c, "infer-binary", "prism");
+                eprintln!("{name} binary infer, {c} clients: {row}");
                 phases.push(row);
             }
             for &c in clients {
@@ -751,7 +785,7 @@ fn bench_model(
                     })
                 };
                 let phase = load_phase(c, seconds, &make, addr);
-                let row = summary(&phase, c, "stream");
+                let row = summary(&phase, c, "stream", "prism");
                 eprintln!("{name} stream, {c} clients: {row}");
                 phases.push(row);
             }
@@ -791,6 +825,11 @@ fn bench_model(
     if log.contains("panicked") {
         problems.push("the server log shows a panic".into());
     }
+    // The peer, on the machine to itself now: KServe's model server on the same file.
+    match peer_phases(&path, name, threads, clients, seconds, &infer_body, &binary) {
+        Ok(rows) => phases.extend(rows),
+        Err(e) => problems.push(format!("the KServe peer could not be measured: {e:#}")),
+    }
     let t = tally.into_inner().unwrap_or_else(|e| e.into_inner());
     if t.health_failures > 0 {
         problems.push(format!(
@@ -810,12 +849,207 @@ fn bench_model(
         "model": name,
         "input_shape": shape,
         "infer_request_bytes": infer_body.len(),
+        "binary_request_bytes": binary.body.len(),
+        "bare_model": bare,
         "phases": phases,
         "bad_requests": bad_rows,
         "server_5xx": server_errors,
         "server_exit": exit.to_string(),
         "problems": problems,
     }))
+}
+
+/// A KServe v2 request with the binary tensor data extension: the JSON header (inputs with
+/// `binary_data_size`, every output asked back as binary) and the raw tensors after it.
+struct BinaryRequest {
+    body: Vec<u8>,
+    /// The `Inference-Header-Content-Length` header line.
+    header: String,
+}
+
+fn binary_request(good: &Value) -> Result<BinaryRequest> {
+    let mut header = good.clone();
+    let mut raw = Vec::new();
+    for input in header["inputs"].as_array_mut().context("inputs")? {
+        let data = input["data"].take();
+        let values = data.as_array().context("flat data")?;
+        for v in values {
+            raw.extend_from_slice(&(v.as_f64().context("a number")? as f32).to_le_bytes());
+        }
+        input["parameters"] = json!({ "binary_data_size": 4 * values.len() });
+        input.as_object_mut().context("an input")?.remove("data");
+    }
+    header["parameters"] = json!({ "binary_data_output": true });
+    let mut body = header.to_string().into_bytes();
+    let json_len = body.len();
+    body.extend_from_slice(&raw);
+    Ok(BinaryRequest {
+        body,
+        header: format!("Inference-Header-Content-Length: {json_len}\r\n"),
+    })
+}
+
+/// A client that sends the binary infer request and checks for 200 and a binary answer.
+fn infer_client(request: Arc<BinaryRequest>, path: String) -> impl Fn(usize) -> ClientLoop {
+    move |_: usize| -> ClientLoop {
+        let request = request.clone();
+        let path = path.clone();
+        Box::new(move |conn: &mut Conn| {
+            let (status, out) = conn.send_full(
+                "POST",
+                &path,
+                "application/octet-stream",
+                &request.header,
+                &request.body,
+                request.body.len(),
+                false,
+            )?;
+            if status != 200 {
+                bail!(
+                    "binary infer: {status} {}",
+                    String::from_utf8_lossy(&out[..out.len().min(200)])
+                );
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The engine alone, as the server's workers call it: `Engine::run` on the request's tensors,
+/// one call at a time for `seconds`.
+fn bare_model(
+    path: &Path,
+    backend: &str,
+    threads: usize,
+    good: &Value,
+    seconds: f64,
+) -> Result<Value> {
+    let mut options = EngineOptions::new(backend.parse::<Backend>()?);
+    options.intra_threads = Some(threads);
+    let engine = Engine::load(path, &options)?;
+    let mut tensors = Vec::new();
+    for input in good["inputs"].as_array().context("inputs")? {
+        let shape: Vec<usize> = input["shape"]
+            .as_array()
+            .context("shape")?
+            .iter()
+            .map(|d| d.as_u64().unwrap_or(1) as usize)
+            .collect();
+        let data: Vec<f32> = input["data"]
+            .as_array()
+            .context("data")?
+            .iter()
+            .map(|v| v.as_f64().unwrap_or(0.0) as f32)
+            .collect();
+        tensors.push((
+            input["name"].as_str().unwrap_or("").to_string(),
+            shape,
+            data,
+        ));
+    }
+    let views: Vec<prism_deploy::TensorView<'_>> = tensors
+        .iter()
+        .map(|(n, s, d)| prism_deploy::TensorView::new(n, s, d))
+        .collect();
+    engine.run(&views)?;
+    let mut latencies = Vec::new();
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < seconds {
+        let t0 = Instant::now();
+        engine.run(&views)?;
+        latencies.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(json!({
+        "calls": latencies.len(),
+        "rps": latencies.len() as f64 / start.elapsed().as_secs_f64(),
+        "p50_ms": percentile(&latencies, 0.5),
+        "p99_ms": percentile(&latencies, 0.99),
+    }))
+}
+
+/// A free loopback port (bound, read, released).
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// KServe's model server (`benchmarks/python/kserve_peer.py`, ONNX Runtime with `threads`
+/// intra-op threads, one uvicorn worker) on the same file, under the same JSON and binary load.
+fn peer_phases(
+    model: &Path,
+    name: &str,
+    threads: usize,
+    clients: &[usize],
+    seconds: f64,
+    json_body: &Arc<Vec<u8>>,
+    binary: &Arc<BinaryRequest>,
+) -> Result<Vec<Value>> {
+    let python = prism_benchmarks::stats::prism_env().join("kserve-venv/bin/python");
+    if !python.is_file() {
+        bail!(
+            "{} not found (cargo xtask bench bench-serve provisions it)",
+            python.display()
+        );
+    }
+    let (http, grpc) = (free_port()?, free_port()?);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/kserve_peer.py");
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .arg(model)
+        .arg(name)
+        .arg(http.to_string())
+        .arg(grpc.to_string())
+        .arg(threads.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting the KServe peer")?;
+    let addr: SocketAddr = format!("127.0.0.1:{http}").parse()?;
+    let ready = (0..600).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        request(addr, "GET", &format!("/v2/models/{name}/ready"), b"").is_ok_and(|(s, _)| s == 200)
+    });
+    let mut rows = Vec::new();
+    let result = (|| -> Result<()> {
+        if !ready {
+            bail!("the KServe peer did not get ready in 60 s");
+        }
+        let path = format!("/v2/models/{name}/infer");
+        for &c in clients {
+            let body = json_body.clone();
+            let p = path.clone();
+            let make = move |_: usize| -> ClientLoop {
+                let body = body.clone();
+                let p = p.clone();
+                Box::new(move |conn: &mut Conn| {
+                    let (status, out) = conn.send("POST", &p, "application/json", &body, false)?;
+                    if status != 200 {
+                        bail!(
+                            "infer: {status} {}",
+                            String::from_utf8_lossy(&out[..out.len().min(200)])
+                        );
+                    }
+                    Ok(())
+                })
+            };
+            let phase = load_phase(c, seconds, &make, addr);
+            let row = summary(&phase, c, "infer", "kserve");
+            eprintln!("{name} KServe infer, {c} clients: {row}");
+            rows.push(row);
+        }
+        for &c in clients {
+            let make = infer_client(binary.clone(), path.clone());
+            let phase = load_phase(c, seconds, &make, addr);
+            let row = summary(&phase, c, "infer-binary", "kserve");
+            eprintln!("{name} KServe binary infer, {c} clients: {row}");
+            rows.push(row);
+        }
+        Ok(())
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    result.map(|()| rows)
 }
 
 /// One binary events body per window of `events` (the chunk that completes it).
@@ -851,30 +1085,34 @@ fn report(
     total_s: f64,
 ) -> String {
     let mut md =
-        String::from("# prism-deploy server under load (KServe v2 over HTTP on loopback)\n\n");
+        String::from("# prism-deploy server under load, against KServe's model server (KServe v2 over HTTP on loopback)\n\n");
     md.push_str(&format!(
         "`cargo xtask bench bench-serve` — the server (prism-deploy `Server`, as `prism serve` runs it) in its own \
          process on 127.0.0.1, backend `{backend}` ({threads} intra-op threads, one session shared by {workers} HTTP \
          workers); load from this process, one keep-alive connection per client, {seconds:.0} s per row. Load \
          average before / after: {before} / {after} (2-core machine shared with other work; whole run {total_s:.0} s).\n\n\
          - infer: `POST /v2/models/NAME/infer`, JSON tensors (histogram and 8 zero states in, all 9 outputs back);\n\
+         - infer-binary: the same request with Triton's binary tensor data extension (raw float32 after the JSON \
+         header, every output back as binary);\n\
+         - the peer: KServe's Python model server (PyPI `kserve` 0.21.0, one uvicorn worker) serving the same ONNX \
+         file through ONNX Runtime 1.31.1 with {threads} intra-op threads (`benchmarks/python/kserve_peer.py`), \
+         measured after prism's server has exited, same requests and clients;\n\
          - stream: `POST /v2/models/NAME/streams/ID/events`, binary events of one 50 ms window per request \
          (synthetic scene at the sensor size), each client its own stream and state, detections back.\n\n"
     ));
-    md.push_str("| model | endpoint | request | clients | requests | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| model | server | endpoint | request | clients | requests | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|---|---|---|\n");
     for r in results {
         for p in r["phases"].as_array().into_iter().flatten() {
-            let req = if p["endpoint"] == "infer" {
-                format!(
-                    "{:.1} MB JSON",
-                    r["infer_request_bytes"].as_f64().unwrap_or(0.0) / 1e6
-                )
-            } else {
-                "one window, binary".into()
+            let mb = |key: &str| r[key].as_f64().unwrap_or(0.0) / 1e6;
+            let req = match p["endpoint"].as_str() {
+                Some("infer") => format!("{:.1} MB JSON", mb("infer_request_bytes")),
+                Some("infer-binary") => format!("{:.1} MB binary", mb("binary_request_bytes")),
+                _ => "one window, binary".into(),
             };
             md.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.1} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.1} | {} |\n",
                 r["model"].as_str().unwrap_or("?"),
+                p["server"].as_str().unwrap_or("prism"),
                 p["endpoint"].as_str().unwrap_or("?"),
                 req,
                 p["clients"],
@@ -885,6 +1123,48 @@ fn report(
                 p["errors"],
             ));
         }
+    }
+    md.push_str("\nprism against the KServe peer, and prism's binary path against the bare model (`Engine::run` in process, one call at a time):\n\n| model | endpoint | clients | prism / KServe req/s | prism p50 / bare p50 (1 client) |\n|---|---|---|---|---|\n");
+    for r in results {
+        let phases: Vec<&Value> = r["phases"].as_array().into_iter().flatten().collect();
+        let find = |server: &str, endpoint: &str, clients: &Value| {
+            phases
+                .iter()
+                .find(|p| {
+                    p["server"] == server && p["endpoint"] == endpoint && &p["clients"] == clients
+                })
+                .copied()
+        };
+        let bare_p50 = r["bare_model"]["p50_ms"].as_f64().unwrap_or(f64::NAN);
+        for p in phases.iter().filter(|p| {
+            p["server"] == "prism" && (p["endpoint"] == "infer" || p["endpoint"] == "infer-binary")
+        }) {
+            let endpoint = p["endpoint"].as_str().unwrap_or("?");
+            let ratio = find("kserve", endpoint, &p["clients"])
+                .map(|k| {
+                    p["rps"].as_f64().unwrap_or(f64::NAN) / k["rps"].as_f64().unwrap_or(f64::NAN)
+                })
+                .map_or("no peer row".to_string(), |x| format!("{x:.2}x"));
+            let vs_bare = if p["clients"] == 1 {
+                format!(
+                    "{:.2}x",
+                    p["p50_ms"].as_f64().unwrap_or(f64::NAN) / bare_p50
+                )
+            } else {
+                String::new()
+            };
+            md.push_str(&format!(
+                "| {} | {endpoint} | {} | {ratio} | {vs_bare} |\n",
+                r["model"].as_str().unwrap_or("?"),
+                p["clients"],
+            ));
+        }
+        md.push_str(&format!(
+            "| {} | bare model | 1 | | p50 {:.1} ms, {:.2} calls/s |\n",
+            r["model"].as_str().unwrap_or("?"),
+            bare_p50,
+            r["bare_model"]["rps"].as_f64().unwrap_or(f64::NAN),
+        ));
     }
     md.push_str("\nBad requests, sent by a further client throughout the load, each followed by a health check:\n\n| model | case | expected | got | sent | as expected | message |\n|---|---|---|---|---|---|---|\n");
     for r in results {

@@ -66,7 +66,8 @@ pub(super) fn sequence_flags(
 
 /// Runs the model on a call's inputs, as a step of its sequence or on its own.
 pub(super) fn run(app: &App, call: &Call) -> Result<Vec<Tensor>, HttpError> {
-    match &call.sequence {
+    let computing = std::time::Instant::now();
+    let outputs = match &call.sequence {
         Some(flags) => app.sequences.run(&app.engine, flags, &call.inputs),
         None => {
             let views: Vec<TensorView<'_>> = call
@@ -74,9 +75,11 @@ pub(super) fn run(app: &App, call: &Call) -> Result<Vec<Tensor>, HttpError> {
                 .iter()
                 .map(|(name, shape, data)| TensorView::new(name, shape, data))
                 .collect();
-            Ok(app.engine.run(&views)?)
+            app.engine.run(&views).map_err(HttpError::from)
         }
-    }
+    };
+    app.metrics.compute.observe(computing.elapsed());
+    outputs
 }
 
 /// The outputs to answer with, each with what the request says about it: the named ones in

@@ -1,5 +1,9 @@
 //! Prometheus metrics: requests by route and status, request latency histogram, requests in
-//! flight (the queue depth: accepted, not yet answered), windows and detections served.
+//! flight (the queue depth: accepted, not yet answered), per-model histograms of the time a
+//! request waits for a worker and of the time the model computes, windows and detections served.
+//!
+//! Written by hand: a handful of counters and histograms in the text exposition format, which
+//! needs no registry machinery.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -16,13 +20,68 @@ const BUCKETS: [f64; 12] = [
 pub struct Metrics {
     /// (route, status) → count.
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
-    /// Per-bucket counts (non-cumulative), then the +Inf bucket.
-    latency_buckets: [AtomicU64; BUCKETS.len() + 1],
-    latency_sum_us: AtomicU64,
-    latency_count: AtomicU64,
+    /// Time from request to response.
+    latency: Histogram,
     in_flight: AtomicI64,
     pub(crate) windows: AtomicU64,
     pub(crate) detections: AtomicU64,
+    /// Time from a model request's arrival until a worker took it.
+    pub(crate) queue: Histogram,
+    /// Time the model computed for a request (all its windows for a stream request).
+    pub(crate) compute: Histogram,
+}
+
+/// A latency histogram over [`BUCKETS`].
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Per-bucket counts (non-cumulative), then the +Inf bucket.
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        let bucket = BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(BUCKETS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(
+            elapsed.as_micros().min(u128::from(u64::MAX)) as u64,
+            Ordering::Relaxed,
+        );
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Appends the series `name` with `labels` (`key="value"` pairs, comma-separated).
+    fn render(&self, s: &mut String, name: &str, help: &str, labels: &str) {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                s,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        cumulative += self.buckets[BUCKETS.len()].load(Ordering::Relaxed);
+        let _ = writeln!(s, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}");
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let braced = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(s, "{name}_sum{braced} {sum}");
+        let _ = writeln!(
+            s,
+            "{name}_count{braced} {}",
+            self.count.load(Ordering::Relaxed)
+        );
+    }
 }
 
 impl Metrics {
@@ -35,21 +94,11 @@ impl Metrics {
         if let Ok(mut map) = self.requests.lock() {
             *map.entry((route, status)).or_default() += 1;
         }
-        let secs = elapsed.as_secs_f64();
-        let bucket = BUCKETS
-            .iter()
-            .position(|&b| secs <= b)
-            .unwrap_or(BUCKETS.len());
-        self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_us.fetch_add(
-            elapsed.as_micros().min(u128::from(u64::MAX)) as u64,
-            Ordering::Relaxed,
-        );
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency.observe(elapsed);
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition; `model` labels the per-model series.
+    pub fn render(&self, model: &str) -> String {
         let mut s = String::new();
         s.push_str("# HELP prism_requests_total HTTP requests by route and status.\n# TYPE prism_requests_total counter\n");
         if let Ok(map) = self.requests.lock() {
@@ -60,32 +109,30 @@ impl Metrics {
                 );
             }
         }
-        s.push_str("# HELP prism_request_duration_seconds Time from request to response.\n# TYPE prism_request_duration_seconds histogram\n");
-        let mut cumulative = 0;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            cumulative += self.latency_buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(
-                s,
-                "prism_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        cumulative += self.latency_buckets[BUCKETS.len()].load(Ordering::Relaxed);
-        let _ = writeln!(
-            s,
-            "prism_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
-        );
-        let sum = self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(s, "prism_request_duration_seconds_sum {sum}");
-        let _ = writeln!(
-            s,
-            "prism_request_duration_seconds_count {}",
-            self.latency_count.load(Ordering::Relaxed)
+        self.latency.render(
+            &mut s,
+            "prism_request_duration_seconds",
+            "Time from request to response.",
+            "",
         );
         s.push_str("# HELP prism_queue_depth Requests accepted and not yet answered.\n# TYPE prism_queue_depth gauge\n");
         let _ = writeln!(
             s,
             "prism_queue_depth {}",
             self.in_flight.load(Ordering::Relaxed).max(0)
+        );
+        let model = format!("model=\"{}\"", model.replace(['\\', '"', '\n'], "_"));
+        self.queue.render(
+            &mut s,
+            "prism_queue_duration_seconds",
+            "Time from a model request's arrival until a worker took it.",
+            &model,
+        );
+        self.compute.render(
+            &mut s,
+            "prism_compute_duration_seconds",
+            "Time the model computed for a request.",
+            &model,
         );
         s.push_str("# HELP prism_windows_total Event windows run by the streaming endpoint.\n# TYPE prism_windows_total counter\n");
         let _ = writeln!(

@@ -196,6 +196,7 @@ impl App {
                 .0;
         }
         *free -= 1;
+        self.metrics.queue.observe(arrived.elapsed());
         Ok(SlotGuard(self))
     }
 }
@@ -461,7 +462,7 @@ fn dispatch(app: &App, request: &http::Request, arrived: Instant) -> Handled {
                 status: 200,
                 body: format!(
                     "{}# HELP prism_sequences_open Sequences whose recurrent state the server holds.\n# TYPE prism_sequences_open gauge\nprism_sequences_open {}\n",
-                    app.metrics.render(),
+                    app.metrics.render(&app.name),
                     app.sequences.len()
                 )
                 .into_bytes(),
@@ -711,6 +712,7 @@ fn stream_events(
         },
         stopped: None,
     };
+    let computing = Instant::now();
     let result = d
         .push_slices(&req.t, &req.x, &req.y, &req.p, &mut sink)
         .and_then(|pushed| match req.finish && !pushed.stopped {
@@ -718,6 +720,7 @@ fn stream_events(
             false => Ok(pushed),
         });
     drop(d);
+    app.metrics.compute.observe(computing.elapsed());
     if let Some(mut stopped) = sink.stopped {
         forget();
         stopped
