@@ -5,7 +5,8 @@
 //! drives it from here with 1, 4 and 16 concurrent clients for a bounded time each:
 //! - KServe v2 `POST /v2/models/{name}/infer` with JSON tensors (the histogram and the eight
 //!   states in, every output back), one keep-alive connection per client;
-//! - the same request with Triton's binary tensor data extension (raw tensors after the JSON);
+//! - the same request with Triton's binary tensor data extension (raw tensors after the JSON),
+//!   and as a gRPC `ModelInfer` with raw contents;
 //! - prism's streaming endpoint: each client its own event stream, one 50 ms window of events per
 //!   request in the binary layout, detections back.
 //!
@@ -33,6 +34,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::Device;
+use prism_benchmarks::grpc_load::{
+    self,
+    proto::{model_infer_request::InferInputTensor, ModelInferRequest},
+};
 use prism_benchmarks::stats::{loadavg, percentile};
 use prism_deploy::server::protocol::encode_binary_events;
 use prism_deploy::server::{Server, ServerOptions};
@@ -157,10 +162,12 @@ fn child(args: &[String]) -> Result<()> {
             max_body_bytes: MAX_BODY,
             workers: workers.parse()?,
             max_streams: 64,
+            grpc_addr: Some("127.0.0.1:0".parse()?),
             ..ServerOptions::default()
         },
     )?;
-    println!("listening {}", server.local_addr());
+    let grpc = server.grpc_addr().context("the gRPC endpoint")?;
+    println!("listening {} {grpc}", server.local_addr());
     std::io::stdout().flush()?;
     let mut sink = String::new();
     while std::io::stdin().read_line(&mut sink)? > 0 {
@@ -607,6 +614,7 @@ fn summary(p: &Phase, clients: usize, kind: &str, server: &str) -> Value {
 struct ServerProcess {
     child: Child,
     addr: SocketAddr,
+    grpc: SocketAddr,
     log: Arc<Mutex<String>>,
 }
 
@@ -640,12 +648,17 @@ fn spawn_server(
     });
     let mut line = String::new();
     out.read_line(&mut line)?;
-    let addr: SocketAddr = line
+    let (addr, grpc) = line
         .trim()
         .strip_prefix("listening ")
-        .with_context(|| format!("the server said {line:?}"))?
-        .parse()?;
-    Ok(ServerProcess { child, addr, log })
+        .and_then(|rest| rest.split_once(' '))
+        .with_context(|| format!("the server said {line:?}"))?;
+    Ok(ServerProcess {
+        child,
+        addr: addr.parse()?,
+        grpc: grpc.parse()?,
+        log,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -681,6 +694,7 @@ fn bench_model(
     let infer_body = Arc::new(good.to_string().into_bytes());
     let infer_path = format!("/v2/models/{name}/infer");
     let binary = Arc::new(binary_request(&good)?);
+    let grpc_request = grpc_request(name, &good)?;
 
     // The bare model: the same engine settings, called in this process, one call at a time.
     let bare = bare_model(&path, backend, threads, &good, seconds)?;
@@ -743,6 +757,15 @@ fn bench_model(
                 let phase = load_phase(c, seconds, &make, addr);
                 let row = summary(&phase, c, "infer-binary", "prism");
                 eprintln!("{name} binary infer, {c} clients: {row}");
+                phases.push(row);
+            }
+            for &c in clients {
+                let row = grpc_summary(
+                    &grpc_load::load(server.grpc, c, seconds, &grpc_request),
+                    c,
+                    "prism",
+                );
+                eprintln!("{name} gRPC infer, {c} clients: {row}");
                 phases.push(row);
             }
             for &c in clients {
@@ -826,7 +849,16 @@ fn bench_model(
         problems.push("the server log shows a panic".into());
     }
     // The peer, on the machine to itself now: KServe's model server on the same file.
-    match peer_phases(&path, name, threads, clients, seconds, &infer_body, &binary) {
+    match peer_phases(
+        &path,
+        name,
+        threads,
+        clients,
+        seconds,
+        &infer_body,
+        &binary,
+        &grpc_request,
+    ) {
         Ok(rows) => phases.extend(rows),
         Err(e) => problems.push(format!("the KServe peer could not be measured: {e:#}")),
     }
@@ -967,6 +999,47 @@ fn bare_model(
     }))
 }
 
+/// The good request as a gRPC `ModelInfer` with raw tensor contents, as tritonclient sends it.
+fn grpc_request(name: &str, good: &Value) -> Result<ModelInferRequest> {
+    let mut request = ModelInferRequest {
+        model_name: name.to_string(),
+        id: "bench".into(),
+        ..Default::default()
+    };
+    for input in good["inputs"].as_array().context("inputs")? {
+        request.inputs.push(InferInputTensor {
+            name: input["name"].as_str().context("name")?.to_string(),
+            datatype: "FP32".into(),
+            shape: input["shape"]
+                .as_array()
+                .context("shape")?
+                .iter()
+                .map(|d| d.as_i64().unwrap_or(1))
+                .collect(),
+            ..Default::default()
+        });
+        let mut raw = Vec::new();
+        for v in input["data"].as_array().context("data")? {
+            raw.extend_from_slice(&(v.as_f64().context("a number")? as f32).to_le_bytes());
+        }
+        request.raw_input_contents.push(raw);
+    }
+    Ok(request)
+}
+
+fn grpc_summary(m: &grpc_load::Measured, clients: usize, server: &str) -> Value {
+    summary(
+        &Phase {
+            latencies_ms: m.latencies_ms.clone(),
+            errors: m.errors.clone(),
+            elapsed_s: m.elapsed_s,
+        },
+        clients,
+        "grpc",
+        server,
+    )
+}
+
 /// A free loopback port (bound, read, released).
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -976,6 +1049,7 @@ fn free_port() -> Result<u16> {
 
 /// KServe's model server (`benchmarks/python/kserve_peer.py`, ONNX Runtime with `threads`
 /// intra-op threads, one uvicorn worker) on the same file, under the same JSON and binary load.
+#[allow(clippy::too_many_arguments)]
 fn peer_phases(
     model: &Path,
     name: &str,
@@ -984,6 +1058,7 @@ fn peer_phases(
     seconds: f64,
     json_body: &Arc<Vec<u8>>,
     binary: &Arc<BinaryRequest>,
+    grpc_request: &ModelInferRequest,
 ) -> Result<Vec<Value>> {
     let python = prism_benchmarks::stats::prism_env().join("kserve-venv/bin/python");
     if !python.is_file() {
@@ -1045,6 +1120,16 @@ fn peer_phases(
             eprintln!("{name} KServe binary infer, {c} clients: {row}");
             rows.push(row);
         }
+        let grpc_addr: SocketAddr = format!("127.0.0.1:{grpc}").parse()?;
+        for &c in clients {
+            let row = grpc_summary(
+                &grpc_load::load(grpc_addr, c, seconds, grpc_request),
+                c,
+                "kserve",
+            );
+            eprintln!("{name} KServe gRPC infer, {c} clients: {row}");
+            rows.push(row);
+        }
         Ok(())
     })();
     let _ = child.kill();
@@ -1094,6 +1179,8 @@ fn report(
          - infer: `POST /v2/models/NAME/infer`, JSON tensors (histogram and 8 zero states in, all 9 outputs back);\n\
          - infer-binary: the same request with Triton's binary tensor data extension (raw float32 after the JSON \
          header, every output back as binary);\n\
+         - grpc: the same tensors as a KServe v2 gRPC `ModelInfer` with raw contents (one HTTP/2 connection per \
+         client);\n\
          - the peer: KServe's Python model server (PyPI `kserve` 0.21.0, one uvicorn worker) serving the same ONNX \
          file through ONNX Runtime 1.31.1 with {threads} intra-op threads (`benchmarks/python/kserve_peer.py`), \
          measured after prism's server has exited, same requests and clients;\n\
@@ -1107,6 +1194,7 @@ fn report(
             let req = match p["endpoint"].as_str() {
                 Some("infer") => format!("{:.1} MB JSON", mb("infer_request_bytes")),
                 Some("infer-binary") => format!("{:.1} MB binary", mb("binary_request_bytes")),
+                Some("grpc") => format!("{:.1} MB raw, gRPC", mb("binary_request_bytes")),
                 _ => "one window, binary".into(),
             };
             md.push_str(&format!(
@@ -1137,7 +1225,8 @@ fn report(
         };
         let bare_p50 = r["bare_model"]["p50_ms"].as_f64().unwrap_or(f64::NAN);
         for p in phases.iter().filter(|p| {
-            p["server"] == "prism" && (p["endpoint"] == "infer" || p["endpoint"] == "infer-binary")
+            p["server"] == "prism"
+                && ["infer", "infer-binary", "grpc"].contains(&p["endpoint"].as_str().unwrap_or(""))
         }) {
             let endpoint = p["endpoint"].as_str().unwrap_or("?");
             let ratio = find("kserve", endpoint, &p["clients"])
