@@ -1193,7 +1193,7 @@ fn binary_tensors_and_sequences_match_the_engine() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("prism_sequences_open 0"),
+        metrics.contains("prism_sequences_open{model=\"rvt\"} 0"),
         "every sequence ended\n{metrics}"
     );
     server.shutdown();
@@ -1234,4 +1234,137 @@ fn idle_sequences_are_freed() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("is not open"), "{body}");
     server.shutdown();
+}
+
+/// A model repository: every ONNX file served under its file name, listed, unloaded, loaded
+/// again, and bad loads refused with a reason while the other models keep serving.
+#[test]
+fn a_model_repository_lists_loads_and_unloads_its_models() {
+    let Some(dir) = fixtures("a_model_repository_lists_loads_and_unloads_its_models") else {
+        return;
+    };
+    let repo = tempfile::tempdir().unwrap();
+    for name in ["alpha", "beta"] {
+        std::fs::copy(
+            dir.join("rvt_tiny.onnx"),
+            repo.path().join(format!("{name}.onnx")),
+        )
+        .unwrap();
+    }
+    let server = Server::start_repository(
+        repo.path(),
+        EngineOptions::new(Backend::Tract),
+        ServerOptions {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            ..ServerOptions::default()
+        },
+    )
+    .unwrap();
+    let addr = server.local_addr();
+    let index = || json_of(&request(addr, "POST", "/v2/repository/index", b"{}").1);
+    assert_eq!(
+        index(),
+        json!([
+            {"name": "alpha", "version": "1", "state": "READY"},
+            {"name": "beta", "version": "1", "state": "READY"},
+        ])
+    );
+    let window = vec![1.0f32; 20 * 64 * 64];
+    let infer = |model: &str| {
+        let body = json!({
+            "inputs": [{"name": "histogram", "shape": [1, 20, 64, 64], "datatype": "FP32", "data": window}],
+            "parameters": {"sequence_id": 1, "sequence_start": true},
+        });
+        request(
+            addr,
+            "POST",
+            &format!("/v2/models/{model}/infer"),
+            body.to_string().as_bytes(),
+        )
+    };
+    assert_eq!(infer("alpha").0, 200);
+    assert_eq!(infer("beta").0, 200);
+
+    // Unloaded: gone from the routes, UNAVAILABLE in the index; alpha keeps serving.
+    assert_eq!(
+        request(addr, "POST", "/v2/repository/models/beta/unload", b"").0,
+        200
+    );
+    let (status, body) = infer("beta");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("this server has `alpha`"), "{body}");
+    assert_eq!(index()[1]["state"], "UNAVAILABLE");
+    assert_eq!(index()[1]["reason"], "unloaded");
+    assert_eq!(request(addr, "GET", "/v2/models/beta/ready", b"").0, 404);
+    assert_eq!(infer("alpha").0, 200);
+    assert_eq!(
+        request(addr, "POST", "/v2/repository/models/beta/unload", b"").0,
+        404
+    );
+
+    // Loaded again; a new file appears and is loaded; bad loads are refused with a reason.
+    assert_eq!(
+        request(addr, "POST", "/v2/repository/models/beta/load", b"").0,
+        200
+    );
+    assert_eq!(infer("beta").0, 200);
+    std::fs::copy(dir.join("rvt_tiny.onnx"), repo.path().join("gamma.onnx")).unwrap();
+    assert_eq!(
+        index()[2],
+        json!({"name": "gamma", "version": "1", "state": "UNAVAILABLE", "reason": "unloaded"})
+    );
+    assert_eq!(
+        request(addr, "POST", "/v2/repository/models/gamma/load", b"").0,
+        200
+    );
+    assert_eq!(infer("gamma").0, 200);
+    let (status, body) = request(addr, "POST", "/v2/repository/models/missing/load", b"");
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = request(addr, "POST", "/v2/repository/models/..%2Fetc/load", b"");
+    assert_eq!(status, 400, "{body}");
+    std::fs::write(repo.path().join("broken.onnx"), b"not an onnx file").unwrap();
+    let (status, body) = request(addr, "POST", "/v2/repository/models/broken/load", b"");
+    assert_eq!(status, 400, "{body}");
+    let broken = index()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "broken")
+        .cloned()
+        .unwrap();
+    assert_eq!(broken["state"], "UNAVAILABLE");
+    assert!(!broken["reason"].as_str().unwrap().is_empty(), "{broken}");
+    assert_eq!(infer("alpha").0, 200);
+
+    // Per-model metrics.
+    let (_, metrics) = request(addr, "GET", "/metrics", b"");
+    for model in ["alpha", "beta", "gamma"] {
+        assert!(
+            metrics.contains(&format!(
+                "prism_compute_duration_seconds_count{{model=\"{model}\"}}"
+            )),
+            "{model}: {metrics}"
+        );
+    }
+    server.shutdown();
+
+    // A repository with a broken model does not start; an empty one neither.
+    let err = Server::start_repository(
+        repo.path(),
+        EngineOptions::new(Backend::Tract),
+        ServerOptions {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            ..ServerOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("broken"), "{err}");
+    let empty = tempfile::tempdir().unwrap();
+    let err = Server::start_repository(
+        empty.path(),
+        EngineOptions::new(Backend::Tract),
+        ServerOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("no .onnx file"), "{err}");
 }

@@ -290,6 +290,31 @@ fn messages_say_what_is_true() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("--workers"), "{}", stderr(&o));
+
+    // A server serves one model or a repository, not neither or both.
+    let o = prism(&["serve"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--model"), "{}", stderr(&o));
+    let o = prism(&[
+        "serve",
+        "--model",
+        model().to_str().unwrap(),
+        "--model-repository",
+        ".",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot be used with"), "{}", stderr(&o));
+    let empty = tempfile::tempdir().unwrap();
+    let o = prism(&[
+        "serve",
+        "--model-repository",
+        empty.path().to_str().unwrap(),
+        "--addr",
+        "127.0.0.1:0",
+        "--no-grpc",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no .onnx file"), "{}", stderr(&o));
 }
 
 /// One HTTP request; `None` when the server is gone.

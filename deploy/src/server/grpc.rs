@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tonic::{Code, Request, Response, Status};
 
 use super::infer::{choose_outputs, run, sequence_flags, Call};
+use super::models::Model;
 use super::protocol::{f32_from_le_bytes, f32_to_le_bytes, SequenceId};
 use super::sequences::Input;
 use super::{err, App, HttpError, VERSION};
@@ -158,8 +159,8 @@ impl GrpcInferenceService for Service {
         request: Request<ModelMetadataRequest>,
     ) -> Result<Response<ModelMetadataResponse>, Status> {
         let r = request.into_inner();
-        super::check_model(&self.app, &r.name, &r.version).map_err(status)?;
-        let e = &self.app.engine;
+        let model = super::check_model(&self.app, &r.name, &r.version).map_err(status)?;
+        let e = &model.engine;
         let tensors = |infos: &[crate::engine::TensorInfo]| {
             infos
                 .iter()
@@ -171,7 +172,7 @@ impl GrpcInferenceService for Service {
                 .collect()
         };
         Ok(Response::new(ModelMetadataResponse {
-            name: self.app.name.clone(),
+            name: model.name.clone(),
             versions: vec![VERSION.into()],
             platform: super::platform(e).into(),
             inputs: tensors(e.inputs()),
@@ -186,8 +187,9 @@ impl GrpcInferenceService for Service {
         let arrived = Instant::now();
         let r = request.into_inner();
         self.blocking("grpc_infer", move |app| {
-            let _slot = app.slot(arrived)?;
-            infer(app, r)
+            let model = super::check_model(app, &r.model_name, &r.model_version)?;
+            let _slot = app.slot(&model, arrived)?;
+            infer(&model, r)
         })
         .await
     }
@@ -215,8 +217,7 @@ fn flag(p: Option<&InferParameter>, name: &str) -> Result<bool, HttpError> {
     }
 }
 
-fn infer(app: &App, r: ModelInferRequest) -> Result<ModelInferResponse, HttpError> {
-    super::check_model(app, &r.model_name, &r.model_version)?;
+fn infer(model: &Model, r: ModelInferRequest) -> Result<ModelInferResponse, HttpError> {
     let raw = !r.raw_input_contents.is_empty();
     if raw && r.raw_input_contents.len() != r.inputs.len() {
         return Err(err(
@@ -278,16 +279,16 @@ fn infer(app: &App, r: ModelInferRequest) -> Result<ModelInferResponse, HttpErro
         flag(r.parameters.get("sequence_end"), "sequence_end")?,
     )?;
     let in_sequence = sequence.is_some();
-    let outputs = run(app, &Call { inputs, sequence })?;
+    let outputs = run(model, &Call { inputs, sequence })?;
     let named = (!r.outputs.is_empty()).then(|| {
         r.outputs
             .iter()
             .map(|o| (o.name.as_str(), ()))
             .collect::<Vec<_>>()
     });
-    let chosen = choose_outputs(app, &outputs, named, (), in_sequence)?;
+    let chosen = choose_outputs(model, &outputs, named, (), in_sequence)?;
     let mut response = ModelInferResponse {
-        model_name: app.name.clone(),
+        model_name: model.name.clone(),
         model_version: VERSION.into(),
         id: r.id,
         ..Default::default()

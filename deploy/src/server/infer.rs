@@ -3,18 +3,19 @@
 //! ([`super::sequences`]).
 
 use super::http;
+use super::models::Model;
 use super::protocol::{
     f32_from_le_bytes, f32_to_le_bytes, flatten_f32, BinaryDataSize, InferRequest, InferResponse,
     OutputTensor, SequenceId,
 };
 use super::sequences::{Input, SequenceFlags};
-use super::{err, parse, App, HttpError, Reply, VERSION};
+use super::{err, parse, HttpError, Reply, VERSION};
 use crate::engine::{Tensor, TensorView};
 
 /// The header that marks a binary tensor data request or response: the JSON's length in bytes.
 const HEADER_LENGTH: &str = "Inference-Header-Content-Length";
 
-pub(super) fn infer(app: &App, request: &http::Request) -> Result<Reply, HttpError> {
+pub(super) fn infer(model: &Model, request: &http::Request) -> Result<Reply, HttpError> {
     let (json, mut binary) = split_binary(request)?;
     let req: InferRequest = parse(json)?;
     let inputs = req
@@ -37,8 +38,8 @@ pub(super) fn infer(app: &App, request: &http::Request) -> Result<Reply, HttpErr
         req.parameters.sequence_end,
     )?;
     let in_sequence = sequence.is_some();
-    let outputs = run(app, &Call { inputs, sequence })?;
-    respond(app, &req, &outputs, in_sequence)
+    let outputs = run(model, &Call { inputs, sequence })?;
+    respond(model, &req, &outputs, in_sequence)
 }
 
 /// A request's inputs, decoded, and the sequence it continues, if any: what the HTTP and the
@@ -65,20 +66,20 @@ pub(super) fn sequence_flags(
 }
 
 /// Runs the model on a call's inputs, as a step of its sequence or on its own.
-pub(super) fn run(app: &App, call: &Call) -> Result<Vec<Tensor>, HttpError> {
+pub(super) fn run(model: &Model, call: &Call) -> Result<Vec<Tensor>, HttpError> {
     let computing = std::time::Instant::now();
     let outputs = match &call.sequence {
-        Some(flags) => app.sequences.run(&app.engine, flags, &call.inputs),
+        Some(flags) => model.sequences.run(&model.engine, flags, &call.inputs),
         None => {
             let views: Vec<TensorView<'_>> = call
                 .inputs
                 .iter()
                 .map(|(name, shape, data)| TensorView::new(name, shape, data))
                 .collect();
-            app.engine.run(&views).map_err(HttpError::from)
+            model.engine.run(&views).map_err(HttpError::from)
         }
     };
-    app.metrics.compute.observe(computing.elapsed());
+    model.compute.observe(computing.elapsed());
     outputs
 }
 
@@ -86,13 +87,13 @@ pub(super) fn run(app: &App, call: &Call) -> Result<Vec<Tensor>, HttpError> {
 /// the order named, else every output (in a sequence, all but the recurrent state) with
 /// `default`.
 pub(super) fn choose_outputs<'a, T: Copy>(
-    app: &App,
+    model: &Model,
     outputs: &'a [Tensor],
     named: Option<Vec<(&str, T)>>,
     default: T,
     in_sequence: bool,
 ) -> Result<Vec<(&'a Tensor, T)>, HttpError> {
-    let states = &app.engine.spec().state;
+    let states = &model.engine.spec().state;
     match named {
         Some(named) => named
             .into_iter()
@@ -209,7 +210,7 @@ fn decode_input(
 /// The answer: the outputs asked for (all but the recurrent state when none are named in a
 /// sequence), each as JSON or binary as asked.
 fn respond(
-    app: &App,
+    model: &Model,
     req: &InferRequest,
     outputs: &[Tensor],
     in_sequence: bool,
@@ -227,7 +228,7 @@ fn respond(
             .collect()
     });
     let chosen = choose_outputs(
-        app,
+        model,
         outputs,
         named,
         req.parameters.binary_data_output,
@@ -254,7 +255,7 @@ fn respond(
     let mut reply = Reply::json(
         200,
         &InferResponse {
-            model_name: &app.name,
+            model_name: &model.name,
             model_version: VERSION,
             id: req.id.clone(),
             outputs: tensors,

@@ -25,11 +25,10 @@ pub struct Metrics {
     in_flight: AtomicI64,
     pub(crate) windows: AtomicU64,
     pub(crate) detections: AtomicU64,
-    /// Time from a model request's arrival until a worker took it.
-    pub(crate) queue: Histogram,
-    /// Time the model computed for a request (all its windows for a stream request).
-    pub(crate) compute: Histogram,
 }
+
+/// Which histogram of a model a family shows.
+type HistogramOf = fn(&super::models::Model) -> &Histogram;
 
 /// A latency histogram over [`BUCKETS`].
 #[derive(Debug, Default)]
@@ -55,9 +54,14 @@ impl Histogram {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Appends the series `name` with `labels` (`key="value"` pairs, comma-separated).
+    /// Appends the family `name` (its HELP and TYPE lines, then its series with `labels`).
     fn render(&self, s: &mut String, name: &str, help: &str, labels: &str) {
         let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} histogram");
+        self.render_series(s, name, labels);
+    }
+
+    /// Appends the series `name` with `labels` (`key="value"` pairs, comma-separated).
+    fn render_series(&self, s: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
         let mut cumulative = 0;
         for (i, bound) in BUCKETS.iter().enumerate() {
@@ -97,8 +101,8 @@ impl Metrics {
         self.latency.observe(elapsed);
     }
 
-    /// The Prometheus text exposition; `model` labels the per-model series.
-    pub fn render(&self, model: &str) -> String {
+    /// The Prometheus text exposition, with the per-model series of `models`.
+    pub(super) fn render(&self, models: &[std::sync::Arc<super::models::Model>]) -> String {
         let mut s = String::new();
         s.push_str("# HELP prism_requests_total HTTP requests by route and status.\n# TYPE prism_requests_total counter\n");
         if let Ok(map) = self.requests.lock() {
@@ -121,19 +125,34 @@ impl Metrics {
             "prism_queue_depth {}",
             self.in_flight.load(Ordering::Relaxed).max(0)
         );
-        let model = format!("model=\"{}\"", model.replace(['\\', '"', '\n'], "_"));
-        self.queue.render(
-            &mut s,
-            "prism_queue_duration_seconds",
-            "Time from a model request's arrival until a worker took it.",
-            &model,
-        );
-        self.compute.render(
-            &mut s,
-            "prism_compute_duration_seconds",
-            "Time the model computed for a request.",
-            &model,
-        );
+        let label = |name: &str| format!("model=\"{}\"", name.replace(['\\', '"', '\n'], "_"));
+        let families: [(&str, &str, HistogramOf); 2] = [
+            (
+                "prism_queue_duration_seconds",
+                "Time from a model request's arrival until a worker took it.",
+                |m| &m.queue,
+            ),
+            (
+                "prism_compute_duration_seconds",
+                "Time the model computed for a request (all its windows for a stream request).",
+                |m| &m.compute,
+            ),
+        ];
+        for (name, help, histogram) in families {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} histogram");
+            for m in models {
+                histogram(m).render_series(&mut s, name, &label(&m.name));
+            }
+        }
+        s.push_str("# HELP prism_sequences_open Sequences whose recurrent state the server holds.\n# TYPE prism_sequences_open gauge\n");
+        for m in models {
+            let _ = writeln!(
+                s,
+                "prism_sequences_open{{{}}} {}",
+                label(&m.name),
+                m.sequences.len()
+            );
+        }
         s.push_str("# HELP prism_windows_total Event windows run by the streaming endpoint.\n# TYPE prism_windows_total counter\n");
         let _ = writeln!(
             s,

@@ -1,7 +1,8 @@
 //! An HTTP inference server speaking the KServe v2 / Triton JSON protocol, plus a streaming
 //! endpoint for event cameras and Prometheus metrics.
 //!
-//! Routes (model name: [`ServerOptions::model_name`], else the spec's model name; version `1`):
+//! Routes (model name: [`ServerOptions::model_name`], else the spec's model name, or the file
+//! name in a model repository; version `1`):
 //! - `GET /v2/health/live`, `GET /v2/health/ready`, `GET /v2`
 //! - `GET /v2/models/{name}[/versions/1]`, `GET /v2/models/{name}[/versions/1]/ready`
 //! - `POST /v2/models/{name}[/versions/1]/infer`: KServe v2 tensors (`FP32` only), as JSON or
@@ -10,11 +11,14 @@
 //!   (modules `infer` and `sequences`)
 //! - `POST /v2/models/{name}/streams/{id}/events` with `{"t": [...], "x": [...], "y": [...],
 //!   "p": [...], "finish": false}`: pushes one chunk of client stream `id`'s events and returns the
-//!   windows it completed with their detections (each stream has its own [`StreamDetector`] and
+//!   windows it completed with their detections (each stream has its own [`crate::stream::StreamDetector`] and
 //!   recurrent state); `finish: true` ends the stream. The same events may come as
 //!   `Content-Type: application/octet-stream` ([`protocol::decode_binary_events`], 13 bytes an
 //!   event instead of ~30 in JSON), with `?finish=true` in the URL to end the stream.
 //!   `DELETE /v2/models/{name}/streams/{id}` drops a stream.
+//! - `POST /v2/repository/index`, `POST /v2/repository/models/{name}/load|unload`: the models of
+//!   a model repository ([`Server::start_repository`], module [`models`]), listed, loaded and
+//!   unloaded while the server runs, as Triton's model repository extension does it.
 //! - `GET /metrics`: Prometheus text.
 //!
 //! Bounded work: every infer and stream request has a deadline ([`ServerOptions::deadline`],
@@ -44,10 +48,11 @@ pub mod grpc;
 mod http;
 mod infer;
 mod metrics;
+pub mod models;
 pub mod protocol;
 mod sequences;
+mod streams;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,15 +60,15 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use prism_core::spec::Task;
 use serde_json::json;
 
 pub use metrics::Metrics;
-use protocol::{DetectionJson, EventsRequest, EventsResponse, GapJson, TensorMetadata, WindowJson};
+use models::{Model, Models};
+use protocol::TensorMetadata;
 
 use crate::engine::Engine;
 use crate::error::{DeployError, Result};
-use crate::stream::{Gap, StreamDetector, StreamOptions, StreamSink, WindowDetections};
+use crate::stream::StreamOptions;
 
 /// Model version the server reports (one model, one version).
 const VERSION: &str = "1";
@@ -155,11 +160,8 @@ pub struct Server {
 }
 
 struct App {
-    engine: Arc<Engine>,
-    name: String,
+    models: Models,
     metrics: Metrics,
-    streams: Mutex<HashMap<String, Arc<Mutex<StreamDetector>>>>,
-    sequences: sequences::Sequences,
     options: ServerOptions,
     /// Set when the server stops.
     stop: Arc<AtomicBool>,
@@ -174,7 +176,11 @@ const SLOT_POLL: Duration = Duration::from_millis(100);
 impl App {
     /// Waits for a free request slot, until the request's deadline or the server's stop; the
     /// slot is given back when the guard drops.
-    fn slot(&self, arrived: Instant) -> std::result::Result<SlotGuard<'_>, HttpError> {
+    fn slot(
+        &self,
+        model: &Model,
+        arrived: Instant,
+    ) -> std::result::Result<SlotGuard<'_>, HttpError> {
         let mut free = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         while *free == 0 {
             if self.stop.load(Ordering::SeqCst) {
@@ -196,7 +202,7 @@ impl App {
                 .0;
         }
         *free -= 1;
-        self.metrics.queue.observe(arrived.elapsed());
+        model.queue.observe(arrived.elapsed());
         Ok(SlotGuard(self))
     }
 }
@@ -211,40 +217,32 @@ impl Drop for SlotGuard<'_> {
 }
 
 impl Server {
-    /// Binds `options.addr` and starts accepting connections.
+    /// Serves `engine`, named [`ServerOptions::model_name`] (else the spec's model name): binds
+    /// `options.addr` and starts accepting connections.
     pub fn start(engine: Arc<Engine>, options: ServerOptions) -> Result<Self> {
         options.validate()?;
-        // A model whose spec cannot be run fails here, not as a client error on every request.
-        match engine.spec().task {
-            Task::EventDetection => {
-                let stream = StreamOptions {
-                    max_gap_us: options.max_gap_us,
-                };
-                StreamDetector::with_options(engine.clone(), stream)?;
-            }
-            Task::FrameDetection => {
-                crate::frame::FrameDetector::new(engine.clone())?;
-            }
-            // A next-vector model is served through the plain tensor endpoint: one input, one
-            // output, as its spec says.
-            Task::NextVector => {
-                let spec = engine.spec();
-                let (ins, outs) = (engine.inputs(), engine.outputs());
-                if ins.len() != 1
-                    || outs.len() != 1
-                    || ins[0].name != spec.input.name
-                    || outs[0].name != spec.output.name
-                {
-                    return Err(DeployError::BadSpec(format!(
-                        "a next-vector model has one input `{}` and one output `{}`; the graph has {} inputs and {} outputs",
-                        spec.input.name,
-                        spec.output.name,
-                        ins.len(),
-                        outs.len()
-                    )));
-                }
-            }
-        }
+        let name = options
+            .model_name
+            .clone()
+            .unwrap_or_else(|| engine.spec().model.clone());
+        let model = Model::new(name, engine, &options)?;
+        Self::serve(Models::single(model), options)
+    }
+
+    /// Serves every `NAME.onnx` of the model repository `dir` as model `NAME`, each run with
+    /// `engine`; clients can list, load and unload them while the server runs (see
+    /// [`models`]). Any model that fails to load stops the start.
+    pub fn start_repository(
+        dir: &std::path::Path,
+        engine: crate::engine::EngineOptions,
+        options: ServerOptions,
+    ) -> Result<Self> {
+        options.validate()?;
+        let models = Models::repository(dir, engine, &options)?;
+        Self::serve(models, options)
+    }
+
+    fn serve(models: Models, options: ServerOptions) -> Result<Self> {
         if !options.addr.ip().is_loopback() {
             tracing::warn!("serving on {}, reachable from other machines", options.addr);
         }
@@ -262,17 +260,10 @@ impl Server {
         if let Some(a) = options.grpc_addr.filter(|a| !a.ip().is_loopback()) {
             tracing::warn!("serving gRPC on {a}, reachable from other machines");
         }
-        let name = options
-            .model_name
-            .clone()
-            .unwrap_or_else(|| engine.spec().model.clone());
         let stop = Arc::new(AtomicBool::new(false));
         let app = Arc::new(App {
-            engine,
-            name,
+            models,
             metrics: Metrics::default(),
-            streams: Mutex::new(HashMap::new()),
-            sequences: sequences::Sequences::new(options.sequence_idle, options.max_streams),
             slots: Mutex::new(options.workers),
             slot_freed: Condvar::new(),
             stop: stop.clone(),
@@ -307,9 +298,10 @@ impl Server {
                 runtime.shutdown_timeout(Duration::from_secs(1));
             })
             .map_err(|e| DeployError::io("server thread", e))?;
-        tracing::info!("serving {} on http://{addr}", app.name);
+        let names: Vec<String> = app.models.all().iter().map(|m| m.name.clone()).collect();
+        tracing::info!("serving {} on http://{addr}", names.join(", "));
         if let Some(a) = grpc_addr {
-            tracing::info!("serving {} over gRPC on {a}", app.name);
+            tracing::info!("serving gRPC on {a}");
         }
         Ok(Self {
             addr,
@@ -460,40 +452,44 @@ fn dispatch(app: &App, request: &http::Request, arrived: Instant) -> Handled {
             "metrics",
             Ok(Reply {
                 status: 200,
-                body: format!(
-                    "{}# HELP prism_sequences_open Sequences whose recurrent state the server holds.\n# TYPE prism_sequences_open gauge\nprism_sequences_open {}\n",
-                    app.metrics.render(&app.name),
-                    app.sequences.len()
-                )
-                .into_bytes(),
+                body: app.metrics.render(&app.models.all()).into_bytes(),
                 content_type: "text/plain; version=0.0.4",
                 headers: Vec::new(),
             }),
         ),
-        (["v2", "models", name, rest @ ..], _) => {
-            if *name != app.name {
-                return (
-                    "model",
-                    Err(err(
-                        404,
-                        format!("unknown model `{name}` (this server has `{}`)", app.name),
-                    )),
-                );
+        (["v2", "repository", "index"], "POST") => (
+            "repository",
+            app.models.index().map(|index| Reply::json(200, &index)),
+        ),
+        (["v2", "repository", "models", name, action @ ("load" | "unload")], "POST") => (
+            "repository",
+            match *action {
+                "load" => app.models.load(name, &app.options),
+                _ => app.models.unload(name),
             }
+            .map(|()| Reply::empty(200)),
+        ),
+        (["v2", "models", name, rest @ ..], _) => {
+            let model = match app.models.find(name) {
+                Ok(m) => m,
+                Err(e) => return ("model", Err(e)),
+            };
+            let model = model.as_ref();
             match (rest, method) {
-                ([], "GET") => ("model", Ok(model_metadata(app))),
+                ([], "GET") => ("model", Ok(model_metadata(model))),
                 (["ready"], "GET") => ("ready", Ok(Reply::empty(200))),
                 (["infer"], "POST") => (
                     "infer",
-                    app.slot(arrived)
-                        .and_then(|_slot| infer::infer(app, request)),
+                    app.slot(model, arrived)
+                        .and_then(|_slot| infer::infer(model, request)),
                 ),
                 (["streams", id, "events"], "POST") => (
                     "stream",
-                    app.slot(arrived)
-                        .and_then(|_slot| stream_events(app, id, query, request, arrived)),
+                    app.slot(model, arrived).and_then(|_slot| {
+                        streams::stream_events(app, model, id, query, request, arrived)
+                    }),
                 ),
-                (["streams", id], "DELETE") => ("stream", Ok(drop_stream(app, id))),
+                (["streams", id], "DELETE") => ("stream", Ok(streams::drop_stream(model, id))),
                 ([], _)
                 | (["ready"], _)
                 | (["infer"], _)
@@ -522,30 +518,25 @@ fn platform(engine: &Engine) -> &'static str {
 const EXTENSIONS: [&str; 3] = ["binary_tensor_data", "parameters", "sequence"];
 
 /// Checks a model name and version a request gives (404 otherwise).
-fn check_model(app: &App, name: &str, version: &str) -> std::result::Result<(), HttpError> {
-    if name != app.name {
-        return Err(err(
-            404,
-            format!("unknown model `{name}` (this server has `{}`)", app.name),
-        ));
-    }
+fn check_model(app: &App, name: &str, version: &str) -> std::result::Result<Arc<Model>, HttpError> {
+    let model = app.models.find(name)?;
     if !version.is_empty() && version != VERSION {
         return Err(err(
             404,
             format!("model `{name}` has no version `{version}` (only {VERSION})"),
         ));
     }
-    Ok(())
+    Ok(model)
 }
 
-fn model_metadata(app: &App) -> Reply {
-    let e = &app.engine;
+fn model_metadata(model: &Model) -> Reply {
+    let e = &model.engine;
     let inputs: Vec<TensorMetadata<'_>> = e.inputs().iter().map(Into::into).collect();
     let outputs: Vec<TensorMetadata<'_>> = e.outputs().iter().map(Into::into).collect();
     Reply::json(
         200,
         &json!({
-            "name": app.name,
+            "name": model.name,
             "versions": [VERSION],
             "platform": platform(e),
             "inputs": inputs,
@@ -557,245 +548,4 @@ fn model_metadata(app: &App) -> Reply {
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Result<T, HttpError> {
     serde_json::from_slice(body).map_err(|e| err(400, format!("malformed request JSON: {e}")))
-}
-
-fn valid_stream_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-}
-
-/// Collects a stream request's response, and stops the stream at the deadline or on shutdown.
-struct StreamResponder<'a> {
-    app: &'a App,
-    deadline: Instant,
-    response: EventsResponse,
-    /// Why the stream was stopped, if it was.
-    stopped: Option<HttpError>,
-}
-
-impl StreamSink for StreamResponder<'_> {
-    type Error = DeployError;
-
-    fn window(&mut self, w: &WindowDetections<'_>) -> Result<bool> {
-        if w.num_events == 0 && w.detections.is_empty() {
-            self.response.empty_windows += 1;
-        } else {
-            let classes = &self.app.engine.spec().classes;
-            self.response.windows.push(WindowJson {
-                index: w.index,
-                start_us: w.start_us,
-                end_us: w.end_us,
-                num_events: w.num_events,
-                detections: w
-                    .detections
-                    .iter()
-                    .map(|d| DetectionJson::new(d, classes))
-                    .collect(),
-            });
-        }
-        Ok(self.go_on())
-    }
-
-    fn gap(&mut self, gap: &Gap) -> Result<bool> {
-        self.response.gaps.push(GapJson {
-            last_us: gap.last_us,
-            next_us: gap.next_us,
-        });
-        Ok(self.go_on())
-    }
-}
-
-impl StreamResponder<'_> {
-    fn go_on(&mut self) -> bool {
-        if self.app.stop.load(Ordering::SeqCst) {
-            self.stopped = Some(err(503, "the server is shutting down"));
-        } else if Instant::now() >= self.deadline {
-            let windows = self.response.windows.len() + self.response.empty_windows;
-            self.stopped = Some(err(
-                408,
-                format!(
-                    "the request's {} s deadline passed after {windows} windows",
-                    self.app.options.deadline.as_secs_f64()
-                ),
-            ));
-        }
-        self.stopped.is_none()
-    }
-}
-
-fn stream_events(
-    app: &App,
-    id: &str,
-    query: &str,
-    request: &http::Request,
-    arrived: Instant,
-) -> std::result::Result<Reply, HttpError> {
-    if app.engine.spec().task != Task::EventDetection {
-        return Err(err(
-            400,
-            format!(
-                "model `{}` is not an event-detection model; use /infer",
-                app.name
-            ),
-        ));
-    }
-    if !valid_stream_id(id) {
-        return Err(err(
-            400,
-            "stream ids are 1-128 characters of A-Z a-z 0-9 - _ .",
-        ));
-    }
-    let binary = request
-        .header("Content-Type")
-        .is_some_and(|v| v.trim().starts_with("application/octet-stream"));
-    let req: EventsRequest = if binary {
-        let finish = query
-            .split('&')
-            .any(|kv| kv == "finish=true" || kv == "finish=1");
-        protocol::decode_binary_events(&request.body, finish)
-            .map_err(|e| err(400, e.to_string()))?
-    } else {
-        parse(&request.body)?
-    };
-    let (detector, created) = {
-        let mut streams = app.streams.lock().unwrap_or_else(|e| e.into_inner());
-        match streams.get(id) {
-            Some(d) => (d.clone(), false),
-            None => {
-                if streams.len() >= app.options.max_streams {
-                    return Err(err(
-                        429,
-                        format!("too many open streams (limit {})", app.options.max_streams),
-                    ));
-                }
-                let options = StreamOptions {
-                    max_gap_us: app.options.max_gap_us,
-                };
-                let d = Arc::new(Mutex::new(StreamDetector::with_options(
-                    app.engine.clone(),
-                    options,
-                )?));
-                streams.insert(id.to_string(), d.clone());
-                (d, true)
-            }
-        }
-    };
-    let forget = || {
-        app.streams
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
-    };
-    let mut d = detector.lock().unwrap_or_else(|e| e.into_inner());
-    // Refusals that leave the stream as it was: nothing of this request is used.
-    let refused = admit(app, &d, &req);
-    if let Err(mut e) = refused {
-        drop(d);
-        if created {
-            forget();
-        } else {
-            e.message
-                .push_str("; nothing of this request was used, the stream goes on");
-        }
-        return Err(e);
-    }
-    let mut sink = StreamResponder {
-        app,
-        deadline: arrived + app.options.deadline,
-        response: EventsResponse {
-            windows: Vec::new(),
-            empty_windows: 0,
-            gaps: Vec::new(),
-        },
-        stopped: None,
-    };
-    let computing = Instant::now();
-    let result = d
-        .push_slices(&req.t, &req.x, &req.y, &req.p, &mut sink)
-        .and_then(|pushed| match req.finish && !pushed.stopped {
-            true => d.finish(&mut sink),
-            false => Ok(pushed),
-        });
-    drop(d);
-    app.metrics.compute.observe(computing.elapsed());
-    if let Some(mut stopped) = sink.stopped {
-        forget();
-        stopped
-            .message
-            .push_str("; the stream was dropped, start it again");
-        return Err(stopped);
-    }
-    if result.is_err() || req.finish {
-        forget();
-    }
-    if let Err(e) = result {
-        let mut e = HttpError::from(e);
-        e.message
-            .push_str(" (the stream was dropped; start it again)");
-        return Err(e);
-    }
-    let response = sink.response;
-    let n: usize = response.windows.iter().map(|w| w.detections.len()).sum();
-    let windows = response.windows.len() + response.empty_windows;
-    app.metrics
-        .windows
-        .fetch_add(windows as u64, Ordering::Relaxed);
-    app.metrics
-        .detections
-        .fetch_add(n as u64, Ordering::Relaxed);
-    Ok(Reply::json(200, &response))
-}
-
-/// Checks a stream request against the stream and the server's limits before any work.
-fn admit(app: &App, d: &StreamDetector, req: &EventsRequest) -> std::result::Result<(), HttpError> {
-    let events =
-        prism_events::EventSlice::new(&req.t, &req.x, &req.y, &req.p).ok_or_else(|| {
-            err(
-                400,
-                format!(
-                    "event arrays differ in length: t {}, x {}, y {}, p {}",
-                    req.t.len(),
-                    req.x.len(),
-                    req.y.len(),
-                    req.p.len()
-                ),
-            )
-        })?;
-    d.check(events).map_err(|e| err(400, e.to_string()))?;
-    let limit = app.options.max_windows_per_request;
-    let due = d.windows_due(&req.t, req.finish);
-    if due > limit {
-        return Err(err(
-            413,
-            format!("the request would complete {due} windows; at most {limit} per request (send fewer events at a time)"),
-        ));
-    }
-    let held = d.buffered_events().saturating_add(req.t.len());
-    if held > app.options.max_stream_events {
-        return Err(err(
-            413,
-            format!(
-                "the stream would hold {held} events; at most {} (its windows are not complete yet: send later events)",
-                app.options.max_stream_events
-            ),
-        ));
-    }
-    Ok(())
-}
-
-fn drop_stream(app: &App, id: &str) -> Reply {
-    let removed = app
-        .streams
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(id)
-        .is_some();
-    if removed {
-        Reply::empty(200)
-    } else {
-        Reply::json(404, &json!({ "error": format!("no stream `{id}`") }))
-    }
 }

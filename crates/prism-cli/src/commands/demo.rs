@@ -11,7 +11,7 @@ use clap::Args;
 use prism_deploy::engine::Backend;
 
 use super::data::synth;
-use super::engine_args::EngineArgs;
+use super::engine_args::{EngineArgs, RuntimeArgs};
 use super::eval::{self, EvalArgs};
 use super::export::{self, OnnxArgs};
 use super::infer::{self, InferArgs};
@@ -148,13 +148,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         infer::run(InferArgs {
             engine: EngineArgs {
                 model: model.clone(),
-                backend,
-                threads: None,
-                ort_library: None,
-                device: 0,
-                trt_fp16: false,
-                trt_int8: false,
-                trt_cache: None,
+                runtime: RuntimeArgs::on(backend),
             },
             input: files.events_path.clone(),
             out: Some(detections.clone()),

@@ -14,6 +14,13 @@ pub struct EngineArgs {
     /// The exported ONNX model (with its `prism` metadata).
     #[arg(long)]
     pub model: PathBuf,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// How a model runs: backend, threads, and the backends' own settings.
+#[derive(Debug, Clone, Args)]
+pub struct RuntimeArgs {
     /// tract | ort-cpu | ort-cuda | ort-tensorrt.
     #[arg(long, default_value = "tract")]
     pub backend: Backend,
@@ -39,7 +46,20 @@ pub struct EngineArgs {
     pub trt_cache: Option<PathBuf>,
 }
 
-impl EngineArgs {
+impl RuntimeArgs {
+    /// These settings on the default backend, tract.
+    pub fn on(backend: Backend) -> Self {
+        Self {
+            backend,
+            threads: None,
+            ort_library: None,
+            device: 0,
+            trt_fp16: false,
+            trt_int8: false,
+            trt_cache: None,
+        }
+    }
+
     pub fn options(&self) -> EngineOptions {
         EngineOptions {
             backend: self.backend,
@@ -55,9 +75,16 @@ impl EngineArgs {
         }
     }
 
-    pub fn load(&self) -> Result<Arc<Engine>> {
-        let engine = Engine::load(&self.model, &self.options())
-            .with_context(|| format!("loading {} on {}", self.model.display(), self.backend))?;
+    /// Loads `model` with these settings.
+    pub fn load(&self, model: &std::path::Path) -> Result<Arc<Engine>> {
+        let engine = Engine::load(model, &self.options())
+            .with_context(|| format!("loading {} on {}", model.display(), self.backend))?;
         Ok(Arc::new(engine))
+    }
+}
+
+impl EngineArgs {
+    pub fn load(&self) -> Result<Arc<Engine>> {
+        self.runtime.load(&self.model)
     }
 }

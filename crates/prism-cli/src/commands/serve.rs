@@ -5,18 +5,31 @@
 //! after their current window.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use prism_deploy::server::{Server, ServerOptions};
 
-use super::engine_args::EngineArgs;
+use super::engine_args::RuntimeArgs;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// The exported ONNX model (with its `prism` metadata).
+    #[arg(
+        long,
+        required_unless_present = "model_repository",
+        conflicts_with = "model_repository"
+    )]
+    pub model: Option<PathBuf>,
+    /// Serve every `NAME.onnx` of this folder as model `NAME`; clients list, load and unload
+    /// them while the server runs (`POST /v2/repository/index`,
+    /// `/v2/repository/models/NAME/load|unload`).
+    #[arg(long)]
+    pub model_repository: Option<PathBuf>,
     #[command(flatten)]
-    pub engine: EngineArgs,
+    pub runtime: RuntimeArgs,
     /// Address to listen on. Anything but loopback exposes the model to the network.
     #[arg(long, default_value = "127.0.0.1:8000")]
     pub addr: SocketAddr,
@@ -27,8 +40,9 @@ pub struct ServeArgs {
     /// Serve HTTP only.
     #[arg(long)]
     pub no_grpc: bool,
-    /// Model name in the URLs (default: the name in the model's spec).
-    #[arg(long)]
+    /// Model name in the URLs (default: the name in the model's spec; in a repository, the
+    /// file name).
+    #[arg(long, conflicts_with = "model_repository")]
     pub name: Option<String>,
     /// Worker threads, each serving one request at a time.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
@@ -74,7 +88,6 @@ pub fn run(args: ServeArgs) -> Result<()> {
             args.sequence_idle_s
         );
     }
-    let engine = args.engine.load()?;
     let options = ServerOptions {
         addr: args.addr,
         model_name: args.name.clone(),
@@ -88,8 +101,19 @@ pub fn run(args: ServeArgs) -> Result<()> {
         sequence_idle: Duration::from_secs_f64(args.sequence_idle_s),
         grpc_addr: (!args.no_grpc).then_some(args.grpc_addr),
     };
-    let server = Server::start(engine, options)
-        .with_context(|| format!("starting the server on {}", args.addr))?;
+    let server = match (&args.model, &args.model_repository) {
+        (Some(model), _) => Server::start(args.runtime.load(model)?, options)
+            .with_context(|| format!("starting the server on {}", args.addr))?,
+        (None, Some(dir)) => Server::start_repository(dir, args.runtime.options(), options)
+            .with_context(|| {
+                format!(
+                    "serving the model repository {} on {}",
+                    dir.display(),
+                    args.addr
+                )
+            })?,
+        (None, None) => bail!("give --model FILE or --model-repository DIR"),
+    };
     let stop = server.stop_flag();
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone())
