@@ -1368,3 +1368,80 @@ fn a_model_repository_lists_loads_and_unloads_its_models() {
     .unwrap_err();
     assert!(err.to_string().contains("no .onnx file"), "{err}");
 }
+
+/// Dynamic batching: concurrent requests for a model with a dynamic batch axis run together
+/// (the metrics count batches of more than one) and each gets the numbers it would get alone.
+#[test]
+fn dynamic_batching_answers_each_request_with_its_own_rows() {
+    let Some(dir) = fixtures("dynamic_batching_answers_each_request_with_its_own_rows") else {
+        return;
+    };
+    let model = dir.join("frame_batched.onnx");
+    let engine = Arc::new(Engine::load(&model, &EngineOptions::new(Backend::Tract)).unwrap());
+    let server = Server::start(
+        engine.clone(),
+        ServerOptions {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            model_name: Some("frame".into()),
+            max_batch: 8,
+            max_queue_delay: std::time::Duration::from_millis(20),
+            ..ServerOptions::default()
+        },
+    )
+    .unwrap();
+    let addr = server.local_addr();
+    let image = |k: usize, rows: usize| -> Vec<f32> {
+        (0..rows * 3 * 32 * 32)
+            .map(|i| ((i * 31 + k * 17) % 97) as f32 / 97.0)
+            .collect()
+    };
+    let alone = |data: &[f32], rows: usize| {
+        engine
+            .run(&[TensorView::new("image", &[rows, 3, 32, 32], data)])
+            .unwrap()
+            .remove(0)
+    };
+    std::thread::scope(|s| {
+        for client in 0..12 {
+            s.spawn(move || {
+                for k in 0..4 {
+                    // Mostly single images, now and then two at once.
+                    let rows = if (client + k) % 5 == 0 { 2 } else { 1 };
+                    let data = image(client * 10 + k, rows);
+                    let body = json!({"inputs": [{"name": "image", "shape": [rows, 3, 32, 32], "datatype": "FP32", "data": data}]});
+                    let (status, body) =
+                        request(addr, "POST", "/v2/models/frame/infer", body.to_string().as_bytes());
+                    assert_eq!(status, 200, "{body}");
+                    let answer = json_of(&body);
+                    let out = &answer["outputs"][0];
+                    let expected = alone(&data, rows);
+                    assert_eq!(out["shape"], json!(expected.shape));
+                    let served: Vec<f32> = out["data"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.as_f64().unwrap() as f32)
+                        .collect();
+                    for (a, b) in served.iter().zip(&expected.data) {
+                        assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+                    }
+                }
+            });
+        }
+    });
+    let (_, metrics) = request(addr, "GET", "/metrics", b"");
+    let counter = |series: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{series}{{model=\"frame\"}} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in {metrics}"))
+    };
+    let (batches, requests) = (
+        counter("prism_batches_total"),
+        counter("prism_batched_requests_total"),
+    );
+    assert_eq!(requests, 48, "{metrics}");
+    assert!(batches < requests, "no request shared a batch: {metrics}");
+    server.shutdown();
+}

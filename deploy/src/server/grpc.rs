@@ -188,8 +188,8 @@ impl GrpcInferenceService for Service {
         let r = request.into_inner();
         self.blocking("grpc_infer", move |app| {
             let model = super::check_model(app, &r.model_name, &r.model_version)?;
-            let _slot = app.slot(&model, arrived)?;
-            infer(&model, r)
+            let _slot = app.model_slot(&model, arrived)?;
+            infer(&model, r, arrived + app.options.deadline)
         })
         .await
     }
@@ -217,7 +217,11 @@ fn flag(p: Option<&InferParameter>, name: &str) -> Result<bool, HttpError> {
     }
 }
 
-fn infer(model: &Model, r: ModelInferRequest) -> Result<ModelInferResponse, HttpError> {
+fn infer(
+    model: &Model,
+    r: ModelInferRequest,
+    deadline: Instant,
+) -> Result<ModelInferResponse, HttpError> {
     let raw = !r.raw_input_contents.is_empty();
     if raw && r.raw_input_contents.len() != r.inputs.len() {
         return Err(err(
@@ -279,7 +283,14 @@ fn infer(model: &Model, r: ModelInferRequest) -> Result<ModelInferResponse, Http
         flag(r.parameters.get("sequence_end"), "sequence_end")?,
     )?;
     let in_sequence = sequence.is_some();
-    let outputs = run(model, &Call { inputs, sequence })?;
+    let outputs = run(
+        model,
+        Call {
+            inputs,
+            sequence,
+            deadline,
+        },
+    )?;
     let named = (!r.outputs.is_empty()).then(|| {
         r.outputs
             .iter()

@@ -15,7 +15,11 @@ use crate::engine::{Tensor, TensorView};
 /// The header that marks a binary tensor data request or response: the JSON's length in bytes.
 const HEADER_LENGTH: &str = "Inference-Header-Content-Length";
 
-pub(super) fn infer(model: &Model, request: &http::Request) -> Result<Reply, HttpError> {
+pub(super) fn infer(
+    model: &Model,
+    request: &http::Request,
+    deadline: std::time::Instant,
+) -> Result<Reply, HttpError> {
     let (json, mut binary) = split_binary(request)?;
     let req: InferRequest = parse(json)?;
     let inputs = req
@@ -38,7 +42,14 @@ pub(super) fn infer(model: &Model, request: &http::Request) -> Result<Reply, Htt
         req.parameters.sequence_end,
     )?;
     let in_sequence = sequence.is_some();
-    let outputs = run(model, &Call { inputs, sequence })?;
+    let outputs = run(
+        model,
+        Call {
+            inputs,
+            sequence,
+            deadline,
+        },
+    )?;
     respond(model, &req, &outputs, in_sequence)
 }
 
@@ -47,6 +58,8 @@ pub(super) fn infer(model: &Model, request: &http::Request) -> Result<Reply, Htt
 pub(super) struct Call {
     pub inputs: Vec<Input>,
     pub sequence: Option<SequenceFlags>,
+    /// When the answer is due (a batched request waits for its batch until then).
+    pub deadline: std::time::Instant,
 }
 
 /// The sequence flags of a request; the sequence parameters without an id are refused.
@@ -66,11 +79,13 @@ pub(super) fn sequence_flags(
 }
 
 /// Runs the model on a call's inputs, as a step of its sequence or on its own.
-pub(super) fn run(model: &Model, call: &Call) -> Result<Vec<Tensor>, HttpError> {
+pub(super) fn run(model: &Model, call: Call) -> Result<Vec<Tensor>, HttpError> {
     let computing = std::time::Instant::now();
-    let outputs = match &call.sequence {
-        Some(flags) => model.sequences.run(&model.engine, flags, &call.inputs),
-        None => {
+    let outputs = match (&call.sequence, &model.batcher) {
+        (Some(flags), _) => model.sequences.run(&model.engine, flags, &call.inputs),
+        // Its time is the batch's: the batcher's queue and compute are not this request's.
+        (None, Some(batcher)) => return batcher.run(call.inputs, call.deadline),
+        (None, None) => {
             let views: Vec<TensorView<'_>> = call
                 .inputs
                 .iter()

@@ -144,6 +144,28 @@ impl Metrics {
                 histogram(m).render_series(&mut s, name, &label(&m.name));
             }
         }
+        s.push_str("# HELP prism_batches_total Batches the dynamic batcher ran.\n# TYPE prism_batches_total counter\n");
+        for m in models {
+            if let Some(b) = &m.batcher {
+                let _ = writeln!(
+                    s,
+                    "prism_batches_total{{{}}} {}",
+                    label(&m.name),
+                    b.counts().0
+                );
+            }
+        }
+        s.push_str("# HELP prism_batched_requests_total Requests in those batches.\n# TYPE prism_batched_requests_total counter\n");
+        for m in models {
+            if let Some(b) = &m.batcher {
+                let _ = writeln!(
+                    s,
+                    "prism_batched_requests_total{{{}}} {}",
+                    label(&m.name),
+                    b.counts().1
+                );
+            }
+        }
         s.push_str("# HELP prism_sequences_open Sequences whose recurrent state the server holds.\n# TYPE prism_sequences_open gauge\n");
         for m in models {
             let _ = writeln!(

@@ -44,6 +44,7 @@
 //! ([`ServerOptions::default`]); binding elsewhere is the caller's explicit choice and is logged
 //! as a warning.
 
+mod batcher;
 pub mod grpc;
 mod http;
 mod infer;
@@ -97,6 +98,11 @@ pub struct ServerOptions {
     /// Most events a stream may hold between requests (events of windows not yet complete);
     /// a request that would exceed it gets 413.
     pub max_stream_events: usize,
+    /// Dynamic batching: requests for a stateless model with a dynamic batch axis run together,
+    /// up to this many rows (1: off).
+    pub max_batch: usize,
+    /// How long the first request of a batch waits for more.
+    pub max_queue_delay: Duration,
     /// Where the KServe v2 gRPC endpoint listens; `None`: no gRPC. Port 0 picks a free one
     /// ([`Server::grpc_addr`] tells which).
     pub grpc_addr: Option<SocketAddr>,
@@ -119,6 +125,8 @@ impl Default for ServerOptions {
             max_stream_events: 4 << 20,
             sequence_idle: Duration::from_secs(60),
             grpc_addr: None,
+            max_batch: 1,
+            max_queue_delay: Duration::from_micros(500),
         }
     }
 }
@@ -139,6 +147,9 @@ impl ServerOptions {
         }
         if self.deadline.is_zero() {
             return bad("the deadline must be positive");
+        }
+        if self.max_batch == 0 {
+            return bad("the largest batch must be at least 1");
         }
         if self.sequence_idle.is_zero() {
             return bad("the sequence idle timeout must be positive");
@@ -208,6 +219,22 @@ impl App {
 }
 
 struct SlotGuard<'a>(&'a App);
+
+impl App {
+    /// A worker slot for a request that runs `model`: none for a batched model, whose batcher
+    /// thread runs the requests (a slot per waiting request would cap the batch at the worker
+    /// count).
+    fn model_slot(
+        &self,
+        model: &Model,
+        arrived: Instant,
+    ) -> std::result::Result<Option<SlotGuard<'_>>, HttpError> {
+        match model.batcher {
+            Some(_) => Ok(None),
+            None => self.slot(model, arrived).map(Some),
+        }
+    }
+}
 
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
@@ -480,8 +507,9 @@ fn dispatch(app: &App, request: &http::Request, arrived: Instant) -> Handled {
                 (["ready"], "GET") => ("ready", Ok(Reply::empty(200))),
                 (["infer"], "POST") => (
                     "infer",
-                    app.slot(model, arrived)
-                        .and_then(|_slot| infer::infer(model, request)),
+                    app.model_slot(model, arrived).and_then(|_slot| {
+                        infer::infer(model, request, arrived + app.options.deadline)
+                    }),
                 ),
                 (["streams", id, "events"], "POST") => (
                     "stream",

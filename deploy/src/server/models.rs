@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use prism_core::spec::Task;
 use serde::Serialize;
 
+use super::batcher::Batcher;
 use super::metrics::Histogram;
 use super::sequences::Sequences;
 use super::{err, HttpError, ServerOptions};
@@ -31,6 +32,8 @@ pub(super) struct Model {
     pub queue: Histogram,
     /// Time the model computed for a request.
     pub compute: Histogram,
+    /// The dynamic batcher, for a stateless model with a dynamic batch axis when batching is on.
+    pub batcher: Option<Batcher>,
 }
 
 impl Model {
@@ -67,7 +70,27 @@ impl Model {
                 }
             }
         }
+        let batchable = engine.spec().state.is_empty()
+            && !engine.inputs().is_empty()
+            && engine
+                .inputs()
+                .iter()
+                .all(|i| i.shape.first() == Some(&None));
+        let batcher = if options.max_batch > 1 && batchable {
+            tracing::info!(
+                "model {name}: dynamic batching up to {} rows, {:?} queue delay",
+                options.max_batch,
+                options.max_queue_delay
+            );
+            Some(
+                Batcher::new(engine.clone(), options.max_batch, options.max_queue_delay)
+                    .map_err(|e| DeployError::io("batcher thread", e))?,
+            )
+        } else {
+            None
+        };
         Ok(Self {
+            batcher,
             name,
             engine,
             streams: Mutex::new(HashMap::new()),

@@ -73,6 +73,13 @@ pub struct ServeArgs {
     /// freed with its recurrent state.
     #[arg(long, default_value_t = 60.0)]
     pub sequence_idle_s: f64,
+    /// Dynamic batching: requests for a stateless model with a dynamic batch axis (`prism
+    /// export onnx --dynamic-batch`) run together, up to this many rows (1: off).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_batch: u32,
+    /// How long the first request of a batch waits for more, in microseconds.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
+    pub max_queue_delay_us: u64,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -100,6 +107,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_stream_events: usize::try_from(args.max_stream_events).unwrap_or(usize::MAX),
         sequence_idle: Duration::from_secs_f64(args.sequence_idle_s),
         grpc_addr: (!args.no_grpc).then_some(args.grpc_addr),
+        max_batch: args.max_batch as usize,
+        max_queue_delay: Duration::from_micros(args.max_queue_delay_us),
     };
     let server = match (&args.model, &args.model_repository) {
         (Some(model), _) => Server::start(args.runtime.load(model)?, options)
