@@ -19,6 +19,27 @@ pub(crate) struct TractRunner {
     plan: Arc<TypedSimplePlan>,
 }
 
+/// On x86, a float16 graph (`prism export onnx --precision fp16`) computes in float32: tract has
+/// no x86 float16 matrix kernel, and on CPUs with AVX512-FP16 it picks its generic one, which does
+/// float16 arithmetic in software (rvt-tiny's evaluation in the pipeline test took over 40
+/// minutes on such a Xeon). The weights keep their float16 values; the sums are float32, as
+/// tract computes them on every other x86 CPU. Elsewhere (aarch64 with fp16, such as Jetson)
+/// the graph runs as float16.
+fn compute_f16_as_f32(model: TypedModel) -> TractResult<TypedModel> {
+    let has_f16 = model.nodes.iter().any(|n| {
+        n.outputs
+            .iter()
+            .any(|o| o.fact.datum_type == f16::datum_type())
+    });
+    if !cfg!(target_arch = "x86_64") || !has_f16 {
+        return Ok(model);
+    }
+    match tract_onnx::tract_core::transform::get_transform("f16_to_f32")? {
+        Some(transform) => transform.transform_into(model),
+        None => Ok(model),
+    }
+}
+
 impl TractRunner {
     /// Loads `path`; `threads` above 1 give the plan its own pool of that many threads for
     /// tract's matrix products (convolutions and linear layers), else it runs on the caller's
@@ -74,7 +95,9 @@ impl TractRunner {
             ..Default::default()
         };
         let plan = model
-            .into_optimized()
+            .into_typed()
+            .and_then(compute_f16_as_f32)
+            .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable_with_options(&options))
             .map_err(|e| bad(format!("{e:#}")))?;
         Ok(Loaded {
