@@ -12,7 +12,13 @@ import sys
 
 model_path, name, http_port, grpc_port, threads = sys.argv[1:6]
 # KServe parses sys.argv at import; hand it its own options only.
-sys.argv = [sys.argv[0], "--http_port", http_port, "--grpc_port", grpc_port, "--workers", "1"]
+# gRPC messages up to 64 MiB, as prism's body limit (KServe's default, 8 MiB, refuses a 1Mpx
+# window's 9 MB request).
+limit = str(64 << 20)
+sys.argv = [
+    sys.argv[0], "--http_port", http_port, "--grpc_port", grpc_port, "--workers", "1",
+    "--grpc_max_send_message_length", limit, "--grpc_max_receive_message_length", limit,
+]
 
 import onnxruntime as ort  # noqa: E402
 from kserve import InferOutput, InferRequest, InferResponse, Model, ModelServer  # noqa: E402
