@@ -17,7 +17,7 @@ use prism_train::{RunOptions, Trainer};
 fn training_on_the_evaluation_clips_reaches_near_perfect_map() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = common::small_config(
-        250,
+        320,
         "augment = false\nrandom_weight = 1.0\nstream_weight = 0.0",
     );
     config.apply_overrides(&["train.lr=3e-3".into()]).unwrap();
