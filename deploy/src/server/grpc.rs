@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tonic::{Code, Request, Response, Status};
 
-use super::infer::{choose_outputs, run, sequence_flags, Call};
+use super::infer::{choose_outputs, fp32_shape, run, sequence_flags, Call};
 use super::models::Model;
 use super::protocol::{f32_from_le_bytes, f32_to_le_bytes, SequenceId};
 use super::sequences::Input;
@@ -235,29 +235,7 @@ fn infer(
     }
     let mut inputs: Vec<Input> = Vec::with_capacity(r.inputs.len());
     for (i, input) in r.inputs.iter().enumerate() {
-        if input.datatype != "FP32" {
-            return Err(err(
-                400,
-                format!(
-                    "input `{}`: datatype {} is not supported; this model takes FP32",
-                    input.name, input.datatype
-                ),
-            ));
-        }
-        let shape = input
-            .shape
-            .iter()
-            .map(|&d| usize::try_from(d))
-            .collect::<Result<Vec<usize>, _>>()
-            .map_err(|_| {
-                err(
-                    400,
-                    format!(
-                        "input `{}`: shape {:?} has a negative dimension",
-                        input.name, input.shape
-                    ),
-                )
-            })?;
+        let shape = fp32_shape(&input.name, &input.datatype, &input.shape)?;
         let data = match (&input.contents, raw) {
             (Some(_), true) => {
                 return Err(err(

@@ -151,34 +151,37 @@ fn split_binary(request: &http::Request) -> Result<(&[u8], &[u8]), HttpError> {
     Ok(request.body.split_at(length))
 }
 
-/// One input's name, shape and values, from its JSON `data` or from the front of `binary`.
-fn decode_input(
-    input: &super::protocol::InferInput,
-    binary: &mut &[u8],
-) -> Result<Input, HttpError> {
-    if input.datatype != "FP32" {
+/// An input's shape, once its datatype is known to be FP32 and no dimension is negative (the
+/// checks the HTTP and gRPC endpoints share).
+pub(super) fn fp32_shape(
+    name: &str,
+    datatype: &str,
+    shape: &[i64],
+) -> Result<Vec<usize>, HttpError> {
+    if datatype != "FP32" {
         return Err(err(
             400,
-            format!(
-                "input `{}`: datatype {} is not supported; this model takes FP32",
-                input.name, input.datatype
-            ),
+            format!("input `{name}`: datatype {datatype} is not supported; this model takes FP32"),
         ));
     }
-    let shape = input
-        .shape
+    shape
         .iter()
         .map(|&d| usize::try_from(d))
         .collect::<Result<Vec<usize>, _>>()
         .map_err(|_| {
             err(
                 400,
-                format!(
-                    "input `{}`: shape {:?} has a negative dimension",
-                    input.name, input.shape
-                ),
+                format!("input `{name}`: shape {shape:?} has a negative dimension"),
             )
-        })?;
+        })
+}
+
+/// One input's name, shape and values, from its JSON `data` or from the front of `binary`.
+fn decode_input(
+    input: &super::protocol::InferInput,
+    binary: &mut &[u8],
+) -> Result<Input, HttpError> {
+    let shape = fp32_shape(&input.name, &input.datatype, &input.shape)?;
     let data = match (&input.data, input.parameters.binary_data_size) {
         (Some(_), Some(_)) => {
             return Err(err(
