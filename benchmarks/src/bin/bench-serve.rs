@@ -731,23 +731,7 @@ fn bench_model(
         s.spawn(|| bad_client(addr, &bad, &bad_stop, &tally));
         let mut run = || -> Result<()> {
             for &c in clients {
-                let body = infer_body.clone();
-                let p = infer_path.clone();
-                let make = move |_: usize| -> ClientLoop {
-                    let body = body.clone();
-                    let p = p.clone();
-                    Box::new(move |conn: &mut Conn| {
-                        let (status, out) =
-                            conn.send("POST", &p, "application/json", &body, false)?;
-                        if status != 200 {
-                            bail!(
-                                "infer: {status} {}",
-                                String::from_utf8_lossy(&out[..out.len().min(200)])
-                            );
-                        }
-                        Ok(())
-                    })
-                };
+                let make = json_client(infer_body.clone(), infer_path.clone());
                 let phase = load_phase(c, seconds, &make, addr);
                 let row = summary(&phase, c, "infer", "prism");
                 eprintln!("{name} infer, {c} clients: {row}");
@@ -922,6 +906,24 @@ fn binary_request(good: &Value) -> Result<BinaryRequest> {
     })
 }
 
+/// A client that sends the JSON infer request `body` to `path` and checks for 200.
+fn json_client(body: Arc<Vec<u8>>, path: String) -> impl Fn(usize) -> ClientLoop {
+    move |_: usize| -> ClientLoop {
+        let body = body.clone();
+        let path = path.clone();
+        Box::new(move |conn: &mut Conn| {
+            let (status, out) = conn.send("POST", &path, "application/json", &body, false)?;
+            if status != 200 {
+                bail!(
+                    "infer: {status} {}",
+                    String::from_utf8_lossy(&out[..out.len().min(200)])
+                );
+            }
+            Ok(())
+        })
+    }
+}
+
 /// A client that sends the binary infer request and checks for 200 and a binary answer.
 fn infer_client(request: Arc<BinaryRequest>, path: String) -> impl Fn(usize) -> ClientLoop {
     move |_: usize| -> ClientLoop {
@@ -1093,22 +1095,7 @@ fn peer_phases(
         }
         let path = format!("/v2/models/{name}/infer");
         for &c in clients {
-            let body = json_body.clone();
-            let p = path.clone();
-            let make = move |_: usize| -> ClientLoop {
-                let body = body.clone();
-                let p = p.clone();
-                Box::new(move |conn: &mut Conn| {
-                    let (status, out) = conn.send("POST", &p, "application/json", &body, false)?;
-                    if status != 200 {
-                        bail!(
-                            "infer: {status} {}",
-                            String::from_utf8_lossy(&out[..out.len().min(200)])
-                        );
-                    }
-                    Ok(())
-                })
-            };
+            let make = json_client(json_body.clone(), path.clone());
             let phase = load_phase(c, seconds, &make, addr);
             let row = summary(&phase, c, "infer", "kserve");
             eprintln!("{name} KServe infer, {c} clients: {row}");
