@@ -1,4 +1,4 @@
-"""Training throughput of RVT in PyTorch on CPU: the peer of prism's Burn training benchmark.
+"""Training throughput of RVT in PyTorch (CPU or CUDA): the peer of prism's Burn training benchmark.
 
 One training step = truncated BPTT over L windows of a batch of B sequences: the network runs
 window by window carrying the LSTM states (which enter the step detached from the previous step,
@@ -16,7 +16,7 @@ Under CPU contention (other processes on the cores), OpenMP's spinning barriers 
 far slower than 1; OMP_WAIT_POLICY=PASSIVE softens that. Measure on an idle machine.
 
 usage: python train_throughput_torch.py [--size tiny] [--batch 2] [--seq-len 5] [--height 256 --width 320]
-                                        [--threads 2] [--warmup 1] [--steps 5]
+                                        [--threads 2] [--warmup 1] [--steps 5] [--device cpu|cuda]
 Prints one JSON line (the median step time over --steps timed steps, after --warmup untimed ones).
 """
 import argparse
@@ -68,6 +68,7 @@ def main():
     ap.add_argument("--sdpa", action="store_true",
                     help="F.scaled_dot_product_attention instead of RVT's explicit softmax(q k^T) v")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (each step ends in a synchronize)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -76,13 +77,15 @@ def main():
     partition = tuple(args.partition) if args.partition else RvtConfig.partition_for(h, w)
     cfg = RvtConfig.preset(args.size, num_classes=args.num_classes, partition_size=partition,
                            use_sdpa=args.sdpa)
-    model = Rvt(cfg).train()
+    device = torch.device(args.device)
+    model = Rvt(cfg).train().to(device)
     params = model.param_breakdown()["total"]
     opt = torch.optim.AdamW(model.parameters(), lr=2e-4, weight_decay=0.0)
 
     gen = torch.Generator().manual_seed(args.seed)
-    windows = [torch.randint(0, 11, (b, 20, h, w), generator=gen).float() for _ in range(seq)]
-    labels = random_labels(gen, seq, b, h, w, args.num_classes, args.max_boxes)
+    windows = [torch.randint(0, 11, (b, 20, h, w), generator=gen).float().to(device) for _ in range(seq)]
+    labels = [[lab.to(device) for lab in per_t]
+              for per_t in random_labels(gen, seq, b, h, w, args.num_classes, args.max_boxes)]
     flat_labels = [lab for per_t in labels for lab in per_t]  # (t, b) order, like the batched features
 
     states = None
@@ -107,6 +110,8 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         states = detach_states(states)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         return float(loss.detach()), parts["num_fg"]
 
     times, losses = [], []
@@ -125,6 +130,8 @@ def main():
         "framework": "pytorch",
         "version": torch.__version__,
         "threads": args.threads,
+        "device": args.device,
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "batch": b,
         "seq_len": seq,
         "height": h,

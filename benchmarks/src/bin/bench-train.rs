@@ -9,8 +9,11 @@
 //! `benchmarks/python/train_throughput_torch.py` does in PyTorch.
 //!
 //! usage: bench-train [--height 256 --width 320] [--batch 2] [--seq-len 5] [--steps 5] [--threads 2]
-//!        [--devices flex,tch-cpu]
-//! The PyTorch side needs `cargo xtask provision-torch` (a venv under $PRISM_ENV/torch-venv).
+//!        [--devices flex,tch-cpu] [--torch-device cpu|cuda] [--python PATH] [--out DIR]
+//! The PyTorch side needs `cargo xtask provision-torch` (a venv under $PRISM_ENV/torch-venv), or
+//! `--python` naming an interpreter with torch (a GPU machine's own CUDA PyTorch, say). On a GPU,
+//! `--devices tch-cuda --torch-device cuda` times Burn's LibTorch backend against PyTorch on the
+//! same card.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -54,6 +57,28 @@ struct Args {
     /// Repetitions per operation of the per-operation profile (0: no profile).
     #[arg(long, default_value_t = 5)]
     profile_reps: usize,
+    /// Where PyTorch runs: `cpu`, `cuda` or `cuda:N`.
+    #[arg(long, default_value = "cpu")]
+    torch_device: String,
+    /// The Python interpreter of the PyTorch peer (default: $PRISM_ENV/torch-venv/bin/python).
+    #[arg(long)]
+    python: Option<PathBuf>,
+    /// Where `train-HxW.md` and `.json` go (default: benchmarks/results).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// A file of `benchmarks/python`: from this source tree, or, where the binary runs away from it
+/// (a copied binary on a GPU machine), from `benchmarks/python` under the working directory.
+fn peer_script(name: &str) -> PathBuf {
+    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(name);
+    if built.exists() {
+        built
+    } else {
+        PathBuf::from("benchmarks/python").join(name)
+    }
 }
 
 /// One Burn backend's figures.
@@ -170,8 +195,10 @@ fn burn_windows_per_s(a: &Args, train_device: TrainDevice) -> Result<BurnRow> {
 }
 
 fn torch_windows_per_s(a: &Args) -> Result<Option<serde_json::Value>> {
-    let env = prism_env();
-    let python = env.join("torch-venv/bin/python");
+    let python = a
+        .python
+        .clone()
+        .unwrap_or_else(|| prism_env().join("torch-venv/bin/python"));
     if !python.exists() {
         eprintln!(
             "PyTorch peer not provisioned ({}); run `cargo xtask provision-torch`",
@@ -179,9 +206,10 @@ fn torch_windows_per_s(a: &Args) -> Result<Option<serde_json::Value>> {
         );
         return Ok(None);
     }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/train_throughput_torch.py");
+    let script = peer_script("train_throughput_torch.py");
     let out = Command::new(&python)
         .arg(&script)
+        .args(["--device", &a.torch_device])
         .args([
             "--height",
             &a.height.to_string(),
@@ -255,11 +283,15 @@ fn main() -> Result<()> {
     }
     if let Some(t) = torch_wps {
         md += &format!(
-            "| PyTorch {} CPU | {:.2} | {:.2} s | 1.00x |\n",
+            "| PyTorch {} {} | {:.2} | {:.2} s | 1.00x |\n",
             torch.as_ref().map_or(String::new(), |j| j["version"]
                 .as_str()
                 .unwrap_or("")
                 .to_string()),
+            torch
+                .as_ref()
+                .and_then(|j| j["gpu"].as_str())
+                .unwrap_or("CPU"),
             t,
             step(t),
         );
@@ -270,7 +302,10 @@ fn main() -> Result<()> {
     md += &profile;
     md += &format!("\nload average at the end: {}\n", load.trim());
     println!("{md}");
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results");
+    let dir = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results"));
     std::fs::create_dir_all(&dir)?;
     let name = format!("train-{}x{}", a.height, a.width);
     std::fs::write(dir.join(format!("{name}.md")), &md)?;
@@ -364,7 +399,7 @@ fn torch_op_profile(a: &Args, ops: &[op_profile::Op]) -> Result<Option<(String, 
     if !python.exists() {
         return Ok(None);
     }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/op_profile_torch.py");
+    let script = peer_script("op_profile_torch.py");
     let out = Command::new(&python)
         .arg(&script)
         .args(["--batch", &a.batch.to_string()])
