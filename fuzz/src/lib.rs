@@ -33,6 +33,7 @@ pub fn decode(name: &str, header: &[u8], data: &[u8]) {
             OutOfBounds::Drop
         },
         sensor_size: None,
+        format: None,
     };
     if let Ok(mut reader) = open_with(&path, options) {
         let mut chunk = EventChunk::default();

@@ -250,13 +250,16 @@ fn messages_say_what_is_true() {
     );
     let o = prism(&["data", "render", &rec, "--out", &d("frames"), "--bins", "0"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    // A headerless DAT file takes its size from --sensor: the largest one is refused, not allocated.
+    // A headerless DAT file, named as such, takes its size from --sensor: the largest one is
+    // refused, not allocated.
     let headerless = d("headerless.dat");
     std::fs::write(&headerless, [0u8, 8, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
     let o = prism(&[
         "data",
         "render",
         &headerless,
+        "--format",
+        "dat",
         "--out",
         &d("frames"),
         "--sensor",

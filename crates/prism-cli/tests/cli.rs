@@ -127,6 +127,70 @@ fn garbage_gets_a_clear_error_not_a_panic() {
 }
 
 #[test]
+fn a_dat_file_without_a_header_is_read_only_when_named() {
+    let dir = tempfile::tempdir().unwrap();
+    // 200 kB of random bytes named `.dat` used to decode to thousands of junk events.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let junk: Vec<u8> = (0..200_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let x = dir.path().join("x.dat");
+    std::fs::write(&x, &junk).unwrap();
+    let x = x.to_str().unwrap();
+    let o = prism(&["data", "inspect", x]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("without a `%` header")
+            && stderr(&o).contains("--format dat --sensor WxH"),
+        "{}",
+        stderr(&o)
+    );
+    let o = prism(&["data", "inspect", x, "--format", "dat"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--sensor WxH"), "{}", stderr(&o));
+    let o = prism(&["data", "inspect", x, "--format", "mp4"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown event format `mp4`"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Bare records named as such, with their sensor: read as RVT reads them.
+    let record = |t: u32, x: u32, y: u32, p: u32| {
+        let mut r = t.to_le_bytes().to_vec();
+        r.extend((x | (y << 14) | (p << 28)).to_le_bytes());
+        r
+    };
+    let bare = dir.path().join("bare.dat");
+    std::fs::write(
+        &bare,
+        [record(10, 3, 4, 1), record(20, 159, 127, 0)].concat(),
+    )
+    .unwrap();
+    let o = prism(&[
+        "data",
+        "inspect",
+        bare.to_str().unwrap(),
+        "--format",
+        "dat",
+        "--sensor",
+        "160x128",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(summary["events"], 2);
+    assert_eq!(summary["on_events"], 1);
+    assert_eq!(summary["last_t_us"], 20);
+}
+
+#[test]
 fn evt2_without_geometry_needs_a_sensor_size_to_render() {
     let Some(evt2) = prism_events::testdata::faery("evt2.raw") else {
         return;

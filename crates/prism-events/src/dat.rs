@@ -3,7 +3,8 @@
 //! Layout: `% key value` header lines, then one event-type byte and one event-size byte (must be
 //! 8), then 8-byte little-endian records: `u32 t` (µs) and a `u32` word with `x` = bits 0-13,
 //! `y` = bits 14-27, `p` = bit 28. A file with no header lines is bare records, as RVT's
-//! `parse_header` assumes.
+//! `parse_header` assumes; it is read only when the caller names the format and gives the sensor
+//! size (the sniffer refuses it: any bytes parse as records).
 //!
 //! Policies: the u32 time wraps every 2^32 µs; a timestamp that falls by more than 2^31 from
 //! the previous record is a wrap and 2^32 is added. The type byte 0x0E (external triggers) is
@@ -81,6 +82,13 @@ impl DatReader {
             reason,
         };
         let data_offset = if header.lines.is_empty() {
+            if options.sensor_size.is_none() {
+                return Err(bad(
+                    "no `%` header, so no sensor size: bare records are read only with the sensor \
+                     size given (`--sensor WxH`)"
+                        .into(),
+                ));
+            }
             0
         } else {
             if file_len < header.data_offset + 2 {

@@ -31,6 +31,23 @@ impl Format {
     }
 }
 
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    /// The short names users type: `dat`, `evt2`, `evt3`, `hdf5` (or `h5`).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "dat" => Ok(Format::Dat),
+            "evt2" => Ok(Format::Evt2),
+            "evt3" => Ok(Format::Evt3),
+            "hdf5" | "h5" => Ok(Format::Hdf5),
+            other => Err(format!(
+                "unknown event format `{other}`: one of dat, evt2, evt3, hdf5"
+            )),
+        }
+    }
+}
+
 impl std::fmt::Display for Format {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -74,6 +91,9 @@ pub struct ReaderOptions {
     pub out_of_bounds: OutOfBounds,
     /// Sensor size to assume when the file does not declare one (EVT2 files often do not).
     pub sensor_size: Option<SensorSize>,
+    /// The format the user names; `None` tells it from the file's content ([`sniff_format`]).
+    /// A DAT file without a header is read only when named, with [`Self::sensor_size`].
+    pub format: Option<Format>,
 }
 
 impl Default for ReaderOptions {
@@ -83,6 +103,7 @@ impl Default for ReaderOptions {
             time_order: TimeOrder::Clamp,
             out_of_bounds: OutOfBounds::Error,
             sensor_size: None,
+            format: None,
         }
     }
 }
@@ -136,7 +157,8 @@ pub fn open(path: impl AsRef<Path>) -> Result<Box<dyn EventReader>> {
     open_with(path, ReaderOptions::default())
 }
 
-/// Opens `path`, choosing the decoder from the file's content (see [`sniff_format`]).
+/// Opens `path` with the decoder of [`ReaderOptions::format`], or, when it names none, the one
+/// the file's content calls for (see [`sniff_format`]).
 pub fn open_with(path: impl AsRef<Path>, options: ReaderOptions) -> Result<Box<dyn EventReader>> {
     let path = path.as_ref();
     if options.chunk_events == 0 {
@@ -144,7 +166,11 @@ pub fn open_with(path: impl AsRef<Path>, options: ReaderOptions) -> Result<Box<d
             "chunk_events must be at least 1".into(),
         ));
     }
-    Ok(match sniff_format(path)? {
+    let format = match options.format {
+        Some(format) => format,
+        None => sniff_format(path)?,
+    };
+    Ok(match format {
         Format::Dat => Box::new(crate::dat::DatReader::open(path, options)?),
         Format::Evt2 => Box::new(crate::evt2::Evt2Reader::open(path, options)?),
         Format::Evt3 => Box::new(crate::evt3::Evt3Reader::open(path, options)?),
@@ -157,7 +183,10 @@ const HDF5_MAGIC: &[u8; 8] = b"\x89HDF\r\n\x1a\n";
 /// Tells the format from the first bytes of a file, never from its name alone.
 ///
 /// HDF5 by its signature; `.raw` by its `% evt 2.0` / `% evt 3.0` / `% format EVT…` header line;
-/// `.dat` by a `% ` header without such a line, or by the `.dat` extension when there is no header.
+/// `.dat` by a `% ` header without such a line. A file without a header is refused even when it is
+/// named `.dat`: bare 8-byte records cannot be told from any other bytes (random bytes would decode
+/// to junk events), so such a file is read only when the user names the format and the sensor size
+/// ([`ReaderOptions::format`], [`ReaderOptions::sensor_size`]).
 pub fn sniff_format(path: &Path) -> Result<Format> {
     let mut head = Vec::with_capacity(4096);
     File::open(path)
@@ -190,7 +219,10 @@ pub fn sniff_format(path: &Path) -> Result<Format> {
         return Ok(Format::Dat);
     }
     match path.extension().and_then(|e| e.to_str()) {
-        Some(ext) if ext.eq_ignore_ascii_case("dat") => Ok(Format::Dat),
+        Some(ext) if ext.eq_ignore_ascii_case("dat") => Err(unknown(
+            "a .dat file without a `%` header: bare records cannot be told from other bytes; \
+             name the format and the sensor size to read it (`--format dat --sensor WxH`)",
+        )),
         Some(ext) if ext.eq_ignore_ascii_case("raw") => Err(unknown(
             "a .raw file without a `% evt` / `% format` header line; its encoding cannot be told",
         )),

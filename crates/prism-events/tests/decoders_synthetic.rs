@@ -461,12 +461,43 @@ fn dat_headers_and_truncation() {
     // Header, type and size, no events.
     let f = file("none.dat", &dat_bytes(&[0, 8], &[]));
     assert!(all(&f, opts(10)).is_empty());
-    // Empty file with the .dat extension: bare records, none of them.
+    // No header at all: any bytes parse as records, so the extension alone is not enough.
+    let bare = ReaderOptions {
+        format: Some(Format::Dat),
+        sensor_size: Some(SensorSize {
+            width: 640,
+            height: 480,
+        }),
+        ..opts(10)
+    };
+    for bytes in [&b""[..], &rec.concat()] {
+        let f = file("bare.dat", bytes);
+        match open_with(&f.path, opts(10)) {
+            Err(EventError::UnknownFormat { reason, .. }) => {
+                assert!(reason.contains("--format dat --sensor WxH"), "{reason}")
+            }
+            other => panic!(
+                "expected UnknownFormat, got {:?}",
+                other.map(|r| r.format())
+            ),
+        }
+        // Named, without a sensor size: still refused, with what is missing.
+        let named = ReaderOptions {
+            sensor_size: None,
+            ..bare
+        };
+        match open_with(&f.path, named) {
+            Err(EventError::BadHeader { reason, .. }) => {
+                assert!(reason.contains("--sensor WxH"), "{reason}")
+            }
+            other => panic!("expected BadHeader, got {:?}", other.map(|r| r.format())),
+        }
+    }
+    // Named with its sensor size: bare records, as RVT reads them.
     let f = file("empty.dat", b"");
-    assert!(all(&f, opts(10)).is_empty());
-    // No header at all: bare records, as RVT reads them.
+    assert!(all(&f, bare).is_empty());
     let f = file("bare.dat", &rec.concat());
-    assert_eq!(all(&f, opts(10)).t, vec![1, 2]);
+    assert_eq!(all(&f, bare).t, vec![1, 2]);
     // Truncated last record: the complete ones, then an error naming its offset.
     let mut b = dat_bytes(&[0x0C, 8], &rec);
     let full_len = b.len() as u64;

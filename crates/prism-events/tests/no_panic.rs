@@ -5,11 +5,15 @@
 use std::path::Path;
 
 use prism_events::reader::{OutOfBounds, TimeOrder};
-use prism_events::{open_with, EventChunk, ReaderOptions};
+use prism_events::{open_with, EventChunk, Format, ReaderOptions, SensorSize};
 use proptest::prelude::*;
 
 /// Opens, reads everything, seeks to `seek` and reads again; errors are fine, panics are not.
+/// A `.dat` file without a header is read the only way it can be: as named bare records of a
+/// given sensor size.
 fn exercise(path: &Path, chunk_events: usize, seek: i64, strict: bool) {
+    let bare_dat = path.extension().is_some_and(|e| e == "dat")
+        && !std::fs::read(path).unwrap().starts_with(b"%");
     let options = ReaderOptions {
         chunk_events,
         time_order: if strict {
@@ -22,7 +26,11 @@ fn exercise(path: &Path, chunk_events: usize, seek: i64, strict: bool) {
         } else {
             OutOfBounds::Drop
         },
-        sensor_size: None,
+        sensor_size: bare_dat.then_some(SensorSize {
+            width: 1280,
+            height: 720,
+        }),
+        format: bare_dat.then_some(Format::Dat),
     };
     let Ok(mut reader) = open_with(path, options) else {
         return;

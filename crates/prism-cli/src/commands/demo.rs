@@ -154,6 +154,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             out: Some(detections.clone()),
             render: (backend == Backend::Tract).then(|| frames.clone()),
             sensor: None,
+            format: None,
             max_gap_ms: 1000,
         })?;
         outln!(

@@ -41,6 +41,10 @@ pub struct InferArgs {
     /// model's. Without it such a recording is read as the model's sensor, with a note.
     #[arg(long, value_parser = super::data::parse_sensor_size)]
     pub sensor: Option<SensorSize>,
+    /// The file's format (`dat`, `evt2`, `evt3`, `hdf5`) when its content cannot tell it: a DAT
+    /// file without a `%` header is read only with `--format dat` and `--sensor`.
+    #[arg(long)]
+    pub format: Option<prism_events::Format>,
     /// A pause in the events longer than this (milliseconds) ends the sequence: the state is
     /// reset, as at the start of a new recording, and the empty windows in between are not run.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
@@ -105,7 +109,12 @@ pub fn run(args: InferArgs) -> Result<()> {
                 );
             }
             let opening = || format!("opening {}", args.input.display());
-            let mut reader = prism_events::open(&args.input).with_context(opening)?;
+            let named = ReaderOptions {
+                format: args.format,
+                sensor_size: args.sensor,
+                ..ReaderOptions::default()
+            };
+            let mut reader = prism_events::open_with(&args.input, named).with_context(opening)?;
             match reader.sensor_size() {
                 Some(s) if s != model_sensor => bail!(
                     "{} is a {}x{} recording; the model was trained for a {}x{} sensor",
@@ -128,6 +137,7 @@ pub fn run(args: InferArgs) -> Result<()> {
                     // Read again with the sensor, so that events outside it are decoding errors.
                     let options = ReaderOptions {
                         sensor_size: Some(model_sensor),
+                        format: args.format,
                         ..ReaderOptions::default()
                     };
                     reader = prism_events::open_with(&args.input, options).with_context(opening)?;

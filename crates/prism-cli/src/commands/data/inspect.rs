@@ -15,6 +15,10 @@ pub struct InspectArgs {
     /// Sensor size for files that do not declare it (e.g. `640x480`).
     #[arg(long, value_parser = super::parse_sensor_size)]
     pub sensor: Option<SensorSize>,
+    /// The file's format (`dat`, `evt2`, `evt3`, `hdf5`) when its content cannot tell it: a DAT
+    /// file without a `%` header is read only with `--format dat` and `--sensor`.
+    #[arg(long)]
+    pub format: Option<prism_events::Format>,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -42,7 +46,7 @@ pub struct Summary {
 }
 
 pub fn run(args: InspectArgs) -> Result<()> {
-    let summary = summarize(&args.file, args.sensor)?;
+    let summary = summarize(&args.file, args.sensor, args.format)?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&summary)?)?;
     } else {
@@ -52,8 +56,13 @@ pub fn run(args: InspectArgs) -> Result<()> {
 }
 
 /// Reads the whole file once, in bounded chunks, counting what `inspect` reports.
-pub fn summarize(file: &std::path::Path, sensor: Option<SensorSize>) -> Result<Summary> {
+pub fn summarize(
+    file: &std::path::Path,
+    sensor: Option<SensorSize>,
+    format: Option<prism_events::Format>,
+) -> Result<Summary> {
     let options = ReaderOptions {
+        format,
         time_order: TimeOrder::Clamp,
         out_of_bounds: OutOfBounds::Drop,
         sensor_size: sensor,
