@@ -1445,3 +1445,70 @@ fn dynamic_batching_answers_each_request_with_its_own_rows() {
     assert!(batches < requests, "no request shared a batch: {metrics}");
     server.shutdown();
 }
+
+/// The HTTP/2 client preface and an empty SETTINGS frame: what opens a gRPC connection.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+/// Opens an HTTP/2 connection and returns it with the first bytes the server sent (none: closed).
+fn h2_open(addr: SocketAddr) -> (TcpStream, usize) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let _ = s.write_all(H2_PREFACE);
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).unwrap_or(0);
+    (s, n)
+}
+
+/// Connections past `max_connections` are refused on both endpoints (HTTP: 503; gRPC: closed on
+/// arrival), and a place freed is taken again.
+#[test]
+fn connections_past_the_cap_are_refused_on_both_endpoints() {
+    use std::io::{Read, Write};
+    let Some(dir) = fixtures("connections_past_the_cap_are_refused_on_both_endpoints") else {
+        return;
+    };
+    let server = start_with(
+        dir,
+        ServerOptions {
+            max_connections: 2,
+            grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
+            ..ServerOptions::default()
+        },
+    );
+    let addr = server.local_addr();
+    let settle = || std::thread::sleep(std::time::Duration::from_millis(300));
+
+    // HTTP: two idle connections hold both places; the third is answered 503 and closed.
+    let held: Vec<_> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    settle();
+    let mut third = TcpStream::connect(addr).unwrap();
+    third
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let _ = third.write_all(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut answer = String::new();
+    let _ = third.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too many connections"), "{answer}");
+    drop(held);
+    settle();
+    assert_eq!(request(addr, "GET", "/v2/health/live", b"").0, 200);
+
+    // gRPC: two open HTTP/2 connections hold both places; the third is closed unanswered.
+    let grpc = server.grpc_addr().unwrap();
+    let (first, n1) = h2_open(grpc);
+    let (_second, n2) = h2_open(grpc);
+    assert!(
+        n1 > 0 && n2 > 0,
+        "the server answers the first two prefaces"
+    );
+    settle();
+    let (_, n3) = h2_open(grpc);
+    assert_eq!(n3, 0, "a third gRPC connection is closed");
+    drop(first);
+    settle();
+    let (_, n4) = h2_open(grpc);
+    assert!(n4 > 0, "a freed place is taken again");
+}

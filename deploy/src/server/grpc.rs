@@ -6,6 +6,9 @@
 //! Errors map to gRPC codes: a bad request is `INVALID_ARGUMENT`, an unknown model `NOT_FOUND`,
 //! a passed deadline `DEADLINE_EXCEEDED`, too many sequences `RESOURCE_EXHAUSTED`, a stopping
 //! server `UNAVAILABLE`.
+//!
+//! Bounded like the HTTP endpoint: at most [`ServerOptions::max_connections`](super::ServerOptions)
+//! connections (more are closed on arrival, `grpc_incoming`) and as many calls in progress at once.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use tonic::{Code, Request, Response, Status};
 
+use super::grpc_incoming::CappedIncoming;
 use super::infer::{choose_outputs, fp32_shape, run, sequence_flags, Call};
 use super::models::Model;
 use super::protocol::{f32_from_le_bytes, f32_to_le_bytes, SequenceId};
@@ -48,17 +52,22 @@ pub(super) async fn serve(
         .set_nonblocking(true)
         .and_then(|()| tokio::net::TcpListener::from_std(listener))
     {
-        Ok(l) => tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true)),
+        Ok(l) => CappedIncoming::new(l, app.options.max_connections),
         Err(e) => {
             tracing::error!("cannot poll the gRPC listener: {e}");
             return;
         }
     };
     let limit = app.options.max_body_bytes;
+    // HTTP/2 multiplexes calls on a connection: the calls being decoded or run, over all
+    // connections, are bounded like the HTTP endpoint's (one per connection); the others wait
+    // with their bodies unread, held back by HTTP/2 flow control.
+    let in_progress = tower::limit::GlobalConcurrencyLimitLayer::new(app.options.max_connections);
     let service = GrpcInferenceServiceServer::new(Service { app })
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX);
     let server = tonic::transport::Server::builder()
+        .layer(in_progress)
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, stopped(stop.clone()));
     tokio::pin!(server);

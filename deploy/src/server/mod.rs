@@ -46,6 +46,7 @@
 
 mod batcher;
 pub mod grpc;
+mod grpc_incoming;
 mod http;
 mod infer;
 mod metrics;
@@ -87,6 +88,9 @@ pub struct ServerOptions {
     pub workers: usize,
     /// Most concurrent client streams; more get 429.
     pub max_streams: usize,
+    /// Most connections open at once on each endpoint (HTTP: more get 503 and are closed; gRPC:
+    /// more are closed), and most gRPC calls in progress at once.
+    pub max_connections: usize,
     /// Time from a request's arrival to its answer: past it, a request still waiting for a worker
     /// gets 408, and a running stream request stops after its current window with 408 (the stream
     /// is dropped).
@@ -119,6 +123,7 @@ impl Default for ServerOptions {
             max_body_bytes: 64 << 20,
             workers: 4,
             max_streams: 64,
+            max_connections: 512,
             deadline: Duration::from_secs(30),
             max_windows_per_request: 100,
             max_gap_us: StreamOptions::default().max_gap_us,
@@ -137,6 +142,9 @@ impl ServerOptions {
         let bad = |what: &str| Err(DeployError::Input(format!("server options: {what}")));
         if self.workers == 0 {
             return bad("at least one worker is needed");
+        }
+        if self.max_connections == 0 {
+            return bad("at least one connection must be allowed");
         }
         if self.max_streams == 0 || self.max_windows_per_request == 0 || self.max_stream_events == 0
         {
@@ -296,7 +304,10 @@ impl Server {
             stop: stop.clone(),
             options: options.clone(),
         });
-        let limits = http::Limits::new(options.max_body_bytes);
+        let limits = http::Limits {
+            max_connections: options.max_connections,
+            ..http::Limits::new(options.max_body_bytes)
+        };
         let served = app.clone();
         let handler: Arc<http::Handler> = Arc::new(move |request| handle(&served, request));
         let (flag, grpc_app) = (stop.clone(), app.clone());

@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// infer call).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_streams: u32,
+    /// Most connections open at once on each endpoint (HTTP: more get 503; gRPC: more are
+    /// closed), and most gRPC calls in progress at once.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_connections: u32,
     /// Seconds from a request's arrival to its answer; a stream request still running then stops
     /// after its current window (408, the stream is dropped).
     #[arg(long, default_value_t = 30.0)]
@@ -101,6 +105,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_body_bytes: (args.max_body_mib as usize) << 20,
         workers: args.workers as usize,
         max_streams: args.max_streams as usize,
+        max_connections: args.max_connections as usize,
         deadline: Duration::from_secs_f64(args.deadline_s),
         max_windows_per_request: args.max_windows_per_request,
         max_gap_us: args.max_gap_ms as i64 * 1000,
