@@ -111,6 +111,11 @@ pub struct EngineOptions {
     pub ort_library: Option<PathBuf>,
     /// CUDA device for `ort-cuda` / `ort-tensorrt`.
     pub device_id: i32,
+    /// `ort-cuda` / `ort-tensorrt`: let ONNX Runtime's CUDA provider compute fp32 convolutions and
+    /// matrix products in TF32 (10-bit mantissa; faster on Ampere and later). ONNX Runtime turns
+    /// it on by default; prism does not, so that an fp32 model gives fp32 results on every
+    /// backend (an fp16 model is the fast choice that says what it is).
+    pub cuda_tf32: bool,
     pub tensorrt: TensorRtOptions,
 }
 

@@ -640,6 +640,7 @@ fn execution_providers(
     let cuda = || {
         ep::CUDA::default()
             .with_device_id(options.device_id)
+            .with_tf32(options.cuda_tf32)
             .build()
             .error_on_failure()
     };

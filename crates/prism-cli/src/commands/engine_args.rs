@@ -35,6 +35,10 @@ pub struct RuntimeArgs {
     /// CUDA device for ort-cuda / ort-tensorrt.
     #[arg(long, default_value_t = 0)]
     pub device: i32,
+    /// ort-cuda / ort-tensorrt: allow TF32 for fp32 convolutions and matrix products in the CUDA
+    /// provider (ONNX Runtime's default; prism's is off, so fp32 models compute in fp32).
+    #[arg(long)]
+    pub cuda_tf32: bool,
     /// TensorRT: allow fp16 kernels.
     #[arg(long)]
     pub trt_fp16: bool,
@@ -54,6 +58,7 @@ impl RuntimeArgs {
             threads: None,
             ort_library: None,
             device: 0,
+            cuda_tf32: false,
             trt_fp16: false,
             trt_int8: false,
             trt_cache: None,
@@ -67,6 +72,7 @@ impl RuntimeArgs {
             inter_threads: None,
             ort_library: self.ort_library.clone(),
             device_id: self.device,
+            cuda_tf32: self.cuda_tf32,
             tensorrt: TensorRtOptions {
                 fp16: self.trt_fp16,
                 int8: self.trt_int8,
