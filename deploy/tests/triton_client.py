@@ -2,6 +2,7 @@
 answer against ONNX Runtime running the same ONNX file in this process.
 
 Usage: triton_client.py http|grpc HOST:PORT MODEL_NAME MODEL.onnx
+       triton_client.py http|grpc HOST:PORT --repository NAME_A NAME_B MODEL.onnx
 
 Checks, over HTTP (tritonclient.http) or gRPC (tritonclient.grpc): health, server and model
 metadata, model readiness; infer (over HTTP with JSON tensors, with binary tensors in both
@@ -9,6 +10,10 @@ directions and mixed; over gRPC with raw tensor contents); an RVT sequence (sequ
 sequence_end) whose detections equal ONNX Runtime's with the state fed back by hand; errors
 come back as InferenceServerException with the server's message. Prints one line per check and
 exits non-zero on the first failure.
+
+With `--repository` the server serves a model repository holding NAME_A and NAME_B (both copies
+of MODEL.onnx): the repository index, unloading and loading a model, a reload, and the refusals
+(an unknown model, load parameters) through the client's repository API.
 """
 
 import sys
@@ -130,5 +135,61 @@ def main():
     print("all checks passed")
 
 
+def repository(protocol, url, names, onnx_path):
+    grpc = protocol == "grpc"
+    api = grpcclient if grpc else httpclient
+    client = api.InferenceServerClient(url=url)
+    a, b = names
+    session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+
+    def index():
+        got = client.get_model_repository_index(as_json=True) if grpc else client.get_model_repository_index()
+        models = got.get("models", []) if grpc else got
+        return {m["name"]: (m.get("state"), m.get("reason", "")) for m in models}
+
+    def ready(name):
+        try:
+            return client.is_model_ready(name)
+        except InferenceServerException:
+            return False
+
+    def raises(call, text):
+        try:
+            call()
+        except InferenceServerException as e:
+            return text in str(e)
+        return False
+
+    check(index() == {a: ("READY", ""), b: ("READY", "")}, f"repository index lists {a} and {b} as READY")
+    client.unload_model(a)
+    check(not ready(a) and ready(b), f"{a} unloaded, {b} still ready")
+    check(index()[a] == ("UNAVAILABLE", "unloaded"), f"the index says why {a} is unavailable")
+    check(raises(lambda: client.get_model_metadata(a), "unknown model"), f"{a} refused while unloaded")
+    client.load_model(a)
+    check(ready(a), f"{a} loaded again")
+    feeds = {i.name: np.ones(i.shape, np.float32) for i in session.get_inputs()}
+    want = session.run(None, feeds)[0]
+    inputs = []
+    for name, value in feeds.items():
+        t = api.InferInput(name, list(value.shape), "FP32")
+        t.set_data_from_numpy(value)
+        inputs.append(t)
+    got = client.infer(a, inputs).as_numpy(session.get_outputs()[0].name)
+    check(np.allclose(got, want, rtol=1e-4, atol=1e-5), f"the reloaded {a} infers as onnxruntime does")
+    client.load_model(b)
+    check(ready(b), f"{b} reloaded in place")
+    check(raises(lambda: client.load_model("nope"), "no such model file"), "loading an unknown model is refused")
+    if grpc:
+        check(
+            raises(lambda: client.load_model(a, config="{}"), "load parameter `config`"),
+            "load parameters are refused with their name",
+        )
+    check(ready(a) and ready(b), "both models ready at the end")
+    print("all checks passed", flush=True)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[3:4] == ["--repository"]:
+        repository(sys.argv[1], sys.argv[2], sys.argv[4:6], sys.argv[6])
+    else:
+        main()

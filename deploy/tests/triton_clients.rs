@@ -1,6 +1,6 @@
 //! Triton's own Python clients (`tritonclient[http,grpc]`, provisioned by `cargo xtask`) against
 //! the server on each CPU backend, over HTTP and gRPC: health, metadata, JSON, binary and raw
-//! tensors, an RVT sequence, errors.
+//! tensors, an RVT sequence, errors; and a model repository through the clients' repository API.
 //! `triton_client.py` checks every answer against ONNX Runtime running the same file.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use common::*;
 use prism_deploy::server::{Server, ServerOptions};
-use prism_deploy::{Engine, EngineOptions};
+use prism_deploy::{Backend, Engine, EngineOptions};
 
 #[test]
 fn tritonclient_http_and_grpc_get_the_same_numbers_as_onnxruntime() {
@@ -70,4 +70,64 @@ fn tritonclient_http_and_grpc_get_the_same_numbers_as_onnxruntime() {
         }
         server.shutdown();
     }
+}
+
+/// Triton's clients drive a model repository over HTTP and gRPC: index, unload, load, reload and
+/// the refusals, with the same answers on both protocols.
+#[test]
+fn tritonclient_manages_a_model_repository() {
+    let test = "tritonclient_manages_a_model_repository";
+    let Some(dir) = fixtures(test) else {
+        return;
+    };
+    let python = prism_env().join("venv/bin/python");
+    let importable = Command::new(&python)
+        .args(["-c", "import tritonclient.http, tritonclient.grpc"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !importable {
+        skip::<()>(
+            test,
+            "tritonclient is not installed (run `cargo xtask provision`)",
+        );
+        return;
+    }
+    let model = dir.join("rvt_tiny.onnx");
+    let repo = tempfile::tempdir().unwrap();
+    for name in ["alpha", "beta"] {
+        std::fs::copy(&model, repo.path().join(format!("{name}.onnx"))).unwrap();
+    }
+    let server = Server::start_repository(
+        repo.path(),
+        EngineOptions::new(Backend::Tract),
+        ServerOptions {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
+            ..ServerOptions::default()
+        },
+    )
+    .unwrap();
+    for (protocol, addr) in [
+        ("http", server.local_addr()),
+        ("grpc", server.grpc_addr().unwrap()),
+    ] {
+        let out = Command::new(&python)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/triton_client.py"
+            ))
+            .args([protocol, &addr.to_string(), "--repository", "alpha", "beta"])
+            .arg(&model)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.contains("all checks passed"),
+            "repository over {protocol}: tritonclient checks failed\n{stdout}\n{stderr}"
+        );
+        let passed = stdout.lines().filter(|l| l.starts_with("ok:")).count();
+        eprintln!("repository over {protocol}: {passed} tritonclient checks passed");
+    }
+    server.shutdown();
 }

@@ -3,6 +3,9 @@
 //! and metrics as the HTTP endpoint. Tensors come as `fp32_contents` or `raw_input_contents`;
 //! answers are raw little-endian bytes (`raw_output_contents`), as Triton answers.
 //!
+//! With `--model-repository`, Triton's repository RPCs list, load and unload its models, as the
+//! HTTP repository endpoints do.
+//!
 //! Errors map to gRPC codes: a bad request is `INVALID_ARGUMENT`, an unknown model `NOT_FOUND`,
 //! a passed deadline `DEADLINE_EXCEEDED`, too many sequences `RESOURCE_EXHAUSTED`, a stopping
 //! server `UNAVAILABLE`.
@@ -104,6 +107,17 @@ fn status(e: HttpError) -> Status {
     Status::new(code, e.message)
 }
 
+/// prism serves one repository, which has no name.
+fn check_repository(name: &str) -> Result<(), Status> {
+    if name.is_empty() {
+        Ok(())
+    } else {
+        Err(Status::not_found(format!(
+            "unknown repository `{name}`: this server has one, named \"\""
+        )))
+    }
+}
+
 impl Service {
     /// Runs `work` on the blocking pool, counted in the metrics under `route`.
     async fn blocking<T: Send + 'static>(
@@ -134,6 +148,68 @@ impl GrpcInferenceService for Service {
         _: Request<ServerLiveRequest>,
     ) -> Result<Response<ServerLiveResponse>, Status> {
         Ok(Response::new(ServerLiveResponse { live: true }))
+    }
+
+    async fn repository_index(
+        &self,
+        request: Request<RepositoryIndexRequest>,
+    ) -> Result<Response<RepositoryIndexResponse>, Status> {
+        let r = request.into_inner();
+        check_repository(&r.repository_name)?;
+        self.blocking("repository", move |app| {
+            let models = app
+                .models
+                .index()?
+                .into_iter()
+                .filter(|m| !r.ready || m.state == "READY")
+                .map(|m| repository_index_response::ModelIndex {
+                    name: m.name,
+                    version: m.version.into(),
+                    state: m.state.into(),
+                    reason: m.reason,
+                })
+                .collect();
+            Ok(RepositoryIndexResponse { models })
+        })
+        .await
+    }
+
+    async fn repository_model_load(
+        &self,
+        request: Request<RepositoryModelLoadRequest>,
+    ) -> Result<Response<RepositoryModelLoadResponse>, Status> {
+        let r = request.into_inner();
+        check_repository(&r.repository_name)?;
+        if let Some(key) = r.parameters.keys().next() {
+            return Err(Status::invalid_argument(format!(
+                "load parameter `{key}`: prism loads {}.onnx as it is on disk and takes no \
+                 configuration or files with the request",
+                r.model_name
+            )));
+        }
+        self.blocking("repository", move |app| {
+            app.models.load(&r.model_name, &app.options)?;
+            Ok(RepositoryModelLoadResponse {})
+        })
+        .await
+    }
+
+    async fn repository_model_unload(
+        &self,
+        request: Request<RepositoryModelUnloadRequest>,
+    ) -> Result<Response<RepositoryModelUnloadResponse>, Status> {
+        let r = request.into_inner();
+        check_repository(&r.repository_name)?;
+        if let Some(key) = r.parameters.keys().find(|k| *k != "unload_dependents") {
+            return Err(Status::invalid_argument(format!(
+                "unload parameter `{key}`: prism takes only `unload_dependents`"
+            )));
+        }
+        self.blocking("repository", move |app| {
+            app.models.unload(&r.model_name)?;
+            Ok(RepositoryModelUnloadResponse {})
+        })
+        .await
     }
 
     async fn server_ready(
