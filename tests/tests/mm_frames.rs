@@ -29,6 +29,9 @@ fn same(a: &[Detection], b: &[Detection]) -> bool {
 #[test]
 fn fused_detectors_run_in_frame_detector_on_tract_and_onnx_runtime() {
     let device = Device::flex();
+    // Seeded: random weights and images, the same every run (ties in the detections' order
+    // would otherwise make a comparison depend on the draw).
+    device.seed(7);
     let classes = vec!["person".to_string(), "car".to_string()];
     let ort = onnxruntime::library_path(None).is_ok();
     if !ort && std::env::var_os("PRISM_REQUIRE_FIXTURES").is_some_and(|v| v == "1") {
@@ -42,7 +45,7 @@ fn fused_detectors_run_in_frame_detector_on_tract_and_onnx_runtime() {
             .with_prior(0.5);
         let model = config.init(&device).unwrap();
         let file = dir.path().join(format!("{name}.onnx"));
-        export_mm(&model, name, &classes, SIZE, &device)
+        export_mm(&model, name, &classes, SIZE, false, &device)
             .unwrap()
             .save(&file)
             .unwrap();
@@ -74,5 +77,66 @@ fn fused_detectors_run_in_frame_detector_on_tract_and_onnx_runtime() {
                 want.len()
             );
         }
+    }
+}
+
+/// `prism export onnx --dynamic-batch` of a fused detector: a batch of three images gives Burn's
+/// rows for each image, in tract and ONNX Runtime (what the server's dynamic batching relies on).
+#[test]
+fn a_dynamic_batch_export_gives_every_image_its_own_rows() {
+    let device = Device::flex();
+    // Seeded: random weights and images, the same every run (ties in the detections' order
+    // would otherwise make a comparison depend on the draw).
+    device.seed(7);
+    let classes = vec!["person".to_string(), "car".to_string()];
+    let name = "mm-mit-b0-cssa-s3";
+    let model = MmDetectorConfig::from_name(name, classes.len())
+        .unwrap()
+        .init(&device)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dynamic.onnx");
+    export_mm(&model, name, &classes, SIZE, true, &device)
+        .unwrap()
+        .save(&file)
+        .unwrap();
+    let [h, w] = SIZE;
+    let images = Tensor::<4>::random([3, 5, h, w], Distribution::Uniform(0.0, 1.0), &device);
+    let pixels: Vec<f32> = images.clone().into_data().try_into_vec::<f32>().unwrap();
+    // Burn, one image at a time.
+    let want: Vec<f32> = (0..3)
+        .flat_map(|i| {
+            model
+                .forward(images.clone().narrow(0, i, 1))
+                .into_data()
+                .try_into_vec::<f32>()
+                .unwrap()
+        })
+        .collect();
+    let mut backends = vec![Backend::Tract];
+    if onnxruntime::library_path(None).is_ok() {
+        backends.push(Backend::OrtCpu);
+    }
+    for backend in backends {
+        let engine = Engine::load(&file, &EngineOptions::new(backend)).unwrap();
+        assert_eq!(engine.inputs()[0].shape[0], None, "a dynamic batch axis");
+        let out = engine
+            .run(&[prism_deploy::TensorView {
+                name: "image",
+                shape: &[3, 5, h, w],
+                data: &pixels,
+            }])
+            .unwrap();
+        assert_eq!(out[0].shape[0], 3);
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let gap = out[0]
+            .data
+            .iter()
+            .zip(&want)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            gap <= 1e-4 * scale,
+            "{backend:?}: gap {gap} on outputs up to {scale}"
+        );
     }
 }

@@ -105,7 +105,7 @@ fn main() -> Result<()> {
             let model = MmDetectorConfig::from_name(&mm, classes.len())?
                 .init_pretrained(mit.clone(), &device)?;
             let path = args.out.join(format!("{mm}.onnx"));
-            export_mm(&model, &mm, &classes, SIZE, &device)?.save(&path)?;
+            export_mm(&model, &mm, &classes, SIZE, false, &device)?.save(&path)?;
             let mut row = json!({ "model": mm, "parameters": prism_models::rvt::params::count_params(&model) });
             for backend in [Backend::Tract, Backend::OrtCpu] {
                 let ms = frame_latency(&path, backend, args.threads, args.runs)?;

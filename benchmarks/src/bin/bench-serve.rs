@@ -23,6 +23,11 @@
 //!
 //! usage: bench-serve [--models rvt-tiny-synth,rvt-tiny-gen1] [--backend ort-cpu] [--seconds 8]
 //!                    [--clients 1,4,16] [--workers 4] [--threads 2]
+//!        bench-serve --batching mm-mit-b0-cssa-s3 [--backend ort-cpu] [--seconds 8]
+//! The second form compares dynamic batching on and off for a frame model (`batching.rs`).
+
+#[path = "bench-serve/batching.rs"]
+mod batching;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -74,8 +79,12 @@ struct Args {
     /// ONNX Runtime intra-op threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
-    /// Internal: run the server in this process (MODEL BACKEND WORKERS THREADS NAME).
-    #[arg(long, num_args = 5, value_names = ["MODEL", "BACKEND", "WORKERS", "THREADS", "NAME"], hide = true)]
+    /// Compare dynamic batching on and off for this multimodal detector instead (16 clients,
+    /// binary tensors; writes results/serve-batching.{md,json}).
+    #[arg(long)]
+    batching: Option<String>,
+    /// Internal: run the server in this process (MODEL BACKEND WORKERS THREADS NAME MAX_BATCH).
+    #[arg(long, num_args = 6, value_names = ["MODEL", "BACKEND", "WORKERS", "THREADS", "NAME", "MAX_BATCH"], hide = true)]
     child: Option<Vec<String>>,
 }
 
@@ -87,10 +96,14 @@ fn main() -> Result<()> {
         clients,
         workers,
         threads,
+        batching,
         child: server,
     } = <Args as clap::Parser>::parse();
     if let Some(args) = server {
         return child(&args);
+    }
+    if let Some(name) = batching {
+        return batching::run(&name, &backend, seconds, workers, threads);
     }
 
     let dir = tempfile::tempdir()?;
@@ -148,8 +161,8 @@ fn main() -> Result<()> {
 /// The server process: loads the model, serves on 127.0.0.1:0, prints the address, and shuts
 /// down gracefully when its stdin closes.
 fn child(args: &[String]) -> Result<()> {
-    let [model, backend, workers, threads, name] = args else {
-        bail!("usage: bench-serve --child MODEL BACKEND WORKERS THREADS NAME");
+    let [model, backend, workers, threads, name, max_batch] = args else {
+        bail!("usage: bench-serve --child MODEL BACKEND WORKERS THREADS NAME MAX_BATCH");
     };
     let mut options = EngineOptions::new(backend.parse::<Backend>()?);
     options.intra_threads = Some(threads.parse()?);
@@ -163,6 +176,7 @@ fn child(args: &[String]) -> Result<()> {
             workers: workers.parse()?,
             max_streams: 64,
             grpc_addr: Some("127.0.0.1:0".parse()?),
+            max_batch: max_batch.parse()?,
             ..ServerOptions::default()
         },
     )?;
@@ -625,6 +639,7 @@ fn spawn_server(
     workers: usize,
     threads: usize,
     name: &str,
+    max_batch: usize,
 ) -> Result<ServerProcess> {
     let mut child = Command::new(std::env::current_exe()?)
         .arg("--child")
@@ -633,6 +648,7 @@ fn spawn_server(
         .arg(workers.to_string())
         .arg(threads.to_string())
         .arg(name)
+        .arg(max_batch.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -712,7 +728,7 @@ fn bench_model(
     })?;
     let event_bodies = Arc::new(window_bodies(&scene.events, rep.window_us)?);
 
-    let server = spawn_server(&path, backend, workers, threads, name)?;
+    let server = spawn_server(&path, backend, workers, threads, name, 1)?;
     let addr = server.addr;
     eprintln!(
         "{name}: server on {addr}, infer body {:.1} MB, {} event windows",

@@ -132,14 +132,20 @@ pub fn export_mm(
     name: &str,
     classes: &[String],
     [h, w]: [usize; 2],
+    dynamic_batch: bool,
     device: &Device,
 ) -> prism_export::Result<OnnxModel> {
+    let batch = if dynamic_batch { None } else { Some(1) };
     let options = ExportOptions::default()
+        .dynamic_batch(dynamic_batch)
         .inputs(["image"])
         .outputs(["detections"])
-        .metadata(mm_model_spec(name, classes, [h, w], Some(1)).to_json())
+        .metadata(mm_model_spec(name, classes, [h, w], batch).to_json())
         .graph_name(name.to_string());
-    let sample = Tensor::<4>::zeros([1, crate::mm::MM_CHANNELS, h, w], device);
+    // Traced at batches 2 and 3 for a dynamic axis, as `export_seq` is: at batch 1 Burn skips
+    // layout operations on the unit axis, so a batch-1 trace would not line up with a batch-2 one.
+    let sample_batch = if dynamic_batch { 2 } else { 1 };
+    let sample = Tensor::<4>::zeros([sample_batch, crate::mm::MM_CHANNELS, h, w], device);
     prism_export::export(
         model,
         sample,

@@ -121,9 +121,6 @@ pub fn export_onnx(args: &OnnxArgs) -> Result<()> {
 /// `prism export onnx` of an RGB + thermal + event detector: `image [1, 5, H, W]` in,
 /// raw `detections [1, A, 5 + K]` out, its spec (classes, input size) in the metadata.
 fn export_multimodal(args: &OnnxArgs, device: &Device) -> Result<()> {
-    if args.dynamic_batch {
-        anyhow::bail!("--dynamic-batch is not built for multimodal detectors (batch 1)");
-    }
     let (card, model) = args.source.load_multimodal(device)?;
     let started = Instant::now();
     let onnx = prism_models::onnx::export_mm(
@@ -131,17 +128,23 @@ fn export_multimodal(args: &OnnxArgs, device: &Device) -> Result<()> {
         &card.name,
         &card.data.classes,
         card.model.input_size,
+        args.dynamic_batch,
         device,
     )
     .with_context(|| format!("exporting {}", card.name))?;
     let bytes = write_file(&onnx, args)?;
     outln!(
-        "exported {} to {} in {:.2} s: {} bytes, {} nodes",
+        "exported {} to {} in {:.2} s: {} bytes, {} nodes{}",
         card.name,
         args.out.display(),
         started.elapsed().as_secs_f64(),
         bytes,
         onnx.stats().nodes,
+        if args.dynamic_batch {
+            ", dynamic batch"
+        } else {
+            ""
+        },
     )?;
     if args.verify {
         let runners = verify_runners(args)?;

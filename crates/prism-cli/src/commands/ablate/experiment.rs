@@ -129,6 +129,7 @@ pub fn run(
         &card.name,
         &card.data.classes,
         card.model.input_size,
+        false,
         &inference,
     )?
     .save(&onnx_path)
