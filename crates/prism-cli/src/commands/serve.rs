@@ -133,11 +133,20 @@ pub fn run(args: ServeArgs) -> Result<()> {
         signal_hook::flag::register(signal, stop.clone())
             .context("installing the signal handler")?;
     }
-    eprintln!("serving on http://{} (Ctrl-C to stop)", server.local_addr());
+    // A server must not die because whoever reads its log went away: `eprintln!` panics on a
+    // closed stderr, so these lines are written and their errors dropped.
+    let say = |line: String| {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "{line}");
+    };
+    say(format!(
+        "serving on http://{} (Ctrl-C to stop)",
+        server.local_addr()
+    ));
     if let Some(grpc) = server.grpc_addr() {
-        eprintln!("serving gRPC on {grpc}");
+        say(format!("serving gRPC on {grpc}"));
     }
     server.wait();
-    eprintln!("stopped");
+    say("stopped".into());
     Ok(())
 }

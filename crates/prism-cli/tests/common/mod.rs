@@ -50,6 +50,13 @@ pub fn serve(model: &std::path::Path) -> (std::process::Child, String) {
                 .to_string();
         }
     };
+    // Keep reading the server's log: a closed pipe would make its next log line fail (EPIPE),
+    // and a server that cannot write its log may end, resetting the test's connection.
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            eprintln!("prism serve: {line}");
+        }
+    });
     (child, addr)
 }
 
