@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
@@ -13,24 +14,54 @@ use common::*;
 use prism_deploy::server::{Server, ServerOptions};
 use prism_deploy::{Backend, Engine, EngineOptions};
 
+/// The test venv's python, when it can import Triton's clients (else the test is skipped).
+fn tritonclient_python(test: &str) -> Option<PathBuf> {
+    let python = prism_env().join("venv/bin/python");
+    let importable = Command::new(&python)
+        .args(["-c", "import tritonclient.http, tritonclient.grpc"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if importable {
+        Some(python)
+    } else {
+        skip(
+            test,
+            "tritonclient is not installed (run `cargo xtask provision`)",
+        )
+    }
+}
+
+/// Runs `triton_client.py ARGS... MODEL` and fails the test, with the script's output, unless
+/// every check passed.
+fn run_client(python: &Path, what: &str, args: &[&str], model: &Path) {
+    let out = Command::new(python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/triton_client.py"
+        ))
+        .args(args)
+        .arg(model)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("all checks passed"),
+        "{what}: tritonclient checks failed\n{stdout}\n{stderr}"
+    );
+    let passed = stdout.lines().filter(|l| l.starts_with("ok:")).count();
+    eprintln!("{what}: {passed} tritonclient checks passed");
+}
+
 #[test]
 fn tritonclient_http_and_grpc_get_the_same_numbers_as_onnxruntime() {
     let test = "tritonclient_http_and_grpc_get_the_same_numbers_as_onnxruntime";
     let Some(dir) = fixtures(test) else {
         return;
     };
-    let python = prism_env().join("venv/bin/python");
-    let importable = Command::new(&python)
-        .args(["-c", "import tritonclient.http, tritonclient.grpc"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !importable {
-        skip::<()>(
-            test,
-            "tritonclient is not installed (run `cargo xtask provision`)",
-        );
+    let Some(python) = tritonclient_python(test) else {
         return;
-    }
+    };
     let model = dir.join("rvt_tiny.onnx");
     for backend in cpu_backends(test) {
         let engine = Arc::new(Engine::load(&model, &EngineOptions::new(backend)).unwrap());
@@ -48,25 +79,12 @@ fn tritonclient_http_and_grpc_get_the_same_numbers_as_onnxruntime() {
             ("http", server.local_addr()),
             ("grpc", server.grpc_addr().unwrap()),
         ] {
-            let out = Command::new(&python)
-                .arg(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/tests/triton_client.py"
-                ))
-                .arg(protocol)
-                .arg(addr.to_string())
-                .arg("rvt")
-                .arg(&model)
-                .output()
-                .unwrap();
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(
-                out.status.success() && stdout.contains("all checks passed"),
-                "{backend:?} over {protocol}: tritonclient checks failed\n{stdout}\n{stderr}"
+            run_client(
+                &python,
+                &format!("{backend:?} over {protocol}"),
+                &[protocol, &addr.to_string(), "rvt"],
+                &model,
             );
-            let passed = stdout.lines().filter(|l| l.starts_with("ok:")).count();
-            eprintln!("{backend:?} over {protocol}: {passed} tritonclient checks passed");
         }
         server.shutdown();
     }
@@ -80,18 +98,9 @@ fn tritonclient_manages_a_model_repository() {
     let Some(dir) = fixtures(test) else {
         return;
     };
-    let python = prism_env().join("venv/bin/python");
-    let importable = Command::new(&python)
-        .args(["-c", "import tritonclient.http, tritonclient.grpc"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !importable {
-        skip::<()>(
-            test,
-            "tritonclient is not installed (run `cargo xtask provision`)",
-        );
+    let Some(python) = tritonclient_python(test) else {
         return;
-    }
+    };
     let model = dir.join("rvt_tiny.onnx");
     let repo = tempfile::tempdir().unwrap();
     for name in ["alpha", "beta"] {
@@ -111,23 +120,12 @@ fn tritonclient_manages_a_model_repository() {
         ("http", server.local_addr()),
         ("grpc", server.grpc_addr().unwrap()),
     ] {
-        let out = Command::new(&python)
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/triton_client.py"
-            ))
-            .args([protocol, &addr.to_string(), "--repository", "alpha", "beta"])
-            .arg(&model)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && stdout.contains("all checks passed"),
-            "repository over {protocol}: tritonclient checks failed\n{stdout}\n{stderr}"
+        run_client(
+            &python,
+            &format!("repository over {protocol}"),
+            &[protocol, &addr.to_string(), "--repository", "alpha", "beta"],
+            &model,
         );
-        let passed = stdout.lines().filter(|l| l.starts_with("ok:")).count();
-        eprintln!("repository over {protocol}: {passed} tritonclient checks passed");
     }
     server.shutdown();
 }

@@ -92,11 +92,7 @@ pub fn export_onnx(args: &OnnxArgs) -> Result<()> {
         bytes,
         stats.nodes,
         args.opset,
-        if args.dynamic_batch {
-            ", dynamic batch"
-        } else {
-            ""
-        }
+        args.batch_note()
     )?;
     if args.verify {
         let runners = verify_runners(args)?;
@@ -116,6 +112,17 @@ pub fn export_onnx(args: &OnnxArgs) -> Result<()> {
         print_verified(&report, &options, &runners)?;
     }
     Ok(())
+}
+
+impl OnnxArgs {
+    /// What the "exported …" line adds for a dynamic batch axis.
+    fn batch_note(&self) -> &'static str {
+        if self.dynamic_batch {
+            ", dynamic batch"
+        } else {
+            ""
+        }
+    }
 }
 
 /// `prism export onnx` of an RGB + thermal + event detector: `image [1, 5, H, W]` in,
@@ -140,11 +147,7 @@ fn export_multimodal(args: &OnnxArgs, device: &Device) -> Result<()> {
         started.elapsed().as_secs_f64(),
         bytes,
         onnx.stats().nodes,
-        if args.dynamic_batch {
-            ", dynamic batch"
-        } else {
-            ""
-        },
+        args.batch_note(),
     )?;
     if args.verify {
         let runners = verify_runners(args)?;
@@ -185,11 +188,7 @@ fn export_sequence(args: &OnnxArgs, device: &Device) -> Result<()> {
         started.elapsed().as_secs_f64(),
         bytes,
         onnx.stats().nodes,
-        if args.dynamic_batch {
-            ", dynamic batch"
-        } else {
-            ""
-        }
+        args.batch_note()
     )?;
     if args.verify {
         let runners = verify_runners(args)?;
