@@ -50,7 +50,44 @@ pub struct TrainSection {
     /// [`crate::precision`]).
     #[serde(default)]
     pub precision: crate::precision::Precision,
+    /// Update rule of every parameter no `param_groups` entry claims: `adamw` (RVT's), `sgd`
+    /// or `lion`.
+    #[serde(default)]
+    pub optimizer: crate::optim::OptimizerKind,
+    /// Learning-rate schedule: `one-cycle` (RVT's), `cosine` or `constant`.
+    #[serde(default)]
+    pub schedule: crate::optim::ScheduleKind,
+    /// Per-component optimizers (`[[train.param_groups]]`, `prefix = "backbone"`, …), each
+    /// with its own optimizer, lr, weight_decay and schedule; a later group wins where two
+    /// match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub param_groups: Vec<crate::optim::ParamGroupSection>,
 }
+
+impl TrainSection {
+    /// The optimizer plan of an RVT run (`neck` is the PAFPN, `head` the YOLOX head).
+    pub fn optimizer_plan(&self) -> Result<crate::optim::OptimizerPlan, ConfigError> {
+        crate::optim::OptimizerPlan::new(
+            crate::optim::BaseSettings {
+                optimizer: self.optimizer,
+                lr: self.lr,
+                weight_decay: self.weight_decay,
+                schedule: self.schedule,
+                steps: self.steps,
+                warmup_pct: self.warmup_pct,
+            },
+            &self.param_groups,
+            &RVT_COMPONENTS,
+        )
+    }
+}
+
+/// What users call RVT's parts, and the module each name stands for.
+pub const RVT_COMPONENTS: [(&str, &str); 3] = [
+    ("backbone", "backbone"),
+    ("neck", "fpn"),
+    ("head", "yolox_head"),
+];
 
 /// Where the training data comes from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -208,6 +245,7 @@ impl TrainConfig {
         {
             return bad("random_weight and stream_weight must be >= 0 and not both 0");
         }
+        t.optimizer_plan()?;
         if let DatasetSection::Prepared { eval_filter, .. } = &self.dataset {
             if !["gen1", "gen4", "none"].contains(&eval_filter.as_str()) {
                 return bad("dataset.eval_filter must be gen1, gen4 or none");

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
 use prism_data::multimodal::{MmAugment, MmFolder, MmImage, MmSample, YoloBox};
 use prism_events::synth::rng::{mix, SplitMix64};
@@ -26,8 +26,8 @@ use crate::loss::YoloxLoss;
 use crate::memory::StepPeak;
 use crate::metrics_log::{MetricsLog, Record, StepRecord, ValRecord};
 use crate::mm_config::MmTrainConfig;
+use crate::optim::OptimizerPlan;
 use crate::resumable;
-use crate::schedule::OneCycle;
 use crate::trainer::{best_checkpoint, last_checkpoint, Event, TrainSummary};
 use crate::{TrainDevice, TrainError};
 
@@ -63,7 +63,8 @@ pub struct FrameRun {
     val: Vec<MmSample>,
     device: Device,
     inference_device: Device,
-    schedule: OneCycle,
+    /// Optimizer, learning rate and schedule of each parameter group.
+    optimizer_plan: OptimizerPlan,
 }
 
 impl std::fmt::Debug for FrameRun {
@@ -101,14 +102,13 @@ impl FrameRun {
                 val.len()
             )));
         }
-        let mut schedule = OneCycle::rvt(config.train.lr, config.train.steps);
-        schedule.pct_start = config.train.warmup_pct;
+        let optimizer_plan = config.train.optimizer_plan()?;
         Ok(Self {
             device: opts
                 .device
                 .burn_training(config.train.gradient_checkpointing)?,
             inference_device: opts.device.burn()?,
-            schedule,
+            optimizer_plan,
             config,
             opts,
             folder,
@@ -123,10 +123,7 @@ impl FrameRun {
     }
 
     fn fresh_optimizer(&self) -> ModuleOptimizer {
-        AdamWConfig::new()
-            .with_weight_decay(self.config.train.weight_decay as f32)
-            .with_epsilon(1e-8)
-            .init()
+        self.optimizer_plan.init()
     }
 
     fn fresh_model(&self) -> Result<MmDetector, TrainError> {
@@ -159,6 +156,7 @@ impl FrameRun {
         std::fs::write(run_dir.join("config.toml"), self.config.to_toml())
             .map_err(|e| TrainError::io(run_dir, e))?;
         let fresh = self.fresh_model()?;
+        self.optimizer_plan.check_against(&fresh)?;
         let resume_from = if self.opts.resume {
             find_checkpoint(&last_checkpoint(run_dir))
         } else {
@@ -209,7 +207,7 @@ impl FrameRun {
             let t0 = Instant::now();
             // A GPU step's memory is on the device, not in the resident set.
             let peak = self.opts.device.is_cpu().then(StepPeak::start);
-            let lr = self.schedule.lr(step);
+            let lr = self.optimizer_plan.base_lr(step);
             let mut accumulator = GradientsAccumulator::<MmDetector>::new();
             let (mut loss, mut iou, mut obj, mut cls) = (0.0, 0.0, 0.0, 0.0);
             let (mut num_fg, mut num_gt) = (0, 0);
@@ -241,7 +239,7 @@ impl FrameRun {
             }
             let mut grads = accumulator.grads();
             let grad_norm = clip_global_norm(&model, &mut grads, t.grad_clip);
-            model = optim.step(lr, model, grads);
+            model = optim.step(self.optimizer_plan.module_lr(step), model, grads);
             model = t.precision.restore_buffers(model);
             step += 1;
             let dt = t0.elapsed().as_secs_f64();
@@ -258,6 +256,7 @@ impl FrameRun {
                 windows_per_s: (t.batch_size * t.accumulate) as f64 / dt.max(1e-9),
                 elapsed_s: elapsed0 + session.elapsed().as_secs_f64(),
                 peak_rss_mib: peak.and_then(StepPeak::peak_mib),
+                group_lr: self.optimizer_plan.named_group_lrs(step - 1),
             };
             if !record.loss.is_finite() {
                 return Err(TrainError::Diverged {

@@ -17,6 +17,7 @@ pub mod loss;
 pub mod memory;
 pub mod metrics_log;
 pub mod mm_config;
+pub mod optim;
 pub mod precision;
 pub mod resumable;
 pub mod run_checkpoint;

@@ -25,6 +25,9 @@ pub struct StepRecord {
     /// The step's peak resident memory in MiB (CPU training on Linux; see [`crate::memory`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_rss_mib: Option<f64>,
+    /// Learning rate of each `train.param_groups` entry, by prefix (absent without groups).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_lr: Vec<(String, f64)>,
 }
 
 /// One validation pass.
@@ -139,6 +142,7 @@ mod tests {
             windows_per_s: 10.0,
             elapsed_s: step as f64,
             peak_rss_mib: None,
+            group_lr: Vec::new(),
         })
     }
 

@@ -58,6 +58,38 @@ pub struct MmTrainSection {
     /// A backbone checkpoint (`prism import mit-checkpoint`) to start the streams from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pretrained: Option<PathBuf>,
+    /// Update rule of every parameter no `param_groups` entry claims: `adamw`, `sgd` or `lion`.
+    #[serde(default)]
+    pub optimizer: crate::optim::OptimizerKind,
+    /// Learning-rate schedule: `one-cycle`, `cosine` or `constant`.
+    #[serde(default)]
+    pub schedule: crate::optim::ScheduleKind,
+    /// Per-component optimizers (`[[train.param_groups]]`, `prefix = "backbone"`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub param_groups: Vec<crate::optim::ParamGroupSection>,
+}
+
+impl MmTrainSection {
+    /// The optimizer plan of a multimodal run (`backbone` is the encoder with its fusion,
+    /// `neck` the PAFPN, `head` the YOLOX head).
+    pub fn optimizer_plan(&self) -> Result<crate::optim::OptimizerPlan, ConfigError> {
+        crate::optim::OptimizerPlan::new(
+            crate::optim::BaseSettings {
+                optimizer: self.optimizer,
+                lr: self.lr,
+                weight_decay: self.weight_decay,
+                schedule: self.schedule,
+                steps: self.steps,
+                warmup_pct: self.warmup_pct,
+            },
+            &self.param_groups,
+            &[
+                ("backbone", "encoder"),
+                ("neck", "fpn"),
+                ("head", "yolox_head"),
+            ],
+        )
+    }
 }
 
 /// Where the images come from.
@@ -201,6 +233,7 @@ impl MmTrainConfig {
         if !(t.lr.is_finite() && t.lr > 0.0) {
             return bad("lr must be positive".into());
         }
+        t.optimizer_plan()?;
         if !(0.0..1.0).contains(&t.warmup_pct) {
             return bad("warmup_pct must be in [0, 1)".into());
         }

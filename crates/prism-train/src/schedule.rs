@@ -55,6 +55,27 @@ impl OneCycle {
     }
 }
 
+impl OneCycle {
+    /// The same warm-up, then cosine (instead of linear) decay from `max_lr` to the final rate,
+    /// as `OneCycleLR(anneal_strategy='cos')`.
+    pub fn cosine_lr(&self, step: usize) -> f64 {
+        let min_lr = self.max_lr / self.final_div_factor;
+        let warm_end = self.pct_start * self.total_steps as f64 - 1.0;
+        let last = self.total_steps.saturating_sub(1) as f64;
+        let s = (step as f64).min(last);
+        if s <= warm_end {
+            return self.lr(step);
+        }
+        let span = last - warm_end;
+        let pct = if span > 0.0 {
+            (s - warm_end) / span
+        } else {
+            1.0
+        };
+        min_lr + (self.max_lr - min_lr) * 0.5 * (1.0 + (std::f64::consts::PI * pct).cos())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +101,22 @@ mod tests {
         );
         // Past the end it stays at the final rate.
         assert!((s.lr(5000) - 2e-8).abs() < 1e-14);
+    }
+
+    #[test]
+    fn cosine_decay_ends_where_linear_does() {
+        let s = OneCycle {
+            pct_start: 0.1,
+            ..OneCycle::rvt(1e-3, 100)
+        };
+        // Same warm-up (to step 9); halfway through the decay (step 54) cosine is at the
+        // midpoint too.
+        assert_eq!(s.cosine_lr(3), s.lr(3));
+        let expect = 1e-7 + (1e-3 - 1e-7) * 0.5;
+        assert!((s.cosine_lr(54) - expect).abs() < 1e-12);
+        assert!((s.cosine_lr(99) - 1e-7).abs() < 1e-15);
+        // Early in the decay cosine stays higher than linear.
+        assert!(s.cosine_lr(20) > s.lr(20));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use prism_data::{assemble, ClipBatch, ClipSampler, PreparedSplit, SamplerConfig};
 use prism_eval::prophesee::BoxFilter;
@@ -19,8 +19,8 @@ use crate::evaluate::{predict_split, BurnRunner, EvalOptions};
 use crate::loss::YoloxLoss;
 use crate::memory::StepPeak;
 use crate::metrics_log::{MetricsLog, Record, StepRecord, ValRecord};
+use crate::optim::OptimizerPlan;
 use crate::run_checkpoint::{self, Snapshot, TrainerState};
-use crate::schedule::OneCycle;
 use crate::simota::GtBox;
 use crate::TrainError;
 
@@ -85,7 +85,8 @@ pub struct Trainer<'a> {
     /// The same device without autodiff, for validation.
     inference_device: Device,
     loss: YoloxLoss,
-    schedule: OneCycle,
+    /// Optimizer, learning rate and schedule of each parameter group.
+    optimizer_plan: OptimizerPlan,
 }
 
 impl<'a> Trainer<'a> {
@@ -109,8 +110,7 @@ impl<'a> Trainer<'a> {
                 input_hw
             )));
         }
-        let mut schedule = OneCycle::rvt(config.train.lr, config.train.steps);
-        schedule.pct_start = config.train.warmup_pct;
+        let optimizer_plan = config.train.optimizer_plan()?;
         Ok(Self {
             loss: YoloxLoss::new(
                 input_hw,
@@ -121,7 +121,7 @@ impl<'a> Trainer<'a> {
                 .device
                 .burn_training(config.train.gradient_checkpointing)?,
             inference_device: opts.device.burn()?,
-            schedule,
+            optimizer_plan,
             config,
             opts,
             train,
@@ -148,10 +148,7 @@ impl<'a> Trainer<'a> {
     }
 
     fn fresh_optimizer(&self) -> ModuleOptimizer {
-        AdamWConfig::new()
-            .with_weight_decay(self.config.train.weight_decay as f32)
-            .with_epsilon(1e-8)
-            .init()
+        self.optimizer_plan.init()
     }
 
     /// Trains until the schedule ends (or `stop_after` steps), calling `on_event` as it goes.
@@ -170,6 +167,7 @@ impl<'a> Trainer<'a> {
             yolox_head: fresh.yolox_head.with_prior_biases(0.01),
             ..fresh
         };
+        self.optimizer_plan.check_against(&fresh)?;
 
         let resume_from = if self.opts.resume {
             run_checkpoint::find(&last_checkpoint(run_dir))
@@ -221,7 +219,7 @@ impl<'a> Trainer<'a> {
             // A GPU step's memory is on the device, not in the resident set.
             let peak = self.opts.device.is_cpu().then(StepPeak::start);
             let batch = assemble(&sampler.next_batch(self.train), self.train);
-            let lr = self.schedule.lr(step);
+            let lr = self.optimizer_plan.base_lr(step);
             let (loss, new_state) = self.forward_batch(&model, &batch, carried.take())?;
             carried = Some(new_state);
             let mut grad_norm = 0.0;
@@ -229,7 +227,7 @@ impl<'a> Trainer<'a> {
                 let grads = out.total.backward();
                 let mut grads = GradientsParams::from_grads(grads, &model);
                 grad_norm = clip_global_norm(&model, &mut grads, self.config.train.grad_clip);
-                model = optim.step(lr, model, grads);
+                model = optim.step(self.optimizer_plan.module_lr(step), model, grads);
             }
             model = self.config.train.precision.restore_buffers(model);
             step += 1;
@@ -247,6 +245,7 @@ impl<'a> Trainer<'a> {
                 windows_per_s: (batch.batch * batch.seq_len) as f64 / dt.max(1e-9),
                 elapsed_s: elapsed0 + session.elapsed().as_secs_f64(),
                 peak_rss_mib: peak.and_then(StepPeak::peak_mib),
+                group_lr: self.optimizer_plan.named_group_lrs(step - 1),
             };
             if !record.loss.is_finite() {
                 return Err(TrainError::Diverged {
