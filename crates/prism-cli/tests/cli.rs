@@ -264,6 +264,61 @@ fn info_reports_the_reference_parameter_counts() {
     assert!((2.0..4.0).contains(&gflops), "{gflops} GFLOPs");
 }
 
+#[test]
+fn set_overrides_reach_info_and_export_and_are_checked() {
+    // The seed's hypothesis that the plain LSTM has about half the parameters of the DWS
+    // ConvLSTM: the depthwise kernel adds only 10 C per stage (4,800 at tiny).
+    let o = prism(&[
+        "info",
+        "--model",
+        "rvt-tiny-gen1",
+        "--set",
+        "model.memory=dws-lstm",
+        "--set",
+        "model.fpn_scales=4",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let info: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(info["memory"], "dws-lstm");
+    assert_eq!(info["fpn_strides"], serde_json::json!([4, 8, 16, 32]));
+    assert_eq!(info["parameters"]["memory"], 698_240 + 4_800);
+    // 64x80 + 32x40 + 16x20 + 8x10 anchors.
+    assert_eq!(info["outputs"][0][1], serde_json::json!([1, 6800, 7]));
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("four.onnx");
+    let o = prism(&[
+        "export",
+        "onnx",
+        "--model",
+        "rvt-tiny-synth",
+        "--set",
+        "model.fpn_scales=4",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = prism(&["info", "--model", out.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let file: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        file["spec"]["output"]["strides"],
+        serde_json::json!([4, 8, 16, 32])
+    );
+
+    for (bad, says) in [
+        ("model.fpn_scales=5", "fpn_scales"),
+        ("model.memory=gru", "memory"),
+        ("model.atention=full", "model.atention"),
+        ("nonsense", "key=value"),
+    ] {
+        let o = prism(&["info", "--model", "rvt-tiny-synth", "--set", bad]);
+        assert!(!o.status.success(), "{bad} accepted");
+        assert!(stderr(&o).contains(says), "{bad}: {}", stderr(&o));
+    }
+}
+
 /// MiT-b1 at 640x512 by hand: about 13.7 G multiply-accumulates (stage 1: 3.8, 2: 3.1,
 /// 3: 4.0, 4: 2.7), so 27.4 GFLOPs; tract's cost model may count elementwise work differently.
 const GFLOPS_B1_640X512: (f64, f64) = (24.0, 31.0);

@@ -52,7 +52,7 @@ fn main() {
         let t = Instant::now();
         let f = model
             .fpn
-            .forward(hs[1].clone(), hs[2].clone(), hs[3].clone());
+            .forward(vec![hs[1].clone(), hs[2].clone(), hs[3].clone()]);
         let _ = f[0].clone().into_data();
         let fp = ms(t);
         let t = Instant::now();

@@ -25,6 +25,7 @@ pub mod fusion;
 pub mod mit;
 pub mod mm;
 pub mod onnx;
+pub mod overrides;
 pub mod rvt;
 pub mod seq;
 pub mod torch_weights;

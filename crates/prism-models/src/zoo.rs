@@ -83,8 +83,32 @@ pub struct RvtSection {
     /// Padded network input (height, width).
     pub input_size: [usize; 2],
     pub partition_size: [usize; 2],
+    /// The recurrent memory of each stage (`model.memory`).
     #[serde(default)]
+    pub memory: Memory,
+    /// FPN levels fed to the head: 3 (strides 8, 16, 32; RVT's) or 4 (adding stride 4).
+    #[serde(default = "three_scales")]
+    pub fpn_scales: usize,
+    /// The older spelling of `memory = "dws-lstm"`: still read, never written.
+    #[serde(default, skip_serializing)]
     pub lstm_dws_conv: bool,
+}
+
+fn three_scales() -> usize {
+    3
+}
+
+/// RVT's recurrent memory per stage (the seed `rvt-plain-lstm-hypothesis.md` compares the two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Memory {
+    /// The released RVT cell: a per-pixel LSTM whose gates are one 1x1 convolution of
+    /// `cat(x, h)` ("plain LSTM").
+    #[default]
+    Lstm,
+    /// A depthwise 3x3 convolution on h before the 1x1 gates (RVT's `DWSConvLSTM2d` with
+    /// `dws_conv = true`): each cell also sees its neighbours' state.
+    DwsLstm,
 }
 
 /// What the model sees and predicts.
@@ -145,10 +169,24 @@ impl ModelCard {
     }
 
     pub fn parse(text: &str, source_name: &str) -> Result<Self, ZooError> {
-        let card: ModelCard = toml::from_str(text).map_err(|e| ZooError::Parse {
+        let mut card: ModelCard = toml::from_str(text).map_err(|e| ZooError::Parse {
             source_name: source_name.to_string(),
             message: e.to_string(),
         })?;
+        if std::mem::take(&mut card.model.lstm_dws_conv) {
+            let names_memory = toml::from_str::<toml::Table>(text)
+                .ok()
+                .and_then(|t| t.get("model")?.get("memory").cloned())
+                .is_some();
+            if names_memory && card.model.memory != Memory::DwsLstm {
+                return Err(ZooError::Parse {
+                    source_name: source_name.to_string(),
+                    message: "lstm_dws_conv = true contradicts model.memory (use memory alone)"
+                        .into(),
+                });
+            }
+            card.model.memory = Memory::DwsLstm;
+        }
         card.validate().map_err(|message| ZooError::Parse {
             source_name: source_name.to_string(),
             message,
@@ -156,13 +194,23 @@ impl ModelCard {
         Ok(card)
     }
 
+    /// Applies `--set KEY=VALUE` overrides (`model.memory=dws-lstm`, `data.window_ms=20`) and
+    /// checks the result like a card file.
+    pub fn with_overrides(&self, overrides: &[String]) -> Result<Self, ZooError> {
+        crate::overrides::apply_to_card(self, overrides, &self.name, Self::parse)
+    }
+
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_default()
     }
 
-    fn validate(&self) -> Result<(), String> {
+    /// Checks that the network and data contract fit together.
+    pub fn validate(&self) -> Result<(), String> {
         let m = &self.model;
         let d = &self.data;
+        if !matches!(m.fpn_scales, 3 | 4) {
+            return Err(format!("model.fpn_scales is 3 or 4, not {}", m.fpn_scales));
+        }
         if d.classes.len() != m.num_classes {
             return Err(format!(
                 "{} class names for num_classes = {}",
@@ -214,7 +262,8 @@ impl ModelCard {
             m.fpn_depth,
         )
         .with_in_channels(2 * self.data.bins)
-        .with_lstm_dws_conv(m.lstm_dws_conv)
+        .with_lstm_dws_conv(m.memory == Memory::DwsLstm)
+        .with_fpn_scales(m.fpn_scales)
     }
 
     /// Names of the 8 state inputs and outputs, in the reference order h1, c1, …, h4, c4.
@@ -266,7 +315,7 @@ impl ModelCard {
             }),
             output: OutputSpec {
                 name: "detections".into(),
-                strides: self.rvt_config().strides().to_vec(),
+                strides: self.rvt_config().strides(),
                 decoded: false,
             },
             state,

@@ -60,8 +60,28 @@ fn worst(errors: &[prism_export::OutputError]) -> f64 {
 
 #[test]
 fn ten_windows_stream_identically_in_burn_tract_and_onnx_runtime() {
+    stream_check(ModelCard::builtin("rvt-tiny-gen1").unwrap());
+}
+
+/// The research variants export and stream like the released network: the depthwise-separable
+/// ConvLSTM and a four-scale FPN (a stride-4 level in the neck and head).
+#[test]
+fn dws_lstm_and_four_scale_fpn_stream_identically_too() {
+    let card = ModelCard::builtin("rvt-tiny-synth")
+        .unwrap()
+        .with_overrides(&["model.memory=dws-lstm".into(), "model.fpn_scales=4".into()])
+        .unwrap();
+    let spec = card.model_spec(Some(1));
+    assert_eq!(spec.output.strides, vec![4, 8, 16, 32]);
+    assert_eq!(spec.num_anchors(), Some(32 * 40 + 16 * 20 + 8 * 10 + 4 * 5));
+    let model = card.rvt_config().init(&Device::flex());
+    assert!(model.backbone.stages[0].lstm.conv3x3_dws.is_some());
+    assert_eq!(model.yolox_head.stems.len(), 4);
+    stream_check(card);
+}
+
+fn stream_check(card: ModelCard) {
     let device = Device::flex();
-    let card = ModelCard::builtin("rvt-tiny-gen1").unwrap();
     let model = card.rvt_config().init(&device);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rvt.onnx");

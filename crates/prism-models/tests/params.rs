@@ -10,6 +10,12 @@ fn breakdown(name: &str) -> ParamBreakdown {
     config.init(&Device::flex()).param_breakdown()
 }
 
+/// RVT's released cell per stage: one 1x1 convolution 2C -> 4C with bias, 8C² + 4C.
+fn plain_lstm_params(name: &str) -> usize {
+    let config = RvtConfig::preset(name).expect("preset");
+    config.stage_dims().iter().map(|&c| 8 * c * c + 4 * c).sum()
+}
+
 #[test]
 fn gen1_counts_match_reference_code_exactly() {
     // (preset, backbone, fpn, head, total, published)
@@ -46,6 +52,7 @@ fn gen1_counts_match_reference_code_exactly() {
             b,
             ParamBreakdown {
                 backbone: bb,
+                memory: plain_lstm_params(name),
                 fpn,
                 head,
                 total
@@ -92,4 +99,45 @@ fn burn_num_params_also_counts_batchnorm_running_stats() {
         .sum();
     assert!(running > 0);
     assert_eq!(model.num_params(), model.param_breakdown().total + running);
+}
+
+#[test]
+fn the_dws_lstm_adds_a_depthwise_kernel_per_stage_and_four_scales_add_a_level() {
+    // The depthwise 3x3 on h (RVT's DWSConvLSTM2d, dws_conv_only_hidden): 9C + C per stage.
+    let plain = RvtConfig::preset("rvt-tiny-gen1").unwrap();
+    let dws = RvtConfig::preset("rvt-tiny-gen1")
+        .unwrap()
+        .with_lstm_dws_conv(true);
+    let (a, b) = (
+        plain.init(&Device::flex()).param_breakdown(),
+        dws.init(&Device::flex()).param_breakdown(),
+    );
+    let extra: usize = plain.stage_dims().iter().map(|&c| 10 * c).sum();
+    assert_eq!(b.memory, a.memory + extra);
+    assert_eq!(b.total, a.total + extra);
+    assert_eq!((b.fpn, b.head), (a.fpn, a.head));
+
+    // Four scales: only neck and head grow, by the stride-4 level's layers.
+    let four = RvtConfig::preset("rvt-tiny-gen1")
+        .unwrap()
+        .with_fpn_scales(4);
+    let c = four.init(&Device::flex()).param_breakdown();
+    assert_eq!((c.backbone, c.memory), (a.backbone, a.memory));
+    let (cs, c0, hidden, k) = (32, 64, four.head_hidden(), 2);
+    let bn = |ch: usize| 2 * ch;
+    let base_conv = |i: usize, o: usize, kk: usize| i * o * kk * kk + bn(o);
+    // A CSP layer (depth 1 at tiny): conv1, conv2 (i -> o/2), conv3 (o -> o), one bottleneck.
+    let csp = |i: usize, o: usize| {
+        let h = o / 2;
+        2 * base_conv(i, h, 1) + base_conv(2 * h, o, 1) + base_conv(h, h, 1) + base_conv(h, h, 3)
+    };
+    let neck_level =
+        base_conv(c0, cs, 1) + csp(2 * cs, cs) + base_conv(cs, cs, 3) + csp(2 * cs, c0);
+    let head_level = base_conv(cs, hidden, 1)
+        + 4 * base_conv(hidden, hidden, 3)
+        + (hidden * k + k)
+        + (hidden * 4 + 4)
+        + (hidden + 1);
+    assert_eq!(c.fpn, a.fpn + neck_level);
+    assert_eq!(c.head, a.head + head_level);
 }

@@ -146,9 +146,11 @@ struct TrainTables {
     dataset: Option<DatasetSection>,
 }
 
-/// Everything a run needs: the model card plus how to train it.
+/// Everything a run needs: the model card plus how to train it (written back as one card
+/// file, so `--set model.memory=dws-lstm` and `--set train.lr=1e-3` address it the same way).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
+    #[serde(flatten)]
     pub card: ModelCard,
     pub train: TrainSection,
     pub dataset: DatasetSection,
@@ -225,6 +227,7 @@ impl TrainConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.card.validate().map_err(ConfigError::Invalid)?;
         let t = &self.train;
         let bad = |m: &str| Err(ConfigError::Invalid(m.into()));
         if t.batch_size == 0 || t.seq_len == 0 || t.steps == 0 {
@@ -260,50 +263,64 @@ impl TrainConfig {
     }
 }
 
-/// Applies `key=value` overrides (`train.lr=1e-3`) to any config: each goes through TOML, so
-/// every field, and its type check, works the same way.
+/// Applies `key=value` overrides (`train.lr=1e-3`, `model.memory="dws-lstm"`) to any config
+/// (see [`prism_models::overrides`]).
 pub(crate) fn apply_overrides<T>(config: &mut T, overrides: &[String]) -> Result<(), ConfigError>
 where
     T: Serialize + serde::de::DeserializeOwned,
 {
-    for item in overrides {
-        let (key, value) = item
-            .split_once('=')
-            .ok_or_else(|| ConfigError::Override(item.clone(), "expected key=value".into()))?;
-        let mut doc: toml::Value = toml::Value::try_from(&*config)
-            .map_err(|e| ConfigError::Override(item.clone(), e.to_string()))?;
-        let mut slot = &mut doc;
-        for part in key.trim().split('.') {
-            // Optional fields left out of the TOML can still be set.
-            let table = slot.as_table_mut().ok_or_else(|| {
-                ConfigError::Override(item.clone(), format!("{part:?} is not in a table"))
-            })?;
-            slot = table
-                .entry(part.to_string())
-                .or_insert(toml::Value::String(String::new()));
-        }
-        let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {}", value.trim()))
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| toml::Value::String(value.trim().to_string()));
-        *slot = parsed;
-        let updated: T = doc
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Override(item.clone(), e.to_string()))?;
-        // A key the config does not know is dropped by deserialising: refuse it by name.
-        let back = toml::Value::try_from(&updated)
-            .map_err(|e| ConfigError::Override(item.clone(), e.to_string()))?;
-        let mut probe = Some(&back);
-        for part in key.trim().split('.') {
-            probe = probe.and_then(|v| v.get(part));
-        }
-        if probe.is_none() {
-            return Err(ConfigError::Override(
-                item.clone(),
-                format!("no field {:?}", key.trim()),
-            ));
-        }
-        *config = updated;
+    prism_models::overrides::apply(config, overrides)
+        .map_err(|e| ConfigError::Override(e.item, e.message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prism_models::zoo::Memory;
+
+    #[test]
+    fn model_and_train_keys_are_overridden_the_same_way() {
+        let mut config = TrainConfig::resolve("rvt-tiny-synth").unwrap();
+        config
+            .apply_overrides(&[
+                "model.memory=dws-lstm".into(),
+                "model.fpn_scales=4".into(),
+                "train.lr=1e-4".into(),
+                r#"train.param_groups=[{prefix="backbone", optimizer="lion", lr=2e-5}]"#.into(),
+            ])
+            .unwrap();
+        assert_eq!(config.card.model.memory, Memory::DwsLstm);
+        assert_eq!(config.card.rvt_config().strides(), vec![4, 8, 16, 32]);
+        assert_eq!(config.train.lr, 1e-4);
+        assert_eq!(config.train.param_groups[0].lr, Some(2e-5));
+        // The run folder's config.toml is a card file that reads back the same.
+        let back = TrainConfig::parse(&config.to_toml(), "config.toml").unwrap();
+        assert_eq!(back, config);
     }
-    Ok(())
+
+    #[test]
+    fn bad_model_overrides_are_refused() {
+        let config = TrainConfig::resolve("rvt-tiny-synth").unwrap();
+        for bad in [
+            "model.fpn_scales=5",
+            "model.memory=gru",
+            "model.embed_dim=0.5",
+            "model.nonsense=1",
+            // 160x128 at stride 4 is 40x32: a 3x3 partition does not divide it.
+            "model.partition_size=[3, 3]",
+        ] {
+            let mut c = config.clone();
+            assert!(c.apply_overrides(&[bad.into()]).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn old_cards_spell_the_dws_lstm_as_a_flag() {
+        let text = prism_models::zoo::builtin_text("rvt-tiny-synth")
+            .unwrap()
+            .replace("memory = \"lstm\"", "lstm_dws_conv = true");
+        let config = TrainConfig::parse(&text, "old card").unwrap();
+        assert_eq!(config.card.model.memory, Memory::DwsLstm);
+        assert!(!config.to_toml().contains("lstm_dws_conv"));
+    }
 }

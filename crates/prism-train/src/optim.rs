@@ -7,11 +7,10 @@
 //! and its `ModuleLearningRate` gives each group its own rate: this module turns the `[train]`
 //! table into those two, and checks every prefix against the model before the first step.
 
-use burn::module::{Module, ModuleVisitor, Param, ParamGroup, ParamId};
+use burn::module::{Module, ParamGroup, ParamId};
 use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamWConfig, LionConfig, ModuleOptimizer, SgdConfig};
-use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigError;
@@ -306,27 +305,10 @@ pub fn param_paths<M: Module>(model: &M) -> Vec<String> {
 
 /// [`param_paths`] with each parameter's id (for reading the optimizer's state back).
 pub fn param_paths_with_ids<M: Module>(model: &M) -> Vec<(String, ParamId)> {
-    struct Paths {
-        stack: Vec<String>,
-        out: Vec<(String, ParamId)>,
-    }
-    impl ModuleVisitor for Paths {
-        fn enter_module(&mut self, name: &str, _container_type: &str) {
-            self.stack.push(name.to_string());
-        }
-        fn exit_module(&mut self, _name: &str, _container_type: &str) {
-            self.stack.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.out.push((self.stack.join("."), param.id));
-        }
-    }
-    let mut visitor = Paths {
-        stack: Vec::new(),
-        out: Vec::new(),
-    };
-    model.visit(&mut visitor);
-    visitor.out
+    prism_models::rvt::params::list_tensors(model)
+        .into_iter()
+        .map(|p| (p.path, p.id))
+        .collect()
 }
 
 #[cfg(test)]

@@ -180,6 +180,7 @@ fn prepare_models(
             let source = ModelSource {
                 model: args.model.clone(),
                 checkpoint: args.checkpoint.clone(),
+                overrides: Vec::new(),
             };
             let device = Device::flex();
             let (card, model) = source.load(&device)?;

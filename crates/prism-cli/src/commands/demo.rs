@@ -92,6 +92,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         source: ModelSource {
             model: None,
             checkpoint: Some(checkpoint.clone()),
+            overrides: Vec::new(),
         },
         out: model.clone(),
         dynamic_batch: false,

@@ -25,6 +25,10 @@ pub struct InfoArgs {
 #[derive(Debug, serde::Serialize)]
 pub struct ModelInfo {
     pub name: String,
+    /// The recurrent cell (`model.memory`): `lstm` or `dws-lstm`.
+    pub memory: prism_models::zoo::Memory,
+    /// Strides of the FPN levels the head reads (`model.fpn_scales`).
+    pub fpn_strides: Vec<usize>,
     pub parameters: Parameters,
     /// Floating-point operations of one window (2 × multiply-accumulates, from tract's cost model
     /// of the exported graph).
@@ -38,6 +42,8 @@ pub struct ModelInfo {
 #[derive(Debug, serde::Serialize)]
 pub struct Parameters {
     pub backbone: usize,
+    /// Of the backbone: the four stages' recurrent cells.
+    pub memory: usize,
     pub fpn: usize,
     pub head: usize,
     pub total: usize,
@@ -65,6 +71,9 @@ pub fn run(args: InfoArgs) -> Result<()> {
         return seq_info(&args.source, args.json);
     }
     if let Some(config) = args.source.model.as_deref().and_then(MitConfig::preset) {
+        if !args.source.overrides.is_empty() {
+            anyhow::bail!("--set changes a model card; a bare MiT backbone preset has none");
+        }
         return mit_info(
             args.source.model.as_deref().unwrap_or_default(),
             &config,
@@ -85,6 +94,16 @@ pub fn run(args: InfoArgs) -> Result<()> {
         m(info.parameters.backbone),
         m(info.parameters.fpn),
         m(info.parameters.head)
+    )?;
+    let strides: Vec<String> = info.fpn_strides.iter().map(|s| s.to_string()).collect();
+    outln!(
+        "network      memory {} ({:.3} M), FPN {} scales (strides {})",
+        serde_json::to_value(info.memory)?
+            .as_str()
+            .unwrap_or_default(),
+        m(info.parameters.memory),
+        info.fpn_strides.len(),
+        strides.join(", ")
     )?;
     outln!(
         "compute      {:.2} GFLOPs per window",
@@ -139,8 +158,11 @@ pub fn model_info(source: &ModelSource) -> Result<ModelInfo> {
     );
     Ok(ModelInfo {
         name: card.name.clone(),
+        memory: card.model.memory,
+        fpn_strides: card.rvt_config().strides(),
         parameters: Parameters {
             backbone: parts.backbone,
+            memory: parts.memory,
             fpn: parts.fpn,
             head: parts.head,
             total: parts.total,

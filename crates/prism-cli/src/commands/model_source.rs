@@ -17,9 +17,24 @@ pub struct ModelSource {
     /// A checkpoint folder written by `prism train` or `prism import` (card + weights).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
+    /// Overrides of the `--model` card, e.g. `--set model.memory=dws-lstm --set
+    /// model.fpn_scales=4` (a checkpoint's card is fixed by its weights).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
 }
 
 impl ModelSource {
+    /// Refuses `--set` on a checkpoint: its weights were trained for its card.
+    fn no_overrides_on_a_checkpoint(&self) -> Result<()> {
+        if self.checkpoint.is_some() && !self.overrides.is_empty() {
+            bail!(
+                "--set changes a --model card; a checkpoint's card is fixed by its weights \
+                 (train one with `prism train --set …` instead)"
+            );
+        }
+        Ok(())
+    }
+
     /// Whether the source is an RGB + thermal + event detector (an `mm-*` card or checkpoint).
     pub fn is_multimodal(&self) -> bool {
         match (&self.model, &self.checkpoint) {
@@ -43,9 +58,11 @@ impl ModelSource {
         &self,
         device: &Device,
     ) -> Result<(prism_models::seq::SeqCard, prism_models::seq::SeqModel)> {
+        self.no_overrides_on_a_checkpoint()?;
         match (&self.model, &self.checkpoint) {
             (Some(name), _) => {
-                let card = prism_models::seq::SeqCard::resolve(name)?;
+                let card =
+                    prism_models::seq::SeqCard::resolve(name)?.with_overrides(&self.overrides)?;
                 let model = card.init(device)?;
                 Ok((card, model))
             }
@@ -60,9 +77,11 @@ impl ModelSource {
         &self,
         device: &Device,
     ) -> Result<(prism_models::mm::MmCard, prism_models::mm::MmDetector)> {
+        self.no_overrides_on_a_checkpoint()?;
         match (&self.model, &self.checkpoint) {
             (Some(name), _) => {
-                let card = prism_models::mm::MmCard::resolve(name)?;
+                let card =
+                    prism_models::mm::MmCard::resolve(name)?.with_overrides(&self.overrides)?;
                 let model = card.detector_config()?.init(device)?;
                 Ok((card, model))
             }
@@ -74,8 +93,9 @@ impl ModelSource {
 
     /// The card only (no weights), cheap.
     pub fn card(&self) -> Result<ModelCard> {
+        self.no_overrides_on_a_checkpoint()?;
         match (&self.model, &self.checkpoint) {
-            (Some(name), _) => Ok(ModelCard::resolve(name)?),
+            (Some(name), _) => Ok(ModelCard::resolve(name)?.with_overrides(&self.overrides)?),
             (None, Some(dir)) => Ok(ModelCard::from_file(
                 &dir.join(prism_models::checkpoint::CARD_FILE),
             )?),
@@ -85,6 +105,7 @@ impl ModelSource {
 
     /// The card and the model with its weights.
     pub fn load(&self, device: &Device) -> Result<(ModelCard, Rvt)> {
+        self.no_overrides_on_a_checkpoint()?;
         match (&self.model, &self.checkpoint) {
             (Some(_), _) => {
                 let card = self.card()?;

@@ -26,7 +26,8 @@ pub struct TrainArgs {
     /// Continue from the run folder's last checkpoint.
     #[arg(long)]
     pub resume: bool,
-    /// Config overrides, e.g. `--set train.steps=200 --set train.lr=1e-3`.
+    /// Config overrides of any card key, e.g. `--set train.steps=200 --set train.lr=1e-3
+    /// --set model.memory=dws-lstm --set model.fpn_scales=4`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
     /// Stop after this many steps (sequence models: epochs) in this session (a checkpoint is

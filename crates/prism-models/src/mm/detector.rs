@@ -75,7 +75,7 @@ impl MmDetectorConfig {
         Ok(MmDetector {
             encoder,
             fpn: YoloPafpnConfig::new(channels, self.csp_depth, bn).init(device),
-            yolox_head: YoloxHeadConfig::new(channels, hidden, self.num_classes, bn)
+            yolox_head: YoloxHeadConfig::new(channels.to_vec(), hidden, self.num_classes, bn)
                 .init(device)
                 .with_prior_biases(self.prior),
         })
@@ -87,7 +87,7 @@ impl MmDetector {
     /// `[B, A, 5 + K]`: box regression, objectness logit, class logits.
     pub fn forward(&self, image: Tensor<4>) -> Tensor<3> {
         let [_, s2, s3, s4] = self.encoder.forward(image);
-        self.yolox_head.forward(self.fpn.forward(s2, s3, s4))
+        self.yolox_head.forward(self.fpn.forward(vec![s2, s3, s4]))
     }
 
     /// [`forward`](Self::forward) then decoding: `[B, A, 5 + K]` boxes (cx, cy, w, h in pixels)

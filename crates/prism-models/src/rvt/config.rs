@@ -51,6 +51,10 @@ pub struct RvtConfig {
     /// Kernel size of the optional depthwise LSTM conv.
     #[config(default = 3)]
     pub lstm_dws_conv_kernel_size: usize,
+    /// FPN levels fed to the head: 3 (strides 8, 16, 32, as released) or 4 (adding stride 4
+    /// from stage 1).
+    #[config(default = 3)]
+    pub fpn_scales: usize,
 }
 
 /// Model size of a preset.
@@ -134,22 +138,26 @@ impl RvtConfig {
         256 * self.stage_dims()[3] / 1024
     }
 
-    /// Strides of the FPN levels fed to the head.
-    pub fn strides(&self) -> [usize; 3] {
-        [8, 16, 32]
+    /// Strides of the FPN levels fed to the head, finest first.
+    pub fn strides(&self) -> Vec<usize> {
+        if self.fpn_scales == 4 {
+            vec![4, 8, 16, 32]
+        } else {
+            vec![8, 16, 32]
+        }
     }
 
-    /// The PAFPN over stages 2, 3 and 4.
+    /// The PAFPN over stages 2, 3 and 4 (and stage 1 with four scales).
     pub fn pafpn_config(&self) -> YoloPafpnConfig {
         let d = self.stage_dims();
         YoloPafpnConfig::new([d[1], d[2], d[3]], self.csp_depth(), self.bn_settings())
+            .with_stride4_channels((self.fpn_scales == 4).then_some(d[0]))
     }
 
     /// The YOLOX head on the PAFPN's levels.
     pub fn head_config(&self) -> YoloxHeadConfig {
-        let d = self.stage_dims();
         YoloxHeadConfig::new(
-            [d[1], d[2], d[3]],
+            self.pafpn_config().out_channels(),
             self.head_hidden(),
             self.num_classes,
             self.bn_settings(),

@@ -56,8 +56,14 @@ impl Rvt {
     /// sequence) -> raw outputs `[N, A, 5 + K]` and the new state.
     pub fn forward(&self, histogram: Tensor<4>, state: RvtState) -> (Tensor<3>, RvtState) {
         let (h, c) = self.backbone.forward(histogram, state.h, state.c);
-        let [_, h2, h3, h4] = h.clone();
-        let feats = self.fpn.forward(h2, h3, h4);
+        let [h1, h2, h3, h4] = h.clone();
+        // The stride-4 stage feeds the neck only in a four-scale model.
+        let levels = if self.fpn.p2.is_some() {
+            vec![h1, h2, h3, h4]
+        } else {
+            vec![h2, h3, h4]
+        };
+        let feats = self.fpn.forward(levels);
         (self.yolox_head.forward(feats), RvtState { h, c })
     }
 

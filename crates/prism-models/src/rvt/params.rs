@@ -15,6 +15,8 @@ pub struct NamedParam {
     pub shape: Vec<usize>,
     /// True for BatchNorm running statistics (not trainable).
     pub running_stat: bool,
+    /// Burn's id of the parameter (the key of its gradient and optimizer state).
+    pub id: burn::module::ParamId,
 }
 
 struct Lister {
@@ -36,6 +38,7 @@ impl ModuleVisitor for Lister {
             path: self.stack.join("."),
             shape: param.lazy_shape().to_vec(),
             running_stat: matches!(last, "running_mean" | "running_var"),
+            id: param.id,
         });
         if let Some(d) = self.data.as_mut() {
             d.push(param.val().into_data());
@@ -80,6 +83,8 @@ pub fn count_params<M: Module>(module: &M) -> usize {
 pub struct ParamBreakdown {
     /// Recurrent backbone (incl. LSTMs, LayerScales, LayerNorms).
     pub backbone: usize,
+    /// Of the backbone: the recurrent cells of the four stages (`model.memory`).
+    pub memory: usize,
     /// PAFPN.
     pub fpn: usize,
     /// YOLOX head.
@@ -89,13 +94,20 @@ pub struct ParamBreakdown {
 }
 
 impl Rvt {
-    /// Trainable parameter counts of backbone, FPN and head.
+    /// Trainable parameter counts of backbone (and its recurrent cells), FPN and head.
     pub fn param_breakdown(&self) -> ParamBreakdown {
         let backbone = count_params(&self.backbone);
+        let memory = self
+            .backbone
+            .stages
+            .iter()
+            .map(|stage| count_params(&stage.lstm))
+            .sum();
         let fpn = count_params(&self.fpn);
         let head = count_params(&self.yolox_head);
         ParamBreakdown {
             backbone,
+            memory,
             fpn,
             head,
             total: backbone + fpn + head,

@@ -91,6 +91,11 @@ impl SeqCard {
         Self::parse(text, name)
     }
 
+    /// Applies `--set KEY=VALUE` overrides and checks the result like a card file.
+    pub fn with_overrides(&self, overrides: &[String]) -> Result<Self, ZooError> {
+        crate::overrides::apply_to_card(self, overrides, &self.name, Self::parse)
+    }
+
     /// A card file, or a shipped card by name.
     pub fn resolve(name_or_path: &str) -> Result<Self, ZooError> {
         let path = Path::new(name_or_path);

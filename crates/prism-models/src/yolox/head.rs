@@ -35,15 +35,15 @@ pub struct YoloxHead {
 /// Settings of a [`YoloxHead`].
 #[derive(Config, Debug)]
 pub struct YoloxHeadConfig {
-    /// Channels of the three FPN levels (strides 8, 16, 32).
-    pub in_channels: [usize; 3],
+    /// Channels of the FPN levels, finest first (strides 8, 16, 32; or 4 to 32).
+    pub in_channels: Vec<usize>,
     /// Channels of the stems and towers (YOLOX: 256 x width).
     pub hidden: usize,
     /// Number of classes K.
     pub num_classes: usize,
     /// Stride of each level.
-    #[config(default = "[8, 16, 32]")]
-    pub strides: [usize; 3],
+    #[config(default = "vec![8, 16, 32]")]
+    pub strides: Vec<usize>,
     /// BatchNorm settings.
     pub bn: BnSettings,
 }
@@ -55,15 +55,16 @@ impl YoloxHeadConfig {
         let conv = |c_in, k| BaseConvConfig::new(c_in, hidden, k, bn).init(device);
         let pred = |c_out: usize| Conv2dConfig::new([hidden, c_out], [1, 1]).init(device);
         let tower = || vec![conv(hidden, 3), conv(hidden, 3)];
+        let levels = self.in_channels.len();
         YoloxHead {
             stems: self.in_channels.iter().map(|&c| conv(c, 1)).collect(),
-            cls_convs: (0..3).map(|_| tower()).collect(),
-            reg_convs: (0..3).map(|_| tower()).collect(),
-            cls_preds: (0..3).map(|_| pred(k)).collect(),
-            reg_preds: (0..3).map(|_| pred(4)).collect(),
-            obj_preds: (0..3).map(|_| pred(1)).collect(),
+            cls_convs: (0..levels).map(|_| tower()).collect(),
+            reg_convs: (0..levels).map(|_| tower()).collect(),
+            cls_preds: (0..levels).map(|_| pred(k)).collect(),
+            reg_preds: (0..levels).map(|_| pred(4)).collect(),
+            obj_preds: (0..levels).map(|_| pred(1)).collect(),
             num_classes: k,
-            strides: self.strides.to_vec(),
+            strides: self.strides.clone(),
         }
     }
 }
@@ -87,10 +88,11 @@ impl YoloxHead {
         self
     }
 
-    /// FPN levels (strides 8, 16, 32) -> raw `[N, A, 5 + K]`: box regression (4), objectness
-    /// logit, class logits; anchors level by level, row-major inside a level.
-    pub fn forward(&self, feats: [Tensor<4>; 3]) -> Tensor<3> {
-        let mut outs = Vec::with_capacity(3);
+    /// FPN levels, finest first (strides 8, 16, 32, or 4 to 32) -> raw `[N, A, 5 + K]`: box
+    /// regression (4), objectness logit, class logits; anchors level by level, row-major
+    /// inside a level.
+    pub fn forward(&self, feats: Vec<Tensor<4>>) -> Tensor<3> {
+        let mut outs = Vec::with_capacity(feats.len());
         for (l, x) in feats.into_iter().enumerate() {
             let x = self.stems[l].forward(x);
             let cls = self.cls_convs[l]

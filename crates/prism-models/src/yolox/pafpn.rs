@@ -153,7 +153,8 @@ impl CspLayer {
     }
 }
 
-/// PAFPN over backbone stages 2, 3, 4 (channels c0, c1, c2; strides 8, 16, 32).
+/// PAFPN over backbone stages 2, 3, 4 (channels c0, c1, c2; strides 8, 16, 32), and with
+/// [`Stride4Level`] also over stage 1 (stride 4).
 #[derive(Module, Debug)]
 pub struct YoloPafpn {
     /// 1x1 c2 -> c1 on stride 32.
@@ -172,6 +173,23 @@ pub struct YoloPafpn {
     pub bu_conv1: BaseConv,
     /// CSP 2c1 -> c2 on stride 32 (output P5).
     pub c3_n4: CspLayer,
+    /// The fourth, stride-4 level (`model.fpn_scales = 4`); absent in RVT's released models.
+    pub p2: Option<Stride4Level>,
+}
+
+/// The stride-4 level of a four-scale PAFPN, built the way YOLOX builds the others: the
+/// top-down path goes one level further (P3 is reduced, upsampled and fused with stage 1 into
+/// P2), and the bottom-up path starts there (P2 downsampled and fused back into P3).
+#[derive(Module, Debug)]
+pub struct Stride4Level {
+    /// 1x1 c0 -> cs on stride 8.
+    pub reduce_conv2: BaseConv,
+    /// CSP 2cs -> cs on stride 4 (output P2).
+    pub c3_p2: CspLayer,
+    /// 3x3 stride-2 cs -> cs (bottom-up).
+    pub bu_conv3: BaseConv,
+    /// CSP 2cs -> c0 on stride 8 (the new P3).
+    pub c3_n2: CspLayer,
 }
 
 /// Settings of a [`YoloPafpn`]: the backbone's channels at strides 8, 16 and 32.
@@ -183,6 +201,9 @@ pub struct YoloPafpnConfig {
     pub csp_depth: usize,
     /// BatchNorm settings.
     pub bn: BnSettings,
+    /// Channels of a fourth, stride-4 input level (stage 1); None: three levels.
+    #[config(default = "None")]
+    pub stride4_channels: Option<usize>,
 }
 
 impl YoloPafpnConfig {
@@ -205,20 +226,61 @@ impl YoloPafpnConfig {
             c3_n3: csp(2 * c0, c1),
             bu_conv1: conv(c1, c1, 3, 2),
             c3_n4: csp(2 * c1, c2),
+            p2: self.stride4_channels.map(|cs| Stride4Level {
+                reduce_conv2: conv(c0, cs, 1, 1),
+                c3_p2: csp(2 * cs, cs),
+                bu_conv3: conv(cs, cs, 3, 2),
+                c3_n2: csp(2 * cs, c0),
+            }),
         }
+    }
+
+    /// Channels of the output levels, finest first (the head's inputs).
+    pub fn out_channels(&self) -> Vec<usize> {
+        self.stride4_channels
+            .into_iter()
+            .chain(self.in_channels)
+            .collect()
     }
 }
 
 impl YoloPafpn {
-    /// `(x2, x1, x0)` = stage 2, 3, 4 features -> `(P3, P4, P5)`.
-    pub fn forward(&self, x2: Tensor<4>, x1: Tensor<4>, x0: Tensor<4>) -> [Tensor<4>; 3] {
+    /// Backbone features, finest first (stages 2, 3, 4, or 1 to 4 with the stride-4 level) ->
+    /// the output levels in the same order (`P3, P4, P5`, or `P2 … P5`).
+    pub fn forward(&self, levels: Vec<Tensor<4>>) -> Vec<Tensor<4>> {
+        let expected = if self.p2.is_some() { 4 } else { 3 };
+        assert_eq!(
+            levels.len(),
+            expected,
+            "the PAFPN was built for {expected} levels"
+        );
+        let mut levels = levels.into_iter();
+        let x3 = if self.p2.is_some() {
+            levels.next()
+        } else {
+            None
+        };
+        let (Some(x2), Some(x1), Some(x0)) = (levels.next(), levels.next(), levels.next()) else {
+            unreachable!("the length was checked")
+        };
+
         let fpn_out0 = self.lateral_conv0.forward(x0);
         let f_out0 = Tensor::cat(vec![upsample2x(fpn_out0.clone()), x1], 1);
         let f_out0 = self.c3_p4.forward(f_out0);
 
         let fpn_out1 = self.reduce_conv1.forward(f_out0);
         let f_out1 = Tensor::cat(vec![upsample2x(fpn_out1.clone()), x2], 1);
-        let pan_out2 = self.c3_p3.forward(f_out1);
+        let mut pan_out2 = self.c3_p3.forward(f_out1);
+
+        let mut outs = Vec::with_capacity(4);
+        if let (Some(p2), Some(x3)) = (&self.p2, x3) {
+            let fpn_out2 = p2.reduce_conv2.forward(pan_out2);
+            let f_out2 = Tensor::cat(vec![upsample2x(fpn_out2.clone()), x3], 1);
+            let pan_out3 = p2.c3_p2.forward(f_out2);
+            let p_out2 = Tensor::cat(vec![p2.bu_conv3.forward(pan_out3.clone()), fpn_out2], 1);
+            pan_out2 = p2.c3_n2.forward(p_out2);
+            outs.push(pan_out3);
+        }
 
         let p_out1 = Tensor::cat(vec![self.bu_conv2.forward(pan_out2.clone()), fpn_out1], 1);
         let pan_out1 = self.c3_n3.forward(p_out1);
@@ -226,7 +288,8 @@ impl YoloPafpn {
         let p_out0 = Tensor::cat(vec![self.bu_conv1.forward(pan_out1.clone()), fpn_out0], 1);
         let pan_out0 = self.c3_n4.forward(p_out0);
 
-        [pan_out2, pan_out1, pan_out0]
+        outs.extend([pan_out2, pan_out1, pan_out0]);
+        outs
     }
 }
 
