@@ -226,3 +226,65 @@ fn eval_scores_coco_json_files_and_rejects_bad_ones() {
         text(&o)
     );
 }
+
+/// `prism ablate` on an RVT grid: memory cell x FPN scales, one short run each, one table; a
+/// second call reads every finished run back instead of training it again.
+#[test]
+fn ablate_runs_an_rvt_grid_and_never_redoes_a_finished_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = dir.path().join("card.toml");
+    std::fs::write(&card, CARD).unwrap();
+    let matrix = dir.path().join("grid.toml");
+    std::fs::write(
+        &matrix,
+        format!(
+            "base = {:?}\nseeds = [3]\nset = [\"train.steps=2\"]\n[grid]\n\
+             \"model.memory\" = [\"lstm\", \"dws-lstm\"]\n\"model.fpn_scales\" = [4]\n",
+            card.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("ablate");
+    let ablate = || {
+        prism(&[
+            "ablate",
+            "--matrix",
+            matrix.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let first = ablate();
+    assert!(first.status.success(), "{}", text(&first));
+    let table = std::fs::read_to_string(out.join("results.md")).unwrap();
+    for name in ["fpn_scales=4,memory=lstm", "fpn_scales=4,memory=dws-lstm"] {
+        assert!(table.contains(&format!("| {name} | 1 |")), "{table}");
+    }
+    assert!(out.join("results.png").is_file());
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    let runs = json["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for run in runs {
+        assert_eq!(run["steps"], 2);
+        assert_eq!(run["seed"], 3);
+        assert!(run["latency_ms"].as_f64().unwrap() > 0.0);
+        assert!((0.0..=1.0).contains(&run["map"].as_f64().unwrap()));
+    }
+    // The DWS cell adds a depthwise 3x3 (and bias) per stage: 10 C at C = 32, 64, 128, 256.
+    let memory = |i: usize| runs[i]["memory_params"].as_u64().unwrap();
+    let (plain, dws) = if runs[0]["name"] == "fpn_scales=4,memory=lstm" {
+        (memory(0), memory(1))
+    } else {
+        (memory(1), memory(0))
+    };
+    assert_eq!(dws - plain, 4_800);
+
+    let again = ablate();
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(!text(&again).contains("[1/2]"), "{}", text(&again));
+    assert_eq!(
+        std::fs::read_to_string(out.join("results.md")).unwrap(),
+        table
+    );
+}

@@ -1,6 +1,7 @@
 //! `prism ablate --matrix models/mm-ablation.toml [--out DIR]`: runs an experiment matrix of
 //! RGB + thermal + event detectors (backbones x fusion x stages x hyperparameters) and writes
-//! one results table as Markdown, JSON and PNG.
+//! one results table as Markdown, JSON and PNG. A matrix with a `[grid]` table is an RVT grid
+//! instead ([`grid`]: every combination of card values, e.g. memory cell x FPN scales).
 //!
 //! Phase 1 trains the baselines and every fusion stage set; phase 2 trains the hyperparameter
 //! grid on the best phase-1 configurations, ranked by the matrix's split and metric. Resumable:
@@ -9,6 +10,7 @@
 //! `slurm` submits each phase to a Slurm scheduler as a job array ([`slurm`]).
 
 pub mod experiment;
+pub mod grid;
 pub mod matrix;
 pub mod report;
 pub mod slurm;
@@ -65,7 +67,6 @@ pub enum Executor {
 
 pub fn run(args: AblateArgs) -> Result<()> {
     args.device.burn()?;
-    let matrix = Matrix::read(&args.matrix)?;
     let stem = args
         .matrix
         .file_stem()
@@ -75,6 +76,23 @@ pub fn run(args: AblateArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("ablate-{stem}")));
+    let text = std::fs::read_to_string(&args.matrix)
+        .with_context(|| format!("reading {}", args.matrix.display()))?;
+    if grid::is_grid(&text) {
+        if args.executor != Executor::Local || args.task.is_some() {
+            anyhow::bail!("RVT grids run with the local executor only (for now)");
+        }
+        let grid = grid::Grid::read(&args.matrix)?;
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+        let md = grid::execute(&grid, &out, args.data.as_deref(), args.device, &stem)?;
+        outln!("{md}")?;
+        outln!(
+            "results: {} (.json, .png)",
+            out.join("results.md").display()
+        )?;
+        return Ok(());
+    }
+    let matrix = Matrix::read(&args.matrix)?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let phase1 = matrix.phase1_experiments();
     let base = matrix.config(&phase1[0])?;
