@@ -238,7 +238,7 @@ fn ablate_runs_an_rvt_grid_and_never_redoes_a_finished_run() {
     std::fs::write(
         &matrix,
         format!(
-            "base = {:?}\nseeds = [3]\nset = [\"train.steps=2\"]\n[grid]\n\
+            "base = {:?}\nseeds = [3]\nset = [\"train.steps=50\"]\n[grid]\n\
              \"model.memory\" = [\"lstm\", \"dws-lstm\"]\n\"model.fpn_scales\" = [4]\n",
             card.to_str().unwrap()
         ),
@@ -252,6 +252,9 @@ fn ablate_runs_an_rvt_grid_and_never_redoes_a_finished_run() {
             matrix.to_str().unwrap(),
             "--out",
             out.to_str().unwrap(),
+            // After the matrix's own `set`: two steps, not fifty.
+            "--set",
+            "train.steps=2",
         ])
     };
     let first = ablate();

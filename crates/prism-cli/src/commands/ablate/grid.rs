@@ -110,7 +110,8 @@ impl Grid {
         Ok(grid)
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks the file's values and that every experiment makes a valid training config.
+    pub fn validate(&self) -> Result<()> {
         if self.seeds.is_empty() {
             bail!("give at least one seed");
         }

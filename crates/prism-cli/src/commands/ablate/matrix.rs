@@ -169,7 +169,8 @@ impl Matrix {
         Ok(matrix)
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks the file's values and that every experiment makes a valid training config.
+    pub fn validate(&self) -> Result<()> {
         if self.backbones.is_empty() || self.seeds.is_empty() {
             bail!("give at least one backbone and one seed");
         }

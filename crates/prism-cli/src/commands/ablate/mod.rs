@@ -53,6 +53,10 @@ pub struct AblateArgs {
     /// Seconds between queue checks of `--executor slurm`.
     #[arg(long, default_value_t = 10.0)]
     pub poll_s: f64,
+    /// Overrides for every experiment, after the matrix's own `set` (e.g. `--set
+    /// train.steps=80` for a shorter schedule).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
     /// Run experiment INDEX of phase PHASE's plan and exit (what each Slurm task runs).
     #[arg(long, value_name = "PHASE:INDEX", hide = true)]
     pub task: Option<String>,
@@ -82,7 +86,9 @@ pub fn run(args: AblateArgs) -> Result<()> {
         if args.executor != Executor::Local || args.task.is_some() {
             anyhow::bail!("RVT grids run with the local executor only (for now)");
         }
-        let grid = grid::Grid::read(&args.matrix)?;
+        let mut grid = grid::Grid::read(&args.matrix)?;
+        grid.set.extend(args.overrides.iter().cloned());
+        grid.validate()?;
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
         let md = grid::execute(&grid, &out, args.data.as_deref(), args.device, &stem)?;
         outln!("{md}")?;
@@ -92,7 +98,11 @@ pub fn run(args: AblateArgs) -> Result<()> {
         )?;
         return Ok(());
     }
-    let matrix = Matrix::read(&args.matrix)?;
+    let mut matrix = Matrix::read(&args.matrix)?;
+    if !args.overrides.is_empty() {
+        matrix.set.extend(args.overrides.iter().cloned());
+        matrix.validate()?;
+    }
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let phase1 = matrix.phase1_experiments();
     let base = matrix.config(&phase1[0])?;
@@ -114,6 +124,7 @@ pub fn run(args: AblateArgs) -> Result<()> {
             matrix: args.matrix.clone(),
             data: data_dir.clone(),
             device: args.device.to_string(),
+            overrides: args.overrides.clone(),
             sbatch_args: args.sbatch_args.clone(),
             poll: std::time::Duration::from_secs_f64(args.poll_s.clamp(0.1, 3600.0)),
         })

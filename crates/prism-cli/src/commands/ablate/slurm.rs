@@ -27,6 +27,8 @@ pub struct SlurmOptions {
     pub matrix: PathBuf,
     pub data: PathBuf,
     pub device: String,
+    /// `--set` overrides, passed on to every task.
+    pub overrides: Vec<String>,
     /// Extra `sbatch` options.
     pub sbatch_args: Vec<String>,
     /// How often the queue is asked whether the array is done.
@@ -81,7 +83,7 @@ pub fn execute(
          #SBATCH --output={logs}/%A_%a.out\n\
          #SBATCH --chdir={cwd}\n\
          #SBATCH --array={array}\n\
-         exec {exe} ablate --matrix {matrix} --out {out} --data {data} --device {device} --task {phase}:$SLURM_ARRAY_TASK_ID\n",
+         exec {exe} ablate --matrix {matrix} --out {out} --data {data} --device {device}{sets} --task {phase}:$SLURM_ARRAY_TASK_ID\n",
         logs = quote(&absolute(&logs)?),
         cwd = quote(&opts.cwd),
         array = array.join(","),
@@ -90,6 +92,11 @@ pub fn execute(
         out = quote(&absolute(out)?),
         data = quote(&absolute(&opts.data)?),
         device = opts.device,
+        sets = opts
+            .overrides
+            .iter()
+            .map(|o| format!(" --set {}", quote_text(o)))
+            .collect::<String>(),
     );
     std::fs::write(&script, text).with_context(|| format!("writing {}", script.display()))?;
     let output = Command::new("sbatch")
@@ -170,7 +177,12 @@ fn absolute(path: &Path) -> Result<PathBuf> {
 
 /// `path` as one single-quoted shell word.
 fn quote(path: &Path) -> String {
-    format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
+    quote_text(&path.display().to_string())
+}
+
+/// `text` as one single-quoted shell word.
+fn quote_text(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 #[cfg(test)]
