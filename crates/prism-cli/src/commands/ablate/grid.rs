@@ -438,9 +438,10 @@ pub fn write_report(out: &Path, title: &str, results: &[GridResult]) -> Result<S
         &serde_json::to_vec_pretty(&json)?,
     )?;
     if !rows.is_empty() {
-        let mut chart =
-            prism_plot::BarChart::new(&format!("{title}: validation mAP (higher is better)"))
-                .x_label("COCO mAP@[.5:.95]");
+        let mut chart = prism_plot::BarChart::new(&format!(
+            "{title}: validation mAP and AP50 (higher is better)"
+        ))
+        .x_label("COCO mAP@[.5:.95] and AP50");
         for r in &rows {
             chart = chart.group(
                 &r.name,
