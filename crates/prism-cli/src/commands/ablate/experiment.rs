@@ -19,7 +19,7 @@ use super::matrix::{Experiment, Matrix, Variant};
 
 pub const RESULT_FILE: &str = "result.json";
 /// Timed runs of the exported model (after warm-up); the median is reported.
-const LATENCY_RUNS: usize = 20;
+pub const LATENCY_RUNS: usize = 20;
 
 /// One split's scores.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -169,7 +169,7 @@ fn latency_ms(onnx: &Path, [h, w]: [usize; 2]) -> Result<f64> {
 }
 
 /// Training wall time from the run's metrics log (resumed sessions included).
-fn training_seconds(dir: &Path) -> f64 {
+pub fn training_seconds(dir: &Path) -> f64 {
     read(&dir.join("metrics.jsonl"))
         .unwrap_or_default()
         .iter()

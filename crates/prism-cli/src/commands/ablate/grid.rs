@@ -12,15 +12,11 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use prism_deploy::engine::{Backend, Engine, EngineOptions, TensorView};
-use prism_train::metrics_log::{read, Record};
 use prism_train::trainer::last_checkpoint;
 use prism_train::{Event, RunOptions, TrainConfig, TrainDevice, Trainer};
 use serde::{Deserialize, Serialize};
 
-use super::experiment::write_atomically;
-
-/// Timed windows of the exported model (after warm-up); the median is reported.
-const LATENCY_RUNS: usize = 20;
+use super::experiment::{training_seconds, write_atomically, LATENCY_RUNS};
 
 /// The grid file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -337,18 +333,6 @@ fn latency_ms(onnx: &Path, card: &prism_models::zoo::ModelCard) -> Result<f64> {
     }
     times.sort_by(f64::total_cmp);
     Ok(times[times.len() / 2])
-}
-
-/// Training wall time from the run's metrics log (resumed sessions included).
-fn training_seconds(dir: &Path) -> f64 {
-    read(&dir.join("metrics.jsonl"))
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|r| match r {
-            Record::Train(s) => Some(s.elapsed_s),
-            Record::Val(_) => None,
-        })
-        .fold(0.0, f64::max)
 }
 
 /// A configuration's row: the mean over its seeds.
