@@ -260,8 +260,8 @@ fn stream_detector_on_a_real_rvt_export_matches_burn_on_tract_and_onnx_runtime()
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rvt-tiny-gen1.onnx");
     let options = ExportOptions::default()
-        .inputs(input_names())
-        .outputs(output_names())
+        .inputs(input_names(&card))
+        .outputs(output_names(&card))
         .metadata(spec.to_json())
         .graph_name(card.name.clone());
     prism_export::export(&model, sample_inputs(&card, &device), step, &options)

@@ -111,6 +111,7 @@ mod tests {
                 decoded,
             },
             state: vec![],
+            duration_input: None,
             postprocess: Some(Postprocess {
                 score_threshold: 0.1,
                 nms_iou: 0.5,

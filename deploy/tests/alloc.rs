@@ -72,6 +72,7 @@ fn spec() -> ModelSpec {
             decoded: false,
         },
         state: vec![],
+        duration_input: None,
         postprocess: Some(Postprocess {
             score_threshold: 0.2,
             nms_iou: 0.5,

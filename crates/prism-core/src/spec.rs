@@ -45,6 +45,11 @@ pub struct ModelSpec {
     /// Recurrent state tensors, carried from one window to the next and zeroed at sequence start.
     #[serde(default)]
     pub state: Vec<StateSpec>,
+    /// Graph input that takes the time each window covers, in seconds, as float32 `[N, 1]`:
+    /// models whose memory is discretized by time (RVT with `model.memory = "ssm"`). Runtimes
+    /// fill it with the window length they cut the events with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_input: Option<String>,
     /// Score threshold and NMS of the decoded detections (detectors only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postprocess: Option<Postprocess>,
@@ -290,9 +295,10 @@ impl ModelSpec {
             || self.postprocess.is_some()
             || self.representation.is_some()
             || !self.state.is_empty()
+            || self.duration_input.is_some()
         {
             return invalid(
-                "a next-vector model has no classes, strides, post-processing, representation or state"
+                "a next-vector model has no classes, strides, post-processing, representation, state or duration input"
                     .into(),
             );
         }
@@ -350,6 +356,18 @@ impl ModelSpec {
         if self.task == Task::EventDetection && self.representation.is_none() {
             return invalid("an event-detection model needs a representation".into());
         }
+        if let Some(name) = &self.duration_input {
+            if self.task != Task::EventDetection {
+                return invalid(format!(
+                    "duration input `{name}`: only an event-detection model takes window durations"
+                ));
+            }
+            if *name == self.input.name || self.state.iter().any(|s| s.input == *name) {
+                return invalid(format!(
+                    "duration input `{name}` is also the model's input or a state input"
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -389,6 +407,7 @@ mod tests {
                 output: "h1_out".into(),
                 shape: vec![1, 32, 64, 80],
             }],
+            duration_input: None,
             postprocess: Some(Postprocess::default()),
             sequence: None,
             precision: Precision::Fp32,
@@ -447,6 +466,7 @@ mod tests {
                 decoded: false,
             },
             state: Vec::new(),
+            duration_input: None,
             postprocess: None,
             sequence: Some(SequenceSpec {
                 context: 5,

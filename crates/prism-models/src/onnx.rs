@@ -24,21 +24,19 @@ impl Default for RvtExport {
     }
 }
 
-/// Graph input names: `histogram`, then `h1, c1, …, h4, c4`.
-pub fn input_names() -> Vec<String> {
+/// Graph input names: `histogram`, then the eight states (`h1, c1, …, h4, c4`; an SSM's
+/// `s1_re, s1_im, …`), then `window_duration_s` for an SSM.
+pub fn input_names(card: &ModelCard) -> Vec<String> {
     std::iter::once("histogram".to_string())
-        .chain(ModelCard::state_names().into_iter().map(|(input, _)| input))
+        .chain(card.state_names().into_iter().map(|(input, _)| input))
+        .chain(card.duration_input().map(str::to_string))
         .collect()
 }
 
-/// Graph output names: `detections`, then `h1_out, c1_out, …, h4_out, c4_out`.
-pub fn output_names() -> Vec<String> {
+/// Graph output names: `detections`, then each state's name with `_out`.
+pub fn output_names(card: &ModelCard) -> Vec<String> {
     std::iter::once("detections".to_string())
-        .chain(
-            ModelCard::state_names()
-                .into_iter()
-                .map(|(_, output)| output),
-        )
+        .chain(card.state_names().into_iter().map(|(_, output)| output))
         .collect()
 }
 
@@ -55,12 +53,24 @@ pub fn step(
     model: &Rvt,
     (histogram, state): (Tensor<4>, Vec<Tensor<4>>),
 ) -> (Tensor<3>, Vec<Tensor<4>>) {
-    let state = match RvtState::from_flat(state) {
+    let (raw, next) = model.forward(histogram, flat_state(state));
+    (raw, next.into_flat())
+}
+
+/// [`step`] for a model that takes the window duration `dt_s: [N, 1]` (SSM memory).
+pub fn timed_step(
+    model: &Rvt,
+    (histogram, state, dt_s): (Tensor<4>, Vec<Tensor<4>>, Tensor<2>),
+) -> (Tensor<3>, Vec<Tensor<4>>) {
+    let (raw, next) = model.forward_timed(histogram, flat_state(state), dt_s);
+    (raw, next.into_flat())
+}
+
+fn flat_state(state: Vec<Tensor<4>>) -> RvtState {
+    match RvtState::from_flat(state) {
         Some(state) => state,
         None => unreachable_state(),
-    };
-    let (raw, next) = model.forward(histogram, state);
-    (raw, next.into_flat())
+    }
 }
 
 #[cold]
@@ -84,13 +94,19 @@ pub fn export_rvt(
     let options = ExportOptions::default()
         .opset(settings.opset)
         .dynamic_batch(settings.dynamic_batch)
-        .inputs(input_names())
-        .outputs(output_names())
+        .inputs(input_names(card))
+        .outputs(output_names(card))
         .metadata(card.model_spec(batch).to_json())
         .graph_name(card.name.clone())
         // The 20-channel histogram stem, split for ONNX Runtime's blocked kernels and tract.
         .split_input_conv(true);
-    prism_export::export(model, sample_inputs(card, device), step, &options)
+    let (histogram, state) = sample_inputs(card, device);
+    if card.duration_input().is_some() {
+        let dt_s = Tensor::full([1, 1], f64::from(card.data.window_ms) / 1000.0, device);
+        prism_export::export(model, (histogram, state, dt_s), timed_step, &options)
+    } else {
+        prism_export::export(model, (histogram, state), step, &options)
+    }
 }
 
 /// The model spec of an RGB + thermal + event detector at input size `[h, w]` (multiples of
@@ -119,6 +135,7 @@ pub fn mm_model_spec(
             decoded: false,
         },
         state: Vec::new(),
+        duration_input: None,
         postprocess: Some(Postprocess::default()),
         sequence: None,
         precision: Default::default(),

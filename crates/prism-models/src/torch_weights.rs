@@ -52,6 +52,9 @@ pub enum ImportError {
         /// Shape in the checkpoint.
         found: Vec<usize>,
     },
+    /// The model has a part RVT's released checkpoints do not (an SSM memory).
+    #[error("{0}")]
+    Architecture(String),
     /// Unsupported element type.
     #[error("unsupported dtype {dtype} for {key}")]
     UnsupportedDtype {

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::rvt::RvtConfig;
 
+/// Name of the window-duration input of a model with SSM memory (seconds, `[N, 1]`).
+pub const DURATION_INPUT: &str = "window_duration_s";
+
 /// The cards shipped in `models/`, by name.
 const BUILTIN: &[(&str, &str)] = &[
     (
@@ -109,6 +112,21 @@ pub enum Memory {
     /// A depthwise 3x3 convolution on h before the 1x1 gates (RVT's `DWSConvLSTM2d` with
     /// `dws_conv = true`): each cell also sees its neighbours' state.
     DwsLstm,
+    /// A diagonal state-space cell discretized by each window's real duration
+    /// ([`crate::rvt::ssm`]): the model takes the duration as an input and runs at window
+    /// lengths other than the one it trained at.
+    Ssm,
+}
+
+impl Memory {
+    /// The name a card uses: `lstm`, `dws-lstm` or `ssm`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Lstm => "lstm",
+            Self::DwsLstm => "dws-lstm",
+            Self::Ssm => "ssm",
+        }
+    }
 }
 
 /// What the model sees and predicts.
@@ -263,16 +281,31 @@ impl ModelCard {
         )
         .with_in_channels(2 * self.data.bins)
         .with_lstm_dws_conv(m.memory == Memory::DwsLstm)
+        .with_ssm_memory(m.memory == Memory::Ssm)
+        .with_window_s(f64::from(self.data.window_ms) / 1000.0)
         .with_fpn_scales(m.fpn_scales)
     }
 
-    /// Names of the 8 state inputs and outputs, in the reference order h1, c1, …, h4, c4.
-    pub fn state_names() -> [(String, String); 8] {
+    /// Names of the 8 state inputs and outputs, two per stage in [`crate::rvt::RvtState`]'s
+    /// flat order: `h1, c1, …, h4, c4` for an LSTM (the reference's names), `s1_re, s1_im, …`
+    /// (the real and imaginary parts of each stage's modes) for the SSM.
+    pub fn state_names(&self) -> [(String, String); 8] {
+        let kinds = match self.model.memory {
+            Memory::Ssm => [("s", "_re"), ("s", "_im")],
+            Memory::Lstm | Memory::DwsLstm => [("h", ""), ("c", "")],
+        };
         core::array::from_fn(|i| {
-            let kind = if i % 2 == 0 { "h" } else { "c" };
+            let (kind, part) = kinds[i % 2];
             let stage = i / 2 + 1;
-            (format!("{kind}{stage}"), format!("{kind}{stage}_out"))
+            let name = format!("{kind}{stage}{part}");
+            (name.clone(), format!("{name}_out"))
         })
+    }
+
+    /// The graph input that takes each window's duration in seconds, `[N, 1]`: SSM memory
+    /// only (an LSTM counts windows, not time).
+    pub fn duration_input(&self) -> Option<&'static str> {
+        (self.model.memory == Memory::Ssm).then_some(DURATION_INPUT)
     }
 
     /// The `prism` metadata an exported model of this card carries.
@@ -281,7 +314,8 @@ impl ModelCard {
         let d = &self.data;
         let [h, w] = m.input_size;
         let dims = self.rvt_config().stage_dims();
-        let state = Self::state_names()
+        let state = self
+            .state_names()
             .into_iter()
             .enumerate()
             .map(|(i, (input, output))| {
@@ -319,6 +353,7 @@ impl ModelCard {
                 decoded: false,
             },
             state,
+            duration_input: self.duration_input().map(str::to_string),
             postprocess: Some(Postprocess::default()),
             sequence: None,
             precision: prism_core::spec::Precision::Fp32,

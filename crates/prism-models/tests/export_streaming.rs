@@ -75,9 +75,35 @@ fn dws_lstm_and_four_scale_fpn_stream_identically_too() {
     assert_eq!(spec.output.strides, vec![4, 8, 16, 32]);
     assert_eq!(spec.num_anchors(), Some(32 * 40 + 16 * 20 + 8 * 10 + 4 * 5));
     let model = card.rvt_config().init(&Device::flex());
-    assert!(model.backbone.stages[0].lstm.conv3x3_dws.is_some());
+    assert!(model.backbone.stages[0]
+        .lstm
+        .as_ref()
+        .is_some_and(|lstm| lstm.conv3x3_dws.is_some()));
     assert_eq!(model.yolox_head.stems.len(), 4);
     stream_check(card);
+}
+
+/// The SSM memory exports with its window-duration input, and the runtimes follow the duration
+/// they are given: the windows alternate between 50, 20 and 100 ms.
+#[test]
+fn ssm_memory_streams_identically_with_varying_window_durations() {
+    let card = ModelCard::builtin("rvt-tiny-synth")
+        .unwrap()
+        .with_overrides(&["model.memory=ssm".into()])
+        .unwrap();
+    let spec = card.model_spec(Some(1));
+    assert_eq!(spec.duration_input.as_deref(), Some("window_duration_s"));
+    assert_eq!(spec.state[0].input, "s1_re");
+    assert_eq!(spec.state[1].output, "s1_im_out");
+    let model = card.rvt_config().init(&Device::flex());
+    assert!(model.takes_duration());
+    assert!(model.backbone.stages.iter().all(|s| s.lstm.is_none()));
+    stream_check(card);
+}
+
+/// The window duration fed with window `i` (seconds): 50, 20, 100 ms in turn.
+fn duration(i: usize) -> f32 {
+    [0.05, 0.02, 0.1][i % 3]
 }
 
 fn stream_check(card: ModelCard) {
@@ -87,8 +113,11 @@ fn stream_check(card: ModelCard) {
     let path = dir.path().join("rvt.onnx");
     let onnx = export_rvt(&model, &card, &RvtExport::default(), &device).unwrap();
     onnx.save(&path).unwrap();
-    assert_eq!(onnx.input_names(), input_names());
-    assert_eq!(onnx.output_names(), output_names());
+    assert_eq!(onnx.input_names(), input_names(&card));
+    assert_eq!(onnx.output_names(), output_names(&card));
+    let timed = card.duration_input().is_some();
+    let state_names: Vec<String> = card.state_names().into_iter().map(|(i, _)| i).collect();
+    let dt = |i: usize| TensorData::new(vec![duration(i)], [1, 1]);
 
     // Burn, carrying its state.
     let mut state =
@@ -98,7 +127,12 @@ fn stream_check(card: ModelCard) {
     for i in 0..WINDOWS {
         let x = histogram(&card, 100 + i as u64, &device);
         inputs.push(x.to_data());
-        let (det, next) = step(&model, (x, state));
+        let (det, next) = if timed {
+            let dt_s = Tensor::from_data(dt(i), &device);
+            prism_models::onnx::timed_step(&model, (x, state, dt_s))
+        } else {
+            step(&model, (x, state))
+        };
         let mut out = vec![det.to_data()];
         out.extend(next.iter().map(|t| t.to_data()));
         burn_outputs.push(out);
@@ -106,8 +140,8 @@ fn stream_check(card: ModelCard) {
     }
 
     // tract, carrying its own state.
-    let names = output_names();
-    let mut tract_state: Vec<(String, TensorData)> = input_names()[1..]
+    let names = output_names(&card);
+    let mut tract_state: Vec<(String, TensorData)> = state_names
         .iter()
         .zip(RvtState::zeros(&card.rvt_config(), 1, card.model.input_size, &device).into_flat())
         .map(|(n, t)| (n.clone(), t.to_data()))
@@ -116,11 +150,14 @@ fn stream_check(card: ModelCard) {
     for (i, x) in inputs.iter().enumerate() {
         let mut feed = vec![("histogram".to_string(), x.clone())];
         feed.extend(tract_state.iter().cloned());
+        if timed {
+            feed.push(("window_duration_s".to_string(), dt(i)));
+        }
         let out = TractRunner.run(&path, &feed).unwrap();
         for ((name, e), a) in names.iter().zip(&burn_outputs[i]).zip(&out) {
             errors.push(compare("tract", &format!("{name}@{i}"), e, a).unwrap());
         }
-        tract_state = input_names()[1..]
+        tract_state = state_names
             .iter()
             .cloned()
             .zip(out[1..].iter().cloned())
@@ -137,6 +174,7 @@ fn stream_check(card: ModelCard) {
     let Some(python) = python() else { return };
     for (i, x) in inputs.iter().enumerate() {
         prism_export::npy::write(&dir.path().join(format!("x{i}.npy")), x).unwrap();
+        prism_export::npy::write(&dir.path().join(format!("dt{i}.npy")), &dt(i)).unwrap();
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/stream_ort.py");
     let out = Command::new(python)
@@ -156,7 +194,7 @@ fn stream_check(card: ModelCard) {
     for i in 0..WINDOWS {
         let det = prism_export::npy::read(&dir.path().join(format!("ort_det{i}.npy"))).unwrap();
         errors.push(compare("ort", &format!("detections@{i}"), &burn_outputs[i][0], &det).unwrap());
-        for (k, name) in input_names()[1..].iter().enumerate() {
+        for (k, name) in state_names.iter().enumerate() {
             let s = prism_export::npy::read(&dir.path().join(format!("ort_state{i}_{name}.npy")))
                 .unwrap();
             errors

@@ -10,7 +10,9 @@ use clap::{Args, Subcommand};
 use prism_deploy::engine::{Backend, Engine, EngineOptions, TensorView};
 use prism_export::verify::{verify, OnnxRunner, VerifyOptions};
 use prism_export::ExportError;
-use prism_models::onnx::{export_rvt, input_names, output_names, sample_inputs, step, RvtExport};
+use prism_models::onnx::{
+    export_rvt, input_names, output_names, sample_inputs, step, timed_step, RvtExport,
+};
 
 use super::model_source::ModelSource;
 
@@ -98,16 +100,27 @@ pub fn export_onnx(args: &OnnxArgs) -> Result<()> {
         let runners = verify_runners(args)?;
         let runners: Vec<&dyn OnnxRunner> = runners.iter().map(|r| r as &dyn OnnxRunner).collect();
         let options = verify_options(args.precision);
-        let report = verify(
-            &model,
-            &sample_inputs(&card, &device),
-            step,
-            &args.out,
-            &input_names(),
-            &output_names(),
-            &runners,
-            &options,
-        )
+        let (inputs, outputs) = (input_names(&card), output_names(&card));
+        let report = if card.duration_input().is_some() {
+            let (histogram, state) = sample_inputs(&card, &device);
+            // A duration other than the card's, so the check covers the input's path.
+            let dt_s = burn::tensor::Tensor::<2>::full([1, 1], 0.02, &device);
+            let sample = (histogram, state, dt_s);
+            verify(
+                &model, &sample, timed_step, &args.out, &inputs, &outputs, &runners, &options,
+            )
+        } else {
+            verify(
+                &model,
+                &sample_inputs(&card, &device),
+                step,
+                &args.out,
+                &inputs,
+                &outputs,
+                &runners,
+                &options,
+            )
+        }
         .context("verifying the export")?;
         print_verified(&report, &options, &runners)?;
     }

@@ -25,7 +25,7 @@ pub struct InfoArgs {
 #[derive(Debug, serde::Serialize)]
 pub struct ModelInfo {
     pub name: String,
-    /// The recurrent cell (`model.memory`): `lstm` or `dws-lstm`.
+    /// The recurrent cell (`model.memory`): `lstm`, `dws-lstm` or `ssm`.
     pub memory: prism_models::zoo::Memory,
     /// Strides of the FPN levels the head reads (`model.fpn_scales`).
     pub fpn_strides: Vec<usize>,

@@ -9,6 +9,7 @@ use burn::tensor::{Device, Tensor};
 use super::attention::{AttentionConfig, AttentionPair};
 use super::config::RvtConfig;
 use super::lstm::{ConvLstm, ConvLstmConfig};
+use super::ssm::{SsmCell, SsmCellConfig};
 
 /// Overlapping strided conv (no bias), NCHW -> NHWC, then LayerNorm (`ConvDownsampling_Cf2Cl`).
 #[derive(Module, Debug)]
@@ -67,19 +68,51 @@ pub struct RvtStage {
     pub downsample_cf2cl: ConvDownsampling,
     /// Attention pairs (1 in all released configs).
     pub att_blocks: Vec<AttentionPair>,
-    /// Recurrent cell.
-    pub lstm: ConvLstm,
+    /// Recurrent cell: the LSTM (RVT's), unless the stage has an SSM.
+    pub lstm: Option<ConvLstm>,
+    /// State-space memory (`model.memory = "ssm"`), in place of the LSTM.
+    pub ssm: Option<SsmCell>,
 }
 
 impl RvtStage {
-    /// `x: [N, C_in, H, W]`, state `(h, c)` -> `(h', c')`; the stage output is h'.
-    pub fn forward(&self, x: Tensor<4>, h: Tensor<4>, c: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+    /// `x: [N, C_in, H, W]`, state `(h, c)` and the window duration (SSM only; `None`: the
+    /// model's default) -> `(output, h', c')`. With the LSTM the output is h'; with the SSM, h
+    /// and c are the real and imaginary parts of its state and the output is its read-out.
+    pub fn forward(
+        &self,
+        x: Tensor<4>,
+        h: Tensor<4>,
+        c: Tensor<4>,
+        dt_s: Option<Tensor<2>>,
+    ) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
         let mut x = self.downsample_cf2cl.forward(x);
         for blk in &self.att_blocks {
             x = blk.forward(x);
         }
-        self.lstm.forward(x.permute([0, 3, 1, 2]), h, c)
+        let x = x.permute([0, 3, 1, 2]);
+        match (&self.lstm, &self.ssm) {
+            (_, Some(ssm)) => {
+                let dt_s = dt_s.unwrap_or_else(|| ssm.default_dt(x.dims()[0], &x.device()));
+                ssm.forward(x, h, c, dt_s)
+            }
+            (Some(lstm), None) => {
+                let (h, c) = lstm.forward(x, h, c);
+                (h.clone(), h, c)
+            }
+            (None, None) => no_memory(),
+        }
     }
+
+    /// Trainable parameters of the stage's recurrent cell.
+    pub fn memory_params(&self) -> usize {
+        super::params::count_params(&self.lstm) + super::params::count_params(&self.ssm)
+    }
+}
+
+#[cold]
+fn no_memory() -> ! {
+    // `RvtBackbone::new` gives every stage one cell; only a hand-built stage gets here.
+    unreachable!("an RVT stage needs an LSTM or an SSM cell")
 }
 
 /// The 4-stage recurrent backbone.
@@ -109,11 +142,18 @@ impl RvtBackbone {
                         .with_norm_eps(config.norm_eps)
                         .init(device),
                     att_blocks: vec![attention.init(device)],
-                    lstm: ConvLstmConfig::new(dim)
-                        .with_dws_conv(config.lstm_dws_conv)
-                        .with_dws_only_hidden(config.lstm_dws_conv_only_hidden)
-                        .with_kernel(config.lstm_dws_conv_kernel_size)
-                        .init(device),
+                    lstm: (!config.ssm_memory).then(|| {
+                        ConvLstmConfig::new(dim)
+                            .with_dws_conv(config.lstm_dws_conv)
+                            .with_dws_only_hidden(config.lstm_dws_conv_only_hidden)
+                            .with_kernel(config.lstm_dws_conv_kernel_size)
+                            .init(device)
+                    }),
+                    ssm: config.ssm_memory.then(|| {
+                        SsmCellConfig::new(dim)
+                            .with_default_dt_s(config.window_s)
+                            .init(device)
+                    }),
                 };
                 dim_in = dim;
                 stage
@@ -122,19 +162,23 @@ impl RvtBackbone {
         Self { stages }
     }
 
-    /// Runs the 4 stages; returns the new `(h, c)` per stage (h is the stage feature map).
+    /// Runs the 4 stages with the window duration `dt_s: [N, 1]` (SSM memory only); returns
+    /// the stage feature maps and the new `(h, c)` per stage.
     pub fn forward(
         &self,
         x: Tensor<4>,
         h: [Tensor<4>; 4],
         c: [Tensor<4>; 4],
-    ) -> ([Tensor<4>; 4], [Tensor<4>; 4]) {
+        dt_s: Option<Tensor<2>>,
+    ) -> StageOutputs {
         let mut x = x;
+        let mut features = Vec::with_capacity(4);
         let mut hs = Vec::with_capacity(4);
         let mut cs = Vec::with_capacity(4);
         for (stage, (h, c)) in self.stages.iter().zip(h.into_iter().zip(c)) {
-            let (h, c) = stage.forward(x, h, c);
-            x = h.clone();
+            let (y, h, c) = stage.forward(x, h, c, dt_s.clone());
+            x = y.clone();
+            features.push(y);
             hs.push(h);
             cs.push(c);
         }
@@ -144,6 +188,20 @@ impl RvtBackbone {
                 Err(_) => unreachable!("4 stages"),
             }
         };
-        (arr(hs), arr(cs))
+        StageOutputs {
+            features: arr(features),
+            h: arr(hs),
+            c: arr(cs),
+        }
     }
+}
+
+/// What [`RvtBackbone::forward`] returns.
+#[derive(Debug, Clone)]
+pub struct StageOutputs {
+    /// The four stage feature maps (strides 4, 8, 16, 32).
+    pub features: [Tensor<4>; 4],
+    /// The new state per stage.
+    pub h: [Tensor<4>; 4],
+    pub c: [Tensor<4>; 4],
 }

@@ -55,6 +55,14 @@ pub struct RvtConfig {
     /// from stage 1).
     #[config(default = 3)]
     pub fpn_scales: usize,
+    /// Each stage's memory is a diagonal state-space cell ([`super::ssm::SsmCell`]) instead of
+    /// the LSTM; the model then takes each window's duration as an input.
+    #[config(default = false)]
+    pub ssm_memory: bool,
+    /// Window length in seconds an SSM model assumes when no duration is given (the card's
+    /// `data.window_ms`).
+    #[config(default = 0.05)]
+    pub window_s: f64,
 }
 
 /// Model size of a preset.

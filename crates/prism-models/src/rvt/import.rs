@@ -153,6 +153,12 @@ pub fn import_rvt_checkpoint(
     config: &RvtConfig,
     device: &Device,
 ) -> Result<Rvt, ImportError> {
+    if config.ssm_memory {
+        return Err(ImportError::Architecture(
+            "RVT's checkpoints have LSTM memory; a model with `memory = \"ssm\"` cannot take them"
+                .into(),
+        ));
+    }
     let tensors = read_pytorch_tensors(path.as_ref(), Some("state_dict"))?;
     let mut stripped = BTreeMap::new();
     let mut foreign = Vec::new();

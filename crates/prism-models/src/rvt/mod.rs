@@ -12,6 +12,7 @@ pub mod import;
 pub mod lstm;
 pub mod params;
 pub mod partition;
+pub mod ssm;
 pub mod state;
 
 /// The YOLOX neck and head, shared with the multimodal detector ([`crate::yolox`]).
@@ -54,9 +55,38 @@ impl Rvt {
     /// One 50 ms window: `histogram [N, 20, H, W]` (raw counts, H and W padded to multiples of
     /// 32 and consistent with the partition size) and the previous state (zeros for a new
     /// sequence) -> raw outputs `[N, A, 5 + K]` and the new state.
+    ///
+    /// A model with SSM memory assumes windows of its card's length here; give each window's
+    /// real duration with [`forward_timed`](Self::forward_timed).
     pub fn forward(&self, histogram: Tensor<4>, state: RvtState) -> (Tensor<3>, RvtState) {
-        let (h, c) = self.backbone.forward(histogram, state.h, state.c);
-        let [h1, h2, h3, h4] = h.clone();
+        self.forward_with(histogram, state, None)
+    }
+
+    /// [`forward`](Self::forward) for windows of `dt_s: [N, 1]` seconds each (the time since
+    /// the previous window). The SSM memory discretizes by it; the LSTM ignores it.
+    pub fn forward_timed(
+        &self,
+        histogram: Tensor<4>,
+        state: RvtState,
+        dt_s: Tensor<2>,
+    ) -> (Tensor<3>, RvtState) {
+        self.forward_with(histogram, state, Some(dt_s))
+    }
+
+    /// Whether the memory is the SSM (the exported model then takes the window duration).
+    pub fn takes_duration(&self) -> bool {
+        self.backbone.stages.iter().any(|s| s.ssm.is_some())
+    }
+
+    fn forward_with(
+        &self,
+        histogram: Tensor<4>,
+        state: RvtState,
+        dt_s: Option<Tensor<2>>,
+    ) -> (Tensor<3>, RvtState) {
+        let out = self.backbone.forward(histogram, state.h, state.c, dt_s);
+        let (h, c) = (out.h, out.c);
+        let [h1, h2, h3, h4] = out.features;
         // The stride-4 stage feeds the neck only in a four-scale model.
         let levels = if self.fpn.p2.is_some() {
             vec![h1, h2, h3, h4]

@@ -101,7 +101,7 @@ impl Rvt {
             .backbone
             .stages
             .iter()
-            .map(|stage| count_params(&stage.lstm))
+            .map(|stage| stage.memory_params())
             .sum();
         let fpn = count_params(&self.fpn);
         let head = count_params(&self.yolox_head);

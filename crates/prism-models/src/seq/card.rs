@@ -178,6 +178,7 @@ impl SeqCard {
                 decoded: false,
             },
             state: Vec::new(),
+            duration_input: None,
             postprocess: None,
             sequence: Some(SequenceSpec {
                 context: m.context,
