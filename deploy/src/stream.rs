@@ -102,12 +102,18 @@ pub struct StreamOptions {
     /// A pause between two events longer than this ends the sequence (µs). Default: 1 s, 20
     /// windows of RVT's 50 ms: no event at all for that long means the sensor or the link stopped.
     pub max_gap_us: i64,
+    /// Window length (and step) in µs to cut the stream with; `None`: the spec's `window_us`,
+    /// the length the model trained at. A model with a duration input (SSM memory) is told the
+    /// length and keeps its learned dynamics; any other model just sees histograms of another
+    /// length.
+    pub window_us: Option<i64>,
 }
 
 impl Default for StreamOptions {
     fn default() -> Self {
         Self {
             max_gap_us: 1_000_000,
+            window_us: None,
         }
     }
 }
@@ -202,9 +208,18 @@ impl StreamDetector {
         let factor = rep.downsample as f32;
         let clip = (rep.sensor_width as f32, rep.sensor_height as f32);
         let post = Postprocessor::new(spec, factor, clip)?;
-        let window = WindowConfig::new(rep.window_us);
+        let window_us = options.window_us.unwrap_or(rep.window_us);
+        if window_us <= 0 {
+            return Err(DeployError::Input(format!(
+                "the window length must be positive, got {window_us} µs"
+            )));
+        }
+        let window = WindowConfig::new(window_us);
         let sensor = (rep.sensor_width, rep.sensor_height);
-        let model = Recurrent::new(engine)?;
+        let mut model = Recurrent::new(engine)?;
+        // Windows follow each other without overlap or holes (a gap resets the state), so
+        // each one's duration is the window length.
+        model.set_duration(window_us as f32 / 1e6)?;
         if model.input_shape() != input.shape() {
             return Err(DeployError::BadSpec(format!(
                 "the representation gives a {:?} input; the model takes {:?}",
@@ -226,7 +241,7 @@ impl StreamDetector {
         self.pipeline.model.engine()
     }
 
-    /// The window grid: length and step from the spec, first end at the first multiple of the
+    /// The window grid: length and step from the spec (or [`StreamOptions::window_us`]), first end at the first multiple of the
     /// step at or after the first event (of the sequence).
     pub fn window_config(&self) -> WindowConfig {
         self.window

@@ -73,7 +73,12 @@ impl SequenceRunner for EngineRunner {
             .collect();
         Ok(())
     }
-    fn step(&mut self, input: &[f32], batch: usize) -> Result<Vec<f32>, RunnerError> {
+    fn step(
+        &mut self,
+        input: &[f32],
+        batch: usize,
+        _durations_s: &[f32],
+    ) -> Result<Vec<f32>, RunnerError> {
         let [c, h, w] = self.input_shape;
         let shape = [batch, c, h, w];
         let spec = self.engine.spec();

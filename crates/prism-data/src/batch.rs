@@ -23,6 +23,10 @@ pub struct ClipBatch {
     pub reset: Vec<bool>,
     /// `[t][b]`: the step holds a real window (`t < len` of the slot's clip).
     pub valid: Vec<Vec<bool>>,
+    /// `[t][b]`: seconds the state advances at the step
+    /// ([`crate::PreparedSequence::window_duration_s`]); the split's window length where the
+    /// step holds no window.
+    pub durations_s: Vec<Vec<f32>>,
 }
 
 /// Builds the batch tensors. A slot that does not fit `split` (another split than the sampler's)
@@ -39,6 +43,10 @@ pub fn try_assemble(batch: &Batch, split: &PreparedSplit) -> Result<ClipBatch> {
 fn empty(batch: &Batch, split: &PreparedSplit) -> ClipBatch {
     let [c, h, w] = split.shape().unwrap_or([0, 0, 0]);
     let b = batch.slots.len();
+    let window_s = split
+        .sequences
+        .first()
+        .map_or(0.05, |s| s.meta.window_us as f32 / 1e6);
     ClipBatch {
         seq_len: batch.seq_len,
         batch: b,
@@ -48,6 +56,7 @@ fn empty(batch: &Batch, split: &PreparedSplit) -> ClipBatch {
         labels: vec![vec![None; b]; batch.seq_len],
         reset: batch.slots.iter().map(|s| s.reset_state).collect(),
         valid: vec![vec![false; b]; batch.seq_len],
+        durations_s: vec![vec![window_s; b]; batch.seq_len],
     }
 }
 
@@ -81,6 +90,7 @@ fn build(batch: &Batch, split: &PreparedSplit, strict: bool) -> Result<ClipBatch
                     .apply_histogram_in(&src, c, [h, w], [ch, cw], dst);
             }
             out.valid[t][b] = true;
+            out.durations_s[t][b] = seq.window_duration_s(i);
             out.labels[t][b] = seq
                 .labels_at(i)
                 .map(|l| slot.augment.apply_boxes(&l.boxes, ch, cw));

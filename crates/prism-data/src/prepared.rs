@@ -176,6 +176,17 @@ impl PreparedSequence {
         self.meta.window_end_us.len()
     }
 
+    /// How far the recurrent state advances at window `i`, in seconds: from the previous
+    /// window's end to this one's (RVT's Gen1 rule spaces ends 125 ms apart, not 50), the
+    /// window length for the first window. What a memory discretized by time is fed.
+    pub fn window_duration_s(&self, i: usize) -> f32 {
+        let ends = &self.meta.window_end_us;
+        match (i.checked_sub(1).and_then(|j| ends.get(j)), ends.get(i)) {
+            (Some(prev), Some(end)) if end > prev => (end - prev) as f32 / 1e6,
+            _ => self.meta.window_us as f32 / 1e6,
+        }
+    }
+
     /// Values per window: `C * H * W`.
     pub fn window_len(&self) -> usize {
         window_len(&self.meta)

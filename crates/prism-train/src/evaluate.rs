@@ -36,9 +36,16 @@ pub enum EvalError {
 pub trait SequenceRunner {
     /// Starts `batch` new sequences (zero state).
     fn reset(&mut self, batch: usize) -> Result<(), RunnerError>;
-    /// One window for each of the `batch` sequences: `input` is `[batch, C, H, W]` counts;
-    /// returns the raw head output `[batch, A, 5 + K]`.
-    fn step(&mut self, input: &[f32], batch: usize) -> Result<Vec<f32>, RunnerError>;
+    /// One window for each of the `batch` sequences: `input` is `[batch, C, H, W]` counts and
+    /// `durations_s` each sequence's time since its previous window (seconds; what a memory
+    /// discretized by time needs, others ignore it); returns the raw head output
+    /// `[batch, A, 5 + K]`.
+    fn step(
+        &mut self,
+        input: &[f32],
+        batch: usize,
+        durations_s: &[f32],
+    ) -> Result<Vec<f32>, RunnerError>;
     /// Strides of the head's levels, which fix its anchor grid.
     fn strides(&self) -> Vec<usize>;
 }
@@ -83,14 +90,23 @@ impl SequenceRunner for BurnRunner {
         Ok(())
     }
 
-    fn step(&mut self, input: &[f32], batch: usize) -> Result<Vec<f32>, RunnerError> {
+    fn step(
+        &mut self,
+        input: &[f32],
+        batch: usize,
+        durations_s: &[f32],
+    ) -> Result<Vec<f32>, RunnerError> {
         let [c, h, w] = self.input_shape;
         let state = self.state.take().ok_or(EvalError::NotReset)?;
         let x = Tensor::<4>::from_data(
             TensorData::new(input.to_vec(), [batch, c, h, w]),
             &self.device,
         );
-        let (raw, state) = self.model.forward(x, state);
+        let dt_s = Tensor::<2>::from_data(
+            TensorData::new(durations_s.to_vec(), [batch, 1]),
+            &self.device,
+        );
+        let (raw, state) = self.model.forward_timed(x, state, dt_s);
         self.state = Some(state);
         raw.into_data()
             .convert::<f32>()
@@ -205,6 +221,7 @@ fn predict_group(
     runner.reset(batch).map_err(EvalError::Runner)?;
     let strides = runner.strides();
     let mut input = vec![0.0f32; batch * plane];
+    let mut durations_s = vec![meta.window_us as f32 / 1e6; batch];
     let (mut scratch, mut kept) = (Vec::new(), Vec::<Detection>::new());
     for t in 0..longest {
         for (b, seq) in group.iter().enumerate() {
@@ -213,11 +230,14 @@ fn predict_group(
                 for (d, &v) in dst.iter_mut().zip(seq.window(t).iter()) {
                     *d = v as f32;
                 }
+                durations_s[b] = seq.window_duration_s(t);
             } else {
                 dst.fill(0.0);
             }
         }
-        let mut raw = runner.step(&input, batch).map_err(EvalError::Runner)?;
+        let mut raw = runner
+            .step(&input, batch, &durations_s)
+            .map_err(EvalError::Runner)?;
         on_windows(group.iter().filter(|seq| t < seq.num_windows()).count());
         let per_image = raw.len() / batch.max(1);
         let row = per_image / num_anchors([h, w], &strides).max(1);

@@ -330,7 +330,17 @@ impl<'a> Trainer<'a> {
                 TensorData::new(batch.windows[t].clone(), [b, c, h, w]),
                 &self.device,
             );
-            let (raw, next) = model.forward(precision.to_compute(x), state);
+            let x = precision.to_compute(x);
+            let (raw, next) = if model.takes_duration() {
+                // SSM memory: each window's real duration drives the discretization.
+                let dt_s = Tensor::<2>::from_data(
+                    TensorData::new(batch.durations_s[t].clone(), [b, 1]),
+                    &self.device,
+                );
+                model.forward_timed(x, state, precision.to_compute(dt_s))
+            } else {
+                model.forward(x, state)
+            };
             let raw = precision.to_f32(raw);
             state = next;
             let labelled: Vec<usize> = (0..b)

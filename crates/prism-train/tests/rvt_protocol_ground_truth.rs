@@ -36,7 +36,12 @@ impl SequenceRunner for Blind {
         vec![8, 16, 32]
     }
 
-    fn step(&mut self, _input: &[f32], batch: usize) -> Result<Vec<f32>, RunnerError> {
+    fn step(
+        &mut self,
+        _input: &[f32],
+        batch: usize,
+        _durations_s: &[f32],
+    ) -> Result<Vec<f32>, RunnerError> {
         let mut raw = vec![0.0; batch * self.rows * self.row];
         for r in raw.chunks_exact_mut(self.row) {
             r[4] = -30.0;

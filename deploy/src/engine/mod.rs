@@ -461,12 +461,22 @@ fn check_spec(
             }
         }
     }
+    if let Some(name) = &spec.duration_input {
+        let t = find(inputs, name, "input")?;
+        if !shapes_agree(&t.shape, &[None, Some(1)]) {
+            return Err(format!(
+                "duration input `{name}` is {} in the graph; it takes [N, 1] seconds",
+                shape_str(&t.shape)
+            ));
+        }
+    }
     let fed: Vec<&str> = std::iter::once(spec.input.name.as_str())
         .chain(spec.state.iter().map(|s| s.input.as_str()))
+        .chain(spec.duration_input.as_deref())
         .collect();
     if let Some(extra) = inputs.iter().find(|i| !fed.contains(&i.name.as_str())) {
         return Err(format!(
-            "graph input `{}` is neither the spec's input nor a state input",
+            "graph input `{}` is neither the spec's input nor a state or duration input",
             extra.name
         ));
     }

@@ -28,7 +28,7 @@ use ort::session::{
 };
 use ort::value::{DynTensorValueType, DynValue, TensorRef};
 
-use super::recurrent::Layout;
+use super::recurrent::{Feed, Layout};
 use super::{Backend, EngineOptions, Loaded, Tensor, TensorInfo, TensorView};
 use crate::error::{DeployError, Result};
 
@@ -268,6 +268,9 @@ pub(crate) struct OrtRecurrent {
     state_allocator: Allocator,
     /// The network input; `None` only while a run holds it.
     input: Option<DynValue>,
+    /// The window duration `[1, 1]` of a model with a duration input; `None` while a run
+    /// holds it.
+    duration: Option<DynValue>,
     /// The state to read next, spec order; `None` only while a run holds them.
     states: Vec<Option<DynValue>>,
     /// The state just read, kept between taking it back from a run and handing it to `write_a`.
@@ -282,8 +285,8 @@ pub(crate) struct OrtRecurrent {
     preallocate: bool,
     /// The run's inputs in graph order; empty between runs, its capacity reused.
     feed: Vec<SessionInputValue<'static>>,
-    /// Per graph input: `None` for the spec's input, else the state index.
-    slots: Vec<Option<usize>>,
+    /// What feeds each graph input.
+    slots: Vec<Feed>,
     state_outputs: Vec<String>,
     state_shapes: Vec<Vec<usize>>,
     detections_name: String,
@@ -298,12 +301,7 @@ impl OrtRunner {
         outputs: &[TensorInfo],
     ) -> Result<OrtRecurrent> {
         let backend = self.backend;
-        let mut slots = vec![None; inputs.len()];
-        for (k, (input, _, _)) in layout.states.iter().enumerate() {
-            *slots.get_mut(*input).ok_or_else(|| {
-                DeployError::BadSpec(format!("state {k}: graph input {input} out of range"))
-            })? = Some(k);
-        }
+        let slots = layout.feeds.clone();
         let name = |i: usize| {
             outputs
                 .get(i)
@@ -339,6 +337,7 @@ impl OrtRunner {
             backend,
             state_allocator,
             input: Some(zeros(backend, &layout.input_shape)?),
+            duration: Some(zeros(backend, &[1, 1])?),
             states: Vec::new(),
             read: Vec::new(),
             detections: None,
@@ -355,6 +354,7 @@ impl OrtRunner {
         };
         r.states = r.zero_set()?;
         r.read = r.states.iter().map(|_| None).collect();
+        r.set_duration(layout.duration_s)?;
         if r.preallocate {
             let b = r.zero_set()?;
             r.write_b = Some(r.writer(b)?);
@@ -466,13 +466,34 @@ impl OrtRecurrent {
             })
     }
 
+    pub(crate) fn set_duration(&mut self, seconds: f32) -> Result<()> {
+        let backend = self.backend;
+        let duration = self
+            .duration
+            .as_mut()
+            .ok_or_else(|| DeployError::Inference {
+                backend,
+                reason: "the duration is held by a failed run".into(),
+            })?;
+        duration
+            .try_extract_tensor_mut::<f32>()
+            .map_err(|e| DeployError::Inference {
+                backend,
+                reason: format!("duration: {e}"),
+            })?
+            .1
+            .fill(seconds);
+        Ok(())
+    }
+
     pub(crate) fn run(&mut self, runner: &OrtRunner) -> Result<&[f32]> {
         // The inputs in graph order, moved (not copied) into the reused feed vector.
         self.feed.clear();
         for slot in &self.slots {
             let value = match slot {
-                None => self.input.take(),
-                Some(k) => self.states[*k].take(),
+                Feed::Input => self.input.take(),
+                Feed::Duration => self.duration.take(),
+                Feed::State(k) => self.states[*k].take(),
             };
             match value {
                 Some(v) => self.feed.push(SessionInputValue::Owned(v)),
@@ -534,8 +555,9 @@ impl OrtRecurrent {
                 continue;
             };
             match slot {
-                None => self.input = Some(v),
-                Some(k) => {
+                Feed::Input => self.input = Some(v),
+                Feed::Duration => self.duration = Some(v),
+                Feed::State(k) => {
                     if self.states[*k].is_none() {
                         self.states[*k] = Some(v);
                     } else {

@@ -24,6 +24,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::{onnxruntime, tract, Engine, Runner, TensorInfo};
+
 use crate::error::{DeployError, Result};
 
 /// Per-stream buffers of a recurrent model (the spec's input and state tensors); see the module
@@ -48,11 +49,26 @@ impl std::fmt::Debug for Recurrent {
     }
 }
 
+/// What feeds one graph input of a recurrent model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Feed {
+    /// The spec's input (the histogram).
+    Input,
+    /// State `k` (spec order).
+    State(usize),
+    /// The window's duration in seconds, `[1, 1]` (the spec's `duration_input`).
+    Duration,
+}
+
 /// Where the spec's tensors sit in the graph: input and output positions.
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
     /// Shape of the spec's input, batch 1.
     pub input_shape: Vec<usize>,
+    /// What feeds each graph input, in graph order.
+    pub feeds: Vec<Feed>,
+    /// What the duration input holds until it is set: the spec's window length, seconds.
+    pub duration_s: f32,
     /// Per state (spec order): graph input index, graph output index, shape.
     pub states: Vec<(usize, usize, Vec<usize>)>,
     /// Graph output index of the detections.
@@ -137,6 +153,27 @@ impl Recurrent {
         }
     }
 
+    /// Whether the model takes each window's duration (SSM memory); see
+    /// [`Self::set_duration`].
+    pub fn takes_duration(&self) -> bool {
+        self.engine.spec().duration_input.is_some()
+    }
+
+    /// The duration in seconds of the windows run from now on, for a model that takes one
+    /// (the time since the previous window; `StreamDetector` sets its window length). It
+    /// starts at the spec's window length; a model without a duration input ignores it.
+    pub fn set_duration(&mut self, seconds: f32) -> Result<()> {
+        if !(seconds.is_finite() && seconds >= 0.0) {
+            return Err(DeployError::Input(format!(
+                "a window duration is a finite number of seconds >= 0, not {seconds}"
+            )));
+        }
+        match &mut self.inner {
+            Inner::Tract(r) => r.set_duration(seconds),
+            Inner::Ort(r) => r.set_duration(seconds),
+        }
+    }
+
     /// Zeroes the state: the next window starts a new sequence.
     pub fn reset(&mut self) -> Result<()> {
         match &mut self.inner {
@@ -178,8 +215,13 @@ fn layout(engine: &Engine) -> Result<Layout> {
             spec.input.name
         )));
     }
-    // Every other graph input is the spec's input ([`Engine::load`] checked it).
+    // Every other graph input is the spec's input or its duration input ([`Engine::load`]
+    // checked it).
+    let mut feeds = vec![Feed::Input; engine.inputs.len()];
     input_index(&spec.input.name)?;
+    if let Some(name) = &spec.duration_input {
+        feeds[input_index(name)?] = Feed::Duration;
+    }
     let states = spec
         .state
         .iter()
@@ -191,10 +233,19 @@ fn layout(engine: &Engine) -> Result<Layout> {
             ))
         })
         .collect::<Result<Vec<_>>>()?;
+    for (k, (input, _, _)) in states.iter().enumerate() {
+        feeds[*input] = Feed::State(k);
+    }
     let detections_index = output_index(&spec.output.name)?;
     let detections_shape = with_batch_one(&engine.outputs[detections_index].shape);
+    let duration_s = spec
+        .representation
+        .as_ref()
+        .map_or(0.05, |r| r.window_us as f32 / 1e6);
     Ok(Layout {
         input_shape,
+        feeds,
+        duration_s,
         states,
         detections_index,
         detections_shape,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tract_onnx::pb::{self, tensor_shape_proto::dimension, type_proto};
 use tract_onnx::prelude::*;
 
-use super::recurrent::Layout;
+use super::recurrent::{Feed, Layout};
 use super::{Loaded, Tensor, TensorInfo, TensorView};
 use crate::error::{DeployError, Result};
 
@@ -155,12 +155,14 @@ impl TractRunner {
 /// run's inputs.
 pub(crate) struct TractRecurrent {
     input: Arc<Tensor_>,
+    /// The window duration `[1, 1]`, for a model with a duration input.
+    duration: Arc<Tensor_>,
     /// Spec order; `None` only while a run holds them.
     states: Vec<Option<TValue>>,
     detections: Option<TValue>,
     layout: Layout,
-    /// Per graph input: `None` for the spec's input, else the state index.
-    feed: Vec<Option<usize>>,
+    /// What feeds each graph input.
+    feed: Vec<Feed>,
     /// Per graph output: the state index it produces, if any.
     produces: Vec<Option<usize>>,
 }
@@ -171,20 +173,17 @@ impl TractRunner {
             backend: NAME,
             reason: format!("{e:#}"),
         };
-        let inputs = 1 + layout.states.len();
-        let mut feed = vec![None; inputs];
         let mut produces = vec![None; self.plan.model().outputs.len()];
-        for (k, (input, output, _)) in layout.states.iter().enumerate() {
-            let range = || {
-                DeployError::BadSpec(format!(
-                    "state {k}: graph input {input} / output {output} out of range"
-                ))
-            };
-            *feed.get_mut(*input).ok_or_else(range)? = Some(k);
-            *produces.get_mut(*output).ok_or_else(range)? = Some(k);
+        for (k, (_, output, _)) in layout.states.iter().enumerate() {
+            *produces.get_mut(*output).ok_or_else(|| {
+                DeployError::BadSpec(format!("state {k}: graph output {output} out of range"))
+            })? = Some(k);
         }
+        let feed = layout.feeds.clone();
+        let duration = Tensor_::from_shape(&[1, 1], &[layout.duration_s]).map_err(fail)?;
         let mut r = TractRecurrent {
             input: Arc::new(Tensor_::zero::<f32>(&layout.input_shape).map_err(fail)?),
+            duration: Arc::new(duration),
             states: Vec::new(),
             detections: None,
             layout: layout.clone(),
@@ -219,8 +218,9 @@ impl TractRecurrent {
         let mut values: TVec<TValue> = TVec::with_capacity(self.feed.len());
         for slot in &self.feed {
             let value = match slot {
-                None => TValue::from_const(self.input.clone()),
-                Some(k) => self.states[*k]
+                Feed::Input => TValue::from_const(self.input.clone()),
+                Feed::Duration => TValue::from_const(self.duration.clone()),
+                Feed::State(k) => self.states[*k]
                     .take()
                     .ok_or_else(|| fail("state taken".into()))?,
             };
@@ -245,6 +245,21 @@ impl TractRecurrent {
             return Err(fail("the plan did not produce every state output".into()));
         }
         self.detections()
+    }
+
+    pub(crate) fn set_duration(&mut self, seconds: f32) -> Result<()> {
+        let fail = |reason: String| DeployError::Inference {
+            backend: NAME,
+            reason: format!("duration: {reason}"),
+        };
+        // Held only here between runs: written in place, as the input is.
+        Arc::make_mut(&mut self.duration)
+            .to_plain_array_view_mut::<f32>()
+            .map_err(|e| fail(format!("{e:#}")))?
+            .into_slice()
+            .ok_or_else(|| fail("not contiguous".into()))?
+            .fill(seconds);
+        Ok(())
     }
 
     pub(crate) fn detections(&self) -> Result<&[f32]> {

@@ -44,6 +44,7 @@ impl Model {
             Task::EventDetection => {
                 let stream = StreamOptions {
                     max_gap_us: options.max_gap_us,
+                    ..StreamOptions::default()
                 };
                 StreamDetector::with_options(engine.clone(), stream)?;
             }

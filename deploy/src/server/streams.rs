@@ -133,6 +133,7 @@ pub(super) fn stream_events(
                 }
                 let options = StreamOptions {
                     max_gap_us: app.options.max_gap_us,
+                    ..StreamOptions::default()
                 };
                 let d = Arc::new(Mutex::new(StreamDetector::with_options(
                     model.engine.clone(),

@@ -157,6 +157,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             sensor: None,
             format: None,
             max_gap_ms: 1000,
+            window_ms: None,
         })?;
         outln!(
             "    {backend}: {} detections in {:.2} s -> {}",

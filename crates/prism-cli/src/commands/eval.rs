@@ -190,8 +190,8 @@ fn write_out(args: &EvalArgs, metrics: &prism_eval::coco::CocoMetrics) -> Result
     Ok(())
 }
 
-/// [`SequenceRunner`] over an exported model: the histogram and the 8 state inputs in, raw
-/// detections and the 8 new states out.
+/// [`SequenceRunner`] over an exported model: the histogram, the 8 state inputs (and the
+/// window durations, for SSM memory) in, raw detections and the 8 new states out.
 struct EngineRunner {
     engine: Arc<Engine>,
     input_shape: [usize; 3],
@@ -241,7 +241,12 @@ impl SequenceRunner for EngineRunner {
         Ok(())
     }
 
-    fn step(&mut self, input: &[f32], batch: usize) -> Result<Vec<f32>, RunnerError> {
+    fn step(
+        &mut self,
+        input: &[f32],
+        batch: usize,
+        durations_s: &[f32],
+    ) -> Result<Vec<f32>, RunnerError> {
         let [c, h, w] = self.input_shape;
         let shape = [batch, c, h, w];
         let spec = self.engine.spec();
@@ -251,6 +256,10 @@ impl SequenceRunner for EngineRunner {
                 .iter()
                 .map(|(name, _, shape, data)| TensorView::new(name, shape, data)),
         );
+        let duration_shape = [batch, 1];
+        if let Some(name) = &spec.duration_input {
+            views.push(TensorView::new(name, &duration_shape, durations_s));
+        }
         let outputs = self.engine.run(&views)?;
         let mut raw = None;
         for out in outputs {

@@ -49,6 +49,11 @@ pub struct InferArgs {
     /// reset, as at the start of a new recording, and the empty windows in between are not run.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
     pub max_gap_ms: u64,
+    /// Window length in milliseconds for event models (default: the model's, from its
+    /// metadata). A model with SSM memory is told the length and keeps its learned dynamics
+    /// (`model.memory = "ssm"`); others see histograms of another length than they trained on.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=60_000))]
+    pub window_ms: Option<u32>,
 }
 
 /// One line of `infer`'s output: a detection of one window, in sensor pixels.
@@ -145,6 +150,7 @@ pub fn run(args: InferArgs) -> Result<()> {
             }
             let stream = StreamOptions {
                 max_gap_us: args.max_gap_ms as i64 * 1000,
+                window_us: args.window_ms.map(|ms| i64::from(ms) * 1000),
             };
             let mut detector = StreamDetector::with_options(engine.clone(), stream)?;
             let (_, total) = reader.progress();
