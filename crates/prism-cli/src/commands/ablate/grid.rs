@@ -4,6 +4,11 @@
 //! with its final weights, counted, exported and timed per window in tract, and the table is
 //! written as `results.{md,json,png}`.
 //!
+//! `eval_window_ms = [20, 50, 100]` also scores every run's final weights on the validation
+//! scenes cut into windows of each length (labels at the same rate, so every window ends at a
+//! label), the test of a memory that follows time (`models/rvt-ssm-rates.toml`); the table
+//! gains a column per length and `rates.png` draws them.
+//!
 //! Resumable like the fusion matrices: a finished run (its `result.json`) is never redone, a
 //! killed one resumes from its last checkpoint.
 
@@ -29,6 +34,10 @@ pub struct Grid {
     /// Overrides for every run, as `--set` takes them (`train.steps=200`).
     #[serde(default)]
     pub set: Vec<String>,
+    /// Window lengths (ms) to score every run at besides its own, on the validation scenes
+    /// cut at that length (synthetic datasets).
+    #[serde(default)]
+    pub eval_window_ms: Vec<u32>,
     /// Card keys and the values to try; every combination is a configuration.
     pub grid: toml::Table,
 }
@@ -88,6 +97,17 @@ pub struct GridResult {
     /// Median ms per window of the exported model in tract (state carried), batch 1.
     pub latency_ms: f64,
     pub train_s: f64,
+    /// `eval_window_ms`: (window length in ms, validation mAP, AP50) per length.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub window_map: Vec<WindowScore>,
+}
+
+/// A run's validation score at one window length.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WindowScore {
+    pub window_ms: u32,
+    pub map: f64,
+    pub ap50: f64,
 }
 
 /// Whether a matrix file is an RVT grid (it has a `[grid]` table).
@@ -114,6 +134,15 @@ impl Grid {
         if self.grid.is_empty() {
             bail!("[grid] is empty: give at least one key and its values");
         }
+        if let Some(bad) = self
+            .eval_window_ms
+            .iter()
+            .find(|&&ms| ms == 0 || 1000 % ms != 0)
+        {
+            bail!(
+                "eval_window_ms: {bad} ms does not divide a second (labels come at 1000 / ms Hz)"
+            );
+        }
         for (key, values) in &self.grid {
             match values.as_array() {
                 Some(v) if !v.is_empty() => {}
@@ -123,7 +152,15 @@ impl Grid {
         let runs = self.runs();
         let mut ids = std::collections::HashSet::new();
         for run in &runs {
-            self.config(run)?;
+            let config = self.config(run)?;
+            if !self.eval_window_ms.is_empty()
+                && !matches!(
+                    config.dataset,
+                    prism_train::DatasetSection::Synthetic { .. }
+                )
+            {
+                bail!("eval_window_ms needs a synthetic dataset (its scenes are cut again at each length)");
+            }
             if !ids.insert(run.id()) {
                 bail!("two runs would share the folder {}", run.id());
             }
@@ -224,14 +261,23 @@ pub fn execute(
         };
         eprintln!("[{}/{}] {}", i + 1, runs.len(), run.id());
         let started = Instant::now();
-        let result = train_one(run, config, train, val, out, device, |event| {
-            if let Event::Validated(v) = event {
-                eprintln!(
-                    "  step {}: validation mAP {:.4} AP50 {:.4}",
-                    v.step, v.map, v.ap50
-                );
-            }
-        })
+        let result = train_one(
+            run,
+            config,
+            train,
+            val,
+            out,
+            device,
+            &grid.eval_window_ms,
+            |event| {
+                if let Event::Validated(v) = event {
+                    eprintln!(
+                        "  step {}: validation mAP {:.4} AP50 {:.4}",
+                        v.step, v.map, v.ap50
+                    );
+                }
+            },
+        )
         .with_context(|| format!("run {}", run.id()))?;
         eprintln!(
             "  done in {:.0} s: val mAP {:.4}",
@@ -253,6 +299,7 @@ fn train_one(
     val: &prism_data::PreparedSplit,
     out: &Path,
     device: TrainDevice,
+    eval_window_ms: &[u32],
     on_event: impl FnMut(&Event),
 ) -> Result<GridResult> {
     let dir = run_dir(out, run);
@@ -267,10 +314,11 @@ fn train_one(
         run_dir: dir.clone(),
         resume: prism_train::run_checkpoint::find(&last_checkpoint(&dir)).is_some(),
         stop_after: None,
-        eval_filter: filter,
+        eval_filter: filter.clone(),
         device,
     };
     let steps = config.train.steps;
+    let dataset = config.dataset.clone();
     let summary = Trainer::new(config, opts, train, val)?.run(on_event)?;
     let last = summary
         .last_val
@@ -297,12 +345,85 @@ fn train_one(
         memory_params: parts.memory,
         latency_ms: latency_ms(&onnx_path, &card)?,
         train_s: training_seconds(&dir),
+        window_map: eval_window_ms
+            .iter()
+            .map(|&ms| score_at_window(&model, &card, &dataset, &filter, out, ms))
+            .collect::<Result<_>>()?,
     };
     write_atomically(
         &dir.join(super::experiment::RESULT_FILE),
         &serde_json::to_vec_pretty(&result)?,
     )?;
     Ok(result)
+}
+
+/// The validation scenes of `dataset` cut into windows of `window_ms` (labels at the same
+/// rate), made once into `out/data-<ms>ms`.
+fn window_split(
+    card: &prism_models::zoo::ModelCard,
+    dataset: &prism_train::DatasetSection,
+    out: &Path,
+    window_ms: u32,
+) -> Result<prism_data::PreparedSplit> {
+    let prism_train::DatasetSection::Synthetic {
+        val_sequences,
+        duration_s,
+        objects,
+        seed,
+        ..
+    } = dataset
+    else {
+        bail!("eval_window_ms needs a synthetic dataset");
+    };
+    let mut card = card.clone();
+    card.data.window_ms = window_ms;
+    let opts = prism_train::data::prepare_options(
+        &card,
+        prism_data::LabelFilter::none(),
+        prism_data::LabelClock::EveryFrame,
+    );
+    let mut scene = prism_train::data::synthetic_scene(&card, *duration_s, *objects, *seed);
+    scene.label_hz = 1000.0 / f64::from(window_ms);
+    let dir = out.join(format!("data-{window_ms}ms"));
+    prism_data::prepare_synthetic_tree(&dir, &scene, 0, *val_sequences, &opts)
+        .with_context(|| format!("cutting the validation scenes into {window_ms} ms windows"))?;
+    prism_data::load_split(&dir, "val").with_context(|| format!("reading {}", dir.display()))
+}
+
+/// Validation mAP of `model` on the scenes cut into `window_ms` windows, each window's
+/// duration given to the model (an SSM memory uses it; an LSTM cannot).
+fn score_at_window(
+    model: &prism_models::rvt::Rvt,
+    card: &prism_models::zoo::ModelCard,
+    dataset: &prism_train::DatasetSection,
+    filter: &prism_eval::prophesee::BoxFilter,
+    out: &Path,
+    window_ms: u32,
+) -> Result<WindowScore> {
+    let split = window_split(card, dataset, out, window_ms)?;
+    let meta = &split
+        .sequences
+        .first()
+        .context("the validation split is empty")?
+        .meta;
+    let mut runner = prism_train::evaluate::BurnRunner::new(
+        model,
+        card.rvt_config(),
+        [meta.channels, meta.input_hw[0], meta.input_hw[1]],
+    );
+    let options = prism_train::evaluate::EvalOptions::default();
+    let preds = prism_train::evaluate::predict_split(&mut runner, &split, &options)?;
+    let metrics = prism_train::evaluate::score(&preds, &card.data.classes, meta.sensor, filter)?;
+    eprintln!(
+        "  at {window_ms} ms windows: mAP {:.4} AP50 {:.4}",
+        metrics.ap(),
+        metrics.ap50()
+    );
+    Ok(WindowScore {
+        window_ms,
+        map: metrics.ap(),
+        ap50: metrics.ap50(),
+    })
 }
 
 /// Median ms per window of the exported RVT in tract, the state fed back each window.
@@ -318,11 +439,15 @@ fn latency_ms(onnx: &Path, card: &prism_models::zoo::ModelCard) -> Result<f64> {
         .iter()
         .map(|s| vec![0.0; s.shape.iter().product()])
         .collect();
+    let duration = [card.data.window_ms as f32 / 1000.0];
     let mut times = Vec::with_capacity(LATENCY_RUNS);
     for i in 0..LATENCY_RUNS + 3 {
         let mut feed = vec![TensorView::new(&spec.input.name, &shape, &input)];
         for (s, values) in spec.state.iter().zip(&state) {
             feed.push(TensorView::new(&s.input, &s.shape, values));
+        }
+        if let Some(name) = &spec.duration_input {
+            feed.push(TensorView::new(name, &[1, 1], &duration));
         }
         let t0 = Instant::now();
         let outputs = engine.run(&feed)?;
@@ -348,6 +473,8 @@ pub struct GridRow {
     pub memory_params: usize,
     pub latency_ms: f64,
     pub train_s: f64,
+    /// Mean mAP and AP50 over the seeds at each `eval_window_ms` length.
+    pub window_map: Vec<WindowScore>,
 }
 
 /// Groups results by configuration, in the order they first appear.
@@ -380,6 +507,28 @@ pub fn rows(results: &[GridResult]) -> Vec<GridRow> {
                 memory_params: first.memory_params,
                 latency_ms: mean(&|r| r.latency_ms),
                 train_s: mean(&|r| r.train_s),
+                window_map: first
+                    .window_map
+                    .iter()
+                    .map(|w| {
+                        let at = |r: &GridResult| {
+                            r.window_map
+                                .iter()
+                                .find(|x| x.window_ms == w.window_ms)
+                                .copied()
+                                .unwrap_or(WindowScore {
+                                    window_ms: w.window_ms,
+                                    map: f64::NAN,
+                                    ap50: f64::NAN,
+                                })
+                        };
+                        WindowScore {
+                            window_ms: w.window_ms,
+                            map: mean(&|r| at(r).map),
+                            ap50: mean(&|r| at(r).ap50),
+                        }
+                    })
+                    .collect(),
             })
         })
         .collect()
@@ -415,6 +564,7 @@ pub fn write_report(out: &Path, title: &str, results: &[GridResult]) -> Result<S
             r.train_s / 60.0
         ));
     }
+    md.push_str(&window_table(&rows));
     write_atomically(&out.join("results.md"), md.as_bytes())?;
     let json = serde_json::json!({ "title": title, "rows": rows, "runs": results });
     write_atomically(
@@ -437,7 +587,63 @@ pub fn write_report(out: &Path, title: &str, results: &[GridResult]) -> Result<S
             .save_png(&png)
             .with_context(|| format!("drawing {}", png.display()))?;
     }
+    if rows.iter().any(|r| !r.window_map.is_empty()) {
+        let mut chart = prism_plot::BarChart::new(&format!(
+            "{title}: validation mAP by window length (higher is better)"
+        ))
+        .x_label("COCO mAP@[.5:.95]");
+        for r in &rows {
+            let bars: Vec<(String, f64)> = r
+                .window_map
+                .iter()
+                .map(|w| (format!("{} ms", w.window_ms), w.map))
+                .collect();
+            chart = chart.group(&r.name, &bars);
+        }
+        let png = out.join("rates.png");
+        chart
+            .save_png(&png)
+            .with_context(|| format!("drawing {}", png.display()))?;
+    }
     Ok(md)
+}
+
+/// The `eval_window_ms` table: mAP per window length, and the worst over the best (1.00: the
+/// window length costs nothing); empty without `eval_window_ms`.
+fn window_table(rows: &[GridRow]) -> String {
+    let Some(lengths) = rows
+        .iter()
+        .find(|r| !r.window_map.is_empty())
+        .map(|r| r.window_map.iter().map(|w| w.window_ms).collect::<Vec<_>>())
+    else {
+        return String::new();
+    };
+    let mut md = String::from(
+        "\nThe final weights scored on the validation scenes cut into windows of each length \
+         (labels at the same rate; each window's duration given to the model: an SSM memory \
+         discretizes by it, an LSTM cannot use it). mAP, with AP50 in brackets:\n\n| configuration |",
+    );
+    for ms in &lengths {
+        md.push_str(&format!(" {ms} ms |"));
+    }
+    md.push_str(" worst / best |\n|---|");
+    md.push_str(&"---|".repeat(lengths.len() + 1));
+    md.push('\n');
+    for r in rows {
+        md.push_str(&format!("| {} |", r.name));
+        for w in &r.window_map {
+            md.push_str(&format!(" {:.3} ({:.3}) |", w.map, w.ap50));
+        }
+        let maps = r.window_map.iter().map(|w| w.map);
+        let best = maps.clone().fold(f64::NEG_INFINITY, f64::max);
+        let worst = maps.fold(f64::INFINITY, f64::min);
+        if best > 0.0 {
+            md.push_str(&format!(" {:.2} |\n", worst / best));
+        } else {
+            md.push_str(" – |\n");
+        }
+    }
+    md
 }
 
 #[cfg(test)]
@@ -468,6 +674,67 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_rates_grid_trains_lstm_and_ssm_and_scores_three_lengths() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/rvt-ssm-rates.toml");
+        let grid = Grid::read(&path).unwrap();
+        assert_eq!(grid.eval_window_ms, [20, 50, 100]);
+        let names: std::collections::BTreeSet<String> =
+            grid.runs().iter().map(GridRun::name).collect();
+        assert_eq!(
+            names.into_iter().collect::<Vec<_>>(),
+            ["memory=lstm", "memory=ssm"]
+        );
+        let config = grid.config(&grid.runs()[grid.runs().len() - 1]).unwrap();
+        assert_eq!(config.card.model.memory, prism_models::zoo::Memory::Ssm);
+        assert_eq!(config.card.data.window_ms, 50);
+    }
+
+    #[test]
+    fn the_window_table_shows_each_length_and_the_worst_over_the_best() {
+        let score = |window_ms, map| WindowScore {
+            window_ms,
+            map,
+            ap50: 2.0 * map,
+        };
+        let result = |name: &str, seed, maps: [f64; 3]| GridResult {
+            id: format!("{name}-seed{seed}"),
+            name: name.into(),
+            settings: vec![],
+            seed,
+            steps: 1,
+            map: maps[1],
+            ap50: 0.0,
+            params: 1,
+            memory_params: 1,
+            latency_ms: 1.0,
+            train_s: 1.0,
+            window_map: vec![score(20, maps[0]), score(50, maps[1]), score(100, maps[2])],
+        };
+        let results = [
+            result("memory=ssm", 0, [0.2, 0.4, 0.3]),
+            result("memory=ssm", 1, [0.4, 0.4, 0.3]),
+            result("memory=lstm", 0, [0.0, 0.0, 0.0]),
+        ];
+        let table = window_table(&rows(&results));
+        assert!(table.contains("| 20 ms | 50 ms | 100 ms |"), "{table}");
+        assert!(
+            table.contains("| memory=ssm | 0.300 (0.600) | 0.400 (0.800) | 0.300 (0.600) | 0.75 |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| memory=lstm |") && table.contains(" – |"),
+            "{table}"
+        );
+        assert_eq!(
+            window_table(&rows(&[GridResult {
+                window_map: vec![],
+                ..results[0].clone()
+            }])),
+            ""
+        );
+    }
+
+    #[test]
     fn bad_grids_are_refused_by_name() {
         for (text, says) in [
             (
@@ -492,6 +759,32 @@ mod tests {
             assert!(err.contains(says), "{text}: {err}");
         }
         assert!(is_grid("base = \"x\"\n[grid]\na = [1]"));
+        // Scenes are cut again only where they are synthetic.
+        let dir = tempfile::tempdir().unwrap();
+        let card = dir.path().join("prepared.toml");
+        let text = prism_models::zoo::builtin_text("rvt-tiny-synth").unwrap();
+        let text = format!(
+            "{}[dataset]\nkind = \"prepared\"\n",
+            &text[..text.find("[dataset]").unwrap()]
+        );
+        std::fs::write(&card, text).unwrap();
+        let grid: Grid = toml::from_str(&format!(
+            "base = {:?}\neval_window_ms = [20]\n[grid]\n\"model.memory\" = [\"ssm\"]",
+            card.display().to_string()
+        ))
+        .unwrap();
+        let err = format!("{:#}", grid.validate().unwrap_err());
+        assert!(err.contains("synthetic dataset"), "{err}");
+        for (text, says) in [
+            (
+                "base = \"rvt-tiny-synth\"\neval_window_ms = [30]\n[grid]\n\"model.memory\" = [\"ssm\"]",
+                "divide a second",
+            ),
+        ] {
+            let grid: Grid = toml::from_str(text).unwrap();
+            let err = format!("{:#}", grid.validate().unwrap_err());
+            assert!(err.contains(says), "{text}: {err}");
+        }
         assert!(!is_grid("base = \"x\"\n[phase1]\ncssa = [\"3\"]"));
     }
 }
