@@ -319,6 +319,86 @@ fn set_overrides_reach_info_and_export_and_are_checked() {
     }
 }
 
+/// A model with SSM memory exports with its duration input, says so in `prism info`, and
+/// `prism infer --window-ms` runs it at other window lengths than it was made for.
+#[test]
+fn ssm_memory_exports_and_infers_at_other_window_lengths() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("ssm.onnx");
+    let o = prism(&[
+        "export",
+        "onnx",
+        "--model",
+        "rvt-tiny-synth",
+        "--set",
+        "model.memory=ssm",
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = prism(&["info", "--model", model.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("duration     window_duration_s"),
+        "{}",
+        stdout(&o)
+    );
+    let scene = dir.path().join("scene");
+    let o = prism(&[
+        "data",
+        "synth",
+        "--out",
+        scene.to_str().unwrap(),
+        "--duration-s",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let input = dir.path().join("scene_td.dat");
+    let detections = dir.path().join("d.jsonl");
+    let windows = |extra: &[&str]| {
+        let mut args = vec!["infer", "--model", model.to_str().unwrap()];
+        args.extend(["--input", input.to_str().unwrap()]);
+        args.extend(["--out", detections.to_str().unwrap()]);
+        args.extend(extra);
+        let o = prism(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let err = stderr(&o);
+        let summary = err
+            .lines()
+            .find(|l| l.contains(" windows, "))
+            .unwrap()
+            .to_string();
+        summary
+            .split(" windows, ")
+            .next()
+            .unwrap()
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+    };
+    // One second of events: 20 windows of 50 ms (the card's), 50 of 20 ms, 10 of 100 ms.
+    let (at_50, at_20, at_100) = (
+        windows(&[]),
+        windows(&["--window-ms", "20"]),
+        windows(&["--window-ms", "100"]),
+    );
+    assert!((20..=21).contains(&at_50), "{at_50}");
+    assert!((50..=51).contains(&at_20), "{at_20}");
+    assert!((10..=11).contains(&at_100), "{at_100}");
+    let o = prism(&[
+        "infer",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--window-ms",
+        "0",
+    ]);
+    assert!(!o.status.success());
+}
+
 /// MiT-b1 at 640x512 by hand: about 13.7 G multiply-accumulates (stage 1: 3.8, 2: 3.1,
 /// 3: 4.0, 4: 2.7), so 27.4 GFLOPs; tract's cost model may count elementwise work differently.
 const GFLOPS_B1_640X512: (f64, f64) = (24.0, 31.0);

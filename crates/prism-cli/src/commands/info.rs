@@ -460,6 +460,9 @@ fn onnx_info(path: &std::path::Path, json: bool) -> Result<()> {
     for s in &spec.state {
         outln!("state        {} -> {} {:?}", s.input, s.output, s.shape)?;
     }
+    if let Some(name) = &spec.duration_input {
+        outln!("duration     {name} [N, 1]: each window's length in seconds (SSM memory)")?;
+    }
     if spec.task.is_detection() {
         outln!(
             "output       {} (strides {:?})",

@@ -101,11 +101,12 @@ impl SsmCellConfig {
 
 impl SsmCell {
     /// The discrete pole `Ā = exp(A·dt)` for durations `dt_s: [N, 1]` (seconds), as its real
-    /// and imaginary parts `[N, C, 1, 1]`.
+    /// and imaginary parts `[N, C, 1, 1]`. A negative duration counts as zero (the state is
+    /// kept): time running backwards must not make the state grow without bound.
     pub fn discrete_pole(&self, dt_s: Tensor<2>) -> (Tensor<4>, Tensor<4>) {
         let c = self.dim;
         let [n, _] = dt_s.dims();
-        let dt = dt_s.reshape([n, 1, 1, 1]);
+        let dt = dt_s.clamp_min(0.0).reshape([n, 1, 1, 1]);
         let decay = self.log_decay.val().exp().reshape([1, c, 1, 1]);
         let frequency = self.frequency.val().reshape([1, c, 1, 1]);
         let magnitude = (decay.neg() * dt.clone()).exp();
