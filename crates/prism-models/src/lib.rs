@@ -20,6 +20,7 @@
 //! }
 //! ```
 
+pub mod attention;
 pub mod checkpoint;
 pub mod fusion;
 pub mod mit;

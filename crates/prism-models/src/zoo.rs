@@ -92,6 +92,10 @@ pub struct RvtSection {
     /// FPN levels fed to the head: 3 (strides 8, 16, 32; RVT's) or 4 (adding stride 4).
     #[serde(default = "three_scales")]
     pub fpn_scales: usize,
+    /// The attention of both blocks of every stage (`model.attention`: `full`, `block`,
+    /// `grid`, `sr`, `sliding`, `linear`, `latent`); unset: RVT's window block then grid block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention: Option<crate::attention::AttentionKind>,
     /// The older spelling of `memory = "dws-lstm"`: still read, never written.
     #[serde(default, skip_serializing)]
     pub lstm_dws_conv: bool,
@@ -283,6 +287,7 @@ impl ModelCard {
         .with_lstm_dws_conv(m.memory == Memory::DwsLstm)
         .with_ssm_memory(m.memory == Memory::Ssm)
         .with_window_s(f64::from(self.data.window_ms) / 1000.0)
+        .with_attention(m.attention)
         .with_fpn_scales(m.fpn_scales)
     }
 

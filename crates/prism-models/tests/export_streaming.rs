@@ -101,6 +101,22 @@ fn ssm_memory_streams_identically_with_varying_window_durations() {
     stream_check(card);
 }
 
+/// Every kind of `model.attention` exports and streams like RVT's own window and grid pair.
+#[test]
+fn every_attention_kind_streams_identically() {
+    for kind in prism_models::attention::AttentionKind::ALL {
+        println!("attention = {}", kind.name());
+        let card = ModelCard::builtin("rvt-tiny-synth")
+            .unwrap()
+            .with_overrides(&[format!("model.attention={}", kind.name())])
+            .unwrap();
+        let model = card.rvt_config().init(&Device::flex());
+        let block = &model.backbone.stages[0].att_blocks[0].att_window;
+        assert!(block.self_attn.is_none() && block.mixer.as_ref().is_some_and(|m| m.kind == kind));
+        stream_check(card);
+    }
+}
+
 /// The window duration fed with window `i` (seconds): 50, 20, 100 ms in turn.
 fn duration(i: usize) -> f32 {
     [0.05, 0.02, 0.1][i % 3]

@@ -8,6 +8,7 @@ use burn::tensor::module::linear;
 use burn::tensor::{Device, Tensor};
 
 use super::partition::PartitionType;
+use crate::attention::{AttentionKind, TokenMixer, TokenMixerConfig};
 
 /// Multi-head self-attention over token groups `[B', N, C]` (timm `AttentionCl` layout:
 /// the qkv output is viewed as `[B', N, heads, 3 * dim_head]`, i.e. q, k, v interleaved per head).
@@ -201,8 +202,10 @@ pub struct PartitionAttention {
     /// Pre-attention norm; `None` (identity) for the first window block, whose input is
     /// already normed by the downsampling layer.
     pub norm1: Option<LayerNorm>,
-    /// Self-attention on the partitions.
-    pub self_attn: SelfAttention,
+    /// Self-attention on the partitions (RVT's; `None` when `mixer` replaces it).
+    pub self_attn: Option<SelfAttention>,
+    /// Another kind of attention (`model.attention`), in place of `self_attn`.
+    pub mixer: Option<TokenMixer>,
     /// LayerScale after attention.
     pub ls1: LayerScale,
     /// Pre-MLP norm.
@@ -241,6 +244,12 @@ pub struct AttentionConfig {
     /// after the downsampling layer).
     #[config(default = false)]
     pub skip_first_norm: bool,
+    /// Both blocks' attention (`model.attention`); `None`: RVT's window block then grid block.
+    #[config(default = "None")]
+    pub kind: Option<AttentionKind>,
+    /// Spatial reduction of `sr` attention at this stage.
+    #[config(default = 1)]
+    pub sr_ratio: usize,
 }
 
 impl AttentionConfig {
@@ -261,9 +270,18 @@ impl AttentionConfig {
         };
         let skip_norm = self.skip_first_norm && kind == PartitionType::Window;
         let layer_scale = LayerScaleConfig::new(self.dim).with_init_value(self.ls_init_value);
+        let mixer = self.kind.map(|kind| {
+            TokenMixerConfig::new(self.dim, self.dim / self.dim_head, kind)
+                .with_window(self.partition_size)
+                .with_sr_ratio(self.sr_ratio)
+                .init(device)
+        });
         PartitionAttention {
             norm1: if skip_norm { None } else { Some(ln()) },
-            self_attn: SelfAttentionConfig::new(self.dim, self.dim_head).init(device),
+            self_attn: mixer
+                .is_none()
+                .then(|| SelfAttentionConfig::new(self.dim, self.dim_head).init(device)),
+            mixer,
             ls1: layer_scale.init(device),
             norm2: ln(),
             mlp: MlpConfig::new(self.dim)
@@ -299,15 +317,29 @@ impl PartitionAttention {
             Some(n) => n.forward(x.clone()),
             None => x.clone(),
         };
-        let y = self
-            .self_attn
-            .forward_tokens(y, bhw, self.kind(), self.partition_size);
+        let y = match (&self.self_attn, &self.mixer) {
+            (Some(attn), _) => attn.forward_tokens(y, bhw, self.kind(), self.partition_size),
+            (None, Some(mixer)) => {
+                let [b, h, w] = bhw;
+                let c = y.dims()[1];
+                mixer
+                    .forward(y.reshape([b, h * w, c]), [h, w])
+                    .reshape([b * h * w, c])
+            }
+            (None, None) => no_attention(),
+        };
         let x = x + self.ls1.forward(y);
         let y = self
             .ls2
             .forward(self.mlp.forward(self.norm2.forward(x.clone())));
         x + y
     }
+}
+
+#[cold]
+fn no_attention() -> ! {
+    // `AttentionConfig::init_block` gives every block one of the two.
+    unreachable!("an attention block needs self_attn or a mixer")
 }
 
 /// A window block followed by a grid block (reference `MaxVitAttentionPairCl`).

@@ -136,7 +136,10 @@ impl RvtBackbone {
                     .with_ls_init_value(config.ls_init_value)
                     .with_norm_eps(config.norm_eps)
                     // The downsampling output is normed: the first window block skips norm1.
-                    .with_skip_first_norm(true);
+                    .with_skip_first_norm(true)
+                    .with_kind(config.attention)
+                    // Keys and values of stage s from a map 8, 4, 2, 1 times smaller (MiT's).
+                    .with_sr_ratio(8 >> s);
                 let stage = RvtStage {
                     downsample_cf2cl: ConvDownsamplingConfig::new(dim_in, dim, factor)
                         .with_norm_eps(config.norm_eps)

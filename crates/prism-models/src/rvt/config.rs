@@ -63,6 +63,10 @@ pub struct RvtConfig {
     /// `data.window_ms`).
     #[config(default = 0.05)]
     pub window_s: f64,
+    /// The attention of both blocks of every stage (`model.attention`); `None`: RVT's window
+    /// block then grid block.
+    #[config(default = "None")]
+    pub attention: Option<crate::attention::AttentionKind>,
 }
 
 /// Model size of a preset.

@@ -159,6 +159,12 @@ pub fn import_rvt_checkpoint(
                 .into(),
         ));
     }
+    if let Some(kind) = config.attention {
+        return Err(ImportError::Architecture(format!(
+            "RVT's checkpoints have window and grid attention; a model with `attention = \"{}\"` cannot take them",
+            kind.name()
+        )));
+    }
     let tensors = read_pytorch_tensors(path.as_ref(), Some("state_dict"))?;
     let mut stripped = BTreeMap::new();
     let mut foreign = Vec::new();
