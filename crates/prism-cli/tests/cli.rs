@@ -281,6 +281,7 @@ fn set_overrides_reach_info_and_export_and_are_checked() {
     assert!(o.status.success(), "{}", stderr(&o));
     let info: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(info["memory"], "dws-lstm");
+    assert_eq!(info["attention"], "block-grid");
     assert_eq!(info["fpn_strides"], serde_json::json!([4, 8, 16, 32]));
     assert_eq!(info["parameters"]["memory"], 698_240 + 4_800);
     // 64x80 + 32x40 + 16x20 + 8x10 anchors.
@@ -310,6 +311,10 @@ fn set_overrides_reach_info_and_export_and_are_checked() {
     for (bad, says) in [
         ("model.fpn_scales=5", "fpn_scales"),
         ("model.memory=gru", "memory"),
+        (
+            "model.attention=fourier",
+            "block-grid, full, block, grid, sr, sliding, linear, latent",
+        ),
         ("model.atention=full", "model.atention"),
         ("nonsense", "key=value"),
     ] {

@@ -93,8 +93,13 @@ pub struct RvtSection {
     #[serde(default = "three_scales")]
     pub fpn_scales: usize,
     /// The attention of both blocks of every stage (`model.attention`: `full`, `block`,
-    /// `grid`, `sr`, `sliding`, `linear`, `latent`); unset: RVT's window block then grid block.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `grid`, `sr`, `sliding`, `linear`, `latent`); unset or `block-grid`: RVT's window block
+    /// then grid block.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "rvt_attention"
+    )]
     pub attention: Option<crate::attention::AttentionKind>,
     /// The older spelling of `memory = "dws-lstm"`: still read, never written.
     #[serde(default, skip_serializing)]
@@ -103,6 +108,32 @@ pub struct RvtSection {
 
 fn three_scales() -> usize {
     3
+}
+
+/// RVT's own attention pair's name.
+pub const RVT_ATTENTION: &str = "block-grid";
+
+/// `model.attention` of an RVT card: a kind, or `block-grid` (RVT's pair, `None`).
+fn rvt_attention<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<crate::attention::AttentionKind>, D::Error> {
+    use serde::de::Error;
+    let name = String::deserialize(deserializer)?;
+    if name == RVT_ATTENTION {
+        return Ok(None);
+    }
+    crate::attention::AttentionKind::ALL
+        .into_iter()
+        .find(|k| k.name() == name)
+        .map(Some)
+        .ok_or_else(|| {
+            D::Error::custom(format!(
+                "unknown attention {name:?}; one of {RVT_ATTENTION}, {}",
+                crate::attention::AttentionKind::ALL
+                    .map(|k| k.name())
+                    .join(", ")
+            ))
+        })
 }
 
 /// RVT's recurrent memory per stage (the seed `rvt-plain-lstm-hypothesis.md` compares the two).

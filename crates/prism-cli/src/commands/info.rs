@@ -27,6 +27,8 @@ pub struct ModelInfo {
     pub name: String,
     /// The recurrent cell (`model.memory`): `lstm`, `dws-lstm` or `ssm`.
     pub memory: prism_models::zoo::Memory,
+    /// The blocks' attention (`model.attention`): `block-grid` (RVT's) or a kind.
+    pub attention: String,
     /// Strides of the FPN levels the head reads (`model.fpn_scales`).
     pub fpn_strides: Vec<usize>,
     pub parameters: Parameters,
@@ -97,10 +99,9 @@ pub fn run(args: InfoArgs) -> Result<()> {
     )?;
     let strides: Vec<String> = info.fpn_strides.iter().map(|s| s.to_string()).collect();
     outln!(
-        "network      memory {} ({:.3} M), FPN {} scales (strides {})",
-        serde_json::to_value(info.memory)?
-            .as_str()
-            .unwrap_or_default(),
+        "network      attention {}, memory {} ({:.3} M), FPN {} scales (strides {})",
+        info.attention,
+        info.memory.name(),
         m(info.parameters.memory),
         info.fpn_strides.len(),
         strides.join(", ")
@@ -159,6 +160,11 @@ pub fn model_info(source: &ModelSource) -> Result<ModelInfo> {
     Ok(ModelInfo {
         name: card.name.clone(),
         memory: card.model.memory,
+        attention: card
+            .model
+            .attention
+            .map_or(prism_models::zoo::RVT_ATTENTION, |k| k.name())
+            .to_string(),
         fpn_strides: card.rvt_config().strides(),
         parameters: Parameters {
             backbone: parts.backbone,
