@@ -7,7 +7,7 @@
 //! | kind | keys of a query | cost in tokens N |
 //! |---|---|---|
 //! | `full` | every token of the map | N² |
-//! | `block` | its window (`window` tokens, MaxViT's block attention) | N · window |
+//! | `block` | its window (`window` tokens, MaxViT's block attention; a side that does not divide the map shrinks to their gcd) | N · window |
 //! | `grid` | its grid cell (a dilated window spanning the map, MaxViT's grid attention) | N · window |
 //! | `sr` | the map reduced by a stride-R convolution (PVT / SegFormer) | N² / R² |
 //! | `sliding` | its `kernel` x `kernel` neighbourhood (NAT), zero-padded and masked at borders | N · kernel² |
@@ -233,6 +233,9 @@ impl TokenMixer {
     ) -> Tensor<3> {
         let c = q.dims()[2];
         let (nh, dh) = (self.num_heads, c / self.num_heads);
+        // A window that does not divide the map shrinks to the largest side that divides both
+        // (MiT runs at any input size; RVT's cards are checked to divide).
+        let p = [gcd(h, p[0]), gcd(w, p[1])];
         let kind = if self.kind == AttentionKind::Grid {
             PartitionType::Grid
         } else {
@@ -296,6 +299,14 @@ impl TokenMixer {
         let out = out.unwrap_or_else(|| unreachable_layers());
         // [B, heads, d, h, w] -> [B, N, C].
         out.permute([0, 3, 4, 1, 2]).reshape([b, h * w, c])
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
     }
 }
 

@@ -13,11 +13,35 @@ fn stages(m: &Mit, x: Tensor<4>) -> Vec<Tensor<4>> {
 
 #[test]
 fn mit_b0_exports_and_matches_burn_in_tract_and_onnx_runtime() {
-    let device = Device::flex();
     for channels in [3, 2] {
-        let config = MitConfig::preset("mit-b0")
-            .unwrap()
-            .with_in_channels(channels);
+        check(
+            MitConfig::preset("mit-b0")
+                .unwrap()
+                .with_in_channels(channels),
+        );
+    }
+}
+
+/// Every kind of `model.attention` in MiT's blocks exports too (at 64x96 the stage maps are
+/// 16x24 down to 2x3: the block and grid windows shrink to divide them).
+#[test]
+fn every_attention_kind_exports_in_mit() {
+    for kind in prism_models::attention::AttentionKind::ALL {
+        eprintln!("attention = {}", kind.name());
+        let config = MitConfig::preset("mit-b0").unwrap().with_attention(kind);
+        let model = config.init(&Device::flex());
+        assert_eq!(
+            model.block1[0].attn.is_some(),
+            kind == prism_models::attention::AttentionKind::Sr
+        );
+        check(config);
+    }
+}
+
+fn check(config: MitConfig) {
+    let device = Device::flex();
+    let channels = config.in_channels;
+    {
         let model = config.init(&device);
         let sample = Tensor::<4>::zeros([1, channels, 64, 96], &device);
         let options = ExportOptions::default()

@@ -32,6 +32,10 @@ pub struct MitConfig {
     /// the attention's reduction norms keep PyTorch's default 1e-5, as in the reference.
     #[config(default = 1e-6)]
     pub norm_eps: f64,
+    /// The blocks' attention (`model.attention`): `sr` (MiT's own spatial-reduction attention,
+    /// the one its checkpoints hold) or another kind of [`crate::attention`].
+    #[config(default = "crate::attention::AttentionKind::Sr")]
+    pub attention: crate::attention::AttentionKind,
 }
 
 impl MitConfig {

@@ -185,6 +185,12 @@ pub fn import_mit_checkpoint(
     config: &MitConfig,
     device: &Device,
 ) -> Result<Mit, ImportError> {
+    if config.attention != crate::attention::AttentionKind::Sr {
+        return Err(ImportError::Architecture(format!(
+            "MiT checkpoints hold spatial-reduction attention; a backbone with `attention = \"{}\"` cannot take them",
+            config.attention.name()
+        )));
+    }
     let path = path.as_ref();
     let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
     let mut tensors = if is_safetensors {

@@ -62,6 +62,7 @@ impl Mit {
                         c.sr_ratios[i],
                         c.mlp_ratio,
                         c.norm_eps,
+                        c.attention,
                         device,
                     )
                 })

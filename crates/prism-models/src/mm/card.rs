@@ -73,6 +73,10 @@ pub struct MmModelSection {
     /// GAFF: merge through a bottleneck (default false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gaff_bottleneck: Option<bool>,
+    /// The MiT blocks' attention: `sr` (MiT's own, the default), `full`, `block`, `grid`,
+    /// `sliding`, `linear` or `latent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention: Option<crate::attention::AttentionKind>,
 }
 
 /// What the model sees and predicts.
@@ -97,6 +101,7 @@ impl MmCard {
                 gaff_se_reduction: None,
                 gaff_shared: None,
                 gaff_bottleneck: None,
+                attention: None,
             },
             data: MmDataSection { classes },
         }
@@ -166,6 +171,9 @@ impl MmCard {
             )));
         }
         let mut config = MmDetectorConfig::from_name(self.architecture(), m.num_classes)?;
+        if let Some(kind) = m.attention {
+            config.encoder.attention = kind;
+        }
         let cssa_set =
             m.cssa_threshold.is_some() || m.cssa_switch.is_some() || m.cssa_temperature.is_some();
         let gaff_set =
@@ -336,6 +344,37 @@ mod tests {
             assert!(is_mm_card_text(builtin_text(name).unwrap()));
             card.detector_config().unwrap();
         }
+    }
+
+    #[test]
+    fn the_attention_setting_reaches_both_streams_and_refuses_pretrained_weights() {
+        use crate::attention::AttentionKind;
+        let card = MmCard::builtin("mm-mit-b0-cssa-s3")
+            .unwrap()
+            .with_overrides(&["model.attention=linear".into()])
+            .unwrap();
+        let config = card.detector_config().unwrap();
+        assert_eq!(config.encoder.attention, AttentionKind::Linear);
+        let device = burn::tensor::Device::flex();
+        let encoder = config.encoder.init(&device).unwrap();
+        for stream in [Some(&encoder.rgb), encoder.aux.as_ref()] {
+            let block = &stream.unwrap().block1[0];
+            assert!(block.attn.is_none());
+            assert_eq!(block.mixer.as_ref().unwrap().kind, AttentionKind::Linear);
+        }
+        let backbone = crate::mit::MitConfig::preset("mit-b0")
+            .unwrap()
+            .init(&device);
+        let err = config
+            .encoder
+            .init_pretrained(backbone, &device)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("linear"), "{err}");
+        assert!(MmCard::builtin("mm-mit-b0-cssa-s3")
+            .unwrap()
+            .with_overrides(&["model.attention=fourier".into()])
+            .is_err());
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub struct MmEncoderConfig {
     /// The stages (1 to 4) where the streams are fused.
     #[config(default = "Vec::new()")]
     pub fusion_stages: Vec<usize>,
+    /// The MiT blocks' attention (`model.attention`; `sr` is MiT's own).
+    #[config(default = "crate::attention::AttentionKind::Sr")]
+    pub attention: crate::attention::AttentionKind,
 }
 
 /// The encoder.
@@ -79,6 +82,8 @@ pub enum MmConfigError {
     UnknownName(String),
     #[error("unknown MiT backbone {0:?}: expected mit-b0 … mit-b5")]
     UnknownBackbone(String),
+    #[error("pretrained MiT weights hold spatial-reduction attention; `attention = \"{0}\"` cannot start from them")]
+    PretrainedAttention(&'static str),
     #[error("the pretrained backbone is not {expected}: its stages have {found:?} channels and {depths:?} blocks")]
     BackboneMismatch {
         expected: String,
@@ -149,6 +154,7 @@ impl MmEncoderConfig {
     /// The backbone's MiT settings (3 input channels).
     pub fn mit(&self) -> Result<MitConfig, MmConfigError> {
         MitConfig::preset(&self.backbone)
+            .map(|mit| mit.with_attention(self.attention))
             .ok_or_else(|| MmConfigError::UnknownBackbone(self.backbone.clone()))
     }
 
@@ -214,6 +220,9 @@ impl MmEncoderConfig {
         device: &Device,
     ) -> Result<MmEncoder, MmConfigError> {
         let mit = self.mit()?;
+        if self.attention != crate::attention::AttentionKind::Sr {
+            return Err(MmConfigError::PretrainedAttention(self.attention.name()));
+        }
         let found = [
             &backbone.patch_embed1,
             &backbone.patch_embed2,
