@@ -272,6 +272,11 @@ fn ablate_runs_an_rvt_grid_and_never_redoes_a_finished_run() {
         assert_eq!(run["steps"], 2);
         assert_eq!(run["seed"], 3);
         assert!(run["latency_ms"].as_f64().unwrap() > 0.0);
+        assert!(run["gflops"].as_f64().unwrap() > 0.1);
+        // The export checked against Burn in tract (and ONNX Runtime where provisioned).
+        let verified = run["verified"].as_array().unwrap();
+        assert_eq!(verified[0][0], "tract");
+        assert!(verified.iter().all(|v| v[1].as_f64().unwrap() < 1e-4));
         assert!((0.0..=1.0).contains(&run["map"].as_f64().unwrap()));
     }
     // The DWS cell adds a depthwise 3x3 (and bias) per stage: 10 C at C = 32, 64, 128, 256.

@@ -97,7 +97,7 @@ pub struct RvtSection {
     /// then grid block.
     #[serde(
         default,
-        skip_serializing_if = "Option::is_none",
+        serialize_with = "rvt_attention_name",
         deserialize_with = "rvt_attention"
     )]
     pub attention: Option<crate::attention::AttentionKind>,
@@ -112,6 +112,15 @@ fn three_scales() -> usize {
 
 /// RVT's own attention pair's name.
 pub const RVT_ATTENTION: &str = "block-grid";
+
+/// Writes `model.attention` by name, RVT's pair as `block-grid` (always written, so `--set`
+/// finds the key).
+fn rvt_attention_name<S: serde::Serializer>(
+    attention: &Option<crate::attention::AttentionKind>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(attention.map_or(RVT_ATTENTION, |k| k.name()))
+}
 
 /// `model.attention` of an RVT card: a kind, or `block-grid` (RVT's pair, `None`).
 fn rvt_attention<'de, D: serde::Deserializer<'de>>(

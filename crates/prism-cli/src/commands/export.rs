@@ -100,31 +100,39 @@ pub fn export_onnx(args: &OnnxArgs) -> Result<()> {
         let runners = verify_runners(args)?;
         let runners: Vec<&dyn OnnxRunner> = runners.iter().map(|r| r as &dyn OnnxRunner).collect();
         let options = verify_options(args.precision);
-        let (inputs, outputs) = (input_names(&card), output_names(&card));
-        let report = if card.duration_input().is_some() {
-            let (histogram, state) = sample_inputs(&card, &device);
-            // A duration other than the card's, so the check covers the input's path.
-            let dt_s = burn::tensor::Tensor::<2>::full([1, 1], 0.02, &device);
-            let sample = (histogram, state, dt_s);
-            verify(
-                &model, &sample, timed_step, &args.out, &inputs, &outputs, &runners, &options,
-            )
-        } else {
-            verify(
-                &model,
-                &sample_inputs(&card, &device),
-                step,
-                &args.out,
-                &inputs,
-                &outputs,
-                &runners,
-                &options,
-            )
-        }
-        .context("verifying the export")?;
+        let report = verify_rvt(&model, &card, &args.out, &runners, &options)
+            .context("verifying the export")?;
         print_verified(&report, &options, &runners)?;
     }
     Ok(())
+}
+
+/// Runs `model` (of `card`) in Burn and the file at `path` in every runner on the same random
+/// inputs and compares the outputs; an SSM model gets a 20 ms duration, not the card's, so the
+/// check covers the duration input's path.
+pub(crate) fn verify_rvt(
+    model: &prism_models::rvt::Rvt,
+    card: &prism_models::zoo::ModelCard,
+    path: &std::path::Path,
+    runners: &[&dyn OnnxRunner],
+    options: &VerifyOptions,
+) -> Result<prism_export::verify::VerifyReport> {
+    let device = Device::flex();
+    let (inputs, outputs) = (input_names(card), output_names(card));
+    let report = if card.duration_input().is_some() {
+        let (histogram, state) = sample_inputs(card, &device);
+        let dt_s = burn::tensor::Tensor::<2>::full([1, 1], 0.02, &device);
+        let sample = (histogram, state, dt_s);
+        verify(
+            model, &sample, timed_step, path, &inputs, &outputs, runners, options,
+        )
+    } else {
+        let sample = sample_inputs(card, &device);
+        verify(
+            model, &sample, step, path, &inputs, &outputs, runners, options,
+        )
+    };
+    Ok(report?)
 }
 
 impl OnnxArgs {
@@ -276,8 +284,13 @@ fn print_verified(
 /// tract always; ONNX Runtime where its library is found where the user's environment says
 /// (--ort-library, ORT_DYLIB_PATH, PRISM_ENV), else skipped with how to get it.
 fn verify_runners(args: &OnnxArgs) -> Result<Vec<EngineRunner>> {
+    cpu_runners(args.ort_library.as_deref())
+}
+
+/// tract, and ONNX Runtime's CPU provider where its library is found (a line says why not).
+pub(crate) fn cpu_runners(ort_library: Option<&std::path::Path>) -> Result<Vec<EngineRunner>> {
     let mut backends = vec![Backend::Tract];
-    match prism_deploy::engine::onnxruntime::library_path(args.ort_library.as_deref()) {
+    match prism_deploy::engine::onnxruntime::library_path(ort_library) {
         Ok(_) => backends.push(Backend::OrtCpu),
         Err(prism_deploy::DeployError::Runtime(why)) => outln!("ONNX Runtime skipped: {why}")?,
         Err(e) => outln!("ONNX Runtime skipped: {e}")?,
@@ -286,7 +299,7 @@ fn verify_runners(args: &OnnxArgs) -> Result<Vec<EngineRunner>> {
         .into_iter()
         .map(|backend| EngineRunner {
             backend,
-            ort_library: args.ort_library.clone(),
+            ort_library: ort_library.map(std::path::Path::to_path_buf),
         })
         .collect())
 }
@@ -327,7 +340,7 @@ fn write_fp16(float32: &[u8], args: &OnnxArgs) -> Result<u64> {
 }
 
 /// Runs an ONNX file with a deployment engine, for `--verify`.
-struct EngineRunner {
+pub(crate) struct EngineRunner {
     backend: Backend,
     ort_library: Option<PathBuf>,
 }

@@ -367,7 +367,7 @@ fn mm_info(name: &str, json: bool) -> Result<()> {
 }
 
 /// 2 × the multiply-accumulates tract's cost model counts over every node of the graph.
-fn flops(onnx: &[u8]) -> Result<u64> {
+pub(crate) fn flops(onnx: &[u8]) -> Result<u64> {
     let model = tract_onnx::onnx()
         .model_for_read(&mut &onnx[..])
         .and_then(|m| m.into_typed())

@@ -1,8 +1,9 @@
 //! RVT ablation grids (`models/rvt-memory-fpn.toml`): a base RVT card, seeds, overrides for
 //! every run, and a `[grid]` of card keys with the values to try (`"model.memory" = ["lstm",
 //! "dws-lstm"]`). Every combination is trained with every seed, scored on the validation split
-//! with its final weights, counted, exported and timed per window in tract, and the table is
-//! written as `results.{md,json,png}`.
+//! with its final weights, counted (parameters and FLOPs), exported, checked against Burn in
+//! tract and ONNX Runtime and timed per window in tract, and the table is written as
+//! `results.{md,json,png}`.
 //!
 //! `eval_window_ms = [20, 50, 100]` also scores every run's final weights on the validation
 //! scenes cut into windows of each length (labels at the same rate, so every window ends at a
@@ -100,6 +101,14 @@ pub struct GridResult {
     /// `eval_window_ms`: (window length in ms, validation mAP, AP50) per length.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub window_map: Vec<WindowScore>,
+    /// Floating-point operations per window (2 x multiply-accumulates in tract's cost model of
+    /// the export), in billions.
+    #[serde(default)]
+    pub gflops: f64,
+    /// The export checked against Burn on random inputs: the largest relative error of any
+    /// output, per runtime (`tract`, `ort-cpu`).
+    #[serde(default)]
+    pub verified: Vec<(String, f64)>,
 }
 
 /// A run's validation score at one window length.
@@ -333,6 +342,34 @@ fn train_one(
     prism_models::onnx::export_rvt(&model, &card, &Default::default(), &inference)?
         .save(&onnx_path)
         .with_context(|| format!("writing {}", onnx_path.display()))?;
+    let bytes = std::fs::read(&onnx_path)?;
+    let gflops = super::super::info::flops(&bytes)? as f64 / 1e9;
+    let runners = super::super::export::cpu_runners(None)?;
+    let runners: Vec<&dyn prism_export::OnnxRunner> = runners
+        .iter()
+        .map(|r| r as &dyn prism_export::OnnxRunner)
+        .collect();
+    let report = super::super::export::verify_rvt(
+        &model,
+        &card,
+        &onnx_path,
+        &runners,
+        &prism_export::VerifyOptions::default(),
+    )
+    .context("verifying the export")?;
+    let verified = runners
+        .iter()
+        .map(|r| {
+            let name = r.name();
+            let worst = report
+                .errors
+                .iter()
+                .filter(|e| e.runtime == name)
+                .map(|e| e.max_rel)
+                .fold(0.0, f64::max);
+            (name, worst)
+        })
+        .collect();
     let result = GridResult {
         id: run.id(),
         name: run.name(),
@@ -349,6 +386,8 @@ fn train_one(
             .iter()
             .map(|&ms| score_at_window(&model, &card, &dataset, &filter, out, ms))
             .collect::<Result<_>>()?,
+        gflops,
+        verified,
     };
     write_atomically(
         &dir.join(super::experiment::RESULT_FILE),
@@ -475,6 +514,9 @@ pub struct GridRow {
     pub train_s: f64,
     /// Mean mAP and AP50 over the seeds at each `eval_window_ms` length.
     pub window_map: Vec<WindowScore>,
+    pub gflops: f64,
+    /// The worst relative error of the exports against Burn, per runtime, over the seeds.
+    pub verified: Vec<(String, f64)>,
 }
 
 /// Groups results by configuration, in the order they first appear.
@@ -529,6 +571,19 @@ pub fn rows(results: &[GridResult]) -> Vec<GridRow> {
                         }
                     })
                     .collect(),
+                gflops: first.gflops,
+                verified: first
+                    .verified
+                    .iter()
+                    .map(|(name, _)| {
+                        let worst = group
+                            .iter()
+                            .flat_map(|r| r.verified.iter().filter(|(n, _)| n == name))
+                            .map(|(_, e)| *e)
+                            .fold(0.0, f64::max);
+                        (name.clone(), worst)
+                    })
+                    .collect(),
             })
         })
         .collect()
@@ -540,12 +595,15 @@ pub fn write_report(out: &Path, title: &str, results: &[GridResult]) -> Result<S
     let mut md = format!("# {title}\n\n");
     md.push_str(
         "Validation COCO mAP@[.5:.95] and AP50 of the final weights (the mean over seeds, ± \
-         half the seed-to-seed range where there are several); latency is the exported model \
-         in tract, batch 1, state carried, median ms per window on the machine that ran it.\n\n",
+         half the seed-to-seed range where there are several); GFLOPs per window are 2 x the \
+         multiply-accumulates of tract's cost model of the export; the export is checked \
+         against Burn on random inputs (the worst relative error of any output, per runtime); \
+         latency is the exported model in tract, batch 1, state carried, median ms per window \
+         on the machine that ran it.\n\n",
     );
     md.push_str(
-        "| configuration | seeds | mAP | AP50 | params | of which memory | latency (ms) | \
-         training (min) |\n|---|---|---|---|---|---|---|---|\n",
+        "| configuration | seeds | mAP | AP50 | params | of which memory | GFLOPs | latency (ms) | \
+         export vs Burn (max rel.) | training (min) |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in &rows {
         let map = if r.seeds.len() > 1 {
@@ -553,13 +611,24 @@ pub fn write_report(out: &Path, title: &str, results: &[GridResult]) -> Result<S
         } else {
             format!("{:.3}", r.map)
         };
+        let verified: Vec<String> = r
+            .verified
+            .iter()
+            .map(|(name, e)| format!("{name} {e:.1e}"))
+            .collect();
+        let verified = if verified.is_empty() {
+            "–".to_string()
+        } else {
+            verified.join(", ")
+        };
         md.push_str(&format!(
-            "| {} | {} | {map} | {:.3} | {} | {} | {:.1} | {:.1} |\n",
+            "| {} | {} | {map} | {:.3} | {} | {} | {:.2} | {:.1} | {verified} | {:.1} |\n",
             r.name,
             r.seeds.len(),
             r.ap50,
             r.params,
             r.memory_params,
+            r.gflops,
             r.latency_ms,
             r.train_s / 60.0
         ));
@@ -690,6 +759,30 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_attention_grid_tries_every_kind_and_rvt_s_own_pair() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/rvt-attention.toml");
+        let grid = Grid::read(&path).unwrap();
+        let runs = grid.runs();
+        assert_eq!(
+            runs.len(),
+            1 + prism_models::attention::AttentionKind::ALL.len()
+        );
+        let own = grid.config(&runs[0]).unwrap();
+        assert_eq!(own.card.model.attention, None);
+        for (run, kind) in runs[1..]
+            .iter()
+            .zip(prism_models::attention::AttentionKind::ALL)
+        {
+            let names: Vec<String> = grid.runs().iter().map(GridRun::name).collect();
+            assert!(
+                names.contains(&format!("attention={}", kind.name())),
+                "{names:?}"
+            );
+            assert!(grid.config(run).is_ok());
+        }
+    }
+
+    #[test]
     fn the_window_table_shows_each_length_and_the_worst_over_the_best() {
         let score = |window_ms, map| WindowScore {
             window_ms,
@@ -709,6 +802,8 @@ mod tests {
             latency_ms: 1.0,
             train_s: 1.0,
             window_map: vec![score(20, maps[0]), score(50, maps[1]), score(100, maps[2])],
+            gflops: 1.0,
+            verified: vec![("tract".into(), 1e-6)],
         };
         let results = [
             result("memory=ssm", 0, [0.2, 0.4, 0.3]),
