@@ -639,10 +639,8 @@ pub fn write_report(out: &Path, title: &str, results: &[GridResult]) -> Result<S
         &serde_json::to_vec_pretty(&json)?,
     )?;
     if !rows.is_empty() {
-        let mut chart = prism_plot::BarChart::new(&format!(
-            "{title}: validation mAP and AP50 (higher is better)"
-        ))
-        .x_label("COCO mAP@[.5:.95] and AP50");
+        let mut chart = prism_plot::BarChart::new(&format!("{title}: validation mAP and AP50"))
+            .x_label("COCO mAP@[.5:.95] and AP50");
         for r in &rows {
             chart = chart.group(
                 &r.name,
@@ -655,10 +653,9 @@ pub fn write_report(out: &Path, title: &str, results: &[GridResult]) -> Result<S
             .with_context(|| format!("drawing {}", png.display()))?;
     }
     if rows.iter().any(|r| !r.window_map.is_empty()) {
-        let mut chart = prism_plot::BarChart::new(&format!(
-            "{title}: validation mAP by window length (higher is better)"
-        ))
-        .x_label("COCO mAP@[.5:.95]");
+        let mut chart =
+            prism_plot::BarChart::new(&format!("{title}: validation mAP by window length"))
+                .x_label("COCO mAP@[.5:.95]");
         for r in &rows {
             let bars: Vec<(String, f64)> = r
                 .window_map
