@@ -3,12 +3,13 @@
 //! and `StreamDetector` cuts windows of the length asked for and tells the model that length.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use prism_deploy::engine::{onnxruntime, Recurrent};
 use prism_deploy::{Backend, Engine, EngineOptions, StreamDetector, StreamOptions};
-use prism_models::rvt::RvtState;
+use prism_models::rvt::{Rvt, RvtState};
 use prism_models::zoo::ModelCard;
 
 fn ssm_card() -> ModelCard {
@@ -16,6 +17,19 @@ fn ssm_card() -> ModelCard {
         .unwrap()
         .with_overrides(&["model.memory=ssm".into()])
         .unwrap()
+}
+
+/// A randomly initialised SSM model of `ssm_card()` and its export in `dir`.
+fn exported_ssm(dir: &Path) -> (ModelCard, Rvt, PathBuf) {
+    let device = Device::flex();
+    let card = ssm_card();
+    let model = card.rvt_config().init(&device);
+    let path = dir.join("ssm.onnx");
+    prism_models::onnx::export_rvt(&model, &card, &Default::default(), &device)
+        .unwrap()
+        .save(&path)
+        .unwrap();
+    (card, model, path)
 }
 
 /// Histogram-like counts 0..=10 from a fixed LCG.
@@ -62,14 +76,8 @@ fn relative(reference: &[f32], other: &[f32]) -> f32 {
 #[test]
 fn recurrent_feeds_the_duration_and_matches_burn() {
     let device = Device::flex();
-    let card = ssm_card();
-    let model = card.rvt_config().init(&device);
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ssm.onnx");
-    prism_models::onnx::export_rvt(&model, &card, &Default::default(), &device)
-        .unwrap()
-        .save(&path)
-        .unwrap();
+    let (card, model, path) = exported_ssm(dir.path());
     let [h, w] = card.model.input_size;
     let shape = [1, 2 * card.data.bins, h, w];
     let len: usize = shape.iter().product();
@@ -124,15 +132,8 @@ fn recurrent_feeds_the_duration_and_matches_burn() {
 
 #[test]
 fn stream_detector_cuts_the_window_length_asked_for() {
-    let device = Device::flex();
-    let card = ssm_card();
-    let model = card.rvt_config().init(&device);
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ssm.onnx");
-    prism_models::onnx::export_rvt(&model, &card, &Default::default(), &device)
-        .unwrap()
-        .save(&path)
-        .unwrap();
+    let (_, _, path) = exported_ssm(dir.path());
     let engine = Arc::new(Engine::load(&path, &EngineOptions::new(Backend::Tract)).unwrap());
     let options = StreamOptions {
         window_us: Some(20_000),

@@ -180,6 +180,23 @@ pub fn training_seconds(dir: &Path) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// Draws a horizontal bar chart into `path`: one group per (name, bars), as the ablation
+/// reports draw their tables.
+pub fn save_chart(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    groups: impl IntoIterator<Item = (String, Vec<(String, f64)>)>,
+) -> Result<()> {
+    let mut chart = prism_plot::BarChart::new(title).x_label(x_label);
+    for (name, bars) in groups {
+        chart = chart.group(&name, &bars);
+    }
+    chart
+        .save_png(path)
+        .with_context(|| format!("drawing {}", path.display()))
+}
+
 /// Writes `bytes` to `path` through a temporary file renamed into place.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("partial");

@@ -22,7 +22,7 @@ use prism_train::trainer::last_checkpoint;
 use prism_train::{Event, RunOptions, TrainConfig, TrainDevice, Trainer};
 use serde::{Deserialize, Serialize};
 
-use super::experiment::{training_seconds, write_atomically, LATENCY_RUNS};
+use super::experiment::{save_chart, training_seconds, write_atomically, LATENCY_RUNS};
 
 /// The grid file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -639,35 +639,30 @@ pub fn write_report(out: &Path, title: &str, results: &[GridResult]) -> Result<S
         &serde_json::to_vec_pretty(&json)?,
     )?;
     if !rows.is_empty() {
-        let mut chart = prism_plot::BarChart::new(&format!("{title}: validation mAP and AP50"))
-            .x_label("COCO mAP@[.5:.95] and AP50");
-        for r in &rows {
-            chart = chart.group(
-                &r.name,
-                &[("mAP".to_string(), r.map), ("AP50".to_string(), r.ap50)],
-            );
-        }
-        let png = out.join("results.png");
-        chart
-            .save_png(&png)
-            .with_context(|| format!("drawing {}", png.display()))?;
+        save_chart(
+            &out.join("results.png"),
+            &format!("{title}: validation mAP and AP50"),
+            "COCO mAP@[.5:.95] and AP50",
+            rows.iter().map(|r| {
+                let bars = vec![("mAP".to_string(), r.map), ("AP50".to_string(), r.ap50)];
+                (r.name.clone(), bars)
+            }),
+        )?;
     }
     if rows.iter().any(|r| !r.window_map.is_empty()) {
-        let mut chart =
-            prism_plot::BarChart::new(&format!("{title}: validation mAP by window length"))
-                .x_label("COCO mAP@[.5:.95]");
-        for r in &rows {
-            let bars: Vec<(String, f64)> = r
-                .window_map
-                .iter()
-                .map(|w| (format!("{} ms", w.window_ms), w.map))
-                .collect();
-            chart = chart.group(&r.name, &bars);
-        }
-        let png = out.join("rates.png");
-        chart
-            .save_png(&png)
-            .with_context(|| format!("drawing {}", png.display()))?;
+        save_chart(
+            &out.join("rates.png"),
+            &format!("{title}: validation mAP by window length"),
+            "COCO mAP@[.5:.95]",
+            rows.iter().map(|r| {
+                let bars = r
+                    .window_map
+                    .iter()
+                    .map(|w| (format!("{} ms", w.window_ms), w.map))
+                    .collect();
+                (r.name.clone(), bars)
+            }),
+        )?;
     }
     Ok(md)
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 
 use super::experiment::{write_atomically, ExperimentResult};
@@ -149,17 +149,15 @@ pub fn write(out: &Path, title: &str, results: &[ExperimentResult]) -> Result<St
         &serde_json::to_vec_pretty(&json)?,
     )?;
     if !rows.is_empty() {
-        let mut chart =
-            prism_plot::BarChart::new(&format!("{title}: mAP per split (higher is better)"))
-                .x_label("COCO mAP@[.5:.95]");
-        for r in &rows {
-            let bars: Vec<(String, f64)> = r.splits.iter().map(|s| (s.0.clone(), s.1)).collect();
-            chart = chart.group(&r.name, &bars);
-        }
-        let png = out.join("results.png");
-        chart
-            .save_png(&png)
-            .with_context(|| format!("drawing {}", png.display()))?;
+        super::experiment::save_chart(
+            &out.join("results.png"),
+            &format!("{title}: mAP per split (higher is better)"),
+            "COCO mAP@[.5:.95]",
+            rows.iter().map(|r| {
+                let bars = r.splits.iter().map(|s| (s.0.clone(), s.1)).collect();
+                (r.name.clone(), bars)
+            }),
+        )?;
     }
     Ok(md)
 }
