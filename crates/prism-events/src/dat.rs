@@ -10,8 +10,9 @@
 //! the previous record is a wrap and 2^32 is added. The type byte 0x0E (external triggers) is
 //! refused, other type bytes are accepted (RVT ignores it). A truncated trailing record is a
 //! [`EventError::Corrupt`] error naming its offset, raised after every complete record has been
-//! returned. Seeking binary-searches a sparse sample of records (one per `SAMPLE_STRIDE`), then
-//! decodes forward from there; it is exact for time-ordered files.
+//! returned. Seeking resumes at the last point of a seek index built while reading whose running
+//! maximum time is below the target, then skips forward; it is exact also when time goes
+//! backwards (see `seek_index.rs`).
 
 use std::path::Path;
 
@@ -21,10 +22,9 @@ use crate::error::{EventError, Result};
 use crate::header::Header;
 use crate::policy::{update_stats, Gate};
 use crate::reader::{EventReader, Format, ReaderOptions, ReaderStats, SensorSize};
+use crate::seek_index::{SeekIndex, BYTE_STRIDE};
 
 const RECORD: usize = 8;
-/// Records between two samples of the seek index (512 KiB of file).
-const SAMPLE_STRIDE: u64 = 1 << 16;
 /// Event type byte of an external-trigger file: not CD events.
 const TYPE_EXT_TRIGGER: u8 = 0x0E;
 const HALF_WRAP: u32 = 1 << 31;
@@ -51,14 +51,6 @@ impl Clock {
     }
 }
 
-/// One sampled record of the seek index: its number and unwrapped time.
-#[derive(Debug, Clone, Copy)]
-struct Sample {
-    record: u64,
-    t: i64,
-    raw: u32,
-}
-
 /// Streams CD events out of a `.dat` file.
 pub struct DatReader {
     src: BlockReader,
@@ -66,7 +58,8 @@ pub struct DatReader {
     gate: Gate,
     data_offset: u64,
     records: u64,
-    samples: Option<Vec<Sample>>,
+    /// Resume points, recorded as the file is read (also while a seek skips ahead).
+    index: SeekIndex<Clock>,
     sensor: Option<SensorSize>,
     chunk_events: usize,
     stats: ReaderStats,
@@ -121,7 +114,7 @@ impl DatReader {
             gate: Gate::new(&options, sensor),
             data_offset,
             records: (file_len.saturating_sub(data_offset)) / RECORD as u64,
-            samples: None,
+            index: SeekIndex::new(BYTE_STRIDE),
             sensor,
             chunk_events: options.chunk_events.max(1),
             stats: ReaderStats::default(),
@@ -173,26 +166,6 @@ impl DatReader {
         self.clock = clock;
         result.map(|()| used)
     }
-
-    /// Samples one record every `SAMPLE_STRIDE`, unwrapping time across samples.
-    fn build_samples(&mut self) -> Result<Vec<Sample>> {
-        let mut clock = Clock::default();
-        let mut samples = Vec::new();
-        let mut record = 0;
-        while record < self.records {
-            let mut buf = [0u8; 4];
-            self.src
-                .read_at(self.data_offset + record * RECORD as u64, &mut buf)?;
-            let raw = u32::from_le_bytes(buf);
-            samples.push(Sample {
-                record,
-                t: clock.unwrap(raw),
-                raw,
-            });
-            record += SAMPLE_STRIDE;
-        }
-        Ok(samples)
-    }
 }
 
 impl EventReader for DatReader {
@@ -230,6 +203,7 @@ impl EventReader for DatReader {
                 break; // deliver what we have; the next call reports the truncation
             }
             let offset = self.src.offset();
+            self.index.record(offset, self.gate.max_seen(), self.clock);
             let used = self.decode(offset, limit, out, &path)?;
             self.src.consume(used);
         }
@@ -238,27 +212,13 @@ impl EventReader for DatReader {
     }
 
     fn seek_time(&mut self, t_us: i64) -> Result<()> {
-        if self.samples.is_none() {
-            self.samples = Some(self.build_samples()?);
-        }
-        let start = self.samples.as_deref().and_then(|samples| {
-            let idx = samples.partition_point(|s| s.t < t_us);
-            samples.get(idx.checked_sub(1)?).copied()
-        });
-        match start {
-            Some(s) => {
-                self.src.seek(self.data_offset + s.record * RECORD as u64)?;
-                self.clock = Clock {
-                    offset: s.t - i64::from(s.raw),
-                    prev: Some(s.raw),
-                };
-            }
-            None => {
-                self.src.seek(self.data_offset)?;
-                self.clock = Clock::default();
-            }
-        }
-        self.gate.skip_until(t_us);
+        let (offset, max_before, clock) = match self.index.resume_point(t_us) {
+            Some(p) => (p.offset, p.max_before, p.state),
+            None => (self.data_offset, i64::MIN, Clock::default()),
+        };
+        self.src.seek(offset)?;
+        self.clock = clock;
+        self.gate.seek(t_us, max_before);
         Ok(())
     }
 

@@ -16,7 +16,7 @@ use crate::error::{EventError, Result};
 use crate::header::Header;
 use crate::policy::{update_stats, Gate};
 use crate::reader::{EventReader, Format, ReaderOptions, ReaderStats, SensorSize};
-use crate::seek_index::SeekIndex;
+use crate::seek_index::{SeekIndex, BYTE_STRIDE};
 
 /// Largest time TIME_HIGH can set: `((1 << 28) - 1) << 6` µs.
 const MAX_BASE: i64 = ((1 << 28) - 1) << 6;
@@ -75,7 +75,7 @@ impl Evt2Reader {
             src: BlockReader::open(path, header.data_offset)?,
             state: State::default(),
             gate: Gate::new(&options, sensor),
-            index: SeekIndex::new(),
+            index: SeekIndex::new(BYTE_STRIDE),
             unknown_words: 0,
             data_offset: header.data_offset,
             sensor,
@@ -139,7 +139,7 @@ impl Evt2Reader {
                 0x8 => {
                     let before = st;
                     st.time_high(w);
-                    index.record(at, st.time_high, before);
+                    index.record(at, gate.max_seen(), before);
                 }
                 0xA | 0xE | 0xF => {}
                 _ => *unknown += 1,
@@ -204,13 +204,13 @@ impl EventReader for Evt2Reader {
     }
 
     fn seek_time(&mut self, t_us: i64) -> Result<()> {
-        let (offset, state) = self
-            .index
-            .resume_point(t_us)
-            .unwrap_or((self.data_offset, State::default()));
+        let (offset, max_before, state) = match self.index.resume_point(t_us) {
+            Some(p) => (p.offset, p.max_before, p.state),
+            None => (self.data_offset, i64::MIN, State::default()),
+        };
         self.src.seek(offset)?;
         self.state = state;
-        self.gate.skip_until(t_us);
+        self.gate.seek(t_us, max_before);
         Ok(())
     }
 

@@ -20,7 +20,7 @@ use crate::error::{EventError, Result};
 use crate::header::Header;
 use crate::policy::{update_stats, Gate};
 use crate::reader::{EventReader, Format, ReaderOptions, ReaderStats, SensorSize};
-use crate::seek_index::SeekIndex;
+use crate::seek_index::{SeekIndex, BYTE_STRIDE};
 
 /// EVT 3.0 word types, the top 4 bits of each 16-bit word (Prophesee's EVT 3.0 documentation).
 mod word {
@@ -186,7 +186,7 @@ impl Evt3Reader {
                 state: State::default(),
                 pending: Pending::default(),
                 gate: Gate::new(&options, sensor),
-                index: SeekIndex::new(),
+                index: SeekIndex::new(BYTE_STRIDE),
                 unknown_words: 0,
             },
             data_offset: header.data_offset,
@@ -224,15 +224,14 @@ impl EventReader for Evt3Reader {
     }
 
     fn seek_time(&mut self, t_us: i64) -> Result<()> {
-        let (offset, state) = self
-            .decoder
-            .index
-            .resume_point(t_us)
-            .unwrap_or((self.data_offset, State::default()));
+        let (offset, max_before, state) = match self.decoder.index.resume_point(t_us) {
+            Some(p) => (p.offset, p.max_before, p.state),
+            None => (self.data_offset, i64::MIN, State::default()),
+        };
         self.src.seek(offset)?;
         self.decoder.state = state;
         self.decoder.pending = Pending::default();
-        self.decoder.gate.skip_until(t_us);
+        self.decoder.gate.seek(t_us, max_before);
         Ok(())
     }
 
@@ -346,17 +345,20 @@ impl Decoder {
             }
             let before = self.state;
             let (mask, _) = self.state.apply(w);
-            if mask != 0 && self.state.t >= target {
-                self.state = before;
-                self.gate.end_skip();
-                break;
+            if mask != 0 {
+                if self.state.t >= target {
+                    self.state = before;
+                    self.gate.end_skip();
+                    break;
+                }
+                self.gate.note_skipped(self.state.t);
             }
             match word::of(w) {
                 word::VECT_12 => self.state.base_x = self.state.base_x.wrapping_add(12),
                 word::VECT_8 => self.state.base_x = self.state.base_x.wrapping_add(8),
                 word::TIME_HIGH => {
                     self.index
-                        .record(offset + used as u64, self.state.time_base, before)
+                        .record(offset + used as u64, self.gate.max_seen(), before)
                 }
                 _ if word::is_undefined(w) => self.unknown_words += 1,
                 _ => {}
@@ -428,7 +430,7 @@ impl Decoder {
                     let before = st;
                     st.time_high(w);
                     if at >= next_index {
-                        self.index.record(at, st.time_base, before);
+                        self.index.record(at, max_t, before);
                         next_index = self.index.next_offset();
                     }
                 }

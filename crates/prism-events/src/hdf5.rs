@@ -3,14 +3,17 @@
 //! Two layouts, both `events/{x,y,p,t}` 1-D integer datasets of equal length:
 //! - RVT input (`*_td.h5`): optional `events/height` / `events/width` scalars give the sensor.
 //! - DSEC (`events.h5`): `t` is relative; a root `t_offset` scalar makes it absolute
-//!   (`t + t_offset`), and a root `ms_to_idx` array (`ms_to_idx[ms]` = first event with
-//!   `t >= ms * 1000`) lets a seek jump straight to the right millisecond.
+//!   (`t + t_offset`). Its `ms_to_idx` array is not used: it points to the right event only
+//!   when time never goes backwards, and a seek must be exact either way.
 //!
 //! Columns are read in bounded slices (hyperslabs of `BLOCK` events), so memory stays bounded
 //! on any file; chunked and deflate-compressed datasets are decoded by the crate. `p` is clipped
-//! to `{0, 1}` (`p <= 0` is OFF, RVT clips negative polarities to 0). Without `ms_to_idx` a seek
-//! binary-searches `t` (exact for time-sorted files). HDF5 has no meaningful byte offsets, so
-//! errors about single events give the event's index in the `offset` field.
+//! to `{0, 1}` (`p <= 0` is OFF, RVT clips negative polarities to 0). A seek resumes at the last
+//! point of a seek index (built while reading) whose running maximum time is below the
+//! target, then scans the `t` column alone up to the first event it keeps: exact also when time
+//! goes backwards, and a far seek on a fresh reader costs one read of `t` up to the target.
+//! HDF5 has no meaningful byte offsets, so errors about single events give the event's index in
+//! the `offset` field.
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +23,7 @@ use crate::chunk::EventChunk;
 use crate::error::{EventError, Result};
 use crate::policy::{update_stats, Gate};
 use crate::reader::{EventReader, Format, ReaderOptions, ReaderStats, SensorSize};
+use crate::seek_index::SeekIndex;
 
 /// Events read from each column per HDF5 slice.
 const BLOCK: usize = 1 << 16;
@@ -171,13 +175,16 @@ pub struct Hdf5Reader {
     y: Column,
     p: Column,
     t: Column,
-    ms_to_idx: Option<Column>,
     t_offset: i64,
     /// Number of events.
     len: usize,
     /// Index of the next event to decode.
     next: usize,
     block: Block,
+    /// Resume points every `BLOCK` events, recorded as the file is read.
+    index: SeekIndex<()>,
+    /// The `t` slice a seek scans.
+    scan_t: Vec<i64>,
     gate: Gate,
     sensor: Option<SensorSize>,
     chunk_events: usize,
@@ -233,7 +240,6 @@ impl Hdf5Reader {
         let sensor = declared.or(options.sensor_size);
         Ok(Self {
             path: path.to_path_buf(),
-            ms_to_idx: optional(&file, path, "ms_to_idx")?,
             x,
             y,
             p,
@@ -242,6 +248,8 @@ impl Hdf5Reader {
             len,
             next: 0,
             block: Block::default(),
+            index: SeekIndex::new(BLOCK as u64),
+            scan_t: Vec::new(),
             gate: Gate::new(&options, sensor).counting_events(),
             sensor,
             chunk_events: options.chunk_events.max(1),
@@ -262,6 +270,7 @@ impl Hdf5Reader {
         }
         let start = self.next;
         let count = BLOCK.min(self.len - start);
+        self.index.record(start as u64, self.gate.max_seen(), ());
         self.block.start = start;
         self.x.read(&self.path, start, count, &mut self.block.x)?;
         self.y.read(&self.path, start, count, &mut self.block.y)?;
@@ -270,26 +279,27 @@ impl Hdf5Reader {
         Ok(())
     }
 
-    /// Relative (stored) time of event `i`, one small hyperslab read.
-    fn stored_t(&self, i: usize) -> Result<i64> {
-        let mut v = Vec::with_capacity(1);
-        self.t.read(&self.path, i, 1, &mut v)?;
-        v.first()
-            .copied()
-            .ok_or_else(|| hdf5_err(&self.path, "events/t", "empty read"))
-    }
-
-    /// First event index whose stored time is at or after `rel` (binary search over `t`).
-    fn search_t(&self, rel: i64, mut lo: usize, mut hi: usize) -> Result<usize> {
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.stored_t(mid)? < rel {
-                lo = mid + 1;
-            } else {
-                hi = mid;
+    /// After a seek: moves `next` to the first event the gate keeps, reading `t` alone and
+    /// recording resume points on the way.
+    fn skip_to_target(&mut self) -> Result<()> {
+        let target = self.gate.skip_target();
+        while self.gate.skipping() && self.next < self.len {
+            let start = self.next;
+            let count = BLOCK.min(self.len - start);
+            self.index.record(start as u64, self.gate.max_seen(), ());
+            self.t.read(&self.path, start, count, &mut self.scan_t)?;
+            for (k, &stored) in self.scan_t.iter().enumerate() {
+                let t = stored.saturating_add(self.t_offset);
+                if t >= target {
+                    // Left for `read_chunk`, whose gate keeps it and ends the skip.
+                    self.next = start + k;
+                    return Ok(());
+                }
+                self.gate.note_skipped(t);
             }
+            self.next = start + count;
         }
-        Ok(lo)
+        Ok(())
     }
 }
 
@@ -305,6 +315,9 @@ impl EventReader for Hdf5Reader {
     fn read_chunk(&mut self, out: &mut EventChunk) -> Result<bool> {
         out.clear();
         let path = self.path.clone();
+        if self.gate.skipping() {
+            self.skip_to_target()?;
+        }
         while out.len() < self.chunk_events && self.next < self.len {
             self.load_block()?;
             let b = &self.block;
@@ -334,22 +347,12 @@ impl EventReader for Hdf5Reader {
     }
 
     fn seek_time(&mut self, t_us: i64) -> Result<()> {
-        let rel = t_us.saturating_sub(self.t_offset);
-        let start = match &self.ms_to_idx {
-            Some(index) if index.len > 0 && rel > 0 => {
-                let ms = usize::try_from(rel / 1000)
-                    .unwrap_or(usize::MAX)
-                    .min(index.len - 1);
-                let idx = index.scalar_at(&self.path, ms)?;
-                usize::try_from(idx.max(0))
-                    .unwrap_or(usize::MAX)
-                    .min(self.len)
-            }
-            Some(_) => 0,
-            None => self.search_t(rel, 0, self.len)?,
+        let (start, max_before) = match self.index.resume_point(t_us) {
+            Some(p) => (usize::try_from(p.offset).unwrap_or(self.len), p.max_before),
+            None => (0, i64::MIN),
         };
-        self.next = start;
-        self.gate.skip_until(t_us);
+        self.next = start.min(self.len);
+        self.gate.seek(t_us, max_before);
         Ok(())
     }
 
@@ -359,16 +362,5 @@ impl EventReader for Hdf5Reader {
 
     fn progress(&self) -> (u64, u64) {
         (self.next as u64, self.len as u64)
-    }
-}
-
-impl Column {
-    /// Element `i` as `i64`.
-    fn scalar_at(&self, path: &Path, i: usize) -> Result<i64> {
-        let mut v = Vec::with_capacity(1);
-        self.read(path, i, 1, &mut v)?;
-        v.first()
-            .copied()
-            .ok_or_else(|| hdf5_err(path, self.name, "empty read"))
     }
 }

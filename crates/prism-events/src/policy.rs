@@ -18,7 +18,8 @@ pub struct Gate {
     pub width: u32,
     pub height: u32,
     sensor: Option<SensorSize>,
-    /// Running maximum of emitted timestamps.
+    /// Running maximum of the timestamps seen, emitted or skipped: what [`TimeOrder::Clamp`]
+    /// raises a backwards timestamp to, and what a seek index records.
     max_t: i64,
     /// After a seek: events with `t` below this are skipped, until the first one at or above it.
     skip_before: i64,
@@ -53,12 +54,30 @@ impl Gate {
         self
     }
 
-    /// Starts skipping every event before `t_us` (a seek); forgets the running maximum, which
-    /// the first kept event sets again.
-    pub fn skip_until(&mut self, t_us: i64) {
-        self.max_t = i64::MIN;
-        self.skip_before = t_us;
-        self.gate = t_us;
+    /// Starts skipping every event before `t_us` (a seek), resuming at a point of the stream
+    /// where the running maximum of the timestamps before it was `max_before` (`i64::MIN` at
+    /// the start). With `max_before < t_us`, which a [`crate::seek_index::SeekIndex`] resume point
+    /// guarantees, the events kept are exactly those a full read would give from the first
+    /// whose (clamped) time is at or after `t_us`, also when time goes backwards.
+    pub fn seek(&mut self, t_us: i64, max_before: i64) {
+        self.max_t = max_before;
+        // Past a maximum at or above the target, every later time is clamped up to it: kept.
+        self.skip_before = if max_before >= t_us { i64::MIN } else { t_us };
+        self.gate = t_us.max(max_before);
+    }
+
+    /// The running maximum of every timestamp seen so far, skipped ones included: the value a
+    /// seek index stores with a resume point.
+    #[inline]
+    pub fn max_seen(&self) -> i64 {
+        self.max_t
+    }
+
+    /// Skips one event stamped `t` that a decoder found before the seek target on its own
+    /// (without [`Gate::admit_time`]), keeping the running maximum exact.
+    #[inline]
+    pub fn note_skipped(&mut self, t: i64) {
+        self.max_t = self.max_t.max(t);
     }
 
     /// The timestamp to emit `count` events stamped `t` with, or `None` to skip them (before a
@@ -89,8 +108,14 @@ impl Gate {
         path: &Path,
     ) -> Result<Option<i64>> {
         if t < self.skip_before {
+            // While skipping, every timestamp seen stays below the target (the resume point's
+            // maximum was below it), so a clamped time would be below it too: skipped either way.
+            self.note_skipped(t);
             return Ok(None);
         }
+        // Kept: at or after a seek target, so skipping (if any) ends here.
+        self.skip_before = i64::MIN;
+        self.gate = self.max_t;
         match self.time_order {
             TimeOrder::Clamp => {
                 self.time_repairs += count;

@@ -61,6 +61,20 @@ with h5py.File(out + "/bad.h5", "w") as f:
     g.create_dataset("height", data=480)
     g.create_dataset("width", data=640)
 
+# Backwards jitter and rare spikes far ahead: seeks must still be exact.
+step = rng.integers(0, 7, n)
+jt = np.cumsum(step).astype(np.int64) + 1_000
+kind = rng.integers(0, 40_000, n)
+jt = np.where(kind < 5, jt + 100_000 + rng.integers(0, 50_000, n), jt)
+jt = np.where((kind >= 5) & (kind <= 80), np.maximum(jt - rng.integers(0, 3_000, n), 0), jt)
+with h5py.File(out + "/jitter.h5", "w") as f:
+    g = f.create_group("events")
+    kw = dict(chunks=(4096,), compression="gzip")
+    g.create_dataset("x", data=x, **kw)
+    g.create_dataset("y", data=y, **kw)
+    g.create_dataset("p", data=p01.astype(np.uint8), **kw)
+    g.create_dataset("t", data=jt, **kw)
+
 with h5py.File(out + "/mismatch.h5", "w") as f:
     g = f.create_group("events")
     for name, k in [("x", 3), ("y", 3), ("p", 3), ("t", 4)]:
@@ -297,5 +311,57 @@ fn mutated_h5_files_never_panic() {
             while let Ok(true) = reader.read_chunk(&mut chunk) {}
         }
         std::fs::remove_file(&path).unwrap();
+    }
+}
+
+#[test]
+fn h5py_seek_is_exact_when_time_goes_backwards() {
+    let Some((dir, _)) = fixtures() else { return };
+    let path = dir.path().join("jitter.h5");
+    let open = || {
+        open_with(
+            &path,
+            ReaderOptions {
+                chunk_events: 3000,
+                ..ReaderOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    let mut reader = open();
+    let full = read_all(reader.as_mut()).unwrap();
+    assert!(
+        reader.stats().time_repairs > 1_000,
+        "the times do go backwards"
+    );
+    // Every clamped run starts where a spike sets a new running maximum.
+    let spikes: Vec<i64> = full
+        .t
+        .windows(2)
+        .filter(|w| w[1] > w[0] + 50_000)
+        .map(|w| w[1])
+        .collect();
+    assert!(spikes.len() >= 10, "{} spikes", spikes.len());
+    let mut targets = vec![i64::MIN, full.t[full.len() / 2], full.t[full.len() - 1] + 1];
+    for &spike in &spikes {
+        targets.extend([spike - 1, spike, spike + 1]);
+    }
+    let check = |reader: &mut dyn prism_events::EventReader, target: i64| {
+        reader.seek_time(target).unwrap();
+        let got = read_all(reader).unwrap();
+        let mut want = full.clone();
+        want.drain_front(full.t.partition_point(|&t| t < target));
+        assert!(
+            got == want,
+            "seek to {target}: {} events, a full read {}",
+            got.len(),
+            want.len()
+        );
+    };
+    for &target in targets.iter().chain(targets.iter().rev()) {
+        check(reader.as_mut(), target);
+    }
+    for &target in targets.iter().step_by(5) {
+        check(open().as_mut(), target);
     }
 }
