@@ -10,6 +10,9 @@ use crate::error::{EventError, Result};
 /// Bytes read per refill: large enough that syscalls vanish from the profile, small enough for
 /// the cache.
 pub const BLOCK_BYTES: usize = 1 << 20;
+/// The smallest buffer: a small file gets one this size rather than a whole block, so opening
+/// many small files (tests, fuzzing, label-sized recordings) does not allocate a megabyte each.
+const MIN_BUFFER_BYTES: usize = 64 << 10;
 
 pub struct BlockReader {
     path: PathBuf,
@@ -34,7 +37,7 @@ impl BlockReader {
         let mut reader = Self {
             path: path.to_path_buf(),
             file,
-            buf: vec![0; BLOCK_BYTES],
+            buf: vec![0; buffer_len(total)],
             pos: 0,
             len: 0,
             base: 0,
@@ -133,4 +136,11 @@ impl BlockReader {
             .map_err(|e| EventError::io(&self.path, e))?;
         result
     }
+}
+
+/// The buffer for a file of `total` bytes: the whole file when it is small, a block otherwise.
+fn buffer_len(total: u64) -> usize {
+    usize::try_from(total)
+        .unwrap_or(usize::MAX)
+        .clamp(MIN_BUFFER_BYTES, BLOCK_BYTES)
 }

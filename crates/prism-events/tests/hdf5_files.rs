@@ -341,7 +341,7 @@ fn h5py_seek_is_exact_when_time_goes_backwards() {
         .filter(|w| w[1] > w[0] + 50_000)
         .map(|w| w[1])
         .collect();
-    assert!(spikes.len() >= 10, "{} spikes", spikes.len());
+    assert!(spikes.len() >= 3, "{} spikes", spikes.len());
     let mut targets = vec![i64::MIN, full.t[full.len() / 2], full.t[full.len() - 1] + 1];
     for &spike in &spikes {
         targets.extend([spike - 1, spike, spike + 1]);
