@@ -39,4 +39,6 @@ pub use sampler::{
 };
 pub use store::load_split;
 pub use synthetic::{prepare_synthetic_tree, prepare_synthetic_tree_with, synthetic_split};
-pub use tree::{prepare_tree, PrepareEvent, PrepareReport, ReportEntry};
+pub use tree::{
+    prepare_tree, prepare_tree_with, PrepareEvent, PrepareReport, ReportEntry, Shard, TreeOptions,
+};

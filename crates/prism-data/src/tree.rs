@@ -5,11 +5,19 @@
 //! it stopped). Sequences without a label file, or with no box left after filtering, are skipped
 //! and reported, as RVT does. A sequence that fails (corrupt file) is reported and the others go
 //! on. Windows are compressed as they are built, so memory stays at one sequence's compressed
-//! histograms.
+//! histograms per job.
+//!
+//! [`TreeOptions`] spread the work: `jobs` worker threads take sequences one at a time (a
+//! sequence is one job's work, so `jobs` scales across recordings), and a [`Shard`] `I/N` takes
+//! every N-th sequence of the sorted list from the I-th, so N processes (a Slurm job array) split
+//! a dataset between them. Each sequence's files depend on that sequence alone, so any split and
+//! any number of jobs write the same bytes as one run.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 use prism_events::read_bbox_npy;
 
@@ -76,12 +84,89 @@ struct Found {
     labels: Option<PathBuf>,
 }
 
-/// Prepares every sequence of `input_root` into `output_root`; see the module documentation.
-/// The faulty-width filter of `opts.filter` applies to the train split only.
+/// Part `index` (from 0) of `count` equal parts of a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// Parses `I/N` with `I < N`.
+    pub fn parse(text: &str) -> Result<Self> {
+        let bad = || DataError::Invalid(format!("shard {text:?}: expected I/N with 0 <= I < N"));
+        let (i, n) = text.split_once('/').ok_or_else(bad)?;
+        let index: usize = i.trim().parse().map_err(|_| bad())?;
+        let count: usize = n.trim().parse().map_err(|_| bad())?;
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Self { index, count })
+    }
+
+    /// Whether sequence `position` of the sorted list is this shard's.
+    pub fn takes(self, position: usize) -> bool {
+        position % self.count == self.index
+    }
+}
+
+/// How [`prepare_tree_with`] spreads the work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeOptions {
+    /// Sequences prepared at once, each on its own thread.
+    pub jobs: usize,
+    /// Only this part of the sequences; `None` for all.
+    pub shard: Option<Shard>,
+}
+
+impl Default for TreeOptions {
+    fn default() -> Self {
+        Self {
+            jobs: 1,
+            shard: None,
+        }
+    }
+}
+
+/// Prepares every sequence of `input_root` into `output_root`, one at a time; see the module
+/// documentation. The faulty-width filter of `opts.filter` applies to the train split only.
 pub fn prepare_tree(
     input_root: &Path,
     output_root: &Path,
     opts: &PrepareOptions,
+    progress: impl FnMut(&PrepareEvent<'_>),
+) -> Result<PrepareReport> {
+    prepare_tree_with(
+        input_root,
+        output_root,
+        opts,
+        TreeOptions::default(),
+        progress,
+    )
+}
+
+/// What became of one sequence.
+enum Outcome {
+    Resumed,
+    NoLabels,
+    Done(usize, usize),
+    Failed(String),
+}
+
+/// A worker's message to the thread that reports.
+enum Message {
+    Start(usize),
+    Finished(usize, Outcome),
+}
+
+/// [`prepare_tree`] with `tree.jobs` sequences at once and only `tree.shard`'s sequences.
+/// `progress` runs on the calling thread; the report lists sequences in their sorted order,
+/// whatever order the jobs finished them in.
+pub fn prepare_tree_with(
+    input_root: &Path,
+    output_root: &Path,
+    opts: &PrepareOptions,
+    tree: TreeOptions,
     mut progress: impl FnMut(&PrepareEvent<'_>),
 ) -> Result<PrepareReport> {
     let found = discover(input_root)?;
@@ -92,57 +177,101 @@ pub fn prepare_tree(
             SPLITS.join("/, ")
         )));
     }
-    let mut report = PrepareReport::default();
-    for (index, f) in found.iter().enumerate() {
-        let out_dir = output_root.join(f.split).join(&f.stem);
-        let mut entry = ReportEntry {
-            split: f.split.to_string(),
-            name: f.stem.clone(),
-            windows: 0,
-            labeled_windows: 0,
-        };
-        if is_prepared(&out_dir) {
-            progress(&PrepareEvent::Resumed(&entry));
-            report.resumed.push(entry);
-            continue;
+    let mine: Vec<usize> = (0..found.len())
+        .filter(|&i| tree.shard.is_none_or(|s| s.takes(i)))
+        .collect();
+    let entry = |i: usize| ReportEntry {
+        split: found[i].split.to_string(),
+        name: found[i].stem.clone(),
+        windows: 0,
+        labeled_windows: 0,
+    };
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::channel::<Message>();
+    let mut outcomes: Vec<Option<Outcome>> = (0..found.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..tree.jobs.clamp(1, mine.len().max(1)) {
+            let tx = tx.clone();
+            let (found, mine, next) = (&found, &mine, &next);
+            scope.spawn(move || {
+                while let Some(&i) = mine.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let outcome = prepare_found(&found[i], output_root, opts, || {
+                        let _ = tx.send(Message::Start(i));
+                    });
+                    if tx.send(Message::Finished(i, outcome)).is_err() {
+                        break;
+                    }
+                }
+            });
         }
-        let Some(labels) = &f.labels else {
-            progress(&PrepareEvent::NoLabels(&entry));
-            report.no_labels.push(entry);
-            continue;
-        };
-        progress(&PrepareEvent::Start {
-            split: f.split,
-            name: &f.stem,
-            index,
-            total: found.len(),
-        });
-        let split_opts = PrepareOptions {
-            filter: opts.filter.for_split(f.split),
-            ..opts.clone()
-        };
-        match prepare_one(f, labels, &split_opts, &out_dir) {
-            Ok(Some((windows, labeled))) => {
-                entry.windows = windows;
-                entry.labeled_windows = labeled;
-                progress(&PrepareEvent::Done(&entry));
-                report.prepared.push(entry);
+        drop(tx);
+        for message in rx {
+            match message {
+                Message::Start(i) => progress(&PrepareEvent::Start {
+                    split: found[i].split,
+                    name: &found[i].stem,
+                    index: i,
+                    total: found.len(),
+                }),
+                Message::Finished(i, outcome) => {
+                    let mut e = entry(i);
+                    match &outcome {
+                        Outcome::Resumed => progress(&PrepareEvent::Resumed(&e)),
+                        Outcome::NoLabels => progress(&PrepareEvent::NoLabels(&e)),
+                        Outcome::Done(windows, labeled) => {
+                            (e.windows, e.labeled_windows) = (*windows, *labeled);
+                            progress(&PrepareEvent::Done(&e));
+                        }
+                        Outcome::Failed(error) => {
+                            progress(&PrepareEvent::Failed { entry: &e, error })
+                        }
+                    }
+                    outcomes[i] = Some(outcome);
+                }
             }
-            Ok(None) => {
-                progress(&PrepareEvent::NoLabels(&entry));
-                report.no_labels.push(entry);
+        }
+    });
+    let mut report = PrepareReport::default();
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        let mut e = entry(i);
+        match outcome {
+            None => {}
+            Some(Outcome::Resumed) => report.resumed.push(e),
+            Some(Outcome::NoLabels) => report.no_labels.push(e),
+            Some(Outcome::Done(windows, labeled)) => {
+                (e.windows, e.labeled_windows) = (windows, labeled);
+                report.prepared.push(e);
             }
-            Err(e) => {
-                let message = e.to_string();
-                progress(&PrepareEvent::Failed {
-                    entry: &entry,
-                    error: &message,
-                });
-                report.failed.push((entry, message));
-            }
+            Some(Outcome::Failed(error)) => report.failed.push((e, error)),
         }
     }
     Ok(report)
+}
+
+/// One sequence, start to finish; `started` is called when real work begins.
+fn prepare_found(
+    f: &Found,
+    output_root: &Path,
+    opts: &PrepareOptions,
+    started: impl FnOnce(),
+) -> Outcome {
+    let out_dir = output_root.join(f.split).join(&f.stem);
+    if is_prepared(&out_dir) {
+        return Outcome::Resumed;
+    }
+    let Some(labels) = &f.labels else {
+        return Outcome::NoLabels;
+    };
+    started();
+    let split_opts = PrepareOptions {
+        filter: opts.filter.for_split(f.split),
+        ..opts.clone()
+    };
+    match prepare_one(f, labels, &split_opts, &out_dir) {
+        Ok(Some((windows, labeled))) => Outcome::Done(windows, labeled),
+        Ok(None) => Outcome::NoLabels,
+        Err(e) => Outcome::Failed(e.to_string()),
+    }
 }
 
 /// Prepares and saves one sequence; `None` when no box survives the filter.

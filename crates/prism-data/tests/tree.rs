@@ -6,8 +6,8 @@ use std::fs;
 
 use common::{small_scene, TestResult};
 use prism_data::{
-    load_split, prepare_recording, prepare_synthetic_tree, prepare_tree, synthetic_split,
-    LabelFilter, PrepareEvent, PrepareOptions,
+    load_split, prepare_recording, prepare_synthetic_tree, prepare_tree, prepare_tree_with,
+    synthetic_split, LabelFilter, PrepareEvent, PrepareOptions, Shard, TreeOptions,
 };
 use prism_events::synth::write_scene;
 use prism_events::write::WriteFormat;
@@ -105,4 +105,112 @@ fn synthetic_tree_matches_synthetic_split_and_resumes() -> TestResult {
         format!("seed_{}", 100 + (1u64 << 32))
     );
     Ok(())
+}
+
+/// Every file under `root`, by relative path, with its bytes.
+fn files(
+    root: &std::path::Path,
+) -> Result<std::collections::BTreeMap<String, Vec<u8>>, Box<dyn std::error::Error>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let name = path.strip_prefix(root)?.display().to_string();
+                out.insert(name, fs::read(&path)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn jobs_and_shards_write_what_one_run_writes() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let input = tmp.path().join("in");
+    for split in ["train", "val"] {
+        fs::create_dir_all(input.join(split))?;
+    }
+    for k in 0..7u64 {
+        let split = if k < 5 { "train" } else { "val" };
+        let format = if k % 2 == 0 {
+            WriteFormat::Dat
+        } else {
+            WriteFormat::Evt3
+        };
+        write_scene(
+            &small_scene(40 + k),
+            input.join(format!("{split}/seq_{k}")),
+            format,
+        )?;
+    }
+    let opts = PrepareOptions {
+        filter: LabelFilter::none(),
+        ..PrepareOptions::synthetic(&small_scene(40))
+    };
+    let one = tmp.path().join("one");
+    let serial = prepare_tree(&input, &one, &opts, |_| {})?;
+    assert_eq!(serial.prepared.len(), 7);
+    let want = files(&one)?;
+
+    // Three jobs at once: the same files, the report in the same (sorted) order.
+    let parallel_dir = tmp.path().join("jobs");
+    let mut started = 0;
+    let parallel = prepare_tree_with(
+        &input,
+        &parallel_dir,
+        &opts,
+        TreeOptions {
+            jobs: 3,
+            shard: None,
+        },
+        |e| started += usize::from(matches!(e, PrepareEvent::Start { .. })),
+    )?;
+    assert_eq!(started, 7);
+    assert_eq!(parallel, serial);
+    assert!(files(&parallel_dir)? == want, "three jobs wrote other bytes");
+
+    // Three shards, each its own process's share, into one folder.
+    let sharded = tmp.path().join("shards");
+    let mut shares = Vec::new();
+    for index in 0..3 {
+        let shard = Shard { index, count: 3 };
+        let report = prepare_tree_with(
+            &input,
+            &sharded,
+            &opts,
+            TreeOptions {
+                jobs: 2,
+                shard: Some(shard),
+            },
+            |_| {},
+        )?;
+        shares.push(report.prepared.len());
+    }
+    assert_eq!(shares, [3, 2, 2]);
+    assert!(files(&sharded)? == want, "the shards wrote other bytes");
+    // A shard run again resumes: nothing is prepared twice.
+    let again = prepare_tree_with(
+        &input,
+        &sharded,
+        &opts,
+        TreeOptions {
+            jobs: 2,
+            shard: Some(Shard::parse("1/3")?),
+        },
+        |_| {},
+    )?;
+    assert_eq!((again.prepared.len(), again.resumed.len()), (0, 2));
+    Ok(())
+}
+
+#[test]
+fn shards_are_parsed_strictly() {
+    assert_eq!(Shard::parse("2/5").ok(), Some(Shard { index: 2, count: 5 }));
+    for bad in ["5/5", "1/0", "-1/3", "1", "a/b", "1/2/3"] {
+        assert!(Shard::parse(bad).is_err(), "{bad}");
+    }
 }
