@@ -42,6 +42,9 @@ pub enum LabelsError {
     NotRecords(String),
     #[error("{0} is too large")]
     TooLarge(&'static str),
+    /// A header numpy itself would not write: too long, or nested deeper than a dtype needs.
+    #[error("the .npy header {0}")]
+    BadHeader(String),
     #[error("data holds {bytes} bytes, shape needs {count} x {itemsize} = {needed}")]
     Truncated {
         bytes: usize,
@@ -132,6 +135,7 @@ pub fn parse_bbox_npy(bytes: &[u8]) -> Result<Vec<BoxLabel>, LabelsError> {
     if !bytes.starts_with(MAGIC) {
         return Err(LabelsError::NoMagic);
     }
+    check_header(bytes)?;
     let file = npyz::NpyFile::new(bytes).map_err(LabelsError::Npy)?;
     let header = file.header();
     let fields = match header.dtype() {
@@ -346,4 +350,56 @@ fn scalar_of(ty: &npyz::TypeStr) -> (Scalar, Option<FieldProblem>) {
         _ => None,
     };
     (scalar, unusable)
+}
+
+/// numpy's own limit on the header it reads (`max_header_size` of `numpy.lib.format`).
+const MAX_HEADER_BYTES: usize = 10_000;
+/// Brackets a box dtype header nests: the dict, the descr list, a field tuple, a sub-shape.
+const MAX_HEADER_NESTING: usize = 6;
+
+/// Refuses headers that numpy would not write before the header parser sees them: one with
+/// dozens of nested brackets made npyz's parser run for seconds on a 400-byte file (found by
+/// the `labels` fuzz target).
+fn check_header(bytes: &[u8]) -> Result<(), LabelsError> {
+    let bad = |why: String| LabelsError::BadHeader(why);
+    let (len, start) = match bytes.get(6) {
+        Some(1) => (
+            bytes
+                .get(8..10)
+                .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]]))),
+            10,
+        ),
+        Some(2 | 3) => (
+            bytes
+                .get(8..12)
+                .and_then(|b| usize::try_from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok()),
+            12,
+        ),
+        // npyz reports unknown versions and truncated files itself.
+        _ => return Ok(()),
+    };
+    let Some(len) = len else { return Ok(()) };
+    if len > MAX_HEADER_BYTES {
+        return Err(bad(format!(
+            "is {len} bytes long; numpy reads at most {MAX_HEADER_BYTES}"
+        )));
+    }
+    let header = bytes.get(start..).unwrap_or_default();
+    let header = header.get(..len).unwrap_or(header);
+    let mut depth = 0usize;
+    for &b in header {
+        match b {
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_HEADER_NESTING {
+                    return Err(bad(format!(
+                        "nests brackets more than {MAX_HEADER_NESTING} deep (a box dtype needs 3)"
+                    )));
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }

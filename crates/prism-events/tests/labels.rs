@@ -273,3 +273,24 @@ proptest! {
         let _ = parse_bbox_npy(&header_with("[('t', '<i8')]", &header));
     }
 }
+
+/// Found by the `labels` fuzz target: 396 bytes whose header nests ~80 brackets kept npyz's
+/// header parser busy past libFuzzer's 10 s timeout. Refused up front now, at once.
+#[test]
+fn deeply_nested_headers_are_refused_at_once() {
+    let bytes = include_bytes!("regressions/labels-nested-header.npy");
+    let started = std::time::Instant::now();
+    let err = prism_events::labels::parse_bbox_npy(bytes).unwrap_err();
+    assert!(err.to_string().contains("nests brackets"), "{err}");
+    assert!(
+        started.elapsed().as_secs_f64() < 1.0,
+        "{:?}",
+        started.elapsed()
+    );
+    // A header longer than numpy's limit is refused too.
+    let mut long = b"\x93NUMPY\x02\x00".to_vec();
+    long.extend_from_slice(&20_000u32.to_le_bytes());
+    long.extend(std::iter::repeat_n(b' ', 20_000));
+    let err = prism_events::labels::parse_bbox_npy(&long).unwrap_err();
+    assert!(err.to_string().contains("numpy reads at most"), "{err}");
+}
