@@ -171,7 +171,10 @@ fn jobs_and_shards_write_what_one_run_writes() -> TestResult {
     )?;
     assert_eq!(started, 7);
     assert_eq!(parallel, serial);
-    assert!(files(&parallel_dir)? == want, "three jobs wrote other bytes");
+    assert!(
+        files(&parallel_dir)? == want,
+        "three jobs wrote other bytes"
+    );
 
     // Three shards, each its own process's share, into one folder.
     let sharded = tmp.path().join("shards");

@@ -19,4 +19,5 @@ pub mod model_source;
 pub mod progress;
 pub mod quantize;
 pub mod serve;
+pub mod slurm;
 pub mod train;

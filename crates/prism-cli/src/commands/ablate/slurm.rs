@@ -4,15 +4,15 @@
 //! experiment of the phase's plan (`plan-phaseN.json`) into the shared run folder; this process
 //! waits for the array to leave the queue and builds the report from the results there.
 //!
-//! Slurm is driven through its command-line clients (`sbatch --parsable`, `squeue`), the
-//! interface every site has; `SLURM_CONF` and the user's defaults apply as for any job.
+//! Slurm is driven through its command-line clients ([`crate::commands::slurm`]).
 //! `--sbatch-arg` passes site options (`--partition=gpu`, `--gres=gpu:1`, `--time=4:00:00`).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+
+use crate::commands::slurm::{absolute, in_queue, quote, quote_text, submit_array, ArraySpec};
 
 use super::experiment::{self, write_atomically};
 use super::matrix::Experiment;
@@ -74,19 +74,8 @@ pub fn execute(
         &serde_json::to_vec_pretty(experiments)?,
     )?;
     let logs = out.join("slurm");
-    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-    let script = logs.join(format!("phase{phase}.sbatch"));
-    let array: Vec<String> = pending.iter().map(usize::to_string).collect();
-    let text = format!(
-        "#!/bin/sh\n\
-         #SBATCH --job-name=prism-ablate-p{phase}\n\
-         #SBATCH --output={logs}/%A_%a.out\n\
-         #SBATCH --chdir={cwd}\n\
-         #SBATCH --array={array}\n\
-         exec {exe} ablate --matrix {matrix} --out {out} --data {data} --device {device}{sets} --task {phase}:$SLURM_ARRAY_TASK_ID\n",
-        logs = quote(&absolute(&logs)?),
-        cwd = quote(&opts.cwd),
-        array = array.join(","),
+    let command = format!(
+        "{exe} ablate --matrix {matrix} --out {out} --data {data} --device {device}{sets} --task {phase}:$SLURM_ARRAY_TASK_ID",
         exe = quote(&opts.exe),
         matrix = quote(&absolute(&opts.matrix)?),
         out = quote(&absolute(out)?),
@@ -98,28 +87,14 @@ pub fn execute(
             .map(|o| format!(" --set {}", quote_text(o)))
             .collect::<String>(),
     );
-    std::fs::write(&script, text).with_context(|| format!("writing {}", script.display()))?;
-    let output = Command::new("sbatch")
-        .arg("--parsable")
-        .args(&opts.sbatch_args)
-        .arg(&script)
-        .output()
-        .context("running sbatch (is Slurm installed and SLURM_CONF set?)")?;
-    if !output.status.success() {
-        bail!(
-            "sbatch {}: {}",
-            script.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let job = stdout
-        .trim()
-        .split(';')
-        .next()
-        .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()))
-        .with_context(|| format!("sbatch printed no job id: {stdout:?}"))?
-        .to_string();
+    let job = submit_array(&ArraySpec {
+        name: &format!("prism-ablate-p{phase}"),
+        logs: &logs,
+        cwd: &opts.cwd,
+        indices: &pending,
+        command: &command,
+        sbatch_args: &opts.sbatch_args,
+    })?;
     eprintln!(
         "phase {phase}: submitted job array {job} ({} experiments), logs in {}",
         pending.len(),
@@ -159,38 +134,4 @@ pub fn execute(
         );
     }
     Ok(())
-}
-
-/// Whether any task of `job` is still pending or running.
-fn in_queue(job: &str) -> Result<bool> {
-    let output = Command::new("squeue")
-        .args(["-h", "-o", "%i", "-j", job])
-        .output()
-        .context("running squeue")?;
-    // Once a job has left the controller's memory, squeue says it is invalid: it is done.
-    Ok(output.status.success() && !String::from_utf8_lossy(&output.stdout).trim().is_empty())
-}
-
-fn absolute(path: &Path) -> Result<PathBuf> {
-    std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
-}
-
-/// `path` as one single-quoted shell word.
-fn quote(path: &Path) -> String {
-    quote_text(&path.display().to_string())
-}
-
-/// `text` as one single-quoted shell word.
-fn quote_text(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_are_quoted_as_one_shell_word() {
-        assert_eq!(quote(Path::new("/a b/it's")), r"'/a b/it'\''s'");
-    }
 }
