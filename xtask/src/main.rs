@@ -9,6 +9,8 @@
 //!   and the LibTorch-backend tests (`prism-train --features tch`, against the torch venv).
 //! - `lint`: the gates alone.
 //! - `bench`: provision, then run the benchmarks that compare prism with its peers.
+//! - `fuzz [--seconds N] [--runs N] [TARGET...]`: the cargo-fuzz campaign over `fuzz/`, with
+//!   seed corpora from the real recordings (see `fuzz`).
 //! - `provision-torch [--cuda]`: a PyTorch + transformers venv under `$PRISM_ENV/torch-venv` for
 //!   the benchmarks' PyTorch peers and the MiT import-parity test (`test` provisions it);
 //!   CPU-only and lean by default (see `torch_env`).
@@ -22,6 +24,7 @@
 //!   `$PRISM_ENV/data/seq-shakespeare-minilm`, built once on the CPU in the torch venv; prints
 //!   its directory. `test` does not build it (see `seq_data`).
 
+mod fuzz;
 mod provision;
 mod seq_data;
 mod serve_peer;
@@ -59,6 +62,7 @@ fn main() -> Result<()> {
             run_libtorch_tests(&env)
         }
         Some("lint") => run_gates(&env),
+        Some("fuzz") => fuzz::run(&env, &args[1..]),
         Some("bench") => {
             env.provision()?;
             run_benches(&env, &args[1..])
@@ -72,7 +76,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <provision | provision-torch [--cuda] | build-tch [--cuda] [--debug] | provision-slurm | seq-data | test [cargo test args] | lint | bench [names] | env>"
+                "usage: cargo xtask <provision | provision-torch [--cuda] | build-tch [--cuda] [--debug] | provision-slurm | seq-data | test [cargo test args] | lint | fuzz [--seconds N] [--runs N] [targets] | bench [names] | env>"
             );
             bail!("unknown or missing xtask command")
         }

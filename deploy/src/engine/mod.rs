@@ -222,6 +222,45 @@ pub(crate) struct Loaded<R> {
     pub spec_json: Option<String>,
 }
 
+/// A model file's interface and its checked `prism` spec, read without building a plan.
+#[derive(Debug, Clone)]
+pub struct Inspected {
+    pub spec: ModelSpec,
+    pub inputs: Vec<TensorInfo>,
+    pub outputs: Vec<TensorInfo>,
+}
+
+/// Reads the ONNX protobuf in `bytes` (named `path` in errors) as [`Engine::load`] does before
+/// any backend runs it: the graph interface, the `prism` spec, and the spec checked against the
+/// graph. Any bytes give a model or an error, never a panic (a cargo-fuzz target runs it).
+pub fn inspect(path: &Path, bytes: &[u8]) -> Result<Inspected> {
+    let (_, interface) = tract::read_interface(&tract_onnx::onnx(), bytes).map_err(|reason| {
+        DeployError::BadModel {
+            path: path.into(),
+            backend: tract::NAME,
+            reason,
+        }
+    })?;
+    let spec_json = interface
+        .spec_json
+        .ok_or_else(|| DeployError::NoSpec { path: path.into() })?;
+    let spec = ModelSpec::from_json(&spec_json).map_err(|source| DeployError::Spec {
+        path: path.into(),
+        source,
+    })?;
+    check_spec(&spec, &interface.inputs, &interface.outputs).map_err(|reason| {
+        DeployError::SpecMismatch {
+            path: path.into(),
+            reason,
+        }
+    })?;
+    Ok(Inspected {
+        spec,
+        inputs: interface.inputs,
+        outputs: interface.outputs,
+    })
+}
+
 impl Engine {
     /// Loads `path` on `options.backend`, reads and checks its `prism` spec.
     pub fn load(path: impl AsRef<Path>, options: &EngineOptions) -> Result<Self> {

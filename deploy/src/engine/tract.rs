@@ -12,7 +12,7 @@ use super::recurrent::{Feed, Layout};
 use super::{Loaded, Tensor, TensorInfo, TensorView};
 use crate::error::{DeployError, Result};
 
-const NAME: &str = "tract";
+pub(crate) const NAME: &str = "tract";
 
 /// An optimised, runnable tract plan.
 pub(crate) struct TractRunner {
@@ -52,31 +52,12 @@ impl TractRunner {
         };
         let bytes = std::fs::read(path).map_err(|e| DeployError::io(path, e))?;
         let onnx = tract_onnx::onnx();
-        let proto = onnx
-            .proto_model_for_read(&mut bytes.as_slice())
-            .map_err(|e| bad(format!("not an ONNX protobuf: {e:#}")))?;
-        let spec_json = proto
-            .metadata_props
-            .iter()
-            .find(|p| p.key == super::SPEC_KEY)
-            .map(|p| p.value.clone());
-        let graph = proto
-            .graph
-            .as_ref()
-            .ok_or_else(|| bad("the file holds no graph".into()))?;
-        let initializers: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
-        let inputs: Vec<TensorInfo> = graph
-            .input
-            .iter()
-            .filter(|i| !initializers.contains(&i.name.as_str()))
-            .map(|i| value_info(i).map_err(&bad))
-            .collect::<Result<_>>()?;
-        let outputs: Vec<TensorInfo> = graph
-            .output
-            .iter()
-            .map(|o| value_info(o).map_err(&bad))
-            .collect::<Result<_>>()?;
-
+        let (proto, interface) = read_interface(&onnx, &bytes).map_err(bad)?;
+        let ModelInterface {
+            inputs,
+            outputs,
+            spec_json,
+        } = interface;
         let mut model = onnx
             .model_for_proto_model(&proto)
             .map_err(|e| bad(format!("{e:#}")))?;
@@ -299,6 +280,55 @@ fn plain_f32<'a>(v: &'a Tensor_, what: &str) -> Result<&'a [f32]> {
 
 /// tract's tensor type, renamed so it does not clash with ours.
 type Tensor_ = tract_onnx::prelude::Tensor;
+
+/// What a model file says about itself without building a plan: its graph inputs (the
+/// initializers left out), its outputs and the `prism` metadata value.
+#[derive(Debug, Clone)]
+pub(crate) struct ModelInterface {
+    pub inputs: Vec<TensorInfo>,
+    pub outputs: Vec<TensorInfo>,
+    pub spec_json: Option<String>,
+}
+
+/// Decodes the ONNX protobuf in `bytes` and reads its interface; errors are the reason, for
+/// the caller to wrap with the path and backend.
+pub(crate) fn read_interface(
+    onnx: &tract_onnx::Onnx,
+    bytes: &[u8],
+) -> std::result::Result<(pb::ModelProto, ModelInterface), String> {
+    let proto = onnx
+        .proto_model_for_read(&mut &bytes[..])
+        .map_err(|e| format!("not an ONNX protobuf: {e:#}"))?;
+    let spec_json = proto
+        .metadata_props
+        .iter()
+        .find(|p| p.key == super::SPEC_KEY)
+        .map(|p| p.value.clone());
+    let graph = proto
+        .graph
+        .as_ref()
+        .ok_or_else(|| "the file holds no graph".to_string())?;
+    let initializers: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let inputs: Vec<TensorInfo> = graph
+        .input
+        .iter()
+        .filter(|i| !initializers.contains(&i.name.as_str()))
+        .map(value_info)
+        .collect::<std::result::Result<_, _>>()?;
+    let outputs: Vec<TensorInfo> = graph
+        .output
+        .iter()
+        .map(value_info)
+        .collect::<std::result::Result<_, _>>()?;
+    Ok((
+        proto,
+        ModelInterface {
+            inputs,
+            outputs,
+            spec_json,
+        },
+    ))
+}
 
 /// Name and shape of a graph input / output; only float32 tensors are accepted.
 fn value_info(v: &pb::ValueInfoProto) -> std::result::Result<TensorInfo, String> {

@@ -24,7 +24,7 @@ use super::grpc_incoming::CappedIncoming;
 use super::infer::{choose_outputs, fp32_shape, run, sequence_flags, Call};
 use super::models::Model;
 use super::protocol::{f32_from_le_bytes, f32_to_le_bytes, SequenceId};
-use super::sequences::Input;
+use super::sequences::{Input, SequenceFlags};
 use super::{err, App, HttpError, VERSION};
 
 /// The code generated from `proto/kserve_v2.proto` (package `inference`).
@@ -302,11 +302,11 @@ fn flag(p: Option<&InferParameter>, name: &str) -> Result<bool, HttpError> {
     }
 }
 
-fn infer(
-    model: &Model,
-    r: ModelInferRequest,
-    deadline: Instant,
-) -> Result<ModelInferResponse, HttpError> {
+/// A gRPC infer request's inputs (from `contents` or `raw_input_contents`) and the sequence it
+/// continues. Every refusal is a 400 (`INVALID_ARGUMENT`).
+pub(super) fn decode_request(
+    r: &ModelInferRequest,
+) -> Result<(Vec<Input>, Option<SequenceFlags>), HttpError> {
     let raw = !r.raw_input_contents.is_empty();
     if raw && r.raw_input_contents.len() != r.inputs.len() {
         return Err(err(
@@ -345,6 +345,15 @@ fn infer(
         flag(r.parameters.get("sequence_start"), "sequence_start")?,
         flag(r.parameters.get("sequence_end"), "sequence_end")?,
     )?;
+    Ok((inputs, sequence))
+}
+
+fn infer(
+    model: &Model,
+    r: ModelInferRequest,
+    deadline: Instant,
+) -> Result<ModelInferResponse, HttpError> {
+    let (inputs, sequence) = decode_request(&r)?;
     let in_sequence = sequence.is_some();
     let outputs = run(
         model,

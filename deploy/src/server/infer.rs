@@ -20,7 +20,26 @@ pub(super) fn infer(
     request: &http::Request,
     deadline: std::time::Instant,
 ) -> Result<Reply, HttpError> {
-    let (json, mut binary) = split_binary(request)?;
+    let (req, inputs, sequence) = decode_request(request.header(HEADER_LENGTH), &request.body)?;
+    let in_sequence = sequence.is_some();
+    let outputs = run(
+        model,
+        Call {
+            inputs,
+            sequence,
+            deadline,
+        },
+    )?;
+    respond(model, &req, &outputs, in_sequence)
+}
+
+/// An HTTP infer body (with the binary extension's header value, if sent), decoded: the
+/// request, its inputs and the sequence it continues. Every refusal is a 400.
+pub(super) fn decode_request(
+    header_length: Option<&str>,
+    body: &[u8],
+) -> Result<(InferRequest, Vec<Input>, Option<SequenceFlags>), HttpError> {
+    let (json, mut binary) = split_binary(header_length, body)?;
     let req: InferRequest = parse(json)?;
     let inputs = req
         .inputs
@@ -41,16 +60,7 @@ pub(super) fn infer(
         req.parameters.sequence_start,
         req.parameters.sequence_end,
     )?;
-    let in_sequence = sequence.is_some();
-    let outputs = run(
-        model,
-        Call {
-            inputs,
-            sequence,
-            deadline,
-        },
-    )?;
-    respond(model, &req, &outputs, in_sequence)
+    Ok((req, inputs, sequence))
 }
 
 /// A request's inputs, decoded, and the sequence it continues, if any: what the HTTP and the
@@ -129,9 +139,12 @@ pub(super) fn choose_outputs<'a, T: Copy>(
 }
 
 /// The JSON part of the body and the binary data after it (empty for a JSON-only request).
-fn split_binary(request: &http::Request) -> Result<(&[u8], &[u8]), HttpError> {
-    let Some(length) = request.header(HEADER_LENGTH) else {
-        return Ok((&request.body, &[]));
+fn split_binary<'a>(
+    header_length: Option<&str>,
+    body: &'a [u8],
+) -> Result<(&'a [u8], &'a [u8]), HttpError> {
+    let Some(length) = header_length else {
+        return Ok((body, &[]));
     };
     let length: usize = length.trim().parse().map_err(|_| {
         err(
@@ -139,16 +152,16 @@ fn split_binary(request: &http::Request) -> Result<(&[u8], &[u8]), HttpError> {
             format!("{HEADER_LENGTH} {length:?} is not a number of bytes"),
         )
     })?;
-    if length > request.body.len() {
+    if length > body.len() {
         return Err(err(
             400,
             format!(
                 "{HEADER_LENGTH} is {length} but the body has {} bytes",
-                request.body.len()
+                body.len()
             ),
         ));
     }
-    Ok(request.body.split_at(length))
+    Ok(body.split_at(length))
 }
 
 /// An input's shape, once its datatype is known to be FP32 and no dimension is negative (the

@@ -45,6 +45,8 @@
 //! as a warning.
 
 mod batcher;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grpc;
 mod grpc_incoming;
 mod http;
