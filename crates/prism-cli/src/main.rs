@@ -72,6 +72,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    quiet_caught_panics();
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match run(cli.command) {
@@ -83,6 +84,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The HDF5 reader turns a panic inside the `rust-hdf5` crate (a malformed file it indexes
+/// without checking) into an error that names the file; the default hook would print a panic
+/// message before that error, as if prism had crashed. Every other panic is printed as usual.
+fn quiet_caught_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !prism_events::hdf5::is_caught_panic(info) {
+            default(info);
+        }
+    }));
 }
 
 fn run(command: Command) -> Result<()> {

@@ -49,6 +49,34 @@ struct Column {
     len: usize,
 }
 
+/// Runs calls into `rust-hdf5`, turning a panic inside that crate into an error. It indexes
+/// some malformed structures without a bounds check (fuzzing found an array datatype whose
+/// base type starts past the end of its message, `datatype.rs`, 0.7.9), and a corrupt file
+/// must be an error, not a crash. Nothing of the reader is used after a caught panic: the call
+/// that panicked returns the error, and so does the reader's open or read.
+fn guarded<T>(path: &Path, what: &str, call: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(hdf5_err(
+            path,
+            what,
+            format!("malformed file: the HDF5 reader failed on it ({message})"),
+        ))
+    })
+}
+
+/// True for a panic raised inside `rust-hdf5`, which this module's readers catch and return as
+/// an error. A program's panic hook can stay quiet about those (`prism` does): the user sees
+/// the error, not a panic message.
+pub fn is_caught_panic(info: &std::panic::PanicHookInfo<'_>) -> bool {
+    info.location()
+        .is_some_and(|l| l.file().replace('\\', "/").contains("/rust-hdf5-"))
+}
+
 fn hdf5_err(path: &Path, what: &str, err: impl std::fmt::Display) -> EventError {
     EventError::Hdf5 {
         path: path.to_path_buf(),
@@ -107,6 +135,18 @@ impl Column {
 
     /// Elements `start .. start + count` as `i64` (u64 values above `i64::MAX` saturate).
     fn read(&self, path: &Path, start: usize, count: usize, out: &mut Vec<i64>) -> Result<()> {
+        guarded(path, self.name, || {
+            self.read_unguarded(path, start, count, out)
+        })
+    }
+
+    fn read_unguarded(
+        &self,
+        path: &Path,
+        start: usize,
+        count: usize,
+        out: &mut Vec<i64>,
+    ) -> Result<()> {
         out.clear();
         if count == 0 {
             return Ok(());
@@ -205,6 +245,10 @@ fn optional(file: &H5File, path: &Path, name: &'static str) -> Result<Option<Col
 
 impl Hdf5Reader {
     pub fn open(path: &Path, options: ReaderOptions) -> Result<Self> {
+        guarded(path, "open", || Self::open_unguarded(path, options))
+    }
+
+    fn open_unguarded(path: &Path, options: ReaderOptions) -> Result<Self> {
         let file = H5File::open(path).map_err(|e| hdf5_err(path, "open", e))?;
         let x = Column::open(&file, path, "events/x")?;
         let y = Column::open(&file, path, "events/y")?;

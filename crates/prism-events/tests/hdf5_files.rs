@@ -8,7 +8,7 @@ use std::process::Command;
 
 use prism_events::reader::{read_all, OutOfBounds, TimeOrder};
 use prism_events::testdata::python;
-use prism_events::{open_with, EventChunk, EventError, Format, ReaderOptions, SensorSize};
+use prism_events::{open, open_with, EventChunk, EventError, Format, ReaderOptions, SensorSize};
 
 const SCRIPT: &str = r#"
 import sys, numpy as np, h5py
@@ -312,6 +312,26 @@ fn mutated_h5_files_never_panic() {
         }
         std::fs::remove_file(&path).unwrap();
     }
+}
+
+/// A fuzzing find: an attribute's array datatype whose base type starts past the end of its
+/// message made rust-hdf5 0.7.9 index out of bounds while opening the file. It must be an error
+/// naming the file.
+#[test]
+fn an_hdf5_file_that_panics_the_hdf5_crate_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("array-datatype.h5");
+    std::fs::write(&path, include_bytes!("regressions/hdf5-array-datatype.h5")).unwrap();
+    let err = match open(&path) {
+        Ok(mut reader) => read_all(reader.as_mut()).unwrap_err(),
+        Err(e) => e,
+    };
+    let msg = err.to_string();
+    assert!(matches!(err, EventError::Hdf5 { .. }), "{msg}");
+    assert!(
+        msg.contains("array-datatype.h5") && msg.contains("malformed file"),
+        "{msg}"
+    );
 }
 
 #[test]
