@@ -8,7 +8,7 @@
 //!   only slow the search down; debug assertions and overflow checks are on (`-a`), so an
 //!   arithmetic overflow is a finding like a panic.
 //! - Seed corpora under `$PRISM_ENV/fuzz/corpus/TARGET`, written once: slices of the real faery
-//!   recordings for the decoders, and from the provisioned Python environment (h5py, numpy,
+//!   recordings for the decoders (for AEDAT 4.0 also packets of gen4.dat's events), and from the provisioned Python environment (h5py, numpy,
 //!   onnx, tritonclient's protobuf messages) an HDF5 event file, an RVT label file, ONNX models
 //!   carrying a `prism` spec and KServe requests for each endpoint. libFuzzer grows them.
 //! - A summary per target (executions, seconds, executions per second, peak memory, outcome) is
@@ -34,6 +34,7 @@ const MAX_LEN: usize = 4096;
 
 /// Every target in `fuzz/Cargo.toml`, in campaign order.
 const TARGETS: &[&str] = &[
+    "aedat4",
     "evt3",
     "evt2",
     "dat",
@@ -308,11 +309,14 @@ fn path_with(dir: &Path) -> std::ffi::OsString {
 /// Seeds each target's corpus once: slices of the real recordings' event data (the targets
 /// supply their own header) and what [`PYTHON_SEEDS`] writes.
 fn write_seeds(env: &Env, root: &Path) -> Result<()> {
+    let faery = env.dir.join("data/faery");
+    if !root.join("aedat4").is_dir() {
+        write_aedat4_seeds(&faery, &root.join("aedat4"))?;
+    }
     let stamp = root.join(".seeded");
     if stamp.is_file() {
         return Ok(());
     }
-    let faery = env.dir.join("data/faery");
     for (target, file, word) in [
         ("evt3", "evt3.raw", 2),
         ("evt2", "evt2.raw", 4),
@@ -344,6 +348,78 @@ fn write_seeds(env: &Env, root: &Path) -> Result<()> {
     )?;
     fs::write(&stamp, "")?;
     Ok(())
+}
+
+/// AEDAT 4.0 seeds (see `fuzz/fuzz_targets/aedat4.rs`): an options byte, then either a whole
+/// file (the start of faery's `davis346.aedat4`) or packets after the target's own header:
+/// the real file's LZ4 packets, and uncompressed event packets of gen4.dat's events with a
+/// packet of another stream between them.
+fn write_aedat4_seeds(faery: &Path, dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir)?;
+    let davis = fs::read(faery.join("davis346.aedat4")).context("reading davis346.aedat4")?;
+    let prefix = |knob: u8, bytes: &[u8]| {
+        let mut seed = vec![knob];
+        seed.extend_from_slice(&bytes[..bytes.len().min(MAX_LEN - 1)]);
+        seed
+    };
+    fs::write(dir.join("davis346-file"), prefix(0x00, &davis))?;
+    let io_header_len = davis
+        .get(14..18)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_le_bytes) as usize;
+    let packets = davis.get(18 + io_header_len..).unwrap_or_default();
+    fs::write(dir.join("davis346-lz4-packets"), prefix(0x80, packets))?;
+
+    let gen4 = fs::read(faery.join("gen4.dat")).context("reading gen4.dat")?;
+    let records = gen4.get(header_len(&gen4) + 2..).unwrap_or_default();
+    let events: Vec<(i64, i16, i16, bool)> = records
+        .chunks_exact(8)
+        .map(|r| {
+            let t = u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
+            let w = u32::from_le_bytes([r[4], r[5], r[6], r[7]]);
+            let (x, y) = ((w & 0x3FFF) % 346, ((w >> 14) & 0x3FFF) % 260);
+            (i64::from(t), x as i16, y as i16, w >> 28 & 1 == 1)
+        })
+        .collect();
+    let packet = |stream: i32, body: &[u8]| {
+        let mut p = stream.to_le_bytes().to_vec();
+        p.extend((body.len() as u32).to_le_bytes());
+        p.extend_from_slice(body);
+        p
+    };
+    for (k, knob) in [0x07u8, 0x1F, 0x60].into_iter().enumerate() {
+        let start = (events.len() / 3 * k).min(events.len().saturating_sub(200));
+        let Some(slice) = events.get(start..start + 200) else {
+            break;
+        };
+        let mut seed = vec![knob];
+        seed.extend(packet(2, &[0u8; 16]));
+        seed.extend(packet(0, &event_packet(&slice[..100])));
+        seed.extend(packet(0, &event_packet(&slice[100..])));
+        fs::write(dir.join(format!("gen4-events-{k}")), seed)?;
+    }
+    Ok(())
+}
+
+/// A size-prefixed `EventPacket` flatbuffer, laid out by hand: size prefix, root offset,
+/// `EVTS`, a one-field vtable, the table, then the vector of 16-byte `Event` structs.
+fn event_packet(events: &[(i64, i16, i16, bool)]) -> Vec<u8> {
+    let total = 32 + 16 * events.len();
+    let mut b = Vec::with_capacity(total);
+    b.extend(((total - 4) as u32).to_le_bytes()); // 0: size prefix
+    b.extend(16u32.to_le_bytes()); // 4: root offset: the table at 4 + 16
+    b.extend(b"EVTS"); // 8: file identifier
+    b.extend([6u16, 8, 4, 0].iter().flat_map(|v| v.to_le_bytes())); // 12: vtable, padding
+    b.extend(8i32.to_le_bytes()); // 20: table: its vtable is 8 bytes back
+    b.extend(4u32.to_le_bytes()); // 24: `elements`, the vector at 24 + 4
+    b.extend((events.len() as u32).to_le_bytes()); // 28: vector length; structs from 32
+    for &(t, x, y, on) in events {
+        b.extend(t.to_le_bytes());
+        b.extend(x.to_le_bytes());
+        b.extend(y.to_le_bytes());
+        b.extend([u8::from(on), 0, 0, 0]);
+    }
+    b
 }
 
 /// Bytes of `%` header lines at the start of a Prophesee file.

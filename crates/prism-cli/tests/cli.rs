@@ -232,6 +232,53 @@ fn evt2_without_geometry_needs_a_sensor_size_to_render() {
 }
 
 #[test]
+fn aedat4_inspects_and_renders_like_the_reference_readers() {
+    let Some(file) = prism_events::testdata::faery("davis346.aedat4") else {
+        return;
+    };
+    let file = file.to_str().unwrap();
+    let o = prism(&["data", "inspect", file, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    // evlib's and faery's readings of the file (crates/prism-events/tests/aedat4.rs).
+    assert_eq!(summary["format"], "AEDAT 4.0");
+    assert_eq!(summary["events"], 78_830);
+    assert_eq!(summary["sensor"], serde_json::json!([346, 260]));
+    assert_eq!(summary["first_t_us"], 1_589_163_147_368_868_i64);
+    assert_eq!(summary["last_t_us"], 1_589_163_149_728_813_i64);
+    let o = prism(&["data", "inspect", file]);
+    assert!(
+        stdout(&o).contains("format       AEDAT 4.0"),
+        "{}",
+        stdout(&o)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("frames");
+    let o = prism(&[
+        "data",
+        "render",
+        file,
+        "--out",
+        out.to_str().unwrap(),
+        "--window-ms",
+        "500",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read_dir(&out).unwrap().count() >= 4);
+
+    // Damaged: the magic is there, the header is not.
+    let bad = dir.path().join("bad.aedat4");
+    let mut bytes = std::fs::read(file).unwrap();
+    bytes.truncate(400);
+    std::fs::write(&bad, bytes).unwrap();
+    let o = prism(&["data", "inspect", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("the header claims"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}
+
+#[test]
 fn demo_runs_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     // A few training steps keep the test short; the pipeline is the same as the default 60.

@@ -12,6 +12,7 @@ pub mod repr;
 pub mod window;
 
 // Decoders, one per format.
+pub mod aedat4;
 pub mod dat;
 pub mod evt2;
 pub mod evt3;

@@ -18,6 +18,8 @@ pub enum Format {
     Evt3,
     /// HDF5 with `events/{x,y,p,t}` (RVT input layout, DSEC layout with `ms_to_idx` / `t_offset`).
     Hdf5,
+    /// iniVation AEDAT 4.0 `.aedat4`: compressed flatbuffer packets; the polarity-event stream.
+    Aedat4,
 }
 
 impl Format {
@@ -27,6 +29,7 @@ impl Format {
             Format::Evt2 => "EVT 2.0 raw",
             Format::Evt3 => "EVT 3.0 raw",
             Format::Hdf5 => "HDF5 events",
+            Format::Aedat4 => "AEDAT 4.0",
         }
     }
 }
@@ -34,15 +37,16 @@ impl Format {
 impl std::str::FromStr for Format {
     type Err = String;
 
-    /// The short names users type: `dat`, `evt2`, `evt3`, `hdf5` (or `h5`).
+    /// The short names users type: `dat`, `evt2`, `evt3`, `hdf5` (or `h5`), `aedat4`.
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s.to_ascii_lowercase().as_str() {
             "dat" => Ok(Format::Dat),
             "evt2" => Ok(Format::Evt2),
             "evt3" => Ok(Format::Evt3),
             "hdf5" | "h5" => Ok(Format::Hdf5),
+            "aedat4" | "aedat" => Ok(Format::Aedat4),
             other => Err(format!(
-                "unknown event format `{other}`: one of dat, evt2, evt3, hdf5"
+                "unknown event format `{other}`: one of dat, evt2, evt3, hdf5, aedat4"
             )),
         }
     }
@@ -175,6 +179,7 @@ pub fn open_with(path: impl AsRef<Path>, options: ReaderOptions) -> Result<Box<d
         Format::Evt2 => Box::new(crate::evt2::Evt2Reader::open(path, options)?),
         Format::Evt3 => Box::new(crate::evt3::Evt3Reader::open(path, options)?),
         Format::Hdf5 => Box::new(crate::hdf5::Hdf5Reader::open(path, options)?),
+        Format::Aedat4 => Box::new(crate::aedat4::Aedat4Reader::open(path, options)?),
     })
 }
 
@@ -182,7 +187,7 @@ const HDF5_MAGIC: &[u8; 8] = b"\x89HDF\r\n\x1a\n";
 
 /// Tells the format from the first bytes of a file, never from its name alone.
 ///
-/// HDF5 by its signature; `.raw` by its `% evt 2.0` / `% evt 3.0` / `% format EVT…` header line;
+/// HDF5 and AEDAT 4.0 by their signatures; `.raw` by its `% evt 2.0` / `% evt 3.0` / `% format EVT…` header line;
 /// `.dat` by a `% ` header without such a line. A file without a header is refused even when it is
 /// named `.dat`: bare 8-byte records cannot be told from any other bytes (random bytes would decode
 /// to junk events), so such a file is read only when the user names the format and the sensor size
@@ -194,6 +199,9 @@ pub fn sniff_format(path: &Path) -> Result<Format> {
         .map_err(|e| EventError::io(path, e))?;
     if head.starts_with(HDF5_MAGIC) {
         return Ok(Format::Hdf5);
+    }
+    if head.starts_with(crate::aedat4::MAGIC) {
+        return Ok(Format::Aedat4);
     }
     let unknown = |reason: &str| EventError::UnknownFormat {
         path: path.to_path_buf(),
@@ -226,6 +234,9 @@ pub fn sniff_format(path: &Path) -> Result<Format> {
         Some(ext) if ext.eq_ignore_ascii_case("raw") => Err(unknown(
             "a .raw file without a `% evt` / `% format` header line; its encoding cannot be told",
         )),
-        _ => Err(unknown("no `%` header and no HDF5 signature")),
+        Some(ext) if ext.eq_ignore_ascii_case("aedat4") => Err(unknown(
+            "no `#!AER-DAT4.0` magic at the start of an .aedat4 file",
+        )),
+        _ => Err(unknown("no `%` header and no HDF5 or AEDAT 4.0 signature")),
     }
 }

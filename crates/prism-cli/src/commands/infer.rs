@@ -41,8 +41,8 @@ pub struct InferArgs {
     /// model's. Without it such a recording is read as the model's sensor, with a note.
     #[arg(long, value_parser = super::data::parse_sensor_size)]
     pub sensor: Option<SensorSize>,
-    /// The file's format (`dat`, `evt2`, `evt3`, `hdf5`) when its content cannot tell it: a DAT
-    /// file without a `%` header is read only with `--format dat` and `--sensor`.
+    /// The file's format (`dat`, `evt2`, `evt3`, `hdf5`, `aedat4`) when its content cannot tell it:
+    /// a DAT file without a `%` header is read only with `--format dat` and `--sensor`.
     #[arg(long)]
     pub format: Option<prism_events::Format>,
     /// A pause in the events longer than this (milliseconds) ends the sequence: the state is

@@ -10,13 +10,13 @@ use serde::Serialize;
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// A `.dat`, EVT2/EVT3 `.raw` or HDF5 event file.
+    /// A `.dat`, EVT2/EVT3 `.raw`, HDF5 or AEDAT 4.0 `.aedat4` event file.
     pub file: PathBuf,
     /// Sensor size for files that do not declare it (e.g. `640x480`).
     #[arg(long, value_parser = super::parse_sensor_size)]
     pub sensor: Option<SensorSize>,
-    /// The file's format (`dat`, `evt2`, `evt3`, `hdf5`) when its content cannot tell it: a DAT
-    /// file without a `%` header is read only with `--format dat` and `--sensor`.
+    /// The file's format (`dat`, `evt2`, `evt3`, `hdf5`, `aedat4`) when its content cannot tell it:
+    /// a DAT file without a `%` header is read only with `--format dat` and `--sensor`.
     #[arg(long)]
     pub format: Option<prism_events::Format>,
     /// Print the summary as JSON.

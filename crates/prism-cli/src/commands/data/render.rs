@@ -32,8 +32,8 @@ pub struct RenderArgs {
     /// Sensor size for files that do not declare it (e.g. `640x480`).
     #[arg(long, value_parser = super::parse_sensor_size)]
     pub sensor: Option<SensorSize>,
-    /// The file's format (`dat`, `evt2`, `evt3`, `hdf5`) when its content cannot tell it: a DAT
-    /// file without a `%` header is read only with `--format dat` and `--sensor`.
+    /// The file's format (`dat`, `evt2`, `evt3`, `hdf5`, `aedat4`) when its content cannot tell it:
+    /// a DAT file without a `%` header is read only with `--format dat` and `--sensor`.
     #[arg(long)]
     pub format: Option<prism_events::Format>,
     /// Events per pixel (summed over bins) drawn at full colour.
