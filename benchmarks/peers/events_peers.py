@@ -6,8 +6,14 @@ the median reported. Single-threaded: the caller sets OMP/MKL/OPENBLAS/POLARS/RA
 (and pins the process to one core).
 
 Tasks (the same work prism does in the same run):
-  decode_dat   NumPy .dat reader (frombuffer + bit operations) on gen4.dat, whole file.
-  decode_evt3  evlib.load_events(evt3.raw).collect(), whole file.
+  decode_dat   NumPy .dat reader (frombuffer + bit operations) on gen4.dat, whole file;
+               faery's decoder (events_stream_from_file, packets counted).
+  decode_evt3  evlib.load_events(evt3.raw).collect(); the PyPI evt3 package's decode_file;
+               faery's decoder; whole file.
+  decode_evt2  evlib and faery on evt2.raw (the evt3 package misreads EVT 2.0 without an error,
+               see shared/reference/peer-baselines.md, so it is left out there).
+Each decoder row carries the number of events it returned, which bench-events checks against
+prism's: a peer that returns another count is marked, not ranked.
   histogram    RVT stacked histogram, 720x1280, 10 bins, cutoff 10, 50 ms windows ending on a
                50 ms grid, bounds by np.searchsorted:
                  numpy: np.add.at into a reused uint8 buffer, then np.clip in place with uint8 bounds (its fast path)
@@ -80,6 +86,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dat", required=True)
     ap.add_argument("--evt3", required=True)
+    ap.add_argument("--evt2", required=True)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--evlib-hist-runs", type=int, default=1)
     ap.add_argument("--width", type=int, default=1280)
@@ -139,6 +146,54 @@ def main():
                              "windows": len(ends), "median_s": s})
     except Exception as e:  # a broken peer is reported, not fatal
         out["errors"]["evlib"] = repr(e)
+
+    try:
+        import evt3
+
+        from importlib.metadata import version
+
+        out["versions"]["evt3"] = version("evt3")
+        n = len(evt3.decode_file(args.evt3))
+        s = timed(lambda: evt3.decode_file(args.evt3), args.runs)
+        out["peers"].append({"task": "decode_evt3", "name": "evt3 decode_file", "events": n,
+                             "median_s": s})
+    except Exception as e:
+        out["errors"]["evt3"] = repr(e)
+
+    try:
+        import faery
+
+        out["versions"]["faery"] = faery.__version__
+
+        def faery_decode(path, dimensions):
+            n = 0
+            for packet in faery.events_stream_from_file(path, dimensions_fallback=dimensions):
+                n += len(packet)
+            return n
+
+        for task, path, dims in [("decode_dat", args.dat, (args.width, args.height)),
+                                 ("decode_evt3", args.evt3, (args.width, args.height)),
+                                 ("decode_evt2", args.evt2, (640, 480))]:
+            n = faery_decode(path, dims)
+            s = timed(lambda: faery_decode(path, dims), args.runs)
+            out["peers"].append({"task": task, "name": "faery events_stream_from_file",
+                                 "events": n, "median_s": s})
+    except Exception as e:
+        out["errors"]["faery"] = repr(e)
+
+    try:
+        import evlib
+
+        def evlib_decode(path):
+            lf = evlib.load_events(path)
+            return lf.collect() if hasattr(lf, "collect") else lf
+
+        n = evlib_decode(args.evt2).height
+        s = timed(lambda: evlib_decode(args.evt2), args.runs)
+        out["peers"].append({"task": "decode_evt2", "name": "evlib load_events", "events": n,
+                             "median_s": s})
+    except Exception as e:
+        out["errors"]["evlib_evt2"] = repr(e)
 
     json.dump(out, sys.stdout)
 

@@ -24,6 +24,7 @@
 //!   `$PRISM_ENV/data/seq-shakespeare-minilm`, built once on the CPU in the torch venv; prints
 //!   its directory. `test` does not build it (see `seq_data`).
 
+mod events_peers;
 mod fuzz;
 mod provision;
 mod seq_data;
@@ -200,6 +201,12 @@ fn run_benches(env: &provision::Env, names: &[String]) -> Result<()> {
             // Its peer: KServe's model server, in its own venv.
             serve_peer::provision(env)?;
         }
+        // Its peers (the PyPI evt3 and faery decoders among them) have their own venv.
+        let events_python = if name == "bench-events" {
+            Some(events_peers::provision(env)?)
+        } else {
+            None
+        };
         if name == "bench-seq" {
             // Its data: real sentence embeddings, made once in the torch venv.
             seq_data::provision(env, &[])?;
@@ -223,6 +230,9 @@ fn run_benches(env: &provision::Env, names: &[String]) -> Result<()> {
         ]);
         for (key, value) in env.variables()? {
             cmd.env(key, value);
+        }
+        if let Some(python) = &events_python {
+            cmd.arg("--").arg("--python").arg(python);
         }
         if name == "bench-train" {
             // Burn's LibTorch backend is timed too, on the venv's libtorch.

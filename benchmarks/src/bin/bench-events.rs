@@ -1,13 +1,16 @@
 //! `bench-events`: the event layer against its peers, on one core, in one run.
 //!
-//! Measures prism's EVT3 and DAT decoding (whole file, page cache warm) and RVT stacked-histogram
-//! building (720x1280, 50 ms windows, cutoff 10, windows cut by the streaming slicer), then runs
-//! `benchmarks/peers/events_peers.py` (NumPy, evlib) pinned to the same core with every thread
-//! pool at 1, and writes `results/events.{md,json,png}`.
+//! Measures prism's EVT3, EVT2 and DAT decoding (whole file, page cache warm) and RVT
+//! stacked-histogram building (720x1280, 50 ms windows, cutoff 10, windows cut by the streaming
+//! slicer), then runs `benchmarks/peers/events_peers.py` (NumPy, evlib, the PyPI `evt3` and
+//! `faery` decoders; `cargo xtask bench bench-events` gives them their own venv) pinned to the
+//! same core with every thread pool at 1, and writes `results/events.{md,json,png}`. A peer
+//! decoder that returns another number of events than prism is marked and not ranked.
 //!
 //! ```text
 //! cargo run --release -p prism-benchmarks --bin bench-events -- [--runs 5] [--cpu 1]
-//!     [--dat gen4.dat] [--evt3 evt3.raw] [--python venv/bin/python] [--out benchmarks/results]
+//!     [--dat gen4.dat] [--evt3 evt3.raw] [--evt2 evt2.raw] [--python venv/bin/python]
+//!     [--out benchmarks/results]
 //!     [--no-peers]
 //! ```
 
@@ -32,6 +35,9 @@ struct Cli {
     /// An EVT3 recording (default: faery's evt3.raw).
     #[arg(long)]
     evt3: Option<PathBuf>,
+    /// An EVT 2.0 recording (default: faery's evt2.raw).
+    #[arg(long)]
+    evt2: Option<PathBuf>,
     /// Timed runs per task (the median is reported).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     runs: u64,
@@ -56,6 +62,7 @@ struct Cli {
 struct Args {
     dat: PathBuf,
     evt3: PathBuf,
+    evt2: PathBuf,
     runs: usize,
     cpu: Option<usize>,
     python: Option<PathBuf>,
@@ -70,6 +77,7 @@ fn parse_args() -> Result<Args> {
     Ok(Args {
         dat: cli.dat.map_or_else(|| faery("gen4.dat"), Ok)?,
         evt3: cli.evt3.map_or_else(|| faery("evt3.raw"), Ok)?,
+        evt2: cli.evt2.map_or_else(|| faery("evt2.raw"), Ok)?,
         runs: cli.runs as usize,
         cpu: (!cli.no_pin).then_some(cli.cpu),
         python: cli.python,
@@ -196,6 +204,8 @@ fn run_peers(args: &Args) -> Result<Value> {
         .arg(&args.dat)
         .arg("--evt3")
         .arg(&args.evt3)
+        .arg("--evt2")
+        .arg(&args.evt2)
         .arg("--runs")
         .arg(args.runs.to_string())
         .output()
@@ -223,6 +233,7 @@ fn main() -> Result<()> {
     );
 
     let (evt3_s, evt3_n) = time_median(args.runs, || decode(&args.evt3))?;
+    let (evt2_s, evt2_n) = time_median(args.runs, || decode(&args.evt2))?;
     let (dat_s, dat_n) = time_median(args.runs, || decode(&args.dat))?;
     let events = prism_events::reader::read_all(prism_events::open(&args.dat)?.as_mut())?;
     let mut full = StackedHistogram::new(HistogramConfig::rvt(1280, 720))?;
@@ -231,7 +242,7 @@ fn main() -> Result<()> {
     let mut gen4 = StackedHistogram::new(HistogramConfig::gen4())?;
     let (gen4_s, _) = time_median(args.runs, || histogram_pass(&events, &mut gen4))?;
     eprintln!(
-        "ours done: evt3 {evt3_s:.4}s, dat {dat_s:.4}s, histogram {hist_s:.4}s / {windows} windows"
+        "ours done: evt3 {evt3_s:.4}s, evt2 {evt2_s:.4}s, dat {dat_s:.4}s, histogram {hist_s:.4}s / {windows} windows"
     );
 
     let peers = if args.peers {
@@ -239,19 +250,30 @@ fn main() -> Result<()> {
     } else {
         json!({"peers": [], "versions": {}, "errors": {}})
     };
-    let peer_rows = |task: &str| -> Vec<(String, f64, Option<f64>)> {
-        peers["peers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|p| p["task"] == task)
-            .filter_map(|p| {
-                let s = p["median_s"].as_f64()?;
-                let ev = p["events"].as_u64()?;
-                let per_window = p["windows"].as_u64().map(|w| s * 1e3 / w as f64);
-                Some((p["name"].as_str()?.to_string(), mev(ev, s), per_window))
-            })
-            .collect()
+    // Decoders are checked against prism's event count: a peer that reads another number of
+    // events is listed with the count and left out of the ranking.
+    let mut miscounted: Vec<(String, f64)> = Vec::new();
+    let mut peer_rows = |task: &str, expected: Option<u64>| -> Vec<(String, f64, Option<f64>)> {
+        let mut rows = Vec::new();
+        for p in peers["peers"].as_array().into_iter().flatten() {
+            if p["task"] != task {
+                continue;
+            }
+            let (Some(s), Some(ev), Some(name)) = (
+                p["median_s"].as_f64(),
+                p["events"].as_u64(),
+                p["name"].as_str(),
+            ) else {
+                continue;
+            };
+            if expected.is_some_and(|n| n != ev) {
+                miscounted.push((format!("{task}: {name} read {ev} events"), mev(ev, s)));
+                continue;
+            }
+            let per_window = p["windows"].as_u64().map(|w| s * 1e3 / w as f64);
+            rows.push((name.to_string(), mev(ev, s), per_window));
+        }
+        rows
     };
     let per_window = |s: f64| s * 1e3 / windows as f64;
     let rows = vec![
@@ -260,7 +282,15 @@ fn main() -> Result<()> {
             what: format!("EVT3 decoding, evt3.raw ({evt3_n} events)"),
             ours: mev(evt3_n, evt3_s),
             ours_ms_per_window: None,
-            peers: peer_rows("decode_evt3"),
+            peers: peer_rows("decode_evt3", Some(evt3_n)),
+            goal: 2.0,
+        },
+        Row {
+            task: "decode_evt2",
+            what: format!("EVT2 decoding, evt2.raw ({evt2_n} events)"),
+            ours: mev(evt2_n, evt2_s),
+            ours_ms_per_window: None,
+            peers: peer_rows("decode_evt2", Some(evt2_n)),
             goal: 2.0,
         },
         Row {
@@ -268,7 +298,7 @@ fn main() -> Result<()> {
             what: format!("DAT decoding, gen4.dat ({dat_n} events)"),
             ours: mev(dat_n, dat_s),
             ours_ms_per_window: None,
-            peers: peer_rows("decode_dat"),
+            peers: peer_rows("decode_dat", Some(dat_n)),
             goal: 2.0,
         },
         Row {
@@ -278,7 +308,7 @@ fn main() -> Result<()> {
             ),
             ours: mev(hist_n, hist_s),
             ours_ms_per_window: Some(per_window(hist_s)),
-            peers: peer_rows("histogram"),
+            peers: peer_rows("histogram", None),
             goal: 3.0,
         },
         Row {
@@ -292,10 +322,15 @@ fn main() -> Result<()> {
             goal: 0.0,
         },
     ];
-    write_results(&args, &rows, &peers)
+    write_results(&args, &rows, &miscounted, &peers)
 }
 
-fn write_results(args: &Args, rows: &[Row], peers: &Value) -> Result<()> {
+fn write_results(
+    args: &Args,
+    rows: &[Row],
+    miscounted: &[(String, f64)],
+    peers: &Value,
+) -> Result<()> {
     std::fs::create_dir_all(&args.out)?;
     let mut md = String::from("# Event layer: prism vs peers (one core)\n\n");
     md += &format!(
@@ -346,12 +381,15 @@ fn write_results(args: &Args, rows: &[Row], peers: &Value) -> Result<()> {
             );
         }
     }
+    for (what, rate) in miscounted {
+        md += &format!("\nNot ranked: {what}, not prism's count ({rate:.1} M events/s).\n");
+    }
     md += &format!(
         "\nPeer versions: {}. Peer errors: {}.\n",
         peers["versions"], peers["errors"]
     );
     std::fs::write(args.out.join("events.md"), &md)?;
-    let j = json!({"runs": args.runs, "cpu": args.cpu, "rows": jrows, "peer_versions": peers["versions"], "peer_errors": peers["errors"]});
+    let j = json!({"runs": args.runs, "cpu": args.cpu, "rows": jrows, "not_ranked": miscounted.iter().map(|m| json!({"what": m.0, "mev_s": m.1})).collect::<Vec<_>>(), "peer_versions": peers["versions"], "peer_errors": peers["errors"]});
     std::fs::write(
         args.out.join("events.json"),
         serde_json::to_string_pretty(&j)?,
