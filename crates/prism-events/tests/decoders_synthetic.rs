@@ -665,3 +665,100 @@ mod dat_fast_path {
         }
     }
 }
+
+// ---------- EVT 2.0 fast path against a word-by-word transcription ----------
+
+/// The EVT 2.0 rules word by word (see `evt2.rs`): CD words before the first TIME_HIGH
+/// skipped, 34-bit loops counted, times clamped to the running maximum, pixels outside the
+/// sensor dropped, other word types skipped.
+fn evt2_reference(words: &[u32], width: u32, height: u32) -> (EventChunk, u64, u64) {
+    const MAX_BASE: i64 = ((1 << 28) - 1) << 6;
+    let (mut out, mut repairs, mut dropped) = (EventChunk::default(), 0, 0);
+    let (mut high, mut loops, mut has_time, mut max) = (0i64, 0i64, false, i64::MIN);
+    for &w in words {
+        match w >> 28 {
+            0 | 1 if has_time => {
+                let mut t = high + i64::from((w >> 22) & 0x3F);
+                if t < max {
+                    repairs += 1;
+                    t = max;
+                }
+                max = t;
+                let (x, y) = ((w >> 11) & 0x7FF, w & 0x7FF);
+                if x < width && y < height {
+                    out.push(t, x as u16, y as u16, (w >> 28) as u8);
+                } else {
+                    dropped += 1;
+                }
+            }
+            8 => {
+                let mut t = (i64::from(w & 0x0FFF_FFFF) << 6) + loops * (MAX_BASE + 64);
+                if high > t && high - t >= MAX_BASE - (10 << 6) {
+                    t += MAX_BASE + 64;
+                    loops += 1;
+                }
+                high = t;
+                has_time = true;
+            }
+            _ => {}
+        }
+    }
+    (out, repairs, dropped)
+}
+
+mod evt2_fast_path {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// TIME_HIGH words with long runs of CD words between them, and rare anomalies: a 6-bit time
+    /// that falls, a TIME_HIGH that goes back, pixels outside the 640x480 sensor, other words.
+    fn stream() -> impl Strategy<Value = Vec<u32>> {
+        prop::collection::vec((0u32..600, 0u32..640, 0u32..480, 0u32..2), 1..4000).prop_map(
+            |draws| {
+                let (mut high, mut ts, mut words) = (1000u32, 0u32, vec![evt2_high(1000)]);
+                for (kind, x, y, p) in draws {
+                    match kind {
+                        0 => {
+                            high += 1;
+                            ts = 0;
+                            words.push(evt2_high(high));
+                        }
+                        1 => words.push(evt2_high(high.saturating_sub(3))),
+                        2 => words.push(evt2_cd(p, ts.saturating_sub(5), x, y)),
+                        3 => words.push(evt2_cd(p, ts, 640 + x, y)),
+                        4 => words.push(0xE000_0000 | x),
+                        _ => {
+                            ts = (ts + u32::from(kind % 3 == 0)).min(63);
+                            words.push(evt2_cd(p, ts, x, y));
+                        }
+                    }
+                }
+                words
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn equals_word_by_word(words in stream(), chunk in 1usize..3000) {
+            let f = file("fast.raw", &evt2_bytes("% evt 2.0\n% geometry 640x480\n", &words));
+            let options = ReaderOptions { out_of_bounds: OutOfBounds::Drop, ..opts(chunk) };
+            let mut r = reader(&f, options);
+            let got = read_all(r.as_mut()).unwrap();
+            let (want, repairs, dropped) = evt2_reference(&words, 640, 480);
+            prop_assert_eq!(got.len(), want.len());
+            prop_assert!(got == want);
+            prop_assert_eq!(r.stats().time_repairs, repairs);
+            prop_assert_eq!(r.stats().dropped_out_of_bounds, dropped);
+            if let Some(&target) = want.t.get(want.len() / 2) {
+                r.seek_time(target).unwrap();
+                let tail = read_all(r.as_mut()).unwrap();
+                let mut expect = want.clone();
+                expect.drain_front(want.t.partition_point(|&t| t < target));
+                prop_assert!(tail == expect);
+            }
+        }
+    }
+}
