@@ -108,9 +108,12 @@ impl Evt2Reader {
             if out.len() >= limit {
                 break;
             }
-            let word_at =
-                |k: usize| u32::from_le_bytes([bytes[k], bytes[k + 1], bytes[k + 2], bytes[k + 3]]);
-            let w = word_at(used);
+            let w = u32::from_le_bytes([
+                bytes[used],
+                bytes[used + 1],
+                bytes[used + 2],
+                bytes[used + 3],
+            ]);
             // A run of CD words under one TIME_HIGH: in one pass when no policy is needed.
             if w >> 28 <= 1 && st.has_time && used >= slow_until {
                 let room = (limit - out.len()).min(FAST_RUN);

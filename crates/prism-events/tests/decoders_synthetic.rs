@@ -578,6 +578,37 @@ fn raw_files_without_an_encoding_line_are_refused() {
     assert!(prism_events::evt2::Evt2Reader::open(&f.path, opts(10)).is_err());
 }
 
+// ---------- Fast paths against transcriptions of the policies ----------
+
+/// Decodes `f` with `chunk` events per read (out-of-sensor events dropped) and checks it
+/// against a reference decode `(events, time repairs, dropped)`, then seeks to the middle
+/// event and checks the suffix.
+fn matches_reference(
+    f: &TempFile,
+    chunk: usize,
+    (want, repairs, dropped): (EventChunk, u64, u64),
+) -> Result<(), proptest::test_runner::TestCaseError> {
+    use proptest::{prop_assert, prop_assert_eq};
+    let options = ReaderOptions {
+        out_of_bounds: OutOfBounds::Drop,
+        ..opts(chunk)
+    };
+    let mut r = reader(f, options);
+    let got = read_all(r.as_mut()).unwrap();
+    prop_assert_eq!(got.len(), want.len());
+    prop_assert!(got == want);
+    prop_assert_eq!(r.stats().time_repairs, repairs);
+    prop_assert_eq!(r.stats().dropped_out_of_bounds, dropped);
+    if let Some(&target) = want.t.get(want.len() / 2) {
+        r.seek_time(target).unwrap();
+        let tail = read_all(r.as_mut()).unwrap();
+        let mut expect = want.clone();
+        expect.drain_front(want.t.partition_point(|&t| t < target));
+        prop_assert!(tail == expect);
+    }
+    Ok(())
+}
+
 // ---------- DAT fast path against a record-by-record transcription ----------
 
 /// RVT's policy for `.dat`, record by record: u32 time unwrapped (a fall of more than 2^31 is
@@ -646,22 +677,7 @@ mod dat_fast_path {
             let bytes: Vec<[u8; 8]> =
                 records.iter().map(|&(t, x, y, p)| dat_record(t, x, y, p)).collect();
             let f = file("fast.dat", &dat_bytes(&[0x0C, 8], &bytes));
-            let options = ReaderOptions { out_of_bounds: OutOfBounds::Drop, ..opts(chunk) };
-            let mut r = reader(&f, options);
-            let got = read_all(r.as_mut()).unwrap();
-            let (want, repairs, dropped) = dat_reference(&records, 304, 240);
-            prop_assert_eq!(got.len(), want.len());
-            prop_assert!(got == want);
-            prop_assert_eq!(r.stats().time_repairs, repairs);
-            prop_assert_eq!(r.stats().dropped_out_of_bounds, dropped);
-            // A seek into the middle gives the reference's suffix.
-            if let Some(&target) = want.t.get(want.len() / 2) {
-                r.seek_time(target).unwrap();
-                let tail = read_all(r.as_mut()).unwrap();
-                let mut expect = want.clone();
-                expect.drain_front(want.t.partition_point(|&t| t < target));
-                prop_assert!(tail == expect);
-            }
+            matches_reference(&f, chunk, dat_reference(&records, 304, 240))?;
         }
     }
 }
@@ -744,21 +760,7 @@ mod evt2_fast_path {
         #[test]
         fn equals_word_by_word(words in stream(), chunk in 1usize..3000) {
             let f = file("fast.raw", &evt2_bytes("% evt 2.0\n% geometry 640x480\n", &words));
-            let options = ReaderOptions { out_of_bounds: OutOfBounds::Drop, ..opts(chunk) };
-            let mut r = reader(&f, options);
-            let got = read_all(r.as_mut()).unwrap();
-            let (want, repairs, dropped) = evt2_reference(&words, 640, 480);
-            prop_assert_eq!(got.len(), want.len());
-            prop_assert!(got == want);
-            prop_assert_eq!(r.stats().time_repairs, repairs);
-            prop_assert_eq!(r.stats().dropped_out_of_bounds, dropped);
-            if let Some(&target) = want.t.get(want.len() / 2) {
-                r.seek_time(target).unwrap();
-                let tail = read_all(r.as_mut()).unwrap();
-                let mut expect = want.clone();
-                expect.drain_front(want.t.partition_point(|&t| t < target));
-                prop_assert!(tail == expect);
-            }
+            matches_reference(&f, chunk, evt2_reference(&words, 640, 480))?;
         }
     }
 }

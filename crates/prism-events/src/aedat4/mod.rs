@@ -195,6 +195,7 @@ impl Aedat4Reader {
             None => None,
         };
         let sensor = declared.or(options.sensor_size);
+        let stream_id = events.id;
         Ok(Self {
             path: path.to_path_buf(),
             file,
@@ -202,8 +203,8 @@ impl Aedat4Reader {
             data_end,
             pos: data_start,
             compression,
-            stream_id: events.id,
-            streams: streams.clone(),
+            stream_id,
+            streams,
             raw: Vec::new(),
             packet: Vec::new(),
             events: Vec::new(),
