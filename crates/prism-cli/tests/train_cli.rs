@@ -296,3 +296,120 @@ fn ablate_runs_an_rvt_grid_and_never_redoes_a_finished_run() {
         table
     );
 }
+
+/// A Gen1-sized rvt-tiny variant (fewer channels) that trains on prepared data.
+const GEN1_PREPARED_CARD: &str = r#"
+name = "rvt-rvt-layout-test"
+[model]
+embed_dim = 16
+dim_head = 16
+fpn_depth = 0.33
+num_classes = 2
+input_size = [256, 320]
+partition_size = [8, 10]
+[data]
+classes = ["car", "pedestrian"]
+sensor = [304, 240]
+downsample = 1
+window_ms = 50
+bins = 10
+count_cutoff = 10
+[train]
+batch_size = 1
+seq_len = 2
+lr = 1e-3
+steps = 2
+val_every = 0
+checkpoint_every = 2
+seed = 1
+[dataset]
+kind = "prepared"
+eval_filter = "gen1"
+"#;
+
+/// `prism train` and `prism eval` on a dataset written by RVT's own preprocessing (the
+/// prism-data fixture), read as it is: no `prism data prepare` first.
+#[test]
+fn train_and_eval_run_on_rvt_preprocessed_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = dir.path().join("card.toml");
+    std::fs::write(&card, GEN1_PREPARED_CARD).unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../prism-data/tests/fixtures/rvt-preprocessed/gen1");
+    let run = dir.path().join("run");
+    let o = prism(&[
+        "train",
+        "--config",
+        card.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("1 train sequences (15 windows), 1 val sequences"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(train_steps(&run), vec![1, 2]);
+    let eval_out = dir.path().join("eval.json");
+    let o = prism(&[
+        "eval",
+        "--checkpoint",
+        run.join("checkpoints/last").to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        eval_out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&eval_out).unwrap()).unwrap();
+    assert_eq!(
+        report["stats"].as_array().map(Vec::len),
+        Some(12),
+        "{report}"
+    );
+
+    // A damaged RVT folder is an error that names the file.
+    let broken = dir.path().join("broken");
+    for split in ["train", "val"] {
+        let from = data.join(split);
+        let to = broken.join(split);
+        copy_dir(&from, &to);
+    }
+    let h5 = broken.join(
+        "train/seq_a/event_representations_v2/stacked_histogram_dt=50_nbins=10/event_representations.h5",
+    );
+    let bytes = std::fs::read(&h5).unwrap();
+    std::fs::write(&h5, &bytes[..bytes.len() / 3]).unwrap();
+    let o = prism(&[
+        "train",
+        "--config",
+        card.to_str().unwrap(),
+        "--data",
+        broken.to_str().unwrap(),
+        "--run-dir",
+        dir.path().join("run2").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("event_representations.h5") && text(&o).contains("RVT preprocessed data"),
+        "{}",
+        text(&o)
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

@@ -34,6 +34,9 @@ pub enum DataError {
         #[source]
         source: Option<crate::codec::CodecError>,
     },
+    /// A sequence in RVT's preprocessed layout that cannot be read ([`crate::rvt_layout`]).
+    #[error("{}: RVT preprocessed data: {reason}", path.display())]
+    RvtLayout { path: PathBuf, reason: String },
     #[error("invalid argument: {0}")]
     Invalid(String),
     /// A sampler state saved for another configuration or split.

@@ -5,6 +5,8 @@
 //!   stacked histogram per 50 ms window plus the cleaned labels attached to their windows.
 //! - [`tree`]: a Gen1 / 1Mpx dataset folder prepared sequence by sequence, resumable.
 //! - [`prepared`], [`store`], [`codec`]: the prepared sequence in memory and on disk.
+//! - [`rvt_layout`]: RVT's own preprocessed datasets (`labels_v2`, `event_representations_v2`),
+//!   read directly as prepared sequences.
 //! - [`sampler`], [`augment`], [`batch`]: RVT's mixed random / streaming clip sampling, its
 //!   flip and zoom augmentation, and the batch tensors the trainer feeds the network.
 //! - [`sequence`]: sentence-embedding corpora for the next-vector sequence models, their
@@ -19,6 +21,7 @@ pub mod filter;
 pub mod multimodal;
 pub mod prepare;
 pub mod prepared;
+pub mod rvt_layout;
 pub mod sampler;
 pub mod sequence;
 pub mod store;

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::EncodedHistograms;
 use crate::error::{DataError, Result};
 use crate::prepared::{PreparedSequence, PreparedSplit, SequenceMeta, WindowLabels};
+use crate::rvt_layout;
 
 pub const META_FILE: &str = "meta.json";
 pub const LABELS_FILE: &str = "labels.json";
@@ -116,7 +117,8 @@ pub fn load(dir: &Path) -> Result<PreparedSequence> {
 }
 
 /// Loads every sequence of `root/<split>/`, sorted by folder name. Hidden folders (unfinished
-/// saves) are skipped; any other folder must hold a complete sequence.
+/// saves) are skipped; any other folder must hold a complete sequence, prism's or one in RVT's
+/// preprocessed layout ([`rvt_layout`]).
 pub fn load_split(root: &Path, split: &str) -> Result<PreparedSplit> {
     let dir = root.join(split);
     let mut names = Vec::new();
@@ -130,7 +132,14 @@ pub fn load_split(root: &Path, split: &str) -> Result<PreparedSplit> {
     names.sort();
     let sequences = names
         .iter()
-        .map(|n| load(&dir.join(n)))
+        .map(|n| {
+            let seq_dir = dir.join(n);
+            if !is_prepared(&seq_dir) && rvt_layout::is_rvt_sequence(&seq_dir) {
+                rvt_layout::load_rvt_sequence(&seq_dir, None, split)
+            } else {
+                load(&seq_dir)
+            }
+        })
         .collect::<Result<Vec<_>>>()?;
     PreparedSplit::new(sequences)
 }

@@ -55,17 +55,20 @@ struct Column {
 /// must be an error, not a crash. Nothing of the reader is used after a caught panic: the call
 /// that panicked returns the error, and so does the reader's open or read.
 fn guarded<T>(path: &Path, what: &str, call: impl FnOnce() -> Result<T>) -> Result<T> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_or_else(|payload| {
+    catch_hdf5_panic(call).unwrap_or_else(|reason| Err(hdf5_err(path, what, reason)))
+}
+
+/// Runs `call`, which uses `rust-hdf5`, and turns a panic inside it into the reason to report
+/// (`malformed file: ...`). For other crates reading HDF5 files (prism-data reads RVT's
+/// preprocessed histograms): the same protection this module's readers have.
+pub fn catch_hdf5_panic<T>(call: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).map_err(|payload| {
         let message = payload
             .downcast_ref::<&str>()
             .map(|s| (*s).to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        Err(hdf5_err(
-            path,
-            what,
-            format!("malformed file: the HDF5 reader failed on it ({message})"),
-        ))
+        format!("malformed file: the HDF5 reader failed on it ({message})")
     })
 }
 

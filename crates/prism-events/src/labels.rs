@@ -40,6 +40,10 @@ pub enum LabelsError {
     Npy(std::io::Error),
     #[error("dtype '{0}' is not a structured array of boxes")]
     NotRecords(String),
+    #[error("dtype '{0}' is not an integer array")]
+    NotIntegers(String),
+    #[error("shape {0:?} is not one-dimensional")]
+    NotOneDimensional(Vec<u64>),
     #[error("{0} is too large")]
     TooLarge(&'static str),
     /// A header numpy itself would not write: too long, or nested deeper than a dtype needs.
@@ -197,6 +201,68 @@ pub fn parse_bbox_npy(bytes: &[u8]) -> Result<Vec<BoxLabel>, LabelsError> {
         });
     }
     Ok(labels)
+}
+
+/// Decodes a 1-D little-endian integer `.npy` array (any width up to 8 bytes) as `i64`: the index
+/// and timestamp arrays RVT's preprocessing writes beside its labels. Unsigned values above
+/// `i64::MAX` are an error. The header gets the same checks as a bbox file's.
+pub fn parse_int_npy(bytes: &[u8]) -> Result<Vec<i64>, LabelsError> {
+    if !bytes.starts_with(MAGIC) {
+        return Err(LabelsError::NoMagic);
+    }
+    check_header(bytes)?;
+    let file = npyz::NpyFile::new(bytes).map_err(LabelsError::Npy)?;
+    let header = file.header();
+    let dtype = header.dtype();
+    let (signed, size) = match &dtype {
+        npyz::DType::Plain(ty) => match scalar_of(ty) {
+            (Scalar::Int { signed, size }, None) => (signed, size),
+            (_, Some(problem)) => {
+                return Err(LabelsError::Field {
+                    field: "array".into(),
+                    problem,
+                })
+            }
+            _ => return Err(LabelsError::NotIntegers(ty.to_string())),
+        },
+        other => return Err(LabelsError::NotIntegers(other.descr())),
+    };
+    let count = match header.shape() {
+        [n] => usize::try_from(*n).map_err(|_| LabelsError::TooLarge("the shape"))?,
+        shape => return Err(LabelsError::NotOneDimensional(shape.to_vec())),
+    };
+    let data = file.into_inner();
+    let needed = count
+        .checked_mul(size)
+        .ok_or(LabelsError::TooLarge("the shape times the itemsize"))?;
+    if data.len() < needed {
+        return Err(LabelsError::Truncated {
+            bytes: data.len(),
+            count,
+            itemsize: size,
+            needed,
+        });
+    }
+    data.chunks_exact(size)
+        .take(count)
+        .map(|raw| {
+            let mut le = [0u8; 8];
+            le[..size].copy_from_slice(raw);
+            let negative = signed && raw[size - 1] & 0x80 != 0;
+            if negative {
+                le[size..].fill(0xff);
+            }
+            let value = u64::from_le_bytes(le);
+            if signed {
+                Ok(value as i64)
+            } else {
+                i64::try_from(value).map_err(|_| LabelsError::Field {
+                    field: "array".into(),
+                    problem: FieldProblem::OutOfRange(value.to_string()),
+                })
+            }
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use prism_events::labels::{encode_bbox_npy, parse_bbox_npy};
+use prism_events::labels::{encode_bbox_npy, parse_bbox_npy, parse_int_npy};
 use prism_events::{read_bbox_npy, testdata, write_bbox_npy, BoxLabel, EventError};
 use proptest::prelude::*;
 
@@ -293,4 +293,62 @@ fn deeply_nested_headers_are_refused_at_once() {
     long.extend(std::iter::repeat_n(b' ', 20_000));
     let err = prism_events::labels::parse_bbox_npy(&long).unwrap_err();
     assert!(err.to_string().contains("numpy reads at most"), "{err}");
+}
+
+/// The 1-D index and time arrays of RVT's preprocessed datasets, every integer type numpy
+/// writes, against numpy's own files.
+#[test]
+fn integer_arrays_read_as_numpy_wrote_them() {
+    let script = r#"
+import io, numpy as np, sys
+values = [0, 1, -2, 127, -128, 100000, -7]
+for dt in ['<i1', '<i2', '<i4', '<i8', '<u1', '<u2', '<u4', '<u8', '|u1', '|i1']:
+    a = np.array([v for v in values if np.iinfo(dt).min <= v <= np.iinfo(dt).max], dtype=dt)
+    b = io.BytesIO(); np.save(b, a)
+    print(dt, b.getvalue().hex(), ','.join(str(int(v)) for v in a))
+"#;
+    let Some(out) = run_python(script) else {
+        return;
+    };
+    let mut checked = 0;
+    for line in out.lines() {
+        let parts: Vec<&str> = line.split(' ').collect();
+        let bytes: Vec<u8> = (0..parts[1].len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&parts[1][i..i + 2], 16).unwrap())
+            .collect();
+        let want: Vec<i64> = parts[2].split(',').map(|v| v.parse().unwrap()).collect();
+        assert_eq!(parse_int_npy(&bytes).unwrap(), want, "{}", parts[0]);
+        checked += 1;
+    }
+    assert_eq!(checked, 10);
+}
+
+#[test]
+fn integer_arrays_refuse_what_they_cannot_hold() {
+    let with_data = |descr: &str, shape: &str, data: &[u8]| {
+        let mut b = header_with(descr, shape);
+        b.extend_from_slice(data);
+        b
+    };
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"not numpy".to_vec(), "magic"),
+        (with_data("'<f8'", "(1,)", &[0; 8]), "not an integer array"),
+        (with_data("'<i8'", "(1, 1)", &[0; 8]), "not one-dimensional"),
+        (with_data("'<i8'", "(3,)", &[0; 16]), "data holds 16 bytes"),
+        (with_data("'>i8'", "(1,)", &[0; 8]), "big-endian"),
+        (with_data("'<u8'", "(1,)", &[0xff; 8]), "does not fit"),
+        (
+            with_data("[('t', '<i8')]", "(1,)", &[0; 8]),
+            "not an integer array",
+        ),
+    ];
+    for (bytes, expected) in cases {
+        let err = parse_int_npy(&bytes).unwrap_err().to_string();
+        assert!(err.contains(expected), "{expected}: {err}");
+    }
+    // The signed case sign-extends.
+    let mut minus_one = header_with("'<i2'", "(2,)");
+    minus_one.extend_from_slice(&[0xff, 0xff, 0x05, 0x00]);
+    assert_eq!(parse_int_npy(&minus_one).unwrap(), vec![-1, 5]);
 }
