@@ -3,3 +3,4 @@
 pub mod grpc_load;
 pub mod op_profile;
 pub mod stats;
+pub mod timing;

@@ -181,6 +181,7 @@ fn run_libtorch_tests(env: &provision::Env) -> Result<()> {
 fn run_benches(env: &provision::Env, names: &[String]) -> Result<()> {
     let all = [
         "bench-events",
+        "bench-prepare",
         "bench-rvt",
         "bench-deploy",
         "bench-serve",
@@ -190,7 +191,19 @@ fn run_benches(env: &provision::Env, names: &[String]) -> Result<()> {
         "bench-seq",
     ];
     let selected: Vec<&str> = if names.is_empty() {
-        all.to_vec()
+        // bench-prepare's peer is RVT's code from a checkout; without one, the full run skips it.
+        all.iter()
+            .copied()
+            .filter(|&name| {
+                let skip = name == "bench-prepare" && std::env::var_os("PRISM_RVT_REPO").is_none();
+                if skip {
+                    eprintln!(
+                        "xtask: skipping bench-prepare (set PRISM_RVT_REPO to an RVT checkout)"
+                    );
+                }
+                !skip
+            })
+            .collect()
     } else {
         names.iter().map(String::as_str).collect()
     };
@@ -209,6 +222,12 @@ fn run_benches(env: &provision::Env, names: &[String]) -> Result<()> {
         // Its peers (the PyPI evt3 and faery decoders among them) have their own venv.
         let events_python = if name == "bench-events" {
             Some(events_peers::provision(env)?)
+        } else {
+            None
+        };
+        // Its peer is RVT's own preprocessing, run from a checkout (`PRISM_RVT_REPO`).
+        let rvt_peer = if name == "bench-prepare" {
+            Some((rvt_reference::checkout()?, rvt_reference::provision(env)?))
         } else {
             None
         };
@@ -238,6 +257,13 @@ fn run_benches(env: &provision::Env, names: &[String]) -> Result<()> {
         }
         if let Some(python) = &events_python {
             cmd.arg("--").arg("--python").arg(python);
+        }
+        if let Some((rvt, python)) = &rvt_peer {
+            cmd.arg("--")
+                .arg("--python")
+                .arg(python)
+                .arg("--rvt")
+                .arg(rvt);
         }
         if name == "bench-train" {
             // Burn's LibTorch backend is timed too, on the venv's libtorch.

@@ -16,10 +16,9 @@
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use prism_benchmarks::timing::{pin_to_core, pinned_python, time_median};
 use prism_events::repr::{HistogramConfig, StackedHistogram};
 use prism_events::window::{WindowConfig, WindowSlicer};
 use prism_events::{testdata, EventChunk};
@@ -88,41 +87,6 @@ fn parse_args() -> Result<Args> {
     })
 }
 
-/// Re-runs this process under `taskset -c cpu` once, so that prism and the peers share one core.
-fn pin_to_core(cpu: usize) -> Result<Option<i32>> {
-    if std::env::var_os("PRISM_BENCH_PINNED").is_some() {
-        return Ok(None);
-    }
-    let exe = std::env::current_exe()?;
-    match Command::new("taskset")
-        .arg("-c")
-        .arg(cpu.to_string())
-        .arg(exe)
-        .args(std::env::args_os().skip(1))
-        .env("PRISM_BENCH_PINNED", cpu.to_string())
-        .status()
-    {
-        Ok(status) => Ok(Some(status.code().unwrap_or(1))),
-        Err(e) => {
-            eprintln!("warning: taskset unavailable ({e}); running unpinned");
-            Ok(None)
-        }
-    }
-}
-
-/// Median seconds of `runs` calls after one warm-up, and the warm-up's result.
-fn time_median<T>(runs: usize, mut f: impl FnMut() -> Result<T>) -> Result<(f64, T)> {
-    let first = f()?;
-    let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let start = Instant::now();
-        black_box(f()?);
-        times.push(start.elapsed().as_secs_f64());
-    }
-    times.sort_by(f64::total_cmp);
-    Ok((times[times.len() / 2], first))
-}
-
 /// Decodes the whole file, counting events.
 fn decode(path: &Path) -> Result<u64> {
     let mut reader = prism_events::open(path)?;
@@ -180,24 +144,7 @@ fn run_peers(args: &Args) -> Result<Value> {
         None => testdata::python().context("no Python environment for the peers")?,
     };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/events_peers.py");
-    let mut cmd = match args.cpu {
-        Some(cpu) => {
-            let mut c = Command::new("taskset");
-            c.arg("-c").arg(cpu.to_string()).arg(&python);
-            c
-        }
-        None => Command::new(&python),
-    };
-    for var in [
-        "OMP_NUM_THREADS",
-        "MKL_NUM_THREADS",
-        "OPENBLAS_NUM_THREADS",
-        "POLARS_MAX_THREADS",
-        "RAYON_NUM_THREADS",
-        "NUMEXPR_NUM_THREADS",
-    ] {
-        cmd.env(var, "1");
-    }
+    let mut cmd = pinned_python(&python, args.cpu);
     let out = cmd
         .arg(&script)
         .arg("--dat")
