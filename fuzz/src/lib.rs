@@ -72,3 +72,23 @@ pub fn decode_with(name: &str, header: &[u8], data: &[u8], knob: u8, target: i64
     }
     let _ = std::fs::remove_file(&path);
 }
+
+/// Writes `data` as an RVT histogram file and reads every window of it
+/// ([`prism_data::rvt_layout::read_histogram_file`]); errors are fine, panics are findings.
+pub fn read_rvt_histograms(data: &[u8]) {
+    let_caught_panics_unwind();
+    let dir = std::env::temp_dir().join(format!("prism-fuzz-{}", std::process::id()));
+    if std::fs::create_dir_all(&dir).is_err() {
+        return;
+    }
+    let path = dir.join("event_representations.h5");
+    if std::fs::write(&path, data).is_err() {
+        return;
+    }
+    if let Ok(read) = prism_data::rvt_layout::read_histogram_file(&path, 32) {
+        let [windows, channels, height, width] = read.shape;
+        assert_eq!(read.windows.num_windows(), windows);
+        let cells = channels * height.div_ceil(32) * 32 * width.div_ceil(32) * 32;
+        assert_eq!(read.windows.cells(), cells);
+    }
+}

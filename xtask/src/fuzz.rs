@@ -39,6 +39,7 @@ const TARGETS: &[&str] = &[
     "evt2",
     "dat",
     "hdf5",
+    "rvt_histograms",
     "labels",
     "writers",
     "onnx_metadata",
@@ -76,6 +77,23 @@ for name, extra in [("rvt.h5", False), ("dsec.h5", True)]:
             g.create_dataset("height", data=480)
             g.create_dataset("width", data=640)
     put("hdf5", name, open(path, "rb").read())
+    os.remove(path)
+
+# RVT histogram files: RVT's writer settings (one chunk per window, Blosc + Zstd level 1 with
+# byte shuffle, filter 32001) on a few small windows; also LZ4 and deflate, and no filter.
+try:
+    import hdf5plugin
+    blosc = {"zstd": hdf5plugin.Blosc(cname="zstd", clevel=1, shuffle=hdf5plugin.Blosc.SHUFFLE),
+             "lz4": hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.BITSHUFFLE)}
+except ImportError:
+    blosc = {}
+hist = rng.integers(0, 4, (3, 4, 6, 10)).astype(np.uint8)
+hist[hist < 3] = 0
+for name, kw in list(blosc.items()) + [("gzip", dict(compression="gzip")), ("plain", {})]:
+    path = os.path.join(root, "seed.h5")
+    with h5py.File(path, "w") as f:
+        f.create_dataset("data", data=hist, chunks=(1, 4, 6, 10), maxshape=(None, 4, 6, 10), **kw)
+    put("rvt_histograms", name + ".h5", open(path, "rb").read())
     os.remove(path)
 
 # Labels: RVT's bbox dtype, as np.save writes it.
@@ -313,7 +331,8 @@ fn write_seeds(env: &Env, root: &Path) -> Result<()> {
     if !root.join("aedat4").is_dir() {
         write_aedat4_seeds(&faery, &root.join("aedat4"))?;
     }
-    let stamp = root.join(".seeded");
+    // Named after the seed recipe: a corpus seeded by an older one gets the new seeds too.
+    let stamp = root.join(".seeded-rvt-histograms");
     if stamp.is_file() {
         return Ok(());
     }

@@ -47,6 +47,15 @@ pub const REPRESENTATIONS_DIR: &str = "event_representations_v2";
 /// The representation RVT's configs use; chosen when a sequence has several.
 pub const DEFAULT_REPRESENTATION: &str = "stacked_histogram_dt=50_nbins=10";
 
+/// Most uncompressed histogram bytes one byte of a histogram file may stand for. Real files
+/// stay far below it: RVT's Gen1 windows compress about 170:1, and even an all-zero window
+/// costs Blosc a few bytes per 64 KiB block plus HDF5's chunk index, about 3000:1.
+const MAX_COMPRESSION_RATIO: u64 = 1 << 13;
+
+/// Largest HDF5 chunk read, in cells (RVT writes one window per chunk: 18.4 M cells for a
+/// full-resolution 1Mpx window).
+const MAX_CHUNK_CELLS: u64 = 1 << 28;
+
 /// Largest `.npy` / `.npz` member read into memory (labels of a long 1Mpx sequence are a few MB).
 const MAX_ARRAY_BYTES: u64 = 1 << 30;
 
@@ -387,6 +396,27 @@ fn read_int_npy(path: &Path) -> Result<Vec<i64>> {
     parse_int_npy(&bytes).map_err(|e| bad(path, e.to_string()))
 }
 
+/// The windows of one RVT histogram file (`event_representations*.h5`).
+#[derive(Debug)]
+pub struct RvtHistograms {
+    /// `[T, C, H, W]` as stored.
+    pub shape: [usize; 4],
+    /// Every window zero-padded at the bottom and right to a multiple of `pad_multiple`.
+    pub windows: EncodedHistograms,
+}
+
+/// Reads an RVT histogram file alone (what [`load_rvt_sequence`] reads for a sequence): the
+/// `data` dataset's uint8 `[T, C, H, W]` windows, padded to a multiple of `pad_multiple`.
+pub fn read_histogram_file(path: &Path, pad_multiple: usize) -> Result<RvtHistograms> {
+    let file = HistogramFile::open(path)?;
+    let round = |v: usize| v.div_ceil(pad_multiple.max(1)) * pad_multiple.max(1);
+    let windows = file.read_padded(round(file.height), round(file.width))?;
+    Ok(RvtHistograms {
+        shape: [file.windows, file.channels, file.height, file.width],
+        windows,
+    })
+}
+
 /// The `data` dataset of an RVT histogram file.
 struct HistogramFile {
     path: PathBuf,
@@ -427,11 +457,47 @@ impl HistogramFile {
                 format!("data has shape {:?}, expected [T, C, H, W]", ds.shape()),
             ));
         };
-        if channels == 0 || height == 0 || width == 0 || height > 4096 || width > 4096 {
+        let shape = [windows, channels, height, width];
+        if channels == 0
+            || height == 0
+            || width == 0
+            || channels > 256
+            || height > 4096
+            || width > 4096
+        {
+            return Err(bad(path, format!("data has shape {shape:?}")));
+        }
+        // Compressed windows of zeros are tiny, so the shape alone could ask for terabytes: the
+        // cells must fit a generous compression ratio of the file's size.
+        let file_len = fs::metadata(path)
+            .map_err(|e| DataError::io(path, e))?
+            .len();
+        let budget = file_len.max(1 << 12).saturating_mul(MAX_COMPRESSION_RATIO);
+        let cells = shape
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+        if cells.is_none_or(|c| c > budget) {
             return Err(bad(
                 path,
-                format!("data has shape {:?}", [windows, channels, height, width]),
+                format!(
+                    "data has shape {shape:?}, more than a {file_len}-byte file can hold at a ratio of {MAX_COMPRESSION_RATIO}"
+                ),
             ));
+        }
+        // rust-hdf5 allocates each chunk at the size its layout declares before decoding it
+        // (0.7.9), and a damaged layout can declare terabytes: refuse what no histogram needs.
+        if let Some(chunk) = ds.chunk_dims() {
+            let chunk_cells = chunk
+                .iter()
+                .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+            if chunk_cells.is_none_or(|c| c > MAX_CHUNK_CELLS.min(budget)) {
+                return Err(bad(
+                    path,
+                    format!(
+                        "data has chunks of {chunk:?}; at most {MAX_CHUNK_CELLS} cells are read"
+                    ),
+                ));
+            }
         }
         Ok(Self {
             path: path.to_path_buf(),

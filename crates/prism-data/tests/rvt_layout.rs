@@ -353,3 +353,43 @@ fn write_i64_npy(path: &Path, values: &[i64]) {
     }
     fs::write(path, out).unwrap();
 }
+
+/// Inputs the `rvt_histograms` fuzz target found: a chunk layout declaring a 10 TB chunk
+/// (rust-hdf5 0.7.9 allocates it before decoding: the process aborted) and a 1.7 kB file whose
+/// shape asked for billions of cells (minutes of work). Both are refused at once.
+#[test]
+fn fuzzing_finds_are_refused() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions");
+    for (file, expected) in [
+        ("rvt-histograms-huge-chunk.h5", "data has chunks of"),
+        (
+            "rvt-histograms-bomb.h5",
+            "more than a 1752-byte file can hold",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let err = prism_data::rvt_layout::read_histogram_file(&dir.join(file), 32)
+            .expect_err(file)
+            .to_string();
+        assert!(
+            err.contains(expected) && err.contains(file),
+            "{file}: {err}"
+        );
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "{file}: {:?}",
+            started.elapsed()
+        );
+    }
+    // The fixture's files read, at their real ratio.
+    let ok = prism_data::rvt_layout::read_histogram_file(
+        &fixture()
+            .join("gen4/train/seq_c")
+            .join("event_representations_v2")
+            .join(DEFAULT_REPRESENTATION)
+            .join("event_representations_ds2_nearest.h5"),
+        32,
+    )
+    .unwrap();
+    assert_eq!(ok.shape[1..], [20, 360, 640]);
+}
