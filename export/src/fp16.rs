@@ -67,6 +67,10 @@ pub fn to_fp16(
         .map(|o| o.name.clone())
         .collect();
 
+    // Which tensors hold floats, from the original graph: before the initializers below are
+    // converted, or a chain that starts at a weight (an SSM's `exp(log_decay)`) would not count.
+    let floats = float_tensors(graph);
+
     // Initializers: float32 -> float16 unless only float32 readers use them.
     let mut readers: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, node) in graph.node.iter().enumerate() {
@@ -89,9 +93,7 @@ pub fn to_fp16(
         fp16_inits.insert(t.name.clone());
     }
 
-    // Which tensors hold floats (from the original graph), then the new node list with casts
-    // wherever a tensor crosses between fp16 and float32.
-    let floats = float_tensors(graph);
+    // The new node list, with casts wherever a tensor crosses between fp16 and float32.
     let mut names: HashSet<String> = graph
         .node
         .iter()

@@ -103,6 +103,7 @@ fn feeds() -> Feeds {
             output: "h_out".into(),
             shape: STATE.to_vec(),
         }],
+        duration: None,
     }
 }
 

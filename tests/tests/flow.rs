@@ -217,6 +217,7 @@ fn train_export_quantize_infer_evaluate() {
                 shape: s.shape.clone(),
             })
             .collect(),
+        duration: None,
     };
     let int8 = root.join("model.int8.onnx");
     let options = QuantizeOptions {

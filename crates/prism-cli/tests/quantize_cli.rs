@@ -167,3 +167,77 @@ fn fp16_export_verifies_carries_its_precision_and_is_not_quantized_again() {
     assert!(stderr(&o).contains("precision fp16"), "{}", stderr(&o));
     assert!(!out.exists());
 }
+
+/// A model with SSM memory (it takes each window's duration): calibration feeds the duration
+/// input the card's window length, the int8 file streams at other window lengths, and the
+/// fp16 export verifies against fp32 with the duration input driven.
+#[test]
+fn ssm_models_quantize_and_export_in_fp16() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let float = path("ssm.onnx");
+    let export = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "export",
+            "onnx",
+            "--model",
+            "rvt-tiny-synth",
+            "--set",
+            "model.memory=ssm",
+            "--out",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        prism(&args)
+    };
+    let o = export(&float, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stem = path("scene");
+    let o = prism(&["data", "synth", "--out", &stem, "--duration-s", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let recording = format!("{stem}_td.dat");
+
+    let int8 = path("ssm.int8.onnx");
+    let o = prism(&[
+        "quantize",
+        "--model",
+        &float,
+        "--calib",
+        &recording,
+        "--out",
+        &int8,
+        "--calib-windows",
+        "8",
+        "--report",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("8 calibration windows"), "{text}");
+    assert!(text.contains("SQNR per quantized node"), "{text}");
+    let o = prism(&["info", "--model", &int8]);
+    assert!(stdout(&o).contains("precision    int8"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("duration     window_duration_s"),
+        "{}",
+        stdout(&o)
+    );
+    for window_ms in ["50", "20"] {
+        let o = prism(&[
+            "infer",
+            "--model",
+            &int8,
+            "--input",
+            &recording,
+            "--window-ms",
+            window_ms,
+        ]);
+        assert!(o.status.success(), "{window_ms} ms: {}", stderr(&o));
+    }
+
+    let half = path("ssm.fp16.onnx");
+    let o = export(&half, &["--precision", "fp16", "--verify"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("(limit 2e-2)"), "{}", stdout(&o));
+    let o = prism(&["info", "--model", &half]);
+    assert!(stdout(&o).contains("precision    fp16"), "{}", stdout(&o));
+}

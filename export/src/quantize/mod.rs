@@ -103,7 +103,18 @@ pub struct StateLink {
     pub shape: Vec<usize>,
 }
 
-/// The model's inputs as calibration feeds them: one data input, and the recurrent state.
+/// A scalar input holding each window's duration (a state-space memory discretized by time).
+#[derive(Debug, Clone)]
+pub struct DurationFeed {
+    /// Graph input name; its shape is `[1, 1]`.
+    pub input: String,
+    /// The duration every calibration window is run with, seconds: the model's window length,
+    /// what a stream of fixed windows feeds.
+    pub seconds: f32,
+}
+
+/// The model's inputs as calibration feeds them: one data input, the recurrent state, and the
+/// window duration when the model takes one.
 #[derive(Debug, Clone)]
 pub struct Feeds {
     /// The data input's name.
@@ -112,6 +123,8 @@ pub struct Feeds {
     pub input_shape: Vec<usize>,
     /// Recurrent state, zeroed at the start of each sequence.
     pub state: Vec<StateLink>,
+    /// The duration input, for a model that has one.
+    pub duration: Option<DurationFeed>,
 }
 
 /// One calibration input.

@@ -12,11 +12,20 @@ use tract_onnx::prelude::*;
 use super::graph::dtype;
 use super::{CalibrationData, CalibrationWindow, Feeds, Pass, QuantizeError};
 
+/// What one graph input is fed.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Data,
+    State(usize),
+    /// The window duration, `[1, 1]`.
+    Duration(f32),
+}
+
 /// A runnable model observing some of its tensors.
 pub(crate) struct Observer {
     plan: Arc<TypedSimplePlan>,
-    /// For each graph input in order: `None` for the data input, `Some(k)` for state `k`.
-    input_slots: Vec<Option<usize>>,
+    /// What each graph input is fed, in graph order.
+    input_slots: Vec<Slot>,
     input_shape: Vec<usize>,
     /// Output position of each state's next value.
     state_outputs: Vec<usize>,
@@ -52,12 +61,14 @@ impl Observer {
             .filter(|i| !initializers.contains(i.name.as_str()))
         {
             if input.name == feeds.input {
-                input_slots.push(None);
+                input_slots.push(Slot::Data);
             } else if let Some(k) = feeds.state.iter().position(|s| s.input == input.name) {
-                input_slots.push(Some(k));
+                input_slots.push(Slot::State(k));
+            } else if let Some(d) = feeds.duration.as_ref().filter(|d| d.input == input.name) {
+                input_slots.push(Slot::Duration(d.seconds));
             } else {
                 return Err(QuantizeError::Feeds(format!(
-                    "graph input {:?} is neither the data input nor a state",
+                    "graph input {:?} is neither the data input, a state nor the duration",
                     input.name
                 )));
             }
@@ -101,8 +112,9 @@ impl Observer {
             .map_err(|e| fail(format!("{e:#}")))?;
         for (ix, slot) in input_slots.iter().enumerate() {
             let shape = match slot {
-                None => feeds.input_shape.clone(),
-                Some(k) => feeds.state[*k].shape.clone(),
+                Slot::Data => feeds.input_shape.clone(),
+                Slot::State(k) => feeds.state[*k].shape.clone(),
+                Slot::Duration(_) => vec![1, 1],
             };
             typed
                 .set_input_fact(ix, InferenceFact::dt_shape(f32::datum_type(), shape))
@@ -183,9 +195,14 @@ impl Observer {
         };
         let mut values: TVec<TValue> = TVec::new();
         for slot in &self.input_slots {
+            let duration;
             let (shape, data) = match slot {
-                None => (&self.input_shape, input),
-                Some(k) => (&self.state_shapes[*k], state[*k].as_slice()),
+                Slot::Data => (self.input_shape.as_slice(), input),
+                Slot::State(k) => (self.state_shapes[*k].as_slice(), state[*k].as_slice()),
+                Slot::Duration(seconds) => {
+                    duration = [*seconds];
+                    (&[1usize, 1][..], &duration[..])
+                }
             };
             let t = Tensor::from_shape(shape, data)
                 .map_err(|e| QuantizeError::Feeds(format!("a window of shape {shape:?}: {e:#}")))?;

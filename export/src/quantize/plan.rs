@@ -70,7 +70,10 @@ impl Plan {
             ));
         }
         let weighted_set: HashSet<usize> = weighted.iter().map(|w| w.node).collect();
-        for name in std::iter::once(&feeds.input).chain(feeds.state.iter().map(|s| &s.input)) {
+        for name in std::iter::once(&feeds.input)
+            .chain(feeds.state.iter().map(|s| &s.input))
+            .chain(feeds.duration.iter().map(|d| &d.input))
+        {
             if !index.inputs.contains(&name.as_str()) {
                 return Err(QuantizeError::Feeds(format!(
                     "the graph has no input {name:?} (inputs: {:?})",

@@ -11,11 +11,22 @@ use anyhow::{bail, Context, Result};
 use prism_core::ModelSpec;
 use prism_deploy::preprocess::HistogramInput;
 use prism_events::{EventChunk, ReaderOptions, WindowConfig, WindowSlicer};
-use prism_export::quantize::{CalibrationData, CalibrationWindow, Feeds, SourceError, StateLink};
+use prism_export::quantize::{
+    CalibrationData, CalibrationWindow, DurationFeed, Feeds, SourceError, StateLink,
+};
 
-/// The data input and the recurrent state, from the model's metadata.
+/// The data input, the recurrent state and the duration input, from the model's metadata.
+/// Calibration runs every window at the model's window length (what a stream of fixed
+/// windows feeds a model that takes durations).
 pub fn feeds(spec: &ModelSpec) -> Feeds {
     Feeds {
+        duration: spec.duration_input.as_ref().map(|input| DurationFeed {
+            input: input.clone(),
+            seconds: spec
+                .representation
+                .as_ref()
+                .map_or(0.05, |r| r.window_us as f32 / 1e6),
+        }),
         input: spec.input.name.clone(),
         input_shape: spec.input.shape.iter().map(|d| d.unwrap_or(1)).collect(),
         state: spec
