@@ -295,13 +295,7 @@ impl LabelPlan {
                 t_us: frames.times[frame],
                 boxes: frames.boxes[frame]
                     .iter()
-                    .map(|b| LabeledBox {
-                        class_id: b.class_id,
-                        x: b.x * scale,
-                        y: b.y * scale,
-                        w: b.w * scale,
-                        h: b.h * scale,
-                    })
+                    .map(|b| LabeledBox::scaled(b, scale))
                     .collect(),
             })
             .collect();

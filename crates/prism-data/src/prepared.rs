@@ -68,6 +68,20 @@ pub struct LabeledBox {
     pub h: f32,
 }
 
+impl LabeledBox {
+    /// A label box in network-input pixels: its sensor coordinates times `scale` (0.5 when
+    /// the histogram is halved, else 1).
+    pub fn scaled(b: &prism_events::BoxLabel, scale: f32) -> Self {
+        Self {
+            class_id: b.class_id,
+            x: b.x * scale,
+            y: b.y * scale,
+            w: b.w * scale,
+            h: b.h * scale,
+        }
+    }
+}
+
 /// The boxes of the label frame attached to one window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowLabels {

@@ -131,13 +131,7 @@ pub fn load_rvt_sequence(
                 boxes: frame
                     .boxes
                     .iter()
-                    .map(|b| LabeledBox {
-                        class_id: b.class_id,
-                        x: b.x * scale,
-                        y: b.y * scale,
-                        w: b.w * scale,
-                        h: b.h * scale,
-                    })
+                    .map(|b| LabeledBox::scaled(b, scale))
                     .collect(),
             }
         })
