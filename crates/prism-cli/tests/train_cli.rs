@@ -297,6 +297,112 @@ fn ablate_runs_an_rvt_grid_and_never_redoes_a_finished_run() {
     );
 }
 
+/// `prism ablate --executor slurm` on an RVT grid, against the one-node Slurm that `cargo xtask
+/// test` provisions (`SLURM_CONF`): the parent makes the scenes (also those cut at each
+/// `eval_window_ms` length) before the job array starts, every task trains one run into the
+/// shared folder, and the table equals the local executor's run for run.
+#[test]
+fn an_rvt_grid_over_slurm_gives_the_local_results() {
+    let Some(conf) = std::env::var_os("SLURM_CONF") else {
+        assert!(
+            std::env::var_os("PRISM_REQUIRE_FIXTURES").is_none(),
+            "SLURM_CONF is not set: run `cargo xtask provision-slurm` (cargo xtask test does)"
+        );
+        eprintln!("skipped: no SLURM_CONF (cargo xtask provision-slurm)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let card = dir.path().join("card.toml");
+    std::fs::write(&card, CARD).unwrap();
+    let matrix = dir.path().join("grid.toml");
+    std::fs::write(
+        &matrix,
+        format!(
+            "base = {:?}\nseeds = [3]\nset = [\"train.steps=2\"]\neval_window_ms = [50, 100]\n\
+             [grid]\n\"model.memory\" = [\"lstm\", \"ssm\"]\n",
+            card.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let ablate = |out: &str, executor: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_prism"))
+            .args(["ablate", "--matrix", matrix.to_str().unwrap(), "--out"])
+            .arg(dir.path().join(out))
+            .args(["--executor", executor, "--poll-s", "0.5"])
+            .env("SLURM_CONF", &conf)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{executor}: {}", text(&o));
+        text(&o)
+    };
+    ablate("local", "local");
+    let log = ablate("slurm", "slurm");
+    assert!(log.contains("phase 1: submitted job array"), "{log}");
+    let runs = |out: &str| -> Vec<serde_json::Value> {
+        let json: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join(out).join("results.json")).unwrap(),
+        )
+        .unwrap();
+        json["runs"].as_array().unwrap().clone()
+    };
+    let (local, slurm) = (runs("local"), runs("slurm"));
+    assert_eq!(local.len(), 2, "{local:?}");
+    assert_eq!(slurm.len(), 2, "{slurm:?}");
+    for (a, b) in local.iter().zip(&slurm) {
+        assert_eq!(a["id"], b["id"]);
+        assert_eq!(b["steps"], 2);
+        for key in ["map", "ap50", "params"] {
+            let (x, y) = (a[key].as_f64().unwrap(), b[key].as_f64().unwrap());
+            assert!(
+                (x - y).abs() < 1e-3,
+                "{}: {key} local {x} vs slurm {y}",
+                a["id"]
+            );
+        }
+        let windows = |r: &serde_json::Value| -> Vec<(u64, f64)> {
+            r["window_map"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|w| (w["window_ms"].as_u64().unwrap(), w["map"].as_f64().unwrap()))
+                .collect()
+        };
+        let (wa, wb) = (windows(a), windows(b));
+        assert_eq!(wa.iter().map(|w| w.0).collect::<Vec<_>>(), [50, 100]);
+        for (x, y) in wa.iter().zip(&wb) {
+            assert_eq!(x.0, y.0);
+            assert!((x.1 - y.1).abs() < 1e-3, "{}: {x:?} vs {y:?}", a["id"]);
+        }
+    }
+    // One log per task beside the array's script.
+    let logs: Vec<String> = std::fs::read_dir(dir.path().join("slurm/slurm"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        logs.iter().filter(|n| n.ends_with(".out")).count(),
+        2,
+        "{logs:?}"
+    );
+    // A grid that would change the data between runs is refused before anything runs.
+    std::fs::write(
+        &matrix,
+        format!(
+            "base = {:?}\n[grid]\n\"data.bins\" = [2, 4]\n",
+            card.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_prism"))
+        .args(["ablate", "--matrix", matrix.to_str().unwrap(), "--out"])
+        .arg(dir.path().join("bad"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(text(&o).contains("changes the data"), "{}", text(&o));
+    assert!(!dir.path().join("bad/runs").exists());
+}
+
 /// A Gen1-sized rvt-tiny variant (fewer channels) that trains on prepared data.
 const GEN1_PREPARED_CARD: &str = r#"
 name = "rvt-rvt-layout-test"

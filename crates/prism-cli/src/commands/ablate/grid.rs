@@ -160,8 +160,17 @@ impl Grid {
         }
         let runs = self.runs();
         let mut ids = std::collections::HashSet::new();
+        let first = self.config(&runs[0])?;
         for run in &runs {
             let config = self.config(run)?;
+            // Every run reads the same prepared scenes (made once, before any run starts).
+            if config.card.data != first.card.data || config.dataset != first.dataset {
+                bail!(
+                    "run {} changes the data ([data] or [dataset] keys): every run of a grid \
+                     trains and validates on the same scenes, so vary model and train keys only",
+                    run.id()
+                );
+            }
             if !self.eval_window_ms.is_empty()
                 && !matches!(
                     config.dataset,
@@ -241,12 +250,88 @@ pub fn finished(out: &Path, run: &GridRun) -> Option<GridResult> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// The grid's data folder: `--data`, else `<out>/data` (where synthetic scenes are made).
+pub fn data_dir(out: &Path, data: Option<&Path>) -> PathBuf {
+    data.map_or_else(|| out.join("data"), Path::to_path_buf)
+}
+
+/// The train and validation splits every run reads (synthetic scenes are made on the first
+/// call and read back after).
+fn load_splits(
+    grid: &Grid,
+    data: &Path,
+) -> Result<(prism_data::PreparedSplit, prism_data::PreparedSplit)> {
+    let config = grid.config(&grid.runs()[0])?;
+    prism_train::data::load_splits(&config, data, |m| eprintln!("{m}"))
+        .context("loading the base card's data")
+}
+
+/// Makes every data folder the runs will read (the synthetic scenes and, with
+/// `eval_window_ms`, the validation scenes at each length), so that Slurm tasks started at the
+/// same time only read them.
+pub fn prepare_data(grid: &Grid, out: &Path, data: &Path) -> Result<()> {
+    let config = grid.config(&grid.runs()[0])?;
+    if matches!(
+        config.dataset,
+        prism_train::DatasetSection::Synthetic { .. }
+    ) {
+        load_splits(grid, data)?;
+    }
+    for &ms in &grid.eval_window_ms {
+        window_split(&config.card, &config.dataset, out, ms)?;
+    }
+    Ok(())
+}
+
+/// Every finished run's result, in the grid's order.
+pub fn finished_results(grid: &Grid, out: &Path) -> Vec<GridResult> {
+    grid.runs()
+        .iter()
+        .filter_map(|r| finished(out, r))
+        .collect()
+}
+
+/// Trains `run` (what one Slurm task does) unless it has a result already.
+pub fn run_task(
+    grid: &Grid,
+    run: &GridRun,
+    out: &Path,
+    data: &Path,
+    device: TrainDevice,
+) -> Result<GridResult> {
+    if let Some(done) = finished(out, run) {
+        return Ok(done);
+    }
+    let (train, val) = load_splits(grid, data)?;
+    train_one(
+        run,
+        grid.config(run)?,
+        (&train, &val),
+        out,
+        device,
+        &grid.eval_window_ms,
+        |event| match event {
+            Event::Step(s) if s.step % 25 == 0 => {
+                eprintln!("  step {} loss {:.3}", s.step, s.loss);
+            }
+            Event::Validated(v) => {
+                eprintln!(
+                    "  step {}: validation mAP {:.4} AP50 {:.4}",
+                    v.step, v.map, v.ap50
+                );
+            }
+            _ => {}
+        },
+    )
+    .with_context(|| format!("run {}", run.id()))
+}
+
 /// Runs every run of `grid` one after another (finished ones are read back), writing the
 /// report after each; returns the Markdown table.
 pub fn execute(
     grid: &Grid,
     out: &Path,
-    data: Option<&Path>,
+    data: &Path,
     device: TrainDevice,
     title: &str,
 ) -> Result<String> {
@@ -261,12 +346,7 @@ pub fn execute(
         let config = grid.config(run)?;
         let (train, val) = match &splits {
             Some(s) => s,
-            None => {
-                let dir = data.map_or_else(|| out.join("data"), Path::to_path_buf);
-                let loaded = prism_train::data::load_splits(&config, &dir, |m| eprintln!("{m}"))
-                    .context("loading the base card's data")?;
-                splits.insert(loaded)
-            }
+            None => splits.insert(load_splits(grid, data)?),
         };
         eprintln!("[{}/{}] {}", i + 1, runs.len(), run.id());
         let started = Instant::now();

@@ -7,7 +7,8 @@
 //! grid on the best phase-1 configurations, ranked by the matrix's split and metric. Resumable:
 //! a finished experiment (its `result.json`) is never rerun, a killed one resumes from its last
 //! checkpoint. The `local` executor runs the experiments one after another on this machine;
-//! `slurm` submits each phase to a Slurm scheduler as a job array ([`slurm`]).
+//! `slurm` submits each phase to a Slurm scheduler as a job array ([`slurm`]); an RVT grid is
+//! one phase, one task per run.
 
 pub mod experiment;
 pub mod grid;
@@ -83,14 +84,27 @@ pub fn run(args: AblateArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.matrix)
         .with_context(|| format!("reading {}", args.matrix.display()))?;
     if grid::is_grid(&text) {
-        if args.executor != Executor::Local || args.task.is_some() {
-            anyhow::bail!("RVT grids run with the local executor only (for now)");
-        }
         let mut grid = grid::Grid::read(&args.matrix)?;
         grid.set.extend(args.overrides.iter().cloned());
         grid.validate()?;
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-        let md = grid::execute(&grid, &out, args.data.as_deref(), args.device, &stem)?;
+        let data = grid::data_dir(&out, args.data.as_deref());
+        if let Some(task) = &args.task {
+            let (_, index) = parse_task(task)?;
+            let run: grid::GridRun = slurm::planned(&out, 1, index)?;
+            eprintln!("task {task}: {}", run.id());
+            let result = grid::run_task(&grid, &run, &out, &data, args.device)?;
+            outln!("{}: val mAP {:.4}", result.id, result.map)?;
+            return Ok(());
+        }
+        let md = match args.executor {
+            Executor::Local => grid::execute(&grid, &out, &data, args.device, &stem)?,
+            Executor::Slurm => {
+                grid::prepare_data(&grid, &out, &data)?;
+                slurm::execute(&grid.runs(), 1, &out, &slurm_options(&args, &data)?)?;
+                grid::write_report(&out, &stem, &grid::finished_results(&grid, &out))?
+            }
+        };
         outln!("{md}")?;
         outln!(
             "results: {} (.json, .png)",
@@ -117,19 +131,9 @@ pub fn run(args: AblateArgs) -> Result<()> {
     if let Some(task) = &args.task {
         return run_task(&matrix, task, &folder, &out, args.device);
     }
-    let slurm = (args.executor == Executor::Slurm).then(|| -> Result<slurm::SlurmOptions> {
-        Ok(slurm::SlurmOptions {
-            exe: std::env::current_exe().context("locating the prism binary")?,
-            cwd: std::env::current_dir().context("the working directory")?,
-            matrix: args.matrix.clone(),
-            data: data_dir.clone(),
-            device: args.device.to_string(),
-            overrides: args.overrides.clone(),
-            sbatch_args: args.sbatch_args.clone(),
-            poll: std::time::Duration::from_secs_f64(args.poll_s.clamp(0.1, 3600.0)),
-        })
-    });
-    let slurm = slurm.transpose()?;
+    let slurm = (args.executor == Executor::Slurm)
+        .then(|| slurm_options(&args, &data_dir))
+        .transpose()?;
     let run_phase = |phase: u8, experiments: &[Experiment]| -> Result<Vec<ExperimentResult>> {
         match &slurm {
             Some(opts) => {
@@ -138,7 +142,7 @@ pub fn run(args: AblateArgs) -> Result<()> {
                     .iter()
                     .map(|e| {
                         experiment::finished(&out, e)
-                            .with_context(|| format!("{}: no result", e.id()))
+                            .with_context(|| format!("{}: no result", Experiment::id(e)))
                     })
                     .collect()
             }
@@ -172,6 +176,27 @@ pub fn run(args: AblateArgs) -> Result<()> {
     Ok(())
 }
 
+/// How `--executor slurm` launches its tasks: this binary, folder and settings.
+fn slurm_options(args: &AblateArgs, data: &std::path::Path) -> Result<slurm::SlurmOptions> {
+    Ok(slurm::SlurmOptions {
+        exe: std::env::current_exe().context("locating the prism binary")?,
+        cwd: std::env::current_dir().context("the working directory")?,
+        matrix: args.matrix.clone(),
+        data: data.to_path_buf(),
+        device: args.device.to_string(),
+        overrides: args.overrides.clone(),
+        sbatch_args: args.sbatch_args.clone(),
+        poll: std::time::Duration::from_secs_f64(args.poll_s.clamp(0.1, 3600.0)),
+    })
+}
+
+/// `--task PHASE:INDEX` as numbers.
+fn parse_task(task: &str) -> Result<(u8, usize)> {
+    task.split_once(':')
+        .and_then(|(p, i)| Some((p.parse::<u8>().ok()?, i.parse::<usize>().ok()?)))
+        .with_context(|| format!("--task {task:?}: expected PHASE:INDEX"))
+}
+
 /// One experiment of a phase's plan (a Slurm task).
 fn run_task(
     matrix: &Matrix,
@@ -180,11 +205,8 @@ fn run_task(
     out: &std::path::Path,
     device: TrainDevice,
 ) -> Result<()> {
-    let (phase, index) = task
-        .split_once(':')
-        .and_then(|(p, i)| Some((p.parse::<u8>().ok()?, i.parse::<usize>().ok()?)))
-        .with_context(|| format!("--task {task:?}: expected PHASE:INDEX"))?;
-    let e = slurm::planned(out, phase, index)?;
+    let (phase, index) = parse_task(task)?;
+    let e: Experiment = slurm::planned(out, phase, index)?;
     eprintln!("task {task}: {}", e.id());
     let result = experiment::run(matrix, &e, folder, out, device, |event| {
         if let Event::Step(s) = event {

@@ -1,8 +1,9 @@
-//! `prism ablate --executor slurm`: a phase's unfinished experiments go to an existing Slurm
-//! scheduler as one job array (`sbatch --array`), one task per experiment. Each task runs
-//! `prism ablate --task PHASE:INDEX` (the same binary, matrix and folders), which trains one
-//! experiment of the phase's plan (`plan-phaseN.json`) into the shared run folder; this process
-//! waits for the array to leave the queue and builds the report from the results there.
+//! `prism ablate --executor slurm`: a phase's unfinished experiments (fusion matrices) or runs
+//! (RVT grids, one phase) go to an existing Slurm scheduler as one job array (`sbatch
+//! --array`), one task each. Each task runs `prism ablate --task PHASE:INDEX` (the same binary,
+//! matrix and folders), which trains one entry of the phase's plan (`plan-phaseN.json`) into the
+//! shared run folder; this process waits for the array to leave the queue and builds the report
+//! from the results there.
 //!
 //! Slurm is driven through its command-line clients ([`crate::commands::slurm`]).
 //! `--sbatch-arg` passes site options (`--partition=gpu`, `--gres=gpu:1`, `--time=4:00:00`).
@@ -14,8 +15,37 @@ use anyhow::{bail, Context, Result};
 
 use crate::commands::slurm::{absolute, in_queue, quote, quote_text, submit_array, ArraySpec};
 
+use serde::{de::DeserializeOwned, Serialize};
+
 use super::experiment::{self, write_atomically};
+use super::grid::{self, GridRun};
 use super::matrix::Experiment;
+
+/// What a job array's task trains: it names its run folder and knows when it has a result.
+pub trait Task: Serialize + DeserializeOwned + Clone {
+    /// The run folder's name.
+    fn id(&self) -> String;
+    /// Whether its `result.json` is in `out`.
+    fn is_finished(&self, out: &Path) -> bool;
+}
+
+impl Task for Experiment {
+    fn id(&self) -> String {
+        Experiment::id(self)
+    }
+    fn is_finished(&self, out: &Path) -> bool {
+        experiment::finished(out, self).is_some()
+    }
+}
+
+impl Task for GridRun {
+    fn id(&self) -> String {
+        GridRun::id(self)
+    }
+    fn is_finished(&self, out: &Path) -> bool {
+        grid::finished(out, self).is_some()
+    }
+}
 
 /// How tasks are launched.
 #[derive(Debug, Clone)]
@@ -40,16 +70,16 @@ pub fn plan_path(out: &Path, phase: u8) -> PathBuf {
     out.join(format!("plan-phase{phase}.json"))
 }
 
-/// Reads experiment `index` of `phase`'s plan (what a task runs).
-pub fn planned(out: &Path, phase: u8, index: usize) -> Result<Experiment> {
+/// Reads entry `index` of `phase`'s plan (what a task runs).
+pub fn planned<T: Task>(out: &Path, phase: u8, index: usize) -> Result<T> {
     let path = plan_path(out, phase);
-    let plan: Vec<Experiment> = serde_json::from_slice(
+    let plan: Vec<T> = serde_json::from_slice(
         &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
     )
     .with_context(|| format!("parsing {}", path.display()))?;
     plan.get(index).cloned().with_context(|| {
         format!(
-            "{} has {} experiments, no index {index}",
+            "{} has {} entries, no index {index}",
             path.display(),
             plan.len()
         )
@@ -57,14 +87,14 @@ pub fn planned(out: &Path, phase: u8, index: usize) -> Result<Experiment> {
 }
 
 /// Submits `phase`'s unfinished experiments as a job array and waits for it.
-pub fn execute(
-    experiments: &[Experiment],
+pub fn execute<T: Task>(
+    experiments: &[T],
     phase: u8,
     out: &Path,
     opts: &SlurmOptions,
 ) -> Result<()> {
     let pending: Vec<usize> = (0..experiments.len())
-        .filter(|&i| experiment::finished(out, &experiments[i]).is_none())
+        .filter(|&i| !experiments[i].is_finished(out))
         .collect();
     if pending.is_empty() {
         return Ok(());
@@ -104,7 +134,7 @@ pub fn execute(
     loop {
         let done = pending
             .iter()
-            .filter(|&&i| experiment::finished(out, &experiments[i]).is_some())
+            .filter(|&&i| experiments[i].is_finished(out))
             .count();
         if done != reported {
             eprintln!("phase {phase}: {done} of {} done", pending.len());
@@ -117,7 +147,7 @@ pub fn execute(
     }
     let failed: Vec<String> = pending
         .iter()
-        .filter(|&&i| experiment::finished(out, &experiments[i]).is_none())
+        .filter(|&&i| !experiments[i].is_finished(out))
         .map(|&i| {
             format!(
                 "{} (log {})",
