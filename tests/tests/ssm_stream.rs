@@ -163,3 +163,123 @@ fn stream_detector_cuts_the_window_length_asked_for() {
     };
     assert!(StreamDetector::with_options(engine, zero).is_err());
 }
+
+/// POSTs `body` to `path` on `addr` (one request per connection); returns status and body.
+fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        conn,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    conn.read_to_string(&mut raw).unwrap();
+    let status = raw.split(' ').nth(1).unwrap().parse().unwrap();
+    let (_, json) = raw.split_once("\r\n\r\n").unwrap();
+    (status, serde_json::from_str(json).unwrap_or_default())
+}
+
+/// `prism serve`'s KServe sequence path on an SSM model: a request that leaves the duration
+/// input out gets the spec's window length, one that sends it gets its own, and the answers
+/// equal `Recurrent` fed the same durations; a bad duration is a 400.
+#[test]
+fn served_sequences_feed_the_window_duration() {
+    use prism_deploy::server::{Server, ServerOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let (card, _, path) = exported_ssm(dir.path());
+    let [h, w] = card.model.input_size;
+    let shape = [1, 2 * card.data.bins, h, w];
+    let len: usize = shape.iter().product();
+    let engine = Arc::new(Engine::load(&path, &EngineOptions::new(Backend::Tract)).unwrap());
+    assert_eq!(engine.spec().default_duration_s(), 0.05);
+    let server = Server::start(
+        engine.clone(),
+        ServerOptions {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            grpc_addr: None,
+            model_name: Some("ssm".into()),
+            ..ServerOptions::default()
+        },
+    )
+    .unwrap();
+    let addr = server.local_addr();
+    // None: the request leaves the duration out.
+    let durations = [None, Some(0.02f32), None, Some(0.1)];
+    let mut stream = Recurrent::new(engine).unwrap();
+    for (i, dt) in durations.iter().enumerate() {
+        let window = histogram(len, 100 + i as u64);
+        let mut inputs = vec![serde_json::json!({
+            "name": "histogram", "shape": shape, "datatype": "FP32", "data": window,
+        })];
+        if let Some(dt) = dt {
+            inputs.push(serde_json::json!({
+                "name": "window_duration_s", "shape": [1, 1], "datatype": "FP32", "data": [dt],
+            }));
+        }
+        let request = serde_json::json!({
+            "inputs": inputs,
+            "parameters": {"sequence_id": 5, "sequence_start": i == 0},
+        });
+        let (status, answer) = post(addr, "/v2/models/ssm/infer", &request.to_string());
+        assert_eq!(status, 200, "{answer}");
+        let served: Vec<f32> = answer["outputs"][0]["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        stream.set_duration(dt.unwrap_or(0.05)).unwrap();
+        stream.input_mut().unwrap().copy_from_slice(&window);
+        let expected = stream.run().unwrap();
+        let err = relative(expected, &served);
+        assert!(err < 1e-5, "window {i} ({dt:?}): {err:e}");
+    }
+    // The state a 100 ms window leaves differs from a 50 ms one's: the duration reached the cell.
+    let window = histogram(len, 200);
+    let mut answers = Vec::new();
+    for dt in [0.05f32, 0.1] {
+        for (i, w) in [&window, &window].into_iter().enumerate() {
+            let request = serde_json::json!({
+                "inputs": [
+                    {"name": "histogram", "shape": shape, "datatype": "FP32", "data": w},
+                    {"name": "window_duration_s", "shape": [1, 1], "datatype": "FP32", "data": [dt]},
+                ],
+                "parameters": {"sequence_id": "timed", "sequence_start": i == 0},
+            });
+            let (status, answer) = post(addr, "/v2/models/ssm/infer", &request.to_string());
+            assert_eq!(status, 200, "{answer}");
+            if i == 1 {
+                answers.push(answer["outputs"][0]["data"].clone());
+            }
+        }
+    }
+    assert_ne!(answers[0], answers[1]);
+    for bad in [-1.0f32, f32::INFINITY] {
+        // JSON has no infinity: send it as the largest float's overflow.
+        let value = if bad.is_finite() {
+            serde_json::json!([bad])
+        } else {
+            serde_json::json!([1e39])
+        };
+        let request = serde_json::json!({
+            "inputs": [
+                {"name": "histogram", "shape": shape, "datatype": "FP32", "data": window},
+                {"name": "window_duration_s", "shape": [1, 1], "datatype": "FP32", "data": value},
+            ],
+            "parameters": {"sequence_id": 9, "sequence_start": true},
+        });
+        let (status, answer) = post(addr, "/v2/models/ssm/infer", &request.to_string());
+        assert_eq!(status, 400, "{bad}: {answer}");
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap()
+                .contains("window duration"),
+            "{answer}"
+        );
+    }
+    server.shutdown();
+}

@@ -246,6 +246,14 @@ impl ModelSpec {
         Ok(spec)
     }
 
+    /// What a runtime feeds [`Self::duration_input`] when nothing says otherwise: the window
+    /// length of the representation, in seconds (50 ms for a model without one).
+    pub fn default_duration_s(&self) -> f32 {
+        self.representation
+            .as_ref()
+            .map_or(0.05, |r| r.window_us as f32 / 1e6)
+    }
+
     /// Number of anchor points the output holds for the padded input size.
     pub fn num_anchors(&self) -> Option<usize> {
         let (h, w) = self.input_hw()?;

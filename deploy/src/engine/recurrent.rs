@@ -238,10 +238,7 @@ fn layout(engine: &Engine) -> Result<Layout> {
     }
     let detections_index = output_index(&spec.output.name)?;
     let detections_shape = with_batch_one(&engine.outputs[detections_index].shape);
-    let duration_s = spec
-        .representation
-        .as_ref()
-        .map_or(0.05, |r| r.window_us as f32 / 1e6);
+    let duration_s = spec.default_duration_s();
     Ok(Layout {
         input_shape,
         feeds,

@@ -89,7 +89,8 @@ pub(super) fn sequence_flags(
 }
 
 /// Runs the model on a call's inputs, as a step of its sequence or on its own.
-pub(super) fn run(model: &Model, call: Call) -> Result<Vec<Tensor>, HttpError> {
+pub(super) fn run(model: &Model, mut call: Call) -> Result<Vec<Tensor>, HttpError> {
+    fill_duration(model.engine.spec(), &mut call.inputs)?;
     let computing = std::time::Instant::now();
     let outputs = match (&call.sequence, &model.batcher) {
         (Some(flags), _) => model.sequences.run(&model.engine, flags, &call.inputs),
@@ -106,6 +107,43 @@ pub(super) fn run(model: &Model, call: Call) -> Result<Vec<Tensor>, HttpError> {
     };
     model.compute.observe(computing.elapsed());
     outputs
+}
+
+/// A model whose memory follows time (the spec's `duration_input`, SSM memory) takes each
+/// window's duration in seconds. A request may send it as an ordinary `[1, 1]` input (for
+/// windows of another length than the model's); one that leaves it out gets the spec's window
+/// length, the length a client cuts its histograms at, as `StreamDetector` does. A duration that
+/// is not a finite number of seconds >= 0 is refused.
+fn fill_duration(
+    spec: &prism_core::spec::ModelSpec,
+    inputs: &mut Vec<Input>,
+) -> Result<(), HttpError> {
+    let Some(name) = &spec.duration_input else {
+        return Ok(());
+    };
+    match inputs.iter().find(|(n, _, _)| n == name) {
+        Some((_, _, values)) => {
+            if let Some(bad) = values.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
+                return Err(err(
+                    400,
+                    format!("input `{name}`: a window duration is a finite number of seconds >= 0, not {bad}"),
+                ));
+            }
+        }
+        None => {
+            let batch = inputs
+                .iter()
+                .find(|(n, _, _)| *n == spec.input.name)
+                .and_then(|(_, shape, _)| shape.first().copied())
+                .unwrap_or(1);
+            inputs.push((
+                name.clone(),
+                vec![batch, 1],
+                vec![spec.default_duration_s(); batch],
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The outputs to answer with, each with what the request says about it: the named ones in
