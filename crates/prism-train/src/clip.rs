@@ -41,18 +41,23 @@ pub fn global_norm<M: Module>(module: &M, grads: &GradientsParams) -> f64 {
     v.sum.sqrt()
 }
 
+/// Multiplies every gradient of `module` by `factor` (a loss scale's inverse).
+pub fn scale_all<M: Module>(module: &M, grads: &mut GradientsParams, factor: f32) {
+    let mut s = Scale {
+        grads,
+        factor,
+        ids: Vec::new(),
+    };
+    module.visit(&mut s);
+}
+
 /// Scales all gradients by `max_norm / (norm + 1e-6)` when their global norm exceeds
 /// `max_norm`; returns the norm before clipping (logged as `grad_norm`).
 pub fn clip_global_norm<M: Module>(module: &M, grads: &mut GradientsParams, max_norm: f64) -> f64 {
     let norm = global_norm(module, grads);
     let factor = max_norm / (norm + 1e-6);
     if factor < 1.0 {
-        let mut s = Scale {
-            grads,
-            factor: factor as f32,
-            ids: Vec::new(),
-        };
-        module.visit(&mut s);
+        scale_all(module, grads, factor as f32);
     }
     norm
 }

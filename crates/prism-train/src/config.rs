@@ -46,8 +46,8 @@ pub struct TrainSection {
     /// checkpointing) to lower a step's peak memory; the gradients are the same.
     #[serde(default)]
     pub gradient_checkpointing: bool,
-    /// `fp32`, or `bf16`: the step computes in bfloat16 on float32 master weights (see
-    /// [`crate::precision`]).
+    /// `fp32`, `bf16` or `fp16`: the step computes in bfloat16 or float16 (with dynamic loss
+    /// scaling) on float32 master weights (see [`crate::precision`]).
     #[serde(default)]
     pub precision: crate::precision::Precision,
     /// Update rule of every parameter no `param_groups` entry claims: `adamw` (RVT's), `sgd`

@@ -27,6 +27,7 @@ use crate::memory::StepPeak;
 use crate::metrics_log::{MetricsLog, Record, StepRecord, ValRecord};
 use crate::mm_config::MmTrainConfig;
 use crate::optim::OptimizerPlan;
+use crate::precision::{unscale, LossScaler};
 use crate::resumable;
 use crate::trainer::{best_checkpoint, last_checkpoint, Event, TrainSummary};
 use crate::{TrainDevice, TrainError};
@@ -52,6 +53,9 @@ struct FrameTrainerState {
     /// Best validation mAP so far and its step.
     best_map: Option<(f64, usize)>,
     elapsed_s: f64,
+    /// float16 training: the loss scaler's state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    loss_scale: Option<LossScaler>,
 }
 
 /// A training session on a multimodal dataset folder.
@@ -171,12 +175,15 @@ impl FrameRun {
                     step: 0,
                     best_map: None,
                     elapsed_s: 0.0,
+                    loss_scale: None,
                 },
             ),
         };
         let start = state.step;
         let mut best = state.best_map;
         let elapsed0 = state.elapsed_s;
+        let mut scaler = LossScaler::for_precision(self.config.train.precision)
+            .map(|fresh| state.loss_scale.unwrap_or(fresh));
         let mut log = MetricsLog::open(run_dir, resume_from.as_ref().map(|_| start))
             .map_err(|e| TrainError::io(run_dir, e))?;
         let t = self.config.train.clone();
@@ -211,6 +218,7 @@ impl FrameRun {
             let mut accumulator = GradientsAccumulator::<MmDetector>::new();
             let (mut loss, mut iou, mut obj, mut cls) = (0.0, 0.0, 0.0, 0.0);
             let (mut num_fg, mut num_gt) = (0, 0);
+            let loss_scale = scaler.map(|s| s.scale);
             for micro in 0..t.accumulate {
                 let ids = self.batch_ids(step * t.accumulate + micro);
                 let mut samples = Vec::with_capacity(ids.len());
@@ -220,8 +228,8 @@ impl FrameRun {
                     samples.push(augment.apply(&image, &boxes, [w, h], &mut rng));
                 }
                 let batch = frame_batch(&samples, &self.device);
-                // bf16: this micro-batch runs on its own bfloat16 copy of the weights (each
-                // backward consumes the copy's casts).
+                // bf16 / fp16: this micro-batch runs on its own half-precision copy of the
+                // weights (each backward consumes the copy's casts); fp16 scales the loss.
                 let compute = t.precision.compute_copy(&model);
                 let raw = t
                     .precision
@@ -234,12 +242,19 @@ impl FrameRun {
                 cls += out.cls * scale;
                 num_fg += out.num_fg;
                 num_gt += out.num_gt;
-                let grads = (out.total * scale).backward();
+                let grads = (out.total * (scale * loss_scale.unwrap_or(1.0))).backward();
                 accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
             }
             let mut grads = accumulator.grads();
-            let grad_norm = clip_global_norm(&model, &mut grads, t.grad_clip);
-            model = optim.step(self.optimizer_plan.module_lr(step), model, grads);
+            let take = match &mut scaler {
+                Some(s) => s.update(unscale(&model, &mut grads, s.scale)),
+                None => true,
+            };
+            let mut grad_norm = 0.0;
+            if take {
+                grad_norm = clip_global_norm(&model, &mut grads, t.grad_clip);
+                model = optim.step(self.optimizer_plan.module_lr(step), model, grads);
+            }
             model = t.precision.restore_buffers(model);
             step += 1;
             let dt = t0.elapsed().as_secs_f64();
@@ -257,6 +272,8 @@ impl FrameRun {
                 elapsed_s: elapsed0 + session.elapsed().as_secs_f64(),
                 peak_rss_mib: peak.and_then(StepPeak::peak_mib),
                 group_lr: self.optimizer_plan.named_group_lrs(step - 1),
+                loss_scale,
+                skipped: !take,
             };
             if !record.loss.is_finite() {
                 return Err(TrainError::Diverged {
@@ -289,6 +306,7 @@ impl FrameRun {
                     step,
                     best_map: best,
                     elapsed_s: elapsed0 + session.elapsed().as_secs_f64(),
+                    loss_scale: scaler,
                 };
                 resumable::save(&dir, &self.config.card.to_toml(), &model, &optim, &state)?;
                 on_event(&Event::Checkpoint { step, dir });

@@ -28,6 +28,12 @@ pub struct StepRecord {
     /// Learning rate of each `train.param_groups` entry, by prefix (absent without groups).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub group_lr: Vec<(String, f64)>,
+    /// float16 training: the loss scale the step ran with ([`crate::precision::LossScaler`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<f32>,
+    /// float16 training: the step's gradients overflowed, so no update was made.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
 }
 
 /// One validation pass.
@@ -143,6 +149,8 @@ mod tests {
             elapsed_s: step as f64,
             peak_rss_mib: None,
             group_lr: Vec::new(),
+            loss_scale: None,
+            skipped: false,
         })
     }
 

@@ -51,8 +51,8 @@ pub struct MmTrainSection {
     /// are the same.
     #[serde(default)]
     pub gradient_checkpointing: bool,
-    /// `fp32`, or `bf16`: the step computes in bfloat16 on float32 master weights (see
-    /// [`crate::precision`]).
+    /// `fp32`, `bf16` or `fp16`: the step computes in bfloat16 or float16 (with dynamic loss
+    /// scaling) on float32 master weights (see [`crate::precision`]).
     #[serde(default)]
     pub precision: crate::precision::Precision,
     /// A backbone checkpoint (`prism import mit-checkpoint`) to start the streams from.

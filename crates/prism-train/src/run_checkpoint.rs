@@ -35,6 +35,9 @@ pub struct TrainerState {
     pub elapsed_s: f64,
     /// Shapes of the 8 carried state tensors (h1, c1, ..., h4, c4), if any.
     pub stream_state_shapes: Option<Vec<[usize; 4]>>,
+    /// float16 training: the loss scaler's state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<crate::precision::LossScaler>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -20,6 +20,7 @@ use crate::loss::YoloxLoss;
 use crate::memory::StepPeak;
 use crate::metrics_log::{MetricsLog, Record, StepRecord, ValRecord};
 use crate::optim::OptimizerPlan;
+use crate::precision::{unscale, LossScaler};
 use crate::run_checkpoint::{self, Snapshot, TrainerState};
 use crate::simota::GtBox;
 use crate::TrainError;
@@ -174,6 +175,8 @@ impl<'a> Trainer<'a> {
         } else {
             None
         };
+        let precision = self.config.train.precision;
+        let mut scaler = LossScaler::for_precision(precision);
         let (mut model, mut optim, mut sampler, mut carried, mut best, start, elapsed0) =
             match &resume_from {
                 Some(dir) => {
@@ -183,6 +186,9 @@ impl<'a> Trainer<'a> {
                         self.train,
                         r.trainer.sampler.clone(),
                     )?;
+                    if scaler.is_some() {
+                        scaler = r.trainer.loss_scale.or(scaler);
+                    }
                     (
                         r.model,
                         r.optimizer,
@@ -223,13 +229,26 @@ impl<'a> Trainer<'a> {
             let (loss, new_state) = self.forward_batch(&model, &batch, carried.take())?;
             carried = Some(new_state);
             let mut grad_norm = 0.0;
+            let loss_scale = scaler.map(|s| s.scale);
+            let mut skipped = false;
             if let Some(out) = &loss {
-                let grads = out.total.backward();
+                let grads = match loss_scale {
+                    Some(scale) => (out.total.clone() * scale).backward(),
+                    None => out.total.backward(),
+                };
                 let mut grads = GradientsParams::from_grads(grads, &model);
-                grad_norm = clip_global_norm(&model, &mut grads, self.config.train.grad_clip);
-                model = optim.step(self.optimizer_plan.module_lr(step), model, grads);
+                let take = match &mut scaler {
+                    Some(s) => s.update(unscale(&model, &mut grads, s.scale)),
+                    None => true,
+                };
+                if take {
+                    grad_norm = clip_global_norm(&model, &mut grads, self.config.train.grad_clip);
+                    model = optim.step(self.optimizer_plan.module_lr(step), model, grads);
+                } else {
+                    skipped = true;
+                }
             }
-            model = self.config.train.precision.restore_buffers(model);
+            model = precision.restore_buffers(model);
             step += 1;
             let dt = t0.elapsed().as_secs_f64();
             let record = StepRecord {
@@ -246,6 +265,8 @@ impl<'a> Trainer<'a> {
                 elapsed_s: elapsed0 + session.elapsed().as_secs_f64(),
                 peak_rss_mib: peak.and_then(StepPeak::peak_mib),
                 group_lr: self.optimizer_plan.named_group_lrs(step - 1),
+                loss_scale,
+                skipped,
             };
             if !record.loss.is_finite() {
                 return Err(TrainError::Diverged {
@@ -280,6 +301,7 @@ impl<'a> Trainer<'a> {
                     best_ap50: best,
                     elapsed_s: elapsed0 + session.elapsed().as_secs_f64(),
                     stream_state_shapes: None,
+                    loss_scale: scaler,
                 };
                 let snap = Snapshot {
                     model: &model,

@@ -131,6 +131,40 @@ fn a_resumed_accumulating_run_follows_the_uninterrupted_one() {
         "step 1: float32 {x}, bf16 {y}"
     );
 
+    // And in fp16 with its loss scale: step 1's loss is the float32 one within float16's
+    // precision (the forward pass does not depend on the scale), every step records its scale,
+    // and the run validates.
+    let mut fp16 = config();
+    fp16.apply_overrides(&["train.precision=fp16".into()])
+        .unwrap();
+    let summary = FrameRun::new(fp16, opts("fp16", false, None), folder.clone())
+        .unwrap()
+        .run(|_| {})
+        .unwrap();
+    assert!(summary.last_val.is_some());
+    let records: Vec<_> =
+        prism_train::metrics_log::read(&dir.path().join("fp16").join("metrics.jsonl"))
+            .unwrap()
+            .into_iter()
+            .filter_map(|r| match r {
+                prism_train::metrics_log::Record::Train(s) => Some(s),
+                prism_train::metrics_log::Record::Val(_) => None,
+            })
+            .collect();
+    assert_eq!(records.len(), 5);
+    assert_eq!(records[0].loss_scale, Some(65536.0));
+    for pair in records.windows(2) {
+        let halved = pair[0]
+            .loss_scale
+            .map(|s| if pair[0].skipped { s / 2.0 } else { s });
+        assert_eq!(pair[1].loss_scale, halved, "{records:?}");
+    }
+    let (x, y) = (a[0].1, records[0].loss);
+    assert!(
+        (x - y).abs() <= 1e-2 * x.abs() && x != y,
+        "step 1: float32 {x}, fp16 {y}"
+    );
+
     // The best checkpoint is a normal multimodal checkpoint.
     let best = prism_train::trainer::best_checkpoint(&dir.path().join("whole"));
     assert!(prism_models::mm::card::is_mm_checkpoint(&best));

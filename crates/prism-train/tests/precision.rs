@@ -1,5 +1,6 @@
-//! bf16 training (`train.precision = "bf16"`): the network's forward pass in bfloat16 matches
-//! float32 within bfloat16's precision, and a short bf16 run learns as the float32 run does.
+//! Half-precision training (`train.precision = "bf16" | "fp16"`): the network's forward pass in
+//! bfloat16 matches float32 within bfloat16's precision, a short bf16 or fp16 run learns as the
+//! float32 run does, and an fp16 run's loss scale follows the scaler's rule and resumes exactly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -55,7 +56,7 @@ fn a_short_bf16_run_learns_like_the_float32_run() {
     let mut config = common::small_config(steps, "");
     let (train, val) = common::splits(&config, &dir.path().join("data"));
     let mut curves = Vec::new();
-    for precision in [Precision::Fp32, Precision::Bf16] {
+    for precision in [Precision::Fp32, Precision::Bf16, Precision::Fp16] {
         config.train.precision = precision;
         let opts = RunOptions {
             run_dir: dir.path().join(format!("{precision:?}")),
@@ -72,27 +73,103 @@ fn a_short_bf16_run_learns_like_the_float32_run() {
         curves.push(curve.into_iter().map(|(_, loss)| loss).collect::<Vec<_>>());
     }
     let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
-    let (full, half) = (&curves[0], &curves[1]);
-    assert_eq!(half.len(), steps);
-    let (start, end) = (mean(&half[..5]), mean(&half[steps - 5..]));
-    let full_end = mean(&full[steps - 5..]);
-    eprintln!(
-        "loss over the first / last 5 steps: bf16 {start:.3} -> {end:.3}, float32 {:.3} -> {full_end:.3}",
-        mean(&full[..5])
-    );
-    // How much a 30-step run learns depends on the CPU's float paths (an AVX2-only EPYC drops
-    // the float32 loss by 18 %, an AVX-512 Xeon by more), so bf16 is held to float32's drop.
+    let full = &curves[0];
     let full_start = mean(&full[..5]);
+    let full_end = mean(&full[steps - 5..]);
+    // How much a 30-step run learns depends on the CPU's float paths (an AVX2-only EPYC drops
+    // the float32 loss by 18 %, an AVX-512 Xeon by more), so half precision is held to float32's
+    // drop.
     assert!(
         full_end < 0.9 * full_start,
         "float32 did not learn: {full_start} -> {full_end}"
     );
-    assert!(
-        start - end >= 0.75 * (full_start - full_end),
-        "bf16 learned {start} -> {end}, float32 {full_start} -> {full_end}"
+    for (name, half) in [("bf16", &curves[1]), ("fp16", &curves[2])] {
+        assert_eq!(half.len(), steps);
+        let (start, end) = (mean(&half[..5]), mean(&half[steps - 5..]));
+        eprintln!(
+            "loss over the first / last 5 steps: {name} {start:.3} -> {end:.3}, float32 {full_start:.3} -> {full_end:.3}"
+        );
+        assert!(
+            start - end >= 0.75 * (full_start - full_end),
+            "{name} learned {start} -> {end}, float32 {full_start} -> {full_end}"
+        );
+        assert!(
+            (end - full_end).abs() <= 0.1 * full_end,
+            "{name} ends at {end}, float32 at {full_end}"
+        );
+    }
+}
+
+/// Each step's loss scale and whether it was skipped, from `metrics.jsonl`.
+fn scales(run_dir: &std::path::Path) -> Vec<(f32, f32, bool)> {
+    use prism_train::metrics_log::{read, Record};
+    read(&run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Train(s) => Some((s.loss, s.loss_scale.expect("a loss scale"), s.skipped)),
+            Record::Val(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_fp16_run_scales_its_loss_by_the_rule_and_resumes_exactly() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let steps = 12;
+    let mut config = common::small_config(steps, "");
+    config.train.precision = Precision::Fp16;
+    config.train.checkpoint_every = 5;
+    let (train, val) = common::splits(&config, &dir.path().join("data"));
+    let run = |name: &str, resume: bool, stop_after: Option<usize>| {
+        let opts = RunOptions {
+            run_dir: dir.path().join(name),
+            resume,
+            stop_after,
+            eval_filter: prism_eval::prophesee::BoxFilter::none(),
+            device: TrainDevice::Flex,
+        };
+        Trainer::new(config.clone(), opts, &train, &val)
+            .unwrap()
+            .run(|_| {})
+            .unwrap();
+    };
+    run("whole", false, None);
+    run("split", false, Some(7));
+    run("split", true, None);
+    let (whole, split) = (
+        scales(&dir.path().join("whole")),
+        scales(&dir.path().join("split")),
     );
+    assert_eq!(whole.len(), steps);
+    eprintln!("fp16 (loss, scale, skipped) per step: {whole:?}");
+    // PyTorch's GradScaler rule: 2^16 to start; halved after a skipped (overflowed) step,
+    // unchanged after a good one (it doubles only after 2000 good steps).
+    assert_eq!(whole[0].1, 65536.0);
+    for pair in whole.windows(2) {
+        let expected = if pair[0].2 {
+            pair[0].1 / 2.0
+        } else {
+            pair[0].1
+        };
+        assert_eq!(pair[1].1, expected, "{whole:?}");
+    }
     assert!(
-        (end - full_end).abs() <= 0.1 * full_end,
-        "bf16 ends at {end}, float32 at {full_end}"
+        whole.iter().any(|s| !s.2),
+        "every step overflowed: {whole:?}"
     );
+    assert!(whole.iter().all(|s| s.0.is_finite()));
+    // Stopped at step 7 (checkpoint at 7) and resumed: the same scales, skips and losses.
+    assert_eq!(split.len(), steps);
+    for (i, (a, b)) in whole.iter().zip(&split).enumerate() {
+        assert_eq!((a.1, a.2), (b.1, b.2), "step {}", i + 1);
+        assert!(
+            (a.0 - b.0).abs() <= 1e-5 * a.0.abs().max(1.0),
+            "step {}: {} vs {}",
+            i + 1,
+            a.0,
+            b.0
+        );
+    }
 }
