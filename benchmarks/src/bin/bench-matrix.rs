@@ -2,9 +2,8 @@
 //! into one table with mAP beside latency, with the machine, the versions and the date.
 //!
 //! Each model runs through the `prism` binary twice, as a user would run it: fp32 and int8 on
-//! every backend, then fp16 on the ONNX Runtime backends. tract has no fp16 kernels on x86 (it
-//! ran rvt-tiny-synth's held-out windows 70x slower than fp32, README), so tract x fp16 is a row
-//! that says so instead of several minutes per model of timing a format nobody deploys there.
+//! every backend, then fp16 on every backend (tract runs float16 graphs with float32 sums on
+//! x86, see `prism_deploy::engine::tract`).
 //! mAP needs trained weights and data: `--trained NAME=CHECKPOINT_DIR,DATA_DIR` benches that
 //! model from its checkpoint with `--data` (int8 calibrated on the train split, mAP on val);
 //! the other cards run with fresh weights, latency only.
@@ -24,7 +23,8 @@ use clap::Parser;
 use prism_benchmarks::stats::{loadavg, prism_env};
 use serde_json::{json, Value};
 
-/// Every card of the zoo, smallest first.
+/// Every card of the zoo: RVT smallest first, the RGB + thermal + event detectors, the
+/// next-vector sequence models.
 const ZOO: &[&str] = &[
     "rvt-tiny-synth",
     "rvt-tiny-gen1",
@@ -33,11 +33,20 @@ const ZOO: &[&str] = &[
     "rvt-tiny-1mpx",
     "rvt-small-1mpx",
     "rvt-base-1mpx",
+    "mm-mit-b0-rgb",
+    "mm-mit-b0-early",
+    "mm-mit-b0-cssa-s3",
+    "mm-mit-b0-gaff-s23",
+    "mm-mit-b1-cssa-s3",
+    "seq-mlp",
+    "seq-lstm",
+    "seq-transformer",
 ];
 
 /// The columns of the summary, in order.
 const COMBOS: &[(&str, &str)] = &[
     ("tract", "fp32"),
+    ("tract", "fp16"),
     ("tract", "int8"),
     ("ort-cpu", "fp32"),
     ("ort-cpu", "fp16"),
@@ -113,7 +122,7 @@ fn main() -> Result<()> {
         let mut rows = Vec::new();
         for (precisions, backends) in [
             ("fp32,int8", "tract,ort-cpu,ort-cuda,ort-tensorrt"),
-            ("fp16", "ort-cpu,ort-cuda,ort-tensorrt"),
+            ("fp16", "tract,ort-cpu,ort-cuda,ort-tensorrt"),
         ] {
             let out = args
                 .out
@@ -146,10 +155,6 @@ fn main() -> Result<()> {
             machine = bench["machine"].as_str().unwrap_or("?").to_string();
             rows.extend(bench["rows"].as_array().cloned().unwrap_or_default());
         }
-        rows.push(json!({
-            "backend": "tract", "precision": "fp16",
-            "skipped": "not run: tract has no fp16 kernels on x86 (70x slower than fp32 on rvt-tiny-synth, README)",
-        }));
         all.push((name.clone(), rows));
     }
 
@@ -202,7 +207,7 @@ fn markdown(
     let mut md = String::from("# prism bench over the model zoo (issue 14)\n\n");
     let _ = writeln!(
         md,
-        "`cargo xtask bench bench-matrix` on {machine}; prism {}, ONNX Runtime {} (CPU wheel), tract {}; {date}; load average {load_before} before, {} after. Each model: `prism bench --precision fp32,int8 --backends tract,ort-cpu,ort-cuda,ort-tensorrt` and `prism bench --precision fp16 --backends ort-cpu,ort-cuda,ort-tensorrt`, {duration_s} s timed after 1 s of warm-up per row, default threads (all cores), per window with the state carried; int8 is `prism quantize` with its defaults (S8S8, per-channel). {}\n",
+        "`cargo xtask bench bench-matrix` on {machine}; prism {}, ONNX Runtime {} (CPU wheel), tract {}; {date}; load average {load_before} before, {} after. Each model: `prism bench --precision fp32,int8 --backends tract,ort-cpu,ort-cuda,ort-tensorrt` and `prism bench --precision fp16 --backends tract,ort-cpu,ort-cuda,ort-tensorrt`, {duration_s} s timed after 1 s of warm-up per row, default threads (all cores); per window with the state carried for RVT, per image for the multimodal detectors, per context for the sequence models; int8 is `prism quantize` with its defaults (S8S8, per-channel). {}\n",
         versions["prism"].as_str().unwrap_or("?"),
         versions["onnxruntime"].as_str().unwrap_or("?"),
         versions["tract"].as_str().unwrap_or("?"),

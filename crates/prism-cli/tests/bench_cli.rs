@@ -87,3 +87,48 @@ fn bench_refuses_unknown_precisions_and_backends() {
     let o = prism(&["bench", "--model", "rvt-tiny-synth", "--backends", "tpu"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+/// Every family of the zoo benches by name: a multimodal detector (per image) and a
+/// next-vector sequence model (per context), exported by `prism bench` itself.
+#[test]
+fn bench_takes_multimodal_and_sequence_names() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, says) in [
+        ("mm-mit-b0-rgb", "image [1, 5, 96, 128]"),
+        ("seq-mlp", "task         next-vector"),
+    ] {
+        let out = dir.path().join(name);
+        let o = prism(&[
+            "bench",
+            "--model",
+            name,
+            "--backends",
+            "tract",
+            "--precision",
+            "fp32,fp16",
+            "--warmup-s",
+            "0",
+            "--duration-s",
+            "0.2",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap())
+                .unwrap();
+        assert_eq!(json["model"], name);
+        let rows = json["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), 2, "{json}");
+        for row in rows {
+            assert!(row["skipped"].is_null(), "{name}: {row}");
+            assert!(row["timed_windows"].as_u64().unwrap() >= 10, "{row}");
+        }
+        let o = prism(&[
+            "info",
+            "--model",
+            out.join("models/fp32.onnx").to_str().unwrap(),
+        ]);
+        assert!(stdout(&o).contains(says), "{name}: {}", stdout(&o));
+    }
+}

@@ -182,17 +182,9 @@ fn prepare_models(
                 checkpoint: args.checkpoint.clone(),
                 overrides: Vec::new(),
             };
-            let device = Device::flex();
-            let (card, model) = source.load(&device)?;
-            let onnx = prism_models::onnx::export_rvt(
-                &model,
-                &card,
-                &prism_models::onnx::RvtExport::default(),
-                &device,
-            )
-            .with_context(|| format!("exporting {}", card.name))?;
+            let (name, onnx) = export_source(&source)?;
             onnx.save(&fp32)?;
-            card.name.clone()
+            name
         }
     };
     let proto = quantize::read_model(&std::fs::read(&fp32)?)?;
@@ -225,6 +217,45 @@ fn prepare_models(
         files.push((precision.clone(), made));
     }
     Ok((name, files))
+}
+
+/// The source's float32 export, whichever family it is (RVT, a multimodal detector, a
+/// next-vector sequence model), and the model's name.
+fn export_source(source: &ModelSource) -> Result<(String, prism_export::OnnxModel)> {
+    let device = Device::flex();
+    let (name, onnx) = if source.is_multimodal() {
+        let (card, model) = source.load_multimodal(&device)?;
+        let onnx = prism_models::onnx::export_mm(
+            &model,
+            &card.name,
+            &card.data.classes,
+            card.model.input_size,
+            false,
+            &device,
+        );
+        (card.name, onnx)
+    } else if source.is_sequence() {
+        let (card, model) = source.load_sequence(&device)?;
+        let onnx = prism_models::onnx::export_seq(
+            &model,
+            &card,
+            prism_export::DEFAULT_OPSET,
+            false,
+            &device,
+        );
+        (card.name, onnx)
+    } else {
+        let (card, model) = source.load(&device)?;
+        let onnx = prism_models::onnx::export_rvt(
+            &model,
+            &card,
+            &prism_models::onnx::RvtExport::default(),
+            &device,
+        );
+        (card.name, onnx)
+    };
+    let onnx = onnx.with_context(|| format!("exporting {name}"))?;
+    Ok((name, onnx))
 }
 
 fn make_int8(
