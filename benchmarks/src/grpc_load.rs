@@ -101,3 +101,130 @@ fn client(
         (latencies, errors)
     })
 }
+
+/// A malformed or wrong `ModelInfer` call and what the server must answer: the gRPC status
+/// code and a piece of its message.
+pub struct BadCall {
+    pub case: &'static str,
+    pub request: ModelInferRequest,
+    pub code: tonic::Code,
+    pub needle: &'static str,
+}
+
+/// What the bad-call client saw.
+#[derive(Default)]
+pub struct BadTally {
+    /// Per case: (sent, answered as expected, last code, last message).
+    pub cases: Vec<(usize, usize, String, String)>,
+    /// `ServerReady` calls after a bad call that failed or said not ready.
+    pub health_failures: usize,
+    pub problems: Vec<String>,
+}
+
+/// Sends the bad calls in turn on one connection until `stop`, each followed by a
+/// `ServerReady` call (the server keeps serving), 50 ms apart: the malformed-request matrix of
+/// the HTTP endpoint, over gRPC, while the good clients load the server.
+pub fn bad_client(
+    addr: SocketAddr,
+    cases: &[BadCall],
+    stop: &AtomicBool,
+    tally: &std::sync::Mutex<BadTally>,
+) {
+    let lock = || tally.lock().unwrap_or_else(|e| e.into_inner());
+    lock().cases = cases
+        .iter()
+        .map(|_| (0, 0, String::new(), String::new()))
+        .collect();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            lock()
+                .problems
+                .push(format!("gRPC bad client runtime: {e}"));
+            return;
+        }
+    };
+    runtime.block_on(async {
+        let mut connection = None;
+        let mut k = 0usize;
+        while !stop.load(Ordering::Relaxed) {
+            if connection.is_none() {
+                match GrpcInferenceServiceClient::connect(format!("http://{addr}")).await {
+                    Ok(c) => {
+                        connection = Some(
+                            c.max_decoding_message_size(usize::MAX)
+                                .max_encoding_message_size(usize::MAX),
+                        )
+                    }
+                    Err(e) => {
+                        note(&mut lock(), format!("gRPC bad client: connect: {e}"));
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                }
+            }
+            let Some(c) = connection.as_mut() else {
+                continue;
+            };
+            let i = k % cases.len();
+            k += 1;
+            let case = &cases[i];
+            let answer = c.model_infer(case.request.clone()).await;
+            tally_answer(&mut lock(), i, case, answer);
+            let ready = c
+                .server_ready(proto::ServerReadyRequest {})
+                .await
+                .map(|r| r.into_inner().ready)
+                .unwrap_or(false);
+            if !ready {
+                lock().health_failures += 1;
+                connection = None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+}
+
+/// Adds `problem` to the tally once.
+fn note(t: &mut BadTally, problem: String) {
+    if !t.problems.contains(&problem) {
+        t.problems.push(problem);
+    }
+}
+
+/// Counts bad call `i`'s answer, and notes it when it is not the expected refusal.
+fn tally_answer(
+    t: &mut BadTally,
+    i: usize,
+    case: &BadCall,
+    answer: Result<tonic::Response<proto::ModelInferResponse>, tonic::Status>,
+) {
+    let entry = &mut t.cases[i];
+    entry.0 += 1;
+    let problem = match answer {
+        Ok(_) => Some(format!("gRPC {}: answered OK", case.case)),
+        Err(status) => {
+            entry.2 = format!("{:?}", status.code());
+            entry.3 = status.message().to_string();
+            if status.code() == case.code && status.message().contains(case.needle) {
+                entry.1 += 1;
+                None
+            } else {
+                Some(format!(
+                    "gRPC {}: got {:?} `{}`, expected {:?} with `{}`",
+                    case.case,
+                    status.code(),
+                    status.message(),
+                    case.code,
+                    case.needle
+                ))
+            }
+        }
+    };
+    if let Some(p) = problem {
+        note(t, p);
+    }
+}

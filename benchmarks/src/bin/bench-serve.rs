@@ -18,8 +18,10 @@
 //! Throughout every load phase a further client sends malformed and wrong requests (malformed
 //! JSON, wrong shapes, wrong datatypes, wrong value counts, unknown inputs, oversized bodies,
 //! unknown models and versions) and checks each gets its 4xx with the expected message, and that
-//! the server still answers a health check right after. At the end the server's own metrics must
-//! show no 5xx, and the server process must shut down cleanly without a panic in its log.
+//! the server still answers a health check right after; a gRPC client does the same with
+//! malformed `ModelInfer` calls (each its status code, then `ServerReady`). At the end the
+//! server's own metrics must show no 5xx, and the server process must shut down cleanly without
+//! a panic in its log.
 //!
 //! usage: bench-serve [--models rvt-tiny-synth,rvt-tiny-gen1] [--backend ort-cpu] [--seconds 8]
 //!                    [--clients 1,4,16] [--workers 4] [--threads 2]
@@ -469,6 +471,125 @@ fn bad_requests(name: &str, good: &Value, full_body: &[u8]) -> Vec<Bad> {
     ]
 }
 
+/// The malformed-request matrix over gRPC: `good` broken one way per case, with the status
+/// code and message the server must answer with (the HTTP cases' 400 is `INVALID_ARGUMENT`,
+/// 404 `NOT_FOUND`). No oversized case: going past the message limit means sending 64 MiB a
+/// round, which would load the server more than the clients being measured.
+fn grpc_bad_calls(good: &ModelInferRequest) -> Vec<grpc_load::BadCall> {
+    use tonic::Code;
+    let with = |f: &dyn Fn(&mut ModelInferRequest)| {
+        let mut r = good.clone();
+        f(&mut r);
+        r
+    };
+    let bad = |case, request, code, needle| grpc_load::BadCall {
+        case,
+        request,
+        code,
+        needle,
+    };
+    vec![
+        bad(
+            "unknown model",
+            with(&|r| r.model_name = "no-such-model".into()),
+            Code::NotFound,
+            "unknown model",
+        ),
+        bad(
+            "unknown model version",
+            with(&|r| r.model_version = "9".into()),
+            Code::NotFound,
+            "no version",
+        ),
+        bad(
+            "wrong datatype (INT64)",
+            with(&|r| r.inputs[0].datatype = "INT64".into()),
+            Code::InvalidArgument,
+            "datatype INT64 is not supported",
+        ),
+        bad(
+            "wrong shape",
+            with(&|r| r.inputs[0].shape[2] += 1),
+            Code::InvalidArgument,
+            "the model expects",
+        ),
+        bad(
+            "raw contents one value short of the shape",
+            with(&|r| {
+                let n = r.raw_input_contents[0].len();
+                r.raw_input_contents[0].truncate(n - 4);
+            }),
+            Code::InvalidArgument,
+            "values, got",
+        ),
+        bad(
+            "negative dimension",
+            with(&|r| r.inputs[0].shape[0] = -1),
+            Code::InvalidArgument,
+            "negative dimension",
+        ),
+        bad(
+            "raw contents not a whole number of FP32",
+            with(&|r| r.raw_input_contents[0].truncate(6)),
+            Code::InvalidArgument,
+            "not a whole number of FP32",
+        ),
+        bad(
+            "fewer raw contents than inputs",
+            with(&|r| {
+                r.raw_input_contents.pop();
+            }),
+            Code::InvalidArgument,
+            "give one per input",
+        ),
+        bad(
+            "unknown input name",
+            with(&|r| r.inputs[0].name = "nope".into()),
+            Code::InvalidArgument,
+            "has no input `nope`",
+        ),
+        bad(
+            "missing input",
+            with(&|r| {
+                r.inputs.pop();
+                r.raw_input_contents.pop();
+            }),
+            Code::InvalidArgument,
+            "missing input",
+        ),
+        bad(
+            "sequence_start without a sequence_id",
+            with(&|r| {
+                r.parameters.insert(
+                    "sequence_start".into(),
+                    grpc_load::proto::InferParameter {
+                        parameter_choice: Some(
+                            grpc_load::proto::infer_parameter::ParameterChoice::BoolParam(true),
+                        ),
+                    },
+                );
+            }),
+            Code::InvalidArgument,
+            "need a sequence_id",
+        ),
+        bad(
+            "sequence_id of the wrong type (a bool)",
+            with(&|r| {
+                r.parameters.insert(
+                    "sequence_id".into(),
+                    grpc_load::proto::InferParameter {
+                        parameter_choice: Some(
+                            grpc_load::proto::infer_parameter::ParameterChoice::BoolParam(true),
+                        ),
+                    },
+                );
+            }),
+            Code::InvalidArgument,
+            "not a bool",
+        ),
+    ]
+}
+
 /// Tallies of the bad-request client.
 #[derive(Default)]
 struct BadTally {
@@ -741,10 +862,13 @@ fn bench_model(
         cases: bad.iter().map(|_| (0, 0, 0, String::new())).collect(),
         ..BadTally::default()
     });
+    let grpc_bad = grpc_bad_calls(&grpc_request);
+    let grpc_tally = Mutex::new(grpc_load::BadTally::default());
     let bad_stop = AtomicBool::new(false);
     let mut phases = Vec::new();
     std::thread::scope(|s| -> Result<()> {
         s.spawn(|| bad_client(addr, &bad, &bad_stop, &tally));
+        s.spawn(|| grpc_load::bad_client(server.grpc, &grpc_bad, &bad_stop, &grpc_tally));
         let mut run = || -> Result<()> {
             for &c in clients {
                 let make = json_client(infer_body.clone(), infer_path.clone());
@@ -871,13 +995,27 @@ fn bench_model(
         ));
     }
     problems.extend(t.problems.iter().cloned());
-    let bad_rows: Vec<Value> = bad
+    let mut bad_rows: Vec<Value> = bad
         .iter()
         .zip(&t.cases)
         .map(|(b, (sent, ok, status, msg))| {
             json!({"case": b.case, "expected": b.status, "sent": sent, "as_expected": ok, "status": status, "message": msg})
         })
         .collect();
+    let g = grpc_tally.into_inner().unwrap_or_else(|e| e.into_inner());
+    if g.health_failures > 0 {
+        problems.push(format!(
+            "{} gRPC ServerReady calls failed after bad calls",
+            g.health_failures
+        ));
+    }
+    problems.extend(g.problems.iter().cloned());
+    bad_rows.extend(grpc_bad.iter().zip(&g.cases).map(|(b, (sent, ok, code, msg))| {
+        json!({"case": format!("gRPC: {}", b.case), "expected": format!("{:?}", b.code), "sent": sent, "as_expected": ok, "status": code, "message": msg})
+    }));
+    if g.cases.iter().any(|c| c.0 == 0) {
+        problems.push("a gRPC bad case was never sent".into());
+    }
     Ok(json!({
         "model": name,
         "input_shape": shape,
@@ -1259,6 +1397,8 @@ fn report(
             r["bare_model"]["rps"].as_f64().unwrap_or(f64::NAN),
         ));
     }
+    // A status code is a number over HTTP and a name over gRPC.
+    let plain = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
     md.push_str("\nBad requests, sent by a further client throughout the load, each followed by a health check:\n\n| model | case | expected | got | sent | as expected | message |\n|---|---|---|---|---|---|---|\n");
     for r in results {
         for b in r["bad_requests"].as_array().into_iter().flatten() {
@@ -1266,8 +1406,8 @@ fn report(
                 "| {} | {} | {} | {} | {} | {} | {} |\n",
                 r["model"].as_str().unwrap_or("?"),
                 b["case"].as_str().unwrap_or("?"),
-                b["expected"],
-                b["status"],
+                plain(&b["expected"]),
+                plain(&b["status"]),
                 b["sent"],
                 b["as_expected"],
                 b["message"]
@@ -1289,7 +1429,7 @@ fn report(
             r["server_5xx"],
             r["server_exit"].as_str().unwrap_or("?"),
             if problems == 0 {
-                "every bad request got its 4xx and the server kept serving".to_string()
+                "every bad request got its 4xx (over gRPC its status code) and the server kept serving".to_string()
             } else {
                 format!("problems: {}", r["problems"])
             }
