@@ -209,6 +209,64 @@ fn an_interrupted_run_resumes_to_the_same_epochs() {
     assert!(stderr(&out).contains("documents.npy"), "{}", stderr(&out));
 }
 
+/// `train.precision = "bf16" | "fp16"` on a sequence model: the same epochs as float32 within
+/// half precision's reach, fp16 with its loss scale in `metrics.jsonl`.
+#[test]
+fn sequence_models_train_in_bf16_and_fp16() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    ok(&prism(&[
+        "data",
+        "synth-seq",
+        "--out",
+        &p("corpus"),
+        "--dim",
+        "16",
+        "--documents",
+        "12",
+    ]));
+    let epochs = |run: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.path().join(run).join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    train("seq-lstm", &p("corpus"), &p("fp32"), &[]);
+    let full = epochs("fp32");
+    for precision in ["bf16", "fp16"] {
+        let set = format!("train.precision=\"{precision}\"");
+        train("seq-lstm", &p("corpus"), &p(precision), &["--set", &set]);
+        let half = epochs(precision);
+        assert_eq!(half.len(), full.len());
+        let loss = |e: &[serde_json::Value], i: usize| e[i]["train_loss"].as_f64().unwrap();
+        let last = full.len() - 1;
+        eprintln!(
+            "{precision}: train loss {:.4} -> {:.4}, float32 {:.4} -> {:.4}",
+            loss(&half, 0),
+            loss(&half, last),
+            loss(&full, 0),
+            loss(&full, last)
+        );
+        // It learns as float32 does, and it did not run in float32.
+        assert!(loss(&half, last) < loss(&half, 0), "{half:?}");
+        assert!(
+            (loss(&half, last) - loss(&full, last)).abs() <= 0.05 * loss(&full, last),
+            "{half:?} vs {full:?}"
+        );
+        assert_ne!(loss(&half, 0), loss(&full, 0));
+        let scale = half[0]
+            .get("loss_scale")
+            .and_then(serde_json::Value::as_f64);
+        if precision == "fp16" {
+            let scale = scale.expect("an fp16 epoch records its loss scale");
+            assert!((1.0..=65536.0).contains(&scale), "{scale}");
+        } else {
+            assert_eq!(scale, None);
+        }
+    }
+}
+
 /// `prism serve` answers a KServe v2 request for two contexts with the vectors `prism infer`
 /// writes for them.
 fn served_vectors_equal_infer(dir: &Path, model: &Path, card: &str) {

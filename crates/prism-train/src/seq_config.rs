@@ -54,6 +54,10 @@ pub struct SeqTrainSection {
     /// Seed of the split by document.
     #[serde(default)]
     pub split_seed: u64,
+    /// `fp32`, `bf16` or `fp16`: the step computes in bfloat16 or float16 (with dynamic loss
+    /// scaling) on float32 master weights (see [`crate::precision`]).
+    #[serde(default)]
+    pub precision: crate::precision::Precision,
 }
 
 fn default_temperature() -> f64 {

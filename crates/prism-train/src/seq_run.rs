@@ -9,6 +9,7 @@
 //! masks come from a generator seeded the same way, so a resumed run trains exactly the epochs an
 //! uninterrupted one would have.
 
+use crate::precision::{unscale, LossScaler};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -54,6 +55,16 @@ pub struct EpochRecord {
     pub val_cosine: f64,
     pub samples_per_s: f64,
     pub elapsed_s: f64,
+    /// fp16: the loss scale at the end of the epoch and the batches whose gradients overflowed
+    /// (no update made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<f32>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped_batches: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// What a run reports as it goes.
@@ -100,6 +111,9 @@ struct SeqTrainerState {
     /// Epochs since the best one.
     stale: usize,
     elapsed_s: f64,
+    /// fp16: the loss scaler's state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    loss_scale: Option<LossScaler>,
 }
 
 /// A training session on a vector corpus.
@@ -205,11 +219,15 @@ impl SeqRun {
                     best: None,
                     stale: 0,
                     elapsed_s: 0.0,
+                    loss_scale: None,
                 },
             ),
         };
         let mut log = EpochLog::open(run_dir, resume_from.as_ref().map(|_| state.epoch))?;
         let t = self.config.train.clone();
+        let precision = t.precision;
+        let mut scaler =
+            LossScaler::for_precision(precision).map(|fresh| state.loss_scale.unwrap_or(fresh));
         let batches = self.train.len().div_ceil(t.batch_size);
         on_event(&SeqEvent::Started {
             start_epoch: state.epoch,
@@ -233,10 +251,13 @@ impl SeqRun {
             // function of (seed, epoch) too, so a resumed run is exact.
             self.device.seed(mix(mix(t.seed, 0xD80_9007), epoch as u64));
             let (mut loss_sum, mut cos_sum, mut seen) = (0.0, 0.0, 0usize);
+            let mut skipped = 0;
             for (b, targets) in order.chunks(t.batch_size).enumerate() {
                 let batch = self.corpus.batch(targets, self.config.model.context);
                 let (context, target) = tensors(&batch, &self.device);
-                let prediction = model.forward(context);
+                // bf16 / fp16: the batch runs on a half-precision copy of the weights.
+                let compute = precision.compute_copy(&model);
+                let prediction = precision.to_f32(compute.forward(precision.to_compute(context)));
                 let (loss, cosine) = seq_loss(prediction, target, t.loss, t.temperature);
                 let value = loss.clone().into_scalar::<f32>() as f64;
                 if !value.is_finite() {
@@ -249,8 +270,21 @@ impl SeqRun {
                 loss_sum += value * n as f64;
                 cos_sum += cosine.into_scalar::<f32>() as f64 * n as f64;
                 seen += n;
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
-                model = optim.step(t.lr, model, grads);
+                let grads = match scaler {
+                    Some(s) => (loss * s.scale).backward(),
+                    None => loss.backward(),
+                };
+                let mut grads = GradientsParams::from_grads(grads, &model);
+                let take = match &mut scaler {
+                    Some(s) => s.update(unscale(&model, &mut grads, s.scale)),
+                    None => true,
+                };
+                if take {
+                    model = optim.step(t.lr, model, grads);
+                } else {
+                    skipped += 1;
+                }
+                model = precision.restore_buffers(model);
                 on_event(&SeqEvent::Batch {
                     epoch,
                     batch: b + 1,
@@ -277,7 +311,10 @@ impl SeqRun {
                 val_cosine: scores.cosine,
                 samples_per_s: seen as f64 / train_s.max(1e-9),
                 elapsed_s: state.elapsed_s,
+                loss_scale: scaler.map(|s| s.scale),
+                skipped_batches: skipped,
             };
+            state.loss_scale = scaler;
             log.append(&record)?;
             let best = state.best.is_none_or(|(b, _)| record.val_cosine > b);
             if best {
