@@ -179,7 +179,11 @@ pub fn ort_median_ms(
     models: &[(PathBuf, Vec<(String, TensorData)>)],
     runs: usize,
 ) -> Vec<f64> {
-    let dir = out_dir().join(format!("timing-{}", std::process::id()));
+    // One folder per call: the tests of a binary run in parallel threads of one process, and
+    // two timings sharing a folder read each other's inputs.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = out_dir().join(format!("timing-{}-{call}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut spec = Vec::new();
     for (m, (path, inputs)) in models.iter().enumerate() {
