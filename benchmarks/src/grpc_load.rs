@@ -53,6 +53,17 @@ pub fn load(
     measured
 }
 
+/// A client connection to `addr` with no message size limit of its own (the server's is what
+/// is being tested).
+async fn connect(
+    addr: SocketAddr,
+) -> Result<GrpcInferenceServiceClient<tonic::transport::Channel>, tonic::transport::Error> {
+    let client = GrpcInferenceServiceClient::connect(format!("http://{addr}")).await?;
+    Ok(client
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX))
+}
+
 /// One client: its own runtime and connection, calls until `stop`.
 fn client(
     addr: SocketAddr,
@@ -72,13 +83,8 @@ fn client(
         let mut connection = None;
         while !stop.load(Ordering::Relaxed) {
             if connection.is_none() {
-                match GrpcInferenceServiceClient::connect(format!("http://{addr}")).await {
-                    Ok(c) => {
-                        connection = Some(
-                            c.max_decoding_message_size(usize::MAX)
-                                .max_encoding_message_size(usize::MAX),
-                        )
-                    }
+                match connect(addr).await {
+                    Ok(c) => connection = Some(c),
                     Err(e) => {
                         errors.push(format!("connect: {e}"));
                         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -152,13 +158,8 @@ pub fn bad_client(
         let mut k = 0usize;
         while !stop.load(Ordering::Relaxed) {
             if connection.is_none() {
-                match GrpcInferenceServiceClient::connect(format!("http://{addr}")).await {
-                    Ok(c) => {
-                        connection = Some(
-                            c.max_decoding_message_size(usize::MAX)
-                                .max_encoding_message_size(usize::MAX),
-                        )
-                    }
+                match connect(addr).await {
+                    Ok(c) => connection = Some(c),
                     Err(e) => {
                         note(&mut lock(), format!("gRPC bad client: connect: {e}"));
                         tokio::time::sleep(Duration::from_millis(50)).await;
