@@ -303,12 +303,7 @@ fn ablate_runs_an_rvt_grid_and_never_redoes_a_finished_run() {
 /// shared folder, and the table equals the local executor's run for run.
 #[test]
 fn an_rvt_grid_over_slurm_gives_the_local_results() {
-    let Some(conf) = std::env::var_os("SLURM_CONF") else {
-        assert!(
-            std::env::var_os("PRISM_REQUIRE_FIXTURES").is_none(),
-            "SLURM_CONF is not set: run `cargo xtask provision-slurm` (cargo xtask test does)"
-        );
-        eprintln!("skipped: no SLURM_CONF (cargo xtask provision-slurm)");
+    let Some(conf) = common::slurm_conf() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -77,3 +77,18 @@ pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> String 
     s.read_to_string(&mut raw).expect("a response");
     raw
 }
+
+/// The one-node Slurm that `cargo xtask test` provisions (`SLURM_CONF`), or `None` (the caller
+/// skips its Slurm part) where it is not required; under `PRISM_REQUIRE_FIXTURES` its absence
+/// fails the test.
+pub fn slurm_conf() -> Option<std::ffi::OsString> {
+    let conf = std::env::var_os("SLURM_CONF");
+    if conf.is_none() {
+        assert!(
+            std::env::var_os("PRISM_REQUIRE_FIXTURES").is_none(),
+            "SLURM_CONF is not set: run `cargo xtask provision-slurm` (cargo xtask test does)"
+        );
+        eprintln!("skipped the Slurm part: no SLURM_CONF (cargo xtask provision-slurm)");
+    }
+    conf
+}
