@@ -27,7 +27,7 @@ use crate::memory::StepPeak;
 use crate::metrics_log::{MetricsLog, Record, StepRecord, ValRecord};
 use crate::mm_config::MmTrainConfig;
 use crate::optim::OptimizerPlan;
-use crate::precision::{unscale, LossScaler};
+use crate::precision::{take_step, LossScaler};
 use crate::resumable;
 use crate::trainer::{best_checkpoint, last_checkpoint, Event, TrainSummary};
 use crate::{TrainDevice, TrainError};
@@ -182,8 +182,7 @@ impl FrameRun {
         let start = state.step;
         let mut best = state.best_map;
         let elapsed0 = state.elapsed_s;
-        let mut scaler = LossScaler::for_precision(self.config.train.precision)
-            .map(|fresh| state.loss_scale.unwrap_or(fresh));
+        let mut scaler = LossScaler::resumed(self.config.train.precision, state.loss_scale);
         let mut log = MetricsLog::open(run_dir, resume_from.as_ref().map(|_| start))
             .map_err(|e| TrainError::io(run_dir, e))?;
         let t = self.config.train.clone();
@@ -246,10 +245,7 @@ impl FrameRun {
                 accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
             }
             let mut grads = accumulator.grads();
-            let take = match &mut scaler {
-                Some(s) => s.update(unscale(&model, &mut grads, s.scale)),
-                None => true,
-            };
+            let take = take_step(&mut scaler, &model, &mut grads);
             let mut grad_norm = 0.0;
             if take {
                 grad_norm = clip_global_norm(&model, &mut grads, t.grad_clip);

@@ -105,6 +105,12 @@ impl LossScaler {
         })
     }
 
+    /// The scaler a run at `precision` goes on with: the one its checkpoint saved, else a
+    /// fresh one (float16 only).
+    pub fn resumed(precision: Precision, saved: Option<Self>) -> Option<Self> {
+        Self::for_precision(precision).map(|fresh| saved.unwrap_or(fresh))
+    }
+
     /// After a step: `finite` says whether its unscaled gradients were all finite (the step was
     /// taken). Returns whether the step was taken.
     pub fn update(&mut self, finite: bool) -> bool {
@@ -132,6 +138,19 @@ pub fn unscale<M: Module>(
 ) -> bool {
     crate::clip::scale_all(module, grads, 1.0 / scale);
     crate::clip::global_norm(module, grads).is_finite()
+}
+
+/// After the backward pass of a loss multiplied by `scaler`'s scale: unscales the gradients,
+/// updates the scaler and says whether the optimizer should step (always, without a scaler).
+pub fn take_step<M: Module>(
+    scaler: &mut Option<LossScaler>,
+    module: &M,
+    grads: &mut burn::optim::GradientsParams,
+) -> bool {
+    match scaler {
+        Some(s) => s.update(unscale(module, grads, s.scale)),
+        None => true,
+    }
 }
 
 /// Casts every float tensor of a module that is not already of the type.

@@ -9,7 +9,7 @@
 //! masks come from a generator seeded the same way, so a resumed run trains exactly the epochs an
 //! uninterrupted one would have.
 
-use crate::precision::{unscale, LossScaler};
+use crate::precision::{take_step, LossScaler};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -226,8 +226,7 @@ impl SeqRun {
         let mut log = EpochLog::open(run_dir, resume_from.as_ref().map(|_| state.epoch))?;
         let t = self.config.train.clone();
         let precision = t.precision;
-        let mut scaler =
-            LossScaler::for_precision(precision).map(|fresh| state.loss_scale.unwrap_or(fresh));
+        let mut scaler = LossScaler::resumed(precision, state.loss_scale);
         let batches = self.train.len().div_ceil(t.batch_size);
         on_event(&SeqEvent::Started {
             start_epoch: state.epoch,
@@ -275,10 +274,7 @@ impl SeqRun {
                     None => loss.backward(),
                 };
                 let mut grads = GradientsParams::from_grads(grads, &model);
-                let take = match &mut scaler {
-                    Some(s) => s.update(unscale(&model, &mut grads, s.scale)),
-                    None => true,
-                };
+                let take = take_step(&mut scaler, &model, &mut grads);
                 if take {
                     model = optim.step(t.lr, model, grads);
                 } else {

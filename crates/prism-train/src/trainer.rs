@@ -20,7 +20,7 @@ use crate::loss::YoloxLoss;
 use crate::memory::StepPeak;
 use crate::metrics_log::{MetricsLog, Record, StepRecord, ValRecord};
 use crate::optim::OptimizerPlan;
-use crate::precision::{unscale, LossScaler};
+use crate::precision::{take_step, LossScaler};
 use crate::run_checkpoint::{self, Snapshot, TrainerState};
 use crate::simota::GtBox;
 use crate::TrainError;
@@ -186,9 +186,7 @@ impl<'a> Trainer<'a> {
                         self.train,
                         r.trainer.sampler.clone(),
                     )?;
-                    if scaler.is_some() {
-                        scaler = r.trainer.loss_scale.or(scaler);
-                    }
+                    scaler = LossScaler::resumed(precision, r.trainer.loss_scale);
                     (
                         r.model,
                         r.optimizer,
@@ -237,10 +235,7 @@ impl<'a> Trainer<'a> {
                     None => out.total.backward(),
                 };
                 let mut grads = GradientsParams::from_grads(grads, &model);
-                let take = match &mut scaler {
-                    Some(s) => s.update(unscale(&model, &mut grads, s.scale)),
-                    None => true,
-                };
+                let take = take_step(&mut scaler, &model, &mut grads);
                 if take {
                     grad_norm = clip_global_norm(&model, &mut grads, self.config.train.grad_clip);
                     model = optim.step(self.optimizer_plan.module_lr(step), model, grads);
