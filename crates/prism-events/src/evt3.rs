@@ -8,9 +8,17 @@
 //! A trailing odd byte is a [`EventError::Corrupt`] error, raised after every complete word has
 //! been decoded.
 //!
-//! Speed: words are decoded straight from a reused 1 MiB block; vector words expand their
-//! validity mask with `trailing_zeros`. A vector word that does not fit in the caller's chunk
-//! is split: the rest of its mask waits in `pending` for the next chunk.
+//! Speed: words are decoded straight from a reused 1 MiB block. Recordings interleave ADDR_Y,
+//! ADDR_X, TIME_LOW and TIME_HIGH words irregularly (about four words per event on Prophesee's
+//! own samples), so a `match` per word mispredicts every few words. The fast path instead takes
+//! runs of up to `RUN_WORDS` words in three branch-free passes: `fast_words` finds where the
+//! run must stop (vectorized), `pack_events` follows the state through table lookups and
+//! packs each event into a `u64`, and `unpack_events` writes the events and checks the
+//! time-order and bounds rules over the whole run. A run that breaks a rule is decoded again
+//! word by word under every rule, so the output and the errors are those of the word-by-word
+//! decoder (`tests/decoders_synthetic.rs` checks this against a transcription of the rules).
+//! Vector words expand their validity mask with `trailing_zeros`; one that does not fit in
+//! the caller's chunk is split: the rest of its mask waits in `pending` for the next chunk.
 
 use std::path::Path;
 
@@ -37,14 +45,18 @@ mod word {
     /// `EVT_TIME_LOW`: the low 12 bits of the time.
     pub const TIME_LOW: u16 = 0x6;
     /// `CONTINUED_4`: payload of an `OTHERS` word (skipped).
+    #[allow(dead_code, reason = "skipped: named for the reader and the tests")]
     pub const CONTINUED_4: u16 = 0x7;
     /// `EVT_TIME_HIGH`: the high 12 bits of the time base.
     pub const TIME_HIGH: u16 = 0x8;
     /// `EXT_TRIGGER`.
+    #[allow(dead_code, reason = "skipped: named for the reader and the tests")]
     pub const EXT_TRIGGER: u16 = 0xA;
     /// `OTHERS`: IMU and the like (skipped).
+    #[allow(dead_code, reason = "skipped: named for the reader and the tests")]
     pub const OTHERS: u16 = 0xE;
     /// `CONTINUED_12`: payload of an `OTHERS` word (skipped).
+    #[allow(dead_code, reason = "skipped: named for the reader and the tests")]
     pub const CONTINUED_12: u16 = 0xF;
 
     /// The type of `w`.
@@ -165,6 +177,8 @@ struct Decoder {
     gate: Gate,
     index: SeekIndex<State>,
     unknown_words: u64,
+    /// Scratch for [`Decoder::fast_run`]'s packed events.
+    records: Box<[u64; RUN_WORDS]>,
 }
 
 impl Evt3Reader {
@@ -188,6 +202,7 @@ impl Evt3Reader {
                 gate: Gate::new(&options, sensor),
                 index: SeekIndex::new(BYTE_STRIDE),
                 unknown_words: 0,
+                records: Box::new([0; RUN_WORDS]),
             },
             data_offset: header.data_offset,
             sensor,
@@ -368,12 +383,13 @@ impl Decoder {
         used
     }
 
-    /// The hot loop: decodes whole words of `bytes` (at file offset `offset`) into `slots`
-    /// until `n == limit`. Returns the bytes consumed.
+    /// Decodes whole words of `bytes` (at file offset `offset`) into `slots` until
+    /// `n == limit`. Returns the bytes consumed.
     ///
-    /// Common words update the state with conditional moves and write the event slot
-    /// unconditionally; only an ADDR_X word advances `n`. Anything unusual (backwards time,
-    /// out-of-sensor pixel, vector and rare words) leaves the fast path.
+    /// Runs of common words go through [`Decoder::fast_run`]. A run the rules must look at
+    /// (time going back, a pixel outside the sensor) is decoded again word by word through
+    /// [`Decoder::one_word`], which applies every rule, and so are the words the fast run stops
+    /// at (vectors and rare words) and the words up to a TIME_HIGH the seek index wants.
     fn decode(
         &mut self,
         bytes: &[u8],
@@ -383,75 +399,106 @@ impl Decoder {
         limit: usize,
         path: &Path,
     ) -> Result<usize> {
-        let (width, height) = (self.gate.width, self.gate.height);
-        let mut st = self.state;
-        let mut max_t = self.gate.running_max();
-        let mut next_index = self.index.next_offset();
-        let mut k = 0usize;
-        let mut i = *n;
         let words = bytes.len() / 2;
-        let result = loop {
-            if k >= words || i >= limit {
-                break Ok(());
+        let word_at = |k: usize| u16::from_le_bytes([bytes[2 * k], bytes[2 * k + 1]]);
+        let mut k = 0usize;
+        while k < words && *n < limit {
+            let at = |k: usize| offset + 2 * k as u64;
+            // The seek index keeps the first TIME_HIGH at or after this word.
+            let index_due = self.index.next_offset().saturating_sub(offset).div_ceil(2);
+            let index_due = usize::try_from(index_due).unwrap_or(usize::MAX);
+            if index_due <= k {
+                self.one_word(word_at(k), at(k), slots, n, limit, path)?;
+                k += 1;
+                continue;
             }
-            let w = u16::from_le_bytes([bytes[2 * k], bytes[2 * k + 1]]);
-            let at = offset + 2 * k as u64;
-            k += 1;
-            match word::of(w) {
-                word::ADDR_Y => st.y = w & 0x7FF,
-                word::ADDR_X => {
-                    let x = w & 0x7FF;
-                    let pol = ((w >> 11) & 1) as u8;
-                    let unusual =
-                        (st.t < max_t) | (u32::from(x) >= width) | (u32::from(st.y) >= height);
-                    if !unusual {
-                        slots.put(i, st.t, x, st.y, pol);
-                        i += 1;
-                        max_t = st.t;
-                        continue;
-                    }
-                    self.gate.set_running_max(max_t);
-                    let step = match self.gate.admit_time(st.t, 1, at, path) {
-                        Ok(Some(t)) => {
-                            *n = i;
-                            self.emit_checked(slots, n, t, u32::from(x), st.y, pol, at, path)
-                        }
-                        Ok(None) => Ok(()),
-                        Err(e) => Err(e),
-                    };
-                    if let Err(e) = step {
-                        break Err(e);
-                    }
-                    max_t = self.gate.running_max();
-                    i = *n;
-                }
-                word::TIME_LOW => st.t = st.time_base + i64::from(w & 0xFFF),
-                word::TIME_HIGH => {
-                    let before = st;
-                    st.time_high(w);
-                    if at >= next_index {
-                        self.index.record(at, max_t, before);
-                        next_index = self.index.next_offset();
-                    }
-                }
-                word::CONTINUED_4 | word::OTHERS | word::CONTINUED_12 | word::EXT_TRIGGER => {}
-                _ => {
-                    self.state = st;
-                    self.gate.set_running_max(max_t);
-                    *n = i;
-                    if let Err(e) = self.rare_word(w, at, slots, n, limit, path) {
-                        break Err(e);
-                    }
-                    st = self.state;
-                    max_t = self.gate.running_max();
-                    i = *n;
+            // Each word of a run emits at most one event, so a run no longer than the room
+            // left cannot overflow the chunk.
+            let end = words
+                .min(k + (limit - *n))
+                .min(k + RUN_WORDS)
+                .min(index_due);
+            let (before, n_before) = (self.state, *n);
+            let run = self.fast_run(&bytes[2 * k..2 * end], slots, n);
+            if !run.clean {
+                self.state = before;
+                *n = n_before;
+                for j in k..k + run.words {
+                    self.one_word(word_at(j), at(j), slots, n, limit, path)?;
                 }
             }
-        };
-        self.state = st;
-        self.gate.set_running_max(max_t);
-        *n = i;
-        result.map(|()| 2 * k)
+            k += run.words;
+            if k < end {
+                // A vector or rare word stopped the run.
+                self.one_word(word_at(k), at(k), slots, n, limit, path)?;
+                k += 1;
+            }
+        }
+        Ok(2 * k)
+    }
+
+    /// Decodes the common words at the start of `bytes` without a data-dependent branch, in
+    /// two passes: [`pack_events`] follows the state and packs each event into a `u64`, then
+    /// [`unpack_events`] writes the events into `slots` and checks the rules on them all at
+    /// once. Stops before the first word of a type [`pack_events`] leaves to the rules.
+    ///
+    /// The result is exact when [`FastRun::clean`]: times never fell, and every pixel is
+    /// inside the sensor (a TIME_HIGH that may count a loop is left to the rules). Otherwise the state
+    /// and `n` are left for the caller to restore.
+    fn fast_run(&mut self, bytes: &[u8], slots: &mut Slots, n: &mut usize) -> FastRun {
+        let st = self.state;
+        let loop_base = st.loop_base;
+        let mut context = Context::of(&st);
+
+        let words = fast_words(bytes);
+        let events = pack_events(&mut context, &bytes[..2 * words], &mut self.records);
+        let events = &self.records[..events];
+        let (width, height) = (self.gate.width, self.gate.height);
+        let max_t = self.gate.running_max();
+        let checked = unpack_events(events, loop_base, slots, *n);
+        let clean = checked.first_t.is_none_or(|t| t >= max_t)
+            && checked.in_order
+            && checked.max_x < width
+            && checked.max_y < height;
+        if clean {
+            *n += events.len();
+            if let Some(t) = checked.last_t {
+                self.gate.set_running_max(t);
+            }
+            context.store(&mut self.state);
+        }
+        FastRun { words, clean }
+    }
+
+    /// One word under every rule: the time-order and bounds policy for its events, the seek
+    /// index at a TIME_HIGH, vectors split across chunks, undefined words counted.
+    fn one_word(
+        &mut self,
+        w: u16,
+        at: u64,
+        slots: &mut Slots,
+        n: &mut usize,
+        limit: usize,
+        path: &Path,
+    ) -> Result<()> {
+        match word::of(w) {
+            word::ADDR_X => {
+                let x = w & 0x7FF;
+                let pol = ((w >> 11) & 1) as u8;
+                if let Some(t) = self.gate.admit_time(self.state.t, 1, at, path)? {
+                    let y = self.state.y;
+                    self.emit_checked(slots, n, t, u32::from(x), y, pol, at, path)?;
+                }
+                Ok(())
+            }
+            word::TIME_HIGH => {
+                let before = self.state;
+                self.state.time_high(w);
+                self.index.record(at, self.gate.running_max(), before);
+                Ok(())
+            }
+            _ => self.rare_word(w, at, slots, n, limit, path),
+        }
     }
 
     /// Vector words, VECT_BASE_X, and words the hot loop does not expect.
@@ -524,5 +571,256 @@ impl Decoder {
             offset: at,
         };
         Ok(())
+    }
+}
+
+/// Words one fast run decodes at most: its packed events stay in the L1 cache, and a run that
+/// must be decoded again under the rules costs little.
+const RUN_WORDS: usize = 2048;
+
+/// What [`Decoder::fast_run`] did.
+struct FastRun {
+    /// Words decoded (up to the first word left to the rules).
+    words: usize,
+    /// The events and state are exact; otherwise the run must be decoded again by the rules.
+    clean: bool,
+}
+
+/// The decoder state the fast path follows, packed into one register: the time relative to
+/// the loop base in bits 16-39 (the TIME_HIGH part in bits 28-39, the TIME_LOW part in bits
+/// 16-27) and the y of the last ADDR_Y word in bits 48-58. An event is packed as the context
+/// with its ADDR_X word (x and polarity) in bits 0-15.
+#[derive(Clone, Copy)]
+struct Context(u64);
+
+/// Where [`Context`] keeps the time.
+const TIME_SHIFT: u32 = 16;
+const TIME_BITS: u64 = 0xFF_FFFF << TIME_SHIFT;
+const HIGH_BITS: u64 = 0xFF_F000 << TIME_SHIFT;
+/// Where [`Context`] keeps y.
+const Y_SHIFT: u32 = 48;
+const Y_BITS: u64 = 0x7FF << Y_SHIFT;
+
+impl Context {
+    fn of(st: &State) -> Self {
+        let time = ((st.t - st.loop_base) as u64) << TIME_SHIFT & TIME_BITS;
+        Self(time | (u64::from(st.y) << Y_SHIFT))
+    }
+
+    /// Writes the context back into the state (the loop base did not change).
+    fn store(self, st: &mut State) {
+        st.time_base = st.loop_base + ((self.0 & HIGH_BITS) >> TIME_SHIFT) as i64;
+        st.t = st.loop_base + ((self.0 & TIME_BITS) >> TIME_SHIFT) as i64;
+        st.y = ((self.0 & Y_BITS) >> Y_SHIFT) as u16;
+    }
+}
+
+/// How a word of each type changes the [`Context`], as tables so that no word branches:
+/// the context keeps the bits of `KEEP`, and the word times `PLACE` (a shift) lands its
+/// payload in the bits of `SET`. Types that change nothing keep everything and set nothing.
+const KEEP: [u64; 16] = {
+    let mut keep = [u64::MAX; 16];
+    keep[word::ADDR_Y as usize] = !Y_BITS;
+    keep[word::TIME_LOW as usize] = !(0xFFF << TIME_SHIFT);
+    keep[word::TIME_HIGH as usize] = !TIME_BITS;
+    keep
+};
+const SET: [u64; 16] = {
+    let mut set = [0; 16];
+    set[word::ADDR_Y as usize] = Y_BITS;
+    set[word::TIME_LOW as usize] = 0xFFF << TIME_SHIFT;
+    set[word::TIME_HIGH as usize] = HIGH_BITS;
+    set
+};
+const PLACE: [u64; 16] = {
+    let mut place = [0; 16];
+    place[word::ADDR_Y as usize] = 1 << Y_SHIFT;
+    place[word::TIME_LOW as usize] = 1 << TIME_SHIFT;
+    place[word::TIME_HIGH as usize] = 1 << (TIME_SHIFT + 12);
+    place
+};
+/// 1 for the ADDR_X type, whose words are events.
+const IS_EVENT: [usize; 16] = {
+    let mut event = [0; 16];
+    event[word::ADDR_X as usize] = 1;
+    event
+};
+
+/// A TIME_HIGH at or below this payload may count a loop: the base it sets is at least
+/// [`LOOP_THRESHOLD`] below the largest base, `MAX_BASE`, only when it is.
+const LOOP_CANDIDATE_HIGH: u16 = ((MAX_BASE - LOOP_THRESHOLD) >> 12) as u16;
+
+/// Whether the fast path leaves `w` to the rules: a vector word (it emits several events), a
+/// VECT_BASE_X, a type the format does not define (counted), or a TIME_HIGH that may count a
+/// loop. Written with comparisons only, so that [`fast_words`] vectorizes.
+#[inline(always)]
+fn leaves_fast_path(w: u16) -> bool {
+    let ty = w >> 12;
+    let loop_candidate = w.wrapping_sub(word::TIME_HIGH << 12) <= LOOP_CANDIDATE_HIGH;
+    let vector = ty.wrapping_sub(word::VECT_BASE_X) <= word::VECT_8 - word::VECT_BASE_X;
+    let undefined = (ty == 0x1) | (ty == 0x9) | (ty.wrapping_sub(0xB) <= 1);
+    loop_candidate | vector | undefined
+}
+
+/// The number of words at the start of `bytes` the fast path takes: up to the first word
+/// [`leaves_fast_path`] picks. Blocks of 16 words are tested at once (vectorized), so the
+/// packing loop needs no test of its own.
+fn fast_words(bytes: &[u8]) -> usize {
+    const BLOCK: usize = 16;
+    let word = |pair: &[u8]| u16::from_le_bytes([pair[0], pair[1]]);
+    let mut k = 0;
+    for block in bytes.chunks_exact(2 * BLOCK) {
+        if block
+            .chunks_exact(2)
+            .fold(false, |any, pair| any | leaves_fast_path(word(pair)))
+        {
+            break;
+        }
+        k += BLOCK;
+    }
+    let rest = &bytes[2 * k..];
+    k + rest
+        .chunks_exact(2)
+        .position(|pair| leaves_fast_path(word(pair)))
+        .unwrap_or(rest.len() / 2)
+}
+
+/// First pass: follows the [`Context`] through `bytes` (words [`fast_words`] passed),
+/// packing each ADDR_X word's event into `records`. Returns the events packed.
+///
+/// Recordings mix ADDR_Y, ADDR_X, TIME_LOW and TIME_HIGH words in an irregular order (a few
+/// words per event), which a `match` pays for with a mispredicted branch every few words. Here
+/// every word updates the context through the tables and writes the next record; only an
+/// ADDR_X word advances the record count. `bytes` holds at most [`RUN_WORDS`] words.
+fn pack_events(context: &mut Context, bytes: &[u8], records: &mut [u64; RUN_WORDS]) -> usize {
+    let mut c = context.0;
+    let mut events = 0usize;
+    let mut pack = |w: u64| {
+        let ty = (w >> 12) as usize;
+        // `events < RUN_WORDS` already: the mask only spares the bounds check.
+        records[events % RUN_WORDS] = c | w;
+        events += IS_EVENT[ty];
+        c = (c & KEEP[ty]) | (w.wrapping_mul(PLACE[ty]) & SET[ty]);
+    };
+    let mut quads = bytes.chunks_exact(8);
+    for quad in &mut quads {
+        let q = u64::from_le_bytes([
+            quad[0], quad[1], quad[2], quad[3], quad[4], quad[5], quad[6], quad[7],
+        ]);
+        pack(q & 0xFFFF);
+        pack((q >> 16) & 0xFFFF);
+        pack((q >> 32) & 0xFFFF);
+        pack(q >> 48);
+    }
+    for pair in quads.remainder().chunks_exact(2) {
+        pack(u64::from(u16::from_le_bytes([pair[0], pair[1]])));
+    }
+    context.0 = c;
+    events
+}
+
+/// What [`unpack_events`] saw.
+struct Checked {
+    first_t: Option<i64>,
+    last_t: Option<i64>,
+    /// No time falls below the one before it.
+    in_order: bool,
+    max_x: u32,
+    max_y: u32,
+}
+
+/// Second pass: writes the packed events into `slots` from slot `at` on, and gathers what the
+/// rules check (time order, sensor bounds) over the whole run. The checks work on the packed
+/// 24-bit times and 11-bit coordinates in 32- and 16-bit lanes, which vectorize without AVX2.
+fn unpack_events(records: &[u64], loop_base: i64, slots: &mut Slots, at: usize) -> Checked {
+    let end = at + records.len();
+    let t_out = &mut slots.t[at..end];
+    let x_out = &mut slots.x[at..end];
+    let y_out = &mut slots.y[at..end];
+    let p_out = &mut slots.p[at..end];
+    // One pass per field: each vectorizes on its own.
+    for (t, &r) in t_out.iter_mut().zip(records) {
+        *t = loop_base + ((r & TIME_BITS) >> TIME_SHIFT) as i64;
+    }
+    for (x, &r) in x_out.iter_mut().zip(records) {
+        *x = (r & 0x7FF) as u16;
+    }
+    for (y, &r) in y_out.iter_mut().zip(records) {
+        *y = ((r & Y_BITS) >> Y_SHIFT) as u16;
+    }
+    for (p, &r) in p_out.iter_mut().zip(records) {
+        *p = ((r >> 11) & 1) as u8;
+    }
+    let time = |r: &u64| ((r & TIME_BITS) >> TIME_SHIFT) as i32;
+    let in_order = records
+        .iter()
+        .zip(records.iter().skip(1))
+        .fold(true, |ok, (a, b)| ok & (time(a) <= time(b)));
+    // Coordinates are below 2^11, so they compare as `i16` (SSE2 has a signed 16-bit max).
+    let max_of = |v: &[u16]| v.iter().fold(0i16, |m, &c| m.max(c as i16)) as u32;
+    Checked {
+        first_t: t_out.first().copied(),
+        last_t: t_out.last().copied(),
+        in_order,
+        max_x: max_of(x_out),
+        max_y: max_of(y_out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fast_path_leaves_vectors_undefined_types_and_loop_candidates_to_the_rules() {
+        let slow_types = [
+            word::VECT_BASE_X,
+            word::VECT_12,
+            word::VECT_8,
+            0x1,
+            0x9,
+            0xB,
+            0xC,
+        ];
+        for w in 0..=u16::MAX {
+            let ty = word::of(w);
+            let loop_candidate = ty == word::TIME_HIGH && (w & 0xFFF) <= 10;
+            let want = slow_types.contains(&ty) || loop_candidate;
+            assert_eq!(leaves_fast_path(w), want, "{w:#06x}");
+        }
+    }
+
+    #[test]
+    fn skipped_words_change_nothing_and_are_no_events() {
+        for ty in [
+            word::CONTINUED_4,
+            word::EXT_TRIGGER,
+            word::OTHERS,
+            word::CONTINUED_12,
+        ] {
+            let ty = usize::from(ty);
+            assert_eq!((KEEP[ty], SET[ty], IS_EVENT[ty]), (u64::MAX, 0, 0));
+        }
+    }
+
+    #[test]
+    fn the_context_round_trips_the_state() {
+        let st = State {
+            time_base: (3 << 24) + (0xABC << 12),
+            loop_base: 3 << 24,
+            t: (3 << 24) + (0xABC << 12) + 0x123,
+            y: 719,
+            base_x: 0,
+            pol: 0,
+            has_time: true,
+        };
+        let mut back = State {
+            time_base: 0,
+            t: 0,
+            y: 0,
+            ..st
+        };
+        Context::of(&st).store(&mut back);
+        assert_eq!(back, st);
     }
 }
