@@ -30,6 +30,15 @@ impl EventChunk {
         self.t.is_empty()
     }
 
+    /// Sets the length to `n`, padding with zero events: what [`Slots`] writers size a chunk
+    /// to before decoding (a chunk reused from a full read is already that long).
+    pub(crate) fn resize(&mut self, n: usize) {
+        self.t.resize(n, 0);
+        self.x.resize(n, 0);
+        self.y.resize(n, 0);
+        self.p.resize(n, 0);
+    }
+
     /// Removes all events, keeping the allocations.
     pub fn clear(&mut self) {
         self.t.clear();
@@ -141,5 +150,34 @@ impl<'a> EventSlice<'a> {
 impl<'a> From<&'a EventChunk> for EventSlice<'a> {
     fn from(chunk: &'a EventChunk) -> Self {
         chunk.as_slice()
+    }
+}
+
+/// A chunk's four arrays as equally long slices that a decoder writes by index (no per-push
+/// checks or growth): the chunk is sized to its limit before decoding and cut to the events
+/// written after it.
+pub(crate) struct Slots<'a> {
+    pub t: &'a mut [i64],
+    pub x: &'a mut [u16],
+    pub y: &'a mut [u16],
+    pub p: &'a mut [u8],
+}
+
+impl<'a> Slots<'a> {
+    pub fn of(chunk: &'a mut EventChunk) -> Self {
+        Self {
+            t: &mut chunk.t,
+            x: &mut chunk.x,
+            y: &mut chunk.y,
+            p: &mut chunk.p,
+        }
+    }
+
+    #[inline(always)]
+    pub fn put(&mut self, n: usize, t: i64, x: u16, y: u16, p: u8) {
+        self.t[n] = t;
+        self.x[n] = x;
+        self.y[n] = y;
+        self.p[n] = p;
     }
 }

@@ -189,29 +189,44 @@ fn fast_block(block: &[u8], clock: &mut Clock, gate: &mut Gate, out: &mut EventC
     if block.is_empty() || gate.skipping() {
         return false;
     }
-    let raw = |r: &[u8]| u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
-    let word = |r: &[u8]| u32::from_le_bytes([r[4], r[5], r[6], r[7]]);
-    let (width, height) = (gate.width, gate.height);
-    let (mut ordered, mut inside, mut last) = (true, true, prev);
-    for r in block.chunks_exact(RECORD) {
-        let (t, w) = (raw(r), word(r));
-        ordered &= t >= last;
-        last = t;
-        inside &= (w & 0x3FFF) < width && ((w >> 14) & 0x3FFF) < height;
+    // The records as `u64`s first (time in the low half, the event word in the high half):
+    // the passes below then vectorize on whole lanes.
+    let mut buffer = [0u64; FAST_BLOCK];
+    let records = &mut buffer[..block.len() / RECORD];
+    for (r, b) in records.iter_mut().zip(block.chunks_exact(RECORD)) {
+        *r = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
     }
-    let first = clock.offset + i64::from(raw(block));
+    let records = &*records;
+    let raw = |r: u64| r as u32;
+    let word = |r: u64| (r >> 32) as u32;
+    let Some(&last_record) = records.last() else {
+        return false;
+    };
+    let last = raw(last_record);
+    let ordered = records
+        .iter()
+        .zip(records.iter().skip(1))
+        .fold(raw(records[0]) >= prev, |ok, (&a, &b)| {
+            ok & (raw(a) <= raw(b))
+        });
+    let (width, height) = (gate.width, gate.height);
+    let inside = records.iter().fold(true, |ok, &r| {
+        let w = word(r);
+        ok & ((w & 0x3FFF) < width) & (((w >> 14) & 0x3FFF) < height)
+    });
+    let first = clock.offset + i64::from(raw(records[0]));
     if !(ordered && inside) || first < gate.running_max() {
         return false;
     }
     let offset = clock.offset;
-    let records = block.chunks_exact(RECORD);
     out.t
-        .extend(records.clone().map(|r| offset + i64::from(raw(r))));
+        .extend(records.iter().map(|&r| offset + i64::from(raw(r))));
     out.x
-        .extend(records.clone().map(|r| (word(r) & 0x3FFF) as u16));
+        .extend(records.iter().map(|&r| (word(r) & 0x3FFF) as u16));
     out.y
-        .extend(records.clone().map(|r| ((word(r) >> 14) & 0x3FFF) as u16));
-    out.p.extend(records.map(|r| ((word(r) >> 28) & 1) as u8));
+        .extend(records.iter().map(|&r| ((word(r) >> 14) & 0x3FFF) as u16));
+    out.p
+        .extend(records.iter().map(|&r| ((word(r) >> 28) & 1) as u8));
     clock.prev = Some(last);
     gate.set_running_max(offset + i64::from(last));
     true

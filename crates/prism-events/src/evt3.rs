@@ -23,7 +23,7 @@
 use std::path::Path;
 
 use crate::block::BlockReader;
-use crate::chunk::EventChunk;
+use crate::chunk::{EventChunk, Slots};
 use crate::error::{EventError, Result};
 use crate::header::Header;
 use crate::policy::{update_stats, Gate};
@@ -142,24 +142,6 @@ struct Pending {
     offset: u64,
 }
 
-/// The caller's chunk as four equally long slices, written by index (no per-push checks).
-struct Slots<'a> {
-    t: &'a mut [i64],
-    x: &'a mut [u16],
-    y: &'a mut [u16],
-    p: &'a mut [u8],
-}
-
-impl Slots<'_> {
-    #[inline(always)]
-    fn put(&mut self, n: usize, t: i64, x: u16, y: u16, p: u8) {
-        self.t[n] = t;
-        self.x[n] = x;
-        self.y[n] = y;
-        self.p[n] = p;
-    }
-}
-
 /// Streams CD events out of an EVT 3.0 file.
 pub struct Evt3Reader {
     src: BlockReader,
@@ -225,10 +207,7 @@ impl EventReader for Evt3Reader {
         let limit = self.chunk_events;
         // Sized to `limit` up front and cut to the events written at the end; a chunk reused
         // from a previous full read is already that long, so this costs nothing then.
-        out.t.resize(limit, 0);
-        out.x.resize(limit, 0);
-        out.y.resize(limit, 0);
-        out.p.resize(limit, 0);
+        out.resize(limit);
         let mut n = 0;
         let result = self.fill(out, limit, &mut n);
         out.truncate(n);
@@ -263,12 +242,7 @@ impl Evt3Reader {
     /// Decodes until `n == limit` or the end of the file.
     fn fill(&mut self, out: &mut EventChunk, limit: usize, n: &mut usize) -> Result<()> {
         let path = self.src.path().to_path_buf();
-        let mut slots = Slots {
-            t: &mut out.t,
-            x: &mut out.x,
-            y: &mut out.y,
-            p: &mut out.p,
-        };
+        let mut slots = Slots::of(out);
         self.decoder.drain_pending(&mut slots, n, limit, &path)?;
         while *n < limit {
             let bytes = self.src.available();
@@ -449,9 +423,14 @@ impl Decoder {
         let st = self.state;
         let loop_base = st.loop_base;
         let mut context = Context::of(&st);
-
-        let words = fast_words(bytes);
-        let events = pack_events(&mut context, &bytes[..2 * words], &mut self.records);
+        // The words as `u16`s first: the passes then work on whole lanes.
+        let mut buffer = [0u16; RUN_WORDS];
+        let all = &mut buffer[..bytes.len() / 2];
+        for (w, b) in all.iter_mut().zip(bytes.chunks_exact(2)) {
+            *w = u16::from_le_bytes([b[0], b[1]]);
+        }
+        let words = fast_words(all);
+        let events = pack_events(&mut context, &all[..words], &mut self.records);
         let events = &self.records[..events];
         let (width, height) = (self.gate.width, self.gate.height);
         let max_t = self.gate.running_max();
@@ -665,24 +644,23 @@ fn leaves_fast_path(w: u16) -> bool {
 /// The number of words at the start of `bytes` the fast path takes: up to the first word
 /// [`leaves_fast_path`] picks. Blocks of 16 words are tested at once (vectorized), so the
 /// packing loop needs no test of its own.
-fn fast_words(bytes: &[u8]) -> usize {
+fn fast_words(words: &[u16]) -> usize {
     const BLOCK: usize = 16;
-    let word = |pair: &[u8]| u16::from_le_bytes([pair[0], pair[1]]);
     let mut k = 0;
-    for block in bytes.chunks_exact(2 * BLOCK) {
+    for block in words.chunks_exact(BLOCK) {
         if block
-            .chunks_exact(2)
-            .fold(false, |any, pair| any | leaves_fast_path(word(pair)))
+            .iter()
+            .fold(false, |any, &w| any | leaves_fast_path(w))
         {
             break;
         }
         k += BLOCK;
     }
-    let rest = &bytes[2 * k..];
+    let rest = &words[k..];
     k + rest
-        .chunks_exact(2)
-        .position(|pair| leaves_fast_path(word(pair)))
-        .unwrap_or(rest.len() / 2)
+        .iter()
+        .position(|&w| leaves_fast_path(w))
+        .unwrap_or(rest.len())
 }
 
 /// First pass: follows the [`Context`] through `bytes` (words [`fast_words`] passed),
@@ -692,28 +670,16 @@ fn fast_words(bytes: &[u8]) -> usize {
 /// words per event), which a `match` pays for with a mispredicted branch every few words. Here
 /// every word updates the context through the tables and writes the next record; only an
 /// ADDR_X word advances the record count. `bytes` holds at most [`RUN_WORDS`] words.
-fn pack_events(context: &mut Context, bytes: &[u8], records: &mut [u64; RUN_WORDS]) -> usize {
+fn pack_events(context: &mut Context, words: &[u16], records: &mut [u64; RUN_WORDS]) -> usize {
     let mut c = context.0;
     let mut events = 0usize;
-    let mut pack = |w: u64| {
+    for &w in words {
+        let w = u64::from(w);
         let ty = (w >> 12) as usize;
         // `events < RUN_WORDS` already: the mask only spares the bounds check.
         records[events % RUN_WORDS] = c | w;
         events += IS_EVENT[ty];
         c = (c & KEEP[ty]) | (w.wrapping_mul(PLACE[ty]) & SET[ty]);
-    };
-    let mut quads = bytes.chunks_exact(8);
-    for quad in &mut quads {
-        let q = u64::from_le_bytes([
-            quad[0], quad[1], quad[2], quad[3], quad[4], quad[5], quad[6], quad[7],
-        ]);
-        pack(q & 0xFFFF);
-        pack((q >> 16) & 0xFFFF);
-        pack((q >> 32) & 0xFFFF);
-        pack(q >> 48);
-    }
-    for pair in quads.remainder().chunks_exact(2) {
-        pack(u64::from(u16::from_le_bytes([pair[0], pair[1]])));
     }
     context.0 = c;
     events

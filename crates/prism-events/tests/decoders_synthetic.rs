@@ -741,7 +741,8 @@ mod evt2_fast_path {
                         }
                         1 => words.push(evt2_high(high.saturating_sub(3))),
                         2 => words.push(evt2_cd(p, ts.saturating_sub(5), x, y)),
-                        3 => words.push(evt2_cd(p, ts, 640 + x, y)),
+                        3 if x % 2 == 0 => words.push(evt2_cd(p, ts, 640 + x, y)),
+                        3 => words.push(evt2_cd(p, ts, x, 480 + y)),
                         4 => words.push(0xE000_0000 | x),
                         _ => {
                             ts = (ts + u32::from(kind % 3 == 0)).min(63);
