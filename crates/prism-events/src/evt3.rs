@@ -411,14 +411,14 @@ impl Decoder {
         Ok(2 * k)
     }
 
-    /// Decodes the common words at the start of `bytes` without a data-dependent branch, in
-    /// two passes: [`pack_events`] follows the state and packs each event into a `u64`, then
-    /// [`unpack_events`] writes the events into `slots` and checks the rules on them all at
-    /// once. Stops before the first word of a type [`pack_events`] leaves to the rules.
+    /// Decodes the common words at the start of `bytes` without a data-dependent branch:
+    /// [`fast_words`] finds the first word left to the rules, [`pack_events`] follows the
+    /// state up to it and packs each event into a `u64`, and [`unpack_events`] writes the
+    /// events into `slots` from slot `n` on and checks the rules on them all at once.
     ///
-    /// The result is exact when [`FastRun::clean`]: times never fell, and every pixel is
-    /// inside the sensor (a TIME_HIGH that may count a loop is left to the rules). Otherwise the state
-    /// and `n` are left for the caller to restore.
+    /// The result is kept when [`FastRun::clean`]: times never fell, and every pixel is inside
+    /// the sensor (a TIME_HIGH that may count a loop never gets here). Otherwise the state and
+    /// `n` are left as they were, for the caller to decode the words again by the rules.
     fn fast_run(&mut self, bytes: &[u8], slots: &mut Slots, n: &mut usize) -> FastRun {
         let st = self.state;
         let loop_base = st.loop_base;
