@@ -153,6 +153,21 @@ impl<'a> From<&'a EventChunk> for EventSlice<'a> {
     }
 }
 
+/// Sizes `out` to `limit` events, lets `fill` write them by index while it advances the count,
+/// then cuts `out` to that count, also when `fill` fails. A chunk reused from a previous full
+/// read is already `limit` long, so the sizing costs nothing then.
+pub(crate) fn fill_by_index(
+    out: &mut EventChunk,
+    limit: usize,
+    fill: impl FnOnce(&mut EventChunk, &mut usize) -> crate::error::Result<()>,
+) -> crate::error::Result<()> {
+    out.resize(limit);
+    let mut n = 0;
+    let result = fill(out, &mut n);
+    out.truncate(n);
+    result
+}
+
 /// A chunk's four arrays as equally long slices that a decoder writes by index (no per-push
 /// checks or growth): the chunk is sized to its limit before decoding and cut to the events
 /// written after it.

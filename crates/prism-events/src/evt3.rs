@@ -23,7 +23,7 @@
 use std::path::Path;
 
 use crate::block::BlockReader;
-use crate::chunk::{EventChunk, Slots};
+use crate::chunk::{fill_by_index, EventChunk, Slots};
 use crate::error::{EventError, Result};
 use crate::header::Header;
 use crate::policy::{update_stats, Gate};
@@ -205,13 +205,7 @@ impl EventReader for Evt3Reader {
 
     fn read_chunk(&mut self, out: &mut EventChunk) -> Result<bool> {
         let limit = self.chunk_events;
-        // Sized to `limit` up front and cut to the events written at the end; a chunk reused
-        // from a previous full read is already that long, so this costs nothing then.
-        out.resize(limit);
-        let mut n = 0;
-        let result = self.fill(out, limit, &mut n);
-        out.truncate(n);
-        result?;
+        fill_by_index(out, limit, |out, n| self.fill(out, limit, n))?;
         update_stats(&mut self.stats, &self.decoder.gate, out);
         self.stats.unknown_words = self.decoder.unknown_words;
         Ok(!out.is_empty())
