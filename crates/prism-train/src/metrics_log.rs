@@ -130,6 +130,15 @@ pub fn read(path: &Path) -> std::io::Result<Vec<Record>> {
     Ok(out)
 }
 
+/// The validation logged at `step`, if any. A run resumed at its last step (stopped after
+/// training ended but before its caller used the result) reports this one instead of none.
+pub fn validation_at(path: &Path, step: usize) -> std::io::Result<Option<ValRecord>> {
+    Ok(read(path)?.into_iter().rev().find_map(|r| match r {
+        Record::Val(v) if v.step == step => Some(v),
+        _ => None,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -82,6 +82,9 @@ fn a_resumed_accumulating_run_follows_the_uninterrupted_one() {
     assert_eq!(whole.steps_done, 5);
     let val = whole.last_val.expect("validated at the last step");
     assert!((0.0..=1.0).contains(&val.map), "{val:?}");
+    // Resumed once it has finished: nothing more is trained, the final validation is reported.
+    let (again, _) = run("whole", true, None);
+    assert_eq!((again.steps_done, again.last_val), (5, Some(val.clone())));
     run("split", false, Some(2));
     let (_, events) = run("split", true, None);
     assert!(

@@ -1,6 +1,7 @@
 //! A run interrupted after a checkpoint and resumed continues exactly where it stopped: the same
 //! steps, the same batches, the same carried state, the same optimizer moments, so its loss
-//! curve follows the uninterrupted run's and no step is lost or repeated.
+//! curve follows the uninterrupted run's and no step is lost or repeated. A finished run resumed
+//! again reports its final validation without training further.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -25,7 +26,7 @@ fn a_resumed_run_follows_the_uninterrupted_one() {
         device: prism_train::TrainDevice::Flex,
     };
 
-    Trainer::new(config.clone(), opts("whole", false, None), &train, &val)
+    let whole_run = Trainer::new(config.clone(), opts("whole", false, None), &train, &val)
         .unwrap()
         .run(|_| {})
         .unwrap();
@@ -36,7 +37,7 @@ fn a_resumed_run_follows_the_uninterrupted_one() {
         .run(|_| {})
         .unwrap();
     let mut starts = Vec::new();
-    Trainer::new(config, opts("split", true, None), &train, &val)
+    Trainer::new(config.clone(), opts("split", true, None), &train, &val)
         .unwrap()
         .run(|e| {
             if let prism_train::Event::Started {
@@ -65,4 +66,19 @@ fn a_resumed_run_follows_the_uninterrupted_one() {
             "step {s}: {a} uninterrupted vs {b} resumed"
         );
     }
+
+    // A finished run resumed again (as `prism ablate` does for a run killed after training but
+    // before its export) trains nothing more and reports the validation it logged at the end.
+    let log_before = std::fs::read(dir.path().join("whole/metrics.jsonl")).unwrap();
+    let again = Trainer::new(config, opts("whole", true, None), &train, &val)
+        .unwrap()
+        .run(|_| {})
+        .unwrap();
+    assert_eq!(again.steps_done, 8);
+    assert!(whole_run.last_val.is_some());
+    assert_eq!(again.last_val, whole_run.last_val);
+    assert_eq!(
+        std::fs::read(dir.path().join("whole/metrics.jsonl")).unwrap(),
+        log_before
+    );
 }
