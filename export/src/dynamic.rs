@@ -30,11 +30,24 @@ impl Symbolic {
     /// the same operations; axes whose sizes differ are affine functions of the batch.
     pub fn infer(first: &GraphIr, second: &GraphIr, b1: usize, b2: usize) -> Result<Self> {
         if first.operations.len() != second.operations.len() {
+            let at = first
+                .operations
+                .iter()
+                .zip(&second.operations)
+                .take_while(|(a, b)| op_label(a) == op_label(b))
+                .count();
+            let context = |g: &GraphIr| {
+                let ops = &g.operations[at.saturating_sub(2)..(at + 3).min(g.operations.len())];
+                ops.iter().map(shaped_label).collect::<Vec<_>>().join(", ")
+            };
             return Err(ExportError::Dynamic(format!(
                 "the forward pass records {} operations at batch {b1} but {} at batch {b2}; \
-                 control flow depends on the batch size",
+                 control flow depends on the batch size. The first difference is operation \
+                 #{at}: [{}] at batch {b1}, [{}] at batch {b2}",
                 first.operations.len(),
-                second.operations.len()
+                second.operations.len(),
+                context(first),
+                context(second),
             )));
         }
         let mut sym = Symbolic::default();
@@ -87,4 +100,15 @@ impl Symbolic {
         }
         Ok(sym)
     }
+}
+
+/// `Label [a, b] [c, d]`: an operation with the shapes of its tensors, to show where two
+/// captures part.
+fn shaped_label(op: &burn::backend::ir::OperationIr) -> String {
+    let shapes: Vec<String> = op
+        .nodes()
+        .iter()
+        .map(|t| format!("{:?}", t.shape.as_slice()))
+        .collect();
+    format!("{} {}", op_label(op), shapes.join(" "))
 }

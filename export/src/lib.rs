@@ -212,6 +212,10 @@ impl OnnxModel {
     }
 }
 
+/// How many pairs of batch sizes (b, b + 1) a dynamic-batch export tries before it reports
+/// that the forward pass depends on the batch.
+const DYNAMIC_BATCH_PAIRS: usize = 6;
+
 /// Export `forward(module, inputs)` to ONNX.
 ///
 /// `inputs` are sample tensors on an executing device (their values are not used, only their
@@ -246,43 +250,59 @@ where
     let mut shapes = Vec::new();
     inputs.collect_shapes(&mut shapes);
 
-    // Dynamic batch: capture the structure at another batch size first and drop its values,
-    // so that at most one capture's weights are alive at a time.
-    let second = if options.dynamic_batch {
-        let b1 = shapes
-            .first()
-            .and_then(|s| s.first())
-            .copied()
-            .ok_or_else(|| {
-                ExportError::Options("dynamic batch needs inputs with at least one axis".into())
-            })?;
-        if shapes.iter().any(|s| s.first() != Some(&b1)) {
-            return Err(ExportError::Options(
-                "dynamic batch needs every input to have the same size on axis 0".into(),
-            ));
-        }
-        let b2 = b1 + 1;
-        let other = capture::capture(module, inputs.with_batch(b2), &forward)?;
-        Some((other.graph, b1, b2))
-    } else {
-        None
-    };
-    let captured = capture::capture(module, inputs, &forward)?;
-    let sym = match second {
-        Some((graph2, b1, b2)) => {
-            let mut sym = Symbolic::infer(&captured.graph, &graph2, b1, b2)?;
-            for (id, shape) in captured.graph.inputs.iter().zip(&shapes) {
-                let mut dims = vec![None; shape.len()];
-                if !dims.is_empty() {
-                    dims[0] = Some(SymDim { a: 1, c: 0 });
+    if !options.dynamic_batch {
+        let captured = capture::capture(module, inputs, &forward)?;
+        return lower_captured(captured, None, metadata, options);
+    }
+    let b1 = shapes
+        .first()
+        .and_then(|s| s.first())
+        .copied()
+        .ok_or_else(|| {
+            ExportError::Options("dynamic batch needs inputs with at least one axis".into())
+        })?;
+    if shapes.iter().any(|s| s.first() != Some(&b1)) {
+        return Err(ExportError::Options(
+            "dynamic batch needs every input to have the same size on axis 0".into(),
+        ));
+    }
+    // Dynamic batch: two captures at batches b and b + 1 must record the same operations;
+    // the axes whose sizes differ become affine in the batch. Burn picks some layouts by
+    // shape (`nn::Linear` folds a small batch into its rows while that makes the product
+    // squarer, and stops at a batch that depends on the layer), so a pair can straddle such
+    // a switch: the next pair is tried then. The graph of either form is valid at any batch.
+    let mut first_error = None;
+    for b in b1..b1 + DYNAMIC_BATCH_PAIRS {
+        // The structure at b + 1 first, its values dropped, so that at most one capture's
+        // weights are alive at a time.
+        let other = capture::capture(module, inputs.with_batch(b + 1), &forward)?.graph;
+        let captured = capture::capture(module, inputs.with_batch(b), &forward)?;
+        match Symbolic::infer(&captured.graph, &other, b, b + 1) {
+            Ok(mut sym) => {
+                for (id, shape) in captured.graph.inputs.iter().zip(&shapes) {
+                    let mut dims = vec![None; shape.len()];
+                    if !dims.is_empty() {
+                        dims[0] = Some(SymDim { a: 1, c: 0 });
+                    }
+                    sym.dims.insert(*id, dims);
                 }
-                sym.dims.insert(*id, dims);
+                return lower_captured(captured, Some(sym), metadata, options);
             }
-            Some(sym)
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
         }
-        None => None,
-    };
-    lower_captured(captured, sym, metadata, options)
+    }
+    Err(match first_error {
+        Some(ExportError::Dynamic(msg)) => ExportError::Dynamic(format!(
+            "{msg} (every pair of batches from {b1} and {} to {} and {} differs)",
+            b1 + 1,
+            b1 + DYNAMIC_BATCH_PAIRS - 1,
+            b1 + DYNAMIC_BATCH_PAIRS
+        )),
+        Some(other) => other,
+        None => ExportError::Dynamic("no batch pair was tried".into()),
+    })
 }
 
 fn names(given: &[String], ids: &[TensorId], prefix: &str) -> Result<Vec<(TensorId, String)>> {

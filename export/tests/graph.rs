@@ -102,6 +102,63 @@ fn dynamic_batch_transformer_and_zeros_state() {
 }
 
 #[test]
+fn dynamic_batch_through_a_linear_that_changes_layout_with_the_batch() {
+    // Burn's `Linear` folds the batch into the rows while that makes the product squarer:
+    // for 80 rows of 128 outputs it folds at batch 2 (160 x 128) but not at batch 3
+    // (240 x 128), so the captures at batches 2 and 3 record different operations.
+    let d = device();
+    let m = mlp(64, 128, 4);
+    let f = |m: &Mlp, x: Tensor<3>| m.fc2.forward(m.fc1.forward(x));
+    let opts = ExportOptions::default().dynamic_batch(true);
+    let exported = |name| case(name, &m, Tensor::<3>::zeros([2, 80, 64], &d), f, &opts);
+    let c = exported("dynamic_linear_layout_b1");
+    assert_eq!(
+        c.model.proto().graph.input[0].shape[0],
+        Dim::Param("batch".into())
+    );
+    // Checked at batches on both sides of the switch.
+    let at_1 = at_batch(c, &m, Tensor::<3>::zeros([1, 80, 64], &d), f);
+    let at_7 = at_batch(
+        exported("dynamic_linear_layout_b7"),
+        &m,
+        Tensor::<3>::zeros([7, 80, 64], &d),
+        f,
+    );
+    check(&[at_1, at_7]);
+}
+
+#[test]
+fn a_forward_pass_that_branches_on_the_batch_is_refused_with_where_it_parts() {
+    let d = device();
+    let m = mlp(4, 4, 4);
+    // Odd batches take one more operation, so every pair (b, b + 1) differs.
+    let f = |m: &Mlp, x: Tensor<2>| {
+        let y = m.fc1.forward(x);
+        if y.dims()[0] % 2 == 1 {
+            y.exp()
+        } else {
+            y
+        }
+    };
+    let Err(err) = export(
+        &m,
+        Tensor::<2>::zeros([2, 4], &d),
+        f,
+        &ExportOptions::default().dynamic_batch(true),
+    ) else {
+        panic!("a batch-dependent forward pass was exported");
+    };
+    let msg = err.to_string();
+    assert!(matches!(err, ExportError::Dynamic(_)), "{msg}");
+    assert!(
+        msg.contains("control flow depends on the batch size")
+            && msg.contains("Exp")
+            && msg.contains("from 2 and 3 to 7 and 8"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn metadata_names_and_multiple_io() {
     let d = device();
     let m = mlp(4, 4, 4);

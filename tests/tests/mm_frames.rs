@@ -94,8 +94,17 @@ fn fused_detectors_run_in_frame_detector_on_tract_and_onnx_runtime() {
 
 /// `prism export onnx --dynamic-batch` of a fused detector: a batch of three images gives Burn's
 /// rows for each image, in tract and ONNX Runtime (what the server's dynamic batching relies on).
+/// At 256 x 320 some of MiT's `Linear` layers fold the batch into their rows at batch 2 and not
+/// at batch 3, so the exporter's captures at those batches differ: it takes the next pair, and
+/// the file still gives every image its rows at a batch it never captured. (One test: both
+/// seed the device's generator.)
 #[test]
 fn a_dynamic_batch_export_gives_every_image_its_own_rows() {
+    dynamic_batch_rows(SIZE, 3);
+    dynamic_batch_rows([256, 320], 2);
+}
+
+fn dynamic_batch_rows(size: [usize; 2], batch: usize) {
     let device = Device::flex();
     // Seeded: random weights and images, the same every run (ties in the detections' order
     // would otherwise make a comparison depend on the draw).
@@ -108,15 +117,15 @@ fn a_dynamic_batch_export_gives_every_image_its_own_rows() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("dynamic.onnx");
-    export_mm(&model, name, &classes, SIZE, true, &device)
+    export_mm(&model, name, &classes, size, true, &device)
         .unwrap()
         .save(&file)
         .unwrap();
-    let [h, w] = SIZE;
-    let images = Tensor::<4>::random([3, 5, h, w], Distribution::Uniform(0.0, 1.0), &device);
+    let [h, w] = size;
+    let images = Tensor::<4>::random([batch, 5, h, w], Distribution::Uniform(0.0, 1.0), &device);
     let pixels: Vec<f32> = images.clone().into_data().try_into_vec::<f32>().unwrap();
     // Burn, one image at a time.
-    let want: Vec<f32> = (0..3)
+    let want: Vec<f32> = (0..batch)
         .flat_map(|i| {
             model
                 .forward(images.clone().narrow(0, i, 1))
@@ -135,11 +144,11 @@ fn a_dynamic_batch_export_gives_every_image_its_own_rows() {
         let out = engine
             .run(&[prism_deploy::TensorView {
                 name: "image",
-                shape: &[3, 5, h, w],
+                shape: &[batch, 5, h, w],
                 data: &pixels,
             }])
             .unwrap();
-        assert_eq!(out[0].shape[0], 3);
+        assert_eq!(out[0].shape[0], batch);
         let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
         let gap = out[0]
             .data

@@ -159,7 +159,7 @@ pub fn export_mm(
         .outputs(["detections"])
         .metadata(mm_model_spec(name, classes, [h, w], batch).to_json())
         .graph_name(name.to_string());
-    // Traced at batches 2 and 3 for a dynamic axis, as `export_seq` is: at batch 1 Burn skips
+    // Traced from batches 2 and 3 up for a dynamic axis, as `export_seq` is: at batch 1 Burn skips
     // layout operations on the unit axis, so a batch-1 trace would not line up with a batch-2 one.
     let sample_batch = if dynamic_batch { 2 } else { 1 };
     let sample = Tensor::<4>::zeros([sample_batch, crate::mm::MM_CHANNELS, h, w], device);
@@ -210,7 +210,7 @@ pub fn export_seq(
         .outputs([OUTPUT_NAME])
         .metadata(card.spec(batch).to_json())
         .graph_name(card.name.clone());
-    // A dynamic batch is traced at batches 2 and 3: at batch 1 Burn skips some layout
+    // A dynamic batch is traced from batches 2 and 3 up: at batch 1 Burn skips some layout
     // operations (a swap of a unit axis is free), so the two traces would not line up.
     let sample_batch = if dynamic_batch { 2 } else { 1 };
     prism_export::export(
