@@ -69,6 +69,8 @@ impl Record {
 pub struct MetricsLog {
     path: PathBuf,
     file: File,
+    /// The validation kept at the resumed step, if one was logged there.
+    resumed_validation: Option<ValRecord>,
 }
 
 impl MetricsLog {
@@ -99,7 +101,22 @@ impl MetricsLog {
         }
         std::fs::rename(&tmp, &path)?;
         let file = OpenOptions::new().append(true).open(&path)?;
-        Ok(Self { path, file })
+        let resumed_validation = kept.into_iter().rev().find_map(|r| match r {
+            Record::Val(v) if Some(v.step) == keep_until => Some(v),
+            _ => None,
+        });
+        Ok(Self {
+            path,
+            file,
+            resumed_validation,
+        })
+    }
+
+    /// The validation logged at the step a resumed log was kept until. A run resumed at its
+    /// last step (stopped after training ended but before its caller used the result)
+    /// reports this one instead of none.
+    pub fn resumed_validation(&self) -> Option<ValRecord> {
+        self.resumed_validation.clone()
     }
 
     pub fn path(&self) -> &Path {
@@ -128,15 +145,6 @@ pub fn read(path: &Path) -> std::io::Result<Vec<Record>> {
         }
     }
     Ok(out)
-}
-
-/// The validation logged at `step`, if any. A run resumed at its last step (stopped after
-/// training ended but before its caller used the result) reports this one instead of none.
-pub fn validation_at(path: &Path, step: usize) -> std::io::Result<Option<ValRecord>> {
-    Ok(read(path)?.into_iter().rev().find_map(|r| match r {
-        Record::Val(v) if v.step == step => Some(v),
-        _ => None,
-    }))
 }
 
 #[cfg(test)]

@@ -213,11 +213,7 @@ impl<'a> Trainer<'a> {
 
         let session = Instant::now();
         // A run resumed at its last step reports the validation it logged there.
-        let mut last_val = match resume_from {
-            Some(_) => crate::metrics_log::validation_at(log.path(), start)
-                .map_err(|e| TrainError::io(log.path(), e))?,
-            None => None,
-        };
+        let mut last_val = log.resumed_validation();
         let mut step = start;
         let stop_at = self
             .opts

@@ -63,13 +63,13 @@ fn fold_weight_casts(mut model: TypedModel) -> TractResult<TypedModel> {
             .then(|| (node.id, weight.clone()))
         })
         .collect();
+    let mut patch = TypedModelPatch::default();
     for (id, weight) in casts {
-        let mut patch = TypedModelPatch::default();
         let name = format!("{}.f32", model.node(id).name);
         let wire = patch.add_const(name, weight.cast_to::<f32>()?.into_owned())?;
         patch.shunt_outside(&model, OutletId::new(id, 0), wire)?;
-        patch.apply(&mut model)?;
     }
+    patch.apply(&mut model)?;
     Ok(model)
 }
 
