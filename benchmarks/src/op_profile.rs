@@ -4,9 +4,8 @@
 //!
 //! The operations are Burn's own modules and tensor ops with rvt-tiny's shapes: the 7x7/4 stem,
 //! then per stage the LayerNorm, the q/k/v projection, window attention (q k^T, softmax, x v),
-//! the MLP with GELU, the ConvLSTM's 1x1 convolution (run the way prism trains it,
-//! [`prism_models::pointwise`]: a matmul under autodiff) and the 3x3/2 downsampling; and the
-//! FPN / head's 3x3 convolution. Each is timed as the median of a few repetitions after a warm-up:
+//! the MLP with GELU, the ConvLSTM's 1x1 convolution and the 3x3/2 downsampling; and the FPN /
+//! head's 3x3 convolution. Each is timed as the median of a few repetitions after a warm-up:
 //! the forward pass to its summed output, then the backward pass from it.
 
 use std::time::Instant;
@@ -102,7 +101,7 @@ pub fn rvt_tiny_ops(b: usize) -> Vec<Op> {
             build: Box::new(move |d| {
                 let conv = Conv2dConfig::new([2 * c, 4 * c], [1, 1]).init(d);
                 let x = input([b, 2 * c, h, w], d);
-                Box::new(move || prism_models::pointwise::forward(&conv, x).sum())
+                Box::new(move || conv.forward(x).sum())
             }),
         });
         if s < 4 {

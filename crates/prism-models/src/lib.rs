@@ -27,7 +27,6 @@ pub mod mit;
 pub mod mm;
 pub mod onnx;
 pub mod overrides;
-pub mod pointwise;
 pub mod rvt;
 pub mod seq;
 pub mod torch_weights;

@@ -117,7 +117,7 @@ impl Gaff {
         let weights = self
             .inter
             .iter()
-            .map(|conv| sigmoid(crate::pointwise::forward(conv, both.clone())))
+            .map(|conv| sigmoid(conv.forward(both.clone())))
             .collect();
         let weights = Tensor::cat(weights, 1);
         let (to_rgb, to_aux) = (weights.clone().narrow(1, 0, c), weights.narrow(1, c, c));
@@ -126,7 +126,7 @@ impl Gaff {
         let mut x = Tensor::cat(vec![rgb_guided, aux_guided], 1);
         let last = self.merge.len() - 1;
         for (i, (conv, bn)) in self.merge.iter().zip(&self.merge_bn).enumerate() {
-            x = bn.forward(crate::pointwise::forward(conv, x));
+            x = bn.forward(conv.forward(x));
             if i < last {
                 x = relu(x);
             }

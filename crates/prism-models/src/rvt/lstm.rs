@@ -75,7 +75,7 @@ impl ConvLstm {
             (Some(conv), false) => conv.forward(xh),
             _ => xh,
         };
-        let z = crate::pointwise::forward(&self.conv1x1, xh);
+        let z = self.conv1x1.forward(xh);
         let d = self.dim;
         let f = sigmoid(z.clone().narrow(1, 0, d));
         let i = sigmoid(z.clone().narrow(1, d, d));

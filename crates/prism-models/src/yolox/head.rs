@@ -99,9 +99,9 @@ impl YoloxHead {
                 .iter()
                 .fold(x.clone(), |y, c| c.forward(y));
             let reg = self.reg_convs[l].iter().fold(x, |y, c| c.forward(y));
-            let cls_out = crate::pointwise::forward(&self.cls_preds[l], cls);
-            let reg_out = crate::pointwise::forward(&self.reg_preds[l], reg.clone());
-            let obj_out = crate::pointwise::forward(&self.obj_preds[l], reg);
+            let cls_out = self.cls_preds[l].forward(cls);
+            let reg_out = self.reg_preds[l].forward(reg.clone());
+            let obj_out = self.obj_preds[l].forward(reg);
             let out = Tensor::cat(vec![reg_out, obj_out, cls_out], 1);
             let [n, c, h, w] = out.dims();
             outs.push(out.reshape([n, c, h * w]));

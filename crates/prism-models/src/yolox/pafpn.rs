@@ -63,7 +63,7 @@ impl BaseConvConfig {
 impl BaseConv {
     /// `[N, C_in, H, W]` -> `[N, C_out, H/s, W/s]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        silu(self.bn.forward(crate::pointwise::forward(&self.conv, x)))
+        silu(self.bn.forward(self.conv.forward(x)))
     }
 }
 
