@@ -7,6 +7,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = protox::compile([proto], ["proto"])?;
     tonic_prost_build::configure()
         .build_client(false)
+        // Tensor bytes as `Bytes`: a request's raw inputs are slices of the received message,
+        // not copies of it, and an answer's raw outputs are moved in, not copied.
+        .bytes(".inference.ModelInferRequest.raw_input_contents")
+        .bytes(".inference.ModelInferResponse.raw_output_contents")
         .compile_fds(descriptors)?;
     Ok(())
 }

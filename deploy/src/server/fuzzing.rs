@@ -18,7 +18,7 @@ fn refusal(e: HttpError) -> Refusal {
 /// `POST /v2/models/{name}/infer`: `header_length` is the `Inference-Header-Content-Length`
 /// value, if sent.
 pub fn http_infer(header_length: Option<&str>, body: &[u8]) -> Result<usize, Refusal> {
-    infer::decode_request(header_length, body)
+    infer::decode_request(header_length, &[body])
         .map(|(_, inputs, _)| inputs.len())
         .map_err(refusal)
 }

@@ -385,7 +385,7 @@ fn infer(
         });
         let mut bytes = Vec::new();
         f32_to_le_bytes(&tensor.data, &mut bytes);
-        response.raw_output_contents.push(bytes);
+        response.raw_output_contents.push(bytes.into());
     }
     Ok(response)
 }

@@ -43,7 +43,32 @@ pub(crate) struct Request {
     /// Path and query, as sent.
     pub target: String,
     pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    pub body: Body,
+}
+
+/// A request body as it arrived: hyper's frames, kept as they are rather than copied into one
+/// buffer, so that a binary infer request's tensors are read from them in one pass (on a 9 MB
+/// body every extra pass costs about 2 ms).
+#[derive(Debug, Default)]
+pub(crate) struct Body {
+    frames: Vec<Bytes>,
+    len: usize,
+}
+
+impl Body {
+    /// The body's pieces, in order.
+    pub fn parts(&self) -> Vec<&[u8]> {
+        self.frames.iter().map(|f| f.as_ref()).collect()
+    }
+
+    /// The whole body as one slice: borrowed when it arrived in one frame, else joined.
+    pub fn contiguous(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self.frames.as_slice() {
+            [] => std::borrow::Cow::Borrowed(&[]),
+            [one] => std::borrow::Cow::Borrowed(one.as_ref()),
+            many => std::borrow::Cow::Owned(many.concat()),
+        }
+    }
 }
 
 impl Request {
@@ -316,7 +341,7 @@ async fn read_body(
     headers: &hyper::HeaderMap,
     limits: &Limits,
     mut stopping: watch::Receiver<bool>,
-) -> std::result::Result<Vec<u8>, Refused> {
+) -> std::result::Result<Body, Refused> {
     let over = |declared: String| {
         refused(
             413,
@@ -336,7 +361,7 @@ async fn read_body(
             return Err(over(format!(" (Content-Length {length})")));
         }
     }
-    let mut data = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let mut data = Body::default();
     loop {
         let frame = tokio::select! {
             frame = tokio::time::timeout(limits.body_read_timeout, body.frame()) => frame,
@@ -349,11 +374,14 @@ async fn read_body(
             Ok(None) => return Ok(data),
             Ok(Some(Err(e))) => return Err(refused(400, format!("malformed request body: {e}"))),
             Ok(Some(Ok(frame))) => {
-                if let Some(chunk) = frame.data_ref() {
-                    if data.len().saturating_add(chunk.len()) > limits.max_body {
+                if let Ok(chunk) = frame.into_data() {
+                    if data.len.saturating_add(chunk.len()) > limits.max_body {
                         return Err(over(String::new()));
                     }
-                    data.extend_from_slice(chunk);
+                    data.len += chunk.len();
+                    if !chunk.is_empty() {
+                        data.frames.push(chunk);
+                    }
                 }
             }
         }

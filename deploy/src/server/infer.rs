@@ -2,10 +2,13 @@
 //! the binary tensor data extension, stateless or as a step of a sequence
 //! ([`super::sequences`]).
 
+use std::borrow::Cow;
+use std::collections::VecDeque;
+
 use super::http;
 use super::models::Model;
 use super::protocol::{
-    f32_from_le_bytes, f32_to_le_bytes, flatten_f32, BinaryDataSize, InferRequest, InferResponse,
+    f32_from_le_parts, f32_to_le_bytes, flatten_f32, BinaryDataSize, InferRequest, InferResponse,
     OutputTensor, SequenceId,
 };
 use super::sequences::{Input, SequenceFlags};
@@ -20,7 +23,8 @@ pub(super) fn infer(
     request: &http::Request,
     deadline: std::time::Instant,
 ) -> Result<Reply, HttpError> {
-    let (req, inputs, sequence) = decode_request(request.header(HEADER_LENGTH), &request.body)?;
+    let (req, inputs, sequence) =
+        decode_request(request.header(HEADER_LENGTH), &request.body.parts())?;
     let in_sequence = sequence.is_some();
     let outputs = run(
         model,
@@ -33,14 +37,15 @@ pub(super) fn infer(
     respond(model, &req, &outputs, in_sequence)
 }
 
-/// An HTTP infer body (with the binary extension's header value, if sent), decoded: the
-/// request, its inputs and the sequence it continues. Every refusal is a 400.
+/// An HTTP infer body (with the binary extension's header value, if sent; the body as the
+/// pieces it arrived in), decoded: the request, its inputs and the sequence it continues. Every
+/// refusal is a 400.
 pub(super) fn decode_request(
     header_length: Option<&str>,
-    body: &[u8],
+    body: &[&[u8]],
 ) -> Result<(InferRequest, Vec<Input>, Option<SequenceFlags>), HttpError> {
     let (json, mut binary) = split_binary(header_length, body)?;
-    let req: InferRequest = parse(json)?;
+    let req: InferRequest = parse(&json)?;
     let inputs = req
         .inputs
         .iter()
@@ -51,7 +56,7 @@ pub(super) fn decode_request(
             400,
             format!(
                 "{} bytes of binary data follow the last input's binary_data_size",
-                binary.len()
+                binary.len
             ),
         ));
     }
@@ -176,30 +181,83 @@ pub(super) fn choose_outputs<'a, T: Copy>(
     }
 }
 
-/// The JSON part of the body and the binary data after it (empty for a JSON-only request).
+/// The JSON part of the body (borrowed when it lies in one piece) and the binary data after
+/// it (empty for a JSON-only request).
 fn split_binary<'a>(
     header_length: Option<&str>,
-    body: &'a [u8],
-) -> Result<(&'a [u8], &'a [u8]), HttpError> {
-    let Some(length) = header_length else {
-        return Ok((body, &[]));
+    body: &[&'a [u8]],
+) -> Result<(Cow<'a, [u8]>, BinaryData<'a>), HttpError> {
+    let mut all = BinaryData::new(body);
+    let length = match header_length {
+        None => all.len,
+        Some(length) => {
+            let length: usize = length.trim().parse().map_err(|_| {
+                err(
+                    400,
+                    format!("{HEADER_LENGTH} {length:?} is not a number of bytes"),
+                )
+            })?;
+            if length > all.len {
+                return Err(err(
+                    400,
+                    format!(
+                        "{HEADER_LENGTH} is {length} but the body has {} bytes",
+                        all.len
+                    ),
+                ));
+            }
+            length
+        }
     };
-    let length: usize = length.trim().parse().map_err(|_| {
-        err(
-            400,
-            format!("{HEADER_LENGTH} {length:?} is not a number of bytes"),
-        )
-    })?;
-    if length > body.len() {
-        return Err(err(
-            400,
-            format!(
-                "{HEADER_LENGTH} is {length} but the body has {} bytes",
-                body.len()
-            ),
-        ));
+    let json = match all.take(length).as_slice() {
+        [] => Cow::Borrowed(&[][..]),
+        [one] => Cow::Borrowed(*one),
+        many => Cow::Owned(many.concat()),
+    };
+    Ok((json, all))
+}
+
+/// The binary tensor data of a request: the body's pieces after the JSON, taken from the
+/// front one input at a time without copying.
+struct BinaryData<'a> {
+    parts: VecDeque<&'a [u8]>,
+    /// Bytes left.
+    len: usize,
+}
+
+impl<'a> BinaryData<'a> {
+    fn new(parts: &[&'a [u8]]) -> Self {
+        Self {
+            parts: parts.iter().copied().filter(|p| !p.is_empty()).collect(),
+            len: parts.iter().map(|p| p.len()).sum(),
+        }
     }
-    Ok(body.split_at(length))
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The next `size` bytes (all that is left, if fewer), as pieces.
+    fn take(&mut self, size: usize) -> Vec<&'a [u8]> {
+        let mut taken = Vec::new();
+        let mut left = size.min(self.len);
+        self.len -= left;
+        while left > 0 {
+            let Some(front) = self.parts.pop_front() else {
+                break;
+            };
+            if front.len() <= left {
+                left -= front.len();
+                taken.push(front);
+            } else {
+                let (mine, rest) = front.split_at(left);
+                taken.push(mine);
+                self.parts.push_front(rest);
+                left = 0;
+            }
+        }
+        taken
+    }
 }
 
 /// An input's shape, once its datatype is known to be FP32 and no dimension is negative (the
@@ -230,7 +288,7 @@ pub(super) fn fp32_shape(
 /// One input's name, shape and values, from its JSON `data` or from the front of `binary`.
 fn decode_input(
     input: &super::protocol::InferInput,
-    binary: &mut &[u8],
+    binary: &mut BinaryData<'_>,
 ) -> Result<Input, HttpError> {
     let shape = fp32_shape(&input.name, &input.datatype, &input.shape)?;
     let data = match (&input.data, input.parameters.binary_data_size) {
@@ -251,20 +309,19 @@ fn decode_input(
         (None, Some(size)) => {
             let size = usize::try_from(size)
                 .ok()
-                .filter(|&s| s <= binary.len())
+                .filter(|&s| s <= binary.len)
                 .ok_or_else(|| {
                     err(
                         400,
                         format!(
                             "input `{}`: binary_data_size {size} but {} bytes of binary data are left",
                             input.name,
-                            binary.len()
+                            binary.len
                         ),
                     )
                 })?;
-            let (mine, rest) = binary.split_at(size);
-            *binary = rest;
-            f32_from_le_bytes(mine, &input.name).map_err(|e| err(400, e.to_string()))?
+            f32_from_le_parts(&binary.take(size), &input.name)
+                .map_err(|e| err(400, e.to_string()))?
         }
         (None, None) => {
             return Err(err(
@@ -303,22 +360,16 @@ fn respond(
         req.parameters.binary_data_output,
         in_sequence,
     )?;
-    let mut binary = Vec::new();
     let tensors = chosen
         .iter()
-        .map(|&(o, as_binary)| {
-            if as_binary {
-                f32_to_le_bytes(&o.data, &mut binary);
-            }
-            OutputTensor {
-                name: &o.name,
-                shape: &o.shape,
-                datatype: "FP32",
-                data: (!as_binary).then_some(o.data.as_slice()),
-                parameters: as_binary.then(|| BinaryDataSize {
-                    binary_data_size: 4 * o.data.len(),
-                }),
-            }
+        .map(|&(o, as_binary)| OutputTensor {
+            name: &o.name,
+            shape: &o.shape,
+            datatype: "FP32",
+            data: (!as_binary).then_some(o.data.as_slice()),
+            parameters: as_binary.then(|| BinaryDataSize {
+                binary_data_size: 4 * o.data.len(),
+            }),
         })
         .collect();
     let mut reply = Reply::json(
@@ -334,8 +385,95 @@ fn respond(
         reply
             .headers
             .push((HEADER_LENGTH, reply.body.len().to_string()));
-        reply.body.extend_from_slice(&binary);
+        // The binary outputs go straight after the JSON, in the order the JSON lists them.
+        let binary: usize = chosen
+            .iter()
+            .filter(|c| c.1)
+            .map(|c| 4 * c.0.data.len())
+            .sum();
+        reply.body.reserve_exact(binary);
+        for &(o, _) in chosen.iter().filter(|c| c.1) {
+            f32_to_le_bytes(&o.data, &mut reply.body);
+        }
         reply.content_type = "application/octet-stream";
     }
     Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A binary request for inputs `a` [2] and `b` [1, 3], and the length of its JSON.
+    fn binary_body(a: &[f32; 2], b: &[f32; 3]) -> (Vec<u8>, usize) {
+        let json = br#"{"inputs":[{"name":"a","shape":[2],"datatype":"FP32","parameters":{"binary_data_size":8}},{"name":"b","shape":[1,3],"datatype":"FP32","parameters":{"binary_data_size":12}}]}"#;
+        let mut body = json.to_vec();
+        f32_to_le_bytes(a, &mut body);
+        f32_to_le_bytes(b, &mut body);
+        (body, json.len())
+    }
+
+    fn decoded(header: Option<&str>, parts: &[&[u8]]) -> Result<Vec<Input>, String> {
+        decode_request(header, parts)
+            .map(|(_, inputs, _)| inputs)
+            .map_err(|e| format!("{} {}", e.status, e.message))
+    }
+
+    proptest! {
+        /// The body as hyper hands it over, in frames cut anywhere (inside the JSON, inside a
+        /// float, between the inputs), decodes to what the whole body decodes to; so does a
+        /// body one byte short, to the same refusal.
+        #[test]
+        fn a_body_in_pieces_decodes_as_the_whole_body(
+            cuts in proptest::collection::vec(0usize..200, 0..6),
+            a in proptest::array::uniform2(-1e3f32..1e3),
+            b in proptest::array::uniform3(-1e3f32..1e3),
+        ) {
+            let (body, json) = binary_body(&a, &b);
+            let header = json.to_string();
+            for body in [&body[..], &body[..body.len() - 1]] {
+                let mut at: Vec<usize> = cuts.iter().map(|c| c % (body.len() + 1)).collect();
+                at.sort_unstable();
+                let mut parts = Vec::new();
+                let mut from = 0;
+                for &to in &at {
+                    parts.push(&body[from..to]);
+                    from = to;
+                }
+                parts.push(&body[from..]);
+                prop_assert_eq!(
+                    decoded(Some(&header), &parts),
+                    decoded(Some(&header), &[body])
+                );
+            }
+            let whole = decoded(Some(&header), &[&body]);
+            prop_assert_eq!(
+                whole,
+                Ok(vec![
+                    ("a".to_string(), vec![2], a.to_vec()),
+                    ("b".to_string(), vec![1, 3], b.to_vec()),
+                ])
+            );
+        }
+    }
+
+    #[test]
+    fn binary_data_past_the_last_input_and_a_short_body_are_refused() {
+        let (mut body, json) = binary_body(&[1.0, 2.0], &[3.0, 4.0, 5.0]);
+        let header = json.to_string();
+        body.extend_from_slice(&[0; 4]);
+        let extra = decoded(Some(&header), &[&body[..json + 3], &body[json + 3..]]);
+        assert_eq!(
+            extra,
+            Err("400 4 bytes of binary data follow the last input's binary_data_size".into())
+        );
+        let short = decoded(Some(&header), &[&body[..body.len() - 8]]);
+        assert_eq!(
+            short,
+            Err("400 input `b`: binary_data_size 12 but 8 bytes of binary data are left".into())
+        );
+        let too_long = decoded(Some("100000"), &[&body]);
+        assert!(too_long.is_err_and(|e| e.contains("but the body has")));
+    }
 }

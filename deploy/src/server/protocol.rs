@@ -262,24 +262,77 @@ pub fn flatten_f32(data: &Value, out: &mut Vec<f32>, input: &str) -> Result<(), 
 
 /// Reads little-endian float32 values (an FP32 tensor of the binary tensor data extension).
 pub fn f32_from_le_bytes(bytes: &[u8], input: &str) -> Result<Vec<f32>, ProtocolError> {
-    if bytes.len() % 4 != 0 {
+    f32_from_le_parts(&[bytes], input)
+}
+
+/// As [`f32_from_le_bytes`], for bytes that arrived in pieces (`parts`, in order, of any
+/// lengths; a value may straddle two): one pass over them, with no zero-filling first. On a
+/// multi-megabyte tensor that pass is bound by memory bandwidth, so each copy saved counts.
+pub fn f32_from_le_parts(parts: &[&[u8]], input: &str) -> Result<Vec<f32>, ProtocolError> {
+    let bytes: usize = parts.iter().map(|p| p.len()).sum();
+    if bytes % 4 != 0 {
         return Err(ProtocolError::BinaryNotF32 {
             input: input.to_string(),
-            bytes: bytes.len() as u64,
+            bytes: bytes as u64,
         });
     }
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
+    let mut values = Vec::with_capacity(bytes / 4);
+    // The first bytes of a value split between two pieces.
+    let mut straddling = [0u8; 4];
+    let mut held = 0;
+    for &part in parts {
+        let mut part = part;
+        if held > 0 {
+            let take = (4 - held).min(part.len());
+            straddling[held..held + take].copy_from_slice(&part[..take]);
+            held += take;
+            part = &part[take..];
+            if held < 4 {
+                continue;
+            }
+            values.push(f32::from_le_bytes(straddling));
+        }
+        let whole = part.len() / 4 * 4;
+        extend_f32_le(&mut values, &part[..whole]);
+        held = part.len() - whole;
+        straddling[..held].copy_from_slice(&part[whole..]);
+    }
+    Ok(values)
+}
+
+/// Appends the little-endian float32 values in `bytes` (a multiple of 4 long) to `values`:
+/// straight from `bytes` when they are 4-byte aligned, else through a small aligned buffer
+/// that stays in the cache.
+fn extend_f32_le(values: &mut Vec<f32>, bytes: &[u8]) {
+    const BLOCK: usize = 4096;
+    let start = values.len();
+    if let Ok(aligned) = bytemuck::try_cast_slice::<u8, f32>(bytes) {
+        values.extend_from_slice(aligned);
+    } else {
+        let mut staging = [0f32; BLOCK];
+        for block in bytes.chunks(4 * BLOCK) {
+            let staged = &mut staging[..block.len() / 4];
+            bytemuck::cast_slice_mut::<f32, u8>(staged).copy_from_slice(block);
+            values.extend_from_slice(staged);
+        }
+    }
+    if cfg!(target_endian = "big") {
+        values[start..]
+            .iter_mut()
+            .for_each(|v| *v = f32::from_bits(u32::from_le(v.to_bits())));
+    }
 }
 
 /// Appends `values` as little-endian float32 bytes.
 pub fn f32_to_le_bytes(values: &[f32], out: &mut Vec<u8>) {
-    out.reserve(4 * values.len());
-    values
-        .iter()
-        .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+    if cfg!(target_endian = "little") {
+        out.extend_from_slice(bytemuck::cast_slice(values));
+    } else {
+        out.reserve(4 * values.len());
+        values
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+    }
 }
 
 /// Decodes the binary events body: `n` (u32), then `t` (n × i64), `x` (n × u16), `y` (n × u16),
@@ -349,5 +402,50 @@ mod tests {
         assert!(decode_binary_events(&body[..29], false).is_err());
         assert!(decode_binary_events(&[1, 0], false).is_err());
         assert!(decode_binary_events(&[255, 255, 255, 255], false).is_err());
+    }
+
+    /// Floats cut into pieces anywhere (mid-value, empty pieces, unaligned starts) read back
+    /// as the values written; a length that is not whole floats is refused.
+    #[test]
+    fn floats_read_back_from_pieces_cut_anywhere() {
+        use proptest::prelude::*;
+        proptest!(|(values in proptest::collection::vec(any::<f32>(), 0..3000),
+                    cuts in proptest::collection::vec(any::<usize>(), 0..12),
+                    shift in 0usize..4)| {
+            let mut bytes = Vec::new();
+            f32_to_le_bytes(&values, &mut bytes);
+            let expected: Vec<u32> = values.iter().map(|v| v.to_bits()).collect();
+            // An unaligned start: the same bytes, `shift` bytes into a buffer.
+            let mut shifted = vec![0u8; shift];
+            shifted.extend_from_slice(&bytes);
+            let bytes = &shifted[shift..];
+            let mut at: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+            at.sort_unstable();
+            let mut parts = Vec::new();
+            let mut from = 0;
+            for &to in &at {
+                parts.push(&bytes[from..to]);
+                from = to;
+            }
+            parts.push(&bytes[from..]);
+            let read = f32_from_le_parts(&parts, "x").map_err(|e| e.to_string());
+            let read_bits = read.map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>());
+            prop_assert_eq!(read_bits, Ok(expected.clone()));
+            let whole = f32_from_le_bytes(bytes, "x").map_err(|e| e.to_string());
+            prop_assert_eq!(whole.map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>()), Ok(expected));
+            if !bytes.is_empty() {
+                prop_assert!(f32_from_le_parts(&[&bytes[1..]], "x").is_err());
+            }
+        });
+    }
+
+    /// Little-endian means little-endian: 1.0 is 00 00 80 3f.
+    #[test]
+    fn floats_are_little_endian_on_the_wire() {
+        let mut bytes = Vec::new();
+        f32_to_le_bytes(&[1.0, -2.5], &mut bytes);
+        assert_eq!(bytes, [0, 0, 0x80, 0x3f, 0, 0, 0x20, 0xc0]);
+        let back = f32_from_le_parts(&[&bytes[..3], &bytes[3..]], "x").map_err(|e| e.to_string());
+        assert_eq!(back, Ok(vec![1.0, -2.5]));
     }
 }

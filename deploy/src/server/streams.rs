@@ -115,10 +115,10 @@ pub(super) fn stream_events(
         let finish = query
             .split('&')
             .any(|kv| kv == "finish=true" || kv == "finish=1");
-        protocol::decode_binary_events(&request.body, finish)
+        protocol::decode_binary_events(&request.body.contiguous(), finish)
             .map_err(|e| err(400, e.to_string()))?
     } else {
-        parse(&request.body)?
+        parse(&request.body.contiguous())?
     };
     let (detector, created) = {
         let mut streams = model.streams.lock().unwrap_or_else(|e| e.into_inner());
