@@ -10,8 +10,10 @@
 //! - prism's streaming endpoint: each client its own event stream, one 50 ms window of events per
 //!   request in the binary layout, detections back.
 //!
-//! The bare model (`Engine::run` in this process, same settings) is timed first, and the peer
-//! after prism's server has exited: KServe's Python model server (`benchmarks/python/
+//! The bare model (`Engine::run` in this process, same settings) is timed first. Then, before
+//! any other traffic, one client alone sends JSON, binary and gRPC requests, each phase with the
+//! server's own mean compute time from its metrics: the binary path's overhead over the bare
+//! model is read from these quiet rows. The peer is measured after prism's server has exited: KServe's Python model server (`benchmarks/python/
 //! kserve_peer.py`, the PyPI `kserve` package in the venv `cargo xtask bench bench-serve`
 //! provisions) serving the same file through ONNX Runtime, under the same JSON and binary load.
 //!
@@ -850,12 +852,29 @@ fn bench_model(
     let event_bodies = Arc::new(window_bodies(&scene.events, rep.window_us)?);
 
     let server = spawn_server(&path, backend, workers, threads, name, 1)?;
+    let mut quiet = Vec::new();
     let addr = server.addr;
     eprintln!(
         "{name}: server on {addr}, infer body {:.1} MB, {} event windows",
         infer_body.len() as f64 / 1e6,
         event_bodies.len()
     );
+
+    // The binary path against the bare model at one client: measured first, with no other
+    // traffic (the malformed-request clients below send bodies of up to the request's size and
+    // would time their own parsing into it), with the server's own compute time beside it.
+    if clients.contains(&1) {
+        phases_quiet(
+            name,
+            &server,
+            seconds,
+            &infer_body,
+            &infer_path,
+            &binary,
+            &grpc_request,
+            &mut quiet,
+        )?;
+    }
 
     let bad = bad_requests(name, &good, &infer_body);
     let tally = Mutex::new(BadTally {
@@ -865,7 +884,7 @@ fn bench_model(
     let grpc_bad = grpc_bad_calls(&grpc_request);
     let grpc_tally = Mutex::new(grpc_load::BadTally::default());
     let bad_stop = AtomicBool::new(false);
-    let mut phases = Vec::new();
+    let mut phases = quiet;
     std::thread::scope(|s| -> Result<()> {
         s.spawn(|| bad_client(addr, &bad, &bad_stop, &tally));
         s.spawn(|| grpc_load::bad_client(server.grpc, &grpc_bad, &bad_stop, &grpc_tally));
@@ -1028,6 +1047,80 @@ fn bench_model(
         "server_exit": exit.to_string(),
         "problems": problems,
     }))
+}
+
+/// One client and no other traffic, for JSON, binary and gRPC requests: each row with the
+/// server's mean compute time per request over the phase (from its metrics), so that the
+/// served latency splits into the model's time and the rest.
+#[allow(clippy::too_many_arguments)]
+fn phases_quiet(
+    name: &str,
+    server: &ServerProcess,
+    seconds: f64,
+    infer_body: &Arc<Vec<u8>>,
+    infer_path: &str,
+    binary: &Arc<BinaryRequest>,
+    grpc_request: &ModelInferRequest,
+    rows: &mut Vec<Value>,
+) -> Result<()> {
+    for endpoint in ["infer", "infer-binary", "grpc"] {
+        let before = compute_time(server.addr, name)?;
+        let mut row = match endpoint {
+            "infer" => summary(
+                &load_phase(
+                    1,
+                    seconds,
+                    &json_client(infer_body.clone(), infer_path.to_string()),
+                    server.addr,
+                ),
+                1,
+                endpoint,
+                "prism",
+            ),
+            "infer-binary" => summary(
+                &load_phase(
+                    1,
+                    seconds,
+                    &infer_client(binary.clone(), infer_path.to_string()),
+                    server.addr,
+                ),
+                1,
+                endpoint,
+                "prism",
+            ),
+            _ => grpc_summary(
+                &grpc_load::load(server.grpc, 1, seconds, grpc_request),
+                1,
+                "prism",
+            ),
+        };
+        let after = compute_time(server.addr, name)?;
+        let calls = after.1 - before.1;
+        row["traffic"] = json!("quiet");
+        row["server_compute_mean_ms"] = if calls > 0.0 {
+            json!(1e3 * (after.0 - before.0) / calls)
+        } else {
+            Value::Null
+        };
+        eprintln!("{name} {endpoint}, 1 client, no other traffic: {row}");
+        rows.push(row);
+    }
+    Ok(())
+}
+
+/// The server's total compute time (seconds) and request count for `model`, from `/metrics`.
+fn compute_time(addr: SocketAddr, model: &str) -> Result<(f64, f64)> {
+    let (_, metrics) = request(addr, "GET", "/metrics", b"")?;
+    let metrics = String::from_utf8_lossy(&metrics);
+    let series = |suffix: &str| -> Result<f64> {
+        let key = format!("prism_compute_duration_seconds_{suffix}{{model=\"{model}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .and_then(|v| v.trim().parse().ok())
+            .with_context(|| format!("no {key} in the server's metrics"))
+    };
+    Ok((series("sum")?, series("count")?))
 }
 
 /// A KServe v2 request with the binary tensor data extension: the JSON header (inputs with
@@ -1329,7 +1422,7 @@ fn report(
          - stream: `POST /v2/models/NAME/streams/ID/events`, binary events of one 50 ms window per request \
          (synthetic scene at the sensor size), each client its own stream and state, detections back.\n\n"
     ));
-    md.push_str("| model | server | endpoint | request | clients | requests | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| model | server | endpoint | request | clients | other traffic | requests | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in results {
         for p in r["phases"].as_array().into_iter().flatten() {
             let mb = |key: &str| r[key].as_f64().unwrap_or(0.0) / 1e6;
@@ -1339,8 +1432,13 @@ fn report(
                 Some("grpc") => format!("{:.1} MB raw, gRPC", mb("binary_request_bytes")),
                 _ => "one window, binary".into(),
             };
+            let traffic = if p["traffic"] == "quiet" || p["server"] == "kserve" {
+                "none"
+            } else {
+                "malformed requests"
+            };
             md.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.1} | {} |\n",
+                "| {} | {} | {} | {} | {} | {traffic} | {} | {:.2} | {:.1} | {:.1} | {} |\n",
                 r["model"].as_str().unwrap_or("?"),
                 p["server"].as_str().unwrap_or("prism"),
                 p["endpoint"].as_str().unwrap_or("?"),
@@ -1354,7 +1452,7 @@ fn report(
             ));
         }
     }
-    md.push_str("\nprism against the KServe peer, and prism's binary path against the bare model (`Engine::run` in process, one call at a time):\n\n| model | endpoint | clients | prism / KServe req/s | prism p50 / bare p50 (1 client) |\n|---|---|---|---|---|\n");
+    md.push_str("\nprism (under malformed traffic) against the KServe peer, and prism's paths at one client against the bare model (`Engine::run` in the bench process, one call at a time): p50 with no other traffic, the same under malformed traffic, and the server's own mean compute time per request in the quiet phase:\n\n| model | endpoint | clients | prism / KServe req/s | p50 / bare p50, no other traffic | p50 / bare p50, malformed traffic | server compute / bare p50 |\n|---|---|---|---|---|---|---|\n");
     for r in results {
         let phases: Vec<&Value> = r["phases"].as_array().into_iter().flatten().collect();
         let find = |server: &str, endpoint: &str, clients: &Value| {
@@ -1368,6 +1466,7 @@ fn report(
         let bare_p50 = r["bare_model"]["p50_ms"].as_f64().unwrap_or(f64::NAN);
         for p in phases.iter().filter(|p| {
             p["server"] == "prism"
+                && p["traffic"] != "quiet"
                 && ["infer", "infer-binary", "grpc"].contains(&p["endpoint"].as_str().unwrap_or(""))
         }) {
             let endpoint = p["endpoint"].as_str().unwrap_or("?");
@@ -1376,22 +1475,28 @@ fn report(
                     p["rps"].as_f64().unwrap_or(f64::NAN) / k["rps"].as_f64().unwrap_or(f64::NAN)
                 })
                 .map_or("no peer row".to_string(), |x| format!("{x:.2}x"));
-            let vs_bare = if p["clients"] == 1 {
-                format!(
-                    "{:.2}x",
-                    p["p50_ms"].as_f64().unwrap_or(f64::NAN) / bare_p50
+            let of_bare =
+                |ms: Option<f64>| ms.map_or(String::new(), |ms| format!("{:.2}x", ms / bare_p50));
+            let quiet = phases.iter().find(|q| {
+                q["traffic"] == "quiet" && q["endpoint"] == endpoint && q["clients"] == p["clients"]
+            });
+            let (vs_bare, loaded, compute) = if p["clients"] == 1 {
+                (
+                    of_bare(quiet.and_then(|q| q["p50_ms"].as_f64())),
+                    of_bare(p["p50_ms"].as_f64()),
+                    of_bare(quiet.and_then(|q| q["server_compute_mean_ms"].as_f64())),
                 )
             } else {
-                String::new()
+                Default::default()
             };
             md.push_str(&format!(
-                "| {} | {endpoint} | {} | {ratio} | {vs_bare} |\n",
+                "| {} | {endpoint} | {} | {ratio} | {vs_bare} | {loaded} | {compute} |\n",
                 r["model"].as_str().unwrap_or("?"),
                 p["clients"],
             ));
         }
         md.push_str(&format!(
-            "| {} | bare model | 1 | | p50 {:.1} ms, {:.2} calls/s |\n",
+            "| {} | bare model | 1 | | p50 {:.1} ms, {:.2} calls/s | | |\n",
             r["model"].as_str().unwrap_or("?"),
             bare_p50,
             r["bare_model"]["rps"].as_f64().unwrap_or(f64::NAN),
