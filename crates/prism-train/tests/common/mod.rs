@@ -52,6 +52,16 @@ pub fn splits(config: &TrainConfig, dir: &std::path::Path) -> (PreparedSplit, Pr
 }
 
 /// `(step, loss)` of every training step in a run's `metrics.jsonl`.
+/// How many of a run's training steps the fp16 loss scaler skipped (an overflowed step).
+pub fn skipped_steps(run_dir: &std::path::Path) -> usize {
+    use prism_train::metrics_log::{read, Record};
+    read(&run_dir.join("metrics.jsonl"))
+        .expect("metrics.jsonl")
+        .iter()
+        .filter(|r| matches!(r, Record::Train(s) if s.skipped))
+        .count()
+}
+
 pub fn train_losses(run_dir: &std::path::Path) -> Vec<(usize, f32)> {
     use prism_train::metrics_log::{read, Record};
     read(&run_dir.join("metrics.jsonl"))
