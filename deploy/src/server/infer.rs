@@ -433,15 +433,7 @@ mod tests {
             let (body, json) = binary_body(&a, &b);
             let header = json.to_string();
             for body in [&body[..], &body[..body.len() - 1]] {
-                let mut at: Vec<usize> = cuts.iter().map(|c| c % (body.len() + 1)).collect();
-                at.sort_unstable();
-                let mut parts = Vec::new();
-                let mut from = 0;
-                for &to in &at {
-                    parts.push(&body[from..to]);
-                    from = to;
-                }
-                parts.push(&body[from..]);
+                let parts = super::super::protocol::cut_into_parts(body, &cuts);
                 prop_assert_eq!(
                     decoded(Some(&header), &parts),
                     decoded(Some(&header), &[body])

@@ -383,6 +383,22 @@ pub fn encode_binary_events(t: &[i64], x: &[u16], y: &[u16], p: &[u8]) -> Vec<u8
     out
 }
 
+/// Test bodies as a sender might split them: `bytes` cut at each of `cuts` (taken modulo its
+/// length, in any order; empty pieces allowed).
+#[cfg(test)]
+pub(super) fn cut_into_parts<'a>(bytes: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+    let mut at: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+    at.sort_unstable();
+    let mut parts = Vec::new();
+    let mut from = 0;
+    for &to in &at {
+        parts.push(&bytes[from..to]);
+        from = to;
+    }
+    parts.push(&bytes[from..]);
+    parts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,15 +435,7 @@ mod tests {
             let mut shifted = vec![0u8; shift];
             shifted.extend_from_slice(&bytes);
             let bytes = &shifted[shift..];
-            let mut at: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
-            at.sort_unstable();
-            let mut parts = Vec::new();
-            let mut from = 0;
-            for &to in &at {
-                parts.push(&bytes[from..to]);
-                from = to;
-            }
-            parts.push(&bytes[from..]);
+            let parts = cut_into_parts(bytes, &cuts);
             let read = f32_from_le_parts(&parts, "x").map_err(|e| e.to_string());
             let read_bits = read.map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>());
             prop_assert_eq!(read_bits, Ok(expected.clone()));
