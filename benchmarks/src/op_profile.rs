@@ -5,7 +5,8 @@
 //! The operations are Burn's own modules and tensor ops with rvt-tiny's shapes: the 7x7/4 stem,
 //! then per stage the LayerNorm, the q/k/v projection, window attention (q k^T, softmax, x v),
 //! the MLP with GELU, the ConvLSTM's 1x1 convolution and the 3x3/2 downsampling; and the FPN /
-//! head's 3x3 convolution. Each is timed as the median of a few repetitions after a warm-up:
+//! head's 3x3 convolution. Convolutions and LayerNorms run the way prism trains them
+//! ([`prism_models::kernels`]: on LibTorch, with LibTorch's own gradients). Each is timed as the median of a few repetitions after a warm-up:
 //! the forward pass to its summed output, then the backward pass from it.
 
 use std::time::Instant;
@@ -14,6 +15,7 @@ use burn::nn::conv::Conv2dConfig;
 use burn::nn::{LayerNormConfig, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{Device, Distribution, Tensor};
+use prism_models::kernels::{conv2d, layer_norm};
 
 use crate::stats::median;
 
@@ -48,7 +50,7 @@ pub fn rvt_tiny_ops(b: usize) -> Vec<Op> {
                 .with_padding(PaddingConfig2d::Explicit(3, 3, 3, 3))
                 .init(d);
             let x = input([b, 20, 256, 320], d);
-            Box::new(move || conv.forward(x).sum())
+            Box::new(move || conv2d(&conv, x).sum())
         }),
     }];
     for (stage, (c, h, w)) in [(32, 64, 80), (64, 32, 40), (128, 16, 20), (256, 8, 10)]
@@ -62,7 +64,7 @@ pub fn rvt_tiny_ops(b: usize) -> Vec<Op> {
             build: Box::new(move |d| {
                 let norm = LayerNormConfig::new(c).init(d);
                 let x = input([b, h, w, c], d);
-                Box::new(move || norm.forward(x).sum())
+                Box::new(move || layer_norm(&norm, x).sum())
             }),
         });
         ops.push(Op {
@@ -101,7 +103,7 @@ pub fn rvt_tiny_ops(b: usize) -> Vec<Op> {
             build: Box::new(move |d| {
                 let conv = Conv2dConfig::new([2 * c, 4 * c], [1, 1]).init(d);
                 let x = input([b, 2 * c, h, w], d);
-                Box::new(move || conv.forward(x).sum())
+                Box::new(move || conv2d(&conv, x).sum())
             }),
         });
         if s < 4 {
@@ -113,7 +115,7 @@ pub fn rvt_tiny_ops(b: usize) -> Vec<Op> {
                         .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                         .init(d);
                     let x = input([b, c, h, w], d);
-                    Box::new(move || conv.forward(x).sum())
+                    Box::new(move || conv2d(&conv, x).sum())
                 }),
             });
         }
@@ -125,7 +127,7 @@ pub fn rvt_tiny_ops(b: usize) -> Vec<Op> {
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                 .init(d);
             let x = input([b, 64, 32, 40], d);
-            Box::new(move || conv.forward(x).sum())
+            Box::new(move || conv2d(&conv, x).sum())
         }),
     });
     ops

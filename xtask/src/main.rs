@@ -157,7 +157,9 @@ fn run_tests(env: &provision::Env, extra: &[String]) -> Result<()> {
 
 /// The tests that need Burn's LibTorch backend, built with `--features tch` against the torch
 /// venv's libtorch: training on flex and on LibTorch gives the same losses and each resumes the
-/// other's checkpoints (`crates/prism-train/tests/backends.rs`).
+/// other's checkpoints (`crates/prism-train/tests/backends.rs`), and the convolutions whose
+/// gradients LibTorch's autograd computes give Burn's gradients
+/// (`crates/prism-train/tests/libtorch_kernels.rs`).
 fn run_libtorch_tests(env: &provision::Env) -> Result<()> {
     let python = torch_env::provision(env, &[])?;
     let mut cmd = test_command(
@@ -169,6 +171,8 @@ fn run_libtorch_tests(env: &provision::Env) -> Result<()> {
             "tch",
             "--test",
             "backends",
+            "--test",
+            "libtorch_kernels",
         ],
     )?;
     for (key, value) in tch_build::variables(&python)? {

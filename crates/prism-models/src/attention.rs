@@ -22,10 +22,11 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{relu, softmax};
+use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::kernels::{conv2d, layer_norm, softmax};
 use crate::rvt::partition::{partition, reverse, PartitionType};
 
 /// The kind of attention (`model.attention`).
@@ -206,16 +207,16 @@ impl TokenMixer {
         let [b, _, c] = x.dims();
         let source = match (&self.sr, &self.sr_norm) {
             (Some(sr), Some(norm)) => {
-                let map = sr.forward(x.swap_dims(1, 2).reshape([b, c, h, w]));
+                let map = conv2d(sr, x.swap_dims(1, 2).reshape([b, c, h, w]));
                 let [_, _, hr, wr] = map.dims();
-                norm.forward(map.reshape([b, c, hr * wr]).swap_dims(1, 2))
+                layer_norm(norm, map.reshape([b, c, hr * wr]).swap_dims(1, 2))
             }
             _ => x,
         };
         let kv = match (&self.kv, &self.kv_down, &self.kv_norm, &self.kv_up) {
             (Some(kv), ..) => kv.forward(source),
             (None, Some(down), Some(norm), Some(up)) => {
-                up.forward(norm.forward(down.forward(source)))
+                up.forward(layer_norm(norm, down.forward(source)))
             }
             _ => unreachable_layers(),
         };

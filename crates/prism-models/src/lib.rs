@@ -23,6 +23,7 @@
 pub mod attention;
 pub mod checkpoint;
 pub mod fusion;
+pub mod kernels;
 pub mod mit;
 pub mod mm;
 pub mod onnx;

@@ -17,6 +17,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Tensor};
 
+use crate::kernels::conv2d;
+
 /// Settings of a [`Gaff`] block.
 #[derive(Config, Debug, PartialEq)]
 pub struct GaffConfig {
@@ -117,7 +119,7 @@ impl Gaff {
         let weights = self
             .inter
             .iter()
-            .map(|conv| sigmoid(conv.forward(both.clone())))
+            .map(|conv| sigmoid(conv2d(conv, both.clone())))
             .collect();
         let weights = Tensor::cat(weights, 1);
         let (to_rgb, to_aux) = (weights.clone().narrow(1, 0, c), weights.narrow(1, c, c));
@@ -126,7 +128,7 @@ impl Gaff {
         let mut x = Tensor::cat(vec![rgb_guided, aux_guided], 1);
         let last = self.merge.len() - 1;
         for (i, (conv, bn)) in self.merge.iter().zip(&self.merge_bn).enumerate() {
-            x = bn.forward(conv.forward(x));
+            x = bn.forward(conv2d(conv, x));
             if i < last {
                 x = relu(x);
             }

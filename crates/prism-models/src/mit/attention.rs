@@ -6,8 +6,9 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
+
+use crate::kernels::{conv2d, layer_norm, softmax};
 
 /// NVlabs `Attention` (`q`, `kv`, `proj`, and `sr` + `norm` where R > 1).
 #[derive(Module, Debug)]
@@ -68,9 +69,9 @@ impl EfficientAttention {
         let reduced = match (&self.sr, &self.norm) {
             (Some(sr), Some(norm)) => {
                 let map = x.swap_dims(1, 2).reshape([b, c, h, w]);
-                let map = sr.forward(map);
+                let map = conv2d(sr, map);
                 let [_, _, hr, wr] = map.dims();
-                norm.forward(map.reshape([b, c, hr * wr]).swap_dims(1, 2))
+                layer_norm(norm, map.reshape([b, c, hr * wr]).swap_dims(1, 2))
             }
             _ => x,
         };

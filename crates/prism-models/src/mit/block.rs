@@ -7,6 +7,7 @@ use burn::tensor::{Device, Tensor};
 use super::attention::{EfficientAttention, EfficientAttentionConfig};
 use super::mix_ffn::{MixFfn, MixFfnConfig};
 use crate::attention::{AttentionKind, TokenMixer, TokenMixerConfig};
+use crate::kernels::layer_norm;
 
 /// NVlabs `Block`: `norm1`, `attn`, `norm2`, `mlp` (stochastic depth is a training-time
 /// identity at inference and is not part of the module).
@@ -48,13 +49,13 @@ impl MitBlock {
 
     /// Tokens `[B, N, C]` of an `[H, W]` map -> `[B, N, C]`.
     pub fn forward(&self, x: Tensor<3>, hw: [usize; 2]) -> Tensor<3> {
-        let y = self.norm1.forward(x.clone());
+        let y = layer_norm(&self.norm1, x.clone());
         let y = match (&self.attn, &self.mixer) {
             (Some(attn), _) => attn.forward(y, hw),
             (None, Some(mixer)) => mixer.forward(y, hw),
             (None, None) => unreachable!("MitBlock::new gives every block one attention"),
         };
         let x = x + y;
-        x.clone() + self.mlp.forward(self.norm2.forward(x), hw)
+        x.clone() + self.mlp.forward(layer_norm(&self.norm2, x), hw)
     }
 }

@@ -8,6 +8,8 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Tensor};
 
+use crate::kernels::conv2d;
+
 /// NVlabs `DWConv` (the extra level keeps the checkpoint key `mlp.dwconv.dwconv`).
 #[derive(Module, Debug)]
 pub struct DwConv {
@@ -52,10 +54,7 @@ impl MixFfn {
         let x = self.fc1.forward(x);
         let [b, n, hidden] = x.dims();
         let map = x.swap_dims(1, 2).reshape([b, hidden, h, w]);
-        let x = self
-            .dwconv
-            .dwconv
-            .forward(map)
+        let x = conv2d(&self.dwconv.dwconv, map)
             .reshape([b, hidden, n])
             .swap_dims(1, 2);
         self.fc2.forward(gelu(x))

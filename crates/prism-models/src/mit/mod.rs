@@ -25,6 +25,8 @@ use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::{Device, Tensor};
 
+use crate::kernels::layer_norm;
+
 /// The MiT encoder.
 #[derive(Module, Debug)]
 pub struct Mit {
@@ -107,7 +109,7 @@ impl Mit {
         for block in blocks {
             tokens = block.forward(tokens, [h, w]);
         }
-        let tokens = norm.forward(tokens);
+        let tokens = layer_norm(norm, tokens);
         let [b, _, c] = tokens.dims();
         tokens.swap_dims(1, 2).reshape([b, c, h, w])
     }

@@ -7,6 +7,8 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{LayerNorm, LayerNormConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
+use crate::kernels::{conv2d, layer_norm};
+
 /// NVlabs `OverlapPatchEmbed`: `proj` then `norm`.
 #[derive(Module, Debug)]
 pub struct OverlapPatchEmbed {
@@ -41,9 +43,9 @@ impl OverlapPatchEmbedConfig {
 impl OverlapPatchEmbed {
     /// `[B, C_in, H, W]` -> tokens `[B, H' * W', C]` and the map size `[H', W']`.
     pub fn forward(&self, x: Tensor<4>) -> (Tensor<3>, [usize; 2]) {
-        let x = self.proj.forward(x);
+        let x = conv2d(&self.proj, x);
         let [b, c, h, w] = x.dims();
         let tokens = x.reshape([b, c, h * w]).swap_dims(1, 2);
-        (self.norm.forward(tokens), [h, w])
+        (layer_norm(&self.norm, tokens), [h, w])
     }
 }

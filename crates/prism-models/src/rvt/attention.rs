@@ -3,12 +3,13 @@
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::gelu;
 use burn::tensor::module::linear;
 use burn::tensor::{Device, Tensor};
 
 use super::partition::PartitionType;
 use crate::attention::{AttentionKind, TokenMixer, TokenMixerConfig};
+use crate::kernels::{layer_norm, softmax};
 
 /// Multi-head self-attention over token groups `[B', N, C]` (timm `AttentionCl` layout:
 /// the qkv output is viewed as `[B', N, heads, 3 * dim_head]`, i.e. q, k, v interleaved per head).
@@ -314,7 +315,7 @@ impl PartitionAttention {
     /// exported graph runs: every layer but the partition works on a token matrix).
     pub fn forward_tokens(&self, x: Tensor<2>, bhw: [usize; 3]) -> Tensor<2> {
         let y = match &self.norm1 {
-            Some(n) => n.forward(x.clone()),
+            Some(n) => layer_norm(n, x.clone()),
             None => x.clone(),
         };
         let y = match (&self.self_attn, &self.mixer) {
@@ -331,7 +332,7 @@ impl PartitionAttention {
         let x = x + self.ls1.forward(y);
         let y = self
             .ls2
-            .forward(self.mlp.forward(self.norm2.forward(x.clone())));
+            .forward(self.mlp.forward(layer_norm(&self.norm2, x.clone())));
         x + y
     }
 }

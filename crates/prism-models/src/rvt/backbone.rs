@@ -10,6 +10,7 @@ use super::attention::{AttentionConfig, AttentionPair};
 use super::config::RvtConfig;
 use super::lstm::{ConvLstm, ConvLstmConfig};
 use super::ssm::{SsmCell, SsmCellConfig};
+use crate::kernels::{conv2d, layer_norm};
 
 /// Overlapping strided conv (no bias), NCHW -> NHWC, then LayerNorm (`ConvDownsampling_Cf2Cl`).
 #[derive(Module, Debug)]
@@ -56,8 +57,7 @@ impl ConvDownsamplingConfig {
 impl ConvDownsampling {
     /// `[N, C_in, H, W]` -> `[N, H/f, W/f, C_out]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.norm
-            .forward(self.conv.forward(x).permute([0, 2, 3, 1]))
+        layer_norm(&self.norm, conv2d(&self.conv, x).permute([0, 2, 3, 1]))
     }
 }
 

@@ -7,6 +7,8 @@ use burn::nn::PaddingConfig2d;
 use burn::tensor::activation::{sigmoid, tanh};
 use burn::tensor::{Device, Tensor};
 
+use crate::kernels::conv2d;
+
 /// ConvLSTM cell: `z = conv1x1(cat(x, dws(h)))`, gates f, i, o = sigmoid(z[0..3C]),
 /// g = tanh(z[3C..4C]); `c' = f*c + i*g`, `h' = o*tanh(c')`.
 #[derive(Module, Debug)]
@@ -67,15 +69,15 @@ impl ConvLstm {
     /// One step: `x, h, c: [N, C, H, W]` -> `(h', c')`.
     pub fn forward(&self, x: Tensor<4>, h: Tensor<4>, c: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
         let h = match (&self.conv3x3_dws, self.dws_only_hidden) {
-            (Some(conv), true) => conv.forward(h),
+            (Some(conv), true) => conv2d(conv, h),
             _ => h,
         };
         let xh = Tensor::cat(vec![x, h], 1);
         let xh = match (&self.conv3x3_dws, self.dws_only_hidden) {
-            (Some(conv), false) => conv.forward(xh),
+            (Some(conv), false) => conv2d(conv, xh),
             _ => xh,
         };
-        let z = self.conv1x1.forward(xh);
+        let z = conv2d(&self.conv1x1, xh);
         let d = self.dim;
         let f = sigmoid(z.clone().narrow(1, 0, d));
         let i = sigmoid(z.clone().narrow(1, d, d));

@@ -27,6 +27,8 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::kernels::conv2d;
+
 /// The cell; [`SsmCellConfig::init`] builds it.
 #[derive(Module, Debug)]
 pub struct SsmCell {
@@ -129,7 +131,7 @@ impl SsmCell {
         let c = self.dim;
         let (pole_re, pole_im) = self.discrete_pole(dt_s);
         // (1 - Ā) ⊙ (B x), complex.
-        let bx = self.input_proj.forward(x.clone());
+        let bx = conv2d(&self.input_proj, x.clone());
         let (u_re, u_im) = (bx.clone().narrow(1, 0, c), bx.narrow(1, c, c));
         let (g_re, g_im) = (pole_re.clone().neg() + 1.0, pole_im.clone().neg());
         let in_re = g_re.clone() * u_re.clone() - g_im.clone() * u_im.clone();
@@ -137,11 +139,12 @@ impl SsmCell {
         // Ā ⊙ s + input, complex.
         let next_re = pole_re.clone() * re.clone() - pole_im.clone() * im.clone() + in_re;
         let next_im = pole_re * im + pole_im * re + in_im;
-        let read = self
-            .output_proj
-            .forward(Tensor::cat(vec![next_re.clone(), next_im.clone()], 1));
+        let read = conv2d(
+            &self.output_proj,
+            Tensor::cat(vec![next_re.clone(), next_im.clone()], 1),
+        );
         let skip = self.skip.val().reshape([1, c, 1, 1]);
-        let y = read * sigmoid(self.gate.forward(x.clone())) + x * skip;
+        let y = read * sigmoid(conv2d(&self.gate, x.clone())) + x * skip;
         (y, next_re, next_im)
     }
 

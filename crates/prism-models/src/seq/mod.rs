@@ -17,9 +17,11 @@ pub mod card;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{relu, sigmoid, softmax, tanh};
+use burn::tensor::activation::{relu, sigmoid, tanh};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
+
+use crate::kernels::{layer_norm, softmax};
 
 pub use card::{SeqCard, SeqCardError};
 
@@ -343,11 +345,11 @@ impl EncoderLayer {
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let attended = self.dropout.forward(self.attention.forward(x.clone()));
-        let x = self.norm1.forward(x + attended);
+        let x = layer_norm(&self.norm1, x + attended);
         let ff = self
             .ff2
             .forward(self.dropout.forward(relu(self.ff1.forward(x.clone()))));
-        self.norm2.forward(x + self.dropout.forward(ff))
+        layer_norm(&self.norm2, x + self.dropout.forward(ff))
     }
 }
 

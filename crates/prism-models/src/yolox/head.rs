@@ -7,6 +7,7 @@ use burn::tensor::{Device, Tensor};
 use burn::config::Config;
 
 use super::pafpn::{BaseConv, BaseConvConfig, BnSettings};
+use crate::kernels::conv2d;
 
 /// Decoupled head: per level a 1x1 stem, 2 3x3 convs for classification and 2 for regression,
 /// then 1x1 predictors for classes (K), box (4) and objectness (1).
@@ -99,9 +100,9 @@ impl YoloxHead {
                 .iter()
                 .fold(x.clone(), |y, c| c.forward(y));
             let reg = self.reg_convs[l].iter().fold(x, |y, c| c.forward(y));
-            let cls_out = self.cls_preds[l].forward(cls);
-            let reg_out = self.reg_preds[l].forward(reg.clone());
-            let obj_out = self.obj_preds[l].forward(reg);
+            let cls_out = conv2d(&self.cls_preds[l], cls);
+            let reg_out = conv2d(&self.reg_preds[l], reg.clone());
+            let obj_out = conv2d(&self.obj_preds[l], reg);
             let out = Tensor::cat(vec![reg_out, obj_out, cls_out], 1);
             let [n, c, h, w] = out.dims();
             outs.push(out.reshape([n, c, h * w]));

@@ -7,6 +7,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 
+use crate::kernels::conv2d;
+
 /// BatchNorm settings of the YOLOX blocks.
 #[derive(Config, Debug, Copy)]
 pub struct BnSettings {
@@ -63,7 +65,7 @@ impl BaseConvConfig {
 impl BaseConv {
     /// `[N, C_in, H, W]` -> `[N, C_out, H/s, W/s]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        silu(self.bn.forward(self.conv.forward(x)))
+        silu(self.bn.forward(conv2d(&self.conv, x)))
     }
 }
 

@@ -1,0 +1,362 @@
+//! Convolutions, LayerNorms and softmaxes whose gradients LibTorch's autograd computes, inside Burn's
+//! autodiff graph.
+//!
+//! tch exposes neither `convolution_backward` nor `native_layer_norm_backward`, so the forward
+//! pass runs the operation on detached
+//! leaves that require a gradient, with LibTorch's grad mode on; the Burn graph keeps that small
+//! LibTorch graph as the operation's state. The backward pass seeds it with Burn's output gradient
+//! (through `sum(out * grad)`, whose gradient with respect to `out` is `grad`, because tch's
+//! `run_backward` takes no output gradient; see [`seed`]) and hands the input, weight and bias gradients back
+//! to Burn. The Burn handles of what LibTorch saved (the inputs, and softmax's output) stay in
+//! the state so that burn-tch never writes over them in place while LibTorch still needs them
+//! (LibTorch's version counter would refuse the backward pass if it did).
+
+// Burn 0.22 marks its LibTorch backend deprecated; prism keeps it (see prism-train's `device`).
+#![allow(deprecated)]
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::NodeId;
+use burn::backend::libtorch::TchTensor;
+use burn::backend::ops::ConvOptions;
+use burn::backend::ops::{ActivationOps, ModuleOps};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, DispatchDevice, LibTorch};
+use burn::nn::conv::Conv2d;
+use burn::nn::LayerNorm;
+use burn::nn::PaddingConfig2d;
+use burn::tensor::{Device, Tensor};
+
+/// Whether `device` is LibTorch (CPU or CUDA) with Burn's autodiff.
+pub fn is_autodiff_libtorch(device: &Device) -> bool {
+    device.is_autodiff()
+        && matches!(
+            device.clone().inner().as_dispatch(),
+            DispatchDevice::LibTorch(_)
+        )
+}
+
+/// [`Conv2d::forward`] with LibTorch's convolution gradients (`x` on an autodiff LibTorch device).
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let padding = match conv.padding {
+        PaddingConfig2d::Valid => [0, 0],
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            [top, left]
+        }
+        // LibTorch pads symmetrically; the module pads the input itself for the rest (prism's
+        // models use symmetric explicit padding only).
+        _ => return conv.forward(x),
+    };
+    let options = ConvOptions::new(conv.stride, padding, conv.dilation, conv.groups);
+    let (x, weight) = (x.into_dispatch(), conv.weight.val().into_dispatch());
+    let out = match &conv.bias {
+        Some(bias) => <Dispatch as TorchAutograd>::conv2d_bias_torch_autograd(
+            x,
+            weight,
+            bias.val().into_dispatch(),
+            options,
+        ),
+        None => <Dispatch as TorchAutograd>::conv2d_torch_autograd(x, weight, options),
+    };
+    Tensor::from_dispatch(out)
+}
+
+/// [`LayerNorm::forward`] with LibTorch's fused LayerNorm and its gradients (`x` on an autodiff
+/// LibTorch device); `epsilon` is the module's.
+pub fn layer_norm<const D: usize>(norm: &LayerNorm, epsilon: f64, x: Tensor<D>) -> Tensor<D> {
+    let Some(beta) = &norm.beta else {
+        return norm.forward(x);
+    };
+    let out = <Dispatch as TorchAutograd>::layer_norm_torch_autograd(
+        x.into_dispatch(),
+        norm.gamma.val().into_dispatch(),
+        beta.val().into_dispatch(),
+        epsilon,
+    );
+    Tensor::from_dispatch(out)
+}
+
+/// `softmax(x, dim)` with LibTorch's fused softmax and its gradient (`x` on an autodiff LibTorch
+/// device).
+pub fn softmax<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
+    let out = <Dispatch as TorchAutograd>::softmax_torch_autograd(x.into_dispatch(), dim);
+    Tensor::from_dispatch(out)
+}
+
+/// Operations whose backward pass LibTorch's autograd computes.
+#[backend_extension(LibTorch, Autodiff)]
+pub trait TorchAutograd: Backend {
+    /// A 2-D convolution without bias (symmetric padding).
+    fn conv2d_torch_autograd(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self>;
+
+    /// A 2-D convolution with bias (symmetric padding).
+    fn conv2d_bias_torch_autograd(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self>;
+
+    /// LayerNorm over the last dimension, with scale and shift.
+    fn layer_norm_torch_autograd(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self>;
+
+    /// Softmax along `dim`.
+    fn softmax_torch_autograd(x: FloatTensor<Self>, dim: usize) -> FloatTensor<Self>;
+}
+
+impl TorchAutograd for LibTorch {
+    fn conv2d_torch_autograd(
+        x: TchTensor,
+        weight: TchTensor,
+        options: ConvOptions<2>,
+    ) -> TchTensor {
+        LibTorch::conv2d(x, weight, None, options)
+    }
+
+    fn conv2d_bias_torch_autograd(
+        x: TchTensor,
+        weight: TchTensor,
+        bias: TchTensor,
+        options: ConvOptions<2>,
+    ) -> TchTensor {
+        LibTorch::conv2d(x, weight, Some(bias), options)
+    }
+
+    fn layer_norm_torch_autograd(
+        x: TchTensor,
+        gamma: TchTensor,
+        beta: TchTensor,
+        epsilon: f64,
+    ) -> TchTensor {
+        LibTorch::layer_norm(x, gamma, Some(beta), epsilon)
+    }
+
+    fn softmax_torch_autograd(x: TchTensor, dim: usize) -> TchTensor {
+        LibTorch::softmax(x, dim)
+    }
+}
+
+/// LibTorch's `layer_norm` over the last dimension of `inputs[0]` (scale, shift).
+fn torch_layer_norm(inputs: &[tch::Tensor], epsilon: f64) -> tch::Tensor {
+    let last = inputs[0].size().last().copied().unwrap_or(1);
+    inputs[0].layer_norm([last], Some(&inputs[1]), Some(&inputs[2]), epsilon, true)
+}
+
+/// LibTorch's `conv2d` on `inputs` (x, weight and, when there is one, bias).
+fn torch_conv2d(inputs: &[tch::Tensor], options: &ConvOptions<2>) -> tch::Tensor {
+    tch::Tensor::conv2d(
+        &inputs[0],
+        &inputs[1],
+        inputs.get(2),
+        options.stride.map(|s| s as i64),
+        options.padding.map(|(begin, _)| begin as i64),
+        options.dilation.map(|d| d as i64),
+        options.groups as i64,
+    )
+}
+
+impl<C: CheckpointStrategy> TorchAutograd for Autodiff<LibTorch, C> {
+    fn conv2d_torch_autograd(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        match TorchGrad::<2>
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let inputs = [x, weight].map(|t| t.into_primitive());
+                let (state, out) = TorchGraph::record(inputs, false, |t| torch_conv2d(t, &options));
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(LibTorch::conv2d(
+                x.into_primitive(),
+                weight.into_primitive(),
+                None,
+                options,
+            )),
+        }
+    }
+
+    fn conv2d_bias_torch_autograd(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        match TorchGrad::<3>
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let inputs = [x, weight, bias].map(|t| t.into_primitive());
+                let (state, out) = TorchGraph::record(inputs, false, |t| torch_conv2d(t, &options));
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(LibTorch::conv2d(
+                x.into_primitive(),
+                weight.into_primitive(),
+                Some(bias.into_primitive()),
+                options,
+            )),
+        }
+    }
+
+    fn layer_norm_torch_autograd(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        match TorchGrad::<3>
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let inputs = [x, gamma, beta].map(|t| t.into_primitive());
+                let (state, out) =
+                    TorchGraph::record(inputs, false, |t| torch_layer_norm(t, epsilon));
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(LibTorch::layer_norm(
+                x.into_primitive(),
+                gamma.into_primitive(),
+                Some(beta.into_primitive()),
+                epsilon,
+            )),
+        }
+    }
+
+    fn softmax_torch_autograd(x: FloatTensor<Self>, dim: usize) -> FloatTensor<Self> {
+        match TorchGrad::<1>
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (state, out) = TorchGraph::record([x.into_primitive()], true, |t| {
+                    t[0].softmax(dim as i64, None::<tch::Kind>)
+                });
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(LibTorch::softmax(x.into_primitive(), dim)),
+        }
+    }
+}
+
+/// The LibTorch graph of one operation, kept from its forward to its backward pass.
+struct Recorded {
+    /// The output, attached to LibTorch's graph.
+    output: tch::Tensor,
+    /// The detached leaves the output was computed from, in parent order.
+    leaves: Vec<tch::Tensor>,
+    /// Burn's handles of the tensors LibTorch saved for the backward pass: the inputs, and the
+    /// output where the backward pass reads it (see the module doc).
+    _saved: Vec<TchTensor>,
+}
+
+/// [`Recorded`], shared so that Burn can clone the state; the backward pass takes it out.
+#[derive(Clone)]
+struct TorchGraph(Arc<Mutex<Option<Recorded>>>);
+
+impl core::fmt::Debug for TorchGraph {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("TorchGraph")
+    }
+}
+
+impl TorchGraph {
+    /// Runs `forward` on detached leaves that require gradients, with LibTorch's grad mode on.
+    /// Returns the state and the output as a Burn tensor.
+    /// `output_saved`: whether LibTorch's backward pass reads the output (softmax does).
+    fn record<const N: usize>(
+        inputs: [TchTensor; N],
+        output_saved: bool,
+        forward: impl FnOnce(&[tch::Tensor]) -> tch::Tensor,
+    ) -> (Self, TchTensor) {
+        let leaves: Vec<tch::Tensor> = inputs
+            .iter()
+            .map(|input| input.tensor.detach().set_requires_grad(true))
+            .collect();
+        let output = tch::with_grad(|| forward(&leaves));
+        let burn_output = TchTensor::new(output.detach());
+        let mut saved: Vec<TchTensor> = inputs.into();
+        if output_saved {
+            saved.push(burn_output.clone());
+        }
+        let recorded = Recorded {
+            output,
+            leaves,
+            _saved: saved,
+        };
+        (Self(Arc::new(Mutex::new(Some(recorded)))), burn_output)
+    }
+}
+
+/// A scalar whose gradient with respect to `output` is `grad`: `sum(output * grad)`. In float32
+/// and float64 it is a dot product of the flattened tensors, whose backward pass is one
+/// multiplication (the element-wise form costs two more passes over the output).
+fn seed(output: &tch::Tensor, grad: &tch::Tensor) -> tch::Tensor {
+    match output.kind() {
+        tch::Kind::Float | tch::Kind::Double if grad.kind() == output.kind() => {
+            output.reshape([-1]).dot(&grad.reshape([-1]))
+        }
+        _ => (output * grad).sum(None),
+    }
+}
+
+/// The backward step of an operation recorded in a [`TorchGraph`] with `N` inputs.
+#[derive(Debug)]
+struct TorchGrad<const N: usize>;
+
+impl<const N: usize> Backward<LibTorch, N> for TorchGrad<N> {
+    type State = TorchGraph;
+
+    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<LibTorch>(&ops.node);
+        // Burn runs an operation's backward step once; the graph is taken out so that its memory
+        // goes as soon as the gradients are out (a second call would find nothing to give).
+        let taken = ops
+            .state
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(recorded) = taken else {
+            return;
+        };
+        // The parents that want a gradient, with the LibTorch leaf standing for each.
+        let wanted: Vec<(NodeId, &tch::Tensor)> = ops
+            .parents
+            .iter()
+            .zip(&recorded.leaves)
+            .filter_map(|(parent, leaf)| parent.as_ref().map(|parent| (parent.id, leaf)))
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let seed = tch::with_grad(|| seed(&recorded.output, &grad.tensor));
+        let leaves: Vec<&tch::Tensor> = wanted.iter().map(|(_, leaf)| *leaf).collect();
+        let gradients = tch::Tensor::run_backward(&[seed], &leaves, false, false);
+        for ((id, _), gradient) in wanted.into_iter().zip(gradients) {
+            grads.register::<LibTorch>(id, TchTensor::new(gradient));
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Layer calls that pick the fastest differentiable form for the device they run on.
+//!
+//! Under Burn's autodiff a convolution's input and weight gradients come from Burn's generic
+//! formulas (`conv2d_x_backward`, `conv2d_weight_backward`), which burn-tch does not replace with
+//! LibTorch's fused convolution backward. On `tch-cpu` that made the ConvLSTM's 1x1 convolutions
+//! 0.16x-0.5x PyTorch's speed in training (`benchmarks/results/train-256x320.md`). On an
+//! autodiff LibTorch device (prism's `tch` feature), [`conv2d`] therefore records the convolution
+//! in LibTorch's own autograd and takes its gradients from there: the same kernels PyTorch's
+//! training runs. Everywhere else (flex, CUDA, inference, export capture) it is the module's own
+//! `forward`, so models, checkpoints and exported graphs do not change.
+
+#[cfg(feature = "tch")]
+mod libtorch;
+
+use burn::nn::conv::Conv2d;
+use burn::nn::LayerNorm;
+use burn::tensor::Tensor;
+
+/// Whether layers on `device` take their gradients from LibTorch's autograd (an autodiff
+/// LibTorch device in a build with the `tch` feature).
+pub fn uses_libtorch_autograd(device: &burn::tensor::Device) -> bool {
+    #[cfg(feature = "tch")]
+    return libtorch::is_autodiff_libtorch(device);
+    #[cfg(not(feature = "tch"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
+/// `conv.forward(x)`, with LibTorch's own convolution gradients when `x` is on an autodiff
+/// LibTorch device.
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    #[cfg(feature = "tch")]
+    if uses_libtorch_autograd(&x.device()) {
+        return libtorch::conv2d(conv, x);
+    }
+    conv.forward(x)
+}
+
+/// `norm.forward(x)`, with LibTorch's own LayerNorm and its gradients when `x` is on an autodiff
+/// LibTorch device.
+pub fn layer_norm<const D: usize>(norm: &LayerNorm, x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "tch")]
+    if uses_libtorch_autograd(&x.device()) {
+        if let Some(epsilon) = layer_norm_epsilon(norm) {
+            return libtorch::layer_norm(norm, epsilon, x);
+        }
+    }
+    norm.forward(x)
+}
+
+/// `burn::tensor::activation::softmax(x, dim)`, with LibTorch's fused softmax and its gradient
+/// when `x` is on an autodiff LibTorch device.
+pub fn softmax<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
+    #[cfg(feature = "tch")]
+    if uses_libtorch_autograd(&x.device()) {
+        return libtorch::softmax(x, dim);
+    }
+    burn::tensor::activation::softmax(x, dim)
+}
+
+/// The epsilon of `norm`. Burn keeps the field private; the module's display
+/// (`LayerNorm {d_model: 6, epsilon: 0.00001, bias: true, params: 12}`, Rust's shortest exact
+/// float formatting) is the one public place it appears. `None` if that format ever changes, in
+/// which case [`layer_norm`] runs the module's own forward.
+pub fn layer_norm_epsilon(norm: &LayerNorm) -> Option<f64> {
+    let shown = norm.to_string();
+    let start = shown.find("epsilon: ")? + "epsilon: ".len();
+    let rest = &shown[start..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::LayerNormConfig;
+    use burn::tensor::Device;
+
+    #[test]
+    fn layer_norm_epsilon_reads_what_the_config_set() {
+        for epsilon in [1e-5, 1e-6, 1e-12, 0.1, 3.0e-7] {
+            let norm = LayerNormConfig::new(6)
+                .with_epsilon(epsilon)
+                .init(&Device::flex());
+            assert_eq!(layer_norm_epsilon(&norm), Some(epsilon), "{norm}");
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! On an autodiff LibTorch device, prism's convolutions and LayerNorms take their gradients from
+//! LibTorch's own autograd ([`prism_models::kernels`]). They must be the outputs and gradients
+//! Burn's own formulas give on flex: every shape of convolution prism's models use, with and
+//! without bias, a first layer whose input needs no gradient, LayerNorm on token matrices and
+//! channels-last maps with RVT's and MiT's epsilons, attention's softmax (followed by an op that
+//! burn-tch could run in place on its output), and Burn's gradient checkpointing.
+//!
+//! Built only with the `tch` feature (`cargo xtask test` runs it against the torch venv).
+#![cfg(feature = "tch")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Burn 0.22 marks its LibTorch backend deprecated; prism keeps it (see prism-train's `device`).
+#![allow(deprecated)]
+
+use burn::module::Param;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{LayerNorm, LayerNormConfig, PaddingConfig2d};
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use prism_models::kernels::{conv2d, layer_norm, softmax, uses_libtorch_autograd};
+
+/// Float32 sums in other orders (oneDNN against Burn's formulas): relative to the largest value.
+const TOLERANCE: f32 = 1e-4;
+
+struct Case {
+    name: &'static str,
+    config: Conv2dConfig,
+    input: [usize; 4],
+    input_needs_grad: bool,
+}
+
+fn cases() -> Vec<Case> {
+    let same = |k: usize| PaddingConfig2d::Explicit(k / 2, k / 2, k / 2, k / 2);
+    vec![
+        Case {
+            name: "ConvLSTM 1x1 with bias",
+            config: Conv2dConfig::new([16, 32], [1, 1]),
+            input: [2, 16, 12, 10],
+            input_needs_grad: true,
+        },
+        Case {
+            name: "stem 7x7/4 without bias, input without gradient",
+            config: Conv2dConfig::new([5, 8], [7, 7])
+                .with_stride([4, 4])
+                .with_padding(same(7))
+                .with_bias(false),
+            input: [2, 5, 33, 29],
+            input_needs_grad: false,
+        },
+        Case {
+            name: "downsample 3x3/2 without bias",
+            config: Conv2dConfig::new([8, 16], [3, 3])
+                .with_stride([2, 2])
+                .with_padding(same(3))
+                .with_bias(false),
+            input: [1, 8, 15, 14],
+            input_needs_grad: true,
+        },
+        Case {
+            name: "depthwise 3x3 with bias",
+            config: Conv2dConfig::new([8, 8], [3, 3])
+                .with_padding(same(3))
+                .with_groups(8),
+            input: [2, 8, 9, 11],
+            input_needs_grad: true,
+        },
+        Case {
+            name: "'same' padding (the module's own forward)",
+            config: Conv2dConfig::new([6, 4], [3, 3]).with_padding(PaddingConfig2d::Same),
+            input: [2, 6, 8, 8],
+            input_needs_grad: true,
+        },
+    ]
+}
+
+/// The output and the gradients of input, weight and bias for `sum(conv(x) * probe)`.
+fn run(
+    case: &Case,
+    weights: &(TensorData, Option<TensorData>),
+    x: &TensorData,
+    probe: &TensorData,
+    device: &Device,
+) -> Vec<(String, TensorData)> {
+    let mut conv: Conv2d = case.config.init(device);
+    conv.weight = Param::from_tensor(Tensor::from_data(weights.0.clone(), device));
+    conv.bias = weights
+        .1
+        .clone()
+        .map(|b| Param::from_tensor(Tensor::from_data(b, device)));
+    let mut input = Tensor::<4>::from_data(x.clone(), device);
+    if case.input_needs_grad {
+        input = input.require_grad();
+    }
+    let out = conv2d(&conv, input.clone());
+    let loss = (out.clone() * Tensor::from_data(probe.clone(), device)).sum();
+    let grads = loss.backward();
+    let mut results = vec![("output".to_string(), out.into_data())];
+    if case.input_needs_grad {
+        results.push((
+            "input gradient".into(),
+            input.grad(&grads).unwrap().into_data(),
+        ));
+    } else {
+        assert!(
+            input.grad(&grads).is_none(),
+            "{}: no input gradient",
+            case.name
+        );
+    }
+    results.push((
+        "weight gradient".into(),
+        conv.weight.val().grad(&grads).unwrap().into_data(),
+    ));
+    if let Some(bias) = &conv.bias {
+        results.push((
+            "bias gradient".into(),
+            bias.val().grad(&grads).unwrap().into_data(),
+        ));
+    }
+    results
+}
+
+fn assert_close(a: &TensorData, b: &TensorData, what: &str) {
+    let (a, b) = (
+        a.try_to_vec::<f32>().unwrap(),
+        b.try_to_vec::<f32>().unwrap(),
+    );
+    assert_eq!(a.len(), b.len(), "{what}: sizes");
+    let scale = a.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max)
+        / scale;
+    assert!(
+        worst <= TOLERANCE,
+        "{what}: {worst:.1e} of the largest value"
+    );
+}
+
+fn check_against_flex(libtorch: &Device, flex: &Device) {
+    assert!(uses_libtorch_autograd(libtorch));
+    assert!(!uses_libtorch_autograd(flex));
+    for (seed, case) in cases().iter().enumerate() {
+        Device::flex().seed(seed as u64);
+        let draw = |shape: Vec<usize>| {
+            let values = Tensor::<1>::random(
+                [shape.iter().product::<usize>()],
+                Distribution::Normal(0.0, 1.0),
+                &Device::flex(),
+            )
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+            TensorData::new(values, shape)
+        };
+        let reference: Conv2d = case.config.init(&Device::flex());
+        let weights = (
+            draw(reference.weight.dims().to_vec()),
+            reference.bias.as_ref().map(|b| draw(b.dims().to_vec())),
+        );
+        let x = draw(case.input.to_vec());
+        let out_dims = reference
+            .forward(Tensor::from_data(x.clone(), &Device::flex()))
+            .dims();
+        let probe = draw(out_dims.to_vec());
+        let want = run(case, &weights, &x, &probe, flex);
+        let got = run(case, &weights, &x, &probe, libtorch);
+        assert_eq!(want.len(), got.len());
+        for ((what, w), (_, g)) in want.iter().zip(&got) {
+            assert_close(w, g, &format!("{}: {what}", case.name));
+        }
+    }
+}
+
+/// Output and gradients of input, scale and shift for `sum(layer_norm(x) * probe)`.
+fn run_layer_norm(
+    epsilon: f64,
+    [x, gamma, beta, probe]: &[TensorData; 4],
+    device: &Device,
+) -> Vec<TensorData> {
+    let mut norm: LayerNorm = LayerNormConfig::new(gamma.num_elements())
+        .with_epsilon(epsilon)
+        .init(device);
+    norm.gamma = Param::from_tensor(Tensor::from_data(gamma.clone(), device));
+    norm.beta = Some(Param::from_tensor(Tensor::from_data(beta.clone(), device)));
+    let input = Tensor::<4>::from_data(x.clone(), device).require_grad();
+    let out = layer_norm(&norm, input.clone());
+    let grads = (out.clone() * Tensor::from_data(probe.clone(), device))
+        .sum()
+        .backward();
+    let beta = norm.beta.as_ref().unwrap().val();
+    vec![
+        out.into_data(),
+        input.grad(&grads).unwrap().into_data(),
+        norm.gamma.val().grad(&grads).unwrap().into_data(),
+        beta.grad(&grads).unwrap().into_data(),
+    ]
+}
+
+fn check_layer_norm_against_flex(libtorch: &Device, flex: &Device) {
+    // RVT's channels-last map (epsilon 1e-5) and a MiT-like token layout (1e-6), with an offset
+    // and spread so that the mean and variance matter.
+    for (seed, (shape, epsilon)) in [([2, 6, 5, 32], 1e-5), ([1, 3, 40, 64], 1e-6)]
+        .into_iter()
+        .enumerate()
+    {
+        Device::flex().seed(100 + seed as u64);
+        let draw = |shape: Vec<usize>, mean: f64, std: f64| {
+            let values = Tensor::<1>::random(
+                [shape.iter().product::<usize>()],
+                Distribution::Normal(mean, std),
+                &Device::flex(),
+            )
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+            TensorData::new(values, shape)
+        };
+        let channels = shape[3];
+        let inputs = [
+            draw(shape.to_vec(), 3.0, 2.0),
+            draw(vec![channels], 1.0, 0.5),
+            draw(vec![channels], 0.0, 0.5),
+            draw(shape.to_vec(), 0.0, 1.0),
+        ];
+        let want = run_layer_norm(epsilon, &inputs, flex);
+        let got = run_layer_norm(epsilon, &inputs, libtorch);
+        for ((what, w), g) in [
+            "output",
+            "input gradient",
+            "scale gradient",
+            "shift gradient",
+        ]
+        .iter()
+        .zip(&want)
+        .zip(&got)
+        {
+            assert_close(
+                w,
+                g,
+                &format!("LayerNorm {shape:?}, epsilon {epsilon}: {what}"),
+            );
+        }
+    }
+}
+
+/// Output and input gradient of `sum(2 * op(x) * probe)`.
+fn run_elementwise(
+    op: impl Fn(Tensor<4>) -> Tensor<4>,
+    x: &TensorData,
+    probe: &TensorData,
+    device: &Device,
+) -> Vec<TensorData> {
+    let input = Tensor::<4>::from_data(x.clone(), device).require_grad();
+    // `mul_scalar` on a tensor no one else holds may run in place on burn-tch.
+    let out = op(input.clone()).mul_scalar(2.0);
+    let grads = (out.clone() * Tensor::from_data(probe.clone(), device))
+        .sum()
+        .backward();
+    vec![out.into_data(), input.grad(&grads).unwrap().into_data()]
+}
+
+#[test]
+fn libtorch_softmax_and_its_gradient_equal_burns() {
+    for (libtorch, flex) in [
+        (Device::libtorch().autodiff(), Device::flex().autodiff()),
+        (
+            Device::libtorch().autodiff().gradient_checkpointing(),
+            Device::flex().autodiff().gradient_checkpointing(),
+        ),
+    ] {
+        for (seed, dim) in [3usize, 2].into_iter().enumerate() {
+            Device::flex().seed(200 + seed as u64);
+            let shape = [2, 3, 16, 20];
+            let draw = || {
+                Tensor::<4>::random(shape, Distribution::Normal(0.0, 3.0), &Device::flex())
+                    .into_data()
+            };
+            let (x, probe) = (draw(), draw());
+            let op = |x| softmax(x, dim);
+            let want = run_elementwise(op, &x, &probe, &flex);
+            let got = run_elementwise(op, &x, &probe, &libtorch);
+            for ((what, w), g) in ["output", "input gradient"].iter().zip(&want).zip(&got) {
+                assert_close(w, g, &format!("softmax along {dim}: {what}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn libtorch_convolution_gradients_equal_burns() {
+    check_against_flex(&Device::libtorch().autodiff(), &Device::flex().autodiff());
+}
+
+#[test]
+fn libtorch_layer_norm_and_its_gradients_equal_burns() {
+    check_layer_norm_against_flex(&Device::libtorch().autodiff(), &Device::flex().autodiff());
+    check_layer_norm_against_flex(
+        &Device::libtorch().autodiff().gradient_checkpointing(),
+        &Device::flex().autodiff().gradient_checkpointing(),
+    );
+}
+
+#[test]
+fn libtorch_convolution_gradients_equal_burns_under_gradient_checkpointing() {
+    check_against_flex(
+        &Device::libtorch().autodiff().gradient_checkpointing(),
+        &Device::flex().autodiff().gradient_checkpointing(),
+    );
+}
+
+#[test]
+fn inference_keeps_the_module_forward() {
+    assert!(!uses_libtorch_autograd(&Device::libtorch()));
+    let conv: Conv2d = Conv2dConfig::new([3, 4], [1, 1]).init(&Device::libtorch());
+    let x = Tensor::<4>::ones([1, 3, 2, 2], &Device::libtorch());
+    conv2d(&conv, x.clone())
+        .into_data()
+        .assert_eq(&conv.forward(x).into_data(), true);
+}
