@@ -23,7 +23,6 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::NodeId;
 use burn::backend::libtorch::TchTensor;
 use burn::backend::ops::ConvOptions;
-use burn::backend::ops::{ActivationOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, DispatchDevice, LibTorch};
 use burn::nn::conv::Conv2d;
@@ -117,13 +116,14 @@ pub trait TorchAutograd: Backend {
     fn softmax_torch_autograd(x: FloatTensor<Self>, dim: usize) -> FloatTensor<Self>;
 }
 
+/// Without autodiff each operation is LibTorch's own call on the tensors.
 impl TorchAutograd for LibTorch {
     fn conv2d_torch_autograd(
         x: TchTensor,
         weight: TchTensor,
         options: ConvOptions<2>,
     ) -> TchTensor {
-        LibTorch::conv2d(x, weight, None, options)
+        plain([x, weight], |t| torch_conv2d(t, &options))
     }
 
     fn conv2d_bias_torch_autograd(
@@ -132,7 +132,7 @@ impl TorchAutograd for LibTorch {
         bias: TchTensor,
         options: ConvOptions<2>,
     ) -> TchTensor {
-        LibTorch::conv2d(x, weight, Some(bias), options)
+        plain([x, weight, bias], |t| torch_conv2d(t, &options))
     }
 
     fn layer_norm_torch_autograd(
@@ -141,18 +141,12 @@ impl TorchAutograd for LibTorch {
         beta: TchTensor,
         epsilon: f64,
     ) -> TchTensor {
-        LibTorch::layer_norm(x, gamma, Some(beta), epsilon)
+        plain([x, gamma, beta], |t| torch_layer_norm(t, epsilon))
     }
 
     fn softmax_torch_autograd(x: TchTensor, dim: usize) -> TchTensor {
-        LibTorch::softmax(x, dim)
+        plain([x], |t| torch_softmax(t, dim))
     }
-}
-
-/// LibTorch's `layer_norm` over the last dimension of `inputs[0]` (scale, shift).
-fn torch_layer_norm(inputs: &[tch::Tensor], epsilon: f64) -> tch::Tensor {
-    let last = inputs[0].size().last().copied().unwrap_or(1);
-    inputs[0].layer_norm([last], Some(&inputs[1]), Some(&inputs[2]), epsilon, true)
 }
 
 /// LibTorch's `conv2d` on `inputs` (x, weight and, when there is one, bias).
@@ -168,29 +162,24 @@ fn torch_conv2d(inputs: &[tch::Tensor], options: &ConvOptions<2>) -> tch::Tensor
     )
 }
 
+/// LibTorch's `layer_norm` over the last dimension of `inputs[0]` (scale, shift).
+fn torch_layer_norm(inputs: &[tch::Tensor], epsilon: f64) -> tch::Tensor {
+    let last = inputs[0].size().last().copied().unwrap_or(1);
+    inputs[0].layer_norm([last], Some(&inputs[1]), Some(&inputs[2]), epsilon, true)
+}
+
+/// LibTorch's `softmax` of `inputs[0]` along `dim`.
+fn torch_softmax(inputs: &[tch::Tensor], dim: usize) -> tch::Tensor {
+    inputs[0].softmax(dim as i64, None::<tch::Kind>)
+}
+
 impl<C: CheckpointStrategy> TorchAutograd for Autodiff<LibTorch, C> {
     fn conv2d_torch_autograd(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        match TorchGrad::<2>
-            .prepare::<C>([x.node(), weight.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let inputs = [x, weight].map(|t| t.into_primitive());
-                let (state, out) = TorchGraph::record(inputs, false, |t| torch_conv2d(t, &options));
-                prep.finish(state, out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(LibTorch::conv2d(
-                x.into_primitive(),
-                weight.into_primitive(),
-                None,
-                options,
-            )),
-        }
+        differentiable::<C, 2>([x, weight], false, |t| torch_conv2d(t, &options))
     }
 
     fn conv2d_bias_torch_autograd(
@@ -199,23 +188,7 @@ impl<C: CheckpointStrategy> TorchAutograd for Autodiff<LibTorch, C> {
         bias: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        match TorchGrad::<3>
-            .prepare::<C>([x.node(), weight.node(), bias.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let inputs = [x, weight, bias].map(|t| t.into_primitive());
-                let (state, out) = TorchGraph::record(inputs, false, |t| torch_conv2d(t, &options));
-                prep.finish(state, out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(LibTorch::conv2d(
-                x.into_primitive(),
-                weight.into_primitive(),
-                Some(bias.into_primitive()),
-                options,
-            )),
-        }
+        differentiable::<C, 3>([x, weight, bias], false, |t| torch_conv2d(t, &options))
     }
 
     fn layer_norm_torch_autograd(
@@ -224,40 +197,43 @@ impl<C: CheckpointStrategy> TorchAutograd for Autodiff<LibTorch, C> {
         beta: FloatTensor<Self>,
         epsilon: f64,
     ) -> FloatTensor<Self> {
-        match TorchGrad::<3>
-            .prepare::<C>([x.node(), gamma.node(), beta.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let inputs = [x, gamma, beta].map(|t| t.into_primitive());
-                let (state, out) =
-                    TorchGraph::record(inputs, false, |t| torch_layer_norm(t, epsilon));
-                prep.finish(state, out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(LibTorch::layer_norm(
-                x.into_primitive(),
-                gamma.into_primitive(),
-                Some(beta.into_primitive()),
-                epsilon,
-            )),
-        }
+        differentiable::<C, 3>([x, gamma, beta], false, |t| torch_layer_norm(t, epsilon))
     }
 
     fn softmax_torch_autograd(x: FloatTensor<Self>, dim: usize) -> FloatTensor<Self> {
-        match TorchGrad::<1>
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (state, out) = TorchGraph::record([x.into_primitive()], true, |t| {
-                    t[0].softmax(dim as i64, None::<tch::Kind>)
-                });
-                prep.finish(state, out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(LibTorch::softmax(x.into_primitive(), dim)),
+        // Softmax's backward pass reads its output.
+        differentiable::<C, 1>([x], true, |t| torch_softmax(t, dim))
+    }
+}
+
+/// `torch` run on `inputs` outside any autograd graph.
+fn plain<const N: usize>(
+    inputs: [TchTensor; N],
+    torch: impl FnOnce(&[tch::Tensor]) -> tch::Tensor,
+) -> TchTensor {
+    let tensors: Vec<tch::Tensor> = inputs.iter().map(|t| t.tensor.shallow_clone()).collect();
+    TchTensor::new(torch(&tensors))
+}
+
+/// `torch` run on `inputs` as one operation of Burn's autodiff graph: recorded in LibTorch's
+/// autograd, with [`TorchGrad`] as its backward step, when Burn tracks any input; [`plain`]
+/// otherwise. `output_saved`: whether LibTorch's backward pass reads the output.
+fn differentiable<C: CheckpointStrategy, const N: usize>(
+    inputs: [FloatTensor<Autodiff<LibTorch, C>>; N],
+    output_saved: bool,
+    torch: impl FnOnce(&[tch::Tensor]) -> tch::Tensor,
+) -> FloatTensor<Autodiff<LibTorch, C>> {
+    match TorchGrad::<N>
+        .prepare::<C>(inputs.each_ref().map(|t| t.node()))
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let primitives = inputs.map(|t| t.into_primitive());
+            let (state, out) = TorchGraph::record(primitives, output_saved, torch);
+            prep.finish(state, out)
         }
+        OpsKind::UnTracked(prep) => prep.finish(plain(inputs.map(|t| t.into_primitive()), torch)),
     }
 }
 
