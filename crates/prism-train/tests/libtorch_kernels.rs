@@ -119,7 +119,33 @@ fn run(
     results
 }
 
-fn assert_close(a: &TensorData, b: &TensorData, what: &str) {
+/// Values drawn from N(`mean`, `std`) on flex (seeded by the caller), in `shape`.
+fn normal(shape: Vec<usize>, mean: f64, std: f64) -> TensorData {
+    let values = Tensor::<1>::random(
+        [shape.iter().product::<usize>()],
+        Distribution::Normal(mean, std),
+        &Device::flex(),
+    )
+    .into_data()
+    .try_to_vec::<f32>()
+    .unwrap();
+    TensorData::new(values, shape)
+}
+
+/// The pairs of devices compared: autodiff without and with Burn's gradient checkpointing.
+fn device_pairs() -> [(Device, Device); 2] {
+    [
+        (Device::libtorch().autodiff(), Device::flex().autodiff()),
+        (
+            Device::libtorch().autodiff().gradient_checkpointing(),
+            Device::flex().autodiff().gradient_checkpointing(),
+        ),
+    ]
+}
+
+/// Asserts that `b` is within `tolerance` of `a`, relative to `a`'s largest value; returns the
+/// largest gap found.
+fn assert_close(a: &TensorData, b: &TensorData, tolerance: f32, what: &str) -> f32 {
     let (a, b) = (
         a.try_to_vec::<f32>().unwrap(),
         b.try_to_vec::<f32>().unwrap(),
@@ -133,9 +159,10 @@ fn assert_close(a: &TensorData, b: &TensorData, what: &str) {
         .fold(0.0f32, f32::max)
         / scale;
     assert!(
-        worst <= TOLERANCE,
+        worst <= tolerance,
         "{what}: {worst:.1e} of the largest value"
     );
+    worst
 }
 
 fn check_against_flex(libtorch: &Device, flex: &Device) {
@@ -143,17 +170,7 @@ fn check_against_flex(libtorch: &Device, flex: &Device) {
     assert!(!uses_libtorch_autograd(flex));
     for (seed, case) in cases().iter().enumerate() {
         Device::flex().seed(seed as u64);
-        let draw = |shape: Vec<usize>| {
-            let values = Tensor::<1>::random(
-                [shape.iter().product::<usize>()],
-                Distribution::Normal(0.0, 1.0),
-                &Device::flex(),
-            )
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-            TensorData::new(values, shape)
-        };
+        let draw = |shape: Vec<usize>| normal(shape, 0.0, 1.0);
         let reference: Conv2d = case.config.init(&Device::flex());
         let weights = (
             draw(reference.weight.dims().to_vec()),
@@ -168,7 +185,7 @@ fn check_against_flex(libtorch: &Device, flex: &Device) {
         let got = run(case, &weights, &x, &probe, libtorch);
         assert_eq!(want.len(), got.len());
         for ((what, w), (_, g)) in want.iter().zip(&got) {
-            assert_close(w, g, &format!("{}: {what}", case.name));
+            assert_close(w, g, TOLERANCE, &format!("{}: {what}", case.name));
         }
     }
 }
@@ -206,23 +223,12 @@ fn check_layer_norm_against_flex(libtorch: &Device, flex: &Device) {
         .enumerate()
     {
         Device::flex().seed(100 + seed as u64);
-        let draw = |shape: Vec<usize>, mean: f64, std: f64| {
-            let values = Tensor::<1>::random(
-                [shape.iter().product::<usize>()],
-                Distribution::Normal(mean, std),
-                &Device::flex(),
-            )
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-            TensorData::new(values, shape)
-        };
         let channels = shape[3];
         let inputs = [
-            draw(shape.to_vec(), 3.0, 2.0),
-            draw(vec![channels], 1.0, 0.5),
-            draw(vec![channels], 0.0, 0.5),
-            draw(shape.to_vec(), 0.0, 1.0),
+            normal(shape.to_vec(), 3.0, 2.0),
+            normal(vec![channels], 1.0, 0.5),
+            normal(vec![channels], 0.0, 0.5),
+            normal(shape.to_vec(), 0.0, 1.0),
         ];
         let want = run_layer_norm(epsilon, &inputs, flex);
         let got = run_layer_norm(epsilon, &inputs, libtorch);
@@ -239,6 +245,7 @@ fn check_layer_norm_against_flex(libtorch: &Device, flex: &Device) {
             assert_close(
                 w,
                 g,
+                TOLERANCE,
                 &format!("LayerNorm {shape:?}, epsilon {epsilon}: {what}"),
             );
         }
@@ -263,26 +270,16 @@ fn run_elementwise(
 
 #[test]
 fn libtorch_softmax_and_its_gradient_equal_burns() {
-    for (libtorch, flex) in [
-        (Device::libtorch().autodiff(), Device::flex().autodiff()),
-        (
-            Device::libtorch().autodiff().gradient_checkpointing(),
-            Device::flex().autodiff().gradient_checkpointing(),
-        ),
-    ] {
+    for (libtorch, flex) in device_pairs() {
         for (seed, dim) in [3usize, 2].into_iter().enumerate() {
             Device::flex().seed(200 + seed as u64);
-            let shape = [2, 3, 16, 20];
-            let draw = || {
-                Tensor::<4>::random(shape, Distribution::Normal(0.0, 3.0), &Device::flex())
-                    .into_data()
-            };
+            let draw = || normal(vec![2, 3, 16, 20], 0.0, 3.0);
             let (x, probe) = (draw(), draw());
             let op = |x| softmax(x, dim);
             let want = run_elementwise(op, &x, &probe, &flex);
             let got = run_elementwise(op, &x, &probe, &libtorch);
             for ((what, w), g) in ["output", "input gradient"].iter().zip(&want).zip(&got) {
-                assert_close(w, g, &format!("softmax along {dim}: {what}"));
+                assert_close(w, g, TOLERANCE, &format!("softmax along {dim}: {what}"));
             }
         }
     }
@@ -290,24 +287,16 @@ fn libtorch_softmax_and_its_gradient_equal_burns() {
 
 #[test]
 fn libtorch_convolution_gradients_equal_burns() {
-    check_against_flex(&Device::libtorch().autodiff(), &Device::flex().autodiff());
+    for (libtorch, flex) in device_pairs() {
+        check_against_flex(&libtorch, &flex);
+    }
 }
 
 #[test]
 fn libtorch_layer_norm_and_its_gradients_equal_burns() {
-    check_layer_norm_against_flex(&Device::libtorch().autodiff(), &Device::flex().autodiff());
-    check_layer_norm_against_flex(
-        &Device::libtorch().autodiff().gradient_checkpointing(),
-        &Device::flex().autodiff().gradient_checkpointing(),
-    );
-}
-
-#[test]
-fn libtorch_convolution_gradients_equal_burns_under_gradient_checkpointing() {
-    check_against_flex(
-        &Device::libtorch().autodiff().gradient_checkpointing(),
-        &Device::flex().autodiff().gradient_checkpointing(),
-    );
+    for (libtorch, flex) in device_pairs() {
+        check_layer_norm_against_flex(&libtorch, &flex);
+    }
 }
 
 #[test]
@@ -324,17 +313,7 @@ fn inference_keeps_the_module_forward() {
 /// the gradients of the input, the convolution's weight and the LayerNorm's scale, as float32.
 fn run_chain(dtype: DType, device: &Device) -> Vec<TensorData> {
     Device::flex().seed(400);
-    let draw = |shape: Vec<usize>| {
-        let values = Tensor::<1>::random(
-            [shape.iter().product::<usize>()],
-            Distribution::Normal(0.0, 1.0),
-            &Device::flex(),
-        )
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
-        TensorData::new(values, shape)
-    };
+    let draw = |shape: Vec<usize>| normal(shape, 0.0, 1.0);
     let param = |data: TensorData| Tensor::<1>::from_data(data, device).cast(dtype);
     let (x, w, b, gamma, beta, probe) = (
         draw(vec![2, 8, 6, 5]),
@@ -384,23 +363,9 @@ fn libtorch_kernels_in_bfloat16_match_float32_within_its_precision() {
     .zip(&want)
     .zip(&got)
     {
-        let (w, g) = (
-            w.try_to_vec::<f32>().unwrap(),
-            g.try_to_vec::<f32>().unwrap(),
-        );
-        let scale = w.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-        let worst = w
-            .iter()
-            .zip(&g)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max)
-            / scale;
         // bfloat16 keeps 8 significant bits (3.9e-3 relative per rounding); a few roundings
         // through the chain stay within 5e-2 of the largest value.
-        assert!(
-            worst <= 5e-2,
-            "bf16 {what}: {worst:.1e} of the largest value"
-        );
+        let worst = assert_close(w, g, 5e-2, &format!("bf16 {what}"));
         eprintln!("bf16 {what}: {worst:.1e} of the largest value");
     }
 }
