@@ -3,7 +3,8 @@
 //! Burn's own formulas give on flex: every shape of convolution prism's models use, with and
 //! without bias, a first layer whose input needs no gradient, LayerNorm on token matrices and
 //! channels-last maps with RVT's and MiT's epsilons, attention's softmax (followed by an op that
-//! burn-tch could run in place on its output), Burn's gradient checkpointing, and the three in
+//! burn-tch could run in place on its output), the YOLOX blocks' batch norm (with its running
+//! statistics) and SiLU, Burn's gradient checkpointing, and conv, LayerNorm and softmax in
 //! bfloat16 as a `train.precision = "bf16"` step runs them.
 //!
 //! Built only with the `tch` feature (`cargo xtask test` runs it against the torch venv).
@@ -14,9 +15,11 @@
 
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{LayerNorm, LayerNormConfig, PaddingConfig2d};
+use burn::nn::{BatchNorm, BatchNormConfig, LayerNorm, LayerNormConfig, PaddingConfig2d};
 use burn::tensor::{DType, Device, Distribution, Tensor, TensorData};
-use prism_models::kernels::{conv2d, layer_norm, softmax, uses_libtorch_autograd};
+use prism_models::kernels::{
+    batch_norm, conv2d, layer_norm, silu, softmax, uses_libtorch_autograd,
+};
 
 /// Float32 sums in other orders (oneDNN against Burn's formulas): relative to the largest value.
 const TOLERANCE: f32 = 1e-4;
@@ -281,6 +284,80 @@ fn libtorch_softmax_and_its_gradient_equal_burns() {
             for ((what, w), g) in ["output", "input gradient"].iter().zip(&want).zip(&got) {
                 assert_close(w, g, TOLERANCE, &format!("softmax along {dim}: {what}"));
             }
+        }
+    }
+}
+
+#[test]
+fn libtorch_silu_and_its_gradient_equal_burns() {
+    for (libtorch, flex) in device_pairs() {
+        Device::flex().seed(250);
+        let draw = || normal(vec![2, 4, 6, 5], 0.0, 3.0);
+        let (x, probe) = (draw(), draw());
+        let want = run_elementwise(silu, &x, &probe, &flex);
+        let got = run_elementwise(silu, &x, &probe, &libtorch);
+        for ((what, w), g) in ["output", "input gradient"].iter().zip(&want).zip(&got) {
+            assert_close(w, g, TOLERANCE, &format!("SiLU: {what}"));
+        }
+    }
+}
+
+/// Two training steps of a batch norm with YOLOX's settings (epsilon 1e-3, momentum 0.03) on
+/// `x`, then `2 x`: the second step's output and gradients of input, scale and shift for
+/// `sum(bn(x) * probe)`, and the running mean and variance after both.
+fn run_batch_norm([x, gamma, beta, probe]: &[TensorData; 4], device: &Device) -> Vec<TensorData> {
+    let mut norm: BatchNorm = BatchNormConfig::new(gamma.num_elements())
+        .with_epsilon(1e-3)
+        .with_momentum(0.03)
+        .init(device);
+    norm.gamma = Param::from_tensor(Tensor::from_data(gamma.clone(), device));
+    norm.beta = Param::from_tensor(Tensor::from_data(beta.clone(), device));
+    let first = Tensor::<4>::from_data(x.clone(), device).require_grad();
+    let _ = batch_norm(&norm, first).sum().backward();
+    let input = Tensor::<4>::from_data(x.clone(), device)
+        .mul_scalar(2.0)
+        .detach()
+        .require_grad();
+    let out = batch_norm(&norm, input.clone());
+    let grads = (out.clone() * Tensor::from_data(probe.clone(), device))
+        .sum()
+        .backward();
+    vec![
+        out.into_data(),
+        input.grad(&grads).unwrap().into_data(),
+        norm.gamma.val().grad(&grads).unwrap().into_data(),
+        norm.beta.val().grad(&grads).unwrap().into_data(),
+        norm.running_mean.value().into_data(),
+        norm.running_var.value().into_data(),
+    ]
+}
+
+#[test]
+fn libtorch_batch_norm_its_gradients_and_running_statistics_equal_burns() {
+    for (libtorch, flex) in device_pairs() {
+        Device::flex().seed(300);
+        let shape = vec![2, 8, 6, 5];
+        let inputs = [
+            normal(shape.clone(), 3.0, 2.0),
+            normal(vec![8], 1.0, 0.5),
+            normal(vec![8], 0.0, 0.5),
+            normal(shape, 0.0, 1.0),
+        ];
+        let want = run_batch_norm(&inputs, &flex);
+        let got = run_batch_norm(&inputs, &libtorch);
+        for ((what, w), g) in [
+            "output",
+            "input gradient",
+            "scale gradient",
+            "shift gradient",
+            "running mean",
+            "running variance",
+        ]
+        .iter()
+        .zip(&want)
+        .zip(&got)
+        {
+            assert_close(w, g, TOLERANCE, &format!("batch norm: {what}"));
         }
     }
 }

@@ -17,7 +17,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Tensor};
 
-use crate::kernels::conv2d;
+use crate::kernels::{batch_norm, conv2d};
 
 /// Settings of a [`Gaff`] block.
 #[derive(Config, Debug, PartialEq)]
@@ -128,7 +128,7 @@ impl Gaff {
         let mut x = Tensor::cat(vec![rgb_guided, aux_guided], 1);
         let last = self.merge.len() - 1;
         for (i, (conv, bn)) in self.merge.iter().zip(&self.merge_bn).enumerate() {
-            x = bn.forward(conv2d(conv, x));
+            x = batch_norm(bn, conv2d(conv, x));
             if i < last {
                 x = relu(x);
             }

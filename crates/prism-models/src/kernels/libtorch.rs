@@ -1,15 +1,21 @@
-//! Convolutions, LayerNorms and softmaxes whose gradients LibTorch's autograd computes, inside Burn's
-//! autodiff graph.
+//! Convolutions, LayerNorms, batch norms, softmaxes and SiLUs whose gradients LibTorch computes,
+//! inside Burn's autodiff graph.
 //!
-//! tch exposes neither `convolution_backward` nor `native_layer_norm_backward`, so the forward
-//! pass runs the operation on detached
-//! leaves that require a gradient, with LibTorch's grad mode on; the Burn graph keeps that small
-//! LibTorch graph as the operation's state. The backward pass seeds it with Burn's output gradient
-//! (through `sum(out * grad)`, whose gradient with respect to `out` is `grad`, because tch's
-//! `run_backward` takes no output gradient; see [`seed`]) and hands the input, weight and bias gradients back
-//! to Burn. The Burn handles of what LibTorch saved (the inputs, and softmax's output) stay in
-//! the state so that burn-tch never writes over them in place while LibTorch still needs them
-//! (LibTorch's version counter would refuse the backward pass if it did).
+//! Two ways, by what tch exposes:
+//! - Softmax and SiLU: tch exposes their backward functions (`_softmax_backward_data`,
+//!   `silu_backward`), so the backward step calls them directly on the saved output or input
+//!   ([`Exposed`]).
+//! - Convolution, LayerNorm and batch norm: tch exposes neither `convolution_backward` nor the
+//!   norms' backward functions, so the forward pass runs the operation on detached leaves that
+//!   require a gradient, with LibTorch's grad mode on, and the Burn graph keeps that small
+//!   LibTorch graph as the operation's state. The backward pass seeds it with Burn's output
+//!   gradient (through `sum(out * grad)`, whose gradient with respect to `out` is `grad`, because
+//!   tch's `run_backward` takes no output gradient; see [`seed`]) and hands the input, weight and
+//!   bias gradients back to Burn.
+//!
+//! Either way, Burn's handles of what the backward pass reads stay in the state, so that burn-tch
+//! never writes over them in place while LibTorch still needs them (LibTorch's version counter
+//! would refuse the backward pass if it did).
 
 // Burn 0.22 marks its LibTorch backend deprecated; prism keeps it (see prism-train's `device`).
 #![allow(deprecated)]
@@ -24,10 +30,11 @@ use burn::backend::autodiff::NodeId;
 use burn::backend::libtorch::TchTensor;
 use burn::backend::ops::ConvOptions;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, DispatchDevice, LibTorch};
+use burn::backend::{
+    backend_extension, Autodiff, AutodiffBackend, Backend, Dispatch, DispatchDevice, LibTorch,
+};
 use burn::nn::conv::Conv2d;
-use burn::nn::LayerNorm;
-use burn::nn::PaddingConfig2d;
+use burn::nn::{BatchNorm, LayerNorm, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
 /// Whether `device` is LibTorch (CPU or CUDA) with Burn's autodiff.
@@ -86,6 +93,39 @@ pub fn softmax<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
     Tensor::from_dispatch(out)
 }
 
+/// [`BatchNorm::forward`] in training mode with LibTorch's fused batch norm and its gradients
+/// (`x` on an autodiff LibTorch device). The running statistics move the way Burn's module moves
+/// them: `running * (1 - momentum) + batch * momentum`, with the biased batch variance.
+pub fn batch_norm<const D: usize>(norm: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    let (out, stats) = <Dispatch as TorchAutograd>::batch_norm_torch_autograd(
+        x.into_dispatch(),
+        norm.gamma.val().into_dispatch(),
+        norm.beta.val().into_dispatch(),
+        norm.epsilon,
+    );
+    let out: Tensor<D> = Tensor::from_dispatch(out);
+    let stats: Tensor<2> = Tensor::from_dispatch(stats);
+    let device = out.device();
+    let [mean, variance] = [0, 1].map(|row| stats.clone().narrow(0, row, 1).flatten::<1>(0, 1));
+    let momentum = norm.momentum;
+    for (running, batch) in [(&norm.running_mean, mean), (&norm.running_var, variance)] {
+        let updated = running
+            .value_sync()
+            .to_device(&device)
+            .mul_scalar(1.0 - momentum)
+            .add(batch.mul_scalar(momentum));
+        running.update(updated.detach());
+    }
+    out
+}
+
+/// `silu(x)` with LibTorch's fused SiLU and its gradient (`x` on an autodiff LibTorch device).
+pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as TorchAutograd>::silu_torch_autograd(
+        x.into_dispatch(),
+    ))
+}
+
 /// Operations whose backward pass LibTorch's autograd computes.
 #[backend_extension(LibTorch, Autodiff)]
 pub trait TorchAutograd: Backend {
@@ -114,6 +154,18 @@ pub trait TorchAutograd: Backend {
 
     /// Softmax along `dim`.
     fn softmax_torch_autograd(x: FloatTensor<Self>, dim: usize) -> FloatTensor<Self>;
+
+    /// Batch norm over axis 1 with batch statistics, with scale and shift. Returns the output and,
+    /// outside any graph, the statistics as a `[2, C]` tensor: the mean, then the biased variance.
+    fn batch_norm_torch_autograd(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// SiLU, `x * sigmoid(x)`.
+    fn silu_torch_autograd(x: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 /// Without autodiff each operation is LibTorch's own call on the tensors.
@@ -147,6 +199,20 @@ impl TorchAutograd for LibTorch {
     fn softmax_torch_autograd(x: TchTensor, dim: usize) -> TchTensor {
         plain([x], |t| torch_softmax(t, dim))
     }
+
+    fn batch_norm_torch_autograd(
+        x: TchTensor,
+        gamma: TchTensor,
+        beta: TchTensor,
+        epsilon: f64,
+    ) -> (TchTensor, TchTensor) {
+        let (out, stats) = plain_with([x, gamma, beta], |t| torch_batch_norm(t, epsilon));
+        (out, TchTensor::new(stats))
+    }
+
+    fn silu_torch_autograd(x: TchTensor) -> TchTensor {
+        plain([x], torch_silu)
+    }
 }
 
 /// LibTorch's `conv2d` on `inputs` (x, weight and, when there is one, bias).
@@ -173,13 +239,36 @@ fn torch_softmax(inputs: &[tch::Tensor], dim: usize) -> tch::Tensor {
     inputs[0].softmax(dim as i64, None::<tch::Kind>)
 }
 
+/// LibTorch's training-mode batch norm of `inputs` (x, scale, shift) over axis 1, and the batch's
+/// mean and biased variance, stacked as `[2, C]` and detached from any graph.
+fn torch_batch_norm(inputs: &[tch::Tensor], epsilon: f64) -> (tch::Tensor, tch::Tensor) {
+    let (out, mean, inverse_std) = tch::Tensor::native_batch_norm(
+        &inputs[0],
+        Some(&inputs[1]),
+        Some(&inputs[2]),
+        None::<&tch::Tensor>,
+        None::<&tch::Tensor>,
+        true,
+        0.0,
+        epsilon,
+    );
+    // LibTorch keeps 1 / sqrt(variance + epsilon) for its backward pass.
+    let variance = inverse_std.detach().pow_tensor_scalar(-2) - epsilon;
+    (out, tch::Tensor::stack(&[mean.detach(), variance], 0))
+}
+
+/// LibTorch's `silu` of `inputs[0]`.
+fn torch_silu(inputs: &[tch::Tensor]) -> tch::Tensor {
+    inputs[0].silu()
+}
+
 impl<C: CheckpointStrategy> TorchAutograd for Autodiff<LibTorch, C> {
     fn conv2d_torch_autograd(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        differentiable::<C, 2>([x, weight], false, |t| torch_conv2d(t, &options))
+        differentiable::<C, 2>([x, weight], |t| torch_conv2d(t, &options))
     }
 
     fn conv2d_bias_torch_autograd(
@@ -188,7 +277,7 @@ impl<C: CheckpointStrategy> TorchAutograd for Autodiff<LibTorch, C> {
         bias: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        differentiable::<C, 3>([x, weight, bias], false, |t| torch_conv2d(t, &options))
+        differentiable::<C, 3>([x, weight, bias], |t| torch_conv2d(t, &options))
     }
 
     fn layer_norm_torch_autograd(
@@ -197,12 +286,103 @@ impl<C: CheckpointStrategy> TorchAutograd for Autodiff<LibTorch, C> {
         beta: FloatTensor<Self>,
         epsilon: f64,
     ) -> FloatTensor<Self> {
-        differentiable::<C, 3>([x, gamma, beta], false, |t| torch_layer_norm(t, epsilon))
+        differentiable::<C, 3>([x, gamma, beta], |t| torch_layer_norm(t, epsilon))
     }
 
     fn softmax_torch_autograd(x: FloatTensor<Self>, dim: usize) -> FloatTensor<Self> {
-        // Softmax's backward pass reads its output.
-        differentiable::<C, 1>([x], true, |t| torch_softmax(t, dim))
+        with_exposed_backward::<C>(x, Exposed::Softmax(dim))
+    }
+
+    fn batch_norm_torch_autograd(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (out, stats) =
+            differentiable_with::<C, 3, _>([x, gamma, beta], |t| torch_batch_norm(t, epsilon));
+        (
+            out,
+            <Self as AutodiffBackend>::from_inner(TchTensor::new(stats)),
+        )
+    }
+
+    fn silu_torch_autograd(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        with_exposed_backward::<C>(x, Exposed::Silu)
+    }
+}
+
+/// One-input operations whose LibTorch backward function tch exposes, so that their gradient
+/// needs no LibTorch graph and no seed (see [`seed`]): a plain call in the backward pass.
+#[derive(Debug, Clone, Copy)]
+enum Exposed {
+    /// Softmax along the axis; the backward pass reads the output.
+    Softmax(usize),
+    /// SiLU; the backward pass reads the input.
+    Silu,
+}
+
+impl Exposed {
+    fn forward(self, x: &tch::Tensor) -> tch::Tensor {
+        let inputs = [x.shallow_clone()];
+        match self {
+            Exposed::Softmax(dim) => torch_softmax(&inputs, dim),
+            Exposed::Silu => torch_silu(&inputs),
+        }
+    }
+
+    /// The input's gradient from the output's, `saved` being what [`with_exposed_backward`] kept.
+    fn backward(self, grad: &tch::Tensor, saved: &tch::Tensor) -> tch::Tensor {
+        match self {
+            Exposed::Softmax(dim) => {
+                tch::Tensor::internal_softmax_backward_data(grad, saved, dim as i64, saved.kind())
+            }
+            Exposed::Silu => saved.silu_backward(grad),
+        }
+    }
+}
+
+/// `op` on `x` as one operation of Burn's autodiff graph, with [`ExposedGrad`] as its backward
+/// step. Burn's handle of the saved tensor stays in the state, so that burn-tch never writes over
+/// it in place.
+fn with_exposed_backward<C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<LibTorch, C>>,
+    op: Exposed,
+) -> FloatTensor<Autodiff<LibTorch, C>> {
+    match ExposedGrad
+        .prepare::<C>([x.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let input = x.into_primitive();
+            let out = TchTensor::new(op.forward(&input.tensor));
+            let saved = match op {
+                Exposed::Softmax(_) => out.clone(),
+                Exposed::Silu => input,
+            };
+            prep.finish((op, saved), out)
+        }
+        OpsKind::UnTracked(prep) => {
+            prep.finish(TchTensor::new(op.forward(&x.into_primitive().tensor)))
+        }
+    }
+}
+
+/// The backward step of an [`Exposed`] operation.
+#[derive(Debug)]
+struct ExposedGrad;
+
+impl Backward<LibTorch, 1> for ExposedGrad {
+    type State = (Exposed, TchTensor);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<LibTorch>(&ops.node);
+        let (op, saved) = ops.state;
+        if let [Some(parent)] = &ops.parents {
+            let gradient = op.backward(&grad.tensor, &saved.tensor);
+            grads.register::<LibTorch>(parent.id, TchTensor::new(gradient));
+        }
     }
 }
 
@@ -211,18 +391,34 @@ fn plain<const N: usize>(
     inputs: [TchTensor; N],
     torch: impl FnOnce(&[tch::Tensor]) -> tch::Tensor,
 ) -> TchTensor {
+    plain_with(inputs, |t| (torch(t), ())).0
+}
+
+/// [`plain`] for an operation that also returns something outside any graph (`E`).
+fn plain_with<const N: usize, E>(
+    inputs: [TchTensor; N],
+    torch: impl FnOnce(&[tch::Tensor]) -> (tch::Tensor, E),
+) -> (TchTensor, E) {
     let tensors: Vec<tch::Tensor> = inputs.iter().map(|t| t.tensor.shallow_clone()).collect();
-    TchTensor::new(torch(&tensors))
+    let (out, extra) = torch(&tensors);
+    (TchTensor::new(out), extra)
 }
 
 /// `torch` run on `inputs` as one operation of Burn's autodiff graph: recorded in LibTorch's
 /// autograd, with [`TorchGrad`] as its backward step, when Burn tracks any input; [`plain`]
-/// otherwise. `output_saved`: whether LibTorch's backward pass reads the output.
+/// otherwise.
 fn differentiable<C: CheckpointStrategy, const N: usize>(
     inputs: [FloatTensor<Autodiff<LibTorch, C>>; N],
-    output_saved: bool,
     torch: impl FnOnce(&[tch::Tensor]) -> tch::Tensor,
 ) -> FloatTensor<Autodiff<LibTorch, C>> {
+    differentiable_with::<C, N, ()>(inputs, |t| (torch(t), ())).0
+}
+
+/// [`differentiable`] for an operation that also returns something outside any graph (`E`).
+fn differentiable_with<C: CheckpointStrategy, const N: usize, E>(
+    inputs: [FloatTensor<Autodiff<LibTorch, C>>; N],
+    torch: impl FnOnce(&[tch::Tensor]) -> (tch::Tensor, E),
+) -> (FloatTensor<Autodiff<LibTorch, C>>, E) {
     match TorchGrad::<N>
         .prepare::<C>(inputs.each_ref().map(|t| t.node()))
         .compute_bound()
@@ -230,10 +426,13 @@ fn differentiable<C: CheckpointStrategy, const N: usize>(
     {
         OpsKind::Tracked(prep) => {
             let primitives = inputs.map(|t| t.into_primitive());
-            let (state, out) = TorchGraph::record(primitives, output_saved, torch);
-            prep.finish(state, out)
+            let (state, out, extra) = TorchGraph::record(primitives, torch);
+            (prep.finish(state, out), extra)
         }
-        OpsKind::UnTracked(prep) => prep.finish(plain(inputs.map(|t| t.into_primitive()), torch)),
+        OpsKind::UnTracked(prep) => {
+            let (out, extra) = plain_with(inputs.map(|t| t.into_primitive()), torch);
+            (prep.finish(out), extra)
+        }
     }
 }
 
@@ -243,8 +442,8 @@ struct Recorded {
     output: tch::Tensor,
     /// The detached leaves the output was computed from, in parent order.
     leaves: Vec<tch::Tensor>,
-    /// Burn's handles of the tensors LibTorch saved for the backward pass: the inputs, and the
-    /// output where the backward pass reads it (see the module doc).
+    /// Burn's handles of the inputs, which LibTorch saved for the backward pass (see the module
+    /// doc).
     _saved: Vec<TchTensor>,
 }
 
@@ -260,29 +459,27 @@ impl core::fmt::Debug for TorchGraph {
 
 impl TorchGraph {
     /// Runs `forward` on detached leaves that require gradients, with LibTorch's grad mode on.
-    /// Returns the state and the output as a Burn tensor.
-    /// `output_saved`: whether LibTorch's backward pass reads the output (softmax does).
-    fn record<const N: usize>(
+    /// Returns the state, the output as a Burn tensor, and what else `forward` returned.
+    fn record<const N: usize, E>(
         inputs: [TchTensor; N],
-        output_saved: bool,
-        forward: impl FnOnce(&[tch::Tensor]) -> tch::Tensor,
-    ) -> (Self, TchTensor) {
+        forward: impl FnOnce(&[tch::Tensor]) -> (tch::Tensor, E),
+    ) -> (Self, TchTensor, E) {
         let leaves: Vec<tch::Tensor> = inputs
             .iter()
             .map(|input| input.tensor.detach().set_requires_grad(true))
             .collect();
-        let output = tch::with_grad(|| forward(&leaves));
+        let (output, extra) = tch::with_grad(|| forward(&leaves));
         let burn_output = TchTensor::new(output.detach());
-        let mut saved: Vec<TchTensor> = inputs.into();
-        if output_saved {
-            saved.push(burn_output.clone());
-        }
         let recorded = Recorded {
             output,
             leaves,
-            _saved: saved,
+            _saved: inputs.into(),
         };
-        (Self(Arc::new(Mutex::new(Some(recorded)))), burn_output)
+        (
+            Self(Arc::new(Mutex::new(Some(recorded)))),
+            burn_output,
+            extra,
+        )
     }
 }
 

@@ -13,7 +13,7 @@
 mod libtorch;
 
 use burn::nn::conv::Conv2d;
-use burn::nn::LayerNorm;
+use burn::nn::{BatchNorm, LayerNorm};
 use burn::tensor::Tensor;
 
 /// Whether layers on `device` take their gradients from LibTorch's autograd (an autodiff
@@ -58,6 +58,29 @@ pub fn softmax<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
         return libtorch::softmax(x, dim);
     }
     burn::tensor::activation::softmax(x, dim)
+}
+
+/// `norm.forward(x)`, with LibTorch's fused batch norm and its gradients when `x` is on an
+/// autodiff LibTorch device and the layer trains. Burn's own training batch norm on LibTorch
+/// gathers each channel's values (a transposed copy) for every statistic, in both passes.
+/// The running statistics are updated the way the module updates them.
+pub fn batch_norm<const D: usize>(norm: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "tch")]
+    if uses_libtorch_autograd(&x.device()) && norm.training.is_enabled() {
+        return libtorch::batch_norm(norm, x);
+    }
+    norm.forward(x)
+}
+
+/// `burn::tensor::activation::silu(x)`, with LibTorch's fused SiLU and its gradient when `x` is
+/// on an autodiff LibTorch device (Burn composes it as `x * sigmoid(x)`: seven passes over the
+/// tensor for the gradient instead of one).
+pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "tch")]
+    if uses_libtorch_autograd(&x.device()) {
+        return libtorch::silu(x);
+    }
+    burn::tensor::activation::silu(x)
 }
 
 /// The epsilon of `norm`. Burn keeps the field private; the module's display

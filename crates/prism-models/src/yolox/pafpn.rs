@@ -4,10 +4,9 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 
-use crate::kernels::conv2d;
+use crate::kernels::{batch_norm, conv2d, silu};
 
 /// BatchNorm settings of the YOLOX blocks.
 #[derive(Config, Debug, Copy)]
@@ -65,7 +64,7 @@ impl BaseConvConfig {
 impl BaseConv {
     /// `[N, C_in, H, W]` -> `[N, C_out, H/s, W/s]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        silu(self.bn.forward(conv2d(&self.conv, x)))
+        silu(batch_norm(&self.bn, conv2d(&self.conv, x)))
     }
 }
 
