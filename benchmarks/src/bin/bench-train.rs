@@ -145,8 +145,15 @@ fn burn_windows_per_s(a: &Args, train_device: TrainDevice) -> Result<BurnRow> {
         .init();
     let mut rng = Rng(0);
     let plane = a.batch * 20 * a.height * a.width;
-    let windows: Vec<Vec<f32>> = (0..a.seq_len)
-        .map(|_| (0..plane).map(|_| (rng.next() % 11) as f32).collect())
+    // Made once and reused every step, as the PyTorch peer reuses its window tensors.
+    let windows: Vec<Tensor<4>> = (0..a.seq_len)
+        .map(|_| {
+            let values: Vec<f32> = (0..plane).map(|_| (rng.next() % 11) as f32).collect();
+            Tensor::from_data(
+                TensorData::new(values, [a.batch, 20, a.height, a.width]),
+                &device,
+            )
+        })
         .collect();
     let targets: Vec<Vec<GtBox>> = (0..a.seq_len * a.batch)
         .map(|_| random_boxes(&mut rng, a.height, a.width, classes))
@@ -157,11 +164,7 @@ fn burn_windows_per_s(a: &Args, train_device: TrainDevice) -> Result<BurnRow> {
         let t0 = Instant::now();
         let mut raws = Vec::new();
         for x in &windows {
-            let x = Tensor::<4>::from_data(
-                TensorData::new(x.clone(), [a.batch, 20, a.height, a.width]),
-                &device,
-            );
-            let (raw, next) = model.forward(x, state);
+            let (raw, next) = model.forward(x.clone(), state);
             state = next;
             raws.push(raw);
         }
