@@ -1,11 +1,11 @@
-//! On an autodiff LibTorch device, prism's convolutions and LayerNorms take their gradients from
-//! LibTorch's own autograd ([`prism_models::kernels`]). They must be the outputs and gradients
-//! Burn's own formulas give on flex: every shape of convolution prism's models use, with and
-//! without bias, a first layer whose input needs no gradient, LayerNorm on token matrices and
-//! channels-last maps with RVT's and MiT's epsilons, attention's softmax (followed by an op that
-//! burn-tch could run in place on its output), the YOLOX blocks' batch norm (with its running
-//! statistics) and SiLU, Burn's gradient checkpointing, and conv, LayerNorm and softmax in
-//! bfloat16 as a `train.precision = "bf16"` step runs them.
+//! On an autodiff LibTorch device, prism's convolutions, norms, softmaxes and activations take
+//! their gradients from LibTorch ([`prism_models::kernels`]). They must be the outputs and
+//! gradients Burn's own formulas give on flex: every shape of convolution prism's models use,
+//! with and without bias, a first layer whose input needs no gradient, LayerNorm on token
+//! matrices and channels-last maps with RVT's and MiT's epsilons, attention's softmax (followed
+//! by an op that burn-tch could run in place on its output), the YOLOX blocks' batch norm (with
+//! its running statistics), SiLU, sigmoid and tanh, Burn's gradient checkpointing, and conv,
+//! LayerNorm and softmax in bfloat16 as a `train.precision = "bf16"` step runs them.
 //!
 //! Built only with the `tch` feature (`cargo xtask test` runs it against the torch venv).
 #![cfg(feature = "tch")]
@@ -18,7 +18,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, LayerNorm, LayerNormConfig, PaddingConfig2d};
 use burn::tensor::{DType, Device, Distribution, Tensor, TensorData};
 use prism_models::kernels::{
-    batch_norm, conv2d, layer_norm, silu, softmax, uses_libtorch_autograd,
+    batch_norm, conv2d, layer_norm, sigmoid, silu, softmax, tanh, uses_libtorch_autograd,
 };
 
 /// Float32 sums in other orders (oneDNN against Burn's formulas): relative to the largest value.
@@ -289,15 +289,20 @@ fn libtorch_softmax_and_its_gradient_equal_burns() {
 }
 
 #[test]
-fn libtorch_silu_and_its_gradient_equal_burns() {
+fn libtorch_activations_and_their_gradients_equal_burns() {
+    type Activation = fn(Tensor<4>) -> Tensor<4>;
+    let activations: [(&str, Activation); 3] =
+        [("SiLU", silu), ("sigmoid", sigmoid), ("tanh", tanh)];
     for (libtorch, flex) in device_pairs() {
-        Device::flex().seed(250);
-        let draw = || normal(vec![2, 4, 6, 5], 0.0, 3.0);
-        let (x, probe) = (draw(), draw());
-        let want = run_elementwise(silu, &x, &probe, &flex);
-        let got = run_elementwise(silu, &x, &probe, &libtorch);
-        for ((what, w), g) in ["output", "input gradient"].iter().zip(&want).zip(&got) {
-            assert_close(w, g, TOLERANCE, &format!("SiLU: {what}"));
+        for (seed, (name, op)) in activations.into_iter().enumerate() {
+            Device::flex().seed(250 + seed as u64);
+            let draw = || normal(vec![2, 4, 6, 5], 0.0, 3.0);
+            let (x, probe) = (draw(), draw());
+            let want = run_elementwise(op, &x, &probe, &flex);
+            let got = run_elementwise(op, &x, &probe, &libtorch);
+            for ((what, w), g) in ["output", "input gradient"].iter().zip(&want).zip(&got) {
+                assert_close(w, g, TOLERANCE, &format!("{name}: {what}"));
+            }
         }
     }
 }

@@ -21,8 +21,9 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv1d, Conv1dConfig};
 use burn::nn::PaddingConfig1d;
-use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
+
+use crate::kernels::sigmoid;
 
 /// How the channel switch is made and trained.
 #[derive(Config, Debug, Copy, PartialEq)]

@@ -14,10 +14,10 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use crate::kernels::{batch_norm, conv2d};
+use crate::kernels::{batch_norm, conv2d, sigmoid};
 
 /// Settings of a [`Gaff`] block.
 #[derive(Config, Debug, PartialEq)]

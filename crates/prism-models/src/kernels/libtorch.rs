@@ -1,10 +1,10 @@
-//! Convolutions, LayerNorms, batch norms, softmaxes and SiLUs whose gradients LibTorch computes,
-//! inside Burn's autodiff graph.
+//! Convolutions, norms, softmaxes and activations whose gradients LibTorch computes, inside
+//! Burn's autodiff graph.
 //!
 //! Two ways, by what tch exposes:
-//! - Softmax and SiLU: tch exposes their backward functions (`_softmax_backward_data`,
-//!   `silu_backward`), so the backward step calls them directly on the saved output or input
-//!   ([`Exposed`]).
+//! - Softmax, SiLU, sigmoid and tanh: tch exposes their backward functions
+//!   (`_softmax_backward_data`, `silu_backward`, ...), so the backward step calls them directly
+//!   on the saved output or input ([`Exposed`]).
 //! - Convolution, LayerNorm and batch norm: tch exposes neither `convolution_backward` nor the
 //!   norms' backward functions, so the forward pass runs the operation on detached leaves that
 //!   require a gradient, with LibTorch's grad mode on, and the Burn graph keeps that small
@@ -126,6 +126,20 @@ pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     ))
 }
 
+/// `sigmoid(x)` with LibTorch's sigmoid gradient (`x` on an autodiff LibTorch device).
+pub fn sigmoid<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as TorchAutograd>::sigmoid_torch_autograd(
+        x.into_dispatch(),
+    ))
+}
+
+/// `tanh(x)` with LibTorch's tanh gradient (`x` on an autodiff LibTorch device).
+pub fn tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as TorchAutograd>::tanh_torch_autograd(
+        x.into_dispatch(),
+    ))
+}
+
 /// Operations whose backward pass LibTorch's autograd computes.
 #[backend_extension(LibTorch, Autodiff)]
 pub trait TorchAutograd: Backend {
@@ -166,6 +180,12 @@ pub trait TorchAutograd: Backend {
 
     /// SiLU, `x * sigmoid(x)`.
     fn silu_torch_autograd(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// The logistic sigmoid.
+    fn sigmoid_torch_autograd(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// The hyperbolic tangent.
+    fn tanh_torch_autograd(x: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 /// Without autodiff each operation is LibTorch's own call on the tensors.
@@ -212,6 +232,14 @@ impl TorchAutograd for LibTorch {
 
     fn silu_torch_autograd(x: TchTensor) -> TchTensor {
         plain([x], torch_silu)
+    }
+
+    fn sigmoid_torch_autograd(x: TchTensor) -> TchTensor {
+        TchTensor::new(Exposed::Sigmoid.forward(&x.tensor))
+    }
+
+    fn tanh_torch_autograd(x: TchTensor) -> TchTensor {
+        TchTensor::new(Exposed::Tanh.forward(&x.tensor))
     }
 }
 
@@ -310,6 +338,14 @@ impl<C: CheckpointStrategy> TorchAutograd for Autodiff<LibTorch, C> {
     fn silu_torch_autograd(x: FloatTensor<Self>) -> FloatTensor<Self> {
         with_exposed_backward::<C>(x, Exposed::Silu)
     }
+
+    fn sigmoid_torch_autograd(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        with_exposed_backward::<C>(x, Exposed::Sigmoid)
+    }
+
+    fn tanh_torch_autograd(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        with_exposed_backward::<C>(x, Exposed::Tanh)
+    }
 }
 
 /// One-input operations whose LibTorch backward function tch exposes, so that their gradient
@@ -320,6 +356,10 @@ enum Exposed {
     Softmax(usize),
     /// SiLU; the backward pass reads the input.
     Silu,
+    /// The logistic sigmoid; the backward pass reads the output.
+    Sigmoid,
+    /// The hyperbolic tangent; the backward pass reads the output.
+    Tanh,
 }
 
 impl Exposed {
@@ -328,6 +368,8 @@ impl Exposed {
         match self {
             Exposed::Softmax(dim) => torch_softmax(&inputs, dim),
             Exposed::Silu => torch_silu(&inputs),
+            Exposed::Sigmoid => x.sigmoid(),
+            Exposed::Tanh => x.tanh(),
         }
     }
 
@@ -338,6 +380,8 @@ impl Exposed {
                 tch::Tensor::internal_softmax_backward_data(grad, saved, dim as i64, saved.kind())
             }
             Exposed::Silu => saved.silu_backward(grad),
+            Exposed::Sigmoid => tch::Tensor::sigmoid_backward(grad, saved),
+            Exposed::Tanh => tch::Tensor::tanh_backward(grad, saved),
         }
     }
 }
@@ -358,8 +402,8 @@ fn with_exposed_backward<C: CheckpointStrategy>(
             let input = x.into_primitive();
             let out = TchTensor::new(op.forward(&input.tensor));
             let saved = match op {
-                Exposed::Softmax(_) => out.clone(),
                 Exposed::Silu => input,
+                Exposed::Softmax(_) | Exposed::Sigmoid | Exposed::Tanh => out.clone(),
             };
             prep.finish((op, saved), out)
         }

@@ -83,6 +83,26 @@ pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     burn::tensor::activation::silu(x)
 }
 
+/// `burn::tensor::activation::sigmoid(x)`, with LibTorch's fused sigmoid gradient when `x` is
+/// on an autodiff LibTorch device (Burn composes it from four element-wise operations).
+pub fn sigmoid<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "tch")]
+    if uses_libtorch_autograd(&x.device()) {
+        return libtorch::sigmoid(x);
+    }
+    burn::tensor::activation::sigmoid(x)
+}
+
+/// `burn::tensor::activation::tanh(x)`, with LibTorch's fused tanh gradient when `x` is on an
+/// autodiff LibTorch device (Burn composes it from element-wise operations).
+pub fn tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "tch")]
+    if uses_libtorch_autograd(&x.device()) {
+        return libtorch::tanh(x);
+    }
+    burn::tensor::activation::tanh(x)
+}
+
 /// The epsilon of `norm`. Burn keeps the field private; the module's display
 /// (`LayerNorm {d_model: 6, epsilon: 0.00001, bias: true, params: 12}`, Rust's shortest exact
 /// float formatting) is the one public place it appears. `None` if that format ever changes, in

@@ -4,10 +4,9 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::PaddingConfig2d;
-use burn::tensor::activation::{sigmoid, tanh};
 use burn::tensor::{Device, Tensor};
 
-use crate::kernels::conv2d;
+use crate::kernels::{conv2d, sigmoid, tanh};
 
 /// ConvLSTM cell: `z = conv1x1(cat(x, dws(h)))`, gates f, i, o = sigmoid(z[0..3C]),
 /// g = tanh(z[3C..4C]); `c' = f*c + i*g`, `h' = o*tanh(c')`.

@@ -24,10 +24,9 @@
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::kernels::conv2d;
+use crate::kernels::{conv2d, sigmoid};
 
 /// The cell; [`SsmCellConfig::init`] builds it.
 #[derive(Module, Debug)]

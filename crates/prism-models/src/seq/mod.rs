@@ -17,11 +17,11 @@ pub mod card;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{relu, sigmoid, tanh};
+use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{layer_norm, softmax};
+use crate::kernels::{layer_norm, sigmoid, softmax, tanh};
 
 pub use card::{SeqCard, SeqCardError};
 
