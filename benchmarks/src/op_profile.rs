@@ -5,17 +5,19 @@
 //! The operations are Burn's own modules and tensor ops with rvt-tiny's shapes: the 7x7/4 stem,
 //! then per stage the LayerNorm, the q/k/v projection, window attention (q k^T, softmax, x v),
 //! the MLP with GELU, the ConvLSTM's 1x1 convolution and the 3x3/2 downsampling; and the FPN /
-//! head's 3x3 convolution. Convolutions and LayerNorms run the way prism trains them
-//! ([`prism_models::kernels`]: on LibTorch, with LibTorch's own gradients). Each is timed as the median of a few repetitions after a warm-up:
+//! head's 3x3 convolution. Convolutions, LayerNorms and softmaxes run the way prism trains them
+//! ([`prism_models::kernels`]: on LibTorch, with LibTorch's own gradients). Weights are drawn
+//! before the clock starts. Each is timed as the median of a few repetitions after a warm-up:
 //! the forward pass to its summed output, then the backward pass from it.
 
 use std::time::Instant;
 
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::conv::Conv2dConfig;
 use burn::nn::{LayerNormConfig, LinearConfig, PaddingConfig2d};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Distribution, Tensor};
-use prism_models::kernels::{conv2d, layer_norm};
+use prism_models::kernels::{conv2d, layer_norm, softmax};
 
 use crate::stats::median;
 
@@ -36,6 +38,19 @@ pub struct Op {
     build: Box<dyn Fn(&Device) -> Forward>,
 }
 
+/// Makes every parameter of `module` now. Burn draws a module's weights on their first use, which
+/// would otherwise land in the first timed forward pass (PyTorch draws them at construction).
+fn initialised<M: Module>(module: M) -> M {
+    struct Touch;
+    impl ModuleVisitor for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let _ = param.val();
+        }
+    }
+    module.visit(&mut Touch);
+    module
+}
+
 fn input<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
     Tensor::random(shape, Distribution::Normal(0.0, 1.0), device).require_grad()
 }
@@ -45,10 +60,12 @@ pub fn rvt_tiny_ops(b: usize) -> Vec<Op> {
     let mut ops = vec![Op {
         name: "stem conv 7x7/4, 20->32 @ 256x320".into(),
         build: Box::new(move |d| {
-            let conv = Conv2dConfig::new([20, 32], [7, 7])
-                .with_stride([4, 4])
-                .with_padding(PaddingConfig2d::Explicit(3, 3, 3, 3))
-                .init(d);
+            let conv = initialised(
+                Conv2dConfig::new([20, 32], [7, 7])
+                    .with_stride([4, 4])
+                    .with_padding(PaddingConfig2d::Explicit(3, 3, 3, 3))
+                    .init(d),
+            );
             let x = input([b, 20, 256, 320], d);
             Box::new(move || conv2d(&conv, x).sum())
         }),
@@ -62,7 +79,7 @@ pub fn rvt_tiny_ops(b: usize) -> Vec<Op> {
         ops.push(Op {
             name: format!("s{s} LayerNorm {c} @ {h}x{w}"),
             build: Box::new(move |d| {
-                let norm = LayerNormConfig::new(c).init(d);
+                let norm = initialised(LayerNormConfig::new(c).init(d));
                 let x = input([b, h, w, c], d);
                 Box::new(move || layer_norm(&norm, x).sum())
             }),
@@ -70,7 +87,7 @@ pub fn rvt_tiny_ops(b: usize) -> Vec<Op> {
         ops.push(Op {
             name: format!("s{s} linear q/k/v {c}->{} ({tokens} tokens)", 3 * c),
             build: Box::new(move |d| {
-                let linear = LinearConfig::new(c, 3 * c).init(d);
+                let linear = initialised(LinearConfig::new(c, 3 * c).init(d));
                 let x = input([tokens, c], d);
                 Box::new(move || linear.forward(x).sum())
             }),
@@ -92,8 +109,8 @@ pub fn rvt_tiny_ops(b: usize) -> Vec<Op> {
         ops.push(Op {
             name: format!("s{s} MLP {c}->{}->{c} GELU", 4 * c),
             build: Box::new(move |d| {
-                let up = LinearConfig::new(c, 4 * c).init(d);
-                let down = LinearConfig::new(4 * c, c).init(d);
+                let up = initialised(LinearConfig::new(c, 4 * c).init(d));
+                let down = initialised(LinearConfig::new(4 * c, c).init(d));
                 let x = input([tokens, c], d);
                 Box::new(move || down.forward(gelu(up.forward(x))).sum())
             }),
@@ -101,7 +118,7 @@ pub fn rvt_tiny_ops(b: usize) -> Vec<Op> {
         ops.push(Op {
             name: format!("s{s} ConvLSTM 1x1 {}->{} @ {h}x{w}", 2 * c, 4 * c),
             build: Box::new(move |d| {
-                let conv = Conv2dConfig::new([2 * c, 4 * c], [1, 1]).init(d);
+                let conv = initialised(Conv2dConfig::new([2 * c, 4 * c], [1, 1]).init(d));
                 let x = input([b, 2 * c, h, w], d);
                 Box::new(move || conv2d(&conv, x).sum())
             }),
@@ -110,10 +127,12 @@ pub fn rvt_tiny_ops(b: usize) -> Vec<Op> {
             ops.push(Op {
                 name: format!("s{s} downsample conv 3x3/2 {c}->{} @ {h}x{w}", 2 * c),
                 build: Box::new(move |d| {
-                    let conv = Conv2dConfig::new([c, 2 * c], [3, 3])
-                        .with_stride([2, 2])
-                        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                        .init(d);
+                    let conv = initialised(
+                        Conv2dConfig::new([c, 2 * c], [3, 3])
+                            .with_stride([2, 2])
+                            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                            .init(d),
+                    );
                     let x = input([b, c, h, w], d);
                     Box::new(move || conv2d(&conv, x).sum())
                 }),
@@ -123,9 +142,11 @@ pub fn rvt_tiny_ops(b: usize) -> Vec<Op> {
     ops.push(Op {
         name: "FPN/head conv 3x3 64->64 @ 32x40".into(),
         build: Box::new(move |d| {
-            let conv = Conv2dConfig::new([64, 64], [3, 3])
-                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                .init(d);
+            let conv = initialised(
+                Conv2dConfig::new([64, 64], [3, 3])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                    .init(d),
+            );
             let x = input([b, 64, 32, 40], d);
             Box::new(move || conv2d(&conv, x).sum())
         }),

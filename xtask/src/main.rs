@@ -35,6 +35,7 @@ mod seq_data;
 mod serve_peer;
 mod slurm;
 mod tch_build;
+mod tcmalloc;
 mod torch_env;
 
 use std::path::PathBuf;
@@ -273,6 +274,9 @@ fn run_benches(env: &provision::Env, names: &[String]) -> Result<()> {
             // Burn's LibTorch backend is timed too, on the venv's libtorch.
             cmd.args(["--features", "tch"]);
             for (key, value) in tch_build::variables(&torch_env::provision(env, &[])?)? {
+                cmd.env(key, value);
+            }
+            if let Some((key, value)) = tcmalloc::variable(env) {
                 cmd.env(key, value);
             }
         }

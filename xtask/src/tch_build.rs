@@ -6,6 +6,7 @@
 //! torch release is the one torch-sys 0.22 checks for (`torch_env::TORCH`). The `prism` binary
 //! gets the library folder as its run path (`PRISM_LIBTORCH_LIB`, read by prism-cli's build
 //! script), so it runs without `LD_LIBRARY_PATH`; test and benchmark runs get `LD_LIBRARY_PATH`.
+//! It allocates through tcmalloc where that can be had (`crate::tcmalloc`).
 //!
 //! - `cargo xtask build-tch [--cuda] [--debug]`: provision the venv (`--cuda`: the full CUDA
 //!   wheel, for `--device tch-cuda`), then `cargo build --release -p prism-cli --features tch`.
@@ -80,6 +81,9 @@ pub fn build(env: &Env, args: &[String]) -> Result<()> {
         cmd.arg("--release");
     }
     for (key, value) in variables(&python)? {
+        cmd.env(key, value);
+    }
+    if let Some((key, value)) = crate::tcmalloc::variable(env) {
         cmd.env(key, value);
     }
     crate::run(&mut cmd, "cargo build -p prism-cli --features tch")?;

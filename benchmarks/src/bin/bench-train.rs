@@ -8,7 +8,12 @@
 //! global-norm clipping to 1.0 and AdamW — what `prism-train` does per batch and what
 //! `benchmarks/python/train_throughput_torch.py` does in PyTorch.
 //!
-//! usage: bench-train [--height 256 --width 320] [--batch 2] [--seq-len 5] [--steps 5] [--threads 2]
+//! Built by the xtask, this binary allocates through tcmalloc as `prism` does (see
+//! benchmarks/build.rs); PyTorch then runs twice, as installed (glibc's malloc) and with the
+//! same tcmalloc preloaded, so that the allocator's share of any ratio shows.
+//!
+//! usage: bench-train [--height 256 --width 320] [--batch 2] [--seq-len 5] [--steps 5] [--rounds 3]
+//!        [--threads 2]
 //!        [--devices flex,tch-cpu] [--torch-device cpu|cuda] [--python PATH] [--out DIR]
 //! The PyTorch side needs `cargo xtask provision-torch` (a venv under $PRISM_ENV/torch-venv), or
 //! `--python` naming an interpreter with torch (a GPU machine's own CUDA PyTorch, say). On a GPU,
@@ -45,9 +50,13 @@ struct Args {
     /// Windows per clip.
     #[arg(long, default_value_t = 5)]
     seq_len: usize,
-    /// Timed steps.
+    /// Timed steps per round.
     #[arg(long, default_value_t = 5)]
     steps: usize,
+    /// Rounds: each round runs every Burn backend, then PyTorch, so that a slow spell of a shared
+    /// machine falls on all of them; the figures are medians over every round's steps.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -197,7 +206,36 @@ fn burn_windows_per_s(a: &Args, train_device: TrainDevice) -> Result<BurnRow> {
     })
 }
 
-fn torch_windows_per_s(a: &Args) -> Result<Option<serde_json::Value>> {
+/// The tcmalloc library this binary was linked with (benchmarks/build.rs), if any: Burn's rows
+/// then allocate through it.
+fn linked_tcmalloc() -> Option<&'static str> {
+    if cfg!(feature = "tch") {
+        option_env!("PRISM_TCMALLOC_LIB")
+    } else {
+        None
+    }
+}
+
+/// The PyTorch peer's runs as one: every round's step times, and the windows per second of
+/// their median. `None` when there were none.
+fn merge_rounds(runs: Vec<serde_json::Value>, windows: f64) -> Option<serde_json::Value> {
+    let mut merged = runs.first()?.clone();
+    let step_s: Vec<f64> = runs
+        .iter()
+        .filter_map(|run| run["step_s"].as_array())
+        .flatten()
+        .filter_map(serde_json::Value::as_f64)
+        .collect();
+    let step = median(&step_s);
+    merged["step_s"] = serde_json::json!(step_s);
+    merged["median_step_s"] = serde_json::json!(step);
+    merged["windows_per_s"] = serde_json::json!(windows / step);
+    merged["rounds"] = serde_json::json!(runs.len());
+    Some(merged)
+}
+
+/// The PyTorch peer's run, with `preload` (a malloc library) in `LD_PRELOAD` when given.
+fn torch_windows_per_s(a: &Args, preload: Option<&str>) -> Result<Option<serde_json::Value>> {
     let python = a
         .python
         .clone()
@@ -210,7 +248,11 @@ fn torch_windows_per_s(a: &Args) -> Result<Option<serde_json::Value>> {
         return Ok(None);
     }
     let script = peer_script("train_throughput_torch.py");
-    let out = Command::new(&python)
+    let mut command = Command::new(&python);
+    if let Some(library) = preload {
+        command.env("LD_PRELOAD", library);
+    }
+    let out = command
         .arg(&script)
         .args(["--device", &a.torch_device])
         .args([
@@ -260,46 +302,93 @@ fn main() -> Result<()> {
     // each the same number of threads as PyTorch.
     rayon_threads(a.threads);
     prism_train::device::set_libtorch_threads(a.threads);
-    let burn = a
+    let (mut burn_rounds, mut torch_rounds, mut tcmalloc_rounds) = (vec![], vec![], vec![]);
+    for round in 0..a.rounds.max(1) {
+        eprintln!("round {} of {}", round + 1, a.rounds.max(1));
+        for &device in &a.devices {
+            burn_rounds.push(burn_windows_per_s(&a, device)?);
+        }
+        if let Some(run) = torch_windows_per_s(&a, None)? {
+            torch_rounds.push(run);
+            // PyTorch again with the allocator Burn's rows use, so that its share shows.
+            if let Some(library) = linked_tcmalloc() {
+                tcmalloc_rounds.extend(torch_windows_per_s(&a, Some(library))?);
+            }
+        }
+    }
+    let windows = (a.batch * a.seq_len) as f64;
+    let burn: Vec<BurnRow> = a
         .devices
         .iter()
-        .map(|&d| burn_windows_per_s(&a, d))
-        .collect::<Result<Vec<_>>>()?;
-    let torch = torch_windows_per_s(&a)?;
+        .map(|&device| {
+            let step_s: Vec<f64> = burn_rounds
+                .iter()
+                .filter(|row| row.device == device)
+                .flat_map(|row| row.step_s.iter().copied())
+                .collect();
+            BurnRow {
+                device,
+                windows_per_s: windows / median(&step_s),
+                step_s,
+            }
+        })
+        .collect();
+    let torch = merge_rounds(torch_rounds, windows);
+    let torch_tcmalloc = merge_rounds(tcmalloc_rounds, windows);
     let torch_wps = torch.as_ref().and_then(|t| t["windows_per_s"].as_f64());
+    let tcmalloc_wps = torch_tcmalloc
+        .as_ref()
+        .and_then(|t| t["windows_per_s"].as_f64());
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let step = |wps: f64| (a.batch * a.seq_len) as f64 / wps;
-    let ratio = |wps: f64| torch_wps.map_or("-".to_string(), |t| format!("{:.2}x", wps / t));
+    let ratio =
+        |wps: f64, peer: Option<f64>| peer.map_or("-".to_string(), |t| format!("{:.2}x", wps / t));
+    let allocator = match linked_tcmalloc() {
+        Some(_) => "tcmalloc, linked",
+        None => "glibc malloc",
+    };
     let mut md = format!(
         "# Training throughput: rvt-tiny, batch {}, sequence length {}, input {}x{}, {} threads\n\n\
-         | framework | windows / s | median step | / PyTorch |\n|---|---|---|---|\n",
-        a.batch, a.seq_len, a.height, a.width, a.threads
+         Medians over {} rounds of {} timed steps (each round runs every row in turn).\n\n\
+         | framework | allocator | windows / s | median step | / PyTorch | / PyTorch + tcmalloc |\n\
+         |---|---|---|---|---|---|\n",
+        a.batch, a.seq_len, a.height, a.width, a.threads, a.rounds.max(1), a.steps
     );
     for row in &burn {
         md += &format!(
-            "| Burn `{}` (prism-train) | {:.2} | {:.2} s | {} |\n",
+            "| Burn `{}` (prism-train) | {allocator} | {:.2} | {:.2} s | {} | {} |\n",
             row.device,
             row.windows_per_s,
             step(row.windows_per_s),
-            ratio(row.windows_per_s)
+            ratio(row.windows_per_s, torch_wps),
+            ratio(row.windows_per_s, tcmalloc_wps),
         );
     }
+    let torch_name = |run: &Option<serde_json::Value>| {
+        let run = run.as_ref();
+        format!(
+            "PyTorch {} {}",
+            run.and_then(|j| j["version"].as_str()).unwrap_or(""),
+            run.and_then(|j| j["gpu"].as_str()).unwrap_or("CPU")
+        )
+    };
     if let Some(t) = torch_wps {
         md += &format!(
-            "| PyTorch {} {} | {:.2} | {:.2} s | 1.00x |\n",
-            torch.as_ref().map_or(String::new(), |j| j["version"]
-                .as_str()
-                .unwrap_or("")
-                .to_string()),
-            torch
-                .as_ref()
-                .and_then(|j| j["gpu"].as_str())
-                .unwrap_or("CPU"),
-            t,
+            "| {} | glibc malloc | {t:.2} | {:.2} s | 1.00x | {} |\n",
+            torch_name(&torch),
             step(t),
+            ratio(t, tcmalloc_wps),
         );
     } else {
         md += "\nPyTorch peer not provisioned in this run.\n";
+    }
+    if let Some(t) = tcmalloc_wps {
+        md += &format!(
+            "| {} | tcmalloc, `LD_PRELOAD` | {t:.2} | {:.2} s | {} | 1.00x |\n",
+            torch_name(&torch_tcmalloc),
+            step(t),
+            ratio(t, torch_wps),
+        );
     }
     let profile = op_profile_table(&a)?;
     md += &profile;
@@ -316,7 +405,7 @@ fn main() -> Result<()> {
         .iter()
         .map(|r| serde_json::json!({"device": r.device.to_string(), "windows_per_s": r.windows_per_s, "step_s": r.step_s}))
         .collect();
-    let json = serde_json::json!({"burn": backends, "torch": torch, "batch": a.batch, "seq_len": a.seq_len, "height": a.height, "width": a.width, "threads": a.threads, "loadavg": load.trim()});
+    let json = serde_json::json!({"burn": backends, "burn_allocator": allocator, "torch": torch, "torch_tcmalloc": torch_tcmalloc, "batch": a.batch, "seq_len": a.seq_len, "height": a.height, "width": a.width, "threads": a.threads, "loadavg": load.trim()});
     std::fs::write(
         dir.join(format!("{name}.json")),
         serde_json::to_string_pretty(&json)?,
