@@ -217,7 +217,7 @@ impl TorchAutograd for LibTorch {
     }
 
     fn softmax_torch_autograd(x: TchTensor, dim: usize) -> TchTensor {
-        plain([x], |t| torch_softmax(t, dim))
+        TchTensor::new(Exposed::Softmax(dim).forward(&x.tensor))
     }
 
     fn batch_norm_torch_autograd(
@@ -231,7 +231,7 @@ impl TorchAutograd for LibTorch {
     }
 
     fn silu_torch_autograd(x: TchTensor) -> TchTensor {
-        plain([x], torch_silu)
+        TchTensor::new(Exposed::Silu.forward(&x.tensor))
     }
 
     fn sigmoid_torch_autograd(x: TchTensor) -> TchTensor {
@@ -262,11 +262,6 @@ fn torch_layer_norm(inputs: &[tch::Tensor], epsilon: f64) -> tch::Tensor {
     inputs[0].layer_norm([last], Some(&inputs[1]), Some(&inputs[2]), epsilon, true)
 }
 
-/// LibTorch's `softmax` of `inputs[0]` along `dim`.
-fn torch_softmax(inputs: &[tch::Tensor], dim: usize) -> tch::Tensor {
-    inputs[0].softmax(dim as i64, None::<tch::Kind>)
-}
-
 /// LibTorch's training-mode batch norm of `inputs` (x, scale, shift) over axis 1, and the batch's
 /// mean and biased variance, stacked as `[2, C]` and detached from any graph.
 fn torch_batch_norm(inputs: &[tch::Tensor], epsilon: f64) -> (tch::Tensor, tch::Tensor) {
@@ -283,11 +278,6 @@ fn torch_batch_norm(inputs: &[tch::Tensor], epsilon: f64) -> (tch::Tensor, tch::
     // LibTorch keeps 1 / sqrt(variance + epsilon) for its backward pass.
     let variance = inverse_std.detach().pow_tensor_scalar(-2) - epsilon;
     (out, tch::Tensor::stack(&[mean.detach(), variance], 0))
-}
-
-/// LibTorch's `silu` of `inputs[0]`.
-fn torch_silu(inputs: &[tch::Tensor]) -> tch::Tensor {
-    inputs[0].silu()
 }
 
 impl<C: CheckpointStrategy> TorchAutograd for Autodiff<LibTorch, C> {
@@ -363,11 +353,11 @@ enum Exposed {
 }
 
 impl Exposed {
+    /// LibTorch's forward function.
     fn forward(self, x: &tch::Tensor) -> tch::Tensor {
-        let inputs = [x.shallow_clone()];
         match self {
-            Exposed::Softmax(dim) => torch_softmax(&inputs, dim),
-            Exposed::Silu => torch_silu(&inputs),
+            Exposed::Softmax(dim) => x.softmax(dim as i64, None::<tch::Kind>),
+            Exposed::Silu => x.silu(),
             Exposed::Sigmoid => x.sigmoid(),
             Exposed::Tanh => x.tanh(),
         }
