@@ -17,20 +17,4 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Links the shared library `PRISM_TCMALLOC_LIB` names, by its file name, with its folder as a
-/// run path (the same as prism-cli's build script).
-fn link_tcmalloc() {
-    let Ok(library) = std::env::var("PRISM_TCMALLOC_LIB") else {
-        return;
-    };
-    let library = std::path::Path::new(&library);
-    let (Some(dir), Some(name)) = (library.parent(), library.file_name()) else {
-        return;
-    };
-    println!("cargo:rustc-link-search=native={}", dir.display());
-    println!(
-        "cargo:rustc-link-lib=dylib:+verbatim={}",
-        name.to_string_lossy()
-    );
-    println!("cargo:rustc-link-arg-bins=-Wl,-rpath,{}", dir.display());
-}
+include!("../build-support/link_tcmalloc.rs");
