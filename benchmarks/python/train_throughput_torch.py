@@ -18,6 +18,11 @@ far slower than 1; OMP_WAIT_POLICY=PASSIVE softens that. Measure on an idle mach
 usage: python train_throughput_torch.py [--size tiny] [--batch 2] [--seq-len 5] [--height 256 --width 320]
                                         [--threads 2] [--warmup 1] [--steps 5] [--device cpu|cuda]
 Prints one JSON line (the median step time over --steps timed steps, after --warmup untimed ones).
+
+`--lockstep`: after the warm-up, one timed step per `step` line read from stdin, each answered at
+once with a JSON line `{"step_s": ..., "loss": ...}`; at the end of stdin the summary line as
+above. prism's bench-train drives it this way, so that each PyTorch step runs right beside the
+Burn step it is compared with and a slow spell of a shared machine falls on both.
 """
 import argparse
 import json
@@ -69,6 +74,8 @@ def main():
                     help="F.scaled_dot_product_attention instead of RVT's explicit softmax(q k^T) v")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (each step ends in a synchronize)")
+    ap.add_argument("--lockstep", action="store_true",
+                    help="after the warm-up, one timed step per `step` line on stdin (--steps ignored)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -115,16 +122,32 @@ def main():
         return float(loss.detach()), parts["num_fg"]
 
     times, losses = [], []
-    for i in range(args.warmup + args.steps):
+
+    def timed_step(i, timed):
         t0 = time.perf_counter()
         loss, num_fg = step()
         dt = time.perf_counter() - t0
-        timed = i >= args.warmup
         if timed:
             times.append(dt)
         losses.append(loss)
         print(f"step {i} {'timed' if timed else 'warmup'}: {dt:.3f} s, loss {loss:.4f}, num_fg {num_fg}",
               file=sys.stderr)
+        return dt, loss
+
+    for i in range(args.warmup):
+        timed_step(i, False)
+    if args.lockstep:
+        print(json.dumps({"ready": True}), flush=True)
+        for i, line in enumerate(sys.stdin, start=args.warmup):
+            if line.strip() != "step":
+                sys.exit(f"lockstep: expected `step`, got {line.strip()!r}")
+            dt, loss = timed_step(i, True)
+            print(json.dumps({"step_s": dt, "loss": loss}), flush=True)
+    else:
+        for i in range(args.warmup, args.warmup + args.steps):
+            timed_step(i, True)
+    if not times:
+        sys.exit("no timed steps")
     median = statistics.median(times)
     print(json.dumps({
         "framework": "pytorch",
@@ -144,7 +167,7 @@ def main():
         "head_mode": args.head_mode,
         "attention": "sdpa" if args.sdpa else "explicit",
         "warmup": args.warmup,
-        "steps": args.steps,
+        "steps": len(times),
         "step_s": times,
         "loss_first": losses[0],
         "loss_last": losses[-1],

@@ -12,7 +12,13 @@
 //! benchmarks/build.rs); PyTorch then runs twice, as installed (glibc's malloc) and with the
 //! same tcmalloc preloaded, so that the allocator's share of any ratio shows.
 //!
-//! usage: bench-train [--height 256 --width 320] [--batch 2] [--seq-len 5] [--steps 5] [--rounds 3]
+//! The peers run in lockstep with Burn: each PyTorch process is started once, warms up, and then
+//! takes one timed step right after each timed Burn step (`--lockstep` of the peer script). Each
+//! ratio is the median over those pairs of the two step times, with a 95 % bootstrap interval,
+//! so that a slow spell of a shared machine (this VM's speed drifts by up to 30 % within a
+//! minute) falls on both sides of a pair instead of on one side of the comparison.
+//!
+//! usage: bench-train [--height 256 --width 320] [--batch 2] [--seq-len 5] [--steps 15]
 //!        [--threads 2]
 //!        [--devices flex,tch-cpu] [--torch-device cpu|cuda] [--python PATH] [--out DIR]
 //! The PyTorch side needs `cargo xtask provision-torch` (a venv under $PRISM_ENV/torch-venv), or
@@ -20,15 +26,16 @@
 //! `--devices tch-cuda --torch-device cuda` times Burn's LibTorch backend against PyTorch on the
 //! same card.
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 use prism_benchmarks::op_profile::{self, OpTime};
-use prism_benchmarks::stats::{median, prism_env};
+use prism_benchmarks::stats::{median, median_with_interval, prism_env};
 use prism_models::rvt::{RvtConfig, RvtState};
 use prism_train::clip::clip_global_norm;
 use prism_train::loss::YoloxLoss;
@@ -50,13 +57,9 @@ struct Args {
     /// Windows per clip.
     #[arg(long, default_value_t = 5)]
     seq_len: usize,
-    /// Timed steps per round.
-    #[arg(long, default_value_t = 5)]
+    /// Timed steps per Burn backend, each followed by one step of each PyTorch peer.
+    #[arg(long, default_value_t = 15)]
     steps: usize,
-    /// Rounds: each round runs every Burn backend, then PyTorch, so that a slow spell of a shared
-    /// machine falls on all of them; the figures are medians over every round's steps.
-    #[arg(long, default_value_t = 3)]
-    rounds: usize,
     /// Threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -132,7 +135,13 @@ fn random_boxes(rng: &mut Rng, h: usize, w: usize, classes: usize) -> Vec<GtBox>
         .collect()
 }
 
-fn burn_windows_per_s(a: &Args, train_device: TrainDevice) -> Result<BurnRow> {
+/// Trains `a.steps` timed steps (after one untimed) on `train_device`, calling `after_step`
+/// after each timed one (where the peers take theirs).
+fn burn_windows_per_s(
+    a: &Args,
+    train_device: TrainDevice,
+    after_step: &mut dyn FnMut() -> Result<()>,
+) -> Result<BurnRow> {
     let device: Device = train_device.burn_autodiff()?;
     let init_device = TrainDevice::init_device(&device);
     init_device.seed(0);
@@ -196,6 +205,7 @@ fn burn_windows_per_s(a: &Args, train_device: TrainDevice) -> Result<BurnRow> {
         );
         if step > 0 {
             times.push(dt);
+            after_step()?;
         }
     }
     let median = median(&times);
@@ -216,78 +226,113 @@ fn linked_tcmalloc() -> Option<&'static str> {
     }
 }
 
-/// The PyTorch peer's runs as one: every round's step times, and the windows per second of
-/// their median. `None` when there were none.
-fn merge_rounds(runs: Vec<serde_json::Value>, windows: f64) -> Option<serde_json::Value> {
-    let mut merged = runs.first()?.clone();
-    let step_s: Vec<f64> = runs
-        .iter()
-        .filter_map(|run| run["step_s"].as_array())
-        .flatten()
-        .filter_map(serde_json::Value::as_f64)
-        .collect();
-    let step = median(&step_s);
-    merged["step_s"] = serde_json::json!(step_s);
-    merged["median_step_s"] = serde_json::json!(step);
-    merged["windows_per_s"] = serde_json::json!(windows / step);
-    merged["rounds"] = serde_json::json!(runs.len());
-    Some(merged)
+/// A PyTorch peer process in lockstep mode: it has warmed up and takes one timed step per
+/// [`TorchPeer::step`].
+struct TorchPeer {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    step_s: Vec<f64>,
 }
 
-/// The PyTorch peer's run, with `preload` (a malloc library) in `LD_PRELOAD` when given.
-fn torch_windows_per_s(a: &Args, preload: Option<&str>) -> Result<Option<serde_json::Value>> {
-    let python = a
-        .python
-        .clone()
-        .unwrap_or_else(|| prism_env().join("torch-venv/bin/python"));
-    if !python.exists() {
-        eprintln!(
-            "PyTorch peer not provisioned ({}); run `cargo xtask provision-torch`",
-            python.display()
-        );
-        return Ok(None);
+impl TorchPeer {
+    /// Starts the peer script (with `preload`, a malloc library, in `LD_PRELOAD` when given) and
+    /// waits for its warm-up. `None` when the PyTorch venv is not provisioned.
+    fn start(a: &Args, preload: Option<&str>) -> Result<Option<Self>> {
+        let python = a
+            .python
+            .clone()
+            .unwrap_or_else(|| prism_env().join("torch-venv/bin/python"));
+        if !python.exists() {
+            eprintln!(
+                "PyTorch peer not provisioned ({}); run `cargo xtask provision-torch`",
+                python.display()
+            );
+            return Ok(None);
+        }
+        let mut command = Command::new(&python);
+        if let Some(library) = preload {
+            command.env("LD_PRELOAD", library);
+        }
+        let size = |n: usize| n.to_string();
+        let mut child = command
+            .arg(peer_script("train_throughput_torch.py"))
+            .args(["--lockstep", "--device", &a.torch_device])
+            .args(["--height", &size(a.height), "--width", &size(a.width)])
+            .args(["--batch", &size(a.batch), "--seq-len", &size(a.seq_len)])
+            .args(["--threads", &size(a.threads)])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the PyTorch peer")?;
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().context("the peer's stdout")?);
+        let mut peer = Self {
+            child,
+            stdin,
+            stdout,
+            step_s: Vec::new(),
+        };
+        peer.read_json().context("the PyTorch peer's warm-up")?;
+        Ok(Some(peer))
     }
-    let script = peer_script("train_throughput_torch.py");
-    let mut command = Command::new(&python);
-    if let Some(library) = preload {
-        command.env("LD_PRELOAD", library);
+
+    /// The peer's next JSON line (it prints nothing else on stdout).
+    fn read_json(&mut self) -> Result<serde_json::Value> {
+        let mut line = String::new();
+        if self.stdout.read_line(&mut line)? == 0 {
+            let status = self.child.wait()?;
+            bail!("the PyTorch peer ended ({status}); its stderr is above");
+        }
+        serde_json::from_str(&line).with_context(|| format!("the peer printed {line:?}"))
     }
-    let out = command
-        .arg(&script)
-        .args(["--device", &a.torch_device])
-        .args([
-            "--height",
-            &a.height.to_string(),
-            "--width",
-            &a.width.to_string(),
-        ])
-        .args([
-            "--batch",
-            &a.batch.to_string(),
-            "--seq-len",
-            &a.seq_len.to_string(),
-        ])
-        .args([
-            "--steps",
-            &a.steps.to_string(),
-            "--threads",
-            &a.threads.to_string(),
-        ])
-        .output()
-        .context("running the PyTorch peer")?;
-    if !out.status.success() {
-        bail!(
-            "PyTorch peer failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+
+    /// One timed step; its time in seconds.
+    fn step(&mut self) -> Result<f64> {
+        let stdin = self.stdin.as_mut().context("the peer's stdin is closed")?;
+        stdin.write_all(b"step\n")?;
+        stdin.flush()?;
+        let answer = self.read_json()?;
+        let dt = answer["step_s"]
+            .as_f64()
+            .with_context(|| format!("no step time in {answer}"))?;
+        self.step_s.push(dt);
+        Ok(dt)
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .context("no JSON from the peer")?;
-    Ok(Some(serde_json::from_str(line)?))
+
+    /// Ends the peer: its summary (version, device, every timed step).
+    fn finish(mut self) -> Result<serde_json::Value> {
+        drop(self.stdin.take());
+        let summary = self.read_json()?;
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("the PyTorch peer failed ({status})");
+        }
+        Ok(summary)
+    }
+}
+
+impl Drop for TorchPeer {
+    fn drop(&mut self) {
+        // A peer left behind by an error is stopped, not orphaned.
+        if self.stdin.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Speed ratios of Burn's steps against a peer's paired steps (peer time / Burn time: above 1,
+/// Burn is faster): the median with its 95 % bootstrap interval, and in how many pairs Burn was
+/// the faster.
+fn paired(burn: &[f64], peer: &[f64]) -> Option<(f64, f64, f64, usize, usize)> {
+    if burn.is_empty() || burn.len() != peer.len() {
+        return None;
+    }
+    let ratios: Vec<f64> = burn.iter().zip(peer).map(|(b, p)| p / b).collect();
+    let (m, lo, hi) = median_with_interval(&ratios);
+    let faster = ratios.iter().filter(|&&r| r > 1.0).count();
+    Some((m, lo, hi, faster, ratios.len()))
 }
 
 fn main() -> Result<()> {
@@ -302,67 +347,89 @@ fn main() -> Result<()> {
     // each the same number of threads as PyTorch.
     rayon_threads(a.threads);
     prism_train::device::set_libtorch_threads(a.threads);
-    let (mut burn_rounds, mut torch_rounds, mut tcmalloc_rounds) = (vec![], vec![], vec![]);
-    for round in 0..a.rounds.max(1) {
-        eprintln!("round {} of {}", round + 1, a.rounds.max(1));
-        for &device in &a.devices {
-            burn_rounds.push(burn_windows_per_s(&a, device)?);
-        }
-        if let Some(run) = torch_windows_per_s(&a, None)? {
-            torch_rounds.push(run);
-            // PyTorch again with the allocator Burn's rows use, so that its share shows.
-            if let Some(library) = linked_tcmalloc() {
-                tcmalloc_rounds.extend(torch_windows_per_s(&a, Some(library))?);
-            }
+    // The peers start (and warm up) once; each then steps after every timed Burn step.
+    let mut peers: Vec<TorchPeer> = Vec::new();
+    if let Some(peer) = TorchPeer::start(&a, None)? {
+        peers.push(peer);
+        // PyTorch again with the allocator Burn's rows use, so that its share shows.
+        if let Some(library) = linked_tcmalloc() {
+            peers.extend(TorchPeer::start(&a, Some(library))?);
         }
     }
-    let windows = (a.batch * a.seq_len) as f64;
-    let burn: Vec<BurnRow> = a
-        .devices
-        .iter()
-        .map(|&device| {
-            let step_s: Vec<f64> = burn_rounds
-                .iter()
-                .filter(|row| row.device == device)
-                .flat_map(|row| row.step_s.iter().copied())
-                .collect();
-            BurnRow {
-                device,
-                windows_per_s: windows / median(&step_s),
-                step_s,
+    // Per Burn row: the row and, per peer, the peer steps paired with its steps.
+    let mut rows: Vec<(BurnRow, Vec<Vec<f64>>)> = Vec::new();
+    for &device in &a.devices {
+        let first = peers.iter().map(|p| p.step_s.len()).collect::<Vec<_>>();
+        let row = burn_windows_per_s(&a, device, &mut || {
+            for peer in peers.iter_mut() {
+                peer.step()?;
             }
-        })
-        .collect();
-    let torch = merge_rounds(torch_rounds, windows);
-    let torch_tcmalloc = merge_rounds(tcmalloc_rounds, windows);
-    let torch_wps = torch.as_ref().and_then(|t| t["windows_per_s"].as_f64());
-    let tcmalloc_wps = torch_tcmalloc
-        .as_ref()
-        .and_then(|t| t["windows_per_s"].as_f64());
+            Ok(())
+        })?;
+        let paired_steps = peers
+            .iter()
+            .zip(&first)
+            .map(|(p, &from)| p.step_s[from..].to_vec())
+            .collect();
+        rows.push((row, paired_steps));
+    }
+    let mut summaries = peers
+        .into_iter()
+        .map(TorchPeer::finish)
+        .collect::<Result<Vec<_>>>()?
+        .into_iter();
+    let (torch, torch_tcmalloc) = (summaries.next(), summaries.next());
+    let windows = (a.batch * a.seq_len) as f64;
+    let wps = |run: &Option<serde_json::Value>| {
+        run.as_ref()
+            .and_then(|t| t["median_step_s"].as_f64())
+            .map(|step| windows / step)
+    };
+    let (torch_wps, tcmalloc_wps) = (wps(&torch), wps(&torch_tcmalloc));
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let step = |wps: f64| (a.batch * a.seq_len) as f64 / wps;
-    let ratio =
-        |wps: f64, peer: Option<f64>| peer.map_or("-".to_string(), |t| format!("{:.2}x", wps / t));
+    let step = |wps: f64| windows / wps;
+    let cell = |ratio: Option<(f64, f64, f64, usize, usize)>| match ratio {
+        Some((m, lo, hi, faster, n)) => {
+            format!("{m:.2}x ({lo:.2}-{hi:.2}), faster in {faster} of {n}")
+        }
+        None => "-".to_string(),
+    };
     let allocator = match linked_tcmalloc() {
         Some(_) => "tcmalloc, linked",
         None => "glibc malloc",
     };
     let mut md = format!(
         "# Training throughput: rvt-tiny, batch {}, sequence length {}, input {}x{}, {} threads\n\n\
-         Medians over {} rounds of {} timed steps (each round runs every row in turn).\n\n\
-         | framework | allocator | windows / s | median step | / PyTorch | / PyTorch + tcmalloc |\n\
+         {} timed steps per Burn backend, each followed by one step of each PyTorch process (started \
+         once, warmed up, driven step by step). A ratio is the median over those pairs of the peer's \
+         step time over the row's (above 1: the row is faster), with its 95 % bootstrap interval and \
+         the number of pairs in which the row was the faster.\n\n\
+         | framework | allocator | windows / s | median step | / PyTorch, paired | / PyTorch + tcmalloc, paired |\n\
          |---|---|---|---|---|---|\n",
-        a.batch, a.seq_len, a.height, a.width, a.threads, a.rounds.max(1), a.steps
+        a.batch, a.seq_len, a.height, a.width, a.threads, a.steps
     );
-    for row in &burn {
+    let mut burn_json = Vec::new();
+    for (row, peer_steps) in &rows {
+        let against = |i: usize| peer_steps.get(i).and_then(|p| paired(&row.step_s, p));
         md += &format!(
             "| Burn `{}` (prism-train) | {allocator} | {:.2} | {:.2} s | {} | {} |\n",
             row.device,
             row.windows_per_s,
             step(row.windows_per_s),
-            ratio(row.windows_per_s, torch_wps),
-            ratio(row.windows_per_s, tcmalloc_wps),
+            cell(against(0)),
+            cell(against(1)),
         );
+        let json_ratio = |r: Option<(f64, f64, f64, usize, usize)>| {
+            r.map(|(m, lo, hi, faster, n)| serde_json::json!({"median": m, "low": lo, "high": hi, "faster": faster, "pairs": n}))
+        };
+        burn_json.push(serde_json::json!({
+            "device": row.device.to_string(),
+            "windows_per_s": row.windows_per_s,
+            "step_s": row.step_s,
+            "paired_steps": {"torch": peer_steps.first(), "torch_tcmalloc": peer_steps.get(1)},
+            "vs_torch": json_ratio(against(0)),
+            "vs_torch_tcmalloc": json_ratio(against(1)),
+        }));
     }
     let torch_name = |run: &Option<serde_json::Value>| {
         let run = run.as_ref();
@@ -372,12 +439,19 @@ fn main() -> Result<()> {
             run.and_then(|j| j["gpu"].as_str()).unwrap_or("CPU")
         )
     };
+    let steps_of = |run: &Option<serde_json::Value>| -> Vec<f64> {
+        run.as_ref()
+            .and_then(|j| j["step_s"].as_array())
+            .map(|v| v.iter().filter_map(serde_json::Value::as_f64).collect())
+            .unwrap_or_default()
+    };
+    let (torch_steps, tcmalloc_steps) = (steps_of(&torch), steps_of(&torch_tcmalloc));
     if let Some(t) = torch_wps {
         md += &format!(
             "| {} | glibc malloc | {t:.2} | {:.2} s | 1.00x | {} |\n",
             torch_name(&torch),
             step(t),
-            ratio(t, tcmalloc_wps),
+            cell(paired(&torch_steps, &tcmalloc_steps)),
         );
     } else {
         md += "\nPyTorch peer not provisioned in this run.\n";
@@ -387,7 +461,7 @@ fn main() -> Result<()> {
             "| {} | tcmalloc, `LD_PRELOAD` | {t:.2} | {:.2} s | {} | 1.00x |\n",
             torch_name(&torch_tcmalloc),
             step(t),
-            ratio(t, torch_wps),
+            cell(paired(&tcmalloc_steps, &torch_steps)),
         );
     }
     let profile = op_profile_table(&a)?;
@@ -401,11 +475,7 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let name = format!("train-{}x{}", a.height, a.width);
     std::fs::write(dir.join(format!("{name}.md")), &md)?;
-    let backends: Vec<_> = burn
-        .iter()
-        .map(|r| serde_json::json!({"device": r.device.to_string(), "windows_per_s": r.windows_per_s, "step_s": r.step_s}))
-        .collect();
-    let json = serde_json::json!({"burn": backends, "burn_allocator": allocator, "torch": torch, "torch_tcmalloc": torch_tcmalloc, "batch": a.batch, "seq_len": a.seq_len, "height": a.height, "width": a.width, "threads": a.threads, "loadavg": load.trim()});
+    let json = serde_json::json!({"burn": burn_json, "burn_allocator": allocator, "torch": torch, "torch_tcmalloc": torch_tcmalloc, "batch": a.batch, "seq_len": a.seq_len, "height": a.height, "width": a.width, "threads": a.threads, "loadavg": load.trim()});
     std::fs::write(
         dir.join(format!("{name}.json")),
         serde_json::to_string_pretty(&json)?,
