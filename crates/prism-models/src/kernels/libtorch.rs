@@ -8,10 +8,12 @@
 //! - Convolution, LayerNorm and batch norm: tch exposes neither `convolution_backward` nor the
 //!   norms' backward functions, so the forward pass runs the operation on detached leaves that
 //!   require a gradient, with LibTorch's grad mode on, and the Burn graph keeps that small
-//!   LibTorch graph as the operation's state. The backward pass seeds it with Burn's output
-//!   gradient (through `sum(out * grad)`, whose gradient with respect to `out` is `grad`, because
-//!   tch's `run_backward` takes no output gradient; see [`seed`]) and hands the input, weight and
-//!   bias gradients back to Burn.
+//!   LibTorch graph as the operation's state. The backward pass starts that graph from Burn's
+//!   output gradient and hands the input, weight and bias gradients back to Burn. tch's
+//!   `run_backward` seeds every output with ones and takes no output gradient, so prism links a
+//!   ten-line C++ call of LibTorch's autograd engine that does (`csrc/backward_with_grads.cpp`,
+//!   [`backward_with_grads`]); seeding through `sum(out * grad)` instead cost a dot product and
+//!   a multiplication over every output.
 //!
 //! Either way, Burn's handles of what the backward pass reads stay in the state, so that burn-tch
 //! never writes over them in place while LibTorch still needs them (LibTorch's version counter
@@ -339,7 +341,7 @@ impl<C: CheckpointStrategy> TorchAutograd for Autodiff<LibTorch, C> {
 }
 
 /// One-input operations whose LibTorch backward function tch exposes, so that their gradient
-/// needs no LibTorch graph and no seed (see [`seed`]): a plain call in the backward pass.
+/// needs no recorded LibTorch graph: a plain call in the backward pass.
 #[derive(Debug, Clone, Copy)]
 enum Exposed {
     /// Softmax along the axis; the backward pass reads the output.
@@ -517,15 +519,57 @@ impl TorchGraph {
     }
 }
 
-/// A scalar whose gradient with respect to `output` is `grad`: `sum(output * grad)`. In float32
-/// and float64 it is a dot product of the flattened tensors, whose backward pass is one
-/// multiplication (the element-wise form costs two more passes over the output).
-fn seed(output: &tch::Tensor, grad: &tch::Tensor) -> tch::Tensor {
-    match output.kind() {
-        tch::Kind::Float | tch::Kind::Double if grad.kind() == output.kind() => {
-            output.reshape([-1]).dot(&grad.reshape([-1]))
+// The C++ call (build.rs links it) is this module's only foreign code.
+#[allow(unsafe_code)]
+extern "C" {
+    /// `csrc/backward_with_grads.cpp`: LibTorch's autograd engine run from `outputs` seeded with
+    /// `grads`, writing the gradients of `inputs` to `results`; null, or an error message.
+    fn prism_backward_with_grads(
+        outputs: *const *const torch_sys::C_tensor,
+        grads: *const *const torch_sys::C_tensor,
+        noutputs: std::os::raw::c_int,
+        inputs: *const *const torch_sys::C_tensor,
+        ninputs: std::os::raw::c_int,
+        results: *mut *mut torch_sys::C_tensor,
+    ) -> *mut std::os::raw::c_char;
+    fn prism_free_error(message: *mut std::os::raw::c_char);
+}
+
+/// The gradients of `inputs` from the LibTorch graph behind `output`, started from `grad` (its
+/// gradient): `torch.autograd.grad(output, inputs, grad)`. The graph is freed.
+#[allow(unsafe_code)]
+fn backward_with_grads(
+    output: &tch::Tensor,
+    grad: &tch::Tensor,
+    inputs: &[&tch::Tensor],
+) -> Result<Vec<tch::Tensor>, String> {
+    let mut results = vec![std::ptr::null_mut(); inputs.len()];
+    let input_ptrs: Vec<*const torch_sys::C_tensor> = inputs.iter().map(|t| t.as_ptr()).collect();
+    let count = |n: usize| std::os::raw::c_int::try_from(n).map_err(|e| e.to_string());
+    // SAFETY: every pointer is a live tch tensor (an `at::Tensor*`) borrowed for the call;
+    // `results` has one slot per input, each filled with a new tensor on success, whose
+    // ownership `from_ptr` takes. On failure nothing is written and the message is released
+    // by the library's own `free`.
+    unsafe {
+        let error = prism_backward_with_grads(
+            &output.as_ptr(),
+            &grad.as_ptr(),
+            1,
+            input_ptrs.as_ptr(),
+            count(inputs.len())?,
+            results.as_mut_ptr(),
+        );
+        if !error.is_null() {
+            let message = std::ffi::CStr::from_ptr(error)
+                .to_string_lossy()
+                .into_owned();
+            prism_free_error(error);
+            return Err(message);
         }
-        _ => (output * grad).sum(None),
+        Ok(results
+            .into_iter()
+            .map(|t| tch::Tensor::from_ptr(t))
+            .collect())
     }
 }
 
@@ -559,9 +603,19 @@ impl<const N: usize> Backward<LibTorch, N> for TorchGrad<N> {
         if wanted.is_empty() {
             return;
         }
-        let seed = tch::with_grad(|| seed(&recorded.output, &grad.tensor));
         let leaves: Vec<&tch::Tensor> = wanted.iter().map(|(_, leaf)| *leaf).collect();
-        let gradients = tch::Tensor::run_backward(&[seed], &leaves, false, false);
+        let grad = match grad.tensor.kind() == recorded.output.kind() {
+            true => grad.tensor,
+            false => grad.tensor.to_kind(recorded.output.kind()),
+        };
+        let gradients = backward_with_grads(&recorded.output, &grad, &leaves);
+        #[allow(
+            clippy::panic,
+            reason = "a backward step cannot return an error; LibTorch refusing the graph this \
+                      module recorded is a bug here, and tch's own run_backward panics the same way"
+        )]
+        let gradients =
+            gradients.unwrap_or_else(|e| panic!("LibTorch's backward pass failed: {e}"));
         for ((id, _), gradient) in wanted.into_iter().zip(gradients) {
             grads.register::<LibTorch>(id, TchTensor::new(gradient));
         }
