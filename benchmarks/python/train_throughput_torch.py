@@ -96,9 +96,11 @@ def main():
     flat_labels = [lab for per_t in labels for lab in per_t]  # (t, b) order, like the batched features
 
     states = None
+    phases = {}
 
     def step():
         nonlocal states
+        t0 = time.perf_counter()
         if args.head_mode == "batched":
             feats = []
             for x in windows:
@@ -111,12 +113,18 @@ def main():
                 r, states = model(x, states)
                 raws.append(r)
             raw = torch.cat(raws)
+        t_forward = time.perf_counter()
         loss, parts = yolox_loss(raw, flat_labels, (h, w), args.num_classes)
+        t_loss = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        t_backward = time.perf_counter()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         states = detach_states(states)
+        # Where a step goes (exact on the CPU, where every call is synchronous).
+        phases.update(forward=t_forward - t0, loss=t_loss - t_forward,
+                      backward=t_backward - t_loss, optim=time.perf_counter() - t_backward)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return float(loss.detach()), parts["num_fg"]
@@ -130,7 +138,9 @@ def main():
         if timed:
             times.append(dt)
         losses.append(loss)
-        print(f"step {i} {'timed' if timed else 'warmup'}: {dt:.3f} s, loss {loss:.4f}, num_fg {num_fg}",
+        print(f"step {i} {'timed' if timed else 'warmup'}: {dt:.3f} s (forward {phases['forward']:.3f}, "
+              f"loss + assignment {phases['loss']:.3f}, backward {phases['backward']:.3f}, "
+              f"clip + AdamW {phases['optim']:.3f}), loss {loss:.4f}, num_fg {num_fg}",
               file=sys.stderr)
         return dt, loss
 

@@ -1,5 +1,5 @@
-//! With the `tch` feature: compiles `csrc/backward_with_grads.cpp` (LibTorch's backward pass
-//! from given output gradients, which tch does not expose) against the libtorch that torch-sys
+//! With the `tch` feature: compiles `csrc/libtorch_calls.cpp` (LibTorch's backward pass
+//! from given output gradients and its fused AdamW step, which tch does not expose) against the libtorch that torch-sys
 //! links, with the same headers and C++ ABI it found. Without the feature: nothing.
 
 use std::path::PathBuf;
@@ -7,7 +7,7 @@ use std::process::Command;
 
 fn main() -> Result<(), String> {
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=csrc/backward_with_grads.cpp");
+    println!("cargo:rerun-if-changed=csrc/libtorch_calls.cpp");
     if std::env::var_os("CARGO_FEATURE_TCH").is_none() {
         return Ok(());
     }
@@ -20,7 +20,7 @@ fn main() -> Result<(), String> {
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={cxx11_abi}"))
         .flag("-DGLOG_USE_GLOG_EXPORT")
-        .file("csrc/backward_with_grads.cpp")
+        .file("csrc/libtorch_calls.cpp")
         .compile("prism_torch_backward");
     Ok(())
 }

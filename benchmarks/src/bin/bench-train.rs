@@ -32,7 +32,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use prism_benchmarks::op_profile::{self, OpTime};
 use prism_benchmarks::stats::{median, median_with_interval, prism_env};
@@ -157,10 +157,8 @@ fn burn_windows_per_s(
     // The same initial weights on every backend.
     let mut model = prism_train::device::fork_initialised(config.init(&init_device), &device);
     let loss_fn = YoloxLoss::new([a.height, a.width], &config.strides(), classes);
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(0.0)
-        .with_epsilon(1e-8)
-        .init();
+    // prism-train's AdamW (epsilon 1e-8; LibTorch's fused step on tch), as `prism train` runs it.
+    let mut optim = ModuleOptimizer::from(prism_train::optim::adamw(0.0));
     let mut rng = Rng(0);
     let plane = a.batch * 20 * a.height * a.width;
     // Made once and reused every step, as the PyTorch peer reuses its window tensors.

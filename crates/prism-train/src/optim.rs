@@ -10,7 +10,11 @@
 use burn::module::{Module, ParamGroup, ParamId};
 use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamWConfig, LionConfig, ModuleOptimizer, SgdConfig};
+use burn::optim::{
+    AdamWConfig, AdamWState, AdaptiveMomentumState, LionConfig, ModuleOptimizer, Optimizer,
+    SgdConfig,
+};
+use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigError;
@@ -248,11 +252,102 @@ impl OptimizerPlan {
     }
 }
 
-fn adamw(weight_decay: f64) -> burn::optim::AdamW {
-    AdamWConfig::new()
-        .with_weight_decay(weight_decay as f32)
-        .with_epsilon(1e-8)
-        .build()
+/// AdamW's moment decays and epsilon in prism (PyTorch's defaults but epsilon, RVT's 1e-8).
+const ADAMW_BETAS: (f32, f32) = (0.9, 0.999);
+const ADAMW_EPSILON: f32 = 1e-8;
+
+/// AdamW as prism trains with it: betas 0.9 / 0.999, epsilon 1e-8, decoupled weight decay
+/// `weight_decay`.
+pub fn adamw(weight_decay: f64) -> AdamW {
+    AdamW {
+        burn: AdamWConfig::new()
+            .with_beta_1(ADAMW_BETAS.0)
+            .with_beta_2(ADAMW_BETAS.1)
+            .with_weight_decay(weight_decay as f32)
+            .with_epsilon(ADAMW_EPSILON)
+            .build(),
+        weight_decay,
+    }
+}
+
+/// Burn's AdamW, whose step on a LibTorch device (prism's `tch` feature) runs LibTorch's fused
+/// AdamW kernel instead of Burn's tensor operations: the same update (betas 0.9 / 0.999, the
+/// same bias corrections, decay and epsilon) in one pass over each parameter. Its state is
+/// Burn's `AdamWState`, so checkpoints move between backends as before.
+#[derive(Clone)]
+pub struct AdamW {
+    burn: burn::optim::AdamW,
+    weight_decay: f64,
+}
+
+impl Optimizer for AdamW {
+    type State<const D: usize> = AdamWState<D>;
+
+    fn step<const D: usize>(
+        &self,
+        lr: f64,
+        tensor: Tensor<D>,
+        grad: Tensor<D>,
+        state: Option<Self::State<D>>,
+    ) -> (Tensor<D>, Option<Self::State<D>>) {
+        #[cfg(feature = "tch")]
+        if fusable(&tensor, &grad, state.as_ref()) {
+            return self.fused_step(lr, tensor, grad, state);
+        }
+        self.burn.step(lr, tensor, grad, state)
+    }
+
+    fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
+        burn::optim::AdamW::to_device(state, device)
+    }
+}
+
+/// Whether LibTorch's fused kernel can take this step: a LibTorch device, moments (if any) of
+/// the parameter's dtype and shape, and no AMSGrad maximum.
+#[cfg(feature = "tch")]
+fn fusable<const D: usize>(
+    tensor: &Tensor<D>,
+    grad: &Tensor<D>,
+    state: Option<&AdamWState<D>>,
+) -> bool {
+    use prism_models::kernels::can_fuse_adamw;
+    match state {
+        None => can_fuse_adamw(tensor, [grad, grad, grad]),
+        Some(s) => {
+            let m = &s.momentum;
+            m.max_moment_2.is_none() && can_fuse_adamw(tensor, [grad, &m.moment_1, &m.moment_2])
+        }
+    }
+}
+
+#[cfg(feature = "tch")]
+impl AdamW {
+    /// The step through [`prism_models::kernels::fused_adamw`] (where [`fusable`]); a first
+    /// step starts from zero moments, which gives Burn's first moments.
+    fn fused_step<const D: usize>(
+        &self,
+        lr: f64,
+        tensor: Tensor<D>,
+        grad: Tensor<D>,
+        state: Option<AdamWState<D>>,
+    ) -> (Tensor<D>, Option<AdamWState<D>>) {
+        use prism_models::kernels::{fused_adamw, AdamWStep};
+        let (time, moments) = match state {
+            Some(s) => (s.momentum.time, (s.momentum.moment_1, s.momentum.moment_2)),
+            None => (0, (tensor.zeros_like(), tensor.zeros_like())),
+        };
+        let step = AdamWStep {
+            lr,
+            beta_1: ADAMW_BETAS.0 as f64,
+            beta_2: ADAMW_BETAS.1 as f64,
+            epsilon: ADAMW_EPSILON as f64,
+            weight_decay: self.weight_decay,
+            step: time + 1,
+        };
+        let (tensor, moment_1, moment_2) = fused_adamw(tensor, grad, moments, step);
+        let momentum = AdaptiveMomentumState::new(time + 1, moment_1, moment_2);
+        (tensor, Some(AdamWState::new(momentum)))
+    }
 }
 
 fn sgd(weight_decay: f64) -> burn::optim::Sgd {

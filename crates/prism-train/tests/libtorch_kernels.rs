@@ -451,3 +451,80 @@ fn libtorch_kernels_in_bfloat16_match_float32_within_its_precision() {
         eprintln!("bf16 {what}: {worst:.1e} of the largest value");
     }
 }
+
+/// Where an AdamW run starts: fresh, or from another run's weight, bias and optimizer bytes.
+type Resume = Option<(TensorData, TensorData, burn::tensor::Bytes)>;
+
+/// A linear layer's weight and bias after each of `steps` of prism's AdamW (weight decay 0.05, a
+/// new learning rate and input each step), and the optimizer's bytes at the end.
+fn run_adamw(
+    [weight, bias, x, probe]: &[TensorData; 4],
+    device: &Device,
+    resume: Resume,
+    steps: std::ops::Range<usize>,
+) -> (Vec<TensorData>, burn::tensor::Bytes) {
+    use burn::nn::{Linear, LinearConfig};
+    use burn::optim::{GradientsParams, ModuleOptimizer};
+    let mut layer: Linear = LinearConfig::new(6, 5).init(device);
+    let mut optim = ModuleOptimizer::from(prism_train::optim::adamw(0.05));
+    let (weight, bias) = match resume {
+        Some((weight, bias, bytes)) => {
+            optim = optim.from_bytes(bytes).unwrap();
+            (weight, bias)
+        }
+        None => (weight.clone(), bias.clone()),
+    };
+    // Fixed ids: the optimizer's state is keyed by them, so a resumed run must keep them.
+    let [weight_id, bias_id] = [1u64, 2].map(burn::module::ParamId::from);
+    let weight = Tensor::<2>::from_data(weight, device).require_grad();
+    let bias = Tensor::<1>::from_data(bias, device).require_grad();
+    layer.weight = Param::initialized(weight_id, weight);
+    layer.bias = Some(Param::initialized(bias_id, bias));
+    let mut after = Vec::new();
+    let rates = [1e-2, 3e-3, 2e-2, 5e-3];
+    for step in steps {
+        let x = Tensor::<2>::from_data(x.clone(), device).mul_scalar(1.0 + step as f64);
+        let probe = Tensor::<2>::from_data(probe.clone(), device);
+        let loss = (layer.forward(x) * probe).sum();
+        let grads = GradientsParams::from_grads(loss.backward(), &layer);
+        layer = optim.step(rates[step], layer, grads);
+        after.push(layer.weight.val().into_data());
+        after.push(layer.bias.as_ref().unwrap().val().into_data());
+    }
+    (after, optim.into_bytes().unwrap())
+}
+
+#[test]
+fn libtorchs_fused_adamw_steps_as_burns_adamw_does_and_resumes_on_flex() {
+    // Spread values from a formula: the seeded random stream is shared with the other tests.
+    let spread = |shape: Vec<usize>, phase: f32| {
+        let n = shape.iter().product::<usize>();
+        let values: Vec<f32> = (0..n).map(|i| (i as f32 * 1.7 + phase).sin()).collect();
+        TensorData::new(values, shape)
+    };
+    let inputs = [
+        spread(vec![6, 5], 0.1),
+        spread(vec![5], 0.7),
+        spread(vec![4, 6], 1.3),
+        spread(vec![4, 5], 2.9),
+    ];
+    assert!(prism_models::kernels::is_libtorch(&Device::libtorch()));
+    assert!(!prism_models::kernels::is_libtorch(&Device::flex()));
+    // Flex runs Burn's AdamW; LibTorch the fused kernel.
+    let (want, _) = run_adamw(&inputs, &Device::flex().autodiff(), None, 0..4);
+    let (got, bytes) = run_adamw(&inputs, &Device::libtorch().autodiff(), None, 0..3);
+    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+        let what = format!("step {} {}", i / 2 + 1, ["weight", "bias"][i % 2]);
+        assert_close(w, g, 1e-5, &what);
+    }
+    // The fused step leaves Burn's state (moments and step count): flex resumes from it.
+    let resume = Some((got[4].clone(), got[5].clone(), bytes));
+    let (resumed, _) = run_adamw(&inputs, &Device::flex().autodiff(), resume, 3..4);
+    assert_close(
+        &want[6],
+        &resumed[0],
+        1e-5,
+        "step 4 weight, resumed on flex",
+    );
+    assert_close(&want[7], &resumed[1], 1e-5, "step 4 bias, resumed on flex");
+}

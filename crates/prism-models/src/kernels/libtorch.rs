@@ -11,7 +11,7 @@
 //!   LibTorch graph as the operation's state. The backward pass starts that graph from Burn's
 //!   output gradient and hands the input, weight and bias gradients back to Burn. tch's
 //!   `run_backward` seeds every output with ones and takes no output gradient, so prism links a
-//!   ten-line C++ call of LibTorch's autograd engine that does (`csrc/backward_with_grads.cpp`,
+//!   ten-line C++ call of LibTorch's autograd engine that does (`csrc/libtorch_calls.cpp`,
 //!   [`backward_with_grads`]); seeding through `sum(out * grad)` instead cost a dot product and
 //!   a multiplication over every output.
 //!
@@ -522,7 +522,7 @@ impl TorchGraph {
 // The C++ call (build.rs links it) is this module's only foreign code.
 #[allow(unsafe_code)]
 extern "C" {
-    /// `csrc/backward_with_grads.cpp`: LibTorch's autograd engine run from `outputs` seeded with
+    /// `csrc/libtorch_calls.cpp`: LibTorch's autograd engine run from `outputs` seeded with
     /// `grads`, writing the gradients of `inputs` to `results`; null, or an error message.
     fn prism_backward_with_grads(
         outputs: *const *const torch_sys::C_tensor,
@@ -620,4 +620,153 @@ impl<const N: usize> Backward<LibTorch, N> for TorchGrad<N> {
             grads.register::<LibTorch>(id, TchTensor::new(gradient));
         }
     }
+}
+
+/// One AdamW step's hyperparameters, for [`TorchOptim::adamw_torch`].
+#[derive(Debug, Clone, Copy)]
+pub struct AdamWStep {
+    /// Learning rate.
+    pub lr: f64,
+    /// Decay of the first moment.
+    pub beta_1: f64,
+    /// Decay of the second moment.
+    pub beta_2: f64,
+    /// Added to the root of the corrected second moment.
+    pub epsilon: f64,
+    /// Decoupled weight decay (the parameter shrinks by `lr * weight_decay`).
+    pub weight_decay: f64,
+    /// The step's number, 1 at the first (for the bias corrections).
+    pub step: usize,
+}
+
+/// Whether `device` is LibTorch without autodiff (where optimizers see parameters).
+pub fn is_plain_libtorch(device: &Device) -> bool {
+    !device.is_autodiff() && matches!(device.as_dispatch(), DispatchDevice::LibTorch(_))
+}
+
+/// Optimizer steps that run as LibTorch's fused kernels.
+#[backend_extension(LibTorch)]
+pub trait TorchOptim: Backend {
+    /// One AdamW step: the updated parameter, first moment and second moment.
+    fn adamw_torch(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        step: AdamWStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+impl TorchOptim for LibTorch {
+    fn adamw_torch(
+        param: TchTensor,
+        grad: TchTensor,
+        moment_1: TchTensor,
+        moment_2: TchTensor,
+        step: AdamWStep,
+    ) -> (TchTensor, TchTensor, TchTensor) {
+        // The kernel writes in place: a tensor whose memory another handle shares is copied
+        // first (Burn's handles may alias), and every operand is made contiguous.
+        let owned = |t: TchTensor| {
+            if t.can_mut() && t.tensor.is_contiguous() {
+                t
+            } else {
+                TchTensor::new(t.tensor.contiguous().copy())
+            }
+        };
+        let (param, moment_1, moment_2) = (owned(param), owned(moment_1), owned(moment_2));
+        let grad = grad.tensor.contiguous();
+        let result = fused_adamw(
+            &param.tensor,
+            &grad,
+            &moment_1.tensor,
+            &moment_2.tensor,
+            step,
+        );
+        #[allow(
+            clippy::panic,
+            reason = "an optimizer step cannot return an error; the caller checked device and \
+                      dtype, so LibTorch refusing the call is a bug here"
+        )]
+        result.unwrap_or_else(|e| panic!("LibTorch's fused AdamW failed: {e}"));
+        (param, moment_1, moment_2)
+    }
+}
+
+// The C++ calls (build.rs links them) are this module's only foreign code.
+#[allow(unsafe_code)]
+extern "C" {
+    /// `csrc/libtorch_calls.cpp`: `torch._fused_adamw_` on `n` parameters, in place.
+    fn prism_fused_adamw(
+        params: *const *const torch_sys::C_tensor,
+        grads: *const *const torch_sys::C_tensor,
+        exp_avgs: *const *const torch_sys::C_tensor,
+        exp_avg_sqs: *const *const torch_sys::C_tensor,
+        n: std::os::raw::c_int,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        weight_decay: f64,
+        eps: f64,
+        step: f64,
+    ) -> *mut std::os::raw::c_char;
+}
+
+/// LibTorch's fused AdamW step on one parameter, in place.
+#[allow(unsafe_code)]
+fn fused_adamw(
+    param: &tch::Tensor,
+    grad: &tch::Tensor,
+    moment_1: &tch::Tensor,
+    moment_2: &tch::Tensor,
+    s: AdamWStep,
+) -> Result<(), String> {
+    // SAFETY: four live tch tensors (`at::Tensor*`), borrowed for the call; the C++ side writes
+    // into the parameter's and the moments' memory, which the caller owns alone (see
+    // `adamw_torch`). An error message is released by the library's own `free`.
+    unsafe {
+        let error = prism_fused_adamw(
+            &param.as_ptr(),
+            &grad.as_ptr(),
+            &moment_1.as_ptr(),
+            &moment_2.as_ptr(),
+            1,
+            s.lr,
+            s.beta_1,
+            s.beta_2,
+            s.weight_decay,
+            s.epsilon,
+            s.step as f64,
+        );
+        if error.is_null() {
+            return Ok(());
+        }
+        let message = std::ffi::CStr::from_ptr(error)
+            .to_string_lossy()
+            .into_owned();
+        prism_free_error(error);
+        Err(message)
+    }
+}
+
+/// [`TorchOptim::adamw_torch`] on Burn tensors of a plain LibTorch device.
+pub fn adamw<const D: usize>(
+    param: Tensor<D>,
+    grad: Tensor<D>,
+    moment_1: Tensor<D>,
+    moment_2: Tensor<D>,
+    step: AdamWStep,
+) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
+    let (p, m, v) = <Dispatch as TorchOptim>::adamw_torch(
+        param.into_dispatch(),
+        grad.into_dispatch(),
+        moment_1.into_dispatch(),
+        moment_2.into_dispatch(),
+        step,
+    );
+    (
+        Tensor::from_dispatch(p),
+        Tensor::from_dispatch(m),
+        Tensor::from_dispatch(v),
+    )
 }

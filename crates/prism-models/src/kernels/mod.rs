@@ -115,6 +115,43 @@ pub fn layer_norm_epsilon(norm: &LayerNorm) -> Option<f64> {
     rest[..end].trim().parse().ok()
 }
 
+#[cfg(feature = "tch")]
+pub use libtorch::AdamWStep;
+
+/// Whether `device` is LibTorch without autodiff, where optimizers see parameters (a build with
+/// the `tch` feature).
+#[cfg(feature = "tch")]
+pub fn is_libtorch(device: &burn::tensor::Device) -> bool {
+    libtorch::is_plain_libtorch(device)
+}
+
+/// Whether [`fused_adamw`] can step `param` with these gradient and moments: float32 or
+/// float64 on a LibTorch device, all of one dtype, device and shape.
+#[cfg(feature = "tch")]
+pub fn can_fuse_adamw<const D: usize>(param: &Tensor<D>, others: [&Tensor<D>; 3]) -> bool {
+    use burn::tensor::DType;
+    let (device, dtype) = (param.device(), param.dtype());
+    libtorch::is_plain_libtorch(&device)
+        && matches!(dtype, DType::F32 | DType::F64)
+        && others
+            .iter()
+            .all(|t| t.dtype() == dtype && t.device() == device && t.dims() == param.dims())
+}
+
+/// One AdamW step as LibTorch's fused kernel (what `torch.optim.AdamW(fused=True)` runs: one
+/// pass where AdamW written as tensor operations makes about fifteen): the updated parameter
+/// and moments. Only where [`can_fuse_adamw`] says so; anywhere else Burn's dispatch refuses
+/// the call with a panic.
+#[cfg(feature = "tch")]
+pub fn fused_adamw<const D: usize>(
+    param: Tensor<D>,
+    grad: Tensor<D>,
+    moments: (Tensor<D>, Tensor<D>),
+    step: AdamWStep,
+) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
+    libtorch::adamw(param, grad, moments.0, moments.1, step)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
