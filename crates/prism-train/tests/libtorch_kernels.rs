@@ -4,7 +4,8 @@
 //! with and without bias, a first layer whose input needs no gradient, LayerNorm on token
 //! matrices and channels-last maps with RVT's and MiT's epsilons, attention's softmax (followed
 //! by an op that burn-tch could run in place on its output), the YOLOX blocks' batch norm (with
-//! its running statistics), SiLU, sigmoid and tanh, Burn's gradient checkpointing, and conv,
+//! its running statistics), SiLU, sigmoid and tanh, the ConvLSTM's cell, prism's AdamW (LibTorch's
+//! fused step), Burn's gradient checkpointing, and conv,
 //! LayerNorm and softmax in bfloat16 as a `train.precision = "bf16"` step runs them.
 //!
 //! Built only with the `tch` feature (`cargo xtask test` runs it against the torch venv).
@@ -393,18 +394,24 @@ fn inference_keeps_the_module_forward() {
 
 /// conv 1x1 -> channels-last -> LayerNorm -> softmax over channels, in `dtype`: the output and
 /// the gradients of the input, the convolution's weight and the LayerNorm's scale, as float32.
-fn run_chain(dtype: DType, device: &Device) -> Vec<TensorData> {
+/// The chain's input, weight, bias, scale, shift and probe, drawn once for both runs (the
+/// seeded stream is shared with the tests running beside this one).
+fn chain_inputs() -> [TensorData; 6] {
     Device::flex().seed(400);
     let draw = |shape: Vec<usize>| normal(shape, 0.0, 1.0);
-    let param = |data: TensorData| Tensor::<1>::from_data(data, device).cast(dtype);
-    let (x, w, b, gamma, beta, probe) = (
+    [
         draw(vec![2, 8, 6, 5]),
         draw(vec![16 * 8]),
         draw(vec![16]),
         draw(vec![16]),
         draw(vec![16]),
         draw(vec![2, 6, 5, 16]),
-    );
+    ]
+}
+
+fn run_chain(dtype: DType, device: &Device, inputs: &[TensorData; 6]) -> Vec<TensorData> {
+    let param = |data: TensorData| Tensor::<1>::from_data(data, device).cast(dtype);
+    let [x, w, b, gamma, beta, probe] = inputs.clone();
     let mut conv: Conv2d = Conv2dConfig::new([8, 16], [1, 1]).init(device);
     conv.weight = Param::from_tensor(param(w).reshape([16, 8, 1, 1]));
     conv.bias = Some(Param::from_tensor(param(b)));
@@ -433,8 +440,9 @@ fn run_chain(dtype: DType, device: &Device) -> Vec<TensorData> {
 
 #[test]
 fn libtorch_kernels_in_bfloat16_match_float32_within_its_precision() {
-    let want = run_chain(DType::F32, &Device::flex().autodiff());
-    let got = run_chain(DType::BF16, &Device::libtorch().autodiff());
+    let inputs = chain_inputs();
+    let want = run_chain(DType::F32, &Device::flex().autodiff(), &inputs);
+    let got = run_chain(DType::BF16, &Device::libtorch().autodiff(), &inputs);
     for ((what, w), g) in [
         "output",
         "input gradient",
@@ -527,4 +535,39 @@ fn libtorchs_fused_adamw_steps_as_burns_adamw_does_and_resumes_on_flex() {
         "step 4 weight, resumed on flex",
     );
     assert_close(&want[7], &resumed[1], 1e-5, "step 4 bias, resumed on flex");
+}
+
+/// `(h', c')` of an LSTM cell and the gradients of its gate pre-activations and cell state for
+/// `sum(h' * probe_h + c' * probe_c)`.
+fn run_lstm_cell([z, c, probe_h, probe_c]: &[TensorData; 4], device: &Device) -> Vec<TensorData> {
+    let z = Tensor::<4>::from_data(z.clone(), device).require_grad();
+    let c = Tensor::<4>::from_data(c.clone(), device).require_grad();
+    let (h2, c2) = prism_models::kernels::lstm_cell(z.clone(), c.clone(), 3);
+    let probe = |p: &TensorData| Tensor::<4>::from_data(p.clone(), device);
+    let loss = (h2.clone() * probe(probe_h)).sum() + (c2.clone() * probe(probe_c)).sum();
+    let grads = loss.backward();
+    vec![
+        h2.into_data(),
+        c2.into_data(),
+        z.grad(&grads).unwrap().into_data(),
+        c.grad(&grads).unwrap().into_data(),
+    ]
+}
+
+#[test]
+fn libtorch_lstm_cell_and_its_gradients_equal_burns() {
+    Device::flex().seed(500);
+    let draw = |channels: usize| normal(vec![2, channels, 4, 5], 0.0, 2.0);
+    let inputs = [draw(12), draw(3), draw(3), draw(3)];
+    for (libtorch, flex) in device_pairs() {
+        let want = run_lstm_cell(&inputs, &flex);
+        let got = run_lstm_cell(&inputs, &libtorch);
+        for ((what, w), g) in ["h'", "c'", "gate gradient", "cell gradient"]
+            .iter()
+            .zip(&want)
+            .zip(&got)
+        {
+            assert_close(w, g, TOLERANCE, &format!("LSTM cell {what}"));
+        }
+    }
 }

@@ -142,6 +142,16 @@ pub fn tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     ))
 }
 
+/// An LSTM cell's `(h', c')` from its gate pre-activations `z` (forget, input, output,
+/// candidate along axis 1, `d` channels each) and cell state `c`, with LibTorch's gradients (on
+/// an autodiff LibTorch device).
+pub fn lstm_cell<const D: usize>(z: Tensor<D>, c: Tensor<D>, d: usize) -> (Tensor<D>, Tensor<D>) {
+    let hc: Tensor<D> = Tensor::from_dispatch(
+        <Dispatch as TorchAutograd>::lstm_cell_torch_autograd(z.into_dispatch(), c.into_dispatch()),
+    );
+    (hc.clone().narrow(1, 0, d), hc.narrow(1, d, d))
+}
+
 /// Operations whose backward pass LibTorch's autograd computes.
 #[backend_extension(LibTorch, Autodiff)]
 pub trait TorchAutograd: Backend {
@@ -188,6 +198,10 @@ pub trait TorchAutograd: Backend {
 
     /// The hyperbolic tangent.
     fn tanh_torch_autograd(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// An LSTM cell's update from its gate pre-activations `z` (`[B, 4d, ...]`: forget, input,
+    /// output, candidate) and cell state `c` (`[B, d, ...]`): `[h', c']` concatenated on axis 1.
+    fn lstm_cell_torch_autograd(z: FloatTensor<Self>, c: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 /// Without autodiff each operation is LibTorch's own call on the tensors.
@@ -243,6 +257,10 @@ impl TorchAutograd for LibTorch {
     fn tanh_torch_autograd(x: TchTensor) -> TchTensor {
         TchTensor::new(Exposed::Tanh.forward(&x.tensor))
     }
+
+    fn lstm_cell_torch_autograd(z: TchTensor, c: TchTensor) -> TchTensor {
+        plain([z, c], torch_lstm_cell)
+    }
 }
 
 /// LibTorch's `conv2d` on `inputs` (x, weight and, when there is one, bias).
@@ -256,6 +274,19 @@ fn torch_conv2d(inputs: &[tch::Tensor], options: &ConvOptions<2>) -> tch::Tensor
         options.dilation.map(|d| d as i64),
         options.groups as i64,
     )
+}
+
+/// An LSTM cell in LibTorch: `inputs` are the gate pre-activations (forget, input, output,
+/// candidate along axis 1) and the cell state; `[h', c']` along axis 1. LibTorch's gradient of
+/// the gate split is one concatenation, where four separate slices in Burn's graph cost a
+/// zero-filled full-size gradient each and three additions.
+fn torch_lstm_cell(inputs: &[tch::Tensor]) -> tch::Tensor {
+    let gates = inputs[0].chunk(4, 1);
+    let (f, i, o) = (gates[0].sigmoid(), gates[1].sigmoid(), gates[2].sigmoid());
+    let g = gates[3].tanh();
+    let c = f * &inputs[1] + i * g;
+    let h = o * c.tanh();
+    tch::Tensor::cat(&[h, c], 1)
 }
 
 /// LibTorch's `layer_norm` over the last dimension of `inputs[0]` (scale, shift).
@@ -337,6 +368,10 @@ impl<C: CheckpointStrategy> TorchAutograd for Autodiff<LibTorch, C> {
 
     fn tanh_torch_autograd(x: FloatTensor<Self>) -> FloatTensor<Self> {
         with_exposed_backward::<C>(x, Exposed::Tanh)
+    }
+
+    fn lstm_cell_torch_autograd(z: FloatTensor<Self>, c: FloatTensor<Self>) -> FloatTensor<Self> {
+        differentiable::<C, 2>([z, c], torch_lstm_cell)
     }
 }
 

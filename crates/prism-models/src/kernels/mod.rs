@@ -115,6 +115,25 @@ pub fn layer_norm_epsilon(norm: &LayerNorm) -> Option<f64> {
     rest[..end].trim().parse().ok()
 }
 
+/// An LSTM cell's update `(h', c')` from its gate pre-activations `z` (`[B, 4d, ...]`: forget,
+/// input, output and candidate gates along axis 1) and cell state `c` (`[B, d, ...]`):
+/// `c' = sigmoid(f) c + sigmoid(i) tanh(g)`, `h' = sigmoid(o) tanh(c')`. On an autodiff LibTorch
+/// device the cell is one LibTorch operation: Burn's gradient of the four gate slices fills a
+/// zero gradient of all of `z` for each slice and adds the four up.
+pub fn lstm_cell<const D: usize>(z: Tensor<D>, c: Tensor<D>, d: usize) -> (Tensor<D>, Tensor<D>) {
+    #[cfg(feature = "tch")]
+    if uses_libtorch_autograd(&z.device()) {
+        return libtorch::lstm_cell(z, c, d);
+    }
+    let f = sigmoid(z.clone().narrow(1, 0, d));
+    let i = sigmoid(z.clone().narrow(1, d, d));
+    let o = sigmoid(z.clone().narrow(1, 2 * d, d));
+    let g = tanh(z.narrow(1, 3 * d, d));
+    let c = f * c + i * g;
+    let h = o * tanh(c.clone());
+    (h, c)
+}
+
 #[cfg(feature = "tch")]
 pub use libtorch::AdamWStep;
 

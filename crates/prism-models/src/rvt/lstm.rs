@@ -6,7 +6,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::PaddingConfig2d;
 use burn::tensor::{Device, Tensor};
 
-use crate::kernels::{conv2d, sigmoid, tanh};
+use crate::kernels::{conv2d, lstm_cell};
 
 /// ConvLSTM cell: `z = conv1x1(cat(x, dws(h)))`, gates f, i, o = sigmoid(z[0..3C]),
 /// g = tanh(z[3C..4C]); `c' = f*c + i*g`, `h' = o*tanh(c')`.
@@ -77,13 +77,6 @@ impl ConvLstm {
             _ => xh,
         };
         let z = conv2d(&self.conv1x1, xh);
-        let d = self.dim;
-        let f = sigmoid(z.clone().narrow(1, 0, d));
-        let i = sigmoid(z.clone().narrow(1, d, d));
-        let o = sigmoid(z.clone().narrow(1, 2 * d, d));
-        let g = tanh(z.narrow(1, 3 * d, d));
-        let c = f * c + i * g;
-        let h = o * tanh(c.clone());
-        (h, c)
+        lstm_cell(z, c, self.dim)
     }
 }
