@@ -10,10 +10,7 @@
 use burn::module::{Module, ParamGroup, ParamId};
 use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{
-    AdamWConfig, AdamWState, AdaptiveMomentumState, LionConfig, ModuleOptimizer, Optimizer,
-    SgdConfig,
-};
+use burn::optim::{AdamWConfig, AdamWState, LionConfig, ModuleOptimizer, Optimizer, SgdConfig};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -277,6 +274,8 @@ pub fn adamw(weight_decay: f64) -> AdamW {
 #[derive(Clone)]
 pub struct AdamW {
     burn: burn::optim::AdamW,
+    /// Read by the fused step only (builds with the `tch` feature).
+    #[cfg_attr(not(feature = "tch"), allow(dead_code))]
     weight_decay: f64,
 }
 
@@ -331,6 +330,7 @@ impl AdamW {
         grad: Tensor<D>,
         state: Option<AdamWState<D>>,
     ) -> (Tensor<D>, Option<AdamWState<D>>) {
+        use burn::optim::AdaptiveMomentumState;
         use prism_models::kernels::{fused_adamw, AdamWStep};
         let (time, moments) = match state {
             Some(s) => (s.momentum.time, (s.momentum.moment_1, s.momentum.moment_2)),
