@@ -21,7 +21,7 @@ fn main() -> Result<(), String> {
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={cxx11_abi}"))
         .flag("-DGLOG_USE_GLOG_EXPORT")
         .file("csrc/libtorch_calls.cpp")
-        .compile("prism_torch_backward");
+        .compile("prism_libtorch_calls");
     Ok(())
 }
 

@@ -554,11 +554,12 @@ impl TorchGraph {
     }
 }
 
-// The C++ call (build.rs links it) is this module's only foreign code.
+// The C++ calls of `csrc/libtorch_calls.cpp` (build.rs links them) are this module's only
+// foreign code. Each returns null, or an error message that `prism_free_error` releases.
 #[allow(unsafe_code)]
 extern "C" {
-    /// `csrc/libtorch_calls.cpp`: LibTorch's autograd engine run from `outputs` seeded with
-    /// `grads`, writing the gradients of `inputs` to `results`; null, or an error message.
+    /// LibTorch's autograd engine run from `outputs` seeded with `grads`, writing the gradients
+    /// of `inputs` to `results`.
     fn prism_backward_with_grads(
         outputs: *const *const torch_sys::C_tensor,
         grads: *const *const torch_sys::C_tensor,
@@ -567,7 +568,39 @@ extern "C" {
         ninputs: std::os::raw::c_int,
         results: *mut *mut torch_sys::C_tensor,
     ) -> *mut std::os::raw::c_char;
+    /// `torch._fused_adamw_` on `n` parameters, in place.
+    fn prism_fused_adamw(
+        params: *const *const torch_sys::C_tensor,
+        grads: *const *const torch_sys::C_tensor,
+        exp_avgs: *const *const torch_sys::C_tensor,
+        exp_avg_sqs: *const *const torch_sys::C_tensor,
+        n: std::os::raw::c_int,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        weight_decay: f64,
+        eps: f64,
+        step: f64,
+    ) -> *mut std::os::raw::c_char;
     fn prism_free_error(message: *mut std::os::raw::c_char);
+}
+
+/// What a C++ call of `csrc/libtorch_calls.cpp` returned: `Ok` for null, else its message
+/// (released here).
+#[allow(unsafe_code)]
+fn outcome(error: *mut std::os::raw::c_char) -> Result<(), String> {
+    if error.is_null() {
+        return Ok(());
+    }
+    // SAFETY: a non-null return is a NUL-terminated string the library allocated and that only
+    // this call reads, then gives back to the library's own `free`.
+    unsafe {
+        let message = std::ffi::CStr::from_ptr(error)
+            .to_string_lossy()
+            .into_owned();
+        prism_free_error(error);
+        Err(message)
+    }
 }
 
 /// The gradients of `inputs` from the LibTorch graph behind `output`, started from `grad` (its
@@ -581,26 +614,19 @@ fn backward_with_grads(
     let mut results = vec![std::ptr::null_mut(); inputs.len()];
     let input_ptrs: Vec<*const torch_sys::C_tensor> = inputs.iter().map(|t| t.as_ptr()).collect();
     let count = |n: usize| std::os::raw::c_int::try_from(n).map_err(|e| e.to_string());
+    let ninputs = count(inputs.len())?;
     // SAFETY: every pointer is a live tch tensor (an `at::Tensor*`) borrowed for the call;
     // `results` has one slot per input, each filled with a new tensor on success, whose
-    // ownership `from_ptr` takes. On failure nothing is written and the message is released
-    // by the library's own `free`.
+    // ownership `from_ptr` takes. On failure nothing is written.
     unsafe {
-        let error = prism_backward_with_grads(
+        outcome(prism_backward_with_grads(
             &output.as_ptr(),
             &grad.as_ptr(),
             1,
             input_ptrs.as_ptr(),
-            count(inputs.len())?,
+            ninputs,
             results.as_mut_ptr(),
-        );
-        if !error.is_null() {
-            let message = std::ffi::CStr::from_ptr(error)
-                .to_string_lossy()
-                .into_owned();
-            prism_free_error(error);
-            return Err(message);
-        }
+        ))?;
         Ok(results
             .into_iter()
             .map(|t| tch::Tensor::from_ptr(t))
@@ -728,25 +754,6 @@ impl TorchOptim for LibTorch {
     }
 }
 
-// The C++ calls (build.rs links them) are this module's only foreign code.
-#[allow(unsafe_code)]
-extern "C" {
-    /// `csrc/libtorch_calls.cpp`: `torch._fused_adamw_` on `n` parameters, in place.
-    fn prism_fused_adamw(
-        params: *const *const torch_sys::C_tensor,
-        grads: *const *const torch_sys::C_tensor,
-        exp_avgs: *const *const torch_sys::C_tensor,
-        exp_avg_sqs: *const *const torch_sys::C_tensor,
-        n: std::os::raw::c_int,
-        lr: f64,
-        beta1: f64,
-        beta2: f64,
-        weight_decay: f64,
-        eps: f64,
-        step: f64,
-    ) -> *mut std::os::raw::c_char;
-}
-
 /// LibTorch's fused AdamW step on one parameter, in place.
 #[allow(unsafe_code)]
 fn fused_adamw(
@@ -758,9 +765,9 @@ fn fused_adamw(
 ) -> Result<(), String> {
     // SAFETY: four live tch tensors (`at::Tensor*`), borrowed for the call; the C++ side writes
     // into the parameter's and the moments' memory, which the caller owns alone (see
-    // `adamw_torch`). An error message is released by the library's own `free`.
-    unsafe {
-        let error = prism_fused_adamw(
+    // `adamw_torch`).
+    let error = unsafe {
+        prism_fused_adamw(
             &param.as_ptr(),
             &grad.as_ptr(),
             &moment_1.as_ptr(),
@@ -772,16 +779,9 @@ fn fused_adamw(
             s.weight_decay,
             s.epsilon,
             s.step as f64,
-        );
-        if error.is_null() {
-            return Ok(());
-        }
-        let message = std::ffi::CStr::from_ptr(error)
-            .to_string_lossy()
-            .into_owned();
-        prism_free_error(error);
-        Err(message)
-    }
+        )
+    };
+    outcome(error)
 }
 
 /// [`TorchOptim::adamw_torch`] on Burn tensors of a plain LibTorch device.
