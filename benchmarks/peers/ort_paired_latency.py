@@ -3,7 +3,10 @@
 Usage: ort_paired_latency.py ROUNDS THREADS FILE.onnx [FILE.onnx ...]
 
 Every file runs the same real-looking window (a stacked histogram of small counts) with zero
-state; rounds interleave the files so load changes hit all of them alike. Prints one JSON
+state; rounds interleave the files so load changes hit all of them alike. Each timed run follows
+an untimed run of the same file after a 20 ms pause, as in `rvt_ort_python.py`: every session
+has its own intra-op thread pool, whose threads spin for a while after a run, and without the
+pause the previous file's spinning threads share the cores with the file being timed. Prints one JSON
 object: per file the median and p90 ms, and per file the paired ratio to the first file
 (median over rounds of file / first) with a 95 % bootstrap interval.
 """
@@ -39,6 +42,8 @@ def main():
     times = np.zeros((rounds, len(files)))
     for r in range(rounds):
         for j, (s, d) in enumerate(zip(sessions, feeds)):
+            time.sleep(0.02)
+            s.run(None, d)
             t = time.perf_counter()
             s.run(None, d)
             times[r, j] = (time.perf_counter() - t) * 1e3

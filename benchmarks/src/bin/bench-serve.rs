@@ -816,6 +816,13 @@ fn bench_model(
     let model = card.rvt_config().init(&device);
     let path = dir.join(format!("{name}.onnx"));
     export_rvt(&model, &card, &RvtExport::default(), &device)?.save(&path)?;
+    // The same weights with a dynamic batch axis, for the compute ceiling (`machine_bounds`).
+    let batched_path = dir.join(format!("{name}-dynamic-batch.onnx"));
+    let batched = RvtExport {
+        dynamic_batch: true,
+        ..RvtExport::default()
+    };
+    export_rvt(&model, &card, &batched, &device)?.save(&batched_path)?;
     drop(model);
     let spec = Engine::load(&path, &EngineOptions::new(Backend::Tract))?
         .spec()
@@ -1006,6 +1013,11 @@ fn bench_model(
         Ok(rows) => phases.extend(rows),
         Err(e) => problems.push(format!("the KServe peer could not be measured: {e:#}")),
     }
+    // What any server of this file could do on this machine, measured last, alone.
+    let bounds = machine_bounds(&batched_path, threads, seconds).unwrap_or_else(|e| {
+        problems.push(format!("the machine's bounds could not be measured: {e:#}"));
+        Value::Null
+    });
     let t = tally.into_inner().unwrap_or_else(|e| e.into_inner());
     if t.health_failures > 0 {
         problems.push(format!(
@@ -1041,12 +1053,77 @@ fn bench_model(
         "infer_request_bytes": infer_body.len(),
         "binary_request_bytes": binary.body.len(),
         "bare_model": bare,
+        "machine_bounds": bounds,
         "phases": phases,
         "bad_requests": bad_rows,
         "server_5xx": server_errors,
         "server_exit": exit.to_string(),
         "problems": problems,
     }))
+}
+
+/// The two limits this machine puts on any server of the model (`python/serve_bounds.py`, in
+/// the peer's venv): the loopback round trip of one request's raw bytes with nothing parsed
+/// (the floor of the binary path at one client) and ONNX Runtime's windows per second alone at
+/// batch 1, 4 and 16 (the ceiling of any server's throughput).
+fn machine_bounds(batched_model: &Path, threads: usize, seconds: f64) -> Result<Value> {
+    let python = prism_benchmarks::stats::prism_env().join("kserve-venv/bin/python");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/serve_bounds.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(batched_model)
+        .arg(threads.to_string())
+        .arg(seconds.to_string())
+        .stderr(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!("{} exited with {}", script.display(), out.status);
+    }
+    serde_json::from_slice(&out.stdout).context("reading serve_bounds.py's JSON")
+}
+
+/// What the machine allows any server of each model, beside the goals (issue 17): the binary
+/// path's floor at one client against 1.10x the bare model, and the model's best windows per
+/// second alone against 3x KServe's gRPC throughput at the most clients measured.
+fn machine_bounds_table(results: &[Value]) -> String {
+    let mut md = String::from(
+        "\nWhat this machine allows any server of the file (`benchmarks/python/serve_bounds.py`, run after the load, \
+         alone): the binary path's floor is one request's raw bytes over loopback TCP and the outputs' bytes back, \
+         nothing parsed or computed, added to ONNX Runtime's own time (goal: 1.10x); the compute ceiling is ONNX \
+         Runtime alone, back to back, at the best of batch 1, 4 and 16 (a server that batched its clients \
+         perfectly and sent nothing), against KServe's gRPC throughput at the most clients:\n\n\
+         | model | request / response MB | ORT alone, batch 1 | loopback round trip | floor / bare (goal 1.10x) | \
+         best windows/s alone | KServe gRPC req/s | ceiling / KServe (goal 3x) |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in results {
+        let b = &r["machine_bounds"];
+        if b.is_null() {
+            continue;
+        }
+        let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+        let most = r["phases"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["server"] == "kserve" && p["endpoint"] == "grpc")
+            .max_by_key(|p| p["clients"].as_u64().unwrap_or(0));
+        let (kserve, clients) = most.map_or((f64::NAN, 0), |p| {
+            (f(&p["rps"]), p["clients"].as_u64().unwrap_or(0))
+        });
+        md.push_str(&format!(
+            "| {} | {:.2} / {:.2} | {:.2} ms | {:.2} ms | {:.2}x | {:.1} | {kserve:.1} ({clients} clients) | {:.2}x |\n",
+            r["model"].as_str().unwrap_or("?"),
+            f(&b["request_bytes"]) / 1e6,
+            f(&b["response_bytes"]) / 1e6,
+            f(&b["bare_model_ms"]),
+            f(&b["loopback_round_trip_ms"]),
+            f(&b["floor_over_bare"]),
+            f(&b["max_windows_per_s"]),
+            f(&b["max_windows_per_s"]) / kserve,
+        ));
+    }
+    md
 }
 
 /// One client and no other traffic, for JSON, binary and gRPC requests: each row with the
@@ -1502,6 +1579,7 @@ fn report(
             r["bare_model"]["rps"].as_f64().unwrap_or(f64::NAN),
         ));
     }
+    md.push_str(&machine_bounds_table(results));
     // A status code is a number over HTTP and a name over gRPC.
     let plain = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
     md.push_str("\nBad requests, sent by a further client throughout the load, each followed by a health check:\n\n| model | case | expected | got | sent | as expected | message |\n|---|---|---|---|---|---|---|\n");
