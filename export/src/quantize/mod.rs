@@ -42,7 +42,8 @@ pub enum ActivationType {
     /// Signed 8-bit, symmetric (zero point 0): S8S8, what TensorRT and GPUs require.
     #[default]
     Int8,
-    /// Unsigned 8-bit, asymmetric: U8S8, ONNX Runtime's advice for x86 CPUs without VNNI.
+    /// Unsigned 8-bit, asymmetric: U8S8, for ONNX Runtime on x86 CPUs (with or without VNNI,
+    /// its x86 kernels fuse this layout; S8S8 mostly runs as dequantize + float there).
     Uint8,
 }
 

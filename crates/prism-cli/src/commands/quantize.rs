@@ -26,9 +26,11 @@ pub enum MethodArg {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ActivationsArg {
-    /// Signed, symmetric (S8S8): TensorRT, GPUs, CPUs with VNNI.
+    /// Signed, symmetric (S8S8): what TensorRT requires. ONNX Runtime on x86 CPUs fuses few
+    /// S8S8 convolutions and runs the rest as dequantize + float (slower than fp32 there).
     Int8,
-    /// Unsigned, asymmetric (U8S8): ONNX Runtime's advice for x86 CPUs without VNNI.
+    /// Unsigned, asymmetric (U8S8): for ONNX Runtime on x86 CPUs, with or without VNNI (the
+    /// layout its x86 int8 convolutions and matrix products fuse).
     Uint8,
 }
 
