@@ -16,6 +16,9 @@
 //! model is read from these quiet rows. The peer is measured after prism's server has exited: KServe's Python model server (`benchmarks/python/
 //! kserve_peer.py`, the PyPI `kserve` package in the venv `cargo xtask bench bench-serve`
 //! provisions) serving the same file through ONNX Runtime, under the same JSON and binary load.
+//! Last, alone, `python/serve_bounds.py` measures what the machine allows any server of the file:
+//! the loopback round trip of one request's raw bytes (the floor of the binary path) and ONNX
+//! Runtime's windows per second alone at batch 1, 4 and 16 (the ceiling of any throughput).
 //!
 //! Throughout every load phase a further client sends malformed and wrong requests (malformed
 //! JSON, wrong shapes, wrong datatypes, wrong value counts, unknown inputs, oversized bodies,
