@@ -51,6 +51,12 @@ fn quantize_a_recurrent_export_on_a_recording_then_inspect_and_infer() {
         "--report",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // The default (S8S8) points ONNX Runtime CPU users to uint8 activations.
+    assert!(
+        stderr(&o).contains("--activations uint8 runs faster"),
+        "{}",
+        stderr(&o)
+    );
     let text = stdout(&o);
     assert!(
         text.contains("quantized 90 nodes (8 calibration windows"),
@@ -82,6 +88,34 @@ fn quantize_a_recurrent_export_on_a_recording_then_inspect_and_infer() {
         let detection: serde_json::Value = serde_json::from_str(line).unwrap();
         assert!(detection["t_us"].as_i64().unwrap() <= 1_100_000, "{line}");
     }
+
+    // uint8 activations: recorded in the metadata, and no pointer to themselves.
+    let uint8 = path("tiny.u8.onnx");
+    let o = prism(&[
+        "quantize",
+        "--model",
+        &float,
+        "--calib",
+        &raw,
+        "--out",
+        &uint8,
+        "--calib-windows",
+        "2",
+        "--activations",
+        "uint8",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("--activations uint8"),
+        "{}",
+        stderr(&o)
+    );
+    let o = prism(&["info", "--model", &uint8, "--json"]);
+    let info: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        info["spec"]["quantization"]["activations"],
+        "uint8 asymmetric"
+    );
 
     // Bad input: a clear error, exit 1, nothing written.
     let refused = |args: &[&str], expect: &str| {

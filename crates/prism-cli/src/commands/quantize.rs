@@ -176,9 +176,18 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         bytes.len() as f64 / 1e6,
         started.elapsed().as_secs_f64()
     );
+    if matches!(args.activations, ActivationsArg::Int8) {
+        eprintln!("{S8S8_HINT}");
+    }
     outln!("{}", quantized.report.table().trim_end())?;
     Ok(())
 }
+
+/// Printed after an S8S8 file is written: the default suits TensorRT, but ONNX Runtime's x86
+/// CPU kernels fuse few S8S8 convolutions and run the rest as dequantize + float, slower than
+/// fp32 (measured on CPUs with and without VNNI; README, INT8 section).
+const S8S8_HINT: &str = "note: int8 activations (S8S8) are what TensorRT needs; for ONNX Runtime \
+on x86 CPUs, --activations uint8 runs faster (its x86 int8 kernels fuse few S8S8 convolutions)";
 
 /// Writes every calibration window and where sequences start as `.npy` files in `dir`.
 fn save_calibration(data: &mut dyn CalibrationData, shape: &[usize], dir: &Path) -> Result<()> {
