@@ -37,19 +37,24 @@ fn quantize_a_recurrent_export_on_a_recording_then_inspect_and_infer() {
     assert!(o.status.success(), "{}", stderr(&o));
     let raw = format!("{stem}_td.raw");
 
+    // The float export quantized on the recording's first `windows` windows.
+    let quantize = |out: &str, windows: &str, extra: &[&str]| {
+        let mut args = vec![
+            "quantize",
+            "--model",
+            &float,
+            "--calib",
+            &raw,
+            "--out",
+            out,
+            "--calib-windows",
+            windows,
+        ];
+        args.extend_from_slice(extra);
+        prism(&args)
+    };
     let int8 = path("tiny.int8.onnx");
-    let o = prism(&[
-        "quantize",
-        "--model",
-        &float,
-        "--calib",
-        &raw,
-        "--out",
-        &int8,
-        "--calib-windows",
-        "8",
-        "--report",
-    ]);
+    let o = quantize(&int8, "8", &["--report"]);
     assert!(o.status.success(), "{}", stderr(&o));
     // The default (S8S8) points ONNX Runtime CPU users to uint8 activations.
     assert!(
@@ -91,19 +96,7 @@ fn quantize_a_recurrent_export_on_a_recording_then_inspect_and_infer() {
 
     // uint8 activations: recorded in the metadata, and no pointer to themselves.
     let uint8 = path("tiny.u8.onnx");
-    let o = prism(&[
-        "quantize",
-        "--model",
-        &float,
-        "--calib",
-        &raw,
-        "--out",
-        &uint8,
-        "--calib-windows",
-        "2",
-        "--activations",
-        "uint8",
-    ]);
+    let o = quantize(&uint8, "2", &["--activations", "uint8"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         !stderr(&o).contains("--activations uint8"),
