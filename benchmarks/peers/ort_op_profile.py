@@ -3,7 +3,8 @@
 Usage: ort_op_profile.py THREADS WINDOWS FILE.onnx [FILE.onnx ...]
 
 Each file runs WINDOWS times on the same inputs (the first input a histogram of small counts,
-the others zero, as `ort_paired_latency.py` feeds them) with `SessionOptions.enable_profiling`;
+the others zero, as bench-serve's request and `python/serve_bounds.py` feed them) with
+`SessionOptions.enable_profiling`;
 the kernel time of every node is summed per operator type (after ONNX Runtime's fusions, so a
 quantized convolution shows as `QLinearConv`, a fused SiLU as `QuickGelu`). Prints a markdown
 table per file: ms per window, share of the kernel time, and nodes per window.

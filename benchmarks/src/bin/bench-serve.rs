@@ -1065,12 +1065,25 @@ fn bench_model(
     }))
 }
 
+/// The Python of the peer's venv (KServe and ONNX Runtime), which `cargo xtask bench
+/// bench-serve` provisions.
+fn kserve_python() -> Result<std::path::PathBuf> {
+    let python = prism_benchmarks::stats::prism_env().join("kserve-venv/bin/python");
+    if !python.is_file() {
+        bail!(
+            "{} not found (cargo xtask bench bench-serve provisions it)",
+            python.display()
+        );
+    }
+    Ok(python)
+}
+
 /// The two limits this machine puts on any server of the model (`python/serve_bounds.py`, in
 /// the peer's venv): the loopback round trip of one request's raw bytes with nothing parsed
 /// (the floor of the binary path at one client) and ONNX Runtime's windows per second alone at
 /// batch 1, 4 and 16 (the ceiling of any server's throughput).
 fn machine_bounds(batched_model: &Path, threads: usize, seconds: f64) -> Result<Value> {
-    let python = prism_benchmarks::stats::prism_env().join("kserve-venv/bin/python");
+    let python = kserve_python()?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/serve_bounds.py");
     let out = Command::new(&python)
         .arg(&script)
@@ -1390,13 +1403,7 @@ fn peer_phases(
     binary: &Arc<BinaryRequest>,
     grpc_request: &ModelInferRequest,
 ) -> Result<Vec<Value>> {
-    let python = prism_benchmarks::stats::prism_env().join("kserve-venv/bin/python");
-    if !python.is_file() {
-        bail!(
-            "{} not found (cargo xtask bench bench-serve provisions it)",
-            python.display()
-        );
-    }
+    let python = kserve_python()?;
     let (http, grpc) = (free_port()?, free_port()?);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/kserve_peer.py");
     let mut child = Command::new(&python)
